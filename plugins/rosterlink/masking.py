@@ -1,0 +1,69 @@
+"""One masking function for everything a person reads, and one guard against formula injection.
+
+Full ID numbers and phones live only in the warehouse. Logs never carry row values at all.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ID18 = re.compile(r"(?<![0-9])([1-9][0-9]{5})([0-9]{8})([0-9]{3}[0-9Xx])(?![0-9])")
+_ID15 = re.compile(r"(?<![0-9])([1-9][0-9]{5})([0-9]{6})([0-9]{3})(?![0-9])")
+_PHONE = re.compile(r"(?<![0-9])(1[3-9][0-9])([0-9]{4})([0-9]{4})(?![0-9])")
+
+
+def mask_id(value: object) -> str:
+    """``370406198001011234`` -> ``370406********1234``; anything shorter keeps only its ends."""
+    if value is None:
+        return ""
+    s = str(value).strip()
+    if len(s) >= 10:
+        return s[:6] + "*" * (len(s) - 10) + s[-4:]
+    if len(s) > 4:
+        return "*" * (len(s) - 2) + s[-2:]
+    return "*" * len(s)
+
+
+def mask_phone(value: object) -> str:
+    """``13812345678`` -> ``138****5678``."""
+    if value is None:
+        return ""
+    s = str(value).strip()
+    if len(s) == 11:
+        return s[:3] + "****" + s[-4:]
+    return mask_id(s) if len(s) > 4 else "*" * len(s)
+
+
+def mask_text(text: object) -> str:
+    """Mask every ID-shaped or phone-shaped number inside free text (messages, exceptions)."""
+    if text is None:
+        return ""
+    s = _ID18.sub(lambda m: m.group(1) + "********" + m.group(3)[-4:], str(text))
+    s = _ID15.sub(lambda m: m.group(1) + "*****" + m.group(3)[-4:], s)
+    return _PHONE.sub(lambda m: m.group(1) + "****" + m.group(3), s)
+
+
+def mask_value(field_type: str, value: object) -> str | None:
+    """Mask a cell for display according to its field type (id_number, phone, or free text)."""
+    if value is None:
+        return None
+    if field_type == "id_number":
+        return mask_id(value)
+    if field_type == "phone":
+        return mask_phone(value)
+    return mask_text(value)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def defuse(value: object) -> object:
+    """Make a value safe to write into a spreadsheet cell or CSV: never a live formula.
+
+    Strings starting with ``= + - @`` (or tab/CR) get a leading apostrophe-free guard: a zero-width
+    prefix is not reliable in every reader, so we prefix a single quote character, which Excel shows
+    as text. Writers using openpyxl must additionally set ``cell.data_type = "s"``.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value

@@ -1,0 +1,84 @@
+"""Run settings: where the intake, warehouse and exports are, and the safety limits.
+
+Precedence, highest first: values passed explicitly (DAG run conf / CLI flags), Airflow Variables
+(``rosterlink_intake_dir`` ...; only looked up inside a running task), environment variables
+(``ROSTERLINK_INTAKE_DIR`` ...), then defaults under the project's ``data/`` folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR = Path(os.environ.get("ROSTERLINK_DATA_DIR") or PROJECT_ROOT / "data")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a file may be before we refuse to open it."""
+
+    max_file_bytes: int = 100 * 1024 * 1024
+    max_uncompressed_bytes: int = 500 * 1024 * 1024
+    max_compression_ratio: float = 200.0
+    max_columns: int = 256
+    max_rows: int = 1_000_000
+    settle_seconds: float = 2.0  # a file modified more recently than this is left for the next scan
+
+
+@dataclass(frozen=True)
+class Settings:
+    intake_dir: Path
+    warehouse_url: str
+    export_dir: Path
+    expectations_dir: Path = PROJECT_ROOT / "expectations"
+    archive: bool = False  # move processed files into an archive folder beside the intake
+    max_end_share: float = 0.10  # a night that would end more pairs than this share stops
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.intake_dir.parent / (self.intake_dir.name + "_archive")
+
+    def with_overrides(self, **values: object) -> Settings:
+        clean = {k: v for k, v in values.items() if v not in (None, "")}
+        for key in ("intake_dir", "export_dir", "expectations_dir"):
+            if key in clean:
+                clean[key] = Path(str(clean[key])).expanduser().resolve()
+        return replace(self, **clean)
+
+
+_KEYS = ("intake_dir", "warehouse_url", "export_dir", "expectations_dir")
+
+
+def _from_airflow_variables() -> dict[str, str]:
+    """Airflow Variables override the environment, but only when running inside Airflow."""
+    if not os.environ.get("AIRFLOW_CTX_DAG_ID"):
+        return {}
+    try:
+        from airflow.sdk import Variable
+    except ImportError:  # pragma: no cover - Airflow is a dependency
+        return {}
+    found = {}
+    for key in _KEYS:
+        try:
+            value = Variable.get(f"rosterlink_{key}", default=None)
+        except Exception:  # noqa: BLE001 - no variable store reachable: environment wins
+            value = None
+        if value:
+            found[key] = value
+    return found
+
+
+def load(**overrides: object) -> Settings:
+    env = {k: os.environ.get(f"ROSTERLINK_{k.upper()}") for k in _KEYS}
+    default = Settings(
+        intake_dir=(DATA_DIR / "intake").resolve(),
+        warehouse_url=f"sqlite:///{(DATA_DIR / 'warehouse.db').resolve()}",
+        export_dir=(DATA_DIR / "exports").resolve(),
+        archive=os.environ.get("ROSTERLINK_ARCHIVE", "") in ("1", "true", "yes"),
+        max_end_share=float(os.environ.get("ROSTERLINK_MAX_END_SHARE", "0.10")),
+        limits=Limits(max_file_bytes=int(os.environ.get("ROSTERLINK_MAX_FILE_BYTES", Limits.max_file_bytes))),
+    )
+    return default.with_overrides(**env).with_overrides(**_from_airflow_variables()).with_overrides(**overrides)
