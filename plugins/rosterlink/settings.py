@@ -24,7 +24,7 @@ class Limits:
     max_compression_ratio: float = 200.0
     max_columns: int = 256
     max_rows: int = 1_000_000
-    settle_seconds: float = 2.0  # a file modified more recently than this is left for the next scan
+    settle_seconds: float = 1.0  # a file whose size/mtime changes within this is left for the next scan
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,9 @@ def load(**overrides: object) -> Settings:
         export_dir=(DATA_DIR / "exports").resolve(),
         archive=os.environ.get("ROSTERLINK_ARCHIVE", "") in ("1", "true", "yes"),
         max_end_share=float(os.environ.get("ROSTERLINK_MAX_END_SHARE", "0.10")),
-        limits=Limits(max_file_bytes=int(os.environ.get("ROSTERLINK_MAX_FILE_BYTES", Limits.max_file_bytes))),
+        limits=Limits(
+            max_file_bytes=int(os.environ.get("ROSTERLINK_MAX_FILE_BYTES", Limits.max_file_bytes)),
+            settle_seconds=float(os.environ.get("ROSTERLINK_SETTLE_SECONDS", Limits.settle_seconds)),
+        ),
     )
     return default.with_overrides(**env).with_overrides(**_from_airflow_variables()).with_overrides(**overrides)

@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine:
+#   make demo   - virtualenv, install, sample intake, one nightly run on SQLite, summary
+#   make test   - virtualenv, install, the whole test suite (starts PostgreSQL if it is down)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo demo-night2 test bench airflow-ui clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# A clean demo: fresh sample intake, warehouse and exports under data/, then night 1.
+demo: $(STAMP)
+	rm -rf data/intake data/exports data/warehouse.db data/truth
+	$(BIN)/rosterlink sample --out data/intake --night 1 --truth data/truth/night1.json
+	$(BIN)/rosterlink nightly
+
+# After `make demo`: the departments drop night 2's files (adjustments, cadre changes, closures).
+demo-night2: $(STAMP)
+	$(BIN)/rosterlink sample --out data/intake --night 2 --truth data/truth/night2.json
+	$(BIN)/rosterlink nightly --as-of $$(date -d tomorrow +%F)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_pairing.py
+
+# Airflow with its UI on http://127.0.0.1:8080 (see README: Running Airflow with its UI)
+airflow-ui: $(STAMP)
+	AIRFLOW_HOME=$(CURDIR)/data/airflow-ui AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 $(BIN)/airflow standalone
+
+clean:
+	rm -rf $(VENV) data

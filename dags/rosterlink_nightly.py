@@ -1,0 +1,136 @@
+"""
+### rosterlink nightly
+
+Takes every new file the four departments dropped into their intake folders, reads, normalises and
+validates it (one mapped task per file), loads the good rows into the warehouse, links them to
+households, cadres and cases, refreshes statuses from explicit change rows, rebuilds the pairings,
+and writes feedback workbooks for the clerks and the pairing workbook for the organization
+department.
+
+Settings come from the run conf (`intake_dir`, `warehouse_url`, `export_dir`, `as_of`,
+`allow_mass_end`), then Airflow Variables `rosterlink_*`, then `ROSTERLINK_*` environment variables.
+Every task calls one plain function of `rosterlink.tasks`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pendulum
+from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+
+TZ = "Asia/Shanghai"
+RETRIES = int(os.environ.get("ROSTERLINK_TASK_RETRIES", "2"))
+RETRY_DELAY = dt.timedelta(seconds=int(os.environ.get("ROSTERLINK_RETRY_DELAY_SECONDS", "60")))
+
+
+def _settings():
+    from rosterlink import settings
+
+    params = get_current_context()["params"]
+    return settings.load(**{k: params.get(k) for k in ("intake_dir", "warehouse_url", "export_dir")})
+
+
+def _as_of() -> dt.date:
+    context = get_current_context()
+    if context["params"].get("as_of"):
+        return dt.date.fromisoformat(context["params"]["as_of"])
+    moment = context.get("logical_date") or context["dag_run"].run_after
+    return pendulum.instance(moment).in_timezone(TZ).date()
+
+
+def _on_failure(context) -> None:
+    from rosterlink.alerts import night_failed
+
+    night_failed(context)
+
+
+@dag(
+    dag_id="rosterlink_nightly",
+    schedule=CronTriggerTimetable("0 2 * * *", timezone=TZ),
+    start_date=pendulum.datetime(2026, 1, 1, tz=TZ),
+    catchup=False,
+    max_active_runs=1,
+    tags=["rosterlink"],
+    default_args={"owner": "data-team", "retries": RETRIES, "retry_delay": RETRY_DELAY,
+                  "on_failure_callback": _on_failure},
+    params={
+        "intake_dir": Param(None, type=["null", "string"]),
+        "warehouse_url": Param(None, type=["null", "string"]),
+        "export_dir": Param(None, type=["null", "string"]),
+        "as_of": Param(None, type=["null", "string"], description="night date YYYY-MM-DD (default: logical date)"),
+        "allow_mass_end": Param(False, type="boolean"),
+    },
+    doc_md=__doc__,
+)
+def rosterlink_nightly():
+    @task
+    def begin_night() -> dict:
+        from rosterlink import tasks
+
+        return tasks.begin_night(_settings(), get_current_context()["run_id"], _as_of())
+
+    @task
+    def scan_intake(_night: dict) -> list[dict]:
+        from rosterlink import tasks
+
+        return tasks.scan(_settings(), get_current_context()["run_id"])
+
+    @task(map_index_template="{{ task.op_kwargs['item']['file_name'] }}")
+    def read_file(item: dict) -> dict:
+        from rosterlink import tasks
+
+        return tasks.read_file(_settings(), item)
+
+    @task(map_index_template="{{ task.op_kwargs['item']['file_name'] }}")
+    def validate_file(item: dict) -> dict:
+        from rosterlink import tasks
+
+        return tasks.validate_file(_settings(), item)
+
+    @task(trigger_rule="none_failed")
+    def load_files(items: list[dict] | None) -> dict:
+        from rosterlink import tasks
+
+        return tasks.load(_settings(), list(items or []), _as_of().isoformat())
+
+    @task(trigger_rule="none_failed")
+    def link_entities(_loaded: dict) -> dict:
+        from rosterlink import tasks
+
+        return tasks.link(_settings())
+
+    @task(trigger_rule="none_failed", retries=0)
+    def refresh_statuses(_linked: dict) -> dict:
+        from rosterlink import tasks
+
+        params = get_current_context()["params"]
+        return tasks.refresh_statuses(_settings(), bool(params.get("allow_mass_end")))
+
+    @task(trigger_rule="none_failed")
+    def rebuild_pairings(_statuses: dict) -> dict:
+        from rosterlink import tasks
+
+        return tasks.rebuild_pairings(_settings(), _as_of(), get_current_context()["run_id"])
+
+    @task(trigger_rule="none_failed")
+    def write_exports(pairs: dict, scanned: list[dict]) -> dict:
+        from rosterlink import tasks
+
+        settings = _settings()
+        run_id = get_current_context()["run_id"]
+        files = tasks.night_file_ids(settings, run_id, scanned or [])
+        written = tasks.write_exports(settings, _as_of(), files)
+        figures = tasks.finish_night(settings, run_id, {"pairing": pairs, "exports": written})
+        return {"exports": written, "figures": figures}
+
+    night = begin_night()
+    scanned = scan_intake(night)
+    validated = validate_file.expand(item=read_file.expand(item=scanned))
+    loaded = load_files(validated)
+    pairs = rebuild_pairings(refresh_statuses(link_entities(loaded)))
+    write_exports(pairs, scanned)
+
+
+rosterlink_nightly()

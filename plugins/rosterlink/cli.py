@@ -1,0 +1,157 @@
+"""The ``rosterlink`` command.
+
+``rosterlink nightly`` runs the nightly DAG once through Airflow itself (``dag.test()``: the real
+task code, mapped tasks, XComs and trigger rules, in-process) on a private Airflow home, then
+prints the night's figures. It exits non-zero when the night fails.
+``rosterlink sample`` writes the bundled sample intake for the reference district.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rosterlink.settings import DATA_DIR, PROJECT_ROOT
+
+
+def prepare_airflow(home: Path | None = None) -> Path:
+    """Point Airflow at a private home and this project's DAGs; create its metadata DB once.
+
+    Must run before anything imports airflow (its configuration is read at import time).
+    """
+    home = Path(os.environ.get("AIRFLOW_HOME") or home or DATA_DIR / "airflow")
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["AIRFLOW_HOME"] = str(home)
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
+    os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(PROJECT_ROOT / "plugins"))
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    marker = home / ".rosterlink-migrated"
+    airflow_version = _airflow_version()
+    if not marker.exists() or marker.read_text() != airflow_version:
+        airflow = Path(sys.executable).with_name("airflow")
+        subprocess.run([str(airflow), "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
+        marker.write_text(airflow_version)
+    return home
+
+
+def _airflow_version() -> str:
+    from importlib.metadata import version
+
+    return version("apache-airflow")
+
+
+def run_nightly(conf: dict) -> tuple[str, dict]:
+    """Run ``rosterlink_nightly`` once via ``dag.test``; return (state, figures)."""
+    prepare_airflow()
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "rosterlink_nightly.py"))
+    if bag.import_errors:
+        raise SystemExit(f"DAG import errors: {bag.import_errors}")
+    dag = bag.get_dag("rosterlink_nightly")
+    run = dag.test(run_conf=conf)
+    state = str(getattr(run.state, "value", run.state))
+    from rosterlink import settings, tasks, warehouse
+
+    cfg = settings.load(**{k: conf.get(k) for k in ("intake_dir", "warehouse_url", "export_dir")})
+    figures = tasks.night_figures(warehouse.connect(cfg.warehouse_url))
+    return state, figures
+
+
+def _print_summary(state: str, figures: dict, conf: dict) -> None:
+    from rosterlink import settings
+
+    cfg = settings.load(**{k: conf.get(k) for k in ("intake_dir", "warehouse_url", "export_dir")})
+    print(f"\nrosterlink night: {state}")
+    print(f"  files by status:        {figures['files']}")
+    rows = figures["rows"]
+    print(f"  rows read/loaded/rejected: {rows['read']} / {rows['loaded']} / {rows['rejected']}")
+    print(f"  households by status:   {figures['households']}")
+    print(f"  active by category:     {figures['categories_active']}")
+    print(f"  cadres (rank:status):   {figures['cadres']}")
+    print(f"  key cases:              {figures['cases']}")
+    print(f"  current pairs:          {figures['pairs_current']}")
+    print(f"  warehouse:              {warehouse_display(cfg.warehouse_url)}")
+    print(f"  exports:                {cfg.export_dir}")
+    print(f"  clerk feedback:         {cfg.intake_dir}/<department>/feedback/")
+
+
+def warehouse_display(url: str) -> str:
+    """A URL without its password, for printing."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    conf = {
+        "intake_dir": str(Path(args.intake).resolve()) if args.intake else None,
+        "warehouse_url": args.warehouse,
+        "export_dir": str(Path(args.exports).resolve()) if args.exports else None,
+        "as_of": args.as_of,
+        "allow_mass_end": bool(args.allow_mass_end),
+    }
+    for key in ("intake_dir", "warehouse_url", "export_dir"):
+        if conf[key]:
+            os.environ[f"ROSTERLINK_{key.upper()}"] = conf[key]
+    state, figures = run_nightly(conf)
+    _print_summary(state, figures, conf)
+    return 0 if state == "success" else 1
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from rosterlink import sample
+
+    out = Path(args.out).resolve()
+    truth = Path(args.truth).resolve() if args.truth else None
+    sample.generate(out, seed=args.seed, scale=args.scale, night=args.night, truth_path=truth)
+    print(f"sample intake (night {args.night}, scale {args.scale}) written to {out}")
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from rosterlink import settings, tasks, warehouse
+
+    cfg = settings.load(warehouse_url=args.warehouse)
+    print(json.dumps(tasks.night_figures(warehouse.connect(cfg.warehouse_url)), ensure_ascii=False, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rosterlink", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("nightly", help="run the nightly DAG once through Airflow and print a summary")
+    p.add_argument("--intake", help="intake root (default $ROSTERLINK_INTAKE_DIR or data/intake)")
+    p.add_argument("--warehouse", help="SQLAlchemy URL (default $ROSTERLINK_WAREHOUSE_URL or data/warehouse.db)")
+    p.add_argument("--exports", help="export folder (default $ROSTERLINK_EXPORT_DIR or data/exports)")
+    p.add_argument("--as-of", help="the night's date YYYY-MM-DD (default: today in Asia/Shanghai)")
+    p.add_argument("--allow-mass-end", action="store_true",
+                   help="accept a night that ends more pairs than the configured share")
+    p.set_defaults(func=cmd_nightly)
+
+    p = sub.add_parser("sample", help="write the sample intake for the reference district")
+    p.add_argument("--out", default=str(DATA_DIR / "intake"))
+    p.add_argument("--night", type=int, default=1)
+    p.add_argument("--seed", type=int, default=20261125)
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--truth", help="also write the generator's ground truth (JSON) here")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("figures", help="print the warehouse's headline figures as JSON")
+    p.add_argument("--warehouse")
+    p.set_defaults(func=cmd_figures)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""The warehouse schema as SQLAlchemy Core tables: the current shape, used by the code.
+
+Changes reach databases only through Alembic migrations in ``sql/migrations/versions/`` (generated
+from this module with ``alembic revision --autogenerate`` and then frozen). The tables marked
+*contract* are what reports, BI tools and checks rely on; their columns are only ever added to.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# --- intake ledger (contract: intake_file) -------------------------------------------------------
+intake_file = sa.Table(
+    "intake_file",
+    metadata,
+    sa.Column("file_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("department", sa.String(32), nullable=False),
+    sa.Column("file_name", sa.String(1024), nullable=False),  # relative to the intake root, as dropped
+    sa.Column("sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    # pending -> loaded | rejected ; duplicate at scan time. 'pending' only while a night is running.
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("rows_read", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rows_loaded", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rows_rejected", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rows_warned", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("reason_code", sa.String(64)),
+    sa.Column("message", sa.Text),
+    sa.Column("duplicate_of", sa.Integer, sa.ForeignKey("intake_file.file_id")),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Column("processed_at", sa.DateTime),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("feedback_path", sa.String(1024)),
+    sa.UniqueConstraint("file_name", "sha256", name="uq_intake_file_name_sha"),
+)
+
+intake_sheet = sa.Table(
+    "intake_sheet",
+    metadata,
+    sa.Column("file_id", sa.Integer, sa.ForeignKey("intake_file.file_id"), primary_key=True),
+    sa.Column("sheet", sa.String(255), primary_key=True),
+    sa.Column("roster", sa.String(32)),
+    sa.Column("header_row", sa.Integer),
+    sa.Column("headers", sa.Text),  # JSON: canonical field -> header as written
+    sa.Column("rows_read", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("note", sa.Text),
+)
+
+# --- staging between the mapped read and validate tasks ------------------------------------------
+staged_row = sa.Table(
+    "staged_row",
+    metadata,
+    sa.Column("file_id", sa.Integer, sa.ForeignKey("intake_file.file_id"), primary_key=True),
+    sa.Column("sheet", sa.String(255), primary_key=True),
+    sa.Column("row_number", sa.Integer, primary_key=True),
+    sa.Column("roster", sa.String(32), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # JSON of the normalised fields
+    sa.Column("findings", sa.Text),  # JSON list of the normaliser's findings for the row
+    sa.Column("state", sa.String(16), nullable=False),  # normalised | valid | rejected
+)
+
+
+def _finding_table(name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("file_id", sa.Integer, sa.ForeignKey("intake_file.file_id"), nullable=False, index=True),
+        sa.Column("sheet", sa.String(255), nullable=False),
+        sa.Column("row_number", sa.Integer, nullable=False),
+        sa.Column("field", sa.String(64), nullable=False),
+        sa.Column("header", sa.String(255)),  # the header the clerk used
+        sa.Column("value", sa.Text),  # masked where personal
+        sa.Column("reason_code", sa.String(64), nullable=False),
+        sa.Column("message", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    )
+
+
+# contract: rejected_row(file_id, sheet, row_number, field, reason_code, message)
+rejected_row = _finding_table("rejected_row")
+row_warning = _finding_table("row_warning")
+
+# --- loaded rows, one per valid source row ------------------------------------------------------
+source_record = sa.Table(
+    "source_record",
+    metadata,
+    sa.Column("record_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("file_id", sa.Integer, sa.ForeignKey("intake_file.file_id"), nullable=False),
+    sa.Column("sheet", sa.String(255), nullable=False),
+    sa.Column("row_number", sa.Integer, nullable=False),
+    sa.Column("department", sa.String(32), nullable=False),
+    sa.Column("roster", sa.String(32), nullable=False),
+    sa.Column("entity_kind", sa.String(16), nullable=False),  # household | cadre | case | pin
+    sa.Column("category", sa.String(16)),  # hardship | orphan | old_member for household rows
+    sa.Column("person_name", sa.String(64)),
+    sa.Column("id_number", sa.String(18), index=True),
+    sa.Column("case_number", sa.String(64), index=True),
+    sa.Column("town", sa.String(32)),
+    sa.Column("village", sa.String(128)),
+    sa.Column("phone", sa.String(20)),
+    sa.Column("event", sa.String(16)),  # add | exit | join | leave | open | closed
+    sa.Column("event_date", sa.Date),
+    sa.Column("attrs", sa.Text, nullable=False),  # JSON of the remaining normalised fields
+    sa.Column("entity_key", sa.String(16), index=True),  # set by the link stage
+    sa.Column("loaded_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("file_id", "sheet", "row_number", name="uq_source_record_row"),
+)
+
+# contract: source_row(file_id, sheet, row_number, entity_kind, entity_key)
+source_row = sa.Table(
+    "source_row",
+    metadata,
+    sa.Column("file_id", sa.Integer, sa.ForeignKey("intake_file.file_id"), primary_key=True),
+    sa.Column("sheet", sa.String(255), primary_key=True),
+    sa.Column("row_number", sa.Integer, primary_key=True),
+    sa.Column("entity_kind", sa.String(16), nullable=False),
+    sa.Column("entity_key", sa.String(16), nullable=False, index=True),
+)
+
+# --- entities (contract) ---------------------------------------------------------------------------
+household = sa.Table(
+    "household",
+    metadata,
+    sa.Column("household_key", sa.String(16), primary_key=True),
+    sa.Column("head_name", sa.String(64), nullable=False),
+    sa.Column("head_id_number", sa.String(18), index=True),
+    sa.Column("town", sa.String(32)),
+    sa.Column("village", sa.String(128)),
+    sa.Column("phone", sa.String(20)),
+    sa.Column("status", sa.String(16), nullable=False),  # active | exited
+    sa.Column("first_seen_file", sa.Integer),
+    sa.Column("status_since", sa.Date),
+)
+
+household_category = sa.Table(
+    "household_category",
+    metadata,
+    sa.Column("household_key", sa.String(16), sa.ForeignKey("household.household_key"), primary_key=True),
+    sa.Column("category", sa.String(16), primary_key=True),  # hardship | orphan | old_member
+    sa.Column("status", sa.String(16), nullable=False),  # active | exited
+    sa.Column("status_since", sa.Date),
+)
+
+cadre = sa.Table(
+    "cadre",
+    metadata,
+    sa.Column("cadre_key", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("id_number", sa.String(18), index=True),
+    sa.Column("sex", sa.String(1)),
+    sa.Column("rank", sa.String(16)),  # county | section | ordinary
+    sa.Column("rank_title", sa.String(32)),  # as written: 正科级, 副县级 ...
+    sa.Column("unit", sa.String(128)),
+    sa.Column("post", sa.String(128)),
+    sa.Column("town", sa.String(32)),  # linked town
+    sa.Column("phone", sa.String(20)),
+    sa.Column("status", sa.String(16), nullable=False),  # active | departed
+    sa.Column("status_since", sa.Date),
+)
+
+petition_case = sa.Table(
+    "petition_case",
+    metadata,
+    sa.Column("case_key", sa.String(16), primary_key=True),
+    sa.Column("case_number", sa.String(64), nullable=False, unique=True),
+    sa.Column("petitioner_name", sa.String(64)),
+    sa.Column("petitioner_id_number", sa.String(18)),
+    sa.Column("town", sa.String(32)),
+    sa.Column("topic", sa.String(128)),
+    sa.Column("summary", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False),  # open | closed
+    sa.Column("status_since", sa.Date),
+    sa.Column("responsible_unit", sa.String(128)),
+    sa.Column("registered_on", sa.Date),
+    sa.Column("work_team", sa.Text),
+    sa.Column("resolution_plan", sa.Text),
+    sa.Column("stabilisation_measures", sa.Text),
+)
+
+# contract: pairing(cadre_key, target_kind, target_key, valid_from, valid_to, end_reason)
+pairing = sa.Table(
+    "pairing",
+    metadata,
+    sa.Column("pairing_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("cadre_key", sa.String(16), nullable=False, index=True),
+    sa.Column("target_kind", sa.String(16), nullable=False),  # household | case
+    sa.Column("target_key", sa.String(16), nullable=False, index=True),
+    sa.Column("valid_from", sa.Date, nullable=False),
+    sa.Column("valid_to", sa.Date),  # null while current
+    sa.Column("end_reason", sa.String(32)),
+    sa.Column("made_reason", sa.String(32), nullable=False),  # new_target | cadre_left | pinned | ...
+    sa.Column("cost", sa.Integer),
+    sa.Column("cost_detail", sa.Text),  # JSON of the cost components
+    sa.Column("run_id", sa.String(250)),
+)
+
+night_run = sa.Table(
+    "night_run",
+    metadata,
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("status", sa.String(16), nullable=False),  # running | success | failed | refused
+    sa.Column("summary", sa.Text),  # JSON figures of the night
+)

@@ -1,0 +1,113 @@
+"""The warehouse: engine, schema migrations, report views, and the load stage.
+
+Works the same on SQLite (the embedded default) and PostgreSQL. The schema is created and upgraded
+by Alembic (``sql/migrations``); report views are (re)created from ``sql/views/*.sql``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from rosterlink import schema
+from rosterlink.settings import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = PROJECT_ROOT / "sql"
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URLs people paste: ``postgres://`` and ``postgresql://`` mean psycopg 3 here."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI types
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+@lru_cache(maxsize=8)
+def engine(url: str) -> sa.Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        eng = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(eng, "connect", _sqlite_pragmas)
+        return eng
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def migrate(eng: sa.Engine) -> None:
+    """Bring the schema to the newest migration and recreate the report views."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SQL_DIR / "migrations"))
+    with eng.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    create_views(eng)
+
+
+def create_views(eng: sa.Engine) -> None:
+    views = sorted((SQL_DIR / "views").glob("*.sql"))
+    with eng.begin() as conn:
+        for path in reversed(views):
+            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {path.stem}")
+        for path in views:
+            conn.exec_driver_sql(f"CREATE VIEW {path.stem} AS\n{path.read_text(encoding='utf-8').strip().rstrip(';')}")
+
+
+def connect(url: str) -> sa.Engine:
+    """Engine with the schema brought up to date: what every stage calls first."""
+    eng = engine(url)
+    _migrated(url)
+    return eng
+
+
+@lru_cache(maxsize=8)
+def _migrated(url: str) -> bool:
+    migrate(engine(url))
+    return True
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+
+def insert_many(conn: sa.Connection, table: sa.Table, rows: Iterable[dict], batch: int = 5000) -> int:
+    """executemany in batches (the bulk path on both SQLite and PostgreSQL)."""
+    total, chunk = 0, []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= batch:
+            conn.execute(table.insert(), chunk)
+            total += len(chunk)
+            chunk = []
+    if chunk:
+        conn.execute(table.insert(), chunk)
+        total += len(chunk)
+    return total
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)

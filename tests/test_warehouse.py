@@ -1,0 +1,56 @@
+"""The warehouse schema: created by Alembic on SQLite and PostgreSQL, matching the code's tables."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from rosterlink import schema, warehouse
+
+CONTRACT = {
+    "intake_file": {"file_id", "department", "file_name", "sha256", "status", "rows_read", "rows_loaded",
+                    "rows_rejected", "message"},
+    "source_row": {"file_id", "sheet", "row_number", "entity_kind", "entity_key"},
+    "rejected_row": {"file_id", "sheet", "row_number", "field", "reason_code", "message"},
+    "household": {"household_key", "head_name", "head_id_number", "town", "village", "status"},
+    "household_category": {"household_key", "category"},
+    "cadre": {"cadre_key", "name", "id_number", "rank", "unit", "town", "status"},
+    "petition_case": {"case_key", "case_number", "petitioner_name", "town", "status", "responsible_unit"},
+    "pairing": {"cadre_key", "target_kind", "target_key", "valid_from", "valid_to", "end_reason"},
+}
+
+
+def _check_schema(url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    eng = warehouse.connect(url)
+    inspector = sa.inspect(eng)
+    for table, columns in CONTRACT.items():
+        present = {c["name"] for c in inspector.get_columns(table)}
+        assert columns <= present, (table, columns - present)
+    with eng.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), schema.metadata)
+    assert diff == [], "schema.py changed without a migration: " + repr(diff)
+    assert {"file_reconciliation", "current_pairing"} <= set(inspector.get_view_names())
+
+
+def test_sqlite_schema_has_the_contract_tables_and_matches_migrations(sqlite_url):
+    _check_schema(sqlite_url)
+
+
+@pytest.mark.postgres
+def test_postgres_schema_has_the_contract_tables_and_matches_migrations(pg_url):
+    _check_schema(pg_url)
+
+
+def test_migrating_twice_is_harmless(sqlite_url):
+    eng = warehouse.connect(sqlite_url)
+    warehouse.migrate(eng)
+    assert "intake_file" in sa.inspect(eng).get_table_names()
+
+
+def test_postgres_urls_as_people_paste_them_are_accepted():
+    assert warehouse.normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert warehouse.normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert warehouse.normalise_url("sqlite:///x.db") == "sqlite:///x.db"
