@@ -1,0 +1,175 @@
+"""Exact-key linking and statuses from explicit change rows only."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from rosterlink import idnumber, link, schema, status, warehouse
+from rosterlink.warehouse import dumps, now
+
+BORN = dt.date(1960, 5, 4)
+
+
+def _id(n: int) -> str:
+    return idnumber.make("370406", BORN, n)
+
+
+class Loader:
+    """Writes loaded rows the way the load stage does, one ledger file per call."""
+
+    def __init__(self, url: str) -> None:
+        self.eng = warehouse.connect(url)
+        self.row = 3
+
+    def file(self, department: str, rows: list[dict]) -> int:
+        with self.eng.begin() as conn:
+            file_id = conn.execute(schema.intake_file.insert().values(
+                department=department, file_name=f"{department}/f{self.row}.xlsx", sha256=f"{self.row:064d}",
+                size_bytes=1, status="loaded", rows_read=len(rows), rows_loaded=len(rows), received_at=now(),
+            )).inserted_primary_key[0]
+            for r in rows:
+                self.row += 1
+                conn.execute(schema.source_record.insert().values(
+                    file_id=file_id, sheet="Sheet1", row_number=self.row, department=department,
+                    loaded_at=now(), attrs=dumps(r.pop("attrs", {})), **r))
+        return file_id
+
+    def q(self, sql: str) -> list[tuple]:
+        with self.eng.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(sql).all()]
+
+
+def hh(roster: str, n: int | None, name: str, category: str, event: str | None = None,
+       date: dt.date | None = None, village: str = "东庄村") -> dict:
+    return {"roster": roster, "entity_kind": "household", "category": category, "person_name": name,
+            "id_number": _id(n) if n is not None else None, "town": "店子镇", "village": village,
+            "event": event, "event_date": date}
+
+
+def cadre(n: int, name: str, event: str | None = None, date: dt.date | None = None, rank: str = "section") -> dict:
+    roster = "cadre_change" if event else "cadre"
+    return {"roster": roster, "entity_kind": "cadre", "person_name": name, "id_number": _id(500 + n),
+            "town": "店子镇", "event": event, "event_date": date,
+            "attrs": {"rank": rank, "unit": "区财政局", "linked_town": "店子镇"}}
+
+
+@pytest.fixture
+def db(sqlite_url):
+    return Loader(sqlite_url)
+
+
+def test_same_id_in_two_departments_is_one_household_with_two_categories(db):
+    db.file("civil_affairs", [hh("hardship", 1, "王伟", "hardship"), hh("hardship", 2, "李娜", "hardship")])
+    db.file("organization", [hh("old_member", 1, "王伟", "old_member")])
+    link.link(db.eng)
+    assert db.q("SELECT COUNT(*) FROM household") == [(2,)]
+    assert db.q("SELECT household_key, category FROM household_category ORDER BY 1, 2") == [
+        ("H000001", "hardship"), ("H000001", "old_member"), ("H000002", "hardship")]
+    # lineage: every loaded row says which household it became
+    assert db.q("SELECT entity_key, COUNT(*) FROM source_row GROUP BY entity_key ORDER BY 1") == [
+        ("H000001", 2), ("H000002", 1)]
+
+
+def test_household_listed_twice_in_one_file_merges(db):
+    db.file("civil_affairs", [hh("hardship", 1, "王伟", "hardship"), hh("hardship", 1, "王伟", "hardship")])
+    link.link(db.eng)
+    assert db.q("SELECT COUNT(*) FROM household") == [(1,)]
+    assert db.q("SELECT COUNT(*) FROM source_row") == [(2,)]
+
+
+def test_keys_are_stable_across_nights(db):
+    db.file("civil_affairs", [hh("hardship", 1, "王伟", "hardship")])
+    link.link(db.eng)
+    db.file("civil_affairs", [hh("hardship", 2, "李娜", "hardship"), hh("hardship", 1, "王伟", "hardship")])
+    link.link(db.eng)
+    assert db.q("SELECT head_name, household_key FROM household ORDER BY 2") == [("王伟", "H000001"), ("李娜", "H000002")]
+
+
+def test_guardian_without_id_matches_by_name_and_village_only_among_id_less_rows(db):
+    db.file("womens_federation", [hh("orphan", None, "张兰", "orphan"), hh("orphan", None, "张兰", "orphan"),
+                                  hh("orphan", None, "张兰", "orphan", village="西岭村")])
+    link.link(db.eng)
+    assert db.q("SELECT COUNT(*) FROM household") == [(2,)]
+
+
+def test_exit_of_a_household_nobody_listed_is_rejected_and_counts_corrected(db):
+    file_id = db.file("civil_affairs", [hh("hardship_adjustment", 9, "赵六", "hardship", "exit", dt.date(2026, 11, 1))])
+    link.link(db.eng)
+    assert db.q("SELECT COUNT(*) FROM household") == [(0,)]
+    assert db.q(f"SELECT rows_read, rows_loaded, rows_rejected FROM intake_file WHERE file_id={file_id}") == [(1, 0, 1)]
+    ((code, msg),) = db.q("SELECT reason_code, message FROM rejected_row")
+    assert code == "household_unknown" and "退出" in msg
+
+
+def test_status_comes_only_from_explicit_rows_and_a_missing_row_exits_nothing(db):
+    db.file("civil_affairs", [hh("hardship", 1, "王伟", "hardship"), hh("hardship", 2, "李娜", "hardship")])
+    link.link(db.eng)
+    status.refresh(db.eng)
+    # the next roster omits 李娜: she stays active
+    db.file("civil_affairs", [hh("hardship", 1, "王伟", "hardship")])
+    link.link(db.eng)
+    status.refresh(db.eng)
+    assert db.q("SELECT head_name, status FROM household ORDER BY household_key") == [("王伟", "active"), ("李娜", "active")]
+    db.file("civil_affairs", [hh("hardship_adjustment", 2, "李娜", "hardship", "exit", dt.date(2026, 11, 20))])
+    link.link(db.eng)
+    status.refresh(db.eng)
+    assert db.q("SELECT head_name, status, status_since FROM household ORDER BY household_key") == [
+        ("王伟", "active", None), ("李娜", "exited", "2026-11-20")]
+
+
+def test_household_with_several_categories_stays_active_while_any_is(db):
+    db.file("civil_affairs", [hh("hardship", 1, "王伟", "hardship")])
+    db.file("organization", [hh("old_member", 1, "王伟", "old_member")])
+    db.file("civil_affairs", [hh("hardship_adjustment", 1, "王伟", "hardship", "exit", dt.date(2026, 11, 2))])
+    link.link(db.eng)
+    status.refresh(db.eng)
+    assert db.q("SELECT category, status FROM household_category ORDER BY 1") == [
+        ("hardship", "exited"), ("old_member", "active")]
+    assert db.q("SELECT status FROM household") == [("active",)]
+
+
+def test_latest_adjustment_by_date_wins_whatever_the_file_order(db):
+    db.file("civil_affairs", [hh("hardship", 1, "王伟", "hardship")])
+    db.file("civil_affairs", [hh("hardship_adjustment", 1, "王伟", "hardship", "add", dt.date(2026, 11, 10))])
+    db.file("civil_affairs", [hh("hardship_adjustment", 1, "王伟", "hardship", "exit", dt.date(2026, 10, 1))])
+    link.link(db.eng)
+    status.refresh(db.eng)
+    assert db.q("SELECT status FROM household") == [("active",)]
+
+
+def test_cadre_leaves_and_case_closes_by_their_change_rows(db):
+    db.file("organization", [cadre(1, "刘强"), cadre(2, "陈静")])
+    db.file("petition", [{"roster": "case", "entity_kind": "case", "case_number": "XF2026-0001",
+                          "person_name": "孙丽", "town": "店子镇", "event": "open"}])
+    db.file("organization", [cadre(1, "刘强", "leave", dt.date(2026, 11, 3))])
+    db.file("petition", [{"roster": "case_closure", "entity_kind": "case", "case_number": "XF2026-0001",
+                          "event": "closed", "event_date": dt.date(2026, 11, 4)}])
+    link.link(db.eng)
+    status.refresh(db.eng)
+    assert db.q("SELECT name, status FROM cadre ORDER BY cadre_key") == [("刘强", "departed"), ("陈静", "active")]
+    assert db.q("SELECT case_number, status, status_since FROM petition_case") == [("XF2026-0001", "closed", "2026-11-04")]
+
+
+def test_night_that_would_end_too_many_pairs_is_refused_and_changes_nothing(db):
+    db.file("civil_affairs", [hh("hardship", n, f"户主{n}", "hardship") for n in range(1, 5)])
+    db.file("organization", [cadre(n, f"干部{n}") for n in range(1, 5)])
+    link.link(db.eng)
+    status.refresh(db.eng)
+    with db.eng.begin() as conn:
+        for n in range(1, 5):
+            conn.execute(schema.pairing.insert().values(
+                cadre_key=f"C{n:06d}", target_kind="household", target_key=f"H{n:06d}",
+                valid_from=dt.date(2026, 11, 1), made_reason="new_target"))
+    # a mistaken adjustment list exits half the households
+    db.file("civil_affairs", [hh("hardship_adjustment", n, f"户主{n}", "hardship", "exit", dt.date(2026, 11, 5))
+                              for n in (1, 2)])
+    link.link(db.eng)
+    with pytest.raises(status.NightRefused, match="2 of 4"):
+        status.refresh(db.eng, max_end_share=0.10)
+    assert db.q("SELECT COUNT(*) FROM household WHERE status='active'") == [(4,)]
+    summary = status.refresh(db.eng, max_end_share=0.10, allow_mass_end=True)
+    assert summary["pairs_to_end"] == 2
+    assert db.q("SELECT COUNT(*) FROM household WHERE status='active'") == [(2,)]
