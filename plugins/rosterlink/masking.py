@@ -13,12 +13,18 @@ _PHONE = re.compile(r"(?<![0-9])(1[3-9][0-9])([0-9]{4})([0-9]{4})(?![0-9])")
 
 
 def mask_id(value: object) -> str:
-    """``370406198001011234`` -> ``370406********1234``; anything shorter keeps only its ends."""
+    """``370406198001011234`` -> ``370406********1234``.
+
+    Shorter or malformed values never show more than about half their characters: ID-length
+    values (15+) keep the region code and the last four, others keep three and four at most.
+    """
     if value is None:
         return ""
     s = str(value).strip()
-    if len(s) >= 10:
+    if len(s) >= 15:
         return s[:6] + "*" * (len(s) - 10) + s[-4:]
+    if len(s) >= 9:
+        return s[:3] + "*" * (len(s) - 7) + s[-4:]
     if len(s) > 4:
         return "*" * (len(s) - 2) + s[-2:]
     return "*" * len(s)
