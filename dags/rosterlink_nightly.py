@@ -106,7 +106,7 @@ def rosterlink_nightly():
         from rosterlink import tasks
 
         params = get_current_context()["params"]
-        return tasks.refresh_statuses(_settings(), bool(params.get("allow_mass_end")))
+        return tasks.refresh_statuses(_settings(), _as_of(), bool(params.get("allow_mass_end")))
 
     @task(trigger_rule="none_failed")
     def rebuild_pairings(_statuses: dict) -> dict:

@@ -87,34 +87,27 @@ def compute(conn: sa.Connection) -> dict[str, dict[str, tuple[str, dt.date | Non
     return {"household_category": categories, "household": households, "cadre": cadres, "case": cases}
 
 
-def _pairs_that_would_end(conn: sa.Connection, statuses: dict) -> tuple[int, int, dict[str, int]]:
-    p = schema.pairing
-    current = conn.execute(
-        sa.select(p.c.cadre_key, p.c.target_kind, p.c.target_key).where(p.c.valid_to.is_(None))
-    ).all()
-    ending: dict[str, int] = defaultdict(int)
-    for cadre_key, kind, target in current:
-        if statuses["cadre"].get(cadre_key, ("active",))[0] != "active":
-            ending["cadre_departed"] += 1
-        elif kind == "household" and statuses["household"].get(target, ("active",))[0] != "active":
-            ending["household_exited"] += 1
-        elif kind == "case" and statuses["case"].get(target, ("open",))[0] != "open":
-            ending["case_closed"] += 1
-    return len(current), sum(ending.values()), dict(ending)
+def refresh(eng: sa.Engine, max_end_share: float = 0.10, allow_mass_end: bool = False,
+            as_of: dt.date | None = None) -> dict:
+    """Recompute and write statuses in one transaction, unless the night would end too many pairs.
 
+    The statuses are written first and the pairing engine's own plan (:func:`pairing.plan_ends`)
+    is asked, inside the same transaction, how many current pairs they end; if too many, the
+    exception rolls the transaction back and nothing is changed.
+    """
+    from rosterlink import pairing
 
-def refresh(eng: sa.Engine, max_end_share: float = 0.10, allow_mass_end: bool = False) -> dict:
-    """Recompute and write statuses in one transaction, unless the night would end too many pairs."""
+    as_of = as_of or dt.date.today()
     with eng.begin() as conn:
-        statuses = compute(conn)
-        total, ending, by_reason = _pairs_that_would_end(conn, statuses)
+        changed = _write(conn, compute(conn))
+        plan = pairing.plan_ends(conn, as_of)
+        total, ending, by_reason = plan["total_current"], plan["ending"], plan["by_reason"]
         if total and ending / total > max_end_share and not allow_mass_end:
             raise NightRefused(
                 f"tonight's inputs would end {ending} of {total} current pairs ({ending / total:.0%}, "
                 f"by reason {by_reason}), more than the allowed {max_end_share:.0%}. Nothing was changed. "
                 "Check the adjustment and change files; if they are right, rerun with allow_mass_end."
             )
-        changed = _write(conn, statuses)
     summary = {"pairs_current": total, "pairs_to_end": ending, "to_end_by_reason": by_reason, "changed": changed}
     log.info("status: %s", summary)
     return summary

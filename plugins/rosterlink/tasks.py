@@ -277,10 +277,10 @@ def link(settings: Settings) -> dict:
     return link_stage.link(_engine(settings))
 
 
-def refresh_statuses(settings: Settings, allow_mass_end: bool = False) -> dict:
+def refresh_statuses(settings: Settings, as_of: dt.date, allow_mass_end: bool = False) -> dict:
     from rosterlink import status
 
-    return status.refresh(_engine(settings), settings.max_end_share, allow_mass_end)
+    return status.refresh(_engine(settings), settings.max_end_share, allow_mass_end, as_of)
 
 
 def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> dict:
