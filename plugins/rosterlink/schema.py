@@ -207,3 +207,14 @@ night_run = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),  # running | success | failed | refused
     sa.Column("summary", sa.Text),  # JSON figures of the night
 )
+
+# one row per lock name: who runs the night, and when it last showed it was alive
+night_lock = sa.Table(
+    "night_lock",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("holder", sa.String(255), nullable=False),  # host:pid of the process that last refreshed it
+    sa.Column("acquired_at", sa.DateTime, nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime, nullable=False),
+)
