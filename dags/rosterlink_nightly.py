@@ -14,6 +14,7 @@ Every task calls one plain function of `rosterlink.tasks`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 
@@ -38,6 +39,24 @@ def _as_of() -> dt.date:
         return dt.date.fromisoformat(context["params"]["as_of"])
     moment = context.get("logical_date") or context["dag_run"].run_after
     return pendulum.instance(moment).in_timezone(TZ).date()
+
+
+@contextlib.contextmanager
+def _night(last: bool = False):
+    """Settings and run id for a task, with the night's lease on the warehouse held throughout.
+
+    A night locked out by another one fails at once (no retries) with the lock's message.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from rosterlink import nightlock, tasks
+
+    settings, run_id = _settings(), get_current_context()["run_id"]
+    try:
+        with tasks.night(settings, run_id, last=last):
+            yield settings, run_id
+    except nightlock.NightLocked as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 def _on_failure(context) -> None:
@@ -69,60 +88,67 @@ def rosterlink_nightly():
     def begin_night() -> dict:
         from rosterlink import tasks
 
-        return tasks.begin_night(_settings(), get_current_context()["run_id"], _as_of())
+        with _night() as (settings, run_id):
+            return tasks.begin_night(settings, run_id, _as_of())
 
     @task
-    def scan_intake(_night: dict) -> list[dict]:
+    def scan_intake(_night_started: dict) -> list[dict]:
         from rosterlink import tasks
 
-        return tasks.scan(_settings(), get_current_context()["run_id"])
+        with _night() as (settings, run_id):
+            return tasks.scan(settings, run_id)
 
     @task(map_index_template="{{ task.op_kwargs['item']['file_name'] }}")
     def read_file(item: dict) -> dict:
         from rosterlink import tasks
 
-        return tasks.read_file(_settings(), item)
+        with _night() as (settings, _):
+            return tasks.read_file(settings, item)
 
     @task(map_index_template="{{ task.op_kwargs['item']['file_name'] }}")
     def validate_file(item: dict) -> dict:
         from rosterlink import tasks
 
-        return tasks.validate_file(_settings(), item)
+        with _night() as (settings, _):
+            return tasks.validate_file(settings, item)
 
     @task(trigger_rule="none_failed")
     def load_files(items: list[dict] | None) -> dict:
         from rosterlink import tasks
 
-        return tasks.load(_settings(), list(items or []), _as_of().isoformat())
+        with _night() as (settings, _):
+            return tasks.load(settings, list(items or []), _as_of().isoformat())
 
     @task(trigger_rule="none_failed")
     def link_entities(_loaded: dict) -> dict:
         from rosterlink import tasks
 
-        return tasks.link(_settings())
+        with _night() as (settings, _):
+            return tasks.link(settings)
 
     @task(trigger_rule="none_failed", retries=0)
     def refresh_statuses(_linked: dict) -> dict:
         from rosterlink import tasks
 
-        params = get_current_context()["params"]
-        return tasks.refresh_statuses(_settings(), _as_of(), bool(params.get("allow_mass_end")))
+        allow = bool(get_current_context()["params"].get("allow_mass_end"))
+        with _night() as (settings, _):
+            return tasks.refresh_statuses(settings, _as_of(), allow)
 
     @task(trigger_rule="none_failed")
     def rebuild_pairings(_statuses: dict) -> dict:
         from rosterlink import tasks
 
-        return tasks.rebuild_pairings(_settings(), _as_of(), get_current_context()["run_id"])
+        with _night() as (settings, run_id):
+            return tasks.rebuild_pairings(settings, _as_of(), run_id)
 
     @task(trigger_rule="none_failed")
     def write_exports(pairs: dict, scanned: list[dict]) -> dict:
         from rosterlink import tasks
 
-        settings = _settings()
-        run_id = get_current_context()["run_id"]
-        files = tasks.night_file_ids(settings, run_id, scanned or [])
-        written = tasks.write_exports(settings, _as_of(), files)
-        figures = tasks.finish_night(settings, run_id, {"pairing": pairs, "exports": written})
+        with _night(last=True) as (settings, run_id):
+            files = tasks.night_file_ids(settings, run_id, scanned or [])
+            written = tasks.write_exports(settings, _as_of(), files)
+            figures = tasks.finish_night(settings, run_id, {"pairing": pairs, "exports": written})
         return {"exports": written, "figures": figures}
 
     night = begin_night()

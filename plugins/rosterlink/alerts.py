@@ -20,7 +20,7 @@ def night_failed(context: dict) -> None:
     try:
         import sqlalchemy as sa
 
-        from rosterlink import schema, settings, warehouse
+        from rosterlink import nightlock, schema, settings, warehouse
         from rosterlink.masking import mask_text
 
         params = context.get("params") or {}
@@ -31,5 +31,6 @@ def night_failed(context: dict) -> None:
             conn.execute(n.update().where(n.c.run_id == context.get("run_id")).values(
                 status="failed", finished_at=warehouse.now(),
                 summary=warehouse.dumps({"failed_task": task_id, "error": mask_text(str(exc))[:2000]})))
+        nightlock.release(eng, context.get("run_id"))  # only ever this run's own lease
     except Exception as err:  # noqa: BLE001 - the warehouse may be the thing that is down
         log.error("could not record the failure in the warehouse: %s", type(err).__name__)

@@ -40,7 +40,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.writer.excel import ExcelWriter
 
-from rosterlink import schema
+from rosterlink import faults, schema
 from rosterlink.intake import FEEDBACK_DIR
 from rosterlink.masking import defuse, mask_id, mask_phone, mask_text
 from rosterlink.spec import DEPARTMENTS, catalogue, district
@@ -255,6 +255,7 @@ class _Book:
             archive = _FixedTimeZip(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True, date_time=date_time)
             with archive:
                 ExcelWriter(self.wb, archive).write_data()
+                faults.point("export.write")
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)
         except BaseException:

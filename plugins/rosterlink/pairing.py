@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from rosterlink import schema
+from rosterlink import faults, schema
 from rosterlink.warehouse import dumps, insert_many
 
 log = logging.getLogger(__name__)
@@ -868,6 +868,7 @@ def rebuild(eng: sa.Engine, as_of: dt.date, run_id: str, config: PairingConfig |
 
         ended = _end_pairs(conn, plan.ends, as_of)
         written = _insert_pairs(conn, rows)
+        faults.point("pairing.mid")
         checks = _checks(conn)
         broken = {k: v for k, v in checks.items()
                   if k in ("pairs_on_inactive", "targets_with_several_pairs") and v}

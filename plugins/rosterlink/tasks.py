@@ -7,15 +7,17 @@ summary. Every callable is idempotent: a retried task redoes its own work from t
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pandas as pd
 import sqlalchemy as sa
 
-from rosterlink import intake, schema, warehouse
+from rosterlink import faults, intake, nightlock, schema, warehouse
 from rosterlink.findings import FileRejected, Finding, message
 from rosterlink.masking import mask_text
 from rosterlink.settings import Settings
@@ -30,6 +32,15 @@ def _engine(settings: Settings) -> sa.Engine:
 
 
 # --- night bookkeeping ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def night(settings: Settings, run_id: str, last: bool = False) -> Iterator[None]:
+    """Every task of a night runs inside this: it holds the night's lease on the warehouse.
+
+    The night's last task (``last=True``) releases the lease when it succeeds."""
+    with nightlock.held(_engine(settings), run_id, release_after=last):
+        yield
+
+
 def begin_night(settings: Settings, run_id: str, as_of: dt.date) -> dict:
     """Check the warehouse is reachable and migrated, and record the night as running."""
     eng = _engine(settings)
@@ -255,6 +266,7 @@ def load(settings: Settings, items: list[dict], day: str | None = None) -> dict:
                 _to_record(file_id, ledger.department, row.sheet, row.row_number, row.roster, json.loads(row.payload))
                 for row in staged
             ))
+            faults.point("load.mid")
             if ledger.rows_read != count + ledger.rows_rejected:
                 raise ReconciliationError(
                     f"file_id={file_id}: read {ledger.rows_read} != loaded {count} + rejected {ledger.rows_rejected}")
