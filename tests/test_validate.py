@@ -1,0 +1,459 @@
+"""Validation through the real Great Expectations suites in expectations/ (no mocks).
+
+Synthetic data only: ID numbers from ``rosterlink.idnumber.make``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rosterlink import idnumber, spec
+from rosterlink.findings import ERROR, WARNING, _messages
+from rosterlink.normalise import normalise_table
+from rosterlink.settings import PROJECT_ROOT
+from rosterlink.spec import catalogue, district
+from rosterlink.validate import (
+    CONDITIONAL_REQUIRED,
+    SuiteError,
+    Validation,
+    build_suite,
+    main,
+    suite_path,
+    suite_text,
+    validate_table,
+)
+
+EXPECTATIONS = PROJECT_ROOT / "expectations"
+KINDS = sorted(catalogue().rosters)
+TODAY = dt.date.today()
+FULL_ID = re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9X](?![0-9])")  # an ID-shaped number
+FULL_PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+
+
+@dataclass
+class Table:
+    """Stand-in for ``rosterlink.read.SheetTable`` (same attributes, duck typed)."""
+
+    sheet: str
+    roster: str
+    frame: pd.DataFrame
+    header_row: int = 3
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def an_id(seq: int = 1, region: str = "370406", born: dt.date = dt.date(1975, 3, 4)) -> str:
+    return idnumber.make(region, born, seq)
+
+
+def good_value(name: str, seq: int = 1) -> object:
+    """A valid raw cell for a field, as an office would type it."""
+    f = catalogue().fields[name]
+    if f.enum:
+        codes = catalogue().enums[f.enum]
+        code = "join" if f.enum == "change_type" else next(iter(codes))
+        return codes[code][0]
+    return {
+        "person_name": "张三",
+        "id_number": an_id(seq),
+        "town": "店子镇",
+        "text": "东村",
+        "int": "3人",
+        "money": "1,200元",
+        "phone": "138 1234 5678",
+        "date": "2016年8月12日",
+        "code": f"ST-2024-{seq:03d}",
+    }[f.type]
+
+
+def good_row(kind: str, seq: int = 1) -> dict:
+    return {name: good_value(name, seq) for name in catalogue().rosters[kind].fields}
+
+
+def make_table(kind: str, rows: list[dict], headers: dict[str, str] | None = None) -> Table:
+    fields = catalogue().rosters[kind].fields
+    records = [{"_row": 5 + i, **{f: r.get(f) for f in fields}} for i, r in enumerate(rows)]
+    frame = pd.DataFrame(records, columns=["_row", *fields], dtype=object)
+    return Table("Sheet1", kind, frame, headers=headers or {})
+
+
+def run(kind: str, rows: list[dict], headers: dict[str, str] | None = None) -> Validation:
+    table = make_table(kind, rows, headers)
+    frame, findings = normalise_table(table)
+    return validate_table(table, frame, findings)
+
+
+def only(findings, row: int = 5, field_name: str | None = None):
+    hits = [f for f in findings if f.row_number == row and (field_name is None or f.field == field_name)]
+    assert len(hits) == 1, hits
+    return hits[0]
+
+
+def assert_partition(table: Table, result: Validation) -> None:
+    rows = set(table.frame["_row"])
+    valid = set(result.valid["_row"])
+    rejected = {f.row_number for f in result.rejected}
+    assert valid.isdisjoint(rejected)
+    assert valid | rejected == rows
+    assert len(result.valid) == len(valid)
+    assert all(f.severity == ERROR and f.field and f.reason_code for f in result.rejected)
+    assert all(re.search(r"[\u4e00-\u9fff]", f.message) for f in [*result.rejected, *result.warnings])
+    assert all(f.severity == WARNING and f.row_number in valid for f in result.warnings)
+
+
+# ---------------------------------------------------------------------------------------- suites
+
+
+def test_suites_exist_for_every_roster_kind():
+    for kind in KINDS:
+        assert (EXPECTATIONS / f"{kind}.json").is_file(), kind
+    assert suite_path("hardship") == EXPECTATIONS / "hardship.json"
+
+
+def test_checked_in_suites_are_in_sync_with_rosters_json():
+    for kind in KINDS:
+        on_disk = (EXPECTATIONS / f"{kind}.json").read_text(encoding="utf-8")
+        assert on_disk == suite_text(kind), f"run: python -m rosterlink.validate --write-suites ({kind})"
+    assert main(["--check"]) == 0
+
+
+def test_suites_load_in_gx_and_every_expectation_carries_field_reason_and_severity():
+    import great_expectations as gx
+
+    codes = _messages()
+    for kind in KINDS:
+        data = json.loads((EXPECTATIONS / f"{kind}.json").read_text(encoding="utf-8"))
+        suite = gx.ExpectationSuite(**data)
+        assert len(suite.expectations) == len(data["expectations"])
+        roster = catalogue().rosters[kind]
+        for e in data["expectations"]:
+            meta = e["meta"]
+            assert meta["field"] in roster.fields
+            assert meta["reason_code"] in codes
+            assert meta["severity"] in (ERROR, WARNING)
+            assert e["severity"] == {"error": "critical", "warning": "warning"}[meta["severity"]]
+        not_null = {
+            e["kwargs"]["column"]
+            for e in data["expectations"]
+            if e["type"] == "expect_column_values_to_not_be_null" and "row_condition" not in e["kwargs"]
+        }
+        assert not_null == set(roster.required)
+
+
+def test_id_and_town_rules_are_in_the_suite_and_towns_are_a_parameter():
+    data = build_suite("hardship")
+    by_column = {(e["type"], e["kwargs"]["column"]): e for e in data["expectations"]}
+    regex = by_column[("expect_column_values_to_match_regex", "head_id_number")]
+    assert regex["kwargs"]["regex"] == "^[1-9][0-9]{16}[0-9X]$"
+    town = by_column[("expect_column_values_to_be_in_set", "town")]
+    assert town["kwargs"]["value_set"] == {"$PARAMETER": "towns"}
+    phone = by_column[("expect_column_values_to_match_regex", "phone")]
+    assert phone["meta"]["severity"] == WARNING
+    assert "店子镇" not in json.dumps(data, ensure_ascii=False)
+
+
+def test_write_suites_cli_writes_every_kind(tmp_path):
+    assert main(["--write-suites", "--dir", str(tmp_path)]) == 0
+    assert sorted(p.stem for p in tmp_path.glob("*.json")) == KINDS
+    assert main(["--check", "--dir", str(tmp_path)]) == 0
+    (tmp_path / "pin.json").write_text("{}", encoding="utf-8")
+    assert main(["--check", "--dir", str(tmp_path)]) == 1
+
+
+# ---------------------------------------------------------------------------------------- good rows
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_good_row_passes(kind):
+    result = run(kind, [good_row(kind, 1), good_row(kind, 2)])
+    assert result.rejected == [] and result.warnings == []
+    assert list(result.valid["_row"]) == [5, 6]
+    assert list(result.valid.columns) == ["_row", *catalogue().rosters[kind].fields]
+    row = result.valid.iloc[0]
+    for name in catalogue().rosters[kind].fields:
+        ftype = catalogue().fields[name].type
+        if ftype == "id_number":
+            assert row[name] == an_id(1)
+        elif ftype == "date":
+            assert row[name] == "2016-08-12"
+        elif ftype == "phone":
+            assert row[name] == "13812345678"
+
+
+# ---------------------------------------------------------------------------------------- rejections
+
+REQUIRED = [(k, f) for k in KINDS for f in catalogue().rosters[k].required]
+
+
+@pytest.mark.parametrize(("kind", "name"), REQUIRED)
+def test_missing_required_field_rejects_row_with_reason(kind, name):
+    bad = good_row(kind, 2) | {name: None}
+    header = f"*{catalogue().fields[name].label}(必填)"
+    result = run(kind, [good_row(kind, 1), bad], headers={name: header})
+    assert list(result.valid["_row"]) == [5]
+    finding = only(result.rejected, 6)
+    expected = "id_missing" if catalogue().fields[name].type == "id_number" else "required_missing"
+    assert (finding.field, finding.reason_code, finding.severity) == (name, expected, ERROR)
+    assert finding.message.startswith(f"“{header}”") and ("必填" in finding.message or "为空" in finding.message)
+
+
+def test_bad_checksum_id_rejects_with_the_normalisers_reason():
+    good = an_id(3)
+    bad = good[:-1] + ("1" if good[-1] != "1" else "2")
+    result = run("hardship", [good_row("hardship") | {"head_id_number": bad}], {"head_id_number": "身份证号码"})
+    assert result.valid.empty
+    finding = only(result.rejected)
+    assert (finding.field, finding.reason_code) == ("head_id_number", "id_bad_checksum")
+    assert "校验码" in finding.message and bad not in finding.message
+    assert finding.value == bad[:6] + "********" + bad[-4:]
+
+
+def test_id_in_numeric_cell_rejects_row():
+    result = run("cadre", [good_row("cadre") | {"id_number": 3.70406197503040e17}])
+    finding = only(result.rejected)
+    assert (finding.field, finding.reason_code, finding.severity) == ("id_number", "id_numeric_cell", ERROR)
+    assert "文本" in finding.message
+
+
+def test_invalid_optional_id_still_rejects_the_row():
+    # the child's ID is optional on the orphan roster, but a wrong ID is never loaded
+    result = run("orphan", [good_row("orphan") | {"child_id_number": an_id(4)[:16]}])
+    finding = only(result.rejected)
+    assert (finding.field, finding.reason_code) == ("child_id_number", "id_bad_length")
+    assert "当前为16位" in finding.message
+    empty_child_id = run("orphan", [good_row("orphan") | {"child_id_number": None}])
+    assert list(empty_child_id.valid["_row"]) == [5]
+
+
+def test_unknown_town_rejects_row():
+    result = run("case", [good_row("case") | {"town": "火星镇"}], {"town": "所属镇街"})
+    finding = only(result.rejected)
+    assert (finding.field, finding.reason_code) == ("town", "town_unknown")
+    assert finding.message.startswith("“所属镇街”的值“火星镇”不在本区镇街名单内")
+    assert "店子镇" in finding.message
+
+
+def test_several_problems_in_one_row_give_several_findings():
+    row = good_row("hardship") | {"head_name": "=A1", "head_id_number": None, "town": "火星"}
+    result = run("hardship", [row])
+    assert {f.field: f.reason_code for f in result.rejected} == {
+        "head_name": "name_invalid",
+        "head_id_number": "id_missing",
+        "town": "town_unknown",
+    }
+
+
+def test_invalid_required_date_rejects_and_optional_date_only_warns():
+    future = (TODAY + dt.timedelta(days=10)).isoformat()
+    adjustment = run("hardship_adjustment", [good_row("hardship_adjustment") | {"adjustment_date": future}])
+    finding = only(adjustment.rejected)
+    assert (finding.field, finding.reason_code) == ("adjustment_date", "date_out_of_range")
+    member = run("old_member", [good_row("old_member") | {"joined_date": "建国前"}])
+    assert member.rejected == []
+    warning = only(member.warnings)
+    assert (warning.field, warning.reason_code, warning.severity) == ("joined_date", "date_invalid", WARNING)
+    assert member.valid.loc[0, "joined_date"] is None
+
+
+def test_bad_phone_is_only_a_warning():
+    result = run("hardship", [good_row("hardship") | {"phone": "12345"}])
+    assert result.rejected == []
+    assert list(result.valid["_row"]) == [5]
+    assert result.valid.loc[0, "phone"] is None
+    warning = only(result.warnings)
+    assert (warning.field, warning.reason_code, warning.severity) == ("phone", "phone_invalid", WARNING)
+
+
+def test_unknown_region_code_is_a_warning_and_the_row_loads():
+    other = an_id(5, region="110101")
+    result = run("cadre", [good_row("cadre") | {"id_number": other}])
+    assert result.rejected == []
+    assert result.valid.loc[0, "id_number"] == other
+    warning = only(result.warnings)
+    assert (warning.reason_code, warning.severity) == ("id_region_unknown", WARNING)
+    assert other not in warning.message
+
+
+def test_formula_like_text_is_loaded_with_a_warning():
+    result = run("case", [good_row("case") | {"summary": "=HYPERLINK(\"http://x\")"}])
+    assert result.rejected == []
+    assert result.valid.loc[0, "summary"].startswith("=")
+    assert only(result.warnings).reason_code == "text_formula"
+
+
+def test_invalid_optional_enum_only_warns_but_invalid_required_enum_rejects():
+    cadre = run("cadre", [good_row("cadre") | {"sex": "未知"}])
+    assert cadre.rejected == [] and only(cadre.warnings).reason_code == "enum_invalid"
+    cadre = run("cadre", [good_row("cadre") | {"rank": "处长"}])
+    finding = only(cadre.rejected)
+    assert (finding.field, finding.reason_code) == ("rank", "enum_invalid")
+    assert "可填写：正县级" in finding.message
+
+
+def test_warnings_are_not_reported_for_rejected_rows():
+    row = good_row("hardship") | {"phone": "12345", "head_id_number": "坏号码"}
+    result = run("hardship", [row])
+    assert only(result.rejected).reason_code == "id_bad_chars"
+    assert result.warnings == []
+
+
+def test_valid_keeps_the_index_labels_and_order_of_the_passing_rows():
+    rows = [good_row("pin", 1), good_row("pin", 2) | {"cadre_id_number": None}, good_row("pin", 3)]
+    result = run("pin", rows)
+    assert list(result.valid.index) == [0, 2]
+    assert list(result.valid["_row"]) == [5, 7]
+
+
+def test_values_the_normaliser_let_through_are_still_checked_by_the_suite():
+    # a frame that did not come from normalise_table: the suite alone decides
+    table = make_table("hardship", [good_row("hardship"), good_row("hardship", 2)])
+    frame = pd.DataFrame(
+        {"_row": [5, 6], "head_name": ["张三", "李4"], "head_id_number": ["12345", an_id(2)],
+         "town": ["店子镇", "火星"], "village": [None, None], "household_size": [-1, 2],
+         "cause": [None, None], "income": [None, None], "phone": [None, "999"]},
+        dtype=object,
+    )
+    result = validate_table(table, frame, [])
+    codes = {(f.row_number, f.field): f.reason_code for f in result.rejected}
+    assert codes == {(5, "head_id_number"): "id_invalid", (6, "head_name"): "name_invalid",
+                     (6, "town"): "town_unknown"}
+    assert result.valid.empty
+    assert "12345" not in only(result.rejected, 5).message
+
+
+# ---------------------------------------------------------------------------------------- conditional rules
+
+
+def test_cadre_change_join_requires_rank_and_unit():
+    assert CONDITIONAL_REQUIRED["cadre_change"][0]["required"] == ["rank", "unit"]
+    join = good_row("cadre_change", 1) | {"change_type": "调入", "rank": None, "unit": None}
+    leave = good_row("cadre_change", 2) | {"change_type": "退休", "rank": None, "unit": None}
+    result = run("cadre_change", [join, leave])
+    assert list(result.valid["_row"]) == [6]
+    codes = {(f.row_number, f.field): f.reason_code for f in result.rejected}
+    assert codes == {(5, "rank"): "required_when", (5, "unit"): "required_when"}
+    assert "“变动类型”为新增/调入/新任时，“职级”为必填项" in only(result.rejected, 5, "rank").message
+
+
+def test_cadre_change_join_with_unrecognised_rank_rejects_but_leave_only_warns():
+    join = good_row("cadre_change", 1) | {"rank": "处长"}
+    leave = good_row("cadre_change", 2) | {"change_type": "调离", "rank": "处长"}
+    result = run("cadre_change", [join, leave])
+    assert list(result.valid["_row"]) == [6]
+    assert only(result.rejected, 5).reason_code == "enum_invalid"
+    assert only(result.warnings, 6).reason_code == "enum_invalid"
+
+
+# ---------------------------------------------------------------------------------------- configuration
+
+
+def test_town_list_comes_from_the_district_config_at_run_time(tmp_path, monkeypatch):
+    shutil.copy(spec.PACKAGE_CONFIG / "rosters.json", tmp_path / "rosters.json")
+    d = json.loads((spec.PACKAGE_CONFIG / "district.json").read_text(encoding="utf-8"))
+    d["towns"] = [*d["towns"], "新城镇"]
+    (tmp_path / "district.json").write_text(json.dumps(d, ensure_ascii=False), encoding="utf-8")
+    before = run("hardship", [good_row("hardship") | {"town": "新城镇"}])
+    assert only(before.rejected).reason_code == "town_unknown"
+    monkeypatch.setenv("ROSTERLINK_CONFIG_DIR", str(tmp_path))
+    assert "新城镇" in district().towns
+    after = run("hardship", [good_row("hardship") | {"town": "新城镇"}])
+    assert after.rejected == [] and after.valid.loc[0, "town"] == "新城镇"
+
+
+def test_a_suite_that_cannot_run_is_an_error_not_a_rejection(tmp_path):
+    broken = {"name": "broken", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "no_such_column"},
+         "meta": {"field": "head_name", "reason_code": "required_missing", "severity": "error"}}]}
+    (tmp_path / "hardship.json").write_text(json.dumps(broken), encoding="utf-8")
+    table = make_table("hardship", [good_row("hardship")])
+    frame, findings = normalise_table(table)
+    with pytest.raises(SuiteError):
+        validate_table(table, frame, findings, expectations_dir=tmp_path)
+
+
+def test_empty_sheet_validates_to_nothing():
+    result = run("hardship", [])
+    assert result.valid.empty and result.rejected == [] and result.warnings == []
+
+
+def test_duplicate_row_numbers_are_refused():
+    table = make_table("hardship", [good_row("hardship"), good_row("hardship")])
+    table.frame["_row"] = [5, 5]
+    frame, findings = normalise_table(table)
+    with pytest.raises(ValueError, match="_row"):
+        validate_table(table, frame, findings)
+
+
+def test_expectations_dir_follows_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("ROSTERLINK_EXPECTATIONS_DIR", str(tmp_path))
+    assert suite_path("pin") == tmp_path.resolve() / "pin.json"
+
+
+# ---------------------------------------------------------------------------------------- properties, speed
+
+JUNK = st.one_of(
+    st.none(),
+    st.text(max_size=12),
+    st.sampled_from(["=1+1", "-", "火星镇", "处长", "12345", "2099-01-01", "3.70406E+17", "abc", "  "]),
+    st.floats(allow_nan=True, allow_infinity=False),
+    st.integers(min_value=-10, max_value=10**18),
+    st.dates(min_value=dt.date(1850, 1, 1), max_value=dt.date(2100, 1, 1)),
+)
+
+
+@st.composite
+def roster_rows(draw):
+    kind = draw(st.sampled_from(KINDS))
+    n = draw(st.integers(min_value=1, max_value=12))
+    rows = []
+    for i in range(n):
+        row = {}
+        for name in catalogue().rosters[kind].fields:
+            good = good_value(name, i)
+            row[name] = draw(st.one_of(st.just(good), JUNK)) if draw(st.booleans()) else good
+        rows.append(row)
+    return kind, rows
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=roster_rows())
+def test_every_row_is_valid_xor_rejected(case):
+    kind, rows = case
+    table = make_table(kind, rows)
+    frame, findings = normalise_table(table)
+    result = validate_table(table, frame, findings)
+    assert_partition(table, result)
+    for f in [*result.rejected, *result.warnings]:
+        for text in (f.message, f.value or ""):
+            assert not FULL_ID.search(text) and not FULL_PHONE.search(text), f
+
+
+def test_fifteen_hundred_rows_validate_quickly():
+    rows = []
+    for i in range(1500):
+        born = dt.date(1960 + i % 40, 1 + i % 12, 1 + i % 28)
+        row = good_row("cadre", i) | {"id_number": an_id(i % 1000, born=born)}
+        if i % 50 == 0:
+            row["id_number"] = row["id_number"][:-1] + ("0" if row["id_number"][-1] != "0" else "1")
+        if i % 30 == 0:
+            row["phone"] = "12345"
+        rows.append(row)
+    table = make_table("cadre", rows)
+    validate_table(table, *normalise_table(make_table("cadre", rows[:2])))  # warm the GX context
+    start = time.perf_counter()
+    frame, findings = normalise_table(table)
+    result = validate_table(table, frame, findings)
+    elapsed = time.perf_counter() - start
+    assert_partition(table, result)
+    assert len(result.rejected) == 30 and len(result.valid) == 1470
+    assert elapsed < 3.0, elapsed
