@@ -186,3 +186,42 @@ def test_unreachable_warehouse_fails_the_night_and_marks_nothing(district, run_n
     url = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"
     assert run_night(district["intake"], url, district["exports"], as_of="2026-11-25") == "failed"
     assert not (district["intake"] / "civil_affairs" / "feedback").exists()
+
+
+def test_pin_spreadsheet_from_the_organization_department_is_honoured(district, sqlite_url, run_night):
+    import openpyxl
+
+    sample.generate(district["intake"], night=1, scale=0.1)
+    assert run_night(district["intake"], sqlite_url, district["exports"], as_of="2026-11-25") == "success"
+    # pin a cadre to a household currently paired with someone else, and a county cadre to a case
+    (cadre_id, cadre_name, head_id), = q(sqlite_url, """
+        SELECT c.id_number, c.name, h.head_id_number FROM cadre c, household h
+        WHERE c.status = 'active' AND h.status = 'active' AND h.head_id_number IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM pairing p WHERE p.cadre_key = c.cadre_key AND p.target_key = h.household_key)
+        ORDER BY c.cadre_key, h.household_key LIMIT 1""")
+    (county_id, county_name, case_number), = q(sqlite_url, """
+        SELECT c.id_number, c.name, k.case_number FROM cadre c, petition_case k
+        WHERE c.rank = 'county' AND k.status = 'open' AND NOT EXISTS (SELECT 1 FROM pairing p
+              WHERE p.cadre_key = c.cadre_key AND p.target_key = k.case_key AND p.valid_to IS NULL)
+        ORDER BY c.cadre_key DESC, k.case_key LIMIT 1""")
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "固定结对"
+    ws.append(["山亭区结对帮扶固定名单"])
+    ws.append(["干部姓名", "干部身份证号", "户主身份证号", "案件编号"])
+    ws.append([cadre_name, cadre_id, head_id, None])
+    ws.append([county_name, county_id, None, case_number])
+    for row in ws.iter_rows(min_row=3):
+        for cell in row:
+            cell.data_type = "s" if cell.value is not None else cell.data_type
+    wb.save(district["intake"] / "organization" / "结对固定名单.xlsx")
+    assert run_night(district["intake"], sqlite_url, district["exports"], as_of="2026-11-26") == "success"
+    assert q(sqlite_url, "SELECT status, rows_loaded, rows_rejected FROM intake_file "
+                         "WHERE file_name = 'organization/结对固定名单.xlsx'") == [("loaded", 2, 0)]
+    pinned = q(sqlite_url, """SELECT c.id_number, p.target_kind, COALESCE(h.head_id_number, k.case_number)
+                              FROM pairing p JOIN cadre c ON c.cadre_key = p.cadre_key
+                              LEFT JOIN household h ON p.target_kind = 'household' AND h.household_key = p.target_key
+                              LEFT JOIN petition_case k ON p.target_kind = 'case' AND k.case_key = p.target_key
+                              WHERE p.valid_to IS NULL AND p.made_reason = 'pinned' ORDER BY 2, 1""")
+    assert pinned == sorted([(county_id, "case", case_number), (cadre_id, "household", head_id)], key=lambda r: (r[1], r[0]))
+    check_pairing_rules(sqlite_url)

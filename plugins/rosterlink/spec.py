@@ -140,4 +140,9 @@ def district() -> District:
     return _load_district(str(config_dir()))
 
 
+def load_json(name: str) -> dict:
+    """Another configuration file of the config folder (``pairing.json``, ``linkage.json`` ...)."""
+    return json.loads((config_dir() / name).read_text(encoding="utf-8"))
+
+
 DEPARTMENTS = ("civil_affairs", "womens_federation", "organization", "petition")

@@ -297,8 +297,10 @@ def refresh_statuses(settings: Settings, as_of: dt.date, allow_mass_end: bool = 
 
 def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> dict:
     from rosterlink import pairing
+    from rosterlink.spec import load_json
 
-    return pairing.rebuild(_engine(settings), as_of, run_id)
+    config = pairing.PairingConfig.from_mapping(load_json("pairing.json"))
+    return pairing.rebuild(_engine(settings), as_of, run_id, config)
 
 
 def night_file_ids(settings: Settings, run_id: str, items: list[dict]) -> list[int]:
