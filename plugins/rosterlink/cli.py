@@ -9,8 +9,10 @@ prints the night's figures. It exits non-zero when the night fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -47,22 +49,61 @@ def _airflow_version() -> str:
     return version("apache-airflow")
 
 
-def run_nightly(conf: dict) -> tuple[str, dict]:
-    """Run ``rosterlink_nightly`` once via ``dag.test``; return (state, figures)."""
-    prepare_airflow()
+@contextlib.contextmanager
+def airflow_output_to(log_path: Path, verbose: bool):
+    """Send Airflow's own (verbose) output to a log file; show rosterlink's progress lines.
+
+    Works at the file-descriptor level, because Airflow's loggers hold on to the streams they
+    found at start-up. Progress lines are rosterlink's own log records (never row values).
+    """
+    if verbose:
+        yield
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    progress = os.fdopen(os.dup(saved_out), "w", buffering=1, encoding="utf-8")
+    handler = logging.StreamHandler(progress)
+    handler.setFormatter(logging.Formatter("  %(asctime)s  %(message)s", "%H:%M:%S"))
+    handler.setLevel(logging.INFO)
+    package_log = logging.getLogger("rosterlink")
+    package_log.addHandler(handler)
+    package_log.setLevel(logging.INFO)
+    with log_path.open("ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved_out, 1)
+            os.dup2(saved_err, 2)
+            os.close(saved_out)
+            os.close(saved_err)
+            package_log.removeHandler(handler)
+            progress.close()
+
+
+def run_nightly(conf: dict, verbose: bool = False) -> tuple[str, dict, Path]:
+    """Run ``rosterlink_nightly`` once via ``dag.test``; return (state, figures, Airflow log path)."""
+    home = prepare_airflow()
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "rosterlink_nightly.py"))
-    if bag.import_errors:
-        raise SystemExit(f"DAG import errors: {bag.import_errors}")
-    dag = bag.get_dag("rosterlink_nightly")
-    run = dag.test(run_conf=conf)
+    log_path = home / "logs" / "rosterlink-cli" / f"nightly-{dt.datetime.now():%Y%m%dT%H%M%S}.log"
+    print(f"running rosterlink_nightly through Airflow (full log: {log_path})", flush=True)
+    with airflow_output_to(log_path, verbose):
+        bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "rosterlink_nightly.py"))
+        if bag.import_errors:
+            raise SystemExit(f"DAG import errors: {bag.import_errors}")
+        run = bag.get_dag("rosterlink_nightly").test(run_conf=conf)
     state = str(getattr(run.state, "value", run.state))
     from rosterlink import settings, tasks, warehouse
 
     cfg = settings.load(**{k: conf.get(k) for k in ("intake_dir", "warehouse_url", "export_dir")})
     figures = tasks.night_figures(warehouse.connect(cfg.warehouse_url))
-    return state, figures
+    return state, figures, log_path
 
 
 def _print_summary(state: str, figures: dict, conf: dict) -> None:
@@ -101,9 +142,25 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     for key in ("intake_dir", "warehouse_url", "export_dir"):
         if conf[key]:
             os.environ[f"ROSTERLINK_{key.upper()}"] = conf[key]
-    state, figures = run_nightly(conf)
+    state, figures, log_path = run_nightly(conf, verbose=args.verbose)
+    if state != "success":
+        print(f"\nthe night did not succeed; the reason is in the Airflow log: {log_path}")
+        _print_failure(log_path)
     _print_summary(state, figures, conf)
     return 0 if state == "success" else 1
+
+
+def _print_failure(log_path: Path) -> None:
+    """The lines of the log that say why (errors only: rosterlink never logs row values)."""
+    from rosterlink.masking import mask_text
+
+    if not log_path.exists():
+        return
+    wanted = ("another night is running", "NightRefused", "would end", "Error", "error")
+    lines = [ln for ln in log_path.read_text(errors="replace").splitlines()
+             if any(w in ln for w in wanted) and "Traceback" not in ln][-8:]
+    for line in lines:
+        print("  " + mask_text(line.strip())[:400])
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -135,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--as-of", help="the night's date YYYY-MM-DD (default: today in Asia/Shanghai)")
     p.add_argument("--allow-mass-end", action="store_true",
                    help="accept a night that ends more pairs than the configured share")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Airflow's own log on the terminal")
     p.set_defaults(func=cmd_nightly)
 
     p = sub.add_parser("sample", help="write the sample intake for the reference district")
