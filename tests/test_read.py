@@ -725,22 +725,17 @@ def test_unknown_department_is_a_programming_error(tmp_path):
         read.read_file(path, "finance")
 
 
-def test_hundred_thousand_rows_read_in_seconds(tmp_path):
-    import time
-
+def test_hundred_thousand_rows_are_all_read_with_exact_row_numbers(tmp_path):
     rows = [[TITLE], HARDSHIP_HEADER]
     rows += [[i + 1, f"测试户{i}", f"37040619750309{i % 1000:03d}X", "店子镇", "测试村", 3, "因病", 1.5, "13800000000"]
              for i in range(100_000)]
     path = write_plain_xlsx(tmp_path / "big.xlsx", rows)
 
-    started = time.perf_counter()
     (table,) = read.read_file(path, "civil_affairs").tables
-    elapsed = time.perf_counter() - started
 
     assert len(table.frame) == 100_000
     assert table.frame["_row"].iloc[-1] == 100_002
     assert table.frame["head_name"].iloc[-1] == "测试户99999"
-    assert elapsed < 15
 
 
 @pytest.mark.parametrize("part", ["worksheets/sheet1.xml", "data/elsewhere.xml"])
