@@ -118,6 +118,9 @@ source_row = sa.Table(
     sa.Column("row_number", sa.Integer, primary_key=True),
     sa.Column("entity_kind", sa.String(16), nullable=False),
     sa.Column("entity_key", sa.String(16), nullable=False, index=True),
+    # how the row found its entity: id | model | new | review_split (null for rows linked before 0002)
+    sa.Column("link_method", sa.String(16)),
+    sa.Column("match_probability", sa.Float),  # the model's probability when link_method = model
 )
 
 # --- entities (contract) ---------------------------------------------------------------------------
@@ -217,4 +220,66 @@ night_lock = sa.Table(
     sa.Column("holder", sa.String(255), nullable=False),  # host:pid of the process that last refreshed it
     sa.Column("acquired_at", sa.DateTime, nullable=False),
     sa.Column("heartbeat_at", sa.DateTime, nullable=False),
+)
+
+
+# --- linkage: review queue, merges, models ----------------------------------------------------------
+# A candidate pair a person must judge. reason: model_uncertain (probability between the review and
+# link thresholds) | cluster_bridge (a link that would merge two clusters that already hold several
+# rows, or two holders of different ID numbers) | id_name_conflict (one ID number, two names) |
+# name_village_id_conflict (one name and village, two ID numbers). display_l/_r hold both records'
+# fields as a clerk may see them (masked); evidence the per-field levels and match weights (JSON).
+link_review = sa.Table(
+    "link_review",
+    metadata,
+    sa.Column("review_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("entity_kind", sa.String(16), nullable=False),  # household | cadre
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("record_id_l", sa.Integer, nullable=False, index=True),  # the record already resolved
+    sa.Column("record_id_r", sa.Integer, nullable=False, index=True),  # the newer record
+    sa.Column("entity_key_l", sa.String(16)),  # keys when the pair was queued
+    sa.Column("entity_key_r", sa.String(16)),
+    sa.Column("display_l", sa.Text, nullable=False),
+    sa.Column("display_r", sa.Text, nullable=False),
+    sa.Column("match_weight", sa.Float),
+    sa.Column("match_probability", sa.Float),
+    sa.Column("evidence", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | decided
+    sa.Column("decision", sa.String(16)),  # same | different
+    sa.Column("decided_by", sa.String(128)),
+    sa.Column("decided_at", sa.DateTime),
+    sa.Column("note", sa.Text),
+    sa.Column("applied_at", sa.DateTime),  # when a night's link stage applied the decision
+    sa.Column("outcome", sa.Text),  # what applying it did (merged H.. into H.., split into H..)
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("entity_kind", "reason", "record_id_l", "record_id_r", name="uq_link_review_pair"),
+)
+
+# Two households found to be one: the retired key lives on as a pointer to the surviving (older) key.
+household_merge = sa.Table(
+    "household_merge",
+    metadata,
+    sa.Column("merge_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("retired_key", sa.String(16), nullable=False, index=True),
+    sa.Column("surviving_key", sa.String(16), nullable=False, index=True),
+    sa.Column("merged_at", sa.DateTime, nullable=False),
+    sa.Column("reason", sa.String(16), nullable=False),  # model | reviewer
+    sa.Column("review_id", sa.Integer),
+    sa.Column("match_probability", sa.Float),
+    sa.Column("evidence", sa.Text),  # JSON: the pair of records that tied them, per-field evidence
+)
+
+# The linkage model's parameters as trained on a night (or the configured prior), for audit and reuse.
+link_model = sa.Table(
+    "link_model",
+    metadata,
+    sa.Column("model_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("entity_kind", sa.String(16), nullable=False),
+    sa.Column("trained_at", sa.DateTime, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # em | prior
+    sa.Column("records", sa.Integer, nullable=False),
+    sa.Column("id_less_records", sa.Integer, nullable=False),
+    sa.Column("entities", sa.Integer, nullable=False),
+    sa.Column("parameters", sa.Text, nullable=False),  # JSON: m/u per comparison level, prior
+    sa.Column("seconds", sa.Float),
 )
