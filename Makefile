@@ -28,6 +28,7 @@ demo-night2: $(STAMP)
 	$(BIN)/rosterlink nightly --as-of $$(date -d tomorrow +%F)
 
 test: $(STAMP)
+	scripts/ensure-system-deps.sh
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

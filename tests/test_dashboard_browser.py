@@ -1,0 +1,245 @@
+"""End to end in a real browser: a sample night through the DAG, the Airflow API server with this
+project's plugins, and headless Chromium (Playwright) signing in to Airflow and reading the
+dashboard; every figure checked is compared with the warehouse queried here directly.
+
+Needs /usr/bin/chromium (``scripts/ensure-system-deps.sh`` installs it; ``make test`` runs it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rosterlink import datadocs, sample, settings, tasks, warehouse
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+USER, PASSWORD = "analyst", "rosterlink-test-Pw-7"
+AS_OF = "2026-11-25"
+ID_NUMBER = re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])")
+PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, n: int = 60) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-n:])
+
+
+@contextlib.contextmanager
+def api_server(home: Path, env_extra: dict[str, str], log_path: Path, timeout: float = 120) -> Iterator[str]:
+    """``airflow api-server`` on a free port in its own process group; yields its base URL.
+
+    Waits (bounded) for ``/api/v2/monitor/health``; on exit stops the whole process group
+    (SIGTERM, then SIGKILL after 20 s).
+    """
+    port = _free_port()
+    env = {**os.environ, "AIRFLOW_HOME": str(home), **env_extra}
+    airflow = Path(sys.executable).with_name("airflow")
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port),
+                                 "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"api-server exited with {proc.returncode}:\n{_tail(log_path)}")
+            try:
+                with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2) as r:  # noqa: S310
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"api-server not healthy after {timeout:.0f} s:\n{_tail(log_path)}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _q(url: str, sql: str) -> list[tuple]:
+    with warehouse.engine(url).connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(sql).all()]
+
+
+def _one(url: str, sql: str) -> int:
+    return int(_q(url, sql)[0][0] or 0)
+
+
+def _ensure_night_docs(intake: Path, cfg: settings.Settings, tmp: Path, run_id: str) -> Path:
+    """The night's Data Docs: built by the DAG when ``load_files`` calls ``datadocs.build_night``;
+    until then, built here the same way from the same intake re-staged in a scratch warehouse."""
+    site = datadocs.night_dir(cfg.export_dir, AS_OF)
+    if not (site / "index.html").is_file():
+        scratch = settings.load(intake_dir=str(intake), warehouse_url=f"sqlite:///{tmp / 'scratch.db'}",
+                                export_dir=str(cfg.export_dir))
+        items = [tasks.validate_file(scratch, tasks.read_file(scratch, i)) for i in tasks.scan(scratch, run_id)]
+        assert datadocs.build_night(scratch, items, as_of=dt.date.fromisoformat(AS_OF), run_id=run_id)["data_docs"]
+    return site
+
+
+def test_dashboard_in_the_airflow_ui_shows_the_warehouse_figures(tmp_path, run_night, airflow_db):
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium: run scripts/ensure-system-deps.sh")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+
+    # --- a night: the sample district at a tenth of its size, through the real DAG -----------------
+    intake, exports = tmp_path / "intake", tmp_path / "exports"
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    sample.generate(intake, night=1, scale=0.1)
+    assert run_night(intake, url, exports, as_of=AS_OF) == "success"
+    cfg = settings.load(intake_dir=str(intake), warehouse_url=url, export_dir=str(exports))
+    (run_id,) = _q(url, "SELECT run_id FROM night_run")[0]
+    site = _ensure_night_docs(intake, cfg, tmp_path, run_id)
+
+    # --- the API server with this project's plugins and two users ----------------------------------
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text(json.dumps({USER: PASSWORD}), encoding="utf-8")
+    env = {
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__AUTH_MANAGER":
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "rosterlink-browser-test-" + "x" * 48,
+        "AIRFLOW__API__EXPOSE_CONFIG": "False",
+        "ROSTERLINK_WAREHOUSE_URL": url,
+        "ROSTERLINK_EXPORT_DIR": str(exports),
+    }
+    outside: list[str] = []
+    with api_server(airflow_db, env, tmp_path / "api-server.log") as base, \
+            playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.on("request", lambda r: outside.append(r.url)
+                    if r.url.startswith(("http:", "https:", "ws:", "wss:")) and not r.url.startswith(base) else None)
+
+            # not signed in: the dashboard sends the browser to Airflow's login page, the API says 401
+            assert page.request.get(f"{base}/rosterlink/api/figures").status == 401
+            page.goto(f"{base}/rosterlink/")
+            assert "/auth/login" in page.url
+            page.get_by_label("Username").fill(USER)
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{base}/rosterlink/")
+
+            def shown(key: str) -> str:
+                return page.locator(f'[data-figure="{key}"]').first.inner_text().strip()
+
+            def number(key: str) -> int:
+                return int(shown(key).replace(",", ""))
+
+            # --- every figure against the warehouse ---------------------------------------------
+            assert shown("night.as_of") == AS_OF and shown("night.status") == "success"
+            tonight = f"run_id = '{run_id}'"
+            for status in ("loaded", "rejected", "duplicate"):
+                assert number(f"files.tonight.{status}") == _one(
+                    url, f"SELECT COUNT(*) FROM intake_file WHERE {tonight} AND status = '{status}'"), status
+            for key, col in (("read", "rows_read"), ("loaded", "rows_loaded"), ("rejected", "rows_rejected")):
+                assert number(f"rows.tonight.{key}") == _one(url, f"SELECT SUM({col}) FROM intake_file WHERE {tonight}")
+            for dept, loaded, rejected in _q(url, "SELECT department, SUM(rows_loaded), SUM(rows_rejected) "
+                                                  "FROM intake_file GROUP BY department"):
+                assert (number(f"rows.all.{dept}.loaded"), number(f"rows.all.{dept}.rejected")) == (loaded, rejected)
+            assert number("households.active") == _one(url, "SELECT COUNT(*) FROM household WHERE status = 'active'")
+            for category, n in _q(url, "SELECT category, COUNT(*) FROM household_category "
+                                       "WHERE status = 'active' GROUP BY category"):
+                assert number(f"households.{category}.active") == n, category
+            town_pairs = _q(url, "SELECT h.town, COUNT(*) FROM pairing p JOIN household h ON h.household_key = "
+                                 "p.target_key WHERE p.target_kind = 'household' AND p.valid_to IS NULL GROUP BY h.town")
+            assert town_pairs
+            for town, n in town_pairs:
+                assert number(f"pairs.{town}.households") == n, town
+            assert number("pairs.total") == _one(url, "SELECT COUNT(*) FROM pairing WHERE valid_to IS NULL")
+            assert number("cases.open") == _one(url, "SELECT COUNT(*) FROM petition_case WHERE status = 'open'")
+            assert number("cases.without_county_leader") == _one(url, """
+                SELECT COUNT(*) FROM petition_case k WHERE k.status = 'open' AND NOT EXISTS (
+                    SELECT 1 FROM pairing p JOIN cadre c ON c.cadre_key = p.cadre_key
+                    WHERE p.target_kind = 'case' AND p.target_key = k.case_key AND p.valid_to IS NULL
+                      AND c.rank = 'county' AND c.status = 'active')""")
+            for item in ("work_team", "resolution_plan", "responsible_unit", "stabilisation_measures"):
+                assert number(f"five_ones.{item}") == _one(
+                    url, f"SELECT COUNT(*) FROM petition_case WHERE status = 'open' "
+                         f"AND TRIM(COALESCE({item}, '')) = ''"), item
+            assert number("five_ones.leader") == _one(url, """
+                SELECT COUNT(*) FROM petition_case k WHERE k.status = 'open' AND NOT EXISTS (
+                    SELECT 1 FROM pairing p WHERE p.target_kind = 'case' AND p.target_key = k.case_key
+                    AND p.valid_to IS NULL)""")
+            loads = _q(url, """SELECT c.rank, COUNT(p.pairing_id) FROM cadre c LEFT JOIN pairing p
+                               ON p.cadre_key = c.cadre_key AND p.target_kind = 'household' AND p.valid_to IS NULL
+                               WHERE c.status = 'active' GROUP BY c.cadre_key, c.rank""")
+            for rank in {r for r, _ in loads}:
+                mine = [n for r, n in loads if r == rank]
+                assert (number(f"load.household.{rank}.min"), number(f"load.household.{rank}.max")) == (
+                    min(mine), max(mine)), rank
+            pending = _q(url, "SELECT COUNT(*) FROM link_review WHERE status = 'pending'") if "link_review" in {
+                t for (t,) in _q(url, "SELECT name FROM sqlite_master WHERE type = 'table'")} else None
+            assert shown("link_review.backlog") == ("n/a" if pending is None else str(pending[0][0]))
+            assert number("nights.0.rows_loaded") == _one(url, f"SELECT SUM(rows_loaded) FROM intake_file WHERE {tonight}")
+            html = page.content()
+            assert not ID_NUMBER.search(html) and not PHONE.search(html)
+            assert page.locator("svg.chart").count() >= 6
+            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+
+            # --- the same page framed in the Airflow UI through the nav entry -------------------------
+            active = shown("households.active")
+            page.goto(f"{base}/plugin/rosterlink")
+            framed = page.frame_locator('iframe[title="Rosterlink"]')
+            assert framed.locator('[data-figure="households.active"]').inner_text() == active
+
+            # --- the night's Data Docs, linked from the page ---------------------------------------
+            page.goto(f"{base}/rosterlink/")
+            with page.expect_navigation():
+                page.locator('a[data-link="data-docs"]').click()
+            assert page.url == f"{base}/rosterlink/data-docs/{AS_OF}/index.html"
+            rejected = dict(_q(url, f"SELECT file_id, rows_rejected FROM intake_file WHERE {tonight} "
+                                    "AND status = 'loaded'"))
+            per_file: dict[int, int] = {}
+            for tr in page.locator("tr[data-file-id]").all():
+                file_id = int(tr.get_attribute("data-file-id"))
+                per_file[file_id] = per_file.get(file_id, 0) + int(
+                    tr.locator('[data-figure="error_rows"]').inner_text())
+            assert per_file == rejected
+            with page.expect_navigation():
+                page.get_by_role("link", name="结果页").first.click()
+            assert "Expectation Validation Result" in page.content()
+            assert not ID_NUMBER.search(page.content()) and not PHONE.search(page.content())
+            assert (site / "index.html").is_file()
+        finally:
+            browser.close()
+    assert outside == [], f"the pages loaded something from outside the API server: {outside[:5]}"
