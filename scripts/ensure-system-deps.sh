@@ -8,7 +8,10 @@ set -euo pipefail
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
-if ! fc-list 2>/dev/null | grep -qi "noto sans cjk\|noto serif cjk\|wenquanyi"; then
+# (fc-list's output is taken whole first: under pipefail, `grep -q` closing the pipe early would
+# make fc-list fail with SIGPIPE and the fonts look missing)
+fonts=$(fc-list 2>/dev/null || true)
+if ! grep -qi "noto sans cjk\|noto serif cjk\|wenquanyi" <<<"$fonts"; then
     missing+=(fonts-noto-cjk)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
