@@ -1123,8 +1123,8 @@ def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
     ws = wb.active
     ws.title = "待核实"
 
-    def put(r: int, c: int, value: object, **style: object) -> None:
-        cell = ws.cell(r, c)
+    def put(r: int, c: int, value: object, sheet=None, **style: object) -> None:  # noqa: ANN001
+        cell = (sheet or ws).cell(r, c)
         if isinstance(value, str):
             cell.value = defuse(mask_text(value))
             cell.data_type = "s"
@@ -1152,7 +1152,7 @@ def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
         "身份证号、电话已脱敏；“依据”一列为各字段的比对结果和权重（正数支持同一，负数支持不同）。",
         f"共 {len(rows)} 条待核实。",
     ), 1):
-        put(r, 1, text)
+        put(r, 1, text, sheet=info)
     info.column_dimensions["A"].width = 100
     fd, tmp = tempfile.mkstemp(prefix=".待核实-", suffix=".xlsx", dir=review_dir)
     os.close(fd)
