@@ -7,53 +7,8 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from rosterlink import idnumber, link, schema, status, warehouse
-from rosterlink.warehouse import dumps, now
-
-BORN = dt.date(1960, 5, 4)
-
-
-def _id(n: int) -> str:
-    return idnumber.make("370406", BORN, n)
-
-
-class Loader:
-    """Writes loaded rows the way the load stage does, one ledger file per call."""
-
-    def __init__(self, url: str) -> None:
-        self.eng = warehouse.connect(url)
-        self.row = 3
-
-    def file(self, department: str, rows: list[dict]) -> int:
-        with self.eng.begin() as conn:
-            file_id = conn.execute(schema.intake_file.insert().values(
-                department=department, file_name=f"{department}/f{self.row}.xlsx", sha256=f"{self.row:064d}",
-                size_bytes=1, status="loaded", rows_read=len(rows), rows_loaded=len(rows), received_at=now(),
-            )).inserted_primary_key[0]
-            for r in rows:
-                self.row += 1
-                conn.execute(schema.source_record.insert().values(
-                    file_id=file_id, sheet="Sheet1", row_number=self.row, department=department,
-                    loaded_at=now(), attrs=dumps(r.pop("attrs", {})), **r))
-        return file_id
-
-    def q(self, sql: str) -> list[tuple]:
-        with self.eng.connect() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(sql).all()]
-
-
-def hh(roster: str, n: int | None, name: str, category: str, event: str | None = None,
-       date: dt.date | None = None, village: str = "东庄村") -> dict:
-    return {"roster": roster, "entity_kind": "household", "category": category, "person_name": name,
-            "id_number": _id(n) if n is not None else None, "town": "店子镇", "village": village,
-            "event": event, "event_date": date}
-
-
-def cadre(n: int, name: str, event: str | None = None, date: dt.date | None = None, rank: str = "section") -> dict:
-    roster = "cadre_change" if event else "cadre"
-    return {"roster": roster, "entity_kind": "cadre", "person_name": name, "id_number": _id(500 + n),
-            "town": "店子镇", "event": event, "event_date": date,
-            "attrs": {"rank": rank, "unit": "区财政局", "linked_town": "店子镇"}}
+from loaded_rows import Loader, cadre, hh
+from rosterlink import link, schema, status
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@
 task code, mapped tasks, XComs and trigger rules, in-process) on a private Airflow home, then
 prints the night's figures. It exits non-zero when the night fails.
 ``rosterlink sample`` writes the bundled sample intake for the reference district.
+``rosterlink review list|decide`` shows the link review queue and records reviewers' decisions.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def _print_summary(state: str, figures: dict, conf: dict) -> None:
     print(f"  cadres (rank:status):   {figures['cadres']}")
     print(f"  key cases:              {figures['cases']}")
     print(f"  current pairs:          {figures['pairs_current']}")
+    print(f"  link review pending:    {figures['link_review'] or 0}"
+          + (f"  -> {cfg.review_dir}/待核实.xlsx" if figures["link_review"] else ""))
     print(f"  warehouse:              {warehouse_display(cfg.warehouse_url)}")
     print(f"  exports:                {cfg.export_dir}")
     print(f"  clerk feedback:         {cfg.intake_dir}/<department>/feedback/")
@@ -181,6 +184,39 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    """The link review queue: list it (masked), or record a reviewer's decision for the next night."""
+    from rosterlink import link, settings, warehouse
+
+    cfg = settings.load(warehouse_url=args.warehouse)
+    eng = warehouse.connect(cfg.warehouse_url)
+    if args.action == "list":
+        with eng.connect() as conn:
+            rows = link.pending_reviews(conn, include_decided=args.all)
+        if not rows:
+            print("the review queue is empty")
+            return 0
+        for row in rows:
+            a, b = json.loads(row.display_l), json.loads(row.display_r)
+            state = row.status if row.decision is None else f"{row.status}:{row.decision}"
+            prob = "" if row.match_probability is None else f" p={row.match_probability:.3f}"
+            print(f"#{row.review_id} {row.entity_kind} {link.REVIEW_REASONS.get(row.reason, row.reason)} [{state}]{prob}")
+            for tag, side in (("A", a), ("B", b)):
+                print(f"   {tag}: {side.get('name')} {side.get('id_number') or '-'} {side.get('town') or ''}"
+                      f"{side.get('village') or ''} {side.get('phone') or ''}  ({side.get('file')} 第{side.get('row')}行)")
+            print(f"   依据: {link.evidence_text(row)}")
+        print(f"\n{len(rows)} item(s); decide with: rosterlink review decide ID same|different --by NAME")
+        return 0
+    try:
+        with eng.begin() as conn:
+            row = link.decide(conn, args.review_id, args.decision, args.by, args.note, force=args.force)
+    except link.ReviewError as exc:
+        print(f"review: {exc}", file=sys.stderr)
+        return 2
+    print(f"review #{row.review_id}: {row.decision} (by {row.decided_by}); applied by the next night's link stage")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rosterlink", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -206,6 +242,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("figures", help="print the warehouse's headline figures as JSON")
     p.add_argument("--warehouse")
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("review", help="the link review queue: list it, or decide an item")
+    p.add_argument("--warehouse")
+    review = p.add_subparsers(dest="action", required=True)
+    q = review.add_parser("list", help="pending items (ID numbers and phones masked)")
+    q.add_argument("--all", action="store_true", help="decided items too")
+    q = review.add_parser("decide", help="record a decision; the next night applies it and the model never overrides it")
+    q.add_argument("review_id", type=int)
+    q.add_argument("decision", choices=["same", "different"])
+    q.add_argument("--by", required=True, help="who decided (recorded with the decision)")
+    q.add_argument("--note")
+    q.add_argument("--force", action="store_true", help="change a decision already applied")
+    p.set_defaults(func=cmd_review)
 
     args = parser.parse_args(argv)
     return args.func(args)

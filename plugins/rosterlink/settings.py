@@ -38,6 +38,11 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
 
     @property
+    def review_dir(self) -> Path:
+        """Where the link review queue (``待核实.xlsx``) is written and reviewers' workbooks are read."""
+        return self.intake_dir / "review"
+
+    @property
     def archive_dir(self) -> Path:
         return self.intake_dir.parent / (self.intake_dir.name + "_archive")
 

@@ -71,6 +71,7 @@ def night_figures(eng: sa.Engine) -> dict:
         "cadres": "SELECT rank || ':' || status, COUNT(*) FROM cadre GROUP BY rank, status",
         "cases": "SELECT status, COUNT(*) FROM petition_case GROUP BY status",
         "pairs_current": "SELECT target_kind, COUNT(*) FROM pairing WHERE valid_to IS NULL GROUP BY target_kind",
+        "link_review": "SELECT reason, COUNT(*) FROM link_review WHERE status='pending' GROUP BY reason",
     }
     out: dict = {}
     with eng.connect() as conn:
@@ -286,7 +287,7 @@ def load(settings: Settings, items: list[dict], day: str | None = None) -> dict:
 def link(settings: Settings) -> dict:
     from rosterlink import link as link_stage
 
-    return link_stage.link(_engine(settings))
+    return link_stage.link(_engine(settings), review_dir=settings.review_dir)
 
 
 def refresh_statuses(settings: Settings, as_of: dt.date, allow_mass_end: bool = False) -> dict:

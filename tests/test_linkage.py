@@ -1,0 +1,333 @@
+"""Deduplication across departments: exact IDs first, the Splink model for rows without one,
+the review queue for the doubtful, reviewers' decisions, stable keys and lineage.
+
+The fixtures are small (a handful of rows), so the link stage uses the configured prior model
+(``config/linkage.json``); the model trained by EM on the reference district is measured by
+``benchmarks/bench_linkage.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+
+from loaded_rows import Loader, hh, id_number
+from rosterlink import link
+
+FULL_ID = re.compile(r"[0-9]{17}[0-9X]")
+FULL_PHONE = re.compile(r"1[3-9][0-9]{9}")
+P1, P2 = "13812345601", "13912345602"
+
+
+@pytest.fixture
+def db(sqlite_url):
+    return Loader(sqlite_url)
+
+
+def households(db: Loader) -> list[tuple]:
+    return db.q("SELECT household_key, head_name, village FROM household ORDER BY household_key")
+
+
+def categories(db: Loader, key: str) -> list[str]:
+    return [c for (c,) in db.q(f"SELECT category FROM household_category WHERE household_key='{key}' ORDER BY 1")]
+
+
+def methods(db: Loader) -> list[tuple]:
+    return db.q("SELECT entity_key, link_method FROM source_row WHERE entity_kind='household' "
+                "ORDER BY file_id, row_number")
+
+
+def reviews(db: Loader, status: str = "pending") -> list[tuple]:
+    return db.q(f"SELECT review_id, reason FROM link_review WHERE status='{status}' ORDER BY review_id")
+
+
+# --- the model finds what exact keys miss ----------------------------------------------------------
+def test_guardian_without_id_and_homophone_surname_joins_the_hardship_household(db):
+    db.file("civil_affairs", [hh("hardship", 1, "张秀英", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "章秀英", "orphan", phone=P1)])
+    link.link(db.eng)
+    assert households(db) == [("H000001", "张秀英", "东庄村")]
+    assert categories(db, "H000001") == ["hardship", "orphan"]
+    assert methods(db) == [("H000001", "id"), ("H000001", "model")]
+    (p,) = db.q("SELECT match_probability FROM source_row WHERE link_method='model'")[0]
+    assert p >= 0.9
+
+
+def test_full_width_space_in_a_name_does_not_make_a_second_household(db):
+    db.file("civil_affairs", [hh("hardship", 1, "王秀兰", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "王\u3000秀兰", "orphan", phone=P1)])
+    link.link(db.eng)
+    assert [k for k, *_ in households(db)] == ["H000001"]
+
+
+def test_changed_phone_still_links_on_name_town_and_village(db):
+    db.file("civil_affairs", [hh("hardship", 1, "李娜", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "李娜", "orphan", phone=P2)])
+    link.link(db.eng)
+    assert [k for k, *_ in households(db)] == ["H000001"]
+    assert categories(db, "H000001") == ["hardship", "orphan"]
+
+
+def test_same_name_in_another_village_stays_a_separate_household(db):
+    db.file("civil_affairs", [hh("hardship", 1, "李娜", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "李娜", "orphan", village="西岭村", phone=P2)])
+    link.link(db.eng)
+    assert len(households(db)) == 2
+    assert reviews(db) == []
+
+
+def test_guardian_relation_gives_sex_and_keeps_a_grandmother_from_a_male_head_of_the_same_name(db):
+    assert link.linkage.feature_row(1, "李娜", None, "店子镇", None, None, {"relation": "祖母"},
+                                    link.linkage.load_config())["sex"] == "F"
+    db.file("civil_affairs", [hh("hardship", 1, "李娜", "hardship", phone=P1)])  # the ID says: a man
+    db.file("womens_federation", [hh("orphan", None, "李娜", "orphan", phone=P2, attrs={"relation": "祖母"})])
+    link.link(db.eng)
+    assert len(households(db)) == 2  # with no relation given, these two are linked (test above)
+
+
+def test_old_party_member_who_heads_a_hardship_household_is_one_household(db):
+    db.file("civil_affairs", [hh("hardship", 7, "孙德明", "hardship")])
+    db.file("organization", [hh("old_member", 7, "孙德明", "old_member", village="东庄")])
+    link.link(db.eng)
+    assert [k for k, *_ in households(db)] == ["H000001"]
+    assert categories(db, "H000001") == ["hardship", "old_member"]
+
+
+# --- the doubtful go to people ------------------------------------------------------------------
+def test_uncertain_pair_is_queued_for_review_with_masked_records_and_evidence(db):
+    db.file("civil_affairs", [hh("hardship", 1, "刘桂芳", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=None)])
+    summary = link.link(db.eng)
+    assert len(households(db)) == 2  # not linked on a guess
+    ((review_id, reason),) = reviews(db)
+    assert reason == "model_uncertain"
+    (display_l, display_r, evidence, prob) = db.q(
+        f"SELECT display_l, display_r, evidence, match_probability FROM link_review WHERE review_id={review_id}")[0]
+    a, b = json.loads(display_l), json.loads(display_r)
+    assert a["name"] == b["name"] == "刘桂芳"
+    assert a["id_number"].startswith("370406") and "*" in a["id_number"]
+    assert a["phone"] == "138****5601"
+    assert not FULL_ID.search(display_l + display_r) and not FULL_PHONE.search(display_l + display_r)
+    levels = {field: item["level"] for field, item in json.loads(evidence).items() if isinstance(item, dict)}
+    assert levels["name"] == "exact" and levels["town"] == "exact" and levels["village"] == "null"
+    cfg = link.linkage.load_config()["thresholds"]
+    assert cfg["review"] <= prob < cfg["link"]
+    assert summary["reviews_queued"] == 1
+
+
+def test_one_id_under_two_names_is_linked_and_surfaced(db):
+    db.file("civil_affairs", [hh("hardship", 3, "赵建国", "hardship")])
+    db.file("organization", [hh("old_member", 3, "赵振华", "old_member")])
+    link.link(db.eng)
+    assert [k for k, *_ in households(db)] == ["H000001"]
+    ((review_id, reason),) = reviews(db)
+    assert reason == "id_name_conflict"
+    (evidence,) = db.q(f"SELECT evidence FROM link_review WHERE review_id={review_id}")[0]
+    assert set(json.loads(evidence)["names"]) == {"赵建国", "赵振华"}
+
+
+def test_one_name_and_village_under_two_ids_stays_apart_and_is_surfaced(db):
+    db.file("civil_affairs", [hh("hardship", 4, "王伟", "hardship")])
+    db.file("organization", [hh("old_member", 5, "王伟", "old_member")])
+    link.link(db.eng)
+    assert len(households(db)) == 2
+    assert [r for _, r in reviews(db)] == ["name_village_id_conflict"]
+
+
+def test_conflicts_are_queued_once_not_every_night(db):
+    db.file("civil_affairs", [hh("hardship", 3, "赵建国", "hardship")])
+    db.file("organization", [hh("old_member", 3, "赵振华", "old_member")])
+    link.link(db.eng)
+    db.file("organization", [hh("old_member", 3, "赵振华", "old_member")])  # the same list sent again
+    link.link(db.eng)
+    assert [r for _, r in reviews(db)] == ["id_name_conflict"]
+
+
+# --- clustering that resists chaining --------------------------------------------------------------
+def test_one_bridge_row_does_not_chain_two_households_together(db):
+    # household A: a head with an ID and her ID-less guardian record; household B: the same name in
+    # another village, listed twice. Plain connected components over tonight's links would make one
+    # household of all five rows through the single ambiguous row X.
+    db.file("civil_affairs", [hh("hardship", 1, "王秀兰", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "王秀兰", "orphan", phone=P1),
+                                  hh("orphan", None, "王秀兰", "orphan", village="西岭村", phone=P2),
+                                  hh("orphan", None, "王秀兰", "orphan", village="西岭村")])
+    link.link(db.eng)
+    assert [k for k, *_ in households(db)] == ["H000001", "H000002"]
+    db.file("womens_federation", [hh("orphan", None, "王秀兰", "orphan", village="东庄村", phone=P2)])  # X
+    summary = link.link(db.eng)
+    assert [k for k, *_ in households(db)] == ["H000001", "H000002"]
+    assert [r for _, r in reviews(db)] == ["cluster_bridge"]
+    assert summary["merges"] == []
+    sizes = summary["clusters"]["size_histogram"]
+    assert sum(int(n) * c for n, c in sizes.items()) == 5
+
+
+def test_a_strong_link_between_two_single_row_households_merges_them_and_keeps_the_older_key(db):
+    db.file("womens_federation", [hh("orphan", None, "张兰", "orphan", phone=P1),
+                                  hh("orphan", None, "张兰", "orphan", village="西庄村", phone=P2)])
+    link.link(db.eng)
+    assert [k for k, *_ in households(db)] == ["H000001", "H000002"]
+    # the guardian moved and kept her new number: a row that is both of them
+    db.file("womens_federation", [hh("orphan", None, "张兰", "orphan", village="东庄村", phone=P2)])
+    summary = link.link(db.eng)
+    assert [k for k, *_ in households(db)] == ["H000001"]
+    assert summary["merges"] == [{"retired_key": "H000002", "surviving_key": "H000001", "reason": "model"}]
+    assert db.q("SELECT retired_key, surviving_key, reason FROM household_merge") == [("H000002", "H000001", "model")]
+    assert {k for k, _ in methods(db)} == {"H000001"}
+
+
+# --- reviewers decide, and the model never overrides them -----------------------------------------------
+def _uncertain_pair(db: Loader) -> int:
+    db.file("civil_affairs", [hh("hardship", 1, "刘桂芳", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=None)])
+    link.link(db.eng)
+    ((review_id, _),) = reviews(db)
+    return review_id
+
+
+def test_reviewer_same_merges_on_the_next_night_and_records_the_retired_key(db):
+    review_id = _uncertain_pair(db)
+    with db.eng.begin() as conn:
+        link.decide(conn, review_id, "same", "民政局 李科长")
+    summary = link.link(db.eng)
+    assert [k for k, *_ in households(db)] == ["H000001"]
+    assert categories(db, "H000001") == ["hardship", "orphan"]
+    assert db.q("SELECT retired_key, surviving_key, reason, review_id FROM household_merge") == [
+        ("H000002", "H000001", "reviewer", review_id)]
+    assert summary["decisions_applied"] == [{"review_id": review_id, "outcome": "merged H000002 into H000001"}]
+    assert db.q(f"SELECT status, decision, outcome FROM link_review WHERE review_id={review_id}") == [
+        ("decided", "same", "merged H000002 into H000001")]
+
+
+def test_reviewer_different_survives_later_nights_and_rows_that_would_chain_them(db):
+    # 1: the head, with her ID; 2: a guardian of the same name, no village, another phone: uncertain
+    db.file("civil_affairs", [hh("hardship", 1, "刘桂芳", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=None, phone=P2)])
+    link.link(db.eng)
+    ((review_id, reason),) = reviews(db)
+    assert reason == "model_uncertain"
+    with db.eng.begin() as conn:
+        link.decide(conn, review_id, "different", "妇联 王主任")
+    link.link(db.eng)
+    # later nights: a row that the model ties strongly to both (the village of 1, the phone of 2),
+    # and the guardian's row sent again. Without the decision the first would chain 1 and 2.
+    for village in ("东庄村", None):
+        db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=village, phone=P2)])
+        link.link(db.eng)
+        assert [k for k, *_ in households(db)] == ["H000001", "H000002"]
+        assert categories(db, "H000001") == ["hardship"] and categories(db, "H000002") == ["orphan"]
+    assert db.q("SELECT COUNT(*) FROM household_merge") == [(0,)]
+    assert db.q("SELECT entity_key FROM source_row WHERE entity_kind='household' ORDER BY file_id") == [
+        ("H000001",), ("H000002",), ("H000002",), ("H000002",)]
+
+
+def test_review_workbook_is_written_masked_and_its_filled_decisions_are_applied(db, tmp_path):
+    review_dir = tmp_path / "review"
+    db.file("civil_affairs", [hh("hardship", 1, "刘桂芳", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=None)])
+    link.link(db.eng, review_dir=review_dir)
+    path = review_dir / link.REVIEW_WORKBOOK
+    wb = load_workbook(path)
+    ws = wb["待核实"]
+    header = [c.value for c in ws[1]]
+    assert header[:4] == ["编号", "类别", "原因", "匹配概率"] and "核实结论" in header
+    cells = [str(c.value) for row in ws.iter_rows() for c in row if c.value is not None]
+    assert not any(FULL_ID.search(v) or FULL_PHONE.search(v) for v in cells)
+    assert not any(c.data_type == "f" for row in ws.iter_rows() for c in row)
+    assert ws.cell(2, header.index("A 姓名") + 1).value == "刘桂芳"
+    assert "核实结论" in " ".join(str(c.value) for c in wb["说明"]["A"])  # how to fill it in, on its own sheet
+    # the reviewer fills in the decision and saves the workbook
+    ws.cell(2, header.index("核实结论") + 1).value = "同一"
+    ws.cell(2, header.index("核实人") + 1).value = "李科长"
+    wb.save(path)
+    summary = link.link(db.eng, review_dir=review_dir)
+    assert summary["review_decisions_read"]["decisions"] == 1
+    assert [k for k, *_ in households(db)] == ["H000001"]
+    (decided_by,) = db.q("SELECT decided_by FROM link_review")[0]
+    assert decided_by.startswith("李科长")
+    assert load_workbook(path)["待核实"].max_row == 1  # nothing left to check
+
+
+def test_review_cli_lists_masked_items_and_records_a_decision(db, sqlite_url):
+    db.file("civil_affairs", [hh("hardship", 1, "刘桂芳", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=None)])
+    link.link(db.eng)
+    exe = str(Path(sys.executable).with_name("rosterlink"))
+    listed = subprocess.run([exe, "review", "--warehouse", sqlite_url, "list"], capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert "刘桂芳" in listed.stdout and "模型无法确定" in listed.stdout
+    assert id_number(1) not in listed.stdout and P1 not in listed.stdout
+    ((review_id, _),) = reviews(db)
+    done = subprocess.run([exe, "review", "--warehouse", sqlite_url, "decide", str(review_id), "different",
+                           "--by", "妇联 王主任"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert db.q("SELECT status, decision, decided_by FROM link_review") == [("decided", "different", "妇联 王主任")]
+    link.link(db.eng)
+    again = subprocess.run([exe, "review", "--warehouse", sqlite_url, "decide", str(review_id), "same",
+                            "--by", "someone"], capture_output=True, text=True)
+    assert again.returncode == 2 and "--force" in again.stderr
+
+
+# --- stable keys and lineage -------------------------------------------------------------------------
+def test_model_linked_household_keeps_its_key_across_nights(db):
+    db.file("civil_affairs", [hh("hardship", 1, "张秀英", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "章秀英", "orphan", phone=P1)])
+    link.link(db.eng)
+    db.file("civil_affairs", [hh("hardship", 2, "马成", "hardship", village="北庄村"),
+                              hh("hardship", 1, "张秀英", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "章秀英", "orphan", phone=P1)])
+    link.link(db.eng)
+    assert households(db) == [("H000001", "张秀英", "东庄村"), ("H000002", "马成", "北庄村")]
+    assert {k for k, _ in methods(db)} == {"H000001", "H000002"}
+
+
+def test_household_evidence_lists_every_row_and_department_behind_a_household(db):
+    db.file("civil_affairs", [hh("hardship", 1, "张秀英", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "章秀英", "orphan", phone=P1)])
+    db.file("organization", [hh("old_member", 1, "张秀英", "old_member")])
+    link.link(db.eng)
+    rows = db.q("SELECT household_key, department, category, file_name, row_number, link_method "
+                "FROM household_evidence ORDER BY file_id, row_number")
+    assert [(k, d, c, m) for k, d, c, _, _, m in rows] == [
+        ("H000001", "civil_affairs", "hardship", "id"),
+        ("H000001", "womens_federation", "orphan", "model"),
+        ("H000001", "organization", "old_member", "id")]
+    assert all(f.startswith(d) for (_, d, _, f, _, _) in rows)
+
+
+# --- the review loop through the nightly DAG -----------------------------------------------------------
+def test_review_loop_through_the_nightly_dag(tmp_path, sqlite_url, run_night):
+    intake = tmp_path / "intake"
+    (intake / "civil_affairs").mkdir(parents=True)
+    (intake / "womens_federation").mkdir(parents=True)
+    head_id = id_number(2)  # a woman's ID number: the guardian is a grandmother (祖母)
+    (intake / "civil_affairs" / "特困家庭.csv").write_text(
+        f"户主姓名,户主身份证号,镇街,村(居),联系电话\n刘桂芳,{head_id},店子镇,东庄村,{P1}\n", encoding="utf-8")
+    (intake / "womens_federation" / "失亲儿童.csv").write_text(
+        "儿童姓名,监护人姓名,与儿童关系,镇街,村(居),联系电话\n刘小明,刘桂芳,祖母,店子镇,,\n", encoding="utf-8")
+    exports = tmp_path / "exports"
+    assert run_night(intake, sqlite_url, exports, as_of="2026-11-25") == "success"
+    db = Loader(sqlite_url)
+    assert len(households(db)) == 2
+    workbook = intake / "review" / link.REVIEW_WORKBOOK
+    wb = load_workbook(workbook)
+    ws = wb["待核实"]
+    header = [c.value for c in ws[1]]
+    assert ws.max_row == 2 and ws.cell(2, header.index("原因") + 1).value == link.REVIEW_REASONS["model_uncertain"]
+    ws.cell(2, header.index("核实结论") + 1).value = "同一"
+    wb.save(workbook)
+    # the review folder is not a department's: the workbook is never taken as a roster
+    assert run_night(intake, sqlite_url, exports, as_of="2026-11-26") == "success"
+    assert [k for k, *_ in households(db)] == ["H000001"]
+    assert categories(db, "H000001") == ["hardship", "orphan"]
+    assert db.q("SELECT COUNT(*) FROM intake_file WHERE file_name LIKE 'review/%'") == [(0,)]
+    assert load_workbook(workbook)["待核实"].max_row == 1
+    # the merged household is paired once, and the retired key's pair has ended
+    assert db.q("SELECT COUNT(*) FROM pairing WHERE valid_to IS NULL AND target_key='H000002'") == [(0,)]
