@@ -331,3 +331,35 @@ def test_review_loop_through_the_nightly_dag(tmp_path, sqlite_url, run_night):
     assert load_workbook(workbook)["待核实"].max_row == 1
     # the merged household is paired once, and the retired key's pair has ended
     assert db.q("SELECT COUNT(*) FROM pairing WHERE valid_to IS NULL AND target_key='H000002'") == [(0,)]
+
+
+def test_merged_household_keeps_the_cadre_of_the_household_it_absorbed(db):
+    import datetime as dt
+
+    from loaded_rows import cadre
+    from rosterlink import pairing, status
+
+    def night(day: int) -> dict:
+        as_of = dt.date(2026, 11, day)
+        link.link(db.eng)
+        status.refresh(db.eng, 0.10, True, as_of)
+        return pairing.rebuild(db.eng, as_of, f"night-{day}")
+
+    db.file("organization", [cadre(1, "干部甲"), cadre(2, "干部乙")])
+    db.file("civil_affairs", [hh("hardship", 2, "刘桂芳", "hardship", phone=P1)])
+    night(1)
+    # she leaves hardship (脱困); the women's federation lists her as a guardian, without her ID
+    db.file("civil_affairs", [hh("hardship_adjustment", 2, "刘桂芳", "hardship", "exit", dt.date(2026, 11, 2))])
+    db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=None)])
+    night(2)
+    ((review_id, reason),) = reviews(db)
+    assert reason == "model_uncertain"
+    ((guardian_cadre,),) = db.q("SELECT cadre_key FROM pairing WHERE target_key='H000002' AND valid_to IS NULL")
+    with db.eng.begin() as conn:
+        link.decide(conn, review_id, "same", "妇联 王主任")
+    summary = night(3)
+    assert db.q("SELECT household_key, status FROM household") == [("H000001", "active")]
+    assert db.q("SELECT end_reason FROM pairing WHERE target_key='H000002'") == [("household_merged",)]
+    assert db.q("SELECT cadre_key, made_reason FROM pairing WHERE target_key='H000001' AND valid_to IS NULL") == [
+        (guardian_cadre, "merged")]
+    assert summary["carried_after_merge"] == 1 and summary["households_without_cadre"] == 0

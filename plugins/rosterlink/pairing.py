@@ -60,9 +60,10 @@ HOUSEHOLD, CASE = "household", "case"
 RANKS = ("county", "section", "ordinary")
 
 # made_reason
-NEW_TARGET, CADRE_LEFT, PINNED = "new_target", "cadre_left", "pinned"
+NEW_TARGET, CADRE_LEFT, PINNED, MERGED = "new_target", "cadre_left", "pinned", "merged"
 # end_reason
 CADRE_DEPARTED, HOUSEHOLD_EXITED, CASE_CLOSED = "cadre_departed", "household_exited", "case_closed"
+HOUSEHOLD_MERGED = "household_merged"  # the link stage found it to be another household
 TARGET_MISSING, LEADER_NOT_COUNTY, PIN_CHANGED, SUPERSEDED = (
     "target_missing", "leader_not_county", "pin_changed", "superseded")
 UNPLACED_LISTED = 1000  # keys listed in the summary per kind (the count is always complete)
@@ -528,11 +529,25 @@ class NightPlan:
     ends: pd.DataFrame  # pairing_id, cadre_key, target_kind, target_key, end_reason
     kept: pd.DataFrame  # pairing_id, cadre_key, target_kind, target_key (left untouched)
     pinned: pd.DataFrame  # cadre_key, target_kind, target_key, pin_ref (new pinned pairs)
+    carried: pd.DataFrame  # cadre_key, target_kind, target_key, merged_from (a merged household's cadre)
     pins_holding: int  # valid pins already current
     pin_problems: pd.DataFrame  # pin_ref, reason
     targets: pd.DataFrame  # target_kind, target_key, town, preferred_unit, made_reason
     cadres: pd.DataFrame  # active cadres: cadre_key, rank, unit, town, household_load, case_load
     total_current: int
+
+
+def _survivors(retired: np.ndarray, surviving: np.ndarray) -> dict[str, str]:
+    """retired key -> the household it lives on in now (merges of merges followed to the end)."""
+    step = dict(zip(retired, surviving, strict=True))
+    out = {}
+    for key in step:
+        seen, target = {key}, step[key]
+        while target in step and target not in seen:
+            seen.add(target)
+            target = step[target]
+        out[key] = target
+    return out
 
 
 def _frame(df: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
@@ -546,7 +561,7 @@ def _frame(df: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
 
 def plan_night(current: pd.DataFrame, households: pd.DataFrame, cases: pd.DataFrame, cadres: pd.DataFrame,
                pins: pd.DataFrame | None = None, history: pd.DataFrame | None = None,
-               case_rank: str = "county") -> NightPlan:
+               case_rank: str = "county", merges: pd.DataFrame | None = None) -> NightPlan:
     """Decide what ends, what stays and what must be solved, from statuses alone.
 
     ``current``: pairing_id, cadre_key, target_kind, target_key (pairs with valid_to IS NULL).
@@ -554,6 +569,9 @@ def plan_night(current: pd.DataFrame, households: pd.DataFrame, cases: pd.DataFr
     ``cadres``: cadre_key, rank, unit, town, status (departed ones too: their unit is remembered).
     ``pins``: pin_ref, cadre_key, target_kind, target_key, problem (None when resolved); one per target.
     ``history``: the latest ENDED pair per target: target_kind, target_key, cadre_key, end_reason.
+    ``merges``: retired_key, surviving_key (``household_merge``): a pair of a retired household ends
+    ``household_merged`` and its cadre carries on with the surviving household when that one has
+    no pair of its own (friendships are not reshuffled by a deduplication).
     """
     cur = _frame(current, ["pairing_id", "cadre_key", "target_kind", "target_key"])
     cur = cur[["pairing_id", "cadre_key", "target_kind", "target_key"]].sort_values(
@@ -578,8 +596,12 @@ def plan_night(current: pd.DataFrame, households: pd.DataFrame, cases: pd.DataFr
     c_rank = cad_rank.reindex(ck).to_numpy(object)
     reason = np.full(len(cur), None, dtype=object)
     # the order mirrors the status stage: a departed cadre first, then the target
+    mg = _frame(merges, ["retired_key", "surviving_key"])
+    survivor_of = _survivors(_obj(mg["retired_key"]), _obj(mg["surviving_key"]))
+    was_merged = is_h & pd.isna(t_status) & np.isin(key, np.array(list(survivor_of), dtype=object))
     conds = [
         (c_status != "active", CADRE_DEPARTED),
+        (was_merged, HOUSEHOLD_MERGED),
         (pd.isna(t_status) & (is_h | is_c), TARGET_MISSING),
         (~(is_h | is_c), TARGET_MISSING),
         (is_h & (t_status != "active"), HOUSEHOLD_EXITED),
@@ -634,6 +656,20 @@ def plan_night(current: pd.DataFrame, households: pd.DataFrame, cases: pd.DataFr
     ends = cur[cur["end_reason"].notna()].reset_index(drop=True)
     kept = survivors[["pairing_id", "cadre_key", "target_kind", "target_key"]].reset_index(drop=True)
 
+    # a merged household's cadre carries on with the survivor, if it is active and has no pair yet
+    carry = ends[ends["end_reason"] == HOUSEHOLD_MERGED]
+    taken_h = set(_obj(kept.loc[kept["target_kind"] == HOUSEHOLD, "target_key"])) | set(
+        _obj(new_pins.loc[new_pins["target_kind"] == HOUSEHOLD, "target_key"]))
+    carried_rows = []
+    for r in carry.itertuples(index=False):
+        target = survivor_of[r.target_key]
+        if hh_status.get(target) == "active" and cad_status.get(r.cadre_key) == "active" and target not in taken_h:
+            taken_h.add(target)
+            carried_rows.append({"cadre_key": r.cadre_key, "target_kind": HOUSEHOLD, "target_key": target,
+                                 "merged_from": r.target_key})
+    carried = pd.DataFrame(carried_rows, columns=["cadre_key", "target_kind", "target_key", "merged_from"],
+                           dtype=object)
+
     # targets to solve: active and neither kept nor pinned (one kind at a time: plain key indexes)
     hist = _frame(history, ["target_kind", "target_key", "cadre_key", "end_reason"])
     # continuity: the latest ended pair (tonight's ends count as the latest) tells if its cadre left
@@ -647,7 +683,8 @@ def plan_night(current: pd.DataFrame, households: pd.DataFrame, cases: pd.DataFr
         act_t = frame_[_obj(frame_["status"]) == active_status]
         keys = _obj(act_t[key_col])
         taken = np.concatenate([_obj(kept.loc[kept["target_kind"] == kind_name, "target_key"]),
-                                _obj(new_pins.loc[new_pins["target_kind"] == kind_name, "target_key"])])
+                                _obj(new_pins.loc[new_pins["target_kind"] == kind_name, "target_key"]),
+                                _obj(carried.loc[carried["target_kind"] == kind_name, "target_key"])])
         free = ~_idx(keys).isin(_idx(taken)) if len(taken) else np.ones(len(keys), dtype=bool)
         keys, towns = keys[free], _obj(act_t["town"])[free]
         lk = last[last["target_kind"] == kind_name]
@@ -666,7 +703,8 @@ def plan_night(current: pd.DataFrame, households: pd.DataFrame, cases: pd.DataFr
 
     # active cadres with the loads of what they keep
     act = cad[_obj(cad["status"]) == "active"]
-    holds = pd.concat([kept[["cadre_key", "target_kind"]], new_pins[["cadre_key", "target_kind"]]])
+    holds = pd.concat([kept[["cadre_key", "target_kind"]], new_pins[["cadre_key", "target_kind"]],
+                       carried[["cadre_key", "target_kind"]]])
     counts = holds.groupby(["cadre_key", "target_kind"]).size().unstack(fill_value=0) if len(holds) else None
     ak = _obj(act["cadre_key"])
 
@@ -680,7 +718,7 @@ def plan_night(current: pd.DataFrame, households: pd.DataFrame, cases: pd.DataFr
                             "case_load": load(CASE)}).sort_values("cadre_key", kind="mergesort")
     return NightPlan(
         ends=ends[["pairing_id", "cadre_key", "target_kind", "target_key", "end_reason"]],
-        kept=kept, pinned=new_pins, pins_holding=holding,
+        kept=kept, pinned=new_pins, carried=carried, pins_holding=holding,
         pin_problems=pd.DataFrame(problems, columns=["pin_ref", "reason"]),
         targets=todo, cadres=cad_out.reset_index(drop=True), total_current=len(cur),
     )
@@ -747,7 +785,7 @@ def _pins(conn: sa.Connection) -> pd.DataFrame:
 
 
 def _read_state(conn: sa.Connection) -> dict:
-    h, c, k, p = schema.household, schema.cadre, schema.petition_case, schema.pairing
+    h, c, k, p, m = schema.household, schema.cadre, schema.petition_case, schema.pairing, schema.household_merge
     current = _rows(conn, sa.select(p.c.pairing_id, p.c.cadre_key, p.c.target_kind, p.c.target_key)
                     .where(p.c.valid_to.is_(None)).order_by(p.c.pairing_id),
                     ["pairing_id", "cadre_key", "target_kind", "target_key"])
@@ -765,6 +803,8 @@ def _read_state(conn: sa.Connection) -> dict:
                         .order_by(c.c.cadre_key), ["cadre_key", "rank", "unit", "town", "status"]),
         "pins": _pins(conn),
         "history": history,
+        "merges": _rows(conn, sa.select(m.c.retired_key, m.c.surviving_key).order_by(m.c.merge_id),
+                        ["retired_key", "surviving_key"]),
     }
 
 
@@ -782,7 +822,8 @@ def plan_ends(conn: sa.Connection, as_of: dt.date, config: PairingConfig | None 
     plan = plan_night(**state, case_rank=(config or PairingConfig()).case_rank)
     by_reason = _count(plan.ends["end_reason"])
     total = plan.total_current
-    ending = int(sum(by_reason.values()))
+    # a merged household's pair that carries on with the survivor is not a pair the programme loses
+    ending = int(sum(by_reason.values())) - len(plan.carried)
     return {"as_of": as_of.isoformat(), "total_current": total, "ending": ending, "by_reason": by_reason,
             "share": (ending / total) if total else 0.0}
 
@@ -834,6 +875,24 @@ def _pin_cost(plan: NightPlan, pinned: pd.DataFrame, state: dict, cfg: PairingCo
     return out
 
 
+def _carried_rows(plan: NightPlan, state: dict, cfg: PairingConfig) -> list[dict]:
+    """Pairs carried from a merged household to its survivor, with their (town) cost for the record."""
+    if not len(plan.carried):
+        return []
+    hh = state["households"]
+    towns = dict(zip(_obj(hh["household_key"]), _obj(hh["town"]), strict=True))
+    cadre_town = plan.cadres.set_index("cadre_key")["town"]
+    rows = []
+    for r in plan.carried.itertuples(index=False):
+        town = towns.get(r.target_key)
+        t_cost = 0 if town is not None and town == cadre_town.get(r.cadre_key) else cfg.town_penalty
+        rows.append({"cadre_key": r.cadre_key, "target_kind": r.target_kind, "target_key": r.target_key,
+                     "made_reason": MERGED, "cost": t_cost,
+                     "cost_detail": dumps({"town": t_cost, "rank": 0, "unit": 0, "load": 0,
+                                           "merged_from": r.merged_from})})
+    return rows
+
+
 def rebuild(eng: sa.Engine, as_of: dt.date, run_id: str, config: PairingConfig | None = None) -> dict:
     """Tonight's pairs, in ONE transaction: end, keep, pin, solve for freed and new targets, write.
 
@@ -862,6 +921,7 @@ def rebuild(eng: sa.Engine, as_of: dt.date, run_id: str, config: PairingConfig |
         for r, c in zip(plan.pinned.itertuples(index=False), pin_costs, strict=True):
             rows.append({"cadre_key": r.cadre_key, "target_kind": r.target_kind, "target_key": r.target_key,
                          "made_reason": PINNED, **c})
+        rows += _carried_rows(plan, state, cfg)
         rows.sort(key=lambda x: (x["target_kind"], x["target_key"]))
         for row in rows:
             row.update(valid_from=as_of, valid_to=None, end_reason=None, run_id=run_id)
@@ -934,6 +994,7 @@ def _summary(plan: NightPlan, result: Assignment, rows: list[dict], state: dict,
         "unplaced": unplaced,
         "unplaced_reasons": _count(result.unplaced["reason"]),
         "unplaced_total": len(result.unplaced),
+        "carried_after_merge": len(plan.carried),
         "pins": {"applied": len(plan.pinned), "holding": plan.pins_holding,
                  "problems": _count(plan.pin_problems["reason"]),
                  "problem_rows": plan.pin_problems["pin_ref"].tolist()[:200]},
