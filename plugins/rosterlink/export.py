@@ -66,6 +66,7 @@ REASON_LABELS = {
     "new_target": "新纳入结对对象",
     "cadre_left": "原结对干部调离或不再符合条件，重新结对",
     "pinned": "组织部固定结对",
+    "merged": "与另一户核实为同一户，原结对干部继续结对",
     # ended (pairing.py: cadre_departed, household_exited, case_closed, target_missing,
     # leader_not_county, pin_changed, superseded)
     "household_exited": "家庭已退出/脱困",
@@ -75,6 +76,7 @@ REASON_LABELS = {
     "leader_not_county": "包案领导已不是县级干部",
     "pin_changed": "固定结对变更",
     "superseded": "同一对象重复结对，只保留一条",
+    "household_merged": "与另一户核实为同一户，合并后结对转入保留的户",
 }
 
 FIVE_ONES = (
