@@ -54,3 +54,39 @@ def test_postgres_urls_as_people_paste_them_are_accepted():
     assert warehouse.normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert warehouse.normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert warehouse.normalise_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+_MIGRATE_AND_READ = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from rosterlink import warehouse
+eng = warehouse.engine(sys.argv[1])
+for _ in range(int(sys.argv[3])):
+    warehouse.migrate(eng)
+    with eng.connect() as conn:
+        conn.exec_driver_sql("SELECT COUNT(*) FROM file_reconciliation").all()
+"""
+
+
+def _parallel_migrations(url: str, processes: int = 4, rounds: int = 15) -> list:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    plugins = str(Path(warehouse.__file__).resolve().parents[1])
+    procs = [subprocess.Popen([sys.executable, "-c", _MIGRATE_AND_READ, url, plugins, str(rounds)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    return [(p.wait(timeout=300), p.stderr.read()[-2000:]) for p in procs]
+
+
+def test_the_parallel_tasks_of_a_night_can_all_migrate_at_once_on_sqlite(tmp_path):
+    # mapped tasks under LocalExecutor/Celery start together, each bringing the schema up to date
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    for code, err in _parallel_migrations(url):
+        assert code == 0, err
+
+
+@pytest.mark.postgres
+def test_the_parallel_tasks_of_a_night_can_all_migrate_at_once_on_postgres(pg_url):
+    for code, err in _parallel_migrations(pg_url, rounds=5):
+        assert code == 0, err

@@ -6,9 +6,12 @@ by Alembic (``sql/migrations``); report views are (re)created from ``sql/views/*
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,6 +58,43 @@ def engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+_MIGRATION_LOCK_ID = 0x726C6D67  # PostgreSQL advisory lock key ("rlmg")
+
+
+@contextlib.contextmanager
+def _migration_lock(eng: sa.Engine) -> Iterator[None]:
+    """One process at a time migrates: the tasks of a night start in parallel (mapped tasks under
+    LocalExecutor or Celery), and every one of them brings the schema up to date first.
+
+    SQLite's driver runs DDL outside transactions, so two processes could interleave their
+    ``DROP VIEW``/``CREATE VIEW``; a lock file beside the database serialises them. PostgreSQL: a
+    session advisory lock.
+    """
+    if eng.dialect.name == "sqlite":
+        database = eng.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate-lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    if eng.dialect.name == "postgresql":
+        with eng.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_MIGRATION_LOCK_ID})")
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK_ID})")
+                conn.commit()
+        return
+    yield
+
+
 def migrate(eng: sa.Engine) -> None:
     """Bring the schema to the newest migration and recreate the report views."""
     from alembic import command
@@ -62,19 +102,31 @@ def migrate(eng: sa.Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(SQL_DIR / "migrations"))
-    with eng.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-    create_views(eng)
+    with _migration_lock(eng):
+        with eng.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        create_views(eng)
+
+
+def _view_sql(path: Path) -> str:
+    return f"CREATE VIEW {path.stem} AS\n{path.read_text(encoding='utf-8').strip().rstrip(';')}"
 
 
 def create_views(eng: sa.Engine) -> None:
+    """(Re)create the report views of ``sql/views``; on SQLite, only when one of them changed (so a
+    night's parallel tasks do not rewrite the schema under each other's readers)."""
     views = sorted((SQL_DIR / "views").glob("*.sql"))
+    wanted = {path.stem: _view_sql(path) for path in views}
     with eng.begin() as conn:
+        if eng.dialect.name == "sqlite":
+            have = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'view'").all())
+            if all(have.get(name) == sql for name, sql in wanted.items()):
+                return
         for path in reversed(views):
             conn.exec_driver_sql(f"DROP VIEW IF EXISTS {path.stem}")
-        for path in views:
-            conn.exec_driver_sql(f"CREATE VIEW {path.stem} AS\n{path.read_text(encoding='utf-8').strip().rstrip(';')}")
+        for sql in wanted.values():
+            conn.exec_driver_sql(sql)
 
 
 def connect(url: str) -> sa.Engine:
