@@ -2,14 +2,16 @@
 ### rosterlink nightly
 
 Takes every new file the four departments dropped into their intake folders, reads, normalises and
-validates it (one mapped task per file), loads the good rows into the warehouse, links them to
-households, cadres and cases, refreshes statuses from explicit change rows, rebuilds the pairings,
-and writes feedback workbooks for the clerks and the pairing workbook for the organization
-department.
+validates it (one mapped task per file), documents the validation as Great Expectations Data Docs
+(`<exports>/data_docs/<night>/`, linked from the rosterlink dashboard), loads the good rows into the
+warehouse, links them to households, cadres and cases, refreshes statuses from explicit change
+rows, rebuilds the pairings, and writes feedback workbooks for the clerks and the pairing workbook
+for the organization department.
 
 Settings come from the run conf (`intake_dir`, `warehouse_url`, `export_dir`, `as_of`,
 `allow_mass_end`), then Airflow Variables `rosterlink_*`, then `ROSTERLINK_*` environment variables.
-Every task calls one plain function of `rosterlink.tasks`.
+Every task calls one plain function of `rosterlink.tasks` (`document_validation`: of
+`rosterlink.datadocs`).
 """
 
 from __future__ import annotations
@@ -113,7 +115,18 @@ def rosterlink_nightly():
             return tasks.validate_file(settings, item)
 
     @task(trigger_rule="none_failed")
-    def load_files(items: list[dict] | None) -> dict:
+    def document_validation(items: list[dict] | None) -> dict:
+        """The night's Great Expectations Data Docs, from the staged rows before loading removes them.
+
+        ``datadocs.build_night`` never raises: documentation that cannot be written is logged and the
+        night goes on."""
+        from rosterlink import datadocs
+
+        with _night() as (settings, run_id):
+            return datadocs.build_night(settings, list(items or []), as_of=_as_of(), run_id=run_id)
+
+    @task(trigger_rule="none_failed")
+    def load_files(items: list[dict] | None, _documented: dict) -> dict:
         from rosterlink import tasks
 
         with _night() as (settings, _):
@@ -154,7 +167,7 @@ def rosterlink_nightly():
     night = begin_night()
     scanned = scan_intake(night)
     validated = validate_file.expand(item=read_file.expand(item=scanned))
-    loaded = load_files(validated)
+    loaded = load_files(validated, document_validation(validated))
     pairs = rebuild_pairings(refresh_statuses(link_entities(loaded)))
     write_exports(pairs, scanned)
 

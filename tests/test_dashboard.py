@@ -388,5 +388,66 @@ def test_data_docs_rerun_the_suites_over_the_nights_staged_rows(tmp_path):
 def test_data_docs_failure_never_fails_the_night(tmp_path):
     cfg = settings.load(warehouse_url="postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1",
                         export_dir=str(tmp_path))
-    result = datadocs.build_night(cfg, [], as_of=dt.date(2026, 11, 25), run_id="r")
+    result = datadocs.build_night(cfg, [{"file_id": 1, "status": "validated"}], as_of=dt.date(2026, 11, 25),
+                                  run_id="r")
     assert result["data_docs"] is None and result["error"]
+
+
+def _night_figures(url: str) -> dict[int, int]:
+    with warehouse.engine(url).connect() as conn:
+        return dict(conn.exec_driver_sql("SELECT file_id, rows_rejected FROM intake_file WHERE status = 'loaded'").all())
+
+
+def test_a_night_through_the_dag_writes_its_data_docs_and_the_page_links_them(tmp_path, run_night):
+    from rosterlink import sample
+
+    intake, exports, url = tmp_path / "intake", tmp_path / "exports", f"sqlite:///{tmp_path / 'w.db'}"
+    sample.generate(intake, night=1, scale=0.05)
+    assert run_night(intake, url, exports, as_of="2026-11-25") == "success"
+    site = datadocs.night_dir(exports, "2026-11-25")
+    assert (site / "index.html").is_file()
+    # the pages document exactly the night's files: per file, the rows failing an error expectation
+    # are the rows the night rejected
+    sheets = json.loads((site / "results.json").read_text(encoding="utf-8"))["sheets"]
+    per_file: dict[int, int] = {}
+    for sheet in sheets:
+        per_file[sheet["file_id"]] = per_file.get(sheet["file_id"], 0) + sheet["error_rows"]
+        assert (site / sheet["page"]).is_file()
+    rejected = _night_figures(url)
+    assert per_file == rejected and sum(rejected.values()) > 0
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert not ID_NUMBER.search(text) and not PHONE.search(text), page.name
+
+    cfg = settings.load(warehouse_url=url, export_dir=str(exports))
+    client = _client(dashboard.create_app(authorize=lambda: "analyst", settings_loader=lambda: cfg))
+    page = client.get("/").text
+    link = re.search(r'<a href="([^"]+)" data-link="data-docs">', page)
+    assert link and link.group(1) == "data-docs/2026-11-25/index.html"
+    docs = client.get("/" + link.group(1))
+    assert docs.status_code == 200 and "Data Docs · 2026-11-25" in docs.text
+    assert docs.text.count('<tr class=') == len(sheets)
+
+    # a second run of the same night, nothing new to read: the night's pages stay as they were
+    before = (site / "results.json").read_text(encoding="utf-8")
+    assert run_night(intake, url, exports, as_of="2026-11-25") == "success"
+    assert (site / "results.json").read_text(encoding="utf-8") == before
+    # the next night has no file: no Data Docs for it, the first night's are still linked in the history
+    assert run_night(intake, url, exports, as_of="2026-11-26") == "success"
+    assert not datadocs.night_dir(exports, "2026-11-26").exists()
+    page = client.get("/").text
+    assert "本夜无 Data Docs" in page and 'href="data-docs/2026-11-25/index.html"' in page
+
+
+def test_a_night_whose_data_docs_cannot_be_written_still_succeeds(tmp_path, run_night):
+    from rosterlink import sample
+
+    intake, exports, url = tmp_path / "intake", tmp_path / "exports", f"sqlite:///{tmp_path / 'w.db'}"
+    sample.generate(intake, night=1, scale=0.05)
+    exports.mkdir()
+    (exports / datadocs.DOCS_DIR).write_text("not a folder", encoding="utf-8")  # the docs cannot go there
+    assert run_night(intake, url, exports, as_of="2026-11-25") == "success"
+    assert datadocs.nights_with_docs(exports) == []
+    rejected = _night_figures(url)
+    assert rejected and sum(rejected.values()) > 0  # the files were loaded all the same
+    assert list((exports).glob("*.xlsx"))  # and the exports written

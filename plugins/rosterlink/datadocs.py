@@ -11,9 +11,9 @@ builder into ``<export_dir>/data_docs/<as_of>/``:
 - ``expectations/...html``: GX's pages for the suites used tonight.
 
 It must run while the staged rows are still there: after ``validate_file`` and before
-``load_files`` deletes them (the DAG calls it first thing in ``load_files``). Only row numbers
-ever reach the pages (``exclude_unexpected_values``), never a cell value, so no ID number or
-phone can appear in them. GX's page templates load Bootstrap/jQuery from public CDNs, which this
+``load_files`` deletes them (the DAG's ``document_validation`` task, between the two). Only row
+numbers ever reach the pages (``exclude_unexpected_values``), never a cell value, so no ID number
+or phone can appear in them. GX's page templates load Bootstrap/jQuery from public CDNs, which this
 machine cannot reach: those tags are removed and a small local stylesheet is linked instead, so
 the pages read the same offline.
 
@@ -298,11 +298,19 @@ def build_night(settings: Settings, items: list[dict] | None = None, *, as_of: d
     ``items``: the mapped ``validate_file`` results (only files whose status is ``validated`` are
     documented); None documents every file with staged rows.
     Returns ``{"data_docs": path or None, "sheets": n}`` (and ``"error"``: the exception's type).
+
+    A night that validated no file (nothing new dropped, or a re-run of a night whose files are
+    already loaded) leaves the night's site as it is: ``{"data_docs": path or None, "sheets": 0,
+    "skipped": True}``; a re-run must not replace the first run's pages with an empty site.
     """
     file_ids = None
     if items is not None:
         file_ids = [i["file_id"] for i in items if i and i.get("status") == "validated"]
     target = night_dir(settings.export_dir, as_of)
+    if file_ids == []:
+        log.info("data docs for %s: no file validated tonight; site left as it is", as_of)
+        return {"data_docs": str(target) if (target / "index.html").is_file() else None, "sheets": 0,
+                "skipped": True}
     try:
         results = build(warehouse.connect(settings.warehouse_url), target, run_id=run_id, as_of=as_of,
                         expectations_dir=settings.expectations_dir, file_ids=file_ids)
