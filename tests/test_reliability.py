@@ -72,7 +72,7 @@ def _interrupted_then_rerun(base: Path, url: str, failpoint: str) -> None:
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
 
 
-@pytest.mark.parametrize("failpoint", ["load.mid=kill", "pairing.mid=kill", "export.write=kill"])
+@pytest.mark.parametrize("failpoint", ["load.mid=kill", "link.mid=kill", "pairing.mid=kill", "export.write=kill"])
 def test_night_killed_midway_is_completed_by_the_next_run_exactly(tmp_path, reference, failpoint):
     url = f"sqlite:///{tmp_path / 'w.db'}"
     _interrupted_then_rerun(tmp_path, url, failpoint)
@@ -80,8 +80,10 @@ def test_night_killed_midway_is_completed_by_the_next_run_exactly(tmp_path, refe
 
 
 @pytest.mark.postgres
-def test_night_killed_while_loading_on_postgres_is_completed_by_the_next_run(tmp_path, reference, pg_url):
-    _interrupted_then_rerun(tmp_path, pg_url, "load.mid=kill")
+@pytest.mark.parametrize("failpoint", ["load.mid=kill", "link.mid=kill", "pairing.mid=kill"])
+def test_night_killed_midway_on_postgres_is_completed_by_the_next_run_exactly(tmp_path, reference, pg_url,
+                                                                               failpoint):
+    _interrupted_then_rerun(tmp_path, pg_url, failpoint)
     assert snapshot(pg_url) == reference[1]
 
 
