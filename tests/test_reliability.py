@@ -145,3 +145,19 @@ def test_no_full_id_or_phone_in_cli_output_or_airflow_logs(tmp_path, airflow_db)
     for text in map(lambda t: UUID.sub("<uuid>", t), texts):
         assert not FULL_ID.findall(text), FULL_ID.findall(text)[:3]
         assert not FULL_PHONE.findall(text), FULL_PHONE.findall(text)[:3]
+
+
+def test_full_disk_while_writing_the_pairings_keeps_last_nights_tables(tmp_path, sqlite_url):
+    sample.generate(tmp_path / "intake", scale=0.05)
+    assert cli(night_args(tmp_path, sqlite_url, "2026-11-25")).returncode == 0
+    before = snapshot(sqlite_url)
+    # night 2: exits, cadre changes and closures; the disk fills up while the pairings are written
+    sample.generate(tmp_path / "intake", scale=0.05, night=2)
+    full = cli(night_args(tmp_path, sqlite_url, "2026-11-26"), env={"ROSTERLINK_FAILPOINT": "pairing.mid=enospc"})
+    assert full.returncode != 0
+    assert snapshot(sqlite_url)["pairing"] == before["pairing"]
+    # space freed: the next run completes the night, and the pairs follow tonight's statuses
+    again = cli(night_args(tmp_path, sqlite_url, "2026-11-26"), env={"ROSTERLINK_LOCK_STALE_SECONDS": "0"})
+    assert again.returncode == 0, again.stdout[-3000:]
+    after = snapshot(sqlite_url)["pairing"]
+    assert after != before["pairing"] and any(row[5] != "None" for row in after)
