@@ -340,11 +340,18 @@ def link(eng: sa.Engine, *, review_dir: Path | None = None, config: dict | None 
     with eng.begin() as conn:
         read = read_review_workbooks(conn, review_dir) if review_dir is not None else {}
         night = _Night(conn, cfg)
+        log.info("link: rows loaded: %s in %.1f s", ", ".join(
+            f"{kind} {len(k.recs)} ({sum(1 for rec in k.recs.values() if rec.pending)} new)"
+            for kind, k in night.kinds.items()), time.perf_counter() - started)
         night.apply_decisions()
+        if night.applied:
+            log.info("link: %d reviewer decisions applied", len(night.applied))
         night.link_households()
         night.link_cadres()
         night.link_cases()
+        writing = time.perf_counter()
         night.write()
+        log.info("link: written: entities and lineage in %.1f s", time.perf_counter() - writing)
         faults.point("link.mid")  # kill tests: the process dies with tonight's links written, uncommitted
         summary = night.summary()
     if review_dir is not None:
@@ -447,12 +454,23 @@ class _Night:
                 u = units.add(set(), {rec.record_id}, set(), {_shape(rec)}, set(cannot.get(rec.record_id, set())))
             unit_of[rec.record_id] = u
         self._check_name_village(kind)
+        with_id = sum(1 for rec in pending if rec.id_number)
+        log.info("link: households: %d new rows, %d with an ID number, %d without", len(pending), with_id,
+                 len(pending) - with_id)
 
         started = time.perf_counter()
         edges = self._score(kind, pending)
         self.timings["household_model"] = round(time.perf_counter() - started, 2)
+        if edges or self.model_info.get("source") != "not_needed":
+            log.info("link: households: %d candidate pairs scored in %.1f s (model: %s)", len(edges),
+                     self.timings["household_model"], self.model_info.get("source"))
+        queued = len(self.reviews.new)
         accepted = self._cluster(kind, units, unit_of, edges)
+        log.info("link: households: clustering: %d rows placed by a link, %d pairs queued for review",
+                 len(accepted), len(self.reviews.new) - queued)
         self._assign(kind, units, unit_of, pending, accepted)
+        log.info("link: households: %d rows assigned, %d new households, %d merges", len(kind.assigned),
+                 kind.stats.get("created", 0), kind.stats.get("model_merges", 0))
         self._measure_density(kind, units, unit_of, edges)
 
     def _choose_key(self, kind: _Kind, keys: set[str], rec: _Rec) -> str:
@@ -536,6 +554,7 @@ class _Night:
             left_rows.append(f)
         left = linkage.frame(left_rows)
         right = linkage.frame([feats[rec.record_id] for rec in nil_new])
+        log.info("link: households: scoring %d rows without an ID number against %d rows", len(right), len(left))
         with linkage.Scorer(params, cfg, entities, tf=tf) as scorer:
             parts = [scorer.between(left, right), scorer.within(right)]
             if id_new and nil_old:
@@ -563,6 +582,7 @@ class _Night:
         enough = n_records >= int(training["min_records"]) and n_nil >= int(training["min_id_less_records"])
         stale = stored is None or n_records >= stored.records * (1 + float(training["retrain_growth"]))
         if enough and stale:
+            log.info("link: households: training the model on %d rows (%d without an ID number)", n_records, n_nil)
             started = time.perf_counter()
             records = linkage.frame(list(feats.values()))
             try:
@@ -743,6 +763,9 @@ class _Night:
                 by_name[rec.norm].add(key)
             kind.touched.add(key)
             kind.stats[f"rows_{method}"] += 1
+        if pending:
+            log.info("link: cadres: %d new rows, %d assigned, %d new cadres, %d without a cadre", len(pending),
+                     len(kind.assigned), kind.stats.get("created", 0), len(kind.orphaned))
 
     # --- cases -------------------------------------------------------------------------------------
     def link_cases(self) -> None:
@@ -766,6 +789,9 @@ class _Night:
                 created += 1
             self.case_assigned[rec.record_id] = key
         self.case_summary = {"rows": len(self.case_assigned), "created": created}
+        if pending:
+            log.info("link: cases: %d new rows, %d assigned, %d new cases, %d without a case", len(pending),
+                     len(self.case_assigned), created, len(self.case_orphaned))
 
     # --- writing -----------------------------------------------------------------------------------
     def write(self) -> None:

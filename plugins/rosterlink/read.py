@@ -35,15 +35,23 @@ float, so the normaliser can refuse it), date/datetime (date cells; also time/ti
 where a cell holds one) or None (empty cells and empty strings; error cells such as ``#N/A``
 arrive empty from calamine). Nothing is stripped. Exception texts never carry cell values: only
 reason codes and exception type names.
+
+Progress: a file of more than :data:`PROGRESS_BYTES` says so before its checks; a sheet (or CSV
+file) of more than :data:`PROGRESS_ROWS` rows logs how far reading has got every
+:data:`PROGRESS_ROWS` rows, at most one line per :data:`PROGRESS_SECONDS` (file name, sheet name,
+counts and seconds; never a value), so ``rosterlink nightly`` shows that a large file is moving.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
+import logging
 import posixpath
 import re
+import time
 import unicodedata
 import zipfile
 from collections.abc import Callable, Iterator
@@ -59,6 +67,32 @@ from rosterlink.settings import Limits
 from rosterlink.spec import RosterSpec, catalogue, header_key
 
 __all__ = ["ReadResult", "SheetTable", "inspect_file", "read_file"]
+
+log = logging.getLogger(__name__)
+
+PROGRESS_ROWS = 25_000
+"""A sheet or CSV file with more rows than this logs its reading progress every so many rows."""
+PROGRESS_SECONDS = 2.0
+"""At most one progress line per sheet this often (the first one always)."""
+PROGRESS_BYTES = 4 << 20
+"""A file larger than this logs a line before its safety checks (they read the whole file)."""
+
+
+class _Progress:
+    """When to log: on every ``PROGRESS_ROWS``-th row, unless the last line is under
+    ``PROGRESS_SECONDS`` old."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+
+    def due(self, count: int) -> bool:
+        if count == 0 or count % PROGRESS_ROWS:
+            return False
+        moment = time.monotonic()
+        if self.last is not None and moment - self.last < PROGRESS_SECONDS:
+            return False
+        self.last = moment
+        return True
 
 HEADER_SCAN_ROWS = 20
 """Non-blank rows searched for the header (title and 填报单位 rows come first)."""
@@ -117,10 +151,14 @@ def read_file(path: Path, department: str, limits: Limits = Limits()) -> ReadRes
     path = Path(path)
     if department not in catalogue().departments:
         raise ValueError(f"unknown department {department!r}")
+    with contextlib.suppress(OSError):  # an unreadable file is _inspect's to reject
+        if path.stat().st_size > PROGRESS_BYTES:
+            log.info("read: %s: %s, checking the file before parsing it", path.name,
+                     _human_bytes(path.stat().st_size))
     container = _inspect(path, limits)
     notes: list[str] = []
     if container == "csv":
-        return _guarded(lambda: _read_grids([_csv_grid(path, limits)], department, notes))
+        return _guarded(lambda: _read_grids([_csv_grid(path, limits)], department, notes, source=path.name))
 
     def read_workbook() -> ReadResult:
         if path.suffix.lower() == {"zip": ".xlsx", "ole": ".xls"}[container]:
@@ -130,7 +168,8 @@ def read_file(path: Path, department: str, limits: Limits = Limits()) -> ReadRes
             with path.open("rb") as handle:
                 book = calamine.CalamineWorkbook.from_filelike(handle)
         try:
-            return _read_grids(_workbook_grids(book, limits, notes), department, notes)
+            return _read_grids(_workbook_grids(book, limits, notes, source=path.name), department, notes,
+                               source=path.name)
         finally:
             book.close()
 
@@ -399,7 +438,8 @@ class _Grid:
         return self.numbers[index] if self.numbers is not None else index + 1
 
 
-def _workbook_grids(book: calamine.CalamineWorkbook, limits: Limits, notes: list[str]) -> Iterator[_Grid]:
+def _workbook_grids(book: calamine.CalamineWorkbook, limits: Limits, notes: list[str],
+                    source: str = "") -> Iterator[_Grid]:
     """Visible worksheets, one at a time; hidden ones are noted and skipped."""
     for meta in book.sheets_metadata:
         if meta.typ == calamine.SheetTypeEnum.MacroSheet:
@@ -409,12 +449,17 @@ def _workbook_grids(book: calamine.CalamineWorkbook, limits: Limits, notes: list
         if meta.visible != calamine.SheetVisibleEnum.Visible:
             notes.append(message("sheet_hidden", sheet=meta.name))
             continue
+        started = time.perf_counter()
         sheet = book.get_sheet_by_name(meta.name)
         if sheet.end is not None:  # None: an empty sheet
             _check_extent(sheet.end[0] + 1, sheet.end[1] + 1, limits)
         merges = [(r0, c0, r1, c1) for (r0, c0), (r1, c1) in (sheet.merged_cell_ranges or [])]
         # skip_empty_area=False: row i is Excel row i + 1 even when the first rows are empty.
-        yield _Grid(meta.name, sheet.to_python(skip_empty_area=False), merges=merges)
+        rows = sheet.to_python(skip_empty_area=False)
+        if len(rows) > PROGRESS_ROWS:
+            log.info("read: %s: sheet %s: %d rows x %d columns loaded in %.1f s", source, meta.name, len(rows),
+                     sheet.end[1] + 1, time.perf_counter() - started)
+        yield _Grid(meta.name, rows, merges=merges)
 
 
 def _csv_grid(path: Path, limits: Limits) -> _Grid:
@@ -424,6 +469,7 @@ def _csv_grid(path: Path, limits: Limits) -> _Grid:
     rows: list[list[object]] = []
     numbers: list[int] = []
     previous_end = 0
+    progress = _Progress()
     for record in reader:
         numbers.append(previous_end + 1)  # a quoted field may span lines: the record's first line
         previous_end = reader.line_num
@@ -434,6 +480,8 @@ def _csv_grid(path: Path, limits: Limits) -> _Grid:
             raise FileRejected("file_too_large", detail="too many records",
                                size=f"超过{limits.max_rows}行", limit=f"{limits.max_rows}行")
         rows.append(record)
+        if progress.due(len(rows)):
+            log.info("read: %s: %d records parsed", path.name, len(rows))
     return _Grid(path.stem, rows, numbers)
 
 
@@ -623,12 +671,17 @@ def _cell(row: list[object], col: int | None) -> object:
     return None if isinstance(value, str) and value == "" else value
 
 
-def _table(grid: _Grid, header: _Header) -> SheetTable:
+def _table(grid: _Grid, header: _Header, source: str = "") -> SheetTable:
     fields = header.roster.fields
     positions = [header.columns.get(name) for name in fields]
     records: list[list[object]] = []
     record_of_row: dict[int, int] = {}
+    large = len(grid.rows) > PROGRESS_ROWS
+    started, progress = time.perf_counter(), _Progress()
     for index in range(header.last_row + 1, len(grid.rows)):
+        if large and progress.due(index):
+            log.info("read: %s: sheet %s: %d of %d rows read, %d records", source, grid.name, index,
+                     len(grid.rows), len(records))
         row = grid.rows[index]
         if _is_blank_or_footer(row) or _is_header_repeat(row, header):
             continue
@@ -636,6 +689,9 @@ def _table(grid: _Grid, header: _Header) -> SheetTable:
         records.append([grid.number(index), *(_cell(row, col) for col in positions)])
     _fill_merged(grid, header, positions, records, record_of_row)
     frame = pd.DataFrame(records, columns=["_row", *fields], dtype=object)
+    if large:
+        log.info("read: %s: sheet %s: all %d rows read, %d records (%s) in %.1f s", source, grid.name,
+                 len(grid.rows), len(records), header.roster.kind, time.perf_counter() - started)
     return SheetTable(
         sheet=grid.name,
         roster=header.roster.kind,
@@ -666,7 +722,8 @@ def _fill_merged(grid: _Grid, header: _Header, positions: list[int | None],
 # --------------------------------------------------------------------------- file level
 
 
-def _read_grids(grids: Iterator[_Grid] | list[_Grid], department: str, notes: list[str]) -> ReadResult:
+def _read_grids(grids: Iterator[_Grid] | list[_Grid], department: str, notes: list[str],
+                source: str = "") -> ReadResult:
     """Detect each grid's roster; a sheet of another department rejects the whole file.
 
     ``notes`` may already hold notes added while the grids are produced (hidden sheets).
@@ -690,7 +747,7 @@ def _read_grids(grids: Iterator[_Grid] | list[_Grid], department: str, notes: li
                                    roster=foreign.roster.label, owner=owner)
             notes.append(_no_header_note(grid.name, bands, own))
             continue
-        table = _table(grid, header)
+        table = _table(grid, header, source)
         if table.frame.empty:
             notes.append(message("sheet_no_rows", sheet=grid.name, roster=header.roster.label))
         tables.append(table)
