@@ -1,8 +1,14 @@
 """Run settings: where the intake, warehouse and exports are, and the safety limits.
 
-Precedence, highest first: values passed explicitly (DAG run conf / CLI flags), Airflow Variables
-(``rosterlink_intake_dir`` ...; only looked up inside a running task), environment variables
+Precedence, highest first: values passed explicitly (DAG run conf / CLI flags), then, only inside a
+running Airflow task, the Airflow connection ``rosterlink_warehouse`` (warehouse URL only), then
+Airflow Variables (``rosterlink_intake_dir`` ...), then environment variables
 (``ROSTERLINK_INTAKE_DIR`` ...), then defaults under the project's ``data/`` folder.
+
+The connection sits above the Variable because a connection is where Airflow keeps credentials
+(secret backends, masked in logs); a URL with a password does not belong in a Variable. Its URI
+(``Connection.get_uri()``, ``postgres://...``) is rewritten to ``postgresql+psycopg://...``, which
+SQLAlchemy 2 accepts; a ``sqlite`` connection's path is taken from its schema (or host).
 """
 
 from __future__ import annotations
@@ -76,6 +82,52 @@ def _from_airflow_variables() -> dict[str, str]:
     return found
 
 
+WAREHOUSE_CONN_ID = "rosterlink_warehouse"
+
+
+def in_airflow_task() -> bool:
+    """True only while an Airflow task runs in this process (not merely after one has run)."""
+    if not os.environ.get("AIRFLOW_CTX_DAG_ID"):
+        return False
+    try:
+        from airflow.sdk import get_current_context
+
+        get_current_context()
+    except Exception:  # noqa: BLE001 - no task context: not inside a task
+        return False
+    return True
+
+
+def airflow_connection(conn_id: str):  # noqa: ANN201 - airflow.sdk.Connection, imported lazily
+    """The Airflow connection ``conn_id`` when running inside an Airflow task and it exists, else None."""
+    if not in_airflow_task():
+        return None
+    try:
+        from airflow.sdk import Connection
+
+        return Connection.get(conn_id)
+    except Exception:  # noqa: BLE001 - not defined (AirflowNotFoundException) or no store reachable
+        return None
+
+
+def connection_url(conn) -> str:  # noqa: ANN001 - airflow.sdk.Connection
+    """A SQLAlchemy 2 URL for an Airflow connection (``postgres://`` -> ``postgresql+psycopg://``)."""
+    from rosterlink.warehouse import normalise_url
+
+    kind = (conn.conn_type or "").lower()
+    if kind == "sqlite":
+        path = conn.schema or conn.host or ""
+        return f"sqlite:///{path}" if path else "sqlite://"
+    return normalise_url(conn.get_uri())
+
+
+def _from_airflow_connection() -> dict[str, str]:
+    conn = airflow_connection(WAREHOUSE_CONN_ID)
+    if conn is None:
+        return {}
+    return {"warehouse_url": connection_url(conn)}
+
+
 def load(**overrides: object) -> Settings:
     env = {k: os.environ.get(f"ROSTERLINK_{k.upper()}") for k in _KEYS}
     default = Settings(
@@ -89,4 +141,5 @@ def load(**overrides: object) -> Settings:
             settle_seconds=float(os.environ.get("ROSTERLINK_SETTLE_SECONDS", Limits.settle_seconds)),
         ),
     )
-    return default.with_overrides(**env).with_overrides(**_from_airflow_variables()).with_overrides(**overrides)
+    return (default.with_overrides(**env).with_overrides(**_from_airflow_variables())
+            .with_overrides(**_from_airflow_connection()).with_overrides(**overrides))
