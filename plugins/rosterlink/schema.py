@@ -76,6 +76,8 @@ def _finding_table(name: str) -> sa.Table:
         sa.Column("reason_code", sa.String(64), nullable=False),
         sa.Column("message", sa.Text, nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False),
+        # set when ``rosterlink purge`` blanked value and message (retention); the row itself stays
+        sa.Column("purged_at", sa.DateTime),
     )
 
 
