@@ -540,6 +540,9 @@ def normalise_value(
         return Normalised(None, "unknown", {})
 
 
+MINOR_HIDDEN = "不显示"  # what a message quotes instead of a child's value (fields marked "minor")
+
+
 def display_value(field_type: str, raw: object) -> str:
     """The raw cell as shown to a clerk: text, masked by field type (IDs, phones)."""
     text = "" if is_blank(raw) else _as_text(raw)
@@ -558,7 +561,8 @@ def make_finding(
     """A finding for one cell: Chinese message with the clerk's header and the masked value."""
     spec = catalogue().fields[field]
     header = (getattr(table, "headers", None) or {}).get(field) or spec.label
-    shown = display_value(spec.type, raw)
+    # a child's value is never quoted, not even masked: the header and row number say what to fix
+    shown = MINOR_HIDDEN if spec.minor else display_value(spec.type, raw)
     values: dict[str, Any] = {"length": "", "towns": "", "choices": ""}
     values.update(extra or {})
     values["header"], values["value"] = header, shown
@@ -569,7 +573,7 @@ def make_finding(
         reason_code=code,
         message=message(code, **values),
         severity=level or severity(code),
-        value=shown or None,
+        value=None if spec.minor else (shown or None),
     )
 
 

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pandas as pd
 import sqlalchemy as sa
 
-from rosterlink import faults, intake, nightlock, schema, warehouse
+from rosterlink import faults, intake, nightlock, pseudonymise, schema, warehouse
 from rosterlink.findings import FileRejected, Finding, message
 from rosterlink.masking import mask_text
 from rosterlink.settings import Settings
@@ -214,7 +214,8 @@ _DATE_FIELD = {"hardship_adjustment": "adjustment_date", "cadre_change": "change
 _COLUMNS = {"town", "village", "phone", "case_number"}
 
 
-def _to_record(file_id: int, department: str, sheet: str, row_number: int, roster_kind: str, payload: dict) -> dict:
+def _to_record(file_id: int, department: str, sheet: str, row_number: int, roster_kind: str, payload: dict,
+               pseudonym_key: bytes | None = None) -> dict:
     roster = catalogue().rosters[roster_kind]
     attrs = {k: v for k, v in payload.items() if v is not None}
     name_field, id_field = roster.person.get("name"), roster.person.get("id_number")
@@ -222,10 +223,13 @@ def _to_record(file_id: int, department: str, sheet: str, row_number: int, roste
     if roster_kind == "case_closure":
         event = "closed"
     date = payload.get(_DATE_FIELD.get(roster_kind, ""))
-    # a child's ID number is kept only as what the programme needs: birth year-month
+    # a child's ID number is never stored: only what the programme needs, its birth year-month, and
+    # with a pseudonymisation key configured a keyed HMAC, to recognise the same child again
     child_id = attrs.pop("child_id_number", None)
     if child_id:
         attrs["child_birth_ym"] = f"{child_id[6:10]}-{child_id[10:12]}"
+        if pseudonym_key:
+            attrs["child_id_token"] = pseudonymise.token(pseudonym_key, child_id)
     for taken in (name_field, id_field, *_COLUMNS):
         attrs.pop(taken, None)
     return {
@@ -254,6 +258,7 @@ def load(settings: Settings, items: list[dict], day: str | None = None) -> dict:
     eng = _engine(settings)
     f, st, r = schema.intake_file, schema.staged_row, schema.source_record
     loaded_files, rows_loaded = 0, 0
+    key = pseudonymise.secret(required=False)
     for item in sorted((i for i in items if i and i.get("status") == "validated"), key=lambda i: i["file_id"]):
         file_id = item["file_id"]
         with eng.begin() as conn:
@@ -264,7 +269,8 @@ def load(settings: Settings, items: list[dict], day: str | None = None) -> dict:
                                   .order_by(st.c.sheet, st.c.row_number)).all()
             conn.execute(r.delete().where(r.c.file_id == file_id))
             count = insert_many(conn, r, (
-                _to_record(file_id, ledger.department, row.sheet, row.row_number, row.roster, json.loads(row.payload))
+                _to_record(file_id, ledger.department, row.sheet, row.row_number, row.roster, json.loads(row.payload),
+                           key)
                 for row in staged
             ))
             faults.point("load.mid")
