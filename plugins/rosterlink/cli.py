@@ -5,6 +5,8 @@ task code, mapped tasks, XComs and trigger rules, in-process) on a private Airfl
 prints the night's figures. It exits non-zero when the night fails.
 ``rosterlink sample`` writes the bundled sample intake for the reference district.
 ``rosterlink review list|decide`` shows the link review queue and records reviewers' decisions.
+``rosterlink purge`` blanks the raw values of rejected rows older than the retention age.
+``rosterlink analytics-copy --to URL`` writes a pseudonymised copy of the warehouse for analysts.
 """
 
 from __future__ import annotations
@@ -217,6 +219,61 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Blank rejected rows' raw values older than the retention age; the ledger and pairings stay."""
+    from rosterlink import nightlock, retention, settings, warehouse
+
+    try:
+        days = retention.configured_days(args.older_than_days)
+        retention.check_history_request(args.ended_pairs_older_than_days)
+    except retention.RetentionRefused as exc:
+        print(f"purge refused: {exc}", file=sys.stderr)
+        return 2
+    cfg = settings.load(warehouse_url=args.warehouse)
+    eng = warehouse.connect(cfg.warehouse_url)
+    try:
+        report = retention.purge(eng, days, ended_pairs_older_than_days=args.ended_pairs_older_than_days,
+                                 dry_run=args.dry_run)
+    except nightlock.NightLocked as exc:
+        print(f"purge not run: {exc}", file=sys.stderr)
+        return 1
+    verb = "would be" if report.dry_run else "were"
+    print(f"purge{' (dry run, nothing changed)' if report.dry_run else ''}: "
+          f"warehouse {warehouse_display(cfg.warehouse_url)}")
+    print(f"  raw values older than {report.older_than_days} days (validated before {report.cutoff} UTC):")
+    print(f"    rejected_row lines blanked:  {report.rejected_values}")
+    print(f"    row_warning lines blanked:   {report.warning_values}")
+    print(f"    staged rows deleted:         {report.staged_rows}")
+    if report.ended_pairs is not None:
+        print(f"  pairs that ended before {report.ended_pairs_before} {verb} deleted: {report.ended_pairs}")
+    print("  kept: the intake ledger (intake_file) and pairing history; rejected rows keep file, sheet, row, "
+          "field, header and reason, so the ledger still reconciles")
+    return 0
+
+
+def cmd_analytics_copy(args: argparse.Namespace) -> int:
+    """A pseudonymised copy of the public tables for analysts (IDs as HMAC tokens, no phones)."""
+    from rosterlink import pseudonymise, settings
+
+    try:
+        key = pseudonymise.secret(required=True)
+    except pseudonymise.NoSecret as exc:
+        print(f"analytics-copy refused: {exc}", file=sys.stderr)
+        return 2
+    cfg = settings.load(warehouse_url=args.warehouse)
+    try:
+        counts = pseudonymise.copy(cfg.warehouse_url, args.to, key)
+    except pseudonymise.CopyRefused as exc:
+        print(f"analytics-copy refused: {exc}", file=sys.stderr)
+        return 2
+    print(f"pseudonymised copy of {warehouse_display(cfg.warehouse_url)} written to {warehouse_display(args.to)} "
+          f"(key id {pseudonymise.key_id(key)})")
+    for table, n in counts.items():
+        print(f"  {table:<20} {n} rows")
+    print("  ID numbers are HMAC-SHA256 tokens, phones dropped, names masked (张某), free text dropped")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rosterlink", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +312,20 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--note")
     q.add_argument("--force", action="store_true", help="change a decision already applied")
     p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("purge", help="blank the raw values of rejected rows older than the retention age")
+    p.add_argument("--warehouse")
+    p.add_argument("--older-than-days", type=int, default=None,
+                   help="age in days (default $ROSTERLINK_PURGE_REJECTED_DAYS or 365)")
+    p.add_argument("--ended-pairs-older-than-days", type=int, default=None,
+                   help="also delete pairs that ended more than this many days ago (at least 1096: three years)")
+    p.add_argument("--dry-run", action="store_true", help="print the counts only, change nothing")
+    p.set_defaults(func=cmd_purge)
+
+    p = sub.add_parser("analytics-copy", help="write a pseudonymised copy of the warehouse to another database")
+    p.add_argument("--to", required=True, help="SQLAlchemy URL of the copy (an empty database or an earlier copy)")
+    p.add_argument("--warehouse", help="the warehouse to copy (default $ROSTERLINK_WAREHOUSE_URL or data/warehouse.db)")
+    p.set_defaults(func=cmd_analytics_copy)
 
     args = parser.parse_args(argv)
     return args.func(args)
