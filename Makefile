@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo demo-night2 test bench airflow-ui clean
+.PHONY: install demo demo-night2 test bench airflow-ui screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ bench: $(STAMP)
 airflow-ui: $(STAMP)
 	AIRFLOW_HOME=$(CURDIR)/data/airflow-ui AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 $(BIN)/airflow standalone
+
+# The README's screenshots (docs/screenshots/*.png): a sample night, the Airflow API server with the
+# dashboard plugin, headless Chromium (see scripts/screenshots.py); scratch files under data/screenshots/
+screenshots: $(STAMP)
+	scripts/ensure-system-deps.sh
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) data

@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,67 @@ def test_dashboard_in_the_airflow_ui_shows_the_warehouse_figures(tmp_path, run_n
         finally:
             browser.close()
     assert outside == [], f"the pages loaded something from outside the API server: {outside[:5]}"
+
+
+def _screenshots_script():
+    """``scripts/screenshots.py`` (``make screenshots``), loaded as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rl_screenshots", ROOT / "scripts" / "screenshots.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_feedback_workbook_drawn_for_the_readme_shows_what_the_clerk_sees(tmp_path):
+    """The README's feedback screenshot: the workbook drawn with its widths, fills, frozen header
+    and filter, every rejected row as the workbook holds it (masked), then saved by Chromium."""
+    import openpyxl
+
+    from rosterlink import export, tasks
+
+    shots = _screenshots_script()
+    intake = tmp_path / "intake"
+    sample.generate(intake, night=1, scale=0.05)
+    cfg = settings.load(intake_dir=str(intake), warehouse_url=f"sqlite:///{tmp_path / 'w.db'}",
+                        export_dir=str(tmp_path / "exports"))
+    items = [tasks.validate_file(cfg, tasks.read_file(cfg, i)) for i in tasks.scan(cfg, "night-1")]
+    tasks.load(cfg, items)
+    export.write_feedback(warehouse.connect(cfg.warehouse_url), cfg, [i["file_id"] for i in items])
+    workbook = shots.feedback_with_rejections(intake)
+    assert workbook.parent == intake / "civil_affairs" / "feedback"
+
+    page = shots.workbook_html(workbook, max_rows=200)
+    wb = openpyxl.load_workbook(workbook)
+    errors = wb["错误明细"]
+    rejected = [row for row in errors.iter_rows(min_row=2, values_only=True) if any(v is not None for v in row)]
+    assert rejected
+    assert errors.freeze_panes == "A2"
+    section = page[page.index('data-sheet="错误明细"'):]
+    section = section[:section.index("</section>")]
+    # every rejected row, as the workbook holds it, on the red fill; widths from the workbook
+    for sheet_name, row_number, header, value, _ in rejected:
+        assert f"<div>{row_number}</div>" in section and html_escape(header) in section
+        if value:
+            assert f"<div>{html_escape(str(value))}</div>" in section
+    assert section.count("background:#FFC7CE") == 5 * len(rejected)
+    widths = [round(errors.column_dimensions[c].width * 7 + 5) for c in "ABCDE"]
+    assert all(f'<col style="width:{w}px">' in section for w in widths)
+    # the frozen header: the line under row 1, with a filter button on each of its five cells
+    assert section.count('class="frozen-last"') == 1 and section.count('class="filter"') == 5
+    assert all(f'">{name}</span>' in page for name in wb.sheetnames)  # the sheet tabs
+    assert not ID_NUMBER.search(page) and not PHONE.search(page)
+
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium: run scripts/ensure-system-deps.sh")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            shots.feedback_png(browser, workbook, tmp_path, tmp_path / "feedback.png")
+        finally:
+            browser.close()
+    png = (tmp_path / "feedback.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) <= shots.MAX_PNG_BYTES
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width > 1000 and height > 400  # the summary and the rejected rows, every column
