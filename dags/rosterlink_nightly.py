@@ -162,7 +162,7 @@ def rosterlink_nightly():
             files = tasks.night_file_ids(settings, run_id, scanned or [])
             written = tasks.write_exports(settings, _as_of(), files)
             figures = tasks.finish_night(settings, run_id, {"pairing": pairs, "exports": written})
-        return {"exports": written, "figures": figures}
+        return {"exports": written, "figures": figures, "where": tasks.where(settings)}
 
     night = begin_night()
     scanned = scan_intake(night)

@@ -32,7 +32,8 @@ def check_mapped_once_per_file(tis, files: set[str]) -> None:
         assert {t.rendered_map_index for t in mine} == files, (task_id, mine)
         assert all(t.state == "success" and t.try_number == 1 for t in mine), (task_id, mine)
     singles = {t.task_id: t for t in tis if t.map_index == -1}
-    assert set(singles) == {"begin_night", "scan_intake", "load_files", "link_entities", "refresh_statuses",
+    assert set(singles) == {"begin_night", "scan_intake", "document_validation", "load_files", "link_entities",
+                            "refresh_statuses",
                             "rebuild_pairings", "write_exports"}, sorted(singles)
     assert all(t.state == "success" for t in singles.values()), singles
 

@@ -169,6 +169,31 @@ def test_the_night_takes_its_warehouse_from_the_airflow_connection(night):
         assert not q(f"sqlite:///{default}", f"SELECT 1 FROM night_run WHERE run_id = '{night['run_id']}'")
 
 
+def test_the_cli_summary_reports_the_warehouse_the_connection_gave(tmp_path, airflow_db):
+    # the CLI cannot see Airflow connections itself: the night's last task tells it what it used
+    intake = tmp_path / "intake"
+    sample.generate(intake, scale=0.05)
+    name, admin, url = _fresh_pg_db()
+    try:
+        done = cli(["nightly", "--intake", str(intake), "--exports", str(tmp_path / "exports"),
+                    "--as-of", "2026-11-25"],
+                   env={"AIRFLOW_CONN_ROSTERLINK_WAREHOUSE": f"postgres://postgres@127.0.0.1:5432/{name}",
+                        "ROSTERLINK_DATA_DIR": str(tmp_path / "data")},
+                   drop=("ROSTERLINK_WAREHOUSE_URL",))
+        assert done.returncode == 0, done.stdout[-3000:]
+        assert f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}" in done.stdout
+        loaded = q(url, "SELECT COALESCE(SUM(rows_loaded), 0) FROM intake_file")[0][0]
+        assert loaded > 0 and f"/ {loaded} /" in done.stdout
+        assert not (tmp_path / "data" / "warehouse.db").exists()
+    finally:
+        warehouse.engine(url).dispose()
+        warehouse.engine.cache_clear()
+        warehouse._migrated.cache_clear()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 PROBE_DAG = '''
 import json, os
 from pathlib import Path

@@ -89,8 +89,22 @@ def airflow_output_to(log_path: Path, verbose: bool):
             progress.close()
 
 
-def run_nightly(conf: dict, verbose: bool = False) -> tuple[str, dict, Path]:
-    """Run ``rosterlink_nightly`` once via ``dag.test``; return (state, figures, Airflow log path)."""
+def _night_result(run) -> dict | None:  # noqa: ANN001 - airflow DagRun
+    """What the night's last task returned (figures and where the outputs are), from its XCom: the
+    task resolved the settings inside Airflow (Variables, connections) as the CLI cannot."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, task_ids="write_exports",
+                                                 key="return_value").limit(1)).first()
+        return XComModel.deserialize_value(row) if row is not None else None
+
+
+def run_nightly(conf: dict, verbose: bool = False) -> tuple[str, dict | None, dict, Path]:
+    """Run ``rosterlink_nightly`` once via ``dag.test``; return (state, figures, where, Airflow log path).
+
+    ``figures`` is None when the warehouse cannot be read after a failed night."""
     home = prepare_airflow()
     from airflow.dag_processing.dagbag import DagBag
 
@@ -104,16 +118,24 @@ def run_nightly(conf: dict, verbose: bool = False) -> tuple[str, dict, Path]:
     state = str(getattr(run.state, "value", run.state))
     from rosterlink import settings, tasks, warehouse
 
+    result = _night_result(run)
+    if result and result.get("where"):
+        return state, result["figures"], result["where"], log_path
+    # the night did not get to its end: read the warehouse the CLI's own settings point at
     cfg = settings.load(**{k: conf.get(k) for k in ("intake_dir", "warehouse_url", "export_dir")})
-    figures = tasks.night_figures(warehouse.connect(cfg.warehouse_url))
-    return state, figures, log_path
+    try:
+        figures = tasks.night_figures(warehouse.connect(cfg.warehouse_url))
+    except Exception as exc:  # noqa: BLE001 - an unreachable warehouse is what the failed night reports
+        print(f"  (the warehouse could not be read: {type(exc).__name__})")
+        figures = None
+    return state, figures, tasks.where(cfg), log_path
 
 
-def _print_summary(state: str, figures: dict, conf: dict) -> None:
-    from rosterlink import settings
-
-    cfg = settings.load(**{k: conf.get(k) for k in ("intake_dir", "warehouse_url", "export_dir")})
+def _print_summary(state: str, figures: dict | None, where: dict) -> None:
     print(f"\nrosterlink night: {state}")
+    if figures is None:
+        print(f"  warehouse:              {where['warehouse']}")
+        return
     print(f"  files by status:        {figures['files']}")
     rows = figures["rows"]
     print(f"  rows read/loaded/rejected: {rows['read']} / {rows['loaded']} / {rows['rejected']}")
@@ -123,10 +145,10 @@ def _print_summary(state: str, figures: dict, conf: dict) -> None:
     print(f"  key cases:              {figures['cases']}")
     print(f"  current pairs:          {figures['pairs_current']}")
     print(f"  link review pending:    {figures['link_review'] or 0}"
-          + (f"  -> {cfg.review_dir}/待核实.xlsx" if figures["link_review"] else ""))
-    print(f"  warehouse:              {warehouse_display(cfg.warehouse_url)}")
-    print(f"  exports:                {cfg.export_dir}")
-    print(f"  clerk feedback:         {cfg.intake_dir}/<department>/feedback/")
+          + (f"  -> {where['review']}/待核实.xlsx" if figures["link_review"] else ""))
+    print(f"  warehouse:              {where['warehouse']}")
+    print(f"  exports:                {where['exports']}")
+    print(f"  clerk feedback:         {where['intake']}/<department>/feedback/")
 
 
 def warehouse_display(url: str) -> str:
@@ -147,11 +169,11 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     for key in ("intake_dir", "warehouse_url", "export_dir"):
         if conf[key]:
             os.environ[f"ROSTERLINK_{key.upper()}"] = conf[key]
-    state, figures, log_path = run_nightly(conf, verbose=args.verbose)
+    state, figures, where, log_path = run_nightly(conf, verbose=args.verbose)
     if state != "success":
         print(f"\nthe night did not succeed; the reason is in the Airflow log: {log_path}")
         _print_failure(log_path)
-    _print_summary(state, figures, conf)
+    _print_summary(state, figures, where)
     return 0 if state == "success" else 1
 
 

@@ -62,6 +62,15 @@ def finish_night(settings: Settings, run_id: str, summary: dict, status: str = "
     return figures
 
 
+def where(settings: Settings) -> dict:
+    """Where tonight's outputs are, as a person may read it (the warehouse URL without password)."""
+    from sqlalchemy.engine import make_url
+
+    return {"warehouse": make_url(settings.warehouse_url).render_as_string(hide_password=True),
+            "exports": str(settings.export_dir), "intake": str(settings.intake_dir),
+            "review": str(settings.review_dir)}
+
+
 def night_figures(eng: sa.Engine) -> dict:
     """The headline numbers of the warehouse as it stands (what the CLI prints)."""
     q = {
