@@ -451,3 +451,12 @@ def test_a_night_whose_data_docs_cannot_be_written_still_succeeds(tmp_path, run_
     rejected = _night_figures(url)
     assert rejected and sum(rejected.values()) > 0  # the files were loaded all the same
     assert list((exports).glob("*.xlsx"))  # and the exports written
+
+
+def test_dashboard_reads_the_warehouse_named_by_the_airflow_connection(monkeypatch):
+    from rosterlink import dashboard
+
+    monkeypatch.setenv("AIRFLOW_CONN_ROSTERLINK_WAREHOUSE", "postgres://reporter@db.example:5432/rosterlink")
+    assert dashboard._airflow_settings().warehouse_url == "postgresql+psycopg://reporter@db.example:5432/rosterlink"
+    monkeypatch.delenv("AIRFLOW_CONN_ROSTERLINK_WAREHOUSE")
+    assert dashboard._airflow_settings().warehouse_url.startswith("sqlite:///")

@@ -649,7 +649,8 @@ ul.cases { margin: 4px 0; padding-left: 18px; columns: 2; }
 
 
 def _airflow_settings() -> Settings:
-    """``settings.load()``, with the ``rosterlink_*`` Airflow Variables on top when Airflow is reachable."""
+    """``settings.load()``, with the ``rosterlink_*`` Airflow Variables and the ``rosterlink_warehouse``
+    connection on top when Airflow is reachable (the precedence the night's tasks use)."""
     from rosterlink import settings
 
     overrides: dict[str, str] = {}
@@ -662,6 +663,13 @@ def _airflow_settings() -> Settings:
                 overrides[key] = value
     except Exception:  # noqa: BLE001 - no metadata DB reachable: the environment decides
         log.debug("dashboard: Airflow Variables not readable; using the environment")
+    try:  # the connection ranks above the Variable, as it does for the night's tasks
+        from airflow.models.connection import Connection
+
+        conn = Connection.get_connection_from_secrets(settings.WAREHOUSE_CONN_ID)
+        overrides["warehouse_url"] = settings.connection_url(conn)
+    except Exception:  # noqa: BLE001 - not defined (AirflowNotFoundException) or no store reachable
+        log.debug("dashboard: no %s connection", settings.WAREHOUSE_CONN_ID)
     return settings.load(**overrides)
 
 
