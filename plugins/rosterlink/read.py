@@ -508,7 +508,9 @@ def _sniff_delimiter(text: str) -> str:
     try:
         return csv.Sniffer().sniff(sample, delimiters=",\t;").delimiter
     except csv.Error:
-        first_line = sample.split("\n", 1)[0]
+        # Judge by the first line holding a delimiter: title lines above the header
+        # (``山亭区特困家庭花名册``) hold none, and a tab file with one would be read as one column.
+        first_line = next((line for line in sample.splitlines() if any(d in line for d in ",\t;")), "")
         counts = {d: first_line.count(d) for d in ",\t;"}
         best = max(counts, key=counts.__getitem__)
         return best if counts[best] else ","
