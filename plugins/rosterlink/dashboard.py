@@ -38,6 +38,8 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 
+from rosterlink.spec import CATEGORY_LABELS, FIVE_ONES, RANK_LABELS
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -63,16 +65,7 @@ VIEW_COLUMNS = {
 FILE_STATUSES = ("loaded", "rejected", "duplicate", "pending")
 STATUS_LABELS = {"loaded": "已导入", "rejected": "整份退回", "duplicate": "重复文件", "pending": "处理中"}
 CATEGORY_ORDER = ("hardship", "orphan", "old_member")
-CATEGORY_LABELS = {"hardship": "特困家庭", "orphan": "失亲儿童家庭", "old_member": "建国前老党员"}
 RANK_ORDER = ("county", "section", "ordinary")
-RANK_LABELS = {"county": "县级", "section": "科级", "ordinary": "一般干部"}
-FIVE_ONES = (
-    ("leader", "包案领导"),
-    ("work_team", "工作专班"),
-    ("resolution_plan", "化解方案"),
-    ("responsible_unit", "责任单位"),
-    ("stabilisation_measures", "稳控措施"),
-)
 REVIEW_REASON_LABELS = {
     "model_uncertain": "模型不确定 model uncertain",
     "cluster_bridge": "将合并两组记录 cluster bridge",

@@ -43,7 +43,7 @@ from openpyxl.writer.excel import ExcelWriter
 from rosterlink import faults, schema
 from rosterlink.intake import FEEDBACK_DIR
 from rosterlink.masking import defuse, mask_id, mask_phone, mask_text
-from rosterlink.spec import DEPARTMENTS, catalogue, district
+from rosterlink.spec import CATEGORY_LABELS, DEPARTMENTS, FIVE_ONES, RANK_LABELS, catalogue, district
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -54,8 +54,6 @@ log = logging.getLogger(__name__)
 
 # --- Chinese labels ------------------------------------------------------------------------------
 STATUS_LABELS = {"loaded": "已导入", "rejected": "整份退回", "duplicate": "重复文件", "pending": "处理中（未完成）"}
-RANK_LABELS = {"county": "县级", "section": "科级", "ordinary": "一般干部"}
-CATEGORY_LABELS = {"hardship": "特困家庭", "orphan": "失亲儿童家庭", "old_member": "建国前老党员"}
 CATEGORY_ORDER = ("hardship", "orphan", "old_member")
 TARGET_LABELS = {"household": "家庭", "case": "信访案件"}
 
@@ -79,13 +77,6 @@ REASON_LABELS = {
     "household_merged": "与另一户核实为同一户，合并后结对转入保留的户",
 }
 
-FIVE_ONES = (
-    ("leader", "包案领导"),
-    ("work_team", "工作专班"),
-    ("resolution_plan", "化解方案"),
-    ("responsible_unit", "责任单位"),
-    ("stabilisation_measures", "稳控措施"),
-)
 
 INSTRUCTION_ERRORS = "请按“错误明细”表逐行修改后，将整份文件重新放入本文件夹。"
 INSTRUCTION_OK = "全部数据已导入，无需处理。"

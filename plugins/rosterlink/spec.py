@@ -146,3 +146,16 @@ def load_json(name: str) -> dict:
 
 
 DEPARTMENTS = ("civil_affairs", "womens_federation", "organization", "petition")
+
+
+# --- labels people read (dashboard, workbooks) --------------------------------------------------------
+CATEGORY_LABELS = {"hardship": "特困家庭", "orphan": "失亲儿童家庭", "old_member": "建国前老党员"}
+RANK_LABELS = {"county": "县级", "section": "科级", "ordinary": "一般干部"}
+# the five ones (五个一) every key petition case must have: field of petition_case -> label
+FIVE_ONES = (
+    ("leader", "包案领导"),
+    ("work_team", "工作专班"),
+    ("resolution_plan", "化解方案"),
+    ("responsible_unit", "责任单位"),
+    ("stabilisation_measures", "稳控措施"),
+)
