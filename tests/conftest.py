@@ -6,6 +6,7 @@ time of the conftest, before any test module imports airflow.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -91,9 +92,9 @@ def ensure_postgres() -> None:
     pytest.fail("PostgreSQL did not start")
 
 
-@pytest.fixture
-def pg_url():
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+@contextlib.contextmanager
+def fresh_pg_database():
+    """A fresh, empty PostgreSQL database: yields (name, SQLAlchemy URL); dropped afterwards."""
     import sqlalchemy as sa
 
     ensure_postgres()
@@ -102,15 +103,24 @@ def pg_url():
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    yield url
-    from rosterlink import warehouse
+    try:
+        yield name, url
+    finally:
+        from rosterlink import warehouse
 
-    warehouse.engine(url).dispose()
-    warehouse.engine.cache_clear()
-    warehouse._migrated.cache_clear()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+        warehouse.engine(url).dispose()
+        warehouse.engine.cache_clear()
+        warehouse._migrated.cache_clear()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    with fresh_pg_database() as (_, url):
+        yield url
 
 
 @pytest.fixture

@@ -20,13 +20,13 @@ import re
 import subprocess
 import sys
 import unicodedata
-import uuid
 from pathlib import Path
 
 import openpyxl
 import pytest
 import sqlalchemy as sa
 
+from conftest import fresh_pg_database
 from rosterlink import idnumber, normalise, nightlock, pseudonymise, read, retention, sample, schema, settings, warehouse
 from rosterlink.warehouse import now
 
@@ -91,17 +91,6 @@ def _child_ids_in(intake: Path) -> set[str]:
     return found
 
 
-def _fresh_pg_db() -> tuple[str, sa.Engine, str]:
-    from conftest import ensure_postgres
-
-    ensure_postgres()
-    name = f"rl_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    return name, admin, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-
-
 @pytest.fixture(scope="module")
 def night(tmp_path_factory, nightly_dag):
     base = tmp_path_factory.mktemp("security-night")
@@ -109,25 +98,19 @@ def night(tmp_path_factory, nightly_dag):
     sample.generate(intake, scale=0.1)
     extra = _extra_orphan_file(intake)
     children = _child_ids_in(intake)
-    name, admin, url = _fresh_pg_db()
-    mp = pytest.MonkeyPatch()
-    # the connection as Airflow's own URI form gives it: postgres://, which SQLAlchemy 2 rejects
-    mp.setenv("AIRFLOW_CONN_ROSTERLINK_WAREHOUSE", f"postgres://postgres@127.0.0.1:5432/{name}")
-    mp.setenv("ROSTERLINK_PSEUDONYM_KEY", KEY)
-    try:
-        run = nightly_dag.test(run_conf={"intake_dir": str(intake), "warehouse_url": None,
-                                         "export_dir": str(exports), "as_of": "2026-11-25"})
-    finally:
-        mp.undo()
-    state = str(getattr(run.state, "value", run.state))
-    yield {"url": url, "intake": intake, "exports": exports, "children": children, "extra": extra,
-           "state": state, "run_id": run.run_id, "base": base}
-    warehouse.engine(url).dispose()
-    warehouse.engine.cache_clear()
-    warehouse._migrated.cache_clear()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with fresh_pg_database() as (name, url):
+        mp = pytest.MonkeyPatch()
+        # the connection as Airflow's own URI form gives it: postgres://, which SQLAlchemy 2 rejects
+        mp.setenv("AIRFLOW_CONN_ROSTERLINK_WAREHOUSE", f"postgres://postgres@127.0.0.1:5432/{name}")
+        mp.setenv("ROSTERLINK_PSEUDONYM_KEY", KEY)
+        try:
+            run = nightly_dag.test(run_conf={"intake_dir": str(intake), "warehouse_url": None,
+                                             "export_dir": str(exports), "as_of": "2026-11-25"})
+        finally:
+            mp.undo()
+        state = str(getattr(run.state, "value", run.state))
+        yield {"url": url, "intake": intake, "exports": exports, "children": children, "extra": extra,
+               "state": state, "run_id": run.run_id, "base": base}
 
 
 def _warehouse_text(url: str) -> dict[str, str]:
@@ -173,8 +156,7 @@ def test_the_cli_summary_reports_the_warehouse_the_connection_gave(tmp_path, air
     # the CLI cannot see Airflow connections itself: the night's last task tells it what it used
     intake = tmp_path / "intake"
     sample.generate(intake, scale=0.05)
-    name, admin, url = _fresh_pg_db()
-    try:
+    with fresh_pg_database() as (name, url):
         done = cli(["nightly", "--intake", str(intake), "--exports", str(tmp_path / "exports"),
                     "--as-of", "2026-11-25"],
                    env={"AIRFLOW_CONN_ROSTERLINK_WAREHOUSE": f"postgres://postgres@127.0.0.1:5432/{name}",
@@ -185,13 +167,6 @@ def test_the_cli_summary_reports_the_warehouse_the_connection_gave(tmp_path, air
         loaded = q(url, "SELECT COALESCE(SUM(rows_loaded), 0) FROM intake_file")[0][0]
         assert loaded > 0 and f"/ {loaded} /" in done.stdout
         assert not (tmp_path / "data" / "warehouse.db").exists()
-    finally:
-        warehouse.engine(url).dispose()
-        warehouse.engine.cache_clear()
-        warehouse._migrated.cache_clear()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 PROBE_DAG = '''
