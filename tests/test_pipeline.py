@@ -181,11 +181,38 @@ def test_second_night_on_postgres(district, pg_url, run_night):
     check_night_against_truth(pg_url, truth2)
 
 
-def test_unreachable_warehouse_fails_the_night_and_marks_nothing(district, run_night):
+def test_unreachable_warehouse_fails_the_night_and_marks_nothing(district, run_night, monkeypatch):
+    import http.server
+    import json
+    import threading
+
+    received: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's interface
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("ROSTERLINK_ALERT_DIR", str(district["tmp"] / "alerts"))
+    monkeypatch.setenv("ROSTERLINK_ALERT_WEBHOOK", f"http://127.0.0.1:{server.server_port}/hook")
     sample.generate(district["intake"], night=1, scale=0.05)
     url = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"
-    assert run_night(district["intake"], url, district["exports"], as_of="2026-11-25") == "failed"
+    try:
+        assert run_night(district["intake"], url, district["exports"], as_of="2026-11-25") == "failed"
+    finally:
+        server.shutdown()
     assert not (district["intake"] / "civil_affairs" / "feedback").exists()
+    # the data team is told: which night, which task, what kind of error (never a row value)
+    lines = (district["tmp"] / "alerts" / "alerts.jsonl").read_text(encoding="utf-8").splitlines()
+    alert = json.loads(lines[0])
+    assert (alert["task_id"], alert["error_type"]) == ("begin_night", "OperationalError")
+    assert alert["run_id"] and received == [alert]
 
 
 def test_pin_spreadsheet_from_the_organization_department_is_honoured(district, sqlite_url, run_night):

@@ -1,0 +1,69 @@
+"""The DAG file as the data team relies on it: it imports, is scheduled nightly in Asia/Shanghai,
+one run at a time, thin, and every task retries and alerts when it fails for good."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rosterlink import alerts
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ["begin_night", "scan_intake", "read_file", "validate_file", "document_validation", "load_files",
+         "link_entities", "refresh_statuses", "rebuild_pairings", "write_exports"]
+
+
+def test_nightly_dag_is_scheduled_once_a_night_in_shanghai_time_one_run_at_a_time(nightly_dag):
+    dag = nightly_dag
+    assert dag.dag_id == "rosterlink_nightly"
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert dag.timetable.expression == "0 2 * * *"
+    assert "Asia/Shanghai" in str(dag.timetable.timezone)
+    assert sorted(t.task_id for t in dag.tasks) == sorted(TASKS)
+    assert dag.doc_md and "rosterlink nightly" in dag.doc_md
+
+
+def test_every_task_alerts_when_it_fails_for_good(nightly_dag):
+    for task in nightly_dag.tasks:
+        callbacks = task.on_failure_callback
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        assert any(getattr(cb, "__name__", "") == "_on_failure" for cb in callbacks), task.task_id
+        assert task.owner == "data-team"
+
+
+def test_tasks_retry_by_default_except_the_status_refresh_that_may_refuse_a_night():
+    # the tests run with ROSTERLINK_TASK_RETRIES=0; a deployment gets the DAG file's defaults
+    probe = (
+        "import json; from airflow.dag_processing.dagbag import DagBag; "
+        f"bag = DagBag(dag_folder={str(ROOT / 'dags')!r}); d = bag.get_dag('rosterlink_nightly'); "
+        "print(json.dumps({t.task_id: [t.retries, t.retry_delay.total_seconds()] for t in d.tasks}))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("ROSTERLINK_TASK_RETRIES", "ROSTERLINK_RETRY_DELAY_SECONDS")}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    retries = json.loads(out.stdout.strip().splitlines()[-1])
+    assert retries.pop("refresh_statuses") == [0, 60.0]  # a refused night must not be retried into passing
+    assert all(r == [2, 60.0] for r in retries.values()), retries
+
+
+def test_the_dag_file_stays_thin_and_does_no_work_at_import():
+    source = (ROOT / "dags" / "rosterlink_nightly.py").read_text(encoding="utf-8")
+    top_level_imports = [ln for ln in source.splitlines() if ln.startswith(("import ", "from "))]
+    assert not [ln for ln in top_level_imports if "rosterlink" in ln or "great_expectations" in ln or "pandas" in ln]
+    assert len(source.splitlines()) < 250
+
+
+def test_an_alert_names_the_night_task_and_error_type_but_never_a_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROSTERLINK_ALERT_DIR", str(tmp_path))
+    monkeypatch.delenv("ROSTERLINK_ALERT_WEBHOOK", raising=False)
+    secret = "370406196005040019"
+    alerts.send(alerts._alert({"run_id": "scheduled__2026-11-25"}, "load_files",
+                              ValueError(f"bad row with {secret} and 13812345678")))
+    line = (tmp_path / "alerts.jsonl").read_text(encoding="utf-8")
+    alert = json.loads(line)
+    assert (alert["run_id"], alert["task_id"], alert["error_type"]) == ("scheduled__2026-11-25", "load_files",
+                                                                        "ValueError")
+    assert secret not in line and "13812345678" not in line
