@@ -91,7 +91,7 @@ def norm_name(value: object) -> str | None:
     """NFKC, every space (full-width ones too) and zero-width character removed, dots folded."""
     if value is None:
         return None
-    s = _SPACE.sub("", unicodedata.normalize("NFKC", str(value))).translate(_DOTS)
+    s = unicodedata.normalize("NFC", _SPACE.sub("", unicodedata.normalize("NFKC", str(value)))).translate(_DOTS)
     return s or None
 
 

@@ -199,7 +199,9 @@ def normalise_name(raw: object) -> Normalised:
         return OK_EMPTY
     if not isinstance(raw, str):
         return Normalised(None, "name_invalid", {})
-    s = _ALL_SPACE.sub("", _clean_str(raw))
+    # NFKC may split a spacing mark into a space and a combining mark ("H¨" -> "H \u0308"):
+    # compose again once the spaces are gone, so normalising twice gives the same name
+    s = unicodedata.normalize("NFC", _ALL_SPACE.sub("", _clean_str(raw)))
     if not s:
         return OK_EMPTY
     if s.startswith(_FORMULA_START):
@@ -495,7 +497,7 @@ def normalise_code(raw: object) -> Normalised:
     no letter or digit, or is longer than 64 characters."""
     if is_blank(raw):
         return OK_EMPTY
-    s = _ALL_SPACE.sub("", _as_text(raw))
+    s = unicodedata.normalize("NFC", _ALL_SPACE.sub("", _as_text(raw)))  # see normalise_name
     if not s:
         return OK_EMPTY
     if s.startswith(_FORMULA_START) or len(s) > CODE_MAX or not any(c.isalnum() for c in s):
