@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo demo-night2 test bench airflow-ui screenshots clean
+.PHONY: install demo demo-night2 test bench bench-large airflow-ui screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,16 @@ test: $(STAMP)
 	scripts/ensure-system-deps.sh
 	$(BIN)/python -m pytest
 
+# Benchmarks print figures (README: measured); none of them asserts a time.
 bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_read.py
+	$(BIN)/python benchmarks/bench_linkage.py
 	$(BIN)/python benchmarks/bench_pairing.py
+
+bench-large: $(STAMP)
+	$(BIN)/python benchmarks/bench_linkage.py --scale 100
+	$(BIN)/python benchmarks/bench_pairing.py --province
+	$(BIN)/python benchmarks/bench_soak.py --nights 30 --scale 10
 
 # Airflow with its UI on http://127.0.0.1:8080 (see README: Running Airflow with its UI)
 airflow-ui: $(STAMP)
