@@ -114,14 +114,14 @@ def api_server(env: dict[str, str], log_path: Path, timeout: float = 180) -> Ite
         while True:
             if proc.poll() is not None:
                 sys.stdout.write(tail(log_path))
-                raise SystemExit(f"screenshots: api-server exited with {proc.returncode}; see {log_path}")
+                raise RuntimeError(f"api-server exited with {proc.returncode}; see {log_path}")
             with contextlib.suppress(OSError):
                 with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2) as r:  # noqa: S310
                     if r.status == 200:
                         break
             if time.monotonic() > deadline:
                 sys.stdout.write(tail(log_path))
-                raise SystemExit(f"screenshots: api-server not healthy after {timeout:.0f} s; see {log_path}")
+                raise RuntimeError(f"api-server not healthy after {timeout:.0f} s; see {log_path}")
             time.sleep(0.5)
         yield base
     finally:

@@ -11,12 +11,6 @@ import contextlib
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from html import escape as html_escape
 from pathlib import Path
@@ -37,57 +31,18 @@ PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, n: int = 60) -> str:
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-n:])
-
-
 @contextlib.contextmanager
 def api_server(home: Path, env_extra: dict[str, str], log_path: Path, timeout: float = 120) -> Iterator[str]:
-    """``airflow api-server`` on a free port in its own process group; yields its base URL.
-
-    Waits (bounded) for ``/api/v2/monitor/health``; on exit stops the whole process group
-    (SIGTERM, then SIGKILL after 20 s).
-    """
-    port = _free_port()
+    """``airflow api-server`` on a free port (``scripts/screenshots.py``'s, the one ``make
+    screenshots`` uses); yields its base URL and stops its process group afterwards."""
+    script = _screenshots_script()
     env = {**os.environ, "AIRFLOW_HOME": str(home), **env_extra}
-    airflow = Path(sys.executable).with_name("airflow")
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([str(airflow), "api-server", "--host", "127.0.0.1", "--port", str(port),
-                                 "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"api-server exited with {proc.returncode}:\n{_tail(log_path)}")
-            try:
-                with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2) as r:  # noqa: S310
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"api-server not healthy after {timeout:.0f} s:\n{_tail(log_path)}")
-            time.sleep(0.5)
-        yield base
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.ExitStack() as stack:
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+            base = stack.enter_context(script.api_server(env, log_path, timeout))
+        except RuntimeError as exc:  # did not start: show why
+            pytest.fail(f"{exc}\n{script.tail(log_path, 60)}")
+        yield base
 
 
 def _q(url: str, sql: str) -> list[tuple]:
