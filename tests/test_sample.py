@@ -555,3 +555,22 @@ def test_cli(tmp_path, capsys):
     assert Truth.load(tmp_path / "t.json").night == 1
     assert main(["--out", str(tmp_path / "in"), "--scale", "0.05", "--night", "2"]) == 0
     assert "open_cases=" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("night", [3, 5])
+def test_changes_of_later_nights_are_dated_on_their_night_never_before_an_earlier_addition(tmp_path, night):
+    from rosterlink import normalise, read
+    from rosterlink.settings import Limits
+
+    truth = generate(tmp_path / "in", scale=0.05, night=night)
+    fill = dt.date.fromisoformat(truth.fill_date)
+    dates = []
+    for rel in night_files(night).values():
+        department = rel.split("/", 1)[0]
+        for table in read.read_file(tmp_path / "in" / rel, department, Limits()).tables:
+            frame, _ = normalise.normalise_table(table)
+            for column in ("adjustment_date", "change_date"):
+                if column in frame.columns:
+                    dates += [dt.date.fromisoformat(d) for d in frame[column] if isinstance(d, str)]
+    assert dates, night_files(night)
+    assert all(d == fill for d in dates), sorted(set(dates))

@@ -757,7 +757,11 @@ def _apply_round(pop: _Population, reg: _Registry, seed: int, night: int, base: 
     hw = dict(towns=towns, weights=weights, villages=pop.villages)
 
     def day() -> dt.date:
-        return fill - dt.timedelta(days=rng.randint(1, 30))
+        # night 2 reports the changes of the month before its list; later nights report the changes
+        # since the previous night, dated on their own night, so a household's exit is never dated
+        # before its addition on an earlier night (the status stage takes the latest change by date)
+        back = rng.randint(1, 30)  # drawn on every night, so the other choices stay what they were
+        return fill - dt.timedelta(days=back) if night == 2 else fill
 
     picker = pop.picker
     n_exit = min(len(pop.hardship), max(1, round(0.03 * base["hardship"])))
