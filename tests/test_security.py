@@ -115,13 +115,7 @@ def night(tmp_path_factory, nightly_dag):
 
 def _warehouse_text(url: str) -> dict[str, str]:
     """Every value of every table of the warehouse, as text, one blob per table."""
-    eng = warehouse.connect(url)
-    out = {}
-    with eng.connect() as conn:
-        for table in sa.inspect(eng).get_table_names():
-            rows = conn.execute(sa.text(f'SELECT * FROM "{table}"')).all()
-            out[table] = "\n".join("\t".join("" if v is None else str(v) for v in row) for row in rows)
-    return out
+    return _warehouse_text_engine(warehouse.connect(url))
 
 
 def _written_files(night: dict) -> list[Path]:
@@ -364,6 +358,7 @@ def test_analytics_copy_replaces_ids_drops_phones_masks_names_and_keeps_tokens_s
 
 
 def _warehouse_text_engine(eng: sa.Engine) -> dict[str, str]:
+    """Every value of every table behind ``eng``, as text, one blob per table."""
     out = {}
     with eng.connect() as conn:
         for table in sa.inspect(eng).get_table_names():

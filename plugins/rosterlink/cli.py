@@ -153,9 +153,9 @@ def _print_summary(state: str, figures: dict | None, where: dict) -> None:
 
 def warehouse_display(url: str) -> str:
     """A URL without its password, for printing."""
-    from sqlalchemy.engine import make_url
+    from rosterlink.warehouse import display_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    return display_url(url)
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:

@@ -197,10 +197,10 @@ def figures(eng: sa.Engine, export_dir: Path | str | None = None, history: int =
             out[r["status"]] = out.get(r["status"], 0) + _int(r["files"])
         return out
 
-    def per_department(rows: list[dict]) -> dict[str, dict[str, int]]:
+    def totals_by(key: str, rows: list[dict]) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for r in rows:
-            d = out.setdefault(r["department"], {"files": 0, "read": 0, "loaded": 0, "rejected": 0})
+            d = out.setdefault(r[key], {"files": 0, "read": 0, "loaded": 0, "rejected": 0})
             d["files"] += _int(r["files"])
             d["read"] += _int(r["rows_read"])
             d["loaded"] += _int(r["rows_loaded"])
@@ -208,13 +208,7 @@ def figures(eng: sa.Engine, export_dir: Path | str | None = None, history: int =
         return out
 
     tonight_rows = [r for r in intake if r["run_id"] == tonight_run]
-    by_run: dict[str, dict[str, int]] = {}
-    for r in intake:
-        d = by_run.setdefault(r["run_id"], {"files": 0, "read": 0, "loaded": 0, "rejected": 0})
-        d["files"] += _int(r["files"])
-        d["read"] += _int(r["rows_read"])
-        d["loaded"] += _int(r["rows_loaded"])
-        d["rejected"] += _int(r["rows_rejected"])
+    by_run = totals_by("run_id", intake)
 
     # households: category -> status -> n
     by_category: dict[str, dict[str, int]] = {}
@@ -297,7 +291,7 @@ def figures(eng: sa.Engine, export_dir: Path | str | None = None, history: int =
         "night": history_rows[0] if history_rows else None,
         "nights": history_rows,
         "files": {"tonight": per_status(tonight_rows), "all": per_status(intake)},
-        "rows": {"tonight": per_department(tonight_rows), "all": per_department(intake)},
+        "rows": {"tonight": totals_by("department", tonight_rows), "all": totals_by("department", intake)},
         "households": by_category,
         "households_by_status": household_status,
         "pairs_by_town": pairs_by_town,

@@ -64,9 +64,7 @@ def finish_night(settings: Settings, run_id: str, summary: dict, status: str = "
 
 def where(settings: Settings) -> dict:
     """Where tonight's outputs are, as a person may read it (the warehouse URL without password)."""
-    from sqlalchemy.engine import make_url
-
-    return {"warehouse": make_url(settings.warehouse_url).render_as_string(hide_password=True),
+    return {"warehouse": warehouse.display_url(settings.warehouse_url),
             "exports": str(settings.export_dir), "intake": str(settings.intake_dir),
             "review": str(settings.review_dir)}
 

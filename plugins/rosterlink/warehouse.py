@@ -37,6 +37,13 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def display_url(url: str) -> str:
+    """A warehouse URL as a person may read it: without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI types
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
