@@ -4,10 +4,12 @@
 #   chromium         headless browser driven by Playwright (tests/test_dashboard_browser.py,
 #                    scripts/screenshots.py); Playwright's own browser download is never used.
 #   fonts-noto-cjk   Chinese glyphs for the screenshots and the browser test's page.
+#   openjdk-17-jre-headless  Java for pyspark (tests/test_linkage_spark.py: the Spark link backend).
 set -euo pipefail
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 # (fc-list's output is taken whole first: under pipefail, `grep -q` closing the pipe early would
 # make fc-list fail with SIGPIPE and the fonts look missing)
 fonts=$(fc-list 2>/dev/null || true)
