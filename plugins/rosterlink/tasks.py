@@ -11,6 +11,8 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import resource
+import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -36,9 +38,18 @@ def _engine(settings: Settings) -> sa.Engine:
 def night(settings: Settings, run_id: str, last: bool = False) -> Iterator[None]:
     """Every task of a night runs inside this: it holds the night's lease on the warehouse.
 
-    The night's last task (``last=True``) releases the lease when it succeeds."""
-    with nightlock.held(_engine(settings), run_id, release_after=last):
-        yield
+    The night's last task (``last=True``) releases the lease when it succeeds. On the way out it
+    logs the task process's peak memory and CPU time (``task resources: ...``), the figures an
+    operator sizes workers by (``benchmarks/bench_province.py`` collects them from the task logs).
+    """
+    started = time.perf_counter()
+    try:
+        with nightlock.held(_engine(settings), run_id, release_after=last):
+            yield
+    finally:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        log.info("task resources: peak_rss_mb=%.0f cpu_s=%.1f wall_s=%.1f", usage.ru_maxrss / 1024,
+                 usage.ru_utime + usage.ru_stime, time.perf_counter() - started)
 
 
 def begin_night(settings: Settings, run_id: str, as_of: dt.date) -> dict:
