@@ -52,7 +52,7 @@ from rosterlink import faults, linkage, schema
 from rosterlink.findings import message
 from rosterlink.masking import defuse, mask_id, mask_phone, mask_text
 from rosterlink.spec import catalogue
-from rosterlink.warehouse import dumps, insert_many, now
+from rosterlink.warehouse import dumps, insert_many, now, update_many
 
 log = logging.getLogger(__name__)
 
@@ -806,9 +806,7 @@ class _Night:
         for kind in self.kinds.values():
             upd = [{"_rid": rid, "_key": key} for rid, (key, _, _) in kind.assigned.items()]
             upd += [{"_rid": rid, "_key": key} for rid, key in kind.moved.items() if not kind.recs[rid].pending]
-            if upd:
-                conn.execute(r.update().where(r.c.record_id == sa.bindparam("_rid"))
-                             .values(entity_key=sa.bindparam("_key")), upd)
+            update_many(conn, r, ["record_id"], [{"record_id": u["_rid"], "entity_key": u["_key"]} for u in upd])
             insert_many(conn, s, (
                 {"file_id": kind.recs[rid].file_id, "sheet": kind.recs[rid].sheet,
                  "row_number": kind.recs[rid].row_number, "entity_kind": kind.kind,
@@ -842,8 +840,8 @@ class _Night:
         _write_households(conn, self.kinds["household"])
         _write_cadres(conn, self.kinds["cadre"])
         # cases
-        for record_id, key in self.case_assigned.items():
-            conn.execute(r.update().where(r.c.record_id == record_id).values(entity_key=key))
+        update_many(conn, r, ["record_id"],
+                    [{"record_id": rid, "entity_key": key} for rid, key in self.case_assigned.items()])
         insert_many(conn, s, (
             {"file_id": rec.file_id, "sheet": rec.sheet, "row_number": rec.row_number, "entity_kind": "case",
              "entity_key": self.case_assigned[rec.record_id], "link_method": "id", "match_probability": None}
@@ -1021,6 +1019,8 @@ def _upsert_cases(conn: sa.Connection, keys: set[str]) -> None:
     for rec in rows:
         by_key[rec.entity_key].append(rec)
     k = schema.petition_case
+    present = set(conn.execute(sa.select(k.c.case_key).where(k.c.case_key.in_(sorted(by_key)))).scalars())
+    inserts, updates = [], []
     for key, recs in sorted(by_key.items()):
         attrs = [json.loads(rec.attrs) for rec in recs]
         values = {
@@ -1032,12 +1032,12 @@ def _upsert_cases(conn: sa.Connection, keys: set[str]) -> None:
                 "topic", "summary", "responsible_unit", "work_team", "resolution_plan", "stabilisation_measures")},
             "registered_on": _as_date(_latest([a.get("registered_date") for a in attrs])),
         }
-        present = conn.execute(sa.select(k.c.case_key).where(k.c.case_key == key)).first()
-        if present:
-            conn.execute(k.update().where(k.c.case_key == key).values(
-                **{c: v for c, v in values.items() if v is not None}))
+        if key in present:
+            updates.append((key, {c: v for c, v in values.items() if v is not None}))
         else:
-            conn.execute(k.insert().values(case_key=key, **values, status="open"))
+            inserts.append({"case_key": key, **values, "status": "open"})
+    insert_many(conn, k, inserts)
+    _bulk_update(conn, k, "case_key", updates)
 
 
 def _as_date(value: object):  # noqa: ANN202

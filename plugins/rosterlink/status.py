@@ -7,7 +7,9 @@ follows the change list (调离/退休 -> departed, 新增 -> active). A case is
 by a ledger row whose status says closed.
 
 Statuses are recomputed from all loaded records every night, so the result does not depend on how
-many nights it took to get here. Before anything is written, the night is checked against the
+many nights it took to get here. The computation and the writes are set-based SQL in the
+database (``sql/status/*.sql``: latest event per entity by ``ROW_NUMBER``, then ``UPDATE ... FROM``),
+the same on SQLite and PostgreSQL. Before anything is written, the night is checked against the
 pairings: if the new statuses would end more than ``max_end_share`` of the current pairs, the night
 stops with :class:`NightRefused` and nothing is changed (a mistaken file cannot wipe the programme).
 """
@@ -16,11 +18,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import defaultdict
 
 import sqlalchemy as sa
 
-from rosterlink import schema
+from rosterlink import warehouse
 
 log = logging.getLogger(__name__)
 
@@ -29,62 +30,33 @@ class NightRefused(Exception):
     """The night's inputs would end too many pairs; nothing was written."""
 
 
-def _events(conn: sa.Connection, roster: str) -> dict[str, list[tuple]]:
-    """entity_key -> [(event_date, record_id, event)] for one roster, oldest first."""
-    r = schema.source_record
-    out: dict[str, list[tuple]] = defaultdict(list)
-    for key, date, record_id, event in conn.execute(
-        sa.select(r.c.entity_key, r.c.event_date, r.c.record_id, r.c.event)
-        .where(r.c.roster == roster, r.c.entity_key.is_not(None), r.c.event.is_not(None))
-    ):
-        out[key].append((date or dt.date.min, record_id, event))
-    for events in out.values():
-        events.sort()
+_TEMP = {"household_category": ("tmp_status_category", ("household_key", "category")),
+         "household": ("tmp_status_household", ("household_key",)),
+         "cadre": ("tmp_status_cadre", ("cadre_key",)), "case": ("tmp_status_case", ("case_key",))}
+
+
+def _compute_sql(conn: sa.Connection) -> None:
+    """The implied statuses into temporary tables (``sql/status/01_compute.sql``), set-based."""
+    warehouse.run_sql(conn, "status/01_compute.sql")
+
+
+def compute(conn: sa.Connection) -> dict[str, dict[object, tuple[str, dt.date | None]]]:
+    """The statuses the loaded records imply, without writing anything: ``{"household_category":
+    {(household_key, category): (status, since)}, "household" | "cadre" | "case": {key: (status,
+    since)}}`` (what the night's SQL computes; for checks and tests)."""
+    _compute_sql(conn)
+    out: dict[str, dict] = {}
+    for name, (table, keys) in _TEMP.items():
+        rows = conn.exec_driver_sql(f"SELECT {', '.join(keys)}, status, since FROM {table}").all()
+        out[name] = {(tuple(r[:-2]) if len(keys) > 1 else r[0]): (r[-2], _as_date(r[-1])) for r in rows}
+    warehouse.run_sql(conn, "status/04_cleanup.sql")
     return out
 
 
-def _last(events: list[tuple], default: str, mapping: dict[str, str]) -> tuple[str, dt.date | None]:
-    if not events:
-        return default, None
-    date, _, event = events[-1]
-    return mapping.get(event, default), (None if date == dt.date.min else date)
-
-
-def compute(conn: sa.Connection) -> dict[str, dict[str, tuple[str, dt.date | None]]]:
-    """The statuses the loaded records imply, without writing anything."""
-    hc = schema.household_category
-    adjustments = _events(conn, "hardship_adjustment")
-    categories: dict[tuple[str, str], tuple[str, dt.date | None]] = {}
-    for key, category in conn.execute(sa.select(hc.c.household_key, hc.c.category)):
-        if category == "hardship":
-            categories[(key, category)] = _last(adjustments.get(key, []), "active",
-                                                {"add": "active", "exit": "exited"})
-        else:
-            categories[(key, category)] = ("active", None)
-    households: dict[str, tuple[str, dt.date | None]] = {}
-    by_household: dict[str, list[tuple[str, dt.date | None]]] = defaultdict(list)
-    for (key, _), value in categories.items():
-        by_household[key].append(value)
-    for key, values in by_household.items():
-        if any(status == "active" for status, _ in values):
-            households[key] = ("active", None)
-        else:
-            households[key] = ("exited", max((d for _, d in values if d), default=None))
-
-    changes = _events(conn, "cadre_change")
-    cadres = {
-        key: _last(changes.get(key, []), "active", {"join": "active", "leave": "departed"})
-        for (key,) in conn.execute(sa.select(schema.cadre.c.cadre_key))
-    }
-    closures = _events(conn, "case_closure")
-    ledger = _events(conn, "case")
-    cases = {}
-    for (key,) in conn.execute(sa.select(schema.petition_case.c.case_key)):
-        if closures.get(key):
-            cases[key] = ("closed", closures[key][-1][0] if closures[key][-1][0] != dt.date.min else None)
-        else:
-            cases[key] = _last(ledger.get(key, []), "open", {"open": "open", "closed": "closed"})
-    return {"household_category": categories, "household": households, "cadre": cadres, "case": cases}
+def _as_date(value: object) -> dt.date | None:
+    if value is None or isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
 
 
 def refresh(eng: sa.Engine, max_end_share: float = 0.10, allow_mass_end: bool = False,
@@ -99,7 +71,7 @@ def refresh(eng: sa.Engine, max_end_share: float = 0.10, allow_mass_end: bool = 
 
     as_of = as_of or dt.date.today()
     with eng.begin() as conn:
-        changed = _write(conn, compute(conn))
+        changed = _write(conn)
         plan = pairing.plan_ends(conn, as_of)
         total, ending, by_reason = plan["total_current"], plan["ending"], plan["by_reason"]
         if total and ending / total > max_end_share and not allow_mass_end:
@@ -113,19 +85,12 @@ def refresh(eng: sa.Engine, max_end_share: float = 0.10, allow_mass_end: bool = 
     return summary
 
 
-def _write(conn: sa.Connection, statuses: dict) -> dict[str, int]:
-    changed: dict[str, int] = defaultdict(int)
-    hc, h, c, k = schema.household_category, schema.household, schema.cadre, schema.petition_case
-    old = {(key, cat): st for key, cat, st in conn.execute(sa.select(hc.c.household_key, hc.c.category, hc.c.status))}
-    for (key, category), (status, since) in sorted(statuses["household_category"].items()):
-        if old.get((key, category)) != status:
-            conn.execute(hc.update().where(hc.c.household_key == key, hc.c.category == category)
-                         .values(status=status, status_since=since))
-    for table, key_col, name in ((h, h.c.household_key, "household"), (c, c.c.cadre_key, "cadre"),
-                                 (k, k.c.case_key, "case")):
-        old = dict(conn.execute(sa.select(key_col, table.c.status)).all())
-        for key, (status, since) in sorted(statuses[name].items()):
-            if old.get(key) != status:
-                conn.execute(table.update().where(key_col == key).values(status=status, status_since=since))
-                changed[f"{name}_{status}"] += 1
-    return dict(changed)
+def _write(conn: sa.Connection) -> dict[str, int]:
+    """Compute and write tonight's statuses in SQL (``sql/status/*.sql``) on ``conn``'s transaction;
+    returns how many households, cadres and cases changed, by new status."""
+    _compute_sql(conn)
+    changed = {f"{kind}_{status}": int(n)
+               for kind, status, n in warehouse.run_sql(conn, "status/02_changes.sql")[0].all() if n}
+    warehouse.run_sql(conn, "status/03_write.sql")
+    warehouse.run_sql(conn, "status/04_cleanup.sql")
+    return dict(sorted(changed.items()))
