@@ -1,12 +1,13 @@
 """
 ### rosterlink nightly
 
-Takes every new file the four departments dropped into their intake folders, reads, normalises and
+Takes every new file the departments and units dropped into their intake folders, reads, normalises and
 validates it (one mapped task per file), documents the validation as Great Expectations Data Docs
 (`<exports>/data_docs/<night>/`, linked from the rosterlink dashboard), loads the good rows into the
 warehouse, links them to households, cadres and cases, refreshes statuses from explicit change
-rows, rebuilds the pairings, and writes feedback workbooks for the clerks and the pairing workbook
-for the organization department.
+rows, rebuilds the pairings, ties the units' visit logs to the pairs (follow-through figures), and
+writes feedback workbooks for the clerks, the pairing workbook for the organization department and
+the opinions heard on visits for the departments that can act on them.
 
 Settings come from the run conf (`intake_dir`, `warehouse_url`, `export_dir`, `as_of`,
 `allow_mass_end`), then Airflow Variables `rosterlink_*`, then `ROSTERLINK_*` environment variables.
@@ -155,13 +156,21 @@ def rosterlink_nightly():
             return tasks.rebuild_pairings(settings, _as_of(), run_id)
 
     @task(trigger_rule="none_failed")
-    def write_exports(pairs: dict, scanned: list[dict]) -> dict:
+    def follow_through(_pairs: dict) -> dict:
+        from rosterlink import tasks
+
+        with _night() as (settings, run_id):
+            return tasks.follow_through(settings, _as_of(), run_id)
+
+    @task(trigger_rule="none_failed")
+    def write_exports(pairs: dict, scanned: list[dict], followed: dict | None = None) -> dict:
         from rosterlink import tasks
 
         with _night(last=True) as (settings, run_id):
             files = tasks.night_file_ids(settings, run_id, scanned or [])
             written = tasks.write_exports(settings, _as_of(), files)
-            figures = tasks.finish_night(settings, run_id, {"pairing": pairs, "exports": written})
+            figures = tasks.finish_night(settings, run_id, {"pairing": pairs, "followup": followed,
+                                                            "exports": written})
         return {"exports": written, "figures": figures, "where": tasks.where(settings)}
 
     night = begin_night()
@@ -169,7 +178,7 @@ def rosterlink_nightly():
     validated = validate_file.expand(item=read_file.expand(item=scanned))
     loaded = load_files(validated, document_validation(validated))
     pairs = rebuild_pairings(refresh_statuses(link_entities(loaded)))
-    write_exports(pairs, scanned)
+    write_exports(pairs, scanned, follow_through(pairs))
 
 
 rosterlink_nightly()

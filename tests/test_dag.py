@@ -13,7 +13,7 @@ from rosterlink import alerts
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["begin_night", "scan_intake", "read_file", "validate_file", "document_validation", "load_files",
-         "link_entities", "refresh_statuses", "rebuild_pairings", "write_exports"]
+         "link_entities", "refresh_statuses", "rebuild_pairings", "follow_through", "write_exports"]
 
 
 def test_nightly_dag_is_scheduled_once_a_night_in_shanghai_time_one_run_at_a_time(nightly_dag):

@@ -15,6 +15,8 @@ Outputs:
   汇总, 错误明细, 提示); ``intake_file.feedback_path`` is set, relative to the intake root.
 - ``<export_dir>/结对名单_<YYYYMMDD>.xlsx``: 汇总, one sheet per town, 重点信访案件, 本次变化.
 - ``<export_dir>/变动日志_<YYYYMMDD>.xlsx``: pairs ended and made on ``as_of``.
+- ``<export_dir>/意见建议_<YYYYMMDD>/<department>.xlsx``: opinions heard on visits, per responsible
+  department (written by :mod:`rosterlink.visits`).
 """
 
 from __future__ import annotations
@@ -564,11 +566,25 @@ def _reason_of(pair: _Pair, as_of: dt.date) -> str:
 
 
 TOWN_COLUMNS = ("干部姓名", "工作单位", "职级", "干部电话", "户主姓名", "户主身份证号", "村(居)", "类别",
-                "结对起始日期", "变化", "原因")
-TOWN_WIDTHS = (10, 28, 10, 15, 10, 22, 18, 26, 13, 10, 30)
+                "结对起始日期", "变化", "原因", "首次入户走访", "最近联系", "首次走访期限", "走访情况")
+TOWN_WIDTHS = (10, 28, 10, 15, 10, 22, 18, 26, 13, 10, 30, 13, 12, 13, 22)
 
 
-def _town_sheets(book: _Book, pairs: list[_Pair], categories: dict[str, str], as_of: dt.date) -> None:
+def _followup_cells(row: object | None, pair: _Pair, as_of: dt.date) -> tuple:
+    """首次入户走访, 最近联系, 首次走访期限, 走访情况 of a current pair's household (rosterlink.visits)."""
+    if row is None or pair.change(as_of) == "结对结束":
+        return (None, None, None, None)
+    if row.overdue:
+        state = "超期未入户走访" + ("（仅电话联系）" if row.phone_contacts else "")
+    elif row.visited_in_person:
+        state = f"已入户走访{row.in_person_visits}次"
+    else:
+        state = "尚未入户走访" + ("（已电话联系）" if row.phone_contacts else "")
+    return (row.first_in_person_on, row.last_contact_on, row.deadline, state)
+
+
+def _town_sheets(book: _Book, pairs: list[_Pair], categories: dict[str, str], as_of: dt.date,
+                 followup: dict | None = None) -> None:
     by_town: dict[str | None, list[_Pair]] = defaultdict(list)
     for pair in pairs:
         by_town[pair.town or None].append(pair)
@@ -582,7 +598,8 @@ def _town_sheets(book: _Book, pairs: list[_Pair], categories: dict[str, str], as
             sheet.row((q.cadre_name, q.cadre_unit, RANK_LABELS.get(q.cadre_rank or "", q.cadre_rank),
                        mask_phone(q.cadre_phone) if q.cadre_phone else None, q.name,
                        mask_id(q.id_number) if q.id_number else None, q.village,
-                       categories.get(q.target_key, ""), q.valid_from, change, _reason_of(q, as_of)),
+                       categories.get(q.target_key, ""), q.valid_from, change, _reason_of(q, as_of),
+                       *_followup_cells((followup or {}).get(q.target_key), q, as_of)),
                       fill=fill)
 
 
@@ -724,15 +741,20 @@ def _change_sheet(book: _Book, pairs: list[_Pair], as_of: dt.date) -> None:
 
 
 def write_pairing_workbook(eng: sa.Engine, settings: Settings, as_of: dt.date) -> Path:
-    """``<export_dir>/结对名单_<YYYYMMDD>.xlsx``: 汇总, one sheet per town, 重点信访案件, 本次变化."""
+    """``<export_dir>/结对名单_<YYYYMMDD>.xlsx``: 汇总, one sheet per town, 重点信访案件, 本次变化,
+    走访帮扶 and 走访预警 (follow-through, :mod:`rosterlink.visits`)."""
+    from rosterlink import visits
+
     with eng.connect() as conn:
         pairs = _pairs(conn, as_of, current=True, changed=True)
         categories = _categories(conn)
         book = _Book(stamp=_midnight(as_of))
         _summary_sheet(book, conn, pairs, categories, as_of)
-        _town_sheets(book, [q for q in pairs if q.target_kind == "household"], categories, as_of)
+        _town_sheets(book, [q for q in pairs if q.target_kind == "household"], categories, as_of,
+                     visits.household_followup(conn))
         _case_sheet(book, conn, pairs, as_of)
         _change_sheet(book, pairs, as_of)
+        visits.followup_sheets(book, conn, as_of)
     target = book.save(Path(settings.export_dir) / f"结对名单_{_date_tag(as_of)}.xlsx")
     log.info("export: pairing workbook written (%d pairs)", len(pairs))
     return target
@@ -772,8 +794,13 @@ def write_change_log(eng: sa.Engine, settings: Settings, as_of: dt.date) -> Path
 
 # --- all of the night ----------------------------------------------------------------------------
 def write_all(eng: sa.Engine, settings: Settings, as_of: dt.date, file_ids: list[int]) -> dict:
-    """The night's exports; returns ``{"feedback": [paths], "pairing": path, "change_log": path}``."""
+    """The night's exports; returns ``{"feedback": [paths], "pairing": path, "change_log": path,
+    "opinions": [paths]}``."""
+    from rosterlink import visits
+
     feedback = write_feedback(eng, settings, file_ids)
     pairing = write_pairing_workbook(eng, settings, as_of)
     change_log = write_change_log(eng, settings, as_of)
-    return {"feedback": [str(p) for p in feedback], "pairing": str(pairing), "change_log": str(change_log)}
+    opinions = visits.write_opinion_workbooks(eng, settings, as_of)
+    return {"feedback": [str(p) for p in feedback], "pairing": str(pairing), "change_log": str(change_log),
+            "opinions": [str(p) for p in opinions]}

@@ -298,3 +298,60 @@ sa.Index("ix_pairing_valid_to", pairing.c.valid_to)
 sa.Index("ix_link_review_status", link_review.c.status)
 sa.Index("ix_intake_file_run_id", intake_file.c.run_id)
 sa.Index("ix_intake_file_status", intake_file.c.status)
+
+
+# --- follow-through of the pairs (走访帮扶): visits and the nightly per-household figures -----------
+# One row per visit log row that matched a pair (rosterlink.visits); the source row stays in
+# source_record. The household's key follows merges; the cadre is the one who made the visit.
+visit = sa.Table(
+    "visit",
+    metadata,
+    sa.Column("visit_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("file_id", sa.Integer, sa.ForeignKey("intake_file.file_id"), nullable=False),
+    sa.Column("sheet", sa.String(255), nullable=False),
+    sa.Column("row_number", sa.Integer, nullable=False),
+    sa.Column("record_id", sa.Integer, nullable=False),
+    sa.Column("cadre_key", sa.String(16), nullable=False, index=True),
+    sa.Column("household_key", sa.String(16), nullable=False, index=True),
+    sa.Column("pairing_id", sa.Integer, nullable=False),
+    sa.Column("visit_date", sa.Date, nullable=False),
+    sa.Column("visit_kind", sa.String(16), nullable=False),  # in_person | phone
+    sa.Column("problems_found", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("problems_solved", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("help_kind", sa.String(16)),  # in_kind | money
+    sa.Column("help_value", sa.Float),  # yuan
+    sa.Column("help_source", sa.String(128)),  # as written
+    sa.Column("help_source_kind", sa.String(16)),  # own | public | other (null: no help)
+    sa.Column("opinions", sa.Text),
+    sa.Column("opinion_topic", sa.String(128)),
+    sa.Column("opinion_department", sa.String(64)),
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("matched_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("file_id", "sheet", "row_number", name="uq_visit_row"),
+)
+
+# Rebuilt every night: one row per household with a pair current on the night (the visit history
+# of the household, whoever its cadre was), against the first-visit deadline and the help band.
+followup_household = sa.Table(
+    "followup_household",
+    metadata,
+    sa.Column("household_key", sa.String(16), primary_key=True),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("town", sa.String(32)),
+    sa.Column("cadre_key", sa.String(16), nullable=False, index=True),  # the current cadre
+    sa.Column("paired_on", sa.Date, nullable=False),  # the household's first pair began
+    sa.Column("deadline", sa.Date, nullable=False),  # first visit in person due by
+    sa.Column("first_in_person_on", sa.Date),
+    sa.Column("last_contact_on", sa.Date),
+    sa.Column("days_since_contact", sa.Integer),  # null: never contacted
+    sa.Column("in_person_visits", sa.Integer, nullable=False),
+    sa.Column("phone_contacts", sa.Integer, nullable=False),
+    sa.Column("problems_found", sa.Integer, nullable=False),
+    sa.Column("problems_solved", sa.Integer, nullable=False),
+    sa.Column("help_value_year", sa.Float, nullable=False),  # the night's calendar year
+    sa.Column("help_flag", sa.String(8)),  # above | below the band (null: inside, or no help yet)
+    sa.Column("public_fund_entries", sa.Integer, nullable=False),
+    sa.Column("visited_in_person", sa.Integer, nullable=False),  # 0 | 1
+    sa.Column("overdue", sa.Integer, nullable=False),  # 0 | 1: not visited in person and past the deadline
+    sa.Column("carried_over", sa.Integer, nullable=False),  # 0 | 1: visits by an earlier cadre count here
+)

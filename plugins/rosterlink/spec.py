@@ -145,7 +145,7 @@ def load_json(name: str) -> dict:
     return json.loads((config_dir() / name).read_text(encoding="utf-8"))
 
 
-DEPARTMENTS = ("civil_affairs", "womens_federation", "organization", "petition")
+DEPARTMENTS = ("civil_affairs", "womens_federation", "organization", "petition", "visits")
 
 
 # --- labels people read (dashboard, workbooks) --------------------------------------------------------

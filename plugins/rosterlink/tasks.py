@@ -99,6 +99,9 @@ def night_figures(eng: sa.Engine) -> dict:
             "SELECT COALESCE(SUM(rows_read),0), COALESCE(SUM(rows_loaded),0), COALESCE(SUM(rows_rejected),0) "
             "FROM intake_file").one()
         out["rows"] = {"read": int(rows[0]), "loaded": int(rows[1]), "rejected": int(rows[2])}
+    from rosterlink import visits
+
+    out["followup"] = visits.headline(eng)
     return out
 
 
@@ -326,6 +329,13 @@ def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> dict:
 
     config = pairing.PairingConfig.from_mapping(load_json("pairing.json"))
     return pairing.rebuild(_engine(settings), as_of, run_id, config)
+
+
+def follow_through(settings: Settings, as_of: dt.date, run_id: str) -> dict:
+    """Tie tonight's visit logs to the pairs (or reject them) and rebuild the follow-through figures."""
+    from rosterlink import visits
+
+    return visits.match(_engine(settings), as_of, run_id)
 
 
 def night_file_ids(settings: Settings, run_id: str, items: list[dict]) -> list[int]:
