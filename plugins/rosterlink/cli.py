@@ -146,6 +146,17 @@ def _print_summary(state: str, figures: dict | None, where: dict) -> None:
     print(f"  current pairs:          {figures['pairs_current']}")
     print(f"  link review pending:    {figures['link_review'] or 0}"
           + (f"  -> {where['review']}/待核实.xlsx" if figures["link_review"] else ""))
+    fu = figures.get("followup") or {}
+    if fu.get("households"):
+        print(f"  follow-through:         {fu['households']} paired households: {fu['visited_in_person']} visited in "
+              f"person, {fu['not_visited_in_person']} not yet ({fu['phone_only']} by phone only, "
+              f"{fu['never_contacted']} never contacted), {fu['overdue']} overdue")
+        print(f"  visits logged:          {fu['in_person_visits']} in person, {fu['phone_contacts']} by phone; "
+              f"problems found/solved {fu['problems_found']} / {fu['problems_solved']}; "
+              f"visit history carried over to a new cadre for {fu['carried_over']} households")
+        print(f"  help given:             {fu['help_value']:.0f} yuan; households above / below the band "
+              f"{fu['help_above_band']} / {fu['help_below_band']}; entries from public funds "
+              f"{fu['public_fund_entries']}; opinions heard {fu['opinions']}")
     print(f"  warehouse:              {where['warehouse']}")
     print(f"  exports:                {where['exports']}")
     print(f"  clerk feedback:         {where['intake']}/<department>/feedback/")
@@ -195,6 +206,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     out = Path(args.out).resolve()
     truth = Path(args.truth).resolve() if args.truth else None
+    if args.visits:
+        from rosterlink import sample_visits, settings
+
+        url = args.warehouse or settings.load().warehouse_url
+        day = dt.date.fromisoformat(args.as_of) if args.as_of else dt.date.today()
+        written = sample_visits.generate(out, url, day, seed=args.seed, truth_path=truth)
+        for rel, f in written.files.items():
+            print(f"{rel}\t{f.format}\trows={f.rows}\tgood={f.good_rows}\tbad={len(f.bad_rows)}")
+        print(f"visit logs up to {day} written to {out}/visits")
+        return 0
     sample.generate(out, seed=args.seed, scale=args.scale, night=args.night, truth_path=truth)
     print(f"sample intake (night {args.night}, scale {args.scale}) written to {out}")
     return 0
@@ -316,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=20261125)
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--truth", help="also write the generator's ground truth (JSON) here")
+    p.add_argument("--visits", action="store_true",
+                   help="write the units' visit logs (visits/) for the pairs in the warehouse instead")
+    p.add_argument("--warehouse", help="with --visits: the warehouse holding the pairs (default: settings)")
+    p.add_argument("--as-of", help="with --visits: log visits up to this date (default: today)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("figures", help="print the warehouse's headline figures as JSON")
