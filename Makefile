@@ -16,10 +16,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# A clean demo: fresh sample intake, warehouse and exports under data/, then night 1.
+# A clean demo: fresh sample intake, warehouse and exports under data/, then night 1 (the pairs are
+# made at the programme's start, DEMO_PAIRED_ON, before the Mid-Autumn first-visit deadline), then
+# the units' visit logs up to today and tonight's night (follow-through figures).
+DEMO_PAIRED_ON ?= 2026-08-03
 demo: $(STAMP)
 	rm -rf data/intake data/exports data/warehouse.db data/truth
 	$(BIN)/rosterlink sample --out data/intake --night 1 --truth data/truth/night1.json
+	$(BIN)/rosterlink nightly --as-of $(DEMO_PAIRED_ON)
+	$(BIN)/rosterlink sample --visits --out data/intake --truth data/truth/visits.json
 	$(BIN)/rosterlink nightly
 
 # After `make demo`: the departments drop night 2's files (adjustments, cadre changes, closures).
