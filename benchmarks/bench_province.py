@@ -1,0 +1,405 @@
+"""Province benchmark: a province-sized night on PostgreSQL under the CeleryExecutor.
+
+    .venv/bin/python benchmarks/bench_province.py                       # 1,000,000 households, 100,000 cadres,
+                                                                        # 40 files; nights with 1 and 2 workers
+    .venv/bin/python benchmarks/bench_province.py --households 50000 --cadres 5000 --workers 2
+    .venv/bin/python benchmarks/bench_province.py --workdir /tmp/province --keep --json province.json
+
+The intake is what a province's offices would drop for the first night, written by the sample
+generator's own writers (``rosterlink.sample``) for a province configuration (a copy of the
+reference district's ``config/`` with its reference counts raised, and pairing capacities raised
+so a hundred thousand cadres can take a million households): the hardship rosters as .xlsx (one per
+two towns, two sheets each), the orphan families as legacy .xls (one per town), the cadre rosters
+as .xlsx (one per linked town), the old party members as GBK .csv (one per town) and the key cases
+as .csv; 40 files in all, with the generator's bad rows in the first of each.
+
+For every worker count asked for, a fresh deployment on a temporary ``AIRFLOW_HOME``: PostgreSQL as
+Airflow's metadata database and as the warehouse (fresh databases each), Redis as the Celery
+broker, api-server + scheduler + dag-processor + N Celery workers (concurrency 1 each), one night
+triggered through the REST API. Printed per run:
+
+* total time of the night (run start to end) and, per stage, its wall time (first start to last
+  end of its task instances), the task-seconds spent (several mapped tasks run at once) and the
+  rows per second through it;
+* peak memory per process: every task process's own peak RSS and CPU time (the ``task resources``
+  line ``rosterlink.tasks.night`` logs), and the peak RSS of each Airflow component, sampled every
+  second over the whole process tree;
+* the warehouse after the night against the generator's truth (households, cadres, cases, pairs,
+  rows read = loaded + rejected).
+
+It prints figures; nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+REDIS_URL = "redis://127.0.0.1:6379/12"
+AS_OF = "2026-11-25"
+REFERENCE = {"hardship": 936, "orphan": 468, "old_member": 53,
+             "cadre_county": 38, "cadre_section": 1088, "cadre_ordinary": 331, "case": 49}
+STAGES = ("begin_night", "scan_intake", "read_file", "validate_file", "document_validation", "load_files",
+          "link_entities", "refresh_statuses", "rebuild_pairings", "write_exports")
+
+
+# ------------------------------------------------------------------------------------------ the intake
+def province_counts(households: int, cadres: int) -> dict[str, int]:
+    """Reference counts for a province: households and cadres split as in the reference district;
+    key cases follow the county-level cadres (each leads at most ``max_cases``)."""
+    h_total = REFERENCE["hardship"] + REFERENCE["orphan"] + REFERENCE["old_member"]
+    c_total = REFERENCE["cadre_county"] + REFERENCE["cadre_section"] + REFERENCE["cadre_ordinary"]
+    counts = {k: round(households * REFERENCE[k] / h_total) for k in ("hardship", "orphan")}
+    counts["old_member"] = households - counts["hardship"] - counts["orphan"]
+    counts.update({k: round(cadres * REFERENCE[k] / c_total) for k in ("cadre_county", "cadre_section")})
+    counts["cadre_ordinary"] = cadres - counts["cadre_county"] - counts["cadre_section"]
+    counts["case"] = round(cadres * REFERENCE["case"] / c_total)
+    return counts
+
+
+def province_config(target: Path, households: int, cadres: int) -> Path:
+    """A copy of the package's config folder with province reference counts, and pairing capacities
+    that let ``cadres`` cadres take ``households`` households (the programme's rule of one household
+    per cadre becomes a handful per cadre at province scale)."""
+    from rosterlink.spec import PACKAGE_CONFIG
+
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(PACKAGE_CONFIG, target)
+    counts = province_counts(households, cadres)
+    district = json.loads((target / "district.json").read_text(encoding="utf-8"))
+    district["reference_counts"] = {**counts, "pairs": households}
+    (target / "district.json").write_text(json.dumps(district, ensure_ascii=False, indent=2), encoding="utf-8")
+    pairing = json.loads((target / "pairing.json").read_text(encoding="utf-8"))
+    per_cadre = -(-households * 3 // (cadres * 2))  # capacity 1.5x the average load
+    pairing["max_households"] = {"county": max(3, per_cadre // 2), "section": per_cadre, "ordinary": per_cadre}
+    pairing["default_max_households"] = per_cadre
+    (target / "pairing.json").write_text(json.dumps(pairing, ensure_ascii=False, indent=2), encoding="utf-8")
+    return target
+
+
+def _groups(items: list, n: int) -> list[list]:
+    size = -(-len(items) // n)
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def generate_intake(intake: Path, seed: int = 20261201) -> dict:
+    """Write the province's night-1 files (40 for ten towns) with the sample generator's writers;
+    ROSTERLINK_CONFIG_DIR must point at the province config. Returns counts and per-file truth."""
+    import random
+
+    from rosterlink import sample, spec
+
+    pop, _ = sample._build_population(seed, 1.0)  # scale 1 of the province config
+    fill = sample._fill_date(1)
+    towns = list(pop.towns)
+    empty_bad = {k: [] for k in pop.bad}
+    files: dict[str, dict] = {}
+
+    def part(i: int) -> dict:
+        return {"bad": pop.bad if i == 0 else empty_bad}
+
+    def write(writer, rel: str, sub, *extra) -> None:
+        (intake / rel).parent.mkdir(parents=True, exist_ok=True)
+        truth = writer(intake, rel, sub, random.Random(f"{seed}:{rel}"), *extra)
+        files[rel] = dataclasses.asdict(truth)
+
+    for i, pair in enumerate(_groups(towns, 5)):
+        sub = dataclasses.replace(pop, towns=tuple(pair), hardship=[h for h in pop.hardship if h.town in pair],
+                                  **part(i))
+        write(sample._write_hardship, f"civil_affairs/特困家庭花名册_{'、'.join(pair)}.xlsx", sub, fill)
+    for i, town in enumerate(towns):
+        sub = dataclasses.replace(pop, towns=(town,), orphan=[f for f in pop.orphan if f.town == town], **part(i))
+        write(sample._write_orphan, f"womens_federation/失亲儿童家庭名单_{town}.xls", sub, fill)
+        sub = dataclasses.replace(pop, cadres=[c for c in pop.cadres if c.linked_town == town], **part(i))
+        write(sample._write_cadres, f"organization/干部花名册_{town}.xlsx", sub, fill)
+        sub = dataclasses.replace(pop, towns=(town,), old_member=[m for m in pop.old_member if m.town == town],
+                                  **part(i))
+        write(sample._write_old_members, f"organization/建国前入党老党员名册_{town}.csv", sub)
+    for i, pair in enumerate(_groups(towns, 5)):
+        sub = dataclasses.replace(pop, cases=[c for c in pop.cases if c.town in pair], **part(i))
+        write(sample._write_cases, f"petition/重点信访案件台账_{'、'.join(pair)}.csv", sub)
+    counts, _ = sample._state(pop)
+    return {"district": spec.district().name, "counts": counts, "files": files}
+
+
+# ------------------------------------------------------------------------------------ memory sampling
+class Sampler(threading.Thread):
+    """Peak RSS per process of the cluster (every process carrying its marker), sampled every second;
+    processes are named by their command line."""
+
+    def __init__(self, cluster) -> None:  # noqa: ANN001
+        super().__init__(daemon=True)
+        self.cluster = cluster
+        self.peaks: dict[int, tuple[float, str]] = {}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        while not self.stopping.wait(1.0):
+            for pid in self.cluster.marked_pids():
+                try:
+                    proc = psutil.Process(pid)
+                    rss = proc.memory_info().rss / 2**20
+                    name = " ".join(proc.cmdline()[1:6]) or proc.name()
+                except (psutil.Error, OSError):
+                    continue
+                if rss > self.peaks.get(pid, (0.0, ""))[0]:
+                    self.peaks[pid] = (rss, name)
+
+    def by_role(self) -> dict[str, float]:
+        roles: dict[str, float] = defaultdict(float)
+        for rss, name in self.peaks.values():
+            role = _role(name)
+            roles[role] = max(roles[role], rss)
+        return dict(sorted(roles.items()))
+
+
+def _role(cmdline: str) -> str:
+    for needle, role in (("api-server", "api-server"), ("dag-processor", "dag-processor"),
+                         ("scheduler", "scheduler"), ("celery worker", "celery worker"),
+                         ("worker", "celery worker (task process)")):
+        if needle in cmdline:
+            return role
+    return cmdline[:40] or "other"
+
+
+# ---------------------------------------------------------------------------------------- one night
+def _database(name: str) -> str:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return f"{PG_SERVER}/{name}"
+
+
+def _drop(url: str) -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(f"{PG_SERVER}/test", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    admin.dispose()
+
+
+RESOURCES = re.compile(r"task resources: peak_rss_mb=(\d+) cpu_s=([\d.]+) wall_s=([\d.]+)")
+
+
+def run_night(workdir: Path, intake_src: Path, config: Path, workers: int, timeout: float) -> dict:
+    import sqlalchemy as sa
+    from airflow_cluster import AirflowCluster, ensure_redis
+    from conftest import ensure_postgres
+
+    ensure_postgres()
+    why = ensure_redis()
+    if why:
+        raise SystemExit(f"Redis: {why}")
+    tag = uuid.uuid4().hex[:8]
+    run_dir = workdir / f"workers-{workers}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    intake, exports = run_dir / "intake", run_dir / "exports"
+    shutil.copytree(intake_src, intake, copy_function=os.link)
+    warehouse_url = _database(f"rl_province_wh_{tag}")
+    airflow_url = _database(f"rl_province_af_{tag}")
+    queue = f"rl-province-{tag}"
+    names = [f"rl-province-w{i + 1}-{tag}" for i in range(workers)]
+    cluster = AirflowCluster(
+        run_dir / "airflow", executor="CeleryExecutor", sql_alchemy_conn=airflow_url, parallelism=4,
+        env={
+            "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{airflow_url}",
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
+            "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+            "ROSTERLINK_CONFIG_DIR": str(config),
+            "ROSTERLINK_TASK_RETRIES": "0",
+        },
+    )
+    sampler = Sampler(cluster)
+    try:
+        with cluster:
+            cluster.migrate()
+            cluster.start_core()
+            for name in names:
+                cluster.start_celery_worker(name, queue=queue, concurrency=1)
+            cluster.wait_api(timeout=180)
+            cluster.wait_dag(timeout=180)
+            cluster.unpause()
+            sampler.start()
+            started = time.monotonic()
+            run_id = cluster.trigger({"intake_dir": str(intake), "warehouse_url": warehouse_url,
+                                      "export_dir": str(exports), "as_of": AS_OF})
+            state = cluster.wait_run(run_id, timeout=timeout)
+            wall = time.monotonic() - started
+            sampler.stopping.set()
+            tis = cluster.task_instances(run_id)
+            if state != "success":
+                print(cluster.explain_run(run_id, state, tis), file=sys.stderr)
+            task_logs = {path: path.read_text(errors="replace") for path in
+                         (cluster.home / "logs" / "dag_id=rosterlink_nightly" / f"run_id={run_id}").glob("**/*.log")}
+        af = sa.create_engine(airflow_url)
+        with af.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT task_id, map_index, hostname, start_date, end_date FROM task_instance "
+                "WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"), {"r": run_id}).all()
+            run_span = conn.execute(sa.text(
+                "SELECT start_date, end_date FROM dag_run WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"),
+                {"r": run_id}).one()
+        af.dispose()
+        result = {"workers": workers, "state": state, "wall_s": wall,
+                  "run_s": (run_span.end_date - run_span.start_date).total_seconds()
+                  if run_span.end_date and run_span.start_date else None,
+                  "stages": _stages(rows), "hosts": _hosts(rows), "task_resources": _resources(task_logs),
+                  "components_peak_mb": sampler.by_role(), "warehouse": _warehouse(warehouse_url)}
+    finally:
+        sampler.stopping.set()
+        _drop(warehouse_url)
+        _drop(airflow_url)
+    return result
+
+
+def _stages(rows) -> dict[str, dict]:  # noqa: ANN001
+    out = {}
+    for stage in STAGES:
+        mine = [r for r in rows if r.task_id == stage and r.start_date and r.end_date]
+        if not mine:
+            continue
+        out[stage] = {
+            "tasks": len(mine),
+            "wall_s": (max(r.end_date for r in mine) - min(r.start_date for r in mine)).total_seconds(),
+            "task_s": sum((r.end_date - r.start_date).total_seconds() for r in mine),
+        }
+    return out
+
+
+def _hosts(rows) -> dict[str, dict[str, int]]:  # noqa: ANN001
+    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        if r.task_id in ("read_file", "validate_file"):
+            out[r.task_id][r.hostname or "?"] += 1
+    return {k: dict(v) for k, v in out.items()}
+
+
+def _resources(logs: dict[Path, str]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for path, text in logs.items():
+        stage = next((p.split("=", 1)[1] for p in path.parts if p.startswith("task_id=")), "?")
+        for m in RESOURCES.finditer(text):
+            rss, cpu = float(m.group(1)), float(m.group(2))
+            have = out.setdefault(stage, {"peak_rss_mb": 0.0, "cpu_s": 0.0, "processes": 0})
+            have["peak_rss_mb"] = max(have["peak_rss_mb"], rss)
+            have["cpu_s"] += cpu
+            have["processes"] += 1
+    return out
+
+
+def _warehouse(url: str) -> dict:
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(url)
+    queries = {
+        "rows_read": "SELECT COALESCE(SUM(rows_read), 0) FROM intake_file",
+        "rows_loaded": "SELECT COALESCE(SUM(rows_loaded), 0) FROM intake_file",
+        "rows_rejected": "SELECT COALESCE(SUM(rows_rejected), 0) FROM intake_file",
+        "files_loaded": "SELECT COUNT(*) FROM intake_file WHERE status = 'loaded'",
+        "files": "SELECT COUNT(*) FROM intake_file",
+        "households_active": "SELECT COUNT(*) FROM household WHERE status = 'active'",
+        "cadres_active": "SELECT COUNT(*) FROM cadre WHERE status = 'active'",
+        "cases_open": "SELECT COUNT(*) FROM petition_case WHERE status = 'open'",
+        "pairs_current": "SELECT COUNT(*) FROM pairing WHERE valid_to IS NULL",
+    }
+    try:
+        with eng.connect() as conn:
+            return {k: int(conn.exec_driver_sql(q).scalar() or 0) for k, q in queries.items()}
+    except Exception as exc:  # noqa: BLE001 - a failed night may leave no tables
+        return {"error": str(exc).splitlines()[0]}
+    finally:
+        eng.dispose()
+
+
+# ------------------------------------------------------------------------------------------- report
+def report(result: dict, rows_read: int) -> None:
+    print(f"\n== {result['workers']} Celery worker(s): night {result['state']}, "
+          f"{result['run_s'] or result['wall_s']:.0f} s ({(result['run_s'] or result['wall_s']) / 60:.1f} min)")
+    print(f"{'stage':<22}{'tasks':>6}{'wall s':>9}{'task s':>9}{'rows/s':>10}{'peak MB':>9}{'cpu s':>8}")
+    for stage, s in result["stages"].items():
+        res = result["task_resources"].get(stage, {})
+        rate = rows_read / s["wall_s"] if s["wall_s"] and stage not in ("begin_night", "scan_intake") else 0
+        print(f"{stage:<22}{s['tasks']:>6}{s['wall_s']:>9.1f}{s['task_s']:>9.1f}"
+              f"{rate:>10,.0f}{res.get('peak_rss_mb', 0):>9,.0f}{res.get('cpu_s', 0):>8.0f}")
+    print("mapped tasks per worker:", json.dumps(result["hosts"]))
+    print("component peak RSS (MB):", ", ".join(f"{k} {v:,.0f}" for k, v in result["components_peak_mb"].items()))
+    print("warehouse:", json.dumps(result["warehouse"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--households", type=int, default=1_000_000)
+    parser.add_argument("--cadres", type=int, default=100_000)
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts, one night each")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds a night may take")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--generate-only", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rl-province-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = province_config(workdir / "config", args.households, args.cadres)
+    os.environ["ROSTERLINK_CONFIG_DIR"] = str(config)
+    intake = workdir / "intake"
+    if intake.exists():
+        shutil.rmtree(intake)
+    t0 = time.perf_counter()
+    truth = generate_intake(intake)
+    rows_read = sum(f["rows"] for f in truth["files"].values())
+    size = sum(p.stat().st_size for p in intake.rglob("*") if p.is_file())
+    print(f"province intake: {len(truth['files'])} files, {rows_read:,} data rows, {size / 2**20:,.0f} MB, "
+          f"written in {time.perf_counter() - t0:.0f} s")
+    c = truth["counts"]
+    print(f"truth: households {c['households']['total']:,} ({c['households']}), cadres {c['cadres']['total']:,}, "
+          f"open cases {c['cases']['open']:,}")
+    results = []
+    if not args.generate_only:
+        for workers in (int(w) for w in args.workers.split(",")):
+            result = run_night(workdir, intake, config, workers, args.timeout)
+            results.append(result)
+            report(result, rows_read)
+            good = sum(f["good_rows"] for f in truth["files"].values())
+            wh = result["warehouse"]
+            if "error" not in wh:
+                print(f"check: rows read {wh['rows_read']:,} = loaded {wh['rows_loaded']:,} + rejected "
+                      f"{wh['rows_rejected']:,}; generator: {rows_read:,} rows, {good:,} good; households active "
+                      f"{wh['households_active']:,} of {c['households']['total']:,}; cadres active "
+                      f"{wh['cadres_active']:,} of {c['cadres']['total']:,}; pairs {wh['pairs_current']:,}")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows_read, "truth_counts": c, "runs": results}, indent=1,
+                                        default=str), encoding="utf-8")
+    if not args.keep and args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
