@@ -287,7 +287,7 @@ def test_pairing_workbook_has_one_sheet_per_town_in_district_order(night):
     path = export.write_pairing_workbook(eng, settings, AS_OF)
     assert path == settings.export_dir / "结对名单_20261120.xlsx"
     wb = openpyxl.load_workbook(path)
-    assert wb.sheetnames == ["汇总", "山城街道", "店子镇", "西集镇", "重点信访案件", "本次变化"]
+    assert wb.sheetnames == ["汇总", "山城街道", "店子镇", "西集镇", "重点信访案件", "本次变化", "走访帮扶", "走访预警"]
     ws = wb["山城街道"]
     assert _rows(ws)[0] == export.TOWN_COLUMNS
     assert ws.freeze_panes == "A2"
@@ -463,3 +463,28 @@ def test_pairing_workbook_lists_all_1500_pairs_of_a_district(tmp_path):
     export.write_change_log(eng, settings, AS_OF)
     wb = openpyxl.load_workbook(settings.export_dir / "结对名单_20261120.xlsx")
     assert sum(ws.max_row - 1 for ws in wb.worksheets if ws.title in towns) == 1500
+
+
+def test_a_table_longer_than_a_sheet_continues_on_sheets_with_the_same_header(tmp_path):
+    """Excel holds 1,048,576 rows a sheet; a province's night-1 change sheet lists a million pairs.
+    The rows go on, in order, on ``<title>(2)``, ``<title>(3)`` ... each with the header row."""
+    from openpyxl import load_workbook
+
+    from rosterlink import export
+
+    book = export._Book(stamp=dt.datetime(2026, 11, 25))
+    sheet = book.sheet("本次变化", (10, 10), columns=("序号", "姓名"))
+    sheet.max_rows = 4  # header + 3 data rows per sheet, instead of Excel's limit
+    for i in range(8):
+        sheet.row((i + 1, f"张{i + 1}"))
+    book.sheet("说明").row(("end",))
+    target = book.save(tmp_path / "long.xlsx")
+    wb = load_workbook(target, read_only=True)
+    assert wb.sheetnames == ["本次变化", "本次变化(2)", "本次变化(3)", "说明"]
+    seen = []
+    for name in wb.sheetnames[:3]:
+        rows = list(wb[name].iter_rows(values_only=True))
+        assert rows[0] == ("序号", "姓名"), name
+        assert len(rows) <= 4
+        seen += [r[0] for r in rows[1:]]
+    assert seen == list(range(1, 9))

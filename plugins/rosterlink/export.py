@@ -140,6 +140,11 @@ class _FixedTimeZip(zipfile.ZipFile):
             shutil.copyfileobj(src, dest, 1 << 20)
 
 
+MAX_SHEET_ROWS = 1_048_576
+"""Rows an .xlsx sheet can hold (Excel's limit); a longer table continues on a sheet named
+``<title>(2)`` with the same header (a province's night-1 change sheet lists a million pairs)."""
+
+
 @dataclass
 class _Sheet:
     book: _Book
@@ -147,6 +152,11 @@ class _Sheet:
     width: int
     rows: int = 0
     autofilter: bool = False
+    title: str = ""
+    widths: Sequence[float] = ()
+    columns: Sequence[str] = ()
+    freeze: bool = True
+    max_rows: int = MAX_SHEET_ROWS
 
     def cell(self, value: object, *, fill: PatternFill | None = None, font: Font | None = None,
              wrap: bool = False, number_format: str | None = None) -> object:
@@ -177,6 +187,8 @@ class _Sheet:
             wrap: Iterable[int] = (), formats: dict[int, str] | None = None) -> None:
         wrap = set(wrap)
         formats = formats or {}
+        if self.rows >= self.max_rows:
+            self._continue()
         self.ws.append([
             self.cell(v, fill=fill, font=font, wrap=i in wrap, number_format=formats.get(i))
             for i, v in enumerate(values)
@@ -187,6 +199,19 @@ class _Sheet:
         self.ws.append([self.cell(n, fill=HEADER_FILL, font=BOLD) for n in names])
         self.rows += 1
 
+    def _continue(self) -> None:
+        """The sheet is full: close its filter range and go on writing on a continuation sheet."""
+        if self.autofilter and self.width:
+            self.ws.auto_filter.ref = f"A1:{get_column_letter(self.width)}{self.rows}"
+        n = 2 + sum(1 for s in self.book.continued if s is self)
+        self.book.continued.append(self)
+        ws = self.book.new_ws(f"{self.title[:31 - len(f'({n})')]}({n})", self.widths)
+        self.ws, self.rows = ws, 0
+        if self.columns:
+            if self.freeze:
+                ws.freeze_panes = "A2"
+            self.header(self.columns)
+
 
 @dataclass
 class _Book:
@@ -196,6 +221,8 @@ class _Book:
     wb: Workbook = field(default_factory=lambda: Workbook(write_only=True))
     sheets: list[_Sheet] = field(default_factory=list)
     _styles: dict[tuple, object] = field(default_factory=dict)
+    continued: list[_Sheet] = field(default_factory=list)  # one entry per continuation sheet
+    _titles: list[str] = field(default_factory=list)
 
     def style(self, ws: object, number_format: str | None, fill: PatternFill | None, font: Font | None,
               wrap: bool) -> object:
@@ -218,16 +245,22 @@ class _Book:
     def sheet(self, title: str, widths: Sequence[float] = (), *, columns: Sequence[str] = (),
               freeze: bool = True, autofilter: bool = True) -> _Sheet:
         """A new sheet; with ``columns`` it starts with a bold header row (frozen, with a filter)."""
-        ws = self.wb.create_sheet(_sheet_title(title, [s.ws.title for s in self.sheets]))
-        for i, width in enumerate(widths, 1):
-            ws.column_dimensions[get_column_letter(i)].width = width
-        sheet = _Sheet(self, ws, max(len(widths), len(columns)), autofilter=bool(columns) and autofilter)
+        ws = self.new_ws(title, widths)
+        sheet = _Sheet(self, ws, max(len(widths), len(columns)), autofilter=bool(columns) and autofilter,
+                       title=ws.title, widths=widths, columns=columns, freeze=freeze)
         if columns:
             if freeze:
                 ws.freeze_panes = "A2"
             sheet.header(columns)
         self.sheets.append(sheet)
         return sheet
+
+    def new_ws(self, title: str, widths: Sequence[float] = ()) -> object:
+        ws = self.wb.create_sheet(_sheet_title(title, self._titles))
+        self._titles.append(ws.title)
+        for i, width in enumerate(widths, 1):
+            ws.column_dimensions[get_column_letter(i)].width = width
+        return ws
 
     def save(self, target: Path) -> Path:
         """Write atomically: a temporary file in the same folder, then ``os.replace``."""
