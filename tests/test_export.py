@@ -301,7 +301,7 @@ def test_new_and_ended_pairs_are_marked_in_the_town_sheets(night):
     eng, settings = night
     wb = openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))
     new = _find_row(wb["店子镇"], "李县长")
-    assert [c.value for c in new][9:] == ["新结对", "新纳入结对对象"]
+    assert [c.value for c in new][9:11] == ["新结对", "新纳入结对对象"]
     assert all(c.fill.fgColor.rgb.endswith("C6EFCE") for c in new)
     # h3 changed cadre tonight: the ended pair (grey) and the new one (green) side by side
     rows = [r for r in wb["山城街道"].iter_rows(min_row=2) if r[6].value == "西村"]

@@ -189,6 +189,16 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
     summary = list(wb["走访帮扶"].iter_rows(min_row=2, values_only=True))
     assert summary[0][:6] == (TOWN, 4, 3, 1, 1, 0)
 
+    # the Airflow page's follow-through section shows the same counts
+    from rosterlink import dashboard
+
+    page = dashboard.render_page(dashboard.figures(warehouse.connect(url)), warehouse="w",
+                                 generated=dt.datetime(2026, 10, 10, 8))
+    for key, value in (("followup.overdue", "1"), ("followup.visited_in_person", "3"),
+                       ("followup.public_fund_entries", "1"), (f"followup.{TOWN}.problems_found", "4"),
+                       (f"followup.{TOWN}.help_value", "5,320")):
+        assert f'data-figure="{key}">{value}<' in page, key
+
 
 def test_opinions_reach_one_workbook_per_responsible_department_without_id_numbers(
         district, sqlite_url, run_night):
@@ -264,3 +274,38 @@ def test_problem_counts_and_fund_sources_follow_the_programme_words():
     assert cfg.department("医疗", None) == "卫健局"
     assert cfg.department(None, "希望尽快办理低保") == "民政局"
     assert cfg.department(None, "感谢党和政府") == cfg.default_department
+
+
+def test_sample_visit_logs_of_the_reference_district_give_the_generators_figures(tmp_path, sqlite_url, run_night):
+    from rosterlink import sample, sample_visits
+
+    intake, exports = tmp_path / "intake", tmp_path / "exports"
+    sample.generate(intake, night=1)
+    assert run_night(intake, sqlite_url, exports, as_of="2026-08-03") == "success"
+    truth = sample_visits.generate(intake, sqlite_url, dt.date(2026, 11, 20))
+    assert len(truth.files) == 2 and {f.format for f in truth.files.values()} == {"xlsx", "csv"}
+    kinds = {b.kind for f in truth.files.values() for b in f.bad_rows}
+    assert kinds == {"unmatched_pair", "before_pair", "duplicate_visit", "unknown_cadre", "bad_date",
+                     "missing_required"}
+    assert run_night(intake, sqlite_url, exports, as_of="2026-11-20") == "success"
+
+    ledger = {r[0]: r[1:] for r in q(sqlite_url, "SELECT file_name, status, rows_read, rows_loaded, rows_rejected "
+                                                 "FROM intake_file WHERE department = 'visits'")}
+    for rel, f in truth.files.items():
+        assert ledger[rel] == ("loaded", f.rows, f.good_rows, len(f.bad_rows)), rel
+        listed = q(sqlite_url, "SELECT r.sheet, r.row_number, r.field, r.reason_code FROM rejected_row r "
+                               f"JOIN intake_file f ON f.file_id = r.file_id WHERE f.file_name = '{rel}'")
+        assert sorted((x[0], x[1]) for x in listed) == sorted((b.sheet, b.row) for b in f.bad_rows), rel
+        for bad in f.bad_rows:
+            assert any(x[:2] == (bad.sheet, bad.row) and x[2] == bad.field and x[3] in bad.codes for x in listed), bad
+    assert q(sqlite_url, "SELECT COUNT(*) FROM file_reconciliation WHERE balanced = 0") == [(0,)]
+    fig = visits.headline(warehouse.connect(sqlite_url))
+    assert {k: fig[k] for k in truth.followup} == truth.followup
+    assert 0 < truth.followup["phone_only"] and 0 < truth.followup["overdue"] < truth.followup["households"] / 4
+    folder = exports / "意见建议_20261120"
+    for dept, n in truth.departments.items():
+        ws = openpyxl.load_workbook(folder / f"{dept}.xlsx")["意见建议"]
+        assert ws.max_row - 1 == n, dept
+    # the reference figures of the district are untouched by the visit logs
+    assert q(sqlite_url, "SELECT COUNT(*) FROM household WHERE status = 'active'") == [(1457,)]
+    assert q(sqlite_url, "SELECT COUNT(*) FROM pairing WHERE valid_to IS NULL") == [(1506,)]

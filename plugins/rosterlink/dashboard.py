@@ -185,6 +185,9 @@ def figures(eng: sa.Engine, export_dir: Path | str | None = None, history: int =
         cases = _rows(conn, "dashboard_open_cases", views)
         rejections = _rows(conn, "dashboard_rejections_by_reason", views)
         review = _link_review(conn, inspector)
+        followup_towns = [{k: (round(float(v or 0)) if k == "help_value" else v) for k, v in r.items()}
+                          for r in conn.execute(sa.text("SELECT * FROM followup_by_town"))
+                          .mappings()] if "followup_by_town" in views else []
         household_status = {str(s): _int(c) for s, c in conn.exec_driver_sql(
             "SELECT status, COUNT(*) FROM household GROUP BY status")}
 
@@ -299,7 +302,14 @@ def figures(eng: sa.Engine, export_dir: Path | str | None = None, history: int =
         "cases": case_figures,
         "link_review": review,
         "rejections": top_rejections,
+        "followup": {**_followup_headline(eng), "by_town": sorted(followup_towns, key=lambda r: _town_key(r["town"]))},
     }
+
+
+def _followup_headline(eng: sa.Engine) -> dict[str, Any]:
+    from rosterlink import visits
+
+    return visits.headline(eng)
 
 
 # ================================================================================================
@@ -575,6 +585,32 @@ def render_page(data: dict[str, Any], *, warehouse: str, generated: dt.datetime)
                  + (_table(["部门", "字段 field", "原因 reason", "行 rows"], rej_rows, "num") if rej_rows
                     else '<p class="muted">本夜无退回行 (no rejected rows tonight)</p>')
                  + "</div></section>")
+
+    # --- follow-through (rosterlink.visits): visits, help, opinions against the pairs
+    fu = data.get("followup") or {}
+    if fu.get("households"):
+        cols = (("households", "结对家庭"), ("not_visited_in_person", "未入户走访"), ("overdue", "超期未走访"),
+                ("never_contacted", "从未联系"), ("max_days_since_contact", "最长未联系(天)"),
+                ("in_person_visits", "入户走访"), ("phone_contacts", "电话联系"), ("problems_found", "发现问题"),
+                ("problems_solved", "解决问题"), ("help_value", "帮扶金额(元)"), ("help_above_band", "高于标准户"),
+                ("help_below_band", "低于标准户"), ("public_fund_entries", "公款帮扶"), ("carried_over", "换人延续"))
+        fu_rows = [[_esc(r["town"])] + [_fig(f"followup.{r['town']}.{k}", r[k]) for k, _ in cols]
+                   for r in fu.get("by_town", [])]
+        cards_fu = "".join(
+            f'<div class="card{" alert" if alert and fu[k] else ""}"><div class="card-label">{_esc(label)}</div>'
+            f'<div class="card-value">{_fig("followup." + k, fu[k])}</div></div>'
+            for k, label, alert in (("visited_in_person", "已入户走访户 visited in person", False),
+                                    ("overdue", "超期未入户走访户 overdue first visit", True),
+                                    ("phone_only", "仅电话联系户 phone only", False),
+                                    ("problems_solved", "解决问题 problems solved", False),
+                                    ("public_fund_entries", "公款帮扶记录 help from public funds", True),
+                                    ("opinions", "收集意见建议 opinions heard", False)))
+        parts.append('<section class="panel wide"><h2>走访帮扶 Follow-through of the pairs</h2>'
+                     f'<p class="muted">截至 as of {_esc(fu.get("as_of") or "")} · 帮扶高于/低于标准户 households above / '
+                     f'below the help band: {_fig("followup.help_above_band", fu["help_above_band"])} / '
+                     f'{_fig("followup.help_below_band", fu["help_below_band"])}</p>'
+                     f'<div class="cards">{cards_fu}</div>'
+                     + _table(["镇街 town"] + [label for _, label in cols], fu_rows, "num") + "</section>")
 
     # --- history
     nights = list(reversed(data["nights"]))
