@@ -896,6 +896,12 @@ def _carried_rows(plan: NightPlan, state: dict, cfg: PairingConfig) -> list[dict
 def rebuild(eng: sa.Engine, as_of: dt.date, run_id: str, config: PairingConfig | None = None) -> dict:
     """Tonight's pairs, in ONE transaction: end, keep, pin, solve for freed and new targets, write.
 
+    That transaction is the swap: readers (dashboard, exports, ``current_pairing``) see last night's
+    complete pairs until it commits and tonight's after, never a half-written set, and are not
+    blocked (the lock taken is SHARE ROW EXCLUSIVE on PostgreSQL, which plain reads do not wait
+    for); a rebuild that fails or is killed mid-write leaves last night's pairs. New pairs go in by
+    COPY on PostgreSQL (:func:`warehouse.insert_many`).
+
     Returns a JSON-able summary: ended/made by reason, kept, unplaced keys, same-town share, load
     spread per rank, cases without a leader and households without a cadre (both should be 0).
     """
