@@ -94,6 +94,7 @@ def run_night(workdir: Path, night: int, as_of: str) -> dict:
         linked = stage("link", lambda: tasks.link(settings))
         statuses = stage("status", lambda: tasks.refresh_statuses(settings, day))
         pairs = stage("pairing", lambda: tasks.rebuild_pairings(settings, day, run_id))
+        stage("follow-through", lambda: tasks.follow_through(settings, day, run_id))
 
         def exports() -> dict:
             files = tasks.night_file_ids(settings, run_id, items)
