@@ -1,4 +1,4 @@
-"""The probabilistic part of linking: a Fellegi–Sunter model (Splink 5, DuckDB in-process).
+"""The probabilistic part of linking: a Fellegi–Sunter model (Splink 5, DuckDB in-process or Spark).
 
 Rows that carry a valid ID number are resolved by the ID alone (:mod:`rosterlink.link`). The rows
 without one (an orphan family's guardian listed without an ID, mostly) are compared with Splink
@@ -22,6 +22,10 @@ tests) the configured prior parameters (``config/linkage.json``) are used.
 
 Prediction is incremental (Splink 5 ``predict_between`` for new rows against existing ones,
 ``predict_within`` for new rows among themselves); clustering and stable keys are the link stage's.
+
+Splink runs on DuckDB in-process by default, or on Spark (``"backend": "spark"`` in
+``config/linkage.json``, or ``ROSTERLINK_LINKAGE_BACKEND``): the same settings, SQL and results;
+everything engine-specific is in :mod:`rosterlink.linkage_backends`.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rosterlink import idnumber
+from rosterlink import idnumber, linkage_backends
 from rosterlink.spec import PACKAGE_CONFIG, config_dir
 
 log = logging.getLogger(__name__)
@@ -206,7 +210,9 @@ def term_frequencies(entities: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 # --- the Splink settings -----------------------------------------------------------------------------
 def _q(col: str, side: str) -> str:
-    return f'"{col}_{side}"'
+    # unquoted: every feature column is a plain lower-case identifier, and a double-quoted name is a
+    # string literal in Spark SQL
+    return f"{col}_{side}"
 
 
 def _conditions() -> dict[str, dict[str, str]]:
@@ -309,19 +315,7 @@ def _clamp(p: float) -> float:
     return min(max(float(p), 1e-7), 1 - 1e-7)
 
 
-# --- DuckDB ----------------------------------------------------------------------------------------
-def _db_api(cfg: dict):  # noqa: ANN202
-    import duckdb
-    from splink.backends.duckdb import DuckDBAPI
-
-    con = duckdb.connect()
-    opts = cfg.get("duckdb", {})
-    con.execute(f"SET threads = {int(opts.get('threads', 2))}")
-    con.execute(f"SET memory_limit = '{opts.get('memory_limit', '2GB')}'")
-    con.execute("SET preserve_insertion_order = false")
-    return DuckDBAPI(connection=con), con
-
-
+# --- training and scoring (on the configured engine: rosterlink.linkage_backends) -------------------
 def _quiet_splink() -> None:
     for name in ("splink", "splink.internals"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -339,21 +333,21 @@ def train(records: pd.DataFrame, entities: pd.DataFrame, cfg: dict, *, tf: bool)
     training = cfg["training"]
     prior = prior_parameters(cfg)
     started = time.perf_counter()
-    db, con = _db_api(cfg)
+    engine = linkage_backends.open_engine(cfg)
     try:
         tf_tables = term_frequencies(entities) if tf else {}
-        ent = db.register(entities[list(FEATURES)], table_name="rl_entities")
+        ent = engine.register(entities[list(FEATURES)], "rl_entities")
         linker = Linker(ent, settings(prior, tf=tf), log_level=None)
-        _register_tf(db, linker, tf_tables, "u")
+        _register_tf(engine, linker, tf_tables, "u")
         linker.training.estimate_u_using_random_sampling(
             max_pairs=float(training["u_max_pairs"]), seed=int(training["seed"]))
         with_u = _parameters_from_linker(linker, prior)
         params = {**prior, **{c: {lv: [prior[c][lv][0], with_u[c][lv][1]] for lv in LEVELS[c]} for c in COMPARISONS}}
 
-        rec = db.register(records[list(FEATURES)], table_name="rl_records")
+        rec = engine.register(records[list(FEATURES)], "rl_records")
         linker = Linker(rec, {**settings(params, tf=tf), "max_iterations": int(training["max_iterations"])},
                         log_level=None)
-        _register_tf(db, linker, tf_tables, "em")
+        _register_tf(engine, linker, tf_tables, "em")
         linker.training.estimate_probability_two_random_records_match(
             ["l.id_number = r.id_number"], recall=float(training["id_rule_recall"]))
         for rule in EM_RULES:
@@ -361,15 +355,15 @@ def train(records: pd.DataFrame, entities: pd.DataFrame, cfg: dict, *, tf: bool)
                 rule, max_pairs=float(training["em_max_pairs"]))
         params = _parameters_from_linker(linker, params)
     finally:
-        con.close()
-    log.info("linkage: model trained on %d rows / %d entities in %.1fs", len(records), len(entities),
-             time.perf_counter() - started)
+        engine.close()
+    log.info("linkage: model trained on %d rows / %d entities in %.1fs (%s)", len(records), len(entities),
+             time.perf_counter() - started, engine.name)
     return params
 
 
-def _register_tf(db, linker, tf_tables: dict[str, pd.DataFrame], tag: str) -> None:  # noqa: ANN001
+def _register_tf(engine, linker, tf_tables: dict[str, pd.DataFrame], tag: str) -> None:  # noqa: ANN001
     for col, table in tf_tables.items():
-        sdf = db.register(table, table_name=f"rl_tf_{col}_{tag}")
+        sdf = engine.register(table, f"rl_tf_{col}_{tag}")
         linker.table_management.register_term_frequency_lookup(sdf, col)
 
 
@@ -382,16 +376,16 @@ class Scorer:
         _quiet_splink()
         self.cfg = cfg
         self.params = params
-        self.db, self.con = _db_api(cfg)
+        self.engine = linkage_backends.open_engine(cfg)
         self._n = 0
-        seed = self.db.register(frame([]), table_name="rl_seed")
+        seed = self.engine.register(frame([]), "rl_seed")
         self.linker = Linker(seed, settings(params, tf=tf), log_level=None)
         if tf and entities is not None:
-            _register_tf(self.db, self.linker, term_frequencies(entities), "score")
+            _register_tf(self.engine, self.linker, term_frequencies(entities), "score")
         self.threshold = float(cfg["thresholds"]["review"])
 
     def close(self) -> None:
-        self.con.close()
+        self.engine.close()
 
     def __enter__(self) -> Scorer:
         return self
@@ -401,7 +395,7 @@ class Scorer:
 
     def _register(self, df: pd.DataFrame):  # noqa: ANN202
         self._n += 1
-        return self.db.register(df[list(FEATURES)], table_name=f"rl_in_{self._n}")
+        return self.engine.register(df[list(FEATURES)], f"rl_in_{self._n}")
 
     def between(self, left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
         if left.empty or right.empty:
@@ -423,13 +417,19 @@ class Scorer:
         for comp in COMPARISONS:
             cols.append(f"gamma_{comp}")
         table = out.physical_name
-        present = {c.lower() for c in self.con.execute(f"SELECT * FROM {table} LIMIT 0").fetchdf().columns}
+        present = {c.lower() for c in self.engine.columns(table)}
         weights = []
         for comp in COMPARISONS:
             parts = [c for c in (f"mw_{comp}", f"mw_tf_adj_{comp}") if c in present]
             weights.append(f"({' + '.join(parts) if parts else '0'}) AS w_{comp}")
-        df = self.con.execute(f"SELECT {', '.join(cols)}, {', '.join(weights)} FROM {table}").fetchdf()
+        df = self.engine.fetch(f"SELECT {', '.join(cols)}, {', '.join(weights)} FROM {table}")
         out.drop_table_from_database_and_remove_from_cache()
+        # the engines sum floating point numbers in different orders: rounded, a pair scores the
+        # same on DuckDB and on Spark, and ties between equal links are broken the same way
+        for col in df.columns:
+            if col.startswith(("match_weight", "w_")):
+                df[col] = df[col].astype("float64").round(9)
+        df["match_probability"] = df["match_probability"].astype("float64").round(12)
         return df
 
 
