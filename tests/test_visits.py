@@ -141,6 +141,12 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
                            "ON f.file_id = r.file_id WHERE f.department = 'visits'"))
     assert rejected == {row: code for row, code in facts["expected"].items() if code}
     assert q(url, "SELECT COUNT(*) FROM visit") == [(5,)]
+    # a retried follow-through stage matches nothing twice and rejects nothing twice
+    again = visits.match(warehouse.connect(url), dt.date(2026, 10, 10))
+    assert (again["rows_matched"], again["rows_rejected"], again["households"]) == (0, {}, 4)
+    assert q(url, "SELECT COUNT(*) FROM visit") == [(5,)]
+    assert q(url, "SELECT COUNT(*) FROM rejected_row r JOIN intake_file f ON f.file_id = r.file_id "
+                  "WHERE f.department = 'visits'") == [(5,)]
 
     # the figures, counted by hand from the log above (night of 2026-10-10; deadline 2026-09-25)
     fig = visits.headline(warehouse.connect(url))
