@@ -9,6 +9,11 @@ in a child process, so its wall time and peak memory (max RSS) are its own.
     .venv/bin/python benchmarks/bench_linkage.py                 # the reference district (1x)
     .venv/bin/python benchmarks/bench_linkage.py --scale 100     # ~150,000 household rows
     .venv/bin/python benchmarks/bench_linkage.py --reviewers     # also: reviewers decide the queue
+    .venv/bin/python benchmarks/bench_linkage.py --backend spark # Splink on Spark (local[2]; extra [spark])
+
+``--backend`` sets ``ROSTERLINK_LINKAGE_BACKEND`` for the link stage's process (``--spark-master``
+sets ``ROSTERLINK_SPARK_MASTER``); with Spark, each night's wall time includes starting the
+session (the JVM), shown separately as ``spark start``.
 
 ``--reviewers`` answers every queued review from the truth (as a diligent clerk would) with
 ``rosterlink review decide`` semantics and runs a third night with no new rows, to show what the
@@ -34,20 +39,56 @@ sys.path.insert(0, str(ROOT / "plugins"))
 
 def _child(url: str) -> int:
     """Run one night's link stage (in the child process) and print its summary as JSON."""
-    from rosterlink import link, warehouse
+    from rosterlink import link, linkage, linkage_backends, warehouse
 
     eng = warehouse.connect(url)
     started = time.perf_counter()
+    cfg = linkage.load_config()
+    backend = linkage_backends.backend_name(cfg)
+    spark_start = None
+    if backend == "spark":  # started here only to time it apart; the stage would start it on first use
+        linkage_backends.spark_session(cfg)
+        spark_start = round(time.perf_counter() - started, 2)
     summary = link.link(eng)
+    summary["backend"] = backend
+    summary["spark_start_seconds"] = spark_start
     summary["wall_seconds"] = round(time.perf_counter() - started, 2)
     summary["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    summary["jvm_peak_mb"] = _descendants_peak_mb() if backend == "spark" else None
     print("BENCH-JSON " + json.dumps(summary, ensure_ascii=False, default=str))
     return 0
 
 
-def _run_link(url: str) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", url], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")})
+def _descendants_peak_mb() -> float:
+    """Peak resident memory (VmHWM) of this process's running descendants: Spark's JVM."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    todo, total = list(children.get(os.getpid(), [])), 0.0
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return round(total, 1)
+
+
+def _run_link(url: str, backend: str | None = None, master: str | None = None) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
+    if backend:
+        env["ROSTERLINK_LINKAGE_BACKEND"] = backend
+    if master:
+        env["ROSTERLINK_SPARK_MASTER"] = master
+    proc = subprocess.run([sys.executable, __file__, "--child", url], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit("link stage failed")
@@ -95,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", help="SQLite file to use (default: a temporary one)")
     parser.add_argument("--reviewers", action="store_true", help="answer the review queue from the truth, relink")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--backend", choices=("duckdb", "spark"), help="Splink backend (default: the configured one)")
+    parser.add_argument("--spark-master", help="Spark master URL (default: the configured one, local[2])")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -119,20 +162,24 @@ def main(argv: list[str] | None = None) -> int:
     url = f"sqlite:///{db}"
     eng = warehouse.connect(url)
     index: dict = {}
-    figures: dict = {"scale": args.scale, "seed": seed, "rows": dict(kinds), "planted": tags, "nights": []}
+    figures: dict = {"scale": args.scale, "seed": seed, "backend": args.backend, "rows": dict(kinds), "planted": tags,
+                     "nights": []}
     for night in evalset.nights():
         t = time.perf_counter()
         index.update(linkage_eval.load(eng, evalset, night))
         load_s = time.perf_counter() - t
-        summary = _run_link(url)
+        summary = _run_link(url, args.backend, args.spark_master)
         result = linkage_eval.evaluate(eng, evalset, index)
         reviews = _reviews(eng)
         rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         n_rows = sum(1 for r in evalset.rows if r.night == night)
         print(f"\nnight {night}: {n_rows:,} new rows (inserted in {load_s:.1f}s)")
-        print(f"  link stage: {summary['wall_seconds']:.1f}s wall, peak memory {summary['max_rss_mb']:.0f} MB "
+        jvm = f" + JVM {summary['jvm_peak_mb']:.0f} MB" if summary.get("jvm_peak_mb") else ""
+        print(f"  link stage: {summary['wall_seconds']:.1f}s wall, peak memory {summary['max_rss_mb']:.0f} MB{jvm} "
               f"(model: {summary['model'].get('source')}, "
-              f"{summary['timings'].get('household_model', 0):.1f}s in training+scoring)")
+              f"{summary['timings'].get('household_model', 0):.1f}s in training+scoring; backend {summary['backend']}"
+              + (f", spark start {summary['spark_start_seconds']:.1f}s" if summary["spark_start_seconds"] else "")
+              + ")")
         print(f"  households: {_fmt(result['household'])}")
         print(f"  cadres:     {_fmt(result['cadre'])}")
         print(f"  namesake pairs merged: {result['namesakes']['merged']} of {result['namesakes']['pairs']}")
@@ -146,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "reviews": dict(reviews), "peak_rss_mb_children": rss_children})
     if args.reviewers:
         decided = _answer_reviews(eng, evalset, index)
-        summary = _run_link(url)
+        summary = _run_link(url, args.backend, args.spark_master)
         result = linkage_eval.evaluate(eng, evalset, index)
         print(f"\nafter reviewers answered the queue ({dict(sorted(decided.items()))}) and one more night:")
         print(f"  households: {_fmt(result['household'])}")
