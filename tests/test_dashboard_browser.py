@@ -231,7 +231,7 @@ def test_feedback_workbook_drawn_for_the_readme_shows_what_the_clerk_sees(tmp_pa
         if value:
             assert f"<div>{html_escape(str(value))}</div>" in section
     assert section.count("background:#FFC7CE") == 5 * len(rejected)
-    widths = [round(errors.column_dimensions[c].width * 7 + 5) for c in "ABCDE"]
+    widths = [shots._width_px(errors.column_dimensions[c].width) for c in "ABCDE"]  # noqa: SLF001
     assert all(f'<col style="width:{w}px">' in section for w in widths)
     # the frozen header: the line under row 1, with a filter button on each of its five cells
     assert section.count('class="frozen-last"') == 1 and section.count('class="filter"') == 5

@@ -11,6 +11,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 import sqlalchemy as sa
+import xlsxwriter
 
 from rosterlink import export, schema, warehouse
 from rosterlink.idnumber import make
@@ -430,10 +431,11 @@ def test_a_crash_while_writing_leaves_the_previous_workbook_and_no_temp_file(nig
     path = export.write_change_log(eng, settings, AS_OF)
     before = path.read_bytes()
 
-    def boom(self):
+    def boom(self):  # the zip is half written when the disk fills up
+        Path(self.filename).write_bytes(b"PK\x03\x04 half a workbook")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(export.ExcelWriter, "write_data", boom)
+    monkeypatch.setattr(xlsxwriter.Workbook, "_store_workbook", boom)
     with pytest.raises(RuntimeError):
         export.write_change_log(eng, settings, AS_OF)
     assert path.read_bytes() == before

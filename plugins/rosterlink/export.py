@@ -2,12 +2,13 @@
 
 The last task of the night. Everything a person reads goes through one writer (:class:`_Book`):
 every string is masked for ID-/phone-shaped numbers (``masking.mask_text``), stripped of characters
-XML cannot hold, passed through ``masking.defuse`` and stored as text (``data_type = "s"``), so
+XML cannot hold, passed through ``masking.defuse`` and written as text (``write_string``), so
 nothing coming from a spreadsheet can become a live formula. ID numbers and phones are masked
-explicitly with ``mask_id``/``mask_phone`` as well. Workbooks are written in openpyxl's write-only
-mode (streaming: fine for 100k rows), to a temporary file in the target folder that replaces the
-target only when complete (``os.replace``), with fixed document properties and zip timestamps so
-the same warehouse gives the same bytes.
+explicitly with ``mask_id``/``mask_phone`` as well. Workbooks are streamed by XlsxWriter in its
+constant-memory mode (a province's million pairs in flat memory; a table longer than a sheet goes
+on in continuation sheets), to a temporary file in the target folder that replaces the target only
+when complete (``os.replace``), with fixed document properties and zip timestamps so the same
+warehouse gives the same bytes.
 
 Outputs:
 
@@ -23,24 +24,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import re
-import shutil
 import tempfile
-import zipfile
 from collections import defaultdict
-from copy import copy
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
+import xlsxwriter
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
-from openpyxl.writer.excel import ExcelWriter
 
 from rosterlink import faults, schema
 from rosterlink.intake import FEEDBACK_DIR
@@ -110,39 +107,25 @@ def reason_label(code: str | None) -> str:
 
 
 # --- the one writer ------------------------------------------------------------------------------
+@lru_cache(maxsize=1 << 16)
 def _text(value: str) -> str:
-    """A string as it may appear in a written workbook: masked, XML-safe, never a formula."""
+    """A string as it may appear in a written workbook: masked, XML-safe, never a formula.
+
+    Cached: the same units, ranks, towns, villages and reasons fill most cells of a big sheet."""
     s = ILLEGAL_CHARACTERS_RE.sub("", mask_text(value))
     return str(defuse(s))
-
-
-class _FixedTimeZip(zipfile.ZipFile):
-    """A zip whose member timestamps are fixed, so equal content gives equal bytes."""
-
-    def __init__(self, *args: object, date_time: tuple[int, ...], **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self._date_time = date_time
-
-    def _info(self, arcname: str) -> zipfile.ZipInfo:
-        info = zipfile.ZipInfo(arcname, date_time=self._date_time)
-        info.compress_type = self.compression
-        info.external_attr = 0o644 << 16
-        return info
-
-    def writestr(self, zinfo_or_arcname, data, compress_type=None, compresslevel=None):  # noqa: ANN001
-        if not isinstance(zinfo_or_arcname, zipfile.ZipInfo):
-            zinfo_or_arcname = self._info(zinfo_or_arcname)
-        super().writestr(zinfo_or_arcname, data, compress_type, compresslevel)
-
-    def write(self, filename, arcname=None, compress_type=None, compresslevel=None):  # noqa: ANN001
-        info = self._info(arcname or os.path.basename(filename))
-        with open(filename, "rb") as src, self.open(info, "w") as dest:
-            shutil.copyfileobj(src, dest, 1 << 20)
 
 
 MAX_SHEET_ROWS = 1_048_576
 """Rows an .xlsx sheet can hold (Excel's limit); a longer table continues on a sheet named
 ``<title>(2)`` with the same header (a province's night-1 change sheet lists a million pairs)."""
+
+_WORKBOOK_OPTIONS = {
+    "constant_memory": True,  # rows stream to disk as they are written: memory stays flat
+    "strings_to_numbers": False,
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+}
 
 
 @dataclass
@@ -159,8 +142,9 @@ class _Sheet:
     max_rows: int = MAX_SHEET_ROWS
 
     def cell(self, value: object, *, fill: PatternFill | None = None, font: Font | None = None,
-             wrap: bool = False, number_format: str | None = None) -> object:
-        """One cell: strings masked, defused and typed as text; dates formatted; None stays empty."""
+             wrap: bool = False, number_format: str | None = None) -> tuple | None:
+        """One cell, as ``(value, format)``: strings masked, defused and written as text; dates
+        formatted; None stays empty (a blank cell when it has a fill)."""
         if value is None or value == "":
             if fill is None:
                 return None
@@ -172,136 +156,143 @@ class _Sheet:
             fmt = fmt or "yyyy-mm-dd hh:mm"
         elif isinstance(value, dt.date):
             fmt = fmt or DATE_FORMAT
+        elif isinstance(value, float) and not math.isfinite(value):
+            value = str(value)
         elif not isinstance(value, (int, float, str)) and value is not None:
             value = str(value)  # anything else is shown as text
         if isinstance(value, str):
-            c = WriteOnlyCell(self.ws, _text(value))
-            c.data_type = "s"
-        else:
-            c = WriteOnlyCell(self.ws, value)
-        if fmt or fill is not None or font is not None or wrap:
-            c._style = copy(self.book.style(self.ws, fmt, fill, font, wrap))  # noqa: SLF001
-        return c
+            value = _text(value)
+        style = self.book.style(fmt, fill, font, wrap) if (fmt or fill is not None or font is not None or wrap) \
+            else None
+        return (value, style)
+
+    def append(self, cells: Sequence[tuple | None]) -> None:
+        """Write one row of :meth:`cell` results (strings always as text, never as a formula)."""
+        if self.rows >= self.max_rows:
+            self._continue()
+        ws, r = self.ws, self.rows
+        for c, cell in enumerate(cells):
+            if cell is None:
+                continue
+            value, style = cell
+            if value is None:
+                ws.write_blank(r, c, None, style)
+            elif isinstance(value, str):
+                ws.write_string(r, c, value, style)
+            elif isinstance(value, dt.date):
+                ws.write_datetime(r, c, value, style)
+            else:
+                ws.write_number(r, c, value, style)
+        self.rows += 1
 
     def row(self, values: Sequence[object], *, fill: PatternFill | None = None, font: Font | None = None,
             wrap: Iterable[int] = (), formats: dict[int, str] | None = None) -> None:
         wrap = set(wrap)
         formats = formats or {}
-        if self.rows >= self.max_rows:
-            self._continue()
-        self.ws.append([
+        self.append([
             self.cell(v, fill=fill, font=font, wrap=i in wrap, number_format=formats.get(i))
             for i, v in enumerate(values)
         ])
-        self.rows += 1
 
     def header(self, names: Sequence[str]) -> None:
-        self.ws.append([self.cell(n, fill=HEADER_FILL, font=BOLD) for n in names])
-        self.rows += 1
+        self.append([self.cell(n, fill=HEADER_FILL, font=BOLD) for n in names])
+
+    def _close_filter(self) -> None:
+        if self.autofilter and self.width:
+            self.ws.autofilter(0, 0, max(self.rows, 1) - 1, self.width - 1)
 
     def _continue(self) -> None:
         """The sheet is full: close its filter range and go on writing on a continuation sheet."""
-        if self.autofilter and self.width:
-            self.ws.auto_filter.ref = f"A1:{get_column_letter(self.width)}{self.rows}"
+        self._close_filter()
         n = 2 + sum(1 for s in self.book.continued if s is self)
         self.book.continued.append(self)
-        ws = self.book.new_ws(f"{self.title[:31 - len(f'({n})')]}({n})", self.widths)
-        self.ws, self.rows = ws, 0
+        suffix = f"({n})"
+        self.ws, self.rows = self.book.new_ws(f"{self.title[:31 - len(suffix)]}{suffix}", self.widths), 0
         if self.columns:
             if self.freeze:
-                ws.freeze_panes = "A2"
+                self.ws.freeze_panes(1, 0)
             self.header(self.columns)
+
+
+def _rgb(fill: PatternFill) -> str:
+    return "#" + str(fill.fgColor.rgb)[-6:]
 
 
 @dataclass
 class _Book:
-    """A write-only workbook with the house rules built in."""
+    """A streaming workbook (XlsxWriter, constant memory) with the house rules built in."""
 
     stamp: dt.datetime
-    wb: Workbook = field(default_factory=lambda: Workbook(write_only=True))
     sheets: list[_Sheet] = field(default_factory=list)
-    _styles: dict[tuple, object] = field(default_factory=dict)
     continued: list[_Sheet] = field(default_factory=list)  # one entry per continuation sheet
+    _styles: dict[tuple, object] = field(default_factory=dict)
     _titles: list[str] = field(default_factory=list)
 
-    def style(self, ws: object, number_format: str | None, fill: PatternFill | None, font: Font | None,
+    def __post_init__(self) -> None:
+        self.wb = xlsxwriter.Workbook(None, _WORKBOOK_OPTIONS)
+        # fixed document properties: the same warehouse gives the same bytes (XlsxWriter already
+        # gives every zip member a fixed timestamp)
+        self.wb.set_properties({"author": "rosterlink", "created": self.stamp})
+
+    def style(self, number_format: str | None, fill: PatternFill | None, font: Font | None,
               wrap: bool) -> object:
-        """The style array for a combination, built once (setting styles cell by cell is slow)."""
+        """The cell format for a combination, built once."""
         key = (number_format, id(fill), id(font), wrap)
         found = self._styles.get(key)
         if found is None:
-            c = WriteOnlyCell(ws)
+            props: dict[str, object] = {}
             if number_format:
-                c.number_format = number_format
+                props["num_format"] = number_format
             if fill is not None:
-                c.fill = fill
+                props.update(pattern=1, bg_color=_rgb(fill))
             if font is not None:
-                c.font = font
+                props["bold"] = bool(font.b)
+                if font.sz:
+                    props["font_size"] = float(font.sz)
             if wrap:
-                c.alignment = WRAP
-            found = self._styles[key] = c._style  # noqa: SLF001
+                props.update(text_wrap=True, valign="top")
+            found = self._styles[key] = self.wb.add_format(props)
         return found
+
+    def new_ws(self, title: str, widths: Sequence[float] = ()) -> object:
+        ws = self.wb.add_worksheet(_sheet_title(title, self._titles))
+        self._titles.append(ws.name)
+        for i, width in enumerate(widths):
+            ws.set_column(i, i, width)
+        return ws
 
     def sheet(self, title: str, widths: Sequence[float] = (), *, columns: Sequence[str] = (),
               freeze: bool = True, autofilter: bool = True) -> _Sheet:
         """A new sheet; with ``columns`` it starts with a bold header row (frozen, with a filter)."""
         ws = self.new_ws(title, widths)
         sheet = _Sheet(self, ws, max(len(widths), len(columns)), autofilter=bool(columns) and autofilter,
-                       title=ws.title, widths=widths, columns=columns, freeze=freeze)
+                       title=ws.name, widths=widths, columns=columns, freeze=freeze)
         if columns:
             if freeze:
-                ws.freeze_panes = "A2"
+                ws.freeze_panes(1, 0)
             sheet.header(columns)
         self.sheets.append(sheet)
         return sheet
-
-    def new_ws(self, title: str, widths: Sequence[float] = ()) -> object:
-        ws = self.wb.create_sheet(_sheet_title(title, self._titles))
-        self._titles.append(ws.title)
-        for i, width in enumerate(widths, 1):
-            ws.column_dimensions[get_column_letter(i)].width = width
-        return ws
 
     def save(self, target: Path) -> Path:
         """Write atomically: a temporary file in the same folder, then ``os.replace``."""
         if not self.sheets:
             self.sheet("Sheet1")
         for sheet in self.sheets:
-            if sheet.autofilter and sheet.width:
-                sheet.ws.auto_filter.ref = f"A1:{get_column_letter(sheet.width)}{max(sheet.rows, 1)}"
-        props = self.wb.properties
-        props.creator = "rosterlink"
-        props.lastModifiedBy = "rosterlink"
-        props.created = self.stamp
-        props.modified = self.stamp
+            sheet._close_filter()  # noqa: SLF001
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".~", suffix=".tmp", dir=target.parent)
         os.close(fd)
         try:
-            date_time = (max(self.stamp.year, 1980), self.stamp.month, self.stamp.day,
-                         self.stamp.hour, self.stamp.minute, self.stamp.second)
-            archive = _FixedTimeZip(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True, date_time=date_time)
-            with archive:
-                ExcelWriter(self.wb, archive).write_data()
-                faults.point("export.write")
+            self.wb.filename = tmp
+            self.wb.close()
+            faults.point("export.write")
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
-            self._discard()
             raise
         return target
-
-    def _discard(self) -> None:
-        """Close the streaming sheets of a workbook that will not be saved (best effort)."""
-        for sheet in self.sheets:
-            try:
-                if not sheet.ws.closed:
-                    sheet.ws.close()
-                if sheet.ws._writer is not None:  # noqa: SLF001 - remove openpyxl's temp file now
-                    sheet.ws._writer.cleanup()  # noqa: SLF001
-            except Exception:  # noqa: BLE001, S110 - cleanup must not hide the original error
-                pass
 
 
 _BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
@@ -445,8 +436,7 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
     ]
     for label, value in lines:
         fill = RED if label in ("原因",) or (label == "处理结果" and f.status == "rejected") else None
-        summary.ws.append([summary.cell(label, font=BOLD), summary.cell(value, fill=fill, wrap=True)])
-        summary.rows += 1
+        summary.append([summary.cell(label, font=BOLD), summary.cell(value, fill=fill, wrap=True)])
     if sheets:
         summary.row(())
         summary.row(("工作表", "名单类型", "表头所在行", "读取行数", "说明"), font=BOLD, fill=HEADER_FILL)
@@ -740,8 +730,7 @@ def _case_sheet(book: _Book, conn: sa.Connection, pairs: list[_Pair], as_of: dt.
         cells = [sheet.cell(v) for v in shown]
         cells += [sheet.cell("✓") if present[key] else sheet.cell("缺", fill=RED) for key, _ in FIVE_ONES]
         cells.append(sheet.cell("缺" + "、".join(missing), fill=RED) if missing else sheet.cell("齐全"))
-        sheet.ws.append(cells)
-        sheet.rows += 1
+        sheet.append(cells)
 
 
 CHANGE_COLUMNS = ("变化", "对象类型", "镇街", "村(居)", "对象", "身份证号/案件编号", "干部姓名", "工作单位", "职级",
@@ -818,8 +807,7 @@ def write_change_log(eng: sa.Engine, settings: Settings, as_of: dt.date) -> Path
     info.row(("结对变动日志",), font=TITLE)
     for label, value in (("日期", as_of), ("结束的结对", ended), ("新结对", len(pairs) - ended),
                          ("说明", "灰色为结束的结对，绿色为新结对；身份证号已脱敏。")):
-        info.ws.append([info.cell(label, font=BOLD), info.cell(value)])
-        info.rows += 1
+        info.append([info.cell(label, font=BOLD), info.cell(value)])
     target = book.save(Path(settings.export_dir) / f"变动日志_{_date_tag(as_of)}.xlsx")
     log.info("export: change log written (%d ended, %d made)", ended, len(pairs) - ended)
     return target

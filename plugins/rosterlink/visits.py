@@ -447,8 +447,7 @@ def write_opinion_workbooks(eng: sa.Engine, settings: Settings, as_of: dt.date) 
         for label, value in (("责任部门", dept), ("截至", as_of), ("条数", len(by_dept[dept])),
                              ("说明", "结对干部走访时收集的群众意见建议，请研究办理。每条可按来源文件、工作表、行号"
                                       "追溯到走访记录；不含身份证号。")):
-            info.ws.append([info.cell(label, font=export.BOLD), info.cell(value)])
-            info.rows += 1
+            info.append([info.cell(label, font=export.BOLD), info.cell(value)])
         safe = re.sub(r'[\\/:*?"<>|]', "_", dept)
         written.append(book.save(folder / f"{safe}.xlsx"))
     log.info("follow-through: %d opinions written to %d department workbooks", len(rows), len(written))
