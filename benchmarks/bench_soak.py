@@ -99,6 +99,7 @@ def run_night(workdir: Path, night: int, as_of: str) -> dict:
         def exports() -> dict:
             files = tasks.night_file_ids(settings, run_id, items)
             written = tasks.write_exports(settings, day, files)
+            tasks.clear_staging(settings)
             tasks.finish_night(settings, run_id, {"pairing": pairs, "exports": written})
             return written
 

@@ -12,7 +12,8 @@ the opinions heard on visits for the departments that can act on them.
 Settings come from the run conf (`intake_dir`, `warehouse_url`, `export_dir`, `as_of`,
 `allow_mass_end`), then Airflow Variables `rosterlink_*`, then `ROSTERLINK_*` environment variables.
 Every task calls one plain function of `rosterlink.tasks` (`document_validation`: of
-`rosterlink.datadocs`).
+`rosterlink.datadocs`). Data Docs are built in parallel with loading and the stages after it; the
+three workbook tasks run in parallel; `finish_night` clears the staging table and records the figures.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def rosterlink_nightly():
 
     @task(trigger_rule="none_failed")
     def document_validation(items: list[dict] | None) -> dict:
-        """The night's Great Expectations Data Docs, from the staged rows before loading removes them.
+        """The night's Great Expectations Data Docs, from the staged rows (cleared by the night's last
+        task), in parallel with loading and the stages after it.
 
         ``datadocs.build_night`` never raises: documentation that cannot be written is logged and the
         night goes on."""
@@ -127,7 +129,7 @@ def rosterlink_nightly():
             return datadocs.build_night(settings, list(items or []), as_of=_as_of(), run_id=run_id)
 
     @task(trigger_rule="none_failed")
-    def load_files(items: list[dict] | None, _documented: dict) -> dict:
+    def load_files(items: list[dict] | None) -> dict:
         from rosterlink import tasks
 
         with _night() as (settings, _):
@@ -162,23 +164,49 @@ def rosterlink_nightly():
         with _night() as (settings, run_id):
             return tasks.follow_through(settings, _as_of(), run_id)
 
+    # the night's workbooks: three tasks, so that with several workers they are written at once
     @task(trigger_rule="none_failed")
-    def write_exports(pairs: dict, scanned: list[dict], followed: dict | None = None) -> dict:
+    def write_feedback(scanned: list[dict], _followed: dict | None) -> dict:
         from rosterlink import tasks
 
+        with _night() as (settings, run_id):
+            return tasks.write_feedback(settings, _as_of(), tasks.night_file_ids(settings, run_id, scanned or []))
+
+    @task(trigger_rule="none_failed")
+    def write_pairing_workbook(_followed: dict | None) -> dict:
+        from rosterlink import tasks
+
+        with _night() as (settings, _):
+            return tasks.write_pairing_workbook(settings, _as_of())
+
+    @task(trigger_rule="none_failed")
+    def write_change_log(_followed: dict | None) -> dict:
+        from rosterlink import tasks
+
+        with _night() as (settings, _):
+            return tasks.write_change_log(settings, _as_of())
+
+    @task(trigger_rule="none_failed")
+    def finish_night(pairs: dict, followed: dict | None, feedback: dict, pairing: dict, change_log: dict,
+                     documented: dict | None) -> dict:
+        """Clears the staging table, records the night's figures, releases the night's lease."""
+        from rosterlink import tasks
+
+        written = {**(feedback or {}), **(pairing or {}), **(change_log or {})}
         with _night(last=True) as (settings, run_id):
-            files = tasks.night_file_ids(settings, run_id, scanned or [])
-            written = tasks.write_exports(settings, _as_of(), files)
+            tasks.clear_staging(settings)
             figures = tasks.finish_night(settings, run_id, {"pairing": pairs, "followup": followed,
-                                                            "exports": written})
+                                                            "exports": written, "data_docs": documented})
         return {"exports": written, "figures": figures, "where": tasks.where(settings)}
 
     night = begin_night()
     scanned = scan_intake(night)
     validated = validate_file.expand(item=read_file.expand(item=scanned))
-    loaded = load_files(validated, document_validation(validated))
-    pairs = rebuild_pairings(refresh_statuses(link_entities(loaded)))
-    write_exports(pairs, scanned, follow_through(pairs))
+    documented = document_validation(validated)
+    pairs = rebuild_pairings(refresh_statuses(link_entities(load_files(validated))))
+    followed = follow_through(pairs)
+    finish_night(pairs, followed, write_feedback(scanned, followed), write_pairing_workbook(followed),
+                 write_change_log(followed), documented)
 
 
 rosterlink_nightly()

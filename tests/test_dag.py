@@ -13,7 +13,8 @@ from rosterlink import alerts
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["begin_night", "scan_intake", "read_file", "validate_file", "document_validation", "load_files",
-         "link_entities", "refresh_statuses", "rebuild_pairings", "follow_through", "write_exports"]
+         "link_entities", "refresh_statuses", "rebuild_pairings", "follow_through", "write_feedback", "write_pairing_workbook",
+         "write_change_log", "finish_night"]
 
 
 def test_nightly_dag_is_scheduled_once_a_night_in_shanghai_time_one_run_at_a_time(nightly_dag):
@@ -67,3 +68,21 @@ def test_an_alert_names_the_night_task_and_error_type_but_never_a_value(tmp_path
     assert (alert["run_id"], alert["task_id"], alert["error_type"]) == ("scheduled__2026-11-25", "load_files",
                                                                         "ValueError")
     assert secret not in line and "13812345678" not in line
+
+
+def test_data_docs_and_the_three_workbooks_do_not_hold_up_the_night(nightly_dag):
+    """With several workers, Data Docs are built while the night loads, links and pairs, and the
+    three workbooks are written at once; the last task waits for all of them."""
+    dag = nightly_dag
+
+    def upstream(task_id: str) -> set[str]:
+        return dag.get_task(task_id).get_flat_relative_ids(upstream=True)
+
+    assert "document_validation" not in upstream("load_files")
+    assert "document_validation" not in upstream("rebuild_pairings")
+    books = {"write_feedback", "write_pairing_workbook", "write_change_log"}
+    for book in books:
+        assert not (books - {book}) & upstream(book), book
+        assert {"follow_through", "rebuild_pairings"} <= upstream(book)
+    assert books | {"document_validation", "follow_through"} <= upstream("finish_night")
+    assert dag.get_task("finish_night").downstream_task_ids == set()

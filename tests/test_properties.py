@@ -496,12 +496,14 @@ def _ledger_entry(cfg, department: str, rel: str) -> int:
 
 
 def run_stages(cfg, department: str, path: Path) -> tuple[int, dict]:
-    """read -> validate -> load for one file, as a night does; returns (file_id, ledger row)."""
+    """read -> validate -> load for one file, and the night's closing clear of the staging table, as
+    a night does; returns (file_id, ledger row)."""
     rel = path.relative_to(cfg.intake_dir).as_posix()
     file_id = _ledger_entry(cfg, department, rel)
     item = {"file_id": file_id, "department": department, "file_name": rel}
     validated = tasks.validate_file(cfg, tasks.read_file(cfg, item))
     tasks.load(cfg, [validated])
+    tasks.clear_staging(cfg)
     with warehouse.connect(cfg.warehouse_url).connect() as conn:
         ledger = conn.execute(sa.select(schema.intake_file).where(schema.intake_file.c.file_id == file_id)).one()
     return file_id, ledger._asdict()

@@ -34,7 +34,8 @@ def check_mapped_once_per_file(tis, files: set[str]) -> None:
     singles = {t.task_id: t for t in tis if t.map_index == -1}
     assert set(singles) == {"begin_night", "scan_intake", "document_validation", "load_files", "link_entities",
                             "refresh_statuses",
-                            "rebuild_pairings", "follow_through", "write_exports"}, sorted(singles)
+                            "rebuild_pairings", "follow_through", "write_feedback", "write_pairing_workbook",
+                            "write_change_log", "finish_night"}, sorted(singles)
     assert all(t.state == "success" for t in singles.values()), singles
 
 

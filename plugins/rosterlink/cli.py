@@ -96,7 +96,7 @@ def _night_result(run) -> dict | None:  # noqa: ANN001 - airflow DagRun
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, task_ids="write_exports",
+        row = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, task_ids="finish_night",
                                                  key="return_value").limit(1)).first()
         return XComModel.deserialize_value(row) if row is not None else None
 

@@ -10,8 +10,9 @@ builder into ``<export_dir>/data_docs/<as_of>/``:
 - ``validations/...html``: GX's validation result pages, one per sheet;
 - ``expectations/...html``: GX's pages for the suites used tonight.
 
-It must run while the staged rows are still there: after ``validate_file`` and before
-``load_files`` deletes them (the DAG's ``document_validation`` task, between the two). Only row
+It must run while the staged rows are still there: after ``validate_file`` and before the night's
+last task clears them (the DAG's ``document_validation`` task runs beside ``load_files`` and the
+stages after it). Only row
 numbers ever reach the pages (``exclude_unexpected_values``), never a cell value, so no ID number
 or phone can appear in them. GX's page templates load Bootstrap/jQuery from public CDNs, which this
 machine cannot reach: those tags are removed and a small local stylesheet is linked instead, so

@@ -301,7 +301,6 @@ def load(settings: Settings, items: list[dict], day: str | None = None) -> dict:
             conn.execute(f.update().where(f.c.file_id == file_id).values(
                 status="loaded", rows_loaded=count, processed_at=now(),
                 message=message("file_loaded", loaded=count, rejected=ledger.rows_rejected)))
-            conn.execute(st.delete().where(st.c.file_id == file_id))
         loaded_files += 1
         rows_loaded += count
         if settings.archive:
@@ -348,6 +347,46 @@ def night_file_ids(settings: Settings, run_id: str, items: list[dict]) -> list[i
 
 
 def write_exports(settings: Settings, as_of: dt.date, file_ids: list[int]) -> dict:
+    """All of the night's workbooks in one call (the CLI's and the benchmarks' way; the DAG writes
+    them in three parallel tasks: :func:`write_feedback`, :func:`write_pairing_workbook`,
+    :func:`write_change_log`)."""
     from rosterlink import export
 
     return export.write_all(_engine(settings), settings, as_of, file_ids)
+
+
+def write_feedback(settings: Settings, as_of: dt.date, file_ids: list[int]) -> dict:
+    """The clerks' feedback workbooks and the departments' opinions workbooks."""
+    from rosterlink import export, visits
+
+    eng = _engine(settings)
+    feedback = export.write_feedback(eng, settings, file_ids)
+    opinions = visits.write_opinion_workbooks(eng, settings, as_of)
+    return {"feedback": [str(p) for p in feedback], "opinions": [str(p) for p in opinions]}
+
+
+def write_pairing_workbook(settings: Settings, as_of: dt.date) -> dict:
+    from rosterlink import export
+
+    return {"pairing": str(export.write_pairing_workbook(_engine(settings), settings, as_of))}
+
+
+def write_change_log(settings: Settings, as_of: dt.date) -> dict:
+    from rosterlink import export
+
+    return {"change_log": str(export.write_change_log(_engine(settings), settings, as_of))}
+
+
+def clear_staging(settings: Settings) -> int:
+    """Remove the staged rows of every file that is no longer pending (loaded, rejected, duplicate).
+
+    Loading leaves a file's staged rows in place, so that the night's Data Docs can be built from
+    them while the rest of the night runs; the night's last task clears them. A file still pending
+    (a night killed before loading it) keeps its rows: the next night reads it again anyway."""
+    eng = _engine(settings)
+    st, f = schema.staged_row, schema.intake_file
+    with eng.begin() as conn:
+        done = sa.select(f.c.file_id).where(f.c.status != "pending")
+        cleared = conn.execute(st.delete().where(st.c.file_id.in_(done))).rowcount or 0
+    log.info("staging: %d rows of finished files cleared", cleared)
+    return cleared
