@@ -56,7 +56,8 @@ AS_OF = "2026-11-25"
 REFERENCE = {"hardship": 936, "orphan": 468, "old_member": 53,
              "cadre_county": 38, "cadre_section": 1088, "cadre_ordinary": 331, "case": 49}
 STAGES = ("begin_night", "scan_intake", "read_file", "validate_file", "document_validation", "load_files",
-          "link_entities", "refresh_statuses", "rebuild_pairings", "write_exports")
+          "link_entities", "refresh_statuses", "rebuild_pairings", "follow_through", "write_feedback",
+          "write_pairing_workbook", "write_change_log", "finish_night")
 
 
 # ------------------------------------------------------------------------------------------ the intake
@@ -361,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--generate-only", action="store_true")
+    parser.add_argument("--reuse-intake", action="store_true",
+                        help="use the intake and truth.json an earlier run left in --workdir")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -368,11 +371,16 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     config = province_config(workdir / "config", args.households, args.cadres)
     os.environ["ROSTERLINK_CONFIG_DIR"] = str(config)
-    intake = workdir / "intake"
-    if intake.exists():
-        shutil.rmtree(intake)
+    intake, truth_file = workdir / "intake", workdir / "truth.json"
     t0 = time.perf_counter()
-    truth = generate_intake(intake)
+    if args.reuse_intake and truth_file.is_file() and intake.is_dir():
+        truth = json.loads(truth_file.read_text(encoding="utf-8"))
+        print(f"reusing the intake in {intake}")
+    else:
+        if intake.exists():
+            shutil.rmtree(intake)
+        truth = generate_intake(intake)
+        truth_file.write_text(json.dumps(truth, ensure_ascii=False, default=str), encoding="utf-8")
     rows_read = sum(f["rows"] for f in truth["files"].values())
     size = sum(p.stat().st_size for p in intake.rglob("*") if p.is_file())
     print(f"province intake: {len(truth['files'])} files, {rows_read:,} data rows, {size / 2**20:,.0f} MB, "
