@@ -490,3 +490,25 @@ def test_a_table_longer_than_a_sheet_continues_on_sheets_with_the_same_header(tm
         assert len(rows) <= 4
         seen += [r[0] for r in rows[1:]]
     assert seen == list(range(1, 9))
+
+
+def test_a_night_with_more_new_pairs_than_the_change_sheet_lists_says_where_they_are(night, monkeypatch):
+    """A province's first night makes a million pairs: 本次变化 lists every ended pair and the first
+    new ones, then names the change log, which lists them all."""
+    eng, settings = night
+    full = [r for r in openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["本次变化"]
+            .iter_rows(min_row=2, values_only=True)]
+    new_total = sum(1 for r in full if r[0] == "新结对")
+    ended = [r for r in full if r[0] == "结对结束"]
+    assert new_total >= 2 and ended
+
+    monkeypatch.setattr(export, "SHEET_LIST_MAX", 1)
+    rows = [r for r in openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["本次变化"]
+            .iter_rows(min_row=2, values_only=True)]
+    assert [r for r in rows if r[0] == "结对结束"] == ended
+    assert sum(1 for r in rows if r[0] == "新结对") == 1
+    note = rows[-1][0]
+    assert f"共{new_total}条" in note and "变动日志_20261120.xlsx" in note
+    log_rows = list(openpyxl.load_workbook(export.write_change_log(eng, settings, AS_OF))["结对变动"]
+                    .iter_rows(min_row=2, values_only=True))
+    assert sum(1 for r in log_rows if r[1] == "新结对") == new_total

@@ -130,7 +130,7 @@ def two_nights(district: dict, url: str, run_night) -> dict:
 
 
 def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a_hand_count(
-        district, sqlite_url, run_night):
+        district, sqlite_url, run_night, monkeypatch):
     facts = two_nights(district, sqlite_url, run_night)
     url = sqlite_url
     # every row accounted for: 10 read, 5 loaded, 5 rejected, and the file still balances
@@ -192,6 +192,17 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
     assert state[name["a"]] == "已入户走访1次"
     warn = [r for r in wb["走访预警"].iter_rows(min_row=2, values_only=True)]
     assert sorted(r[0] for r in warn) == ["公款帮扶", "帮扶低于标准", "帮扶高于标准", "超期未走访"]
+    # more overdue households than the sheet lists (a province before its first logs): the help and
+    # public-fund lines stay, the overdue ones stop at the cap and a last line says how many and where
+    from rosterlink import export, settings as settings_mod
+
+    monkeypatch.setattr(export, "SHEET_LIST_MAX", 0)
+    capped = settings_mod.Settings(intake_dir=district["intake"], warehouse_url=url,
+                                   export_dir=district["exports"] / "capped")
+    path = export.write_pairing_workbook(warehouse.connect(url), capped, dt.date(2026, 10, 10))
+    warn_capped = [r for r in openpyxl.load_workbook(path)["走访预警"].iter_rows(min_row=2, values_only=True)]
+    assert sorted(r[0] for r in warn_capped[:-1]) == ["公款帮扶", "帮扶低于标准", "帮扶高于标准"]
+    assert "超期未入户走访共1户" in warn_capped[-1][0] and "走访情况" in warn_capped[-1][0]
     summary = list(wb["走访帮扶"].iter_rows(min_row=2, values_only=True))
     assert summary[0][:6] == (TOWN, 4, 3, 1, 1, 0)
 

@@ -750,16 +750,34 @@ def _changes(pairs: list[_Pair], as_of: dt.date) -> list[_Pair]:
                                           q.village or "", q.name or "", q.target_key, q.pairing_id))
 
 
+SHEET_LIST_MAX = 20_000
+"""Rows of a listing sheet of the pairing workbook that may grow with the whole register: the new
+pairs of 本次变化 and the overdue households of 走访预警. A night with more (the first night of a
+province: a million new pairs, and nobody visited yet) lists this many, then says where the rest
+are: the change log lists every change, and the town sheets mark every household's pair and visit
+state. Ended pairs, help outside the band and public funds are always listed in full."""
+
+
 def _change_sheet(book: _Book, pairs: list[_Pair], as_of: dt.date) -> None:
     sheet = book.sheet("本次变化", CHANGE_WIDTHS, columns=CHANGE_COLUMNS)
-    for q in _changes(pairs, as_of):
+    changes = _changes(pairs, as_of)
+    new_total = sum(1 for q in changes if q.change(as_of) == "新结对")
+    new_shown = 0
+    for q in changes:
         change = q.change(as_of)
         ended = change == "结对结束"
+        if not ended:
+            if new_shown >= SHEET_LIST_MAX:
+                continue
+            new_shown += 1
         sheet.row((change, TARGET_LABELS.get(q.target_kind, q.target_kind), q.town, q.village, q.name,
                    _masked_target(q), q.cadre_name, q.cadre_unit,
                    RANK_LABELS.get(q.cadre_rank or "", q.cadre_rank), q.valid_from, q.valid_to,
                    reason_label(q.made_reason), reason_label(q.end_reason) if ended else None),
                   fill=GREY if ended else GREEN)
+    if new_shown < new_total:
+        sheet.row((f"本次新结对共{new_total}条，此表只列出前{new_shown}条（结束的结对全部列出）。全部变化见"
+                   f"《变动日志_{_date_tag(as_of)}.xlsx》；各镇街工作表中新结对以绿色标出。",), fill=YELLOW)
 
 
 def write_pairing_workbook(eng: sa.Engine, settings: Settings, as_of: dt.date) -> Path:

@@ -479,8 +479,20 @@ def followup_sheets(book: object, conn: sa.Connection, as_of: dt.date, cfg: Foll
         sheet.row((town if town != "(unknown)" else export.UNKNOWN_TOWN_SHEET, *line),
                   fill=export.RED if r["overdue"] or r["public_fund_entries"] else None)
     warn = book.sheet("走访预警", (12, 12, 16, 10, 11, 10, 26, 13, 12, 14, 60), columns=WARN_COLUMNS)
-    for w in warnings(conn, as_of, cfg):
+    lines = warnings(conn, as_of, cfg)
+    # help outside the band and public funds are listed in full; overdue households up to the cap
+    # (a province where no visit log arrived yet has a million: the town sheets mark each of them)
+    overdue_total = sum(1 for w in lines if w[0] == "超期未走访")
+    overdue_shown = 0
+    for w in lines:
+        if w[0] == "超期未走访":
+            if overdue_shown >= export.SHEET_LIST_MAX:
+                continue
+            overdue_shown += 1
         warn.row(w, fill=export.RED if w[0] in ("超期未走访", "公款帮扶") else export.YELLOW)
+    if overdue_shown < overdue_total:
+        warn.row((f"超期未入户走访共{overdue_total}户，此表只列出前{overdue_shown}户（帮扶金额和资金来源的提示全部列出）；"
+                  "各镇街工作表的“走访情况”列逐户标出。",), fill=export.YELLOW)
 
 
 def warnings(conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig) -> list[tuple]:
