@@ -38,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -366,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="use the intake and truth.json an earlier run left in --workdir")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    # a benchmark stopped with SIGTERM still stops its cluster and drops its databases
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rl-province-"))
     workdir.mkdir(parents=True, exist_ok=True)
