@@ -209,7 +209,7 @@ RESOURCES = re.compile(r"task resources: peak_rss_mb=(\d+) cpu_s=([\d.]+) wall_s
 
 def run_night(workdir: Path, intake_src: Path, config: Path, workers: int, timeout: float) -> dict:
     import sqlalchemy as sa
-    from airflow_cluster import AirflowCluster, ensure_redis
+    from airflow_cluster import AirflowCluster, celery_env, ensure_redis
     from conftest import ensure_postgres
 
     ensure_postgres()
@@ -228,14 +228,8 @@ def run_night(workdir: Path, intake_src: Path, config: Path, workers: int, timeo
     names = [f"rl-province-w{i + 1}-{tag}" for i in range(workers)]
     cluster = AirflowCluster(
         run_dir / "airflow", executor="CeleryExecutor", sql_alchemy_conn=airflow_url, parallelism=4,
-        env={
-            "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{airflow_url}",
-            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
-            "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
-            "ROSTERLINK_CONFIG_DIR": str(config),
-            "ROSTERLINK_TASK_RETRIES": "0",
-        },
+        env={**celery_env(REDIS_URL, airflow_url, queue), "ROSTERLINK_CONFIG_DIR": str(config),
+             "ROSTERLINK_TASK_RETRIES": "0"},
     )
     sampler = Sampler(cluster)
     try:

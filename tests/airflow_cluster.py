@@ -110,6 +110,18 @@ def ensure_redis(port: int = 6379) -> str | None:
     return "redis-server did not answer PING within 20 s (see /var/log/redis/ci.log)"
 
 
+def celery_env(broker_url: str, metadata_url: str, queue: str) -> dict[str, str]:
+    """CeleryExecutor settings of a cluster: the broker, results in Airflow's metadata database,
+    every task on ``queue`` (a name of this run only, so workers of another run never take them), and
+    one task at a time taken from the broker per worker process."""
+    return {
+        "AIRFLOW__CELERY__BROKER_URL": broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata_url}",
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
+        "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+    }
+
+
 # --- the cluster ------------------------------------------------------------------------------------
 @dataclass
 class Component:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:  # pytest's default import mode puts it there; other modes may not
     sys.path.insert(0, _HERE)
-from airflow_cluster import AirflowCluster, ensure_redis, wait_for  # noqa: E402
+from airflow_cluster import AirflowCluster, celery_env, ensure_redis, wait_for  # noqa: E402
 from conftest import ensure_postgres  # noqa: E402
 from test_pipeline import check_night_against_truth, q  # noqa: E402
 from test_scheduler_e2e import check_mapped_once_per_file  # noqa: E402
@@ -109,12 +109,7 @@ def test_night_under_celery_with_two_workers(tmp_path: Path, redis_url: str, cel
     started = time.monotonic()
     cluster = AirflowCluster(
         tmp_path / "airflow", executor="CeleryExecutor", sql_alchemy_conn=airflow_pg_db, parallelism=4,
-        env={
-            "AIRFLOW__CELERY__BROKER_URL": redis_url,
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{airflow_pg_db}",
-            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
-            "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
-        },
+        env=celery_env(redis_url, airflow_pg_db, queue),
     )
     with cluster:
         cluster.migrate()
