@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo demo-night2 test bench bench-large airflow-ui screenshots clean
+.PHONY: install demo demo-night2 test bench bench-large bench-province airflow-ui screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ bench-large: $(STAMP)
 	$(BIN)/python benchmarks/bench_linkage.py --scale 100
 	$(BIN)/python benchmarks/bench_pairing.py --province
 	$(BIN)/python benchmarks/bench_soak.py --nights 30 --scale 10
+
+# A province night (1,000,000 households, 100,000 cadres, 40 files) on PostgreSQL under Celery with
+# 1 and 2 workers (README: Province scale); writing the intake alone takes about half an hour here
+bench-province: $(STAMP)
+	$(BIN)/python benchmarks/bench_province.py --workers 2,1 --workdir data/province --keep
 
 # Airflow with its UI on http://127.0.0.1:8080 (see README: Running Airflow with its UI)
 airflow-ui: $(STAMP)
