@@ -133,5 +133,5 @@ def test_department_folders_are_created_for_the_clerks(tmp_path, sqlite_url):
     cfg = _cfg(tmp_path, sqlite_url)
     intake.scan(warehouse.connect(sqlite_url), cfg, "n1")
     assert sorted(p.name for p in cfg.intake_dir.iterdir()) == sorted(
-        ["civil_affairs", "womens_federation", "organization", "petition"]
+        ["civil_affairs", "womens_federation", "organization", "petition", "visits"]  # visits: the units' logs
     )
