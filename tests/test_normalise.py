@@ -285,10 +285,14 @@ def test_unparseable_date_is_invalid(raw):
 
 
 def test_date_before_1900_or_in_the_future_is_out_of_range():
+    today = dt.date.today()  # not the module's TODAY: a run that crosses midnight must not fail
     assert normalise_date("1899-12-31").code == "date_out_of_range"
-    assert normalise_date(TODAY + dt.timedelta(days=1)).code == "date_out_of_range"
-    assert normalise_date((TODAY + dt.timedelta(days=30)).strftime("%Y年%m月%d日")).code == "date_out_of_range"
-    assert normalise_date(TODAY).value == TODAY.isoformat()
+    assert normalise_date(today + dt.timedelta(days=1)).code == "date_out_of_range"
+    assert normalise_date((today + dt.timedelta(days=30)).strftime("%Y年%m月%d日")).code == "date_out_of_range"
+    assert normalise_date(today).value == today.isoformat()
+    # the night's date decides, when given
+    assert normalise_date("2026-12-02", today=dt.date(2026, 12, 1)).code == "date_out_of_range"
+    assert normalise_date("2026-12-01", today=dt.date(2026, 12, 1)).value == "2026-12-01"
 
 
 # ---------------------------------------------------------------------------------------- phones
