@@ -30,7 +30,6 @@ import re
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -107,11 +106,8 @@ def reason_label(code: str | None) -> str:
 
 
 # --- the one writer ------------------------------------------------------------------------------
-@lru_cache(maxsize=1 << 16)
 def _text(value: str) -> str:
-    """A string as it may appear in a written workbook: masked, XML-safe, never a formula.
-
-    Cached: the same units, ranks, towns, villages and reasons fill most cells of a big sheet."""
+    """A string as it may appear in a written workbook: masked, XML-safe, never a formula."""
     s = ILLEGAL_CHARACTERS_RE.sub("", mask_text(value))
     return str(defuse(s))
 
@@ -140,6 +136,7 @@ class _Sheet:
     columns: Sequence[str] = ()
     freeze: bool = True
     max_rows: int = MAX_SHEET_ROWS
+    parts: int = 1  # the sheet and its continuation sheets
 
     def cell(self, value: object, *, fill: PatternFill | None = None, font: Font | None = None,
              wrap: bool = False, number_format: str | None = None) -> tuple | None:
@@ -204,9 +201,8 @@ class _Sheet:
     def _continue(self) -> None:
         """The sheet is full: close its filter range and go on writing on a continuation sheet."""
         self._close_filter()
-        n = 2 + sum(1 for s in self.book.continued if s is self)
-        self.book.continued.append(self)
-        suffix = f"({n})"
+        self.parts += 1
+        suffix = f"({self.parts})"
         self.ws, self.rows = self.book.new_ws(f"{self.title[:31 - len(suffix)]}{suffix}", self.widths), 0
         if self.columns:
             if self.freeze:
@@ -224,7 +220,6 @@ class _Book:
 
     stamp: dt.datetime
     sheets: list[_Sheet] = field(default_factory=list)
-    continued: list[_Sheet] = field(default_factory=list)  # one entry per continuation sheet
     _styles: dict[tuple, object] = field(default_factory=dict)
     _titles: list[str] = field(default_factory=list)
 
