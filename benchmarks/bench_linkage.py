@@ -1,6 +1,6 @@
 """Linkage benchmark: pairwise precision, recall and F1 of the link stage against known truth.
 
-The labelled rows come from :mod:`rosterlink.linkage_eval` (the sample generator's population of
+The labelled rows come from :mod:`rosterlink.synthetic.linkage_eval` (the sample generator's population of
 the reference district times ``--scale``, with cross-department overlaps, ID-less guardians,
 homophones, typos, changed phones, duplicates and namesakes), over two nights. Each night's rows are
 inserted into a fresh SQLite warehouse as loaded rows and the real link stage (``link.link``) runs
@@ -39,7 +39,10 @@ sys.path.insert(0, str(ROOT / "plugins"))
 
 def _child(url: str) -> int:
     """Run one night's link stage (in the child process) and print its summary as JSON."""
-    from rosterlink import link, linkage, linkage_backends, warehouse
+    from rosterlink import warehouse
+    from rosterlink.link import night as link
+    from rosterlink.link import model as linkage
+    from rosterlink.link import backends as linkage_backends
 
     eng = warehouse.connect(url)
     started = time.perf_counter()
@@ -106,7 +109,8 @@ def _answer_reviews(eng, evalset, index) -> Counter:  # noqa: ANN001
     """Decide every pending review from the truth, as a clerk would."""
     import sqlalchemy as sa
 
-    from rosterlink import link, schema
+    from rosterlink.link import night as link
+    from rosterlink.warehouse import schema
 
     r = schema.source_record
     with eng.connect() as conn:
@@ -143,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return _child(args.child)
 
-    from rosterlink import linkage_eval, warehouse
+    from rosterlink import warehouse
+    from rosterlink.synthetic import linkage_eval
 
     seed = args.seed if args.seed is not None else linkage_eval.DEFAULT_SEED
     t = time.perf_counter()

@@ -6,7 +6,7 @@
     .venv/bin/python benchmarks/bench_province.py --workdir /tmp/province --keep --json province.json
 
 The intake is what a province's offices would drop for the first night, written by the sample
-generator's own writers (``rosterlink.sample``) for a province configuration (a copy of the
+generator's own writers (``rosterlink.synthetic.sample``) for a province configuration (a copy of the
 reference district's ``config/`` with its reference counts raised, and pairing capacities raised
 so a hundred thousand cadres can take a million households): the hardship rosters as .xlsx (one per
 two towns, two sheets each), the orphan families as legacy .xls (one per town), the cadre rosters
@@ -79,7 +79,7 @@ def province_config(target: Path, households: int, cadres: int) -> Path:
     """A copy of the package's config folder with province reference counts, and pairing capacities
     that let ``cadres`` cadres take ``households`` households (the programme's rule of one household
     per cadre becomes a handful per cadre at province scale)."""
-    from rosterlink.spec import PACKAGE_CONFIG
+    from rosterlink.core.paths import PACKAGE_CONFIG
 
     if target.exists():
         shutil.rmtree(target)
@@ -106,7 +106,8 @@ def generate_intake(intake: Path, seed: int = 20261201) -> dict:
     ROSTERLINK_CONFIG_DIR must point at the province config. Returns counts and per-file truth."""
     import random
 
-    from rosterlink import sample, spec
+    from rosterlink.synthetic import sample
+    from rosterlink.core import spec
 
     pop, _ = sample._build_population(seed, 1.0)  # scale 1 of the province config
     fill = sample._fill_date(1)

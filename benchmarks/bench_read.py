@@ -18,8 +18,11 @@ from pathlib import Path
 
 import openpyxl
 
-from rosterlink import idnumber, normalise, read, validate
-from rosterlink.spec import district
+from rosterlink.core import idnumber
+from rosterlink.intake import normalise
+from rosterlink.intake import read
+from rosterlink.validate import run as validate
+from rosterlink.core.spec import district
 
 
 def _rows(n: int) -> list[list]:

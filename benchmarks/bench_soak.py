@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/bench_soak.py --workdir /tmp/soak --keep   # keep intake, warehouse, exports
 
 Night 1 is ``sample.generate(scale=S)``; every later night the departments drop new files written by
-``rosterlink.churn`` (about 3 % of the hardship households exit and 2 % are added through the
+``rosterlink.synthetic.churn`` (about 3 % of the hardship households exit and 2 % are added through the
 adjustment list, 2 % of the cadres leave and 1 % join, 10 % of the open cases close and as many new
 ones are registered, each list with a few bad rows). After the last night come ``--quiet-nights``
 nights with no new file at all.
@@ -57,7 +57,7 @@ def run_night(workdir: Path, night: int, as_of: str) -> dict:
     import datetime as dt
 
     t_start = time.perf_counter()
-    from rosterlink import settings as settings_mod
+    from rosterlink.core import settings as settings_mod
     from rosterlink import tasks
 
     settings = settings_mod.load(intake_dir=workdir / "intake", export_dir=workdir / "exports",
@@ -82,7 +82,13 @@ def run_night(workdir: Path, night: int, as_of: str) -> dict:
     def imports() -> None:  # what every task process pays first (GX alone takes about 3 s)
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
         import great_expectations  # noqa: F401
-        from rosterlink import export, link, normalise, pairing, read, status, validate  # noqa: F401
+        from rosterlink import status
+        from rosterlink.export import workbooks as export
+        from rosterlink.link import night as link
+        from rosterlink.intake import normalise
+        from rosterlink.pairing import engine as pairing
+        from rosterlink.intake import read
+        from rosterlink.validate import run as validate  # noqa: F401
 
     try:
         stage("imports", imports)
@@ -109,7 +115,8 @@ def run_night(workdir: Path, night: int, as_of: str) -> dict:
                       status={k: statuses.get(k) for k in ("pairs_current", "pairs_to_end", "changed")},
                       pairing={k: v for k, v in pairs.items() if isinstance(v, (int, float, str))})
     except Exception as exc:  # noqa: BLE001 - a failed night is a figure of the soak, not a crash of it
-        from rosterlink import nightlock, warehouse
+        from rosterlink import warehouse
+        from rosterlink.ops import nightlock
 
         result["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
         nightlock.release(warehouse.connect(settings.warehouse_url), run_id)
@@ -135,7 +142,8 @@ def disk_use(workdir: Path) -> dict:
 
 def warehouse_state(url: str, run_id: str) -> dict:
     """Row counts of every table and the headline figures (not part of the night's time)."""
-    from rosterlink import schema, warehouse
+    from rosterlink import warehouse
+    from rosterlink.warehouse import schema
 
     eng = warehouse.connect(url)
     with eng.connect() as conn:
@@ -347,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         args._out.write_text(json.dumps(result, ensure_ascii=False, default=str), encoding="utf-8")
         return 0
 
-    from rosterlink import churn
+    from rosterlink.synthetic import churn
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rl-soak-"))
     if args.workdir and workdir.exists() and any(workdir.iterdir()):

@@ -56,7 +56,7 @@ def database(kind: str):
         from rosterlink import warehouse
 
         warehouse.engine.cache_clear()
-        warehouse._migrated.cache_clear()
+        warehouse.db._migrated.cache_clear()
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
@@ -78,7 +78,8 @@ def _staged_rows(file_id: int, first: int, count: int):
 
 
 def _ledger(conn: sa.Connection, files: int, per_file: int) -> list[dict]:
-    from rosterlink import schema, warehouse
+    from rosterlink import warehouse
+    from rosterlink.warehouse import schema
 
     items = []
     for f in range(1, files + 1):
@@ -94,7 +95,10 @@ def rate(rows: int, seconds: float) -> dict:
 
 
 def bench(kind: str, rows: int, files: int) -> dict:
-    from rosterlink import pairing, schema, settings as settings_mod, status, tasks, warehouse
+    from rosterlink import status, tasks, warehouse
+    from rosterlink.pairing import engine as pairing
+    from rosterlink.warehouse import schema
+    from rosterlink.core import settings as settings_mod
 
     out: dict = {"engine": kind, "household_rows": rows, "cadres": rows // 10, "files": files}
     per_file = rows // files

@@ -12,7 +12,7 @@ the opinions heard on visits for the departments that can act on them.
 Settings come from the run conf (`intake_dir`, `warehouse_url`, `export_dir`, `as_of`,
 `allow_mass_end`), then Airflow Variables `rosterlink_*`, then `ROSTERLINK_*` environment variables.
 Every task calls one plain function of `rosterlink.tasks` (`document_validation`: of
-`rosterlink.datadocs`). Data Docs are built in parallel with loading and the stages after it; the
+`rosterlink.validate.datadocs`). Data Docs are built in parallel with loading and the stages after it; the
 three workbook tasks run in parallel; `finish_night` clears the staging table and records the figures.
 """
 
@@ -31,7 +31,7 @@ RETRY_DELAY = dt.timedelta(seconds=int(os.environ.get("ROSTERLINK_RETRY_DELAY_SE
 
 
 def _settings():
-    from rosterlink import settings
+    from rosterlink.core import settings
 
     params = get_current_context()["params"]
     return settings.load(**{k: params.get(k) for k in ("intake_dir", "warehouse_url", "export_dir")})
@@ -53,7 +53,8 @@ def _night(last: bool = False):
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from rosterlink import nightlock, tasks
+    from rosterlink import tasks
+    from rosterlink.ops import nightlock
 
     settings, run_id = _settings(), get_current_context()["run_id"]
     try:
@@ -64,7 +65,7 @@ def _night(last: bool = False):
 
 
 def _on_failure(context) -> None:
-    from rosterlink.alerts import night_failed
+    from rosterlink.ops.alerts import night_failed
 
     night_failed(context)
 
@@ -123,7 +124,7 @@ def rosterlink_nightly():
 
         ``datadocs.build_night`` never raises: documentation that cannot be written is logged and the
         night goes on."""
-        from rosterlink import datadocs
+        from rosterlink.validate import datadocs
 
         with _night() as (settings, run_id):
             return datadocs.build_night(settings, list(items or []), as_of=_as_of(), run_id=run_id)

@@ -1,6 +1,6 @@
 """Airflow plugin: the rosterlink data team's dashboard inside the Airflow UI.
 
-- ``fastapi_apps``: the dashboard (:mod:`rosterlink.dashboard`) mounted by the API server at
+- ``fastapi_apps``: the dashboard (:mod:`rosterlink.dashboard.app`) mounted by the API server at
   ``/rosterlink``. The API server does not protect plugin apps; the dashboard checks every
   request itself against Airflow's auth manager (the JWT the UI holds), see its docstring.
 - ``external_views``: a "Rosterlink" entry in the UI's Browse menu that shows the dashboard framed
@@ -32,7 +32,7 @@ class LazyDashboardApp:
         if self._app is None:
             with self._lock:
                 if self._app is None:
-                    from rosterlink.dashboard import airflow_app
+                    from rosterlink.dashboard.app import airflow_app
 
                     self._app = airflow_app()
         return self._app

@@ -110,7 +110,7 @@ def fresh_pg_database():
 
         warehouse.engine(url).dispose()
         warehouse.engine.cache_clear()
-        warehouse._migrated.cache_clear()
+        warehouse.db._migrated.cache_clear()
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()

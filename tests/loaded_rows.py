@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from rosterlink import idnumber, warehouse
-from rosterlink import schema
+from rosterlink import warehouse
+from rosterlink.core import idnumber
+from rosterlink.warehouse import schema
 from rosterlink.warehouse import dumps, now
 
 BORN = dt.date(1960, 5, 4)

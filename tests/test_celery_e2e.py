@@ -22,7 +22,7 @@ from conftest import ensure_postgres  # noqa: E402
 from test_pipeline import check_night_against_truth, q  # noqa: E402
 from test_scheduler_e2e import check_mapped_once_per_file  # noqa: E402
 
-from rosterlink import sample  # noqa: E402
+from rosterlink.synthetic import sample  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

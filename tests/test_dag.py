@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rosterlink import alerts
+from rosterlink.ops import alerts
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["begin_night", "scan_intake", "read_file", "validate_file", "document_validation", "load_files",

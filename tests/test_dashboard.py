@@ -11,11 +11,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from rosterlink import dashboard, datadocs, schema, settings, warehouse
+from rosterlink import warehouse
+from rosterlink.core import paths
+from rosterlink.dashboard import app as dashboard
+from rosterlink.validate import datadocs
+from rosterlink.warehouse import schema
+from rosterlink.core import settings
 
 ID_NUMBER = re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])")
 PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
-DASHBOARD_VIEWS = sorted(p.stem for p in (warehouse.SQL_DIR / "views").glob("dashboard_*.sql"))
+DASHBOARD_VIEWS = sorted(p.stem for p in (paths.SQL_DIR / "views").glob("dashboard_*.sql"))
 
 # ID numbers and phones that must never reach a page
 HEAD_ID = "370406198001011235"
@@ -115,7 +120,7 @@ def test_migration_creates_the_dashboard_views(seeded):
 
 def test_dashboard_views_follow_the_house_sql_style():
     for name in DASHBOARD_VIEWS:
-        text = (warehouse.SQL_DIR / "views" / f"{name}.sql").read_text(encoding="utf-8")
+        text = (paths.SQL_DIR / "views" / f"{name}.sql").read_text(encoding="utf-8")
         assert text.startswith("--"), name  # says what it holds
         assert not re.search(r"select\s+\*|\.\*", text, re.IGNORECASE), name
         assert "link_review" not in text, name  # a view must not depend on a table that may be absent
@@ -338,12 +343,12 @@ def test_plugin_registers_the_app_and_a_nav_entry_without_importing_the_dashboar
     import importlib.util
     import sys
 
-    sys.modules.pop("rosterlink.dashboard", None)
+    sys.modules.pop("rosterlink.dashboard.app", None)
     spec = importlib.util.spec_from_file_location("rosterlink_dashboard_plugin",
-                                                  warehouse.PROJECT_ROOT / "plugins" / "rosterlink_dashboard.py")
+                                                  paths.PLUGINS_DIR / "rosterlink_dashboard.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert "rosterlink.dashboard" not in sys.modules  # every Airflow process imports the plugin: keep it cheap
+    assert "rosterlink.dashboard.app" not in sys.modules  # every Airflow process imports the plugin: keep it cheap
     plugin = module.RosterlinkDashboardPlugin
     (app,) = plugin.fastapi_apps
     assert app["url_prefix"] == "/rosterlink"
@@ -353,7 +358,8 @@ def test_plugin_registers_the_app_and_a_nav_entry_without_importing_the_dashboar
 
 # --- the night's Data Docs -----------------------------------------------------------------------
 def test_data_docs_rerun_the_suites_over_the_nights_staged_rows(tmp_path):
-    from rosterlink import sample, tasks
+    from rosterlink import tasks
+    from rosterlink.synthetic import sample
 
     intake = tmp_path / "intake"
     sample.generate(intake, night=1, scale=0.05)
@@ -399,7 +405,7 @@ def _night_figures(url: str) -> dict[int, int]:
 
 
 def test_a_night_through_the_dag_writes_its_data_docs_and_the_page_links_them(tmp_path, run_night):
-    from rosterlink import sample
+    from rosterlink.synthetic import sample
 
     intake, exports, url = tmp_path / "intake", tmp_path / "exports", f"sqlite:///{tmp_path / 'w.db'}"
     sample.generate(intake, night=1, scale=0.05)
@@ -440,7 +446,7 @@ def test_a_night_through_the_dag_writes_its_data_docs_and_the_page_links_them(tm
 
 
 def test_a_night_whose_data_docs_cannot_be_written_still_succeeds(tmp_path, run_night):
-    from rosterlink import sample
+    from rosterlink.synthetic import sample
 
     intake, exports, url = tmp_path / "intake", tmp_path / "exports", f"sqlite:///{tmp_path / 'w.db'}"
     sample.generate(intake, night=1, scale=0.05)
@@ -454,7 +460,7 @@ def test_a_night_whose_data_docs_cannot_be_written_still_succeeds(tmp_path, run_
 
 
 def test_dashboard_reads_the_warehouse_named_by_the_airflow_connection(monkeypatch):
-    from rosterlink import dashboard
+    from rosterlink.dashboard import app as dashboard
 
     monkeypatch.setenv("AIRFLOW_CONN_ROSTERLINK_WAREHOUSE", "postgres://reporter@db.example:5432/rosterlink")
     assert dashboard._airflow_settings().warehouse_url == "postgresql+psycopg://reporter@db.example:5432/rosterlink"

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from rosterlink import datadocs, sample, settings, warehouse
+from rosterlink import warehouse
+from rosterlink.validate import datadocs
+from rosterlink.synthetic import sample
+from rosterlink.core import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -204,7 +207,8 @@ def test_feedback_workbook_drawn_for_the_readme_shows_what_the_clerk_sees(tmp_pa
     and filter, every rejected row as the workbook holds it (masked), then saved by Chromium."""
     import openpyxl
 
-    from rosterlink import export, tasks
+    from rosterlink import tasks
+    from rosterlink.export import workbooks as export
 
     shots = _screenshots_script()
     intake = tmp_path / "intake"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from rosterlink import settings
+from rosterlink.core import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

@@ -13,9 +13,11 @@ import pytest
 import sqlalchemy as sa
 import xlsxwriter
 
-from rosterlink import export, schema, warehouse
-from rosterlink.idnumber import make
-from rosterlink.settings import Settings
+from rosterlink import warehouse
+from rosterlink.export import workbooks as export
+from rosterlink.warehouse import schema
+from rosterlink.core.idnumber import make
+from rosterlink.core.settings import Settings
 
 AS_OF = dt.date(2026, 11, 20)
 EARLIER = dt.date(2026, 3, 1)
@@ -472,7 +474,7 @@ def test_a_table_longer_than_a_sheet_continues_on_sheets_with_the_same_header(tm
     The rows go on, in order, on ``<title>(2)``, ``<title>(3)`` ... each with the header row."""
     from openpyxl import load_workbook
 
-    from rosterlink import export
+    from rosterlink.export import workbooks as export
 
     book = export._Book(stamp=dt.datetime(2026, 11, 25))
     sheet = book.sheet("本次变化", (10, 10), columns=("序号", "姓名"))

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import openpyxl
 
-from rosterlink import sample, warehouse
+from rosterlink import warehouse
+from rosterlink.synthetic import sample
 
 
 def q(url: str, sql: str) -> list[tuple]:

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from rosterlink import intake, schema, settings, warehouse
+from rosterlink import warehouse
+from rosterlink.intake import scan as intake
+from rosterlink.warehouse import schema
+from rosterlink.core import settings
 
 
 def _cfg(tmp_path: Path, url: str) -> settings.Settings:

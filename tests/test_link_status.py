@@ -8,7 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from loaded_rows import Loader, cadre, hh
-from rosterlink import link, schema, status
+from rosterlink import status
+from rosterlink.link import night as link
+from rosterlink.warehouse import schema
 
 
 @pytest.fixture

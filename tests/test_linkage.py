@@ -18,7 +18,7 @@ import pytest
 from openpyxl import load_workbook
 
 from loaded_rows import Loader, hh, id_number
-from rosterlink import link
+from rosterlink.link import night as link
 
 FULL_ID = re.compile(r"[0-9]{17}[0-9X]")
 FULL_PHONE = re.compile(r"1[3-9][0-9]{9}")
@@ -337,7 +337,8 @@ def test_merged_household_keeps_the_cadre_of_the_household_it_absorbed(db):
     import datetime as dt
 
     from loaded_rows import cadre
-    from rosterlink import pairing, status
+    from rosterlink import status
+    from rosterlink.pairing import engine as pairing
 
     def night(day: int) -> dict:
         as_of = dt.date(2026, 11, day)

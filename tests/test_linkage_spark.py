@@ -2,7 +2,7 @@
 
 Compared on the same data, each backend in its own warehouse:
 
-- the labelled evaluation set (:mod:`rosterlink.linkage_eval`, the reference district at 1x, over
+- the labelled evaluation set (:mod:`rosterlink.synthetic.linkage_eval`, the reference district at 1x, over
   two nights: ID-less guardians, homophones, namesakes ...): night 1 scores every ID-less row
   against the rows resolved by ID, night 2 the new rows (``predict_between`` against the existing
   rows, ``predict_within`` among themselves). Every row's household / cadre key, its link method and
@@ -31,7 +31,12 @@ from pathlib import Path
 
 import pytest
 
-from rosterlink import link, linkage, linkage_backends, linkage_eval, sample, warehouse
+from rosterlink import warehouse
+from rosterlink.link import night as link
+from rosterlink.link import model as linkage
+from rosterlink.link import backends as linkage_backends
+from rosterlink.synthetic import linkage_eval
+from rosterlink.synthetic import sample
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +76,7 @@ def _state(eng) -> dict:  # noqa: ANN001
 
 def _copy_models(src, dst) -> int:  # noqa: ANN001 - SQLAlchemy engines
     """The trained models of one warehouse into another (as a deployment moving backends keeps them)."""
-    from rosterlink import schema
+    from rosterlink.warehouse import schema
 
     lm = schema.link_model
     with src.connect() as conn:

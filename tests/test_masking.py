@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rosterlink.masking import defuse, mask_id, mask_phone, mask_text, mask_value
+from rosterlink.core.masking import defuse, mask_id, mask_phone, mask_text, mask_value
 
 FULL_ID = re.compile(r"[0-9]{17}[0-9X]")
 FULL_PHONE = re.compile(r"1[3-9][0-9]{9}")

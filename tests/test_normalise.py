@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rosterlink import idnumber
-from rosterlink.findings import WARNING, severity
-from rosterlink.masking import mask_phone
-from rosterlink.normalise import (
+from rosterlink.core import idnumber
+from rosterlink.core.findings import WARNING, severity
+from rosterlink.core.masking import mask_phone
+from rosterlink.intake.normalise import (
     excel_serial_to_date,
     normalise_code,
     normalise_date,
@@ -29,7 +29,7 @@ from rosterlink.normalise import (
     normalise_town,
     normalise_value,
 )
-from rosterlink.spec import catalogue, district
+from rosterlink.core.spec import catalogue, district
 
 TODAY = dt.date.today()
 FULL_ID = re.compile(r"[0-9]{15,18}")
@@ -38,7 +38,7 @@ FULL_PHONE = re.compile(r"1[3-9][0-9]{9}")
 
 @dataclass
 class Table:
-    """Stand-in for ``rosterlink.read.SheetTable`` (same attributes, duck typed)."""
+    """Stand-in for ``rosterlink.intake.read.SheetTable`` (same attributes, duck typed)."""
 
     sheet: str
     roster: str

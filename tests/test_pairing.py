@@ -12,9 +12,11 @@ import pytest
 import sqlalchemy as sa
 from scipy.optimize import linear_sum_assignment
 
-from rosterlink import pairing, schema, warehouse
-from rosterlink.idnumber import make
-from rosterlink.pairing import PairingConfig, plan_ends, plan_night, rebuild, solve
+from rosterlink import warehouse
+from rosterlink.pairing import engine as pairing
+from rosterlink.warehouse import schema
+from rosterlink.core.idnumber import make
+from rosterlink.pairing.engine import PairingConfig, plan_ends, plan_night, rebuild, solve
 
 NIGHT1 = dt.date(2026, 11, 20)
 NIGHT2 = dt.date(2026, 11, 21)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from rosterlink import sample, warehouse
+from rosterlink import warehouse
+from rosterlink.synthetic import sample
 
 
 def q(url: str, sql: str) -> list[tuple]:

@@ -14,8 +14,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from rosterlink import idnumber, read, sample
-from rosterlink.spec import district
+from rosterlink.core import idnumber
+from rosterlink.intake import read
+from rosterlink.synthetic import sample
+from rosterlink.core.spec import district
 
 CLI = str(Path(sys.executable).with_name("rosterlink"))
 FULL_ID = re.compile(r"(?<![0-9])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
@@ -121,10 +123,10 @@ def test_a_large_csv_logs_its_size_and_records_parsed_counts_only(tmp_path, capl
             name, id_number, town, village, phone = _head(i)
             w.writerow([name, id_number, town, village, "因病致困，长期慢性病需要照料" * 2, phone])
     assert path.stat().st_size > read.PROGRESS_BYTES
-    with caplog.at_level("INFO", logger="rosterlink.read"):
+    with caplog.at_level("INFO", logger="rosterlink.intake.read"):
         (table,) = read.read_file(path, "civil_affairs").tables
     assert len(table.frame) == rows
-    messages = [r.getMessage() for r in caplog.records if r.name == "rosterlink.read"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "rosterlink.intake.read"]
     assert re.fullmatch(rf"read: {re.escape(path.name)}: [0-9.]+ MB, checking the file before parsing it",
                         messages[0]), messages
     assert f"read: {path.name}: {read.PROGRESS_ROWS} records parsed" in messages

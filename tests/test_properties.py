@@ -41,11 +41,14 @@ import xlwt
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from rosterlink import idnumber, read, schema, tasks, warehouse
-from rosterlink import settings as settings_mod
-from rosterlink.findings import FileRejected, _messages
-from rosterlink.normalise import normalise_value
-from rosterlink.spec import catalogue, district, header_key
+from rosterlink import tasks, warehouse
+from rosterlink.core import idnumber
+from rosterlink.intake import read
+from rosterlink.warehouse import schema
+from rosterlink.core import settings as settings_mod
+from rosterlink.core.findings import FileRejected, _messages
+from rosterlink.intake.normalise import normalise_value
+from rosterlink.core.spec import catalogue, district, header_key
 
 CAT = catalogue()
 TOWNS = district().towns

@@ -22,10 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from xlwt import CompoundDoc
 
-from rosterlink import idnumber, read
-from rosterlink.findings import FileRejected, message
-from rosterlink.settings import Limits
-from rosterlink.spec import catalogue
+from rosterlink.core import idnumber
+from rosterlink.intake import read
+from rosterlink.core.findings import FileRejected, message
+from rosterlink.core.settings import Limits
+from rosterlink.core.spec import catalogue
 
 HARDSHIP_HEADER = ["序号", "户主姓名", "户主身份证号", "镇街", "村(居)", "家庭人口", "致困原因", "人均年收入(元)", "联系电话"]
 TITLE = "山亭区特困家庭花名册"
@@ -757,7 +758,7 @@ def test_workbook_with_sheet_outside_worksheets_folder_is_read(tmp_path):
 
 @pytest.mark.parametrize("night", [1, 2])
 def test_sample_intake_is_read_as_its_truth_says(tmp_path, night):
-    from rosterlink import sample
+    from rosterlink.synthetic import sample
 
     truth = sample.generate(tmp_path, scale=0.1, night=night)
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from rosterlink import nightlock, sample, warehouse
+from rosterlink import warehouse
+from rosterlink.ops import nightlock
+from rosterlink.synthetic import sample
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("rosterlink"))

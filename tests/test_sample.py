@@ -16,8 +16,9 @@ import openpyxl
 import pytest
 from python_calamine import CalamineWorkbook
 
-from rosterlink import idnumber, spec
-from rosterlink.sample import BAD_KINDS, FORMULA_NAME, WARNING_KINDS, Truth, generate, main, night_files
+from rosterlink.core import idnumber
+from rosterlink.core import spec
+from rosterlink.synthetic.sample import BAD_KINDS, FORMULA_NAME, WARNING_KINDS, Truth, generate, main, night_files
 
 ID_HEADERS = {"*户主身份证号(必填)", "身份证号码", "儿童身份证号", "监护人身份证号", "公民身份号码", "信访人身份证号"}
 TOWN_HEADERS = {"镇(街)", "镇街", "乡镇(街道)", "所属镇街", "联系镇街"}
@@ -559,8 +560,9 @@ def test_cli(tmp_path, capsys):
 
 @pytest.mark.parametrize("night", [3, 5])
 def test_changes_of_later_nights_are_dated_on_their_night_never_before_an_earlier_addition(tmp_path, night):
-    from rosterlink import normalise, read
-    from rosterlink.settings import Limits
+    from rosterlink.intake import normalise
+    from rosterlink.intake import read
+    from rosterlink.core.settings import Limits
 
     truth = generate(tmp_path / "in", scale=0.05, night=night)
     fill = dt.date.fromisoformat(truth.fill_date)

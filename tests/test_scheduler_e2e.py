@@ -16,7 +16,7 @@ if _HERE not in sys.path:  # pytest's default import mode puts it there; other m
 from airflow_cluster import AirflowCluster  # noqa: E402
 from test_pipeline import check_night_against_truth, q  # noqa: E402
 
-from rosterlink import sample  # noqa: E402
+from rosterlink.synthetic import sample  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -27,7 +27,17 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import fresh_pg_database
-from rosterlink import idnumber, normalise, nightlock, pseudonymise, read, retention, sample, schema, settings, warehouse
+from rosterlink import warehouse
+from rosterlink.core import paths
+from rosterlink.core import idnumber
+from rosterlink.intake import normalise
+from rosterlink.ops import nightlock
+from rosterlink.privacy import pseudonymise
+from rosterlink.intake import read
+from rosterlink.privacy import retention
+from rosterlink.synthetic import sample
+from rosterlink.warehouse import schema
+from rosterlink.core import settings
 from rosterlink.warehouse import now
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +151,7 @@ def test_the_night_takes_its_warehouse_from_the_airflow_connection(night):
     assert len(files) == 6 and set(files.values()) == {"loaded"}
     assert q(night["url"], f"SELECT status FROM night_run WHERE run_id = '{night['run_id']}'") == [("success",)]
     # the default warehouse (what env/defaults would have given) was not used for this night
-    default = settings.DATA_DIR / "warehouse.db"
+    default = paths.DATA_DIR / "warehouse.db"
     if default.exists():
         assert not q(f"sqlite:///{default}", f"SELECT 1 FROM night_run WHERE run_id = '{night['run_id']}'")
 
@@ -175,7 +185,8 @@ from airflow.sdk import dag, task
 def rl_settings_probe():
     @task
     def look():
-        from rosterlink import pseudonymise, settings
+        from rosterlink.privacy import pseudonymise
+        from rosterlink.core import settings
 
         out = {}
         for name, case in json.loads(os.environ["RL_PROBE_CASES"]).items():

@@ -1,6 +1,6 @@
 """Validation through the real Great Expectations suites in expectations/ (no mocks).
 
-Synthetic data only: ID numbers from ``rosterlink.idnumber.make``.
+Synthetic data only: ID numbers from ``rosterlink.core.idnumber.make``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rosterlink import idnumber, spec
-from rosterlink.findings import ERROR, WARNING, _messages
-from rosterlink.normalise import normalise_table
-from rosterlink.settings import PROJECT_ROOT
-from rosterlink.spec import catalogue, district
-from rosterlink.validate import (
+from rosterlink.core import idnumber
+from rosterlink.core import spec
+from rosterlink.core.findings import ERROR, WARNING, _messages
+from rosterlink.intake.normalise import normalise_table
+from rosterlink.core.paths import PROJECT_ROOT
+from rosterlink.core.spec import catalogue, district
+from rosterlink.validate.run import (
     CONDITIONAL_REQUIRED,
     SuiteError,
     Validation,
@@ -43,7 +44,7 @@ FULL_PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 
 @dataclass
 class Table:
-    """Stand-in for ``rosterlink.read.SheetTable`` (same attributes, duck typed)."""
+    """Stand-in for ``rosterlink.intake.read.SheetTable`` (same attributes, duck typed)."""
 
     sheet: str
     roster: str
@@ -123,7 +124,7 @@ def test_suites_exist_for_every_roster_kind():
 def test_checked_in_suites_are_in_sync_with_rosters_json():
     for kind in KINDS:
         on_disk = (EXPECTATIONS / f"{kind}.json").read_text(encoding="utf-8")
-        assert on_disk == suite_text(kind), f"run: python -m rosterlink.validate --write-suites ({kind})"
+        assert on_disk == suite_text(kind), f"run: python -m rosterlink.validate.run --write-suites ({kind})"
     assert main(["--check"]) == 0
 
 

@@ -15,7 +15,8 @@ import openpyxl
 import pytest
 
 from loaded_rows import id_number
-from rosterlink import visits, warehouse
+from rosterlink import warehouse
+from rosterlink.followup import visits
 
 TOWN = "店子镇"
 HOUSEHOLDS = {"A": ("张桂兰", 1), "B": ("李守田", 2), "C": ("王秀英", 3), "D": ("赵德明", 4)}
@@ -194,7 +195,8 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
     assert sorted(r[0] for r in warn) == ["公款帮扶", "帮扶低于标准", "帮扶高于标准", "超期未走访"]
     # more overdue households than the sheet lists (a province before its first logs): the help and
     # public-fund lines stay, the overdue ones stop at the cap and a last line says how many and where
-    from rosterlink import export, settings as settings_mod
+    from rosterlink.export import workbooks as export
+    from rosterlink.core import settings as settings_mod
 
     monkeypatch.setattr(export, "SHEET_LIST_MAX", 0)
     capped = settings_mod.Settings(intake_dir=district["intake"], warehouse_url=url,
@@ -207,7 +209,7 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
     assert summary[0][:6] == (TOWN, 4, 3, 1, 1, 0)
 
     # the Airflow page's follow-through section shows the same counts
-    from rosterlink import dashboard
+    from rosterlink.dashboard import app as dashboard
 
     page = dashboard.render_page(dashboard.figures(warehouse.connect(url)), warehouse="w",
                                  generated=dt.datetime(2026, 10, 10, 8))
@@ -294,7 +296,8 @@ def test_problem_counts_and_fund_sources_follow_the_programme_words():
 
 
 def test_sample_visit_logs_of_the_reference_district_give_the_generators_figures(tmp_path, sqlite_url, run_night):
-    from rosterlink import sample, sample_visits
+    from rosterlink.synthetic import sample
+    from rosterlink.synthetic import visits as sample_visits
 
     intake, exports = tmp_path / "intake", tmp_path / "exports"
     sample.generate(intake, night=1)

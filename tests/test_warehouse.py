@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from rosterlink import schema, warehouse
+from rosterlink import warehouse
+from rosterlink.core import paths
+from rosterlink.core.settings import normalise_url
+from rosterlink.warehouse import schema
 
 CONTRACT = {
     "intake_file": {"file_id", "department", "file_name", "sha256", "status", "rows_read", "rows_loaded",
@@ -51,9 +54,9 @@ def test_migrating_twice_is_harmless(sqlite_url):
 
 
 def test_postgres_urls_as_people_paste_them_are_accepted():
-    assert warehouse.normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert warehouse.normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert warehouse.normalise_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
 
 
 _MIGRATE_AND_READ = """
@@ -73,7 +76,7 @@ def _parallel_migrations(url: str, processes: int = 4, rounds: int = 15) -> list
     import sys
     from pathlib import Path
 
-    plugins = str(Path(warehouse.__file__).resolve().parents[1])
+    plugins = str(paths.PLUGINS_DIR)
     procs = [subprocess.Popen([sys.executable, "-c", _MIGRATE_AND_READ, url, plugins, str(rounds)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
     return [(p.wait(timeout=300), p.stderr.read()[-2000:]) for p in procs]

@@ -20,7 +20,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from rosterlink import faults, pairing, schema, status, warehouse
+from rosterlink import status, warehouse
+from rosterlink.ops import faults
+from rosterlink.pairing import engine as pairing
+from rosterlink.warehouse import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 RECEIVED = dt.datetime(2026, 11, 19, 16, 30)
@@ -455,7 +458,8 @@ def test_a_rebuild_killed_mid_write_leaves_last_nights_pairs(pg_url):
         before = conn.execute(sa.select(schema.pairing).order_by(schema.pairing.c.pairing_id)).all()
     script = textwrap.dedent(f"""
         import datetime as dt
-        from rosterlink import pairing, warehouse
+        from rosterlink import warehouse
+        from rosterlink.pairing import engine as pairing
         pairing.rebuild(warehouse.connect({pg_url!r}), dt.date(2026, 11, 21), "run-2")
     """)
     env = {**os.environ, "ROSTERLINK_FAILPOINT": "pairing.mid=kill"}

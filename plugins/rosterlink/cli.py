@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rosterlink.settings import DATA_DIR, PROJECT_ROOT
+from rosterlink.core.paths import DATA_DIR, PROJECT_ROOT
 
 
 def prepare_airflow(home: Path | None = None) -> Path:
@@ -116,7 +116,8 @@ def run_nightly(conf: dict, verbose: bool = False) -> tuple[str, dict | None, di
             raise SystemExit(f"DAG import errors: {bag.import_errors}")
         run = bag.get_dag("rosterlink_nightly").test(run_conf=conf)
     state = str(getattr(run.state, "value", run.state))
-    from rosterlink import settings, tasks, warehouse
+    from rosterlink import tasks, warehouse
+    from rosterlink.core import settings
 
     result = _night_result(run)
     if result and result.get("where"):
@@ -190,7 +191,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 def _print_failure(log_path: Path) -> None:
     """The lines of the log that say why (errors only: rosterlink never logs row values)."""
-    from rosterlink.masking import mask_text
+    from rosterlink.core.masking import mask_text
 
     if not log_path.exists():
         return
@@ -202,12 +203,13 @@ def _print_failure(log_path: Path) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from rosterlink import sample
+    from rosterlink.synthetic import sample
 
     out = Path(args.out).resolve()
     truth = Path(args.truth).resolve() if args.truth else None
     if args.visits:
-        from rosterlink import sample_visits, settings
+        from rosterlink.synthetic import visits as sample_visits
+        from rosterlink.core import settings
 
         url = args.warehouse or settings.load().warehouse_url
         day = dt.date.fromisoformat(args.as_of) if args.as_of else dt.date.today()
@@ -222,7 +224,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from rosterlink import settings, tasks, warehouse
+    from rosterlink import tasks, warehouse
+    from rosterlink.core import settings
 
     cfg = settings.load(warehouse_url=args.warehouse)
     print(json.dumps(tasks.night_figures(warehouse.connect(cfg.warehouse_url)), ensure_ascii=False, indent=2))
@@ -231,7 +234,9 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 def cmd_review(args: argparse.Namespace) -> int:
     """The link review queue: list it (masked), or record a reviewer's decision for the next night."""
-    from rosterlink import link, settings, warehouse
+    from rosterlink import warehouse
+    from rosterlink.link import night as link
+    from rosterlink.core import settings
 
     cfg = settings.load(warehouse_url=args.warehouse)
     eng = warehouse.connect(cfg.warehouse_url)
@@ -264,7 +269,10 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     """Blank rejected rows' raw values older than the retention age; the ledger and pairings stay."""
-    from rosterlink import nightlock, retention, settings, warehouse
+    from rosterlink import warehouse
+    from rosterlink.ops import nightlock
+    from rosterlink.privacy import retention
+    from rosterlink.core import settings
 
     try:
         days = retention.configured_days(args.older_than_days)
@@ -296,7 +304,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def cmd_analytics_copy(args: argparse.Namespace) -> int:
     """A pseudonymised copy of the public tables for analysts (IDs as HMAC tokens, no phones)."""
-    from rosterlink import pseudonymise, settings
+    from rosterlink.privacy import pseudonymise
+    from rosterlink.core import settings
 
     try:
         key = pseudonymise.secret(required=True)

@@ -67,7 +67,7 @@ def refresh(eng: sa.Engine, max_end_share: float = 0.10, allow_mass_end: bool = 
     is asked, inside the same transaction, how many current pairs they end; if too many, the
     exception rolls the transaction back and nothing is changed.
     """
-    from rosterlink import pairing
+    from rosterlink.pairing import engine as pairing
 
     as_of = as_of or dt.date.today()
     with eng.begin() as conn:

@@ -19,11 +19,16 @@ from types import SimpleNamespace
 import pandas as pd
 import sqlalchemy as sa
 
-from rosterlink import faults, intake, nightlock, pseudonymise, schema, warehouse
-from rosterlink.findings import FileRejected, Finding, message
-from rosterlink.masking import mask_text
-from rosterlink.settings import Settings
-from rosterlink.spec import catalogue
+from rosterlink import warehouse
+from rosterlink.ops import faults
+from rosterlink.intake import scan as intake
+from rosterlink.ops import nightlock
+from rosterlink.privacy import pseudonymise
+from rosterlink.warehouse import schema
+from rosterlink.core.findings import FileRejected, Finding, message
+from rosterlink.core.masking import mask_text
+from rosterlink.core.settings import Settings
+from rosterlink.core.spec import catalogue
 from rosterlink.warehouse import dumps, insert_many, now
 
 log = logging.getLogger(__name__)
@@ -99,7 +104,7 @@ def night_figures(eng: sa.Engine) -> dict:
             "SELECT COALESCE(SUM(rows_read),0), COALESCE(SUM(rows_loaded),0), COALESCE(SUM(rows_rejected),0) "
             "FROM intake_file").one()
         out["rows"] = {"read": int(rows[0]), "loaded": int(rows[1]), "rejected": int(rows[2])}
-    from rosterlink import visits
+    from rosterlink.followup import visits
 
     out["followup"] = visits.headline(eng)
     return out
@@ -126,7 +131,8 @@ def _clear_file(conn: sa.Connection, file_id: int) -> None:
 
 def read_file(settings: Settings, item: dict) -> dict:
     """Read and normalise one file into ``staged_row``; a file that cannot be read is rejected whole."""
-    from rosterlink import normalise, read
+    from rosterlink.intake import normalise
+    from rosterlink.intake import read
 
     eng = _engine(settings)
     file_id = item["file_id"]
@@ -179,7 +185,7 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 def validate_file(settings: Settings, item: dict) -> dict:
     """Run the roster's GX suite over one file's staged rows; quarantine the failures."""
-    from rosterlink import validate
+    from rosterlink.validate import run as validate
 
     if item.get("status") != "read":
         return item
@@ -311,7 +317,7 @@ def load(settings: Settings, items: list[dict], day: str | None = None) -> dict:
 
 # --- later stages ----------------------------------------------------------------------------------
 def link(settings: Settings) -> dict:
-    from rosterlink import link as link_stage
+    from rosterlink.link import night as link_stage
 
     return link_stage.link(_engine(settings), review_dir=settings.review_dir)
 
@@ -323,8 +329,8 @@ def refresh_statuses(settings: Settings, as_of: dt.date, allow_mass_end: bool = 
 
 
 def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> dict:
-    from rosterlink import pairing
-    from rosterlink.spec import load_json
+    from rosterlink.pairing import engine as pairing
+    from rosterlink.core.spec import load_json
 
     config = pairing.PairingConfig.from_mapping(load_json("pairing.json"))
     return pairing.rebuild(_engine(settings), as_of, run_id, config)
@@ -332,7 +338,7 @@ def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> dict:
 
 def follow_through(settings: Settings, as_of: dt.date, run_id: str) -> dict:
     """Tie tonight's visit logs to the pairs (or reject them) and rebuild the follow-through figures."""
-    from rosterlink import visits
+    from rosterlink.followup import visits
 
     return visits.match(_engine(settings), as_of, run_id)
 
@@ -350,14 +356,15 @@ def write_exports(settings: Settings, as_of: dt.date, file_ids: list[int]) -> di
     """All of the night's workbooks in one call (the CLI's and the benchmarks' way; the DAG writes
     them in three parallel tasks: :func:`write_feedback`, :func:`write_pairing_workbook`,
     :func:`write_change_log`)."""
-    from rosterlink import export
+    from rosterlink.export import workbooks as export
 
     return export.write_all(_engine(settings), settings, as_of, file_ids)
 
 
 def write_feedback(settings: Settings, as_of: dt.date, file_ids: list[int]) -> dict:
     """The clerks' feedback workbooks and the departments' opinions workbooks."""
-    from rosterlink import export, visits
+    from rosterlink.export import workbooks as export
+    from rosterlink.followup import visits
 
     eng = _engine(settings)
     feedback = export.write_feedback(eng, settings, file_ids)
@@ -366,13 +373,13 @@ def write_feedback(settings: Settings, as_of: dt.date, file_ids: list[int]) -> d
 
 
 def write_pairing_workbook(settings: Settings, as_of: dt.date) -> dict:
-    from rosterlink import export
+    from rosterlink.export import workbooks as export
 
     return {"pairing": str(export.write_pairing_workbook(_engine(settings), settings, as_of))}
 
 
 def write_change_log(settings: Settings, as_of: dt.date) -> dict:
-    from rosterlink import export
+    from rosterlink.export import workbooks as export
 
     return {"change_log": str(export.write_change_log(_engine(settings), settings, as_of))}
 

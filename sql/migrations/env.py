@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from rosterlink.schema import metadata
+from rosterlink.warehouse.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # command line use: `alembic -x url=sqlite:///... upgrade head`

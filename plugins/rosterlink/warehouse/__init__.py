@@ -1,0 +1,23 @@
+"""The warehouse: schema (:mod:`.schema`), connection and migrations (:mod:`.db`), bulk I/O
+(:mod:`.bulk`), the staging table (:mod:`.staging`) and the load stage (:mod:`.load`).
+
+The names below are the warehouse's public surface, used by every stage as ``warehouse.connect``,
+``warehouse.insert_many`` and so on.
+"""
+
+from rosterlink.warehouse.bulk import insert_many, run_sql, sql_statements, update_many
+from rosterlink.warehouse.db import connect, create_views, display_url, dumps, engine, migrate, now
+
+__all__ = [
+    "connect",
+    "create_views",
+    "display_url",
+    "dumps",
+    "engine",
+    "insert_many",
+    "migrate",
+    "now",
+    "run_sql",
+    "sql_statements",
+    "update_many",
+]

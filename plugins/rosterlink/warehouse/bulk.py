@@ -1,0 +1,109 @@
+"""Bulk I/O on the warehouse: the one write path for many rows (COPY on PostgreSQL, executemany
+batches on SQLite), bulk updates by key, and set-based SQL kept in ``sql/`` files.
+
+Every function runs inside the caller's transaction (``conn``): a rollback removes what it wrote.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+
+import sqlalchemy as sa
+
+from rosterlink.core.paths import SQL_DIR
+
+
+def insert_many(conn: sa.Connection, table: sa.Table, rows: Iterable[dict], batch: int = 5000) -> int:
+    """The one bulk write path: COPY on PostgreSQL, executemany batches on SQLite.
+
+    On PostgreSQL (psycopg 3) the rows are streamed with ``COPY table (columns) FROM STDIN`` through
+    the raw driver connection of ``conn``, so they land inside ``conn``'s transaction exactly like
+    an INSERT would (a rollback removes them). The columns are the keys of the first row; every row
+    must have them (columns left out take their server default, as with an INSERT). Values go
+    through the columns' bind processors first, so what is stored equals what executemany stores.
+    """
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        return _copy_rows(conn, table, rows)
+    total, chunk = 0, []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= batch:
+            conn.execute(table.insert(), chunk)
+            total += len(chunk)
+            chunk = []
+    if chunk:
+        conn.execute(table.insert(), chunk)
+        total += len(chunk)
+    return total
+
+
+def _copy_rows(conn: sa.Connection, table: sa.Table, rows: Iterable[dict]) -> int:
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is None:
+        return 0
+    names = list(first)
+    columns = [table.c[name] for name in names]
+    processors = [(i, p) for i, col in enumerate(columns) if (p := col.type.bind_processor(conn.dialect))]
+    quote = conn.dialect.identifier_preparer
+    sql = (f"COPY {quote.format_table(table)} ({', '.join(quote.quote(n) for n in names)}) FROM STDIN")
+    total = 0
+    with conn.connection.driver_connection.cursor() as cursor, cursor.copy(sql) as copy:
+        for row in itertools.chain((first,), iterator):
+            values = [row[name] for name in names]
+            for i, process in processors:
+                values[i] = process(values[i])
+            copy.write_row(values)
+            total += 1
+    return total
+
+
+def update_many(conn: sa.Connection, table: sa.Table, keys: list[str], rows: list[dict]) -> int:
+    """Bulk UPDATE by key: each row names the key columns ``keys`` and the new values of the other
+    columns (the same columns in every row). PostgreSQL: COPY into a temporary table, then one
+    ``UPDATE ... FROM``; SQLite: executemany. Returns the number of rows given."""
+    if not rows:
+        return 0
+    names = list(rows[0])
+    values = [n for n in names if n not in keys]
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        quote = conn.dialect.identifier_preparer
+        temp = sa.Table(f"_upd_{table.name}", sa.MetaData(), *(sa.Column(n, table.c[n].type) for n in names),
+                        prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote.format_table(temp)}")
+        temp.create(conn)
+        _copy_rows(conn, temp, rows)
+        t, u = quote.format_table(table), quote.format_table(temp)
+        sets = ", ".join(f"{quote.quote(n)} = u.{quote.quote(n)}" for n in values)
+        on = " AND ".join(f"{t}.{quote.quote(k)} = u.{quote.quote(k)}" for k in keys)
+        conn.exec_driver_sql(f"ANALYZE {u}")
+        conn.exec_driver_sql(f"UPDATE {t} SET {sets} FROM {u} AS u WHERE {on}")
+        conn.exec_driver_sql(f"DROP TABLE {u}")
+        return len(rows)
+    stmt = (table.update().where(*(table.c[k] == sa.bindparam(f"_k_{k}") for k in keys))
+            .values(**{n: sa.bindparam(f"_v_{n}") for n in values}))
+    params = [{**{f"_k_{k}": r[k] for k in keys}, **{f"_v_{n}": r[n] for n in values}} for r in rows]
+    for i in range(0, len(params), 5000):
+        conn.execute(stmt, params[i:i + 5000])
+    return len(rows)
+
+
+@lru_cache(maxsize=64)
+def sql_statements(name: str) -> tuple[str, ...]:
+    """The statements of ``sql/<name>`` (e.g. ``status/01_compute.sql``), split at a ``;`` that ends
+    a line; comment-only pieces dropped. The files hold portable SQL without semicolons in strings."""
+    text = (SQL_DIR / name).read_text(encoding="utf-8")
+    out = []
+    for piece in re.split(r";[ \t]*(?:\n|$)", text):
+        code = "\n".join(line for line in piece.splitlines() if not line.strip().startswith("--")).strip()
+        if code:
+            out.append(piece.strip())
+    return tuple(out)
+
+
+def run_sql(conn: sa.Connection, name: str) -> list[sa.CursorResult]:
+    """Run every statement of ``sql/<name>`` on ``conn`` (inside its transaction), in order."""
+    return [conn.exec_driver_sql(statement) for statement in sql_statements(name)]

@@ -1,0 +1,149 @@
+"""The warehouse connection: engine, schema migrations, report views, clock and JSON for columns.
+
+Works the same on SQLite (the embedded default) and PostgreSQL. The schema is created and upgraded
+by Alembic (``sql/migrations``); report views are (re)created from ``sql/views/*.sql``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import itertools
+import json
+import logging
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from rosterlink.warehouse import schema
+from rosterlink.core.paths import SQL_DIR
+from rosterlink.core.settings import normalise_url
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+log = logging.getLogger(__name__)
+
+def display_url(url: str) -> str:
+    """A warehouse URL as a person may read it: without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI types
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+@lru_cache(maxsize=8)
+def engine(url: str) -> sa.Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        eng = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(eng, "connect", _sqlite_pragmas)
+        return eng
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+_MIGRATION_LOCK_ID = 0x726C6D67  # PostgreSQL advisory lock key ("rlmg")
+
+
+@contextlib.contextmanager
+def _migration_lock(eng: sa.Engine) -> Iterator[None]:
+    """One process at a time migrates: the tasks of a night start in parallel (mapped tasks under
+    LocalExecutor or Celery), and every one of them brings the schema up to date first.
+
+    SQLite's driver runs DDL outside transactions, so two processes could interleave their
+    ``DROP VIEW``/``CREATE VIEW``; a lock file beside the database serialises them. PostgreSQL: a
+    session advisory lock.
+    """
+    if eng.dialect.name == "sqlite":
+        database = eng.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate-lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    if eng.dialect.name == "postgresql":
+        with eng.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_MIGRATION_LOCK_ID})")
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK_ID})")
+                conn.commit()
+        return
+    yield
+
+
+def migrate(eng: sa.Engine) -> None:
+    """Bring the schema to the newest migration and recreate the report views."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SQL_DIR / "migrations"))
+    with _migration_lock(eng):
+        with eng.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        create_views(eng)
+
+
+def _view_sql(path: Path) -> str:
+    return f"CREATE VIEW {path.stem} AS\n{path.read_text(encoding='utf-8').strip().rstrip(';')}"
+
+
+def create_views(eng: sa.Engine) -> None:
+    """(Re)create the report views of ``sql/views``; on SQLite, only when one of them changed (so a
+    night's parallel tasks do not rewrite the schema under each other's readers)."""
+    views = sorted((SQL_DIR / "views").glob("*.sql"))
+    wanted = {path.stem: _view_sql(path) for path in views}
+    with eng.begin() as conn:
+        if eng.dialect.name == "sqlite":
+            have = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'view'").all())
+            if all(have.get(name) == sql for name, sql in wanted.items()):
+                return
+        for path in reversed(views):
+            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {path.stem}")
+        for sql in wanted.values():
+            conn.exec_driver_sql(sql)
+
+
+def connect(url: str) -> sa.Engine:
+    """Engine with the schema brought up to date: what every stage calls first."""
+    eng = engine(url)
+    _migrated(url)
+    return eng
+
+
+@lru_cache(maxsize=8)
+def _migrated(url: str) -> bool:
+    migrate(engine(url))
+    return True
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
