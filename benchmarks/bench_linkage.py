@@ -96,13 +96,18 @@ def _run_link(url: str, backend: str | None = None, master: str | None = None) -
         sys.stderr.write(proc.stderr[-4000:])
         raise SystemExit("link stage failed")
     line = next(x for x in proc.stdout.splitlines() if x.startswith("BENCH-JSON "))
-    return json.loads(line[len("BENCH-JSON "):])
+    return json.loads(line[len("BENCH-JSON ") :])
 
 
 def _reviews(eng) -> Counter:  # noqa: ANN001
     with eng.connect() as conn:
-        return Counter(dict(conn.exec_driver_sql(
-            "SELECT reason || ':' || status, COUNT(*) FROM link_review GROUP BY reason, status").all()))
+        return Counter(
+            dict(
+                conn.exec_driver_sql(
+                    "SELECT reason || ':' || status, COUNT(*) FROM link_review GROUP BY reason, status"
+                ).all()
+            )
+        )
 
 
 def _answer_reviews(eng, evalset, index) -> Counter:  # noqa: ANN001
@@ -114,7 +119,9 @@ def _answer_reviews(eng, evalset, index) -> Counter:  # noqa: ANN001
 
     r = schema.source_record
     with eng.connect() as conn:
-        loc = {rid: (f, n) for rid, f, n in conn.execute(sa.select(r.c.record_id, r.c.file_id, r.c.row_number))}
+        loc = {
+            rid: (f, n) for rid, f, n in conn.execute(sa.select(r.c.record_id, r.c.file_id, r.c.row_number))
+        }
     decided: Counter = Counter()
     with eng.begin() as conn:
         for row in link.pending_reviews(conn):
@@ -128,19 +135,27 @@ def _answer_reviews(eng, evalset, index) -> Counter:  # noqa: ANN001
 
 
 def _fmt(m: dict) -> str:
-    return (f"P={m['precision']:.4f} R={m['recall']:.4f} F1={m['f1']:.4f} "
-            f"(rows {m['rows']:,}, true pairs {m['true_pairs']:,}, predicted {m['predicted_pairs']:,}, "
-            f"entities {m['entities_predicted']:,}/{m['entities_true']:,})")
+    return (
+        f"P={m['precision']:.4f} R={m['recall']:.4f} F1={m['f1']:.4f} "
+        f"(rows {m['rows']:,}, true pairs {m['true_pairs']:,}, predicted {m['predicted_pairs']:,}, "
+        f"entities {m['entities_predicted']:,}/{m['entities_true']:,})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="times the reference district (1,457 households)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="times the reference district (1,457 households)"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--db", help="SQLite file to use (default: a temporary one)")
-    parser.add_argument("--reviewers", action="store_true", help="answer the review queue from the truth, relink")
+    parser.add_argument(
+        "--reviewers", action="store_true", help="answer the review queue from the truth, relink"
+    )
     parser.add_argument("--json", help="write the figures here")
-    parser.add_argument("--backend", choices=("duckdb", "spark"), help="Splink backend (default: the configured one)")
+    parser.add_argument(
+        "--backend", choices=("duckdb", "spark"), help="Splink backend (default: the configured one)"
+    )
     parser.add_argument("--spark-master", help="Spark master URL (default: the configured one, local[2])")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -155,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     evalset = linkage_eval.generate(seed=seed, scale=args.scale)
     gen_s = time.perf_counter() - t
     kinds = Counter(r.entity_kind for r in evalset.rows)
-    print(f"evaluation set: scale {args.scale}, seed {seed}: {kinds['household']:,} household rows, "
-          f"{kinds['cadre']:,} cadre rows, {len(evalset.namesakes)} namesake pairs ({gen_s:.1f}s to generate)")
+    print(
+        f"evaluation set: scale {args.scale}, seed {seed}: {kinds['household']:,} household rows, "
+        f"{kinds['cadre']:,} cadre rows, {len(evalset.namesakes)} namesake pairs ({gen_s:.1f}s to generate)"
+    )
     tags = evalset.tag_counts()
     print("  problems planted: " + ", ".join(f"{k} {v:,}" for k, v in tags.items()))
 
@@ -167,8 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     url = f"sqlite:///{db}"
     eng = warehouse.connect(url)
     index: dict = {}
-    figures: dict = {"scale": args.scale, "seed": seed, "backend": args.backend, "rows": dict(kinds), "planted": tags,
-                     "nights": []}
+    figures: dict = {
+        "scale": args.scale,
+        "seed": seed,
+        "backend": args.backend,
+        "rows": dict(kinds),
+        "planted": tags,
+        "nights": [],
+    }
     for night in evalset.nights():
         t = time.perf_counter()
         index.update(linkage_eval.load(eng, evalset, night))
@@ -180,22 +203,38 @@ def main(argv: list[str] | None = None) -> int:
         n_rows = sum(1 for r in evalset.rows if r.night == night)
         print(f"\nnight {night}: {n_rows:,} new rows (inserted in {load_s:.1f}s)")
         jvm = f" + JVM {summary['jvm_peak_mb']:.0f} MB" if summary.get("jvm_peak_mb") else ""
-        print(f"  link stage: {summary['wall_seconds']:.1f}s wall, peak memory {summary['max_rss_mb']:.0f} MB{jvm} "
-              f"(model: {summary['model'].get('source')}, "
-              f"{summary['timings'].get('household_model', 0):.1f}s in training+scoring; backend {summary['backend']}"
-              + (f", spark start {summary['spark_start_seconds']:.1f}s" if summary["spark_start_seconds"] else "")
-              + ")")
+        print(
+            f"  link stage: {summary['wall_seconds']:.1f}s wall, peak memory {summary['max_rss_mb']:.0f} MB{jvm} "
+            f"(model: {summary['model'].get('source')}, "
+            f"{summary['timings'].get('household_model', 0):.1f}s in training+scoring; backend {summary['backend']}"
+            + (
+                f", spark start {summary['spark_start_seconds']:.1f}s"
+                if summary["spark_start_seconds"]
+                else ""
+            )
+            + ")"
+        )
         print(f"  households: {_fmt(result['household'])}")
         print(f"  cadres:     {_fmt(result['cadre'])}")
         print(f"  namesake pairs merged: {result['namesakes']['merged']} of {result['namesakes']['pairs']}")
         clusters = summary["clusters"]
-        print(f"  clusters: {clusters['households']:,} households, largest {clusters['largest']} rows, "
-              f"sizes {clusters['size_histogram']}; model-shaped 3+ row clusters {clusters['model_shaped_3plus']}, "
-              f"density min {clusters['density_min']} median {clusters['density_median']}, "
-              f"below 0.5: {clusters['density_below_half']}")
+        print(
+            f"  clusters: {clusters['households']:,} households, largest {clusters['largest']} rows, "
+            f"sizes {clusters['size_histogram']}; model-shaped 3+ row clusters {clusters['model_shaped_3plus']}, "
+            f"density min {clusters['density_min']} median {clusters['density_median']}, "
+            f"below 0.5: {clusters['density_below_half']}"
+        )
         print(f"  review queue: {dict(sorted(reviews.items()))}; merges tonight {len(summary['merges'])}")
-        figures["nights"].append({"night": night, "rows": n_rows, "link": summary, "metrics": result,
-                                  "reviews": dict(reviews), "peak_rss_mb_children": rss_children})
+        figures["nights"].append(
+            {
+                "night": night,
+                "rows": n_rows,
+                "link": summary,
+                "metrics": result,
+                "reviews": dict(reviews),
+                "peak_rss_mb_children": rss_children,
+            }
+        )
     if args.reviewers:
         decided = _answer_reviews(eng, evalset, index)
         summary = _run_link(url, args.backend, args.spark_master)
@@ -206,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  decisions applied: {len(summary['decisions_applied'])}, merges {len(summary['merges'])}")
         figures["after_review"] = {"decided": dict(decided), "metrics": result, "link": summary}
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+        Path(args.json).write_text(
+            json.dumps(figures, ensure_ascii=False, indent=1, default=str), encoding="utf-8"
+        )
     return 0
 
 

@@ -54,11 +54,31 @@ sys.path.insert(0, str(ROOT / "tests"))
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379/12"
 AS_OF = "2026-11-25"
-REFERENCE = {"hardship": 936, "orphan": 468, "old_member": 53,
-             "cadre_county": 38, "cadre_section": 1088, "cadre_ordinary": 331, "case": 49}
-STAGES = ("begin_night", "scan_intake", "read_file", "validate_file", "document_validation", "load_files",
-          "link_entities", "refresh_statuses", "rebuild_pairings", "follow_through", "write_feedback",
-          "write_pairing_workbook", "write_change_log", "finish_night")
+REFERENCE = {
+    "hardship": 936,
+    "orphan": 468,
+    "old_member": 53,
+    "cadre_county": 38,
+    "cadre_section": 1088,
+    "cadre_ordinary": 331,
+    "case": 49,
+}
+STAGES = (
+    "begin_night",
+    "scan_intake",
+    "read_file",
+    "validate_file",
+    "document_validation",
+    "load_files",
+    "link_entities",
+    "refresh_statuses",
+    "rebuild_pairings",
+    "follow_through",
+    "write_feedback",
+    "write_pairing_workbook",
+    "write_change_log",
+    "finish_night",
+)
 
 
 # ------------------------------------------------------------------------------------------ the intake
@@ -87,10 +107,16 @@ def province_config(target: Path, households: int, cadres: int) -> Path:
     counts = province_counts(households, cadres)
     district = json.loads((target / "district.json").read_text(encoding="utf-8"))
     district["reference_counts"] = {**counts, "pairs": households}
-    (target / "district.json").write_text(json.dumps(district, ensure_ascii=False, indent=2), encoding="utf-8")
+    (target / "district.json").write_text(
+        json.dumps(district, ensure_ascii=False, indent=2), encoding="utf-8"
+    )
     pairing = json.loads((target / "pairing.json").read_text(encoding="utf-8"))
     per_cadre = -(-households * 3 // (cadres * 2))  # capacity 1.5x the average load
-    pairing["max_households"] = {"county": max(3, per_cadre // 2), "section": per_cadre, "ordinary": per_cadre}
+    pairing["max_households"] = {
+        "county": max(3, per_cadre // 2),
+        "section": per_cadre,
+        "ordinary": per_cadre,
+    }
     pairing["default_max_households"] = per_cadre
     (target / "pairing.json").write_text(json.dumps(pairing, ensure_ascii=False, indent=2), encoding="utf-8")
     return target
@@ -98,7 +124,7 @@ def province_config(target: Path, households: int, cadres: int) -> Path:
 
 def _groups(items: list, n: int) -> list[list]:
     size = -(-len(items) // n)
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def generate_intake(intake: Path, seed: int = 20261201) -> dict:
@@ -124,16 +150,20 @@ def generate_intake(intake: Path, seed: int = 20261201) -> dict:
         files[rel] = dataclasses.asdict(truth)
 
     for i, pair in enumerate(_groups(towns, 5)):
-        sub = dataclasses.replace(pop, towns=tuple(pair), hardship=[h for h in pop.hardship if h.town in pair],
-                                  **part(i))
+        sub = dataclasses.replace(
+            pop, towns=tuple(pair), hardship=[h for h in pop.hardship if h.town in pair], **part(i)
+        )
         write(sample._write_hardship, f"civil_affairs/特困家庭花名册_{'、'.join(pair)}.xlsx", sub, fill)
     for i, town in enumerate(towns):
-        sub = dataclasses.replace(pop, towns=(town,), orphan=[f for f in pop.orphan if f.town == town], **part(i))
+        sub = dataclasses.replace(
+            pop, towns=(town,), orphan=[f for f in pop.orphan if f.town == town], **part(i)
+        )
         write(sample._write_orphan, f"womens_federation/失亲儿童家庭名单_{town}.xls", sub, fill)
         sub = dataclasses.replace(pop, cadres=[c for c in pop.cadres if c.linked_town == town], **part(i))
         write(sample._write_cadres, f"organization/干部花名册_{town}.xlsx", sub, fill)
-        sub = dataclasses.replace(pop, towns=(town,), old_member=[m for m in pop.old_member if m.town == town],
-                                  **part(i))
+        sub = dataclasses.replace(
+            pop, towns=(town,), old_member=[m for m in pop.old_member if m.town == town], **part(i)
+        )
         write(sample._write_old_members, f"organization/建国前入党老党员名册_{town}.csv", sub)
     for i, pair in enumerate(_groups(towns, 5)):
         sub = dataclasses.replace(pop, cases=[c for c in pop.cases if c.town in pair], **part(i))
@@ -176,9 +206,13 @@ class Sampler(threading.Thread):
 
 
 def _role(cmdline: str) -> str:
-    for needle, role in (("api-server", "api-server"), ("dag-processor", "dag-processor"),
-                         ("scheduler", "scheduler"), ("celery worker", "celery worker"),
-                         ("worker", "celery worker (task process)")):
+    for needle, role in (
+        ("api-server", "api-server"),
+        ("dag-processor", "dag-processor"),
+        ("scheduler", "scheduler"),
+        ("celery worker", "celery worker"),
+        ("worker", "celery worker (task process)"),
+    ):
         if needle in cmdline:
             return role
     return cmdline[:40] or "other"
@@ -228,9 +262,15 @@ def run_night(workdir: Path, intake_src: Path, config: Path, workers: int, timeo
     queue = f"rl-province-{tag}"
     names = [f"rl-province-w{i + 1}-{tag}" for i in range(workers)]
     cluster = AirflowCluster(
-        run_dir / "airflow", executor="CeleryExecutor", sql_alchemy_conn=airflow_url, parallelism=4,
-        env={**celery_env(REDIS_URL, airflow_url, queue), "ROSTERLINK_CONFIG_DIR": str(config),
-             "ROSTERLINK_TASK_RETRIES": "0"},
+        run_dir / "airflow",
+        executor="CeleryExecutor",
+        sql_alchemy_conn=airflow_url,
+        parallelism=4,
+        env={
+            **celery_env(REDIS_URL, airflow_url, queue),
+            "ROSTERLINK_CONFIG_DIR": str(config),
+            "ROSTERLINK_TASK_RETRIES": "0",
+        },
     )
     sampler = Sampler(cluster)
     try:
@@ -244,30 +284,55 @@ def run_night(workdir: Path, intake_src: Path, config: Path, workers: int, timeo
             cluster.unpause()
             sampler.start()
             started = time.monotonic()
-            run_id = cluster.trigger({"intake_dir": str(intake), "warehouse_url": warehouse_url,
-                                      "export_dir": str(exports), "as_of": AS_OF})
+            run_id = cluster.trigger(
+                {
+                    "intake_dir": str(intake),
+                    "warehouse_url": warehouse_url,
+                    "export_dir": str(exports),
+                    "as_of": AS_OF,
+                }
+            )
             state = cluster.wait_run(run_id, timeout=timeout)
             wall = time.monotonic() - started
             sampler.stopping.set()
             tis = cluster.task_instances(run_id)
             if state != "success":
                 print(cluster.explain_run(run_id, state, tis), file=sys.stderr)
-            task_logs = {path: path.read_text(errors="replace") for path in
-                         (cluster.home / "logs" / "dag_id=rosterlink_nightly" / f"run_id={run_id}").glob("**/*.log")}
+            task_logs = {
+                path: path.read_text(errors="replace")
+                for path in (cluster.home / "logs" / "dag_id=rosterlink_nightly" / f"run_id={run_id}").glob(
+                    "**/*.log"
+                )
+            }
         af = sa.create_engine(airflow_url)
         with af.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT task_id, map_index, hostname, start_date, end_date FROM task_instance "
-                "WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"), {"r": run_id}).all()
-            run_span = conn.execute(sa.text(
-                "SELECT start_date, end_date FROM dag_run WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"),
-                {"r": run_id}).one()
+            rows = conn.execute(
+                sa.text(
+                    "SELECT task_id, map_index, hostname, start_date, end_date FROM task_instance "
+                    "WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"
+                ),
+                {"r": run_id},
+            ).all()
+            run_span = conn.execute(
+                sa.text(
+                    "SELECT start_date, end_date FROM dag_run WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"
+                ),
+                {"r": run_id},
+            ).one()
         af.dispose()
-        result = {"workers": workers, "state": state, "wall_s": wall,
-                  "run_s": (run_span.end_date - run_span.start_date).total_seconds()
-                  if run_span.end_date and run_span.start_date else None,
-                  "stages": _stages(rows), "hosts": _hosts(rows), "task_resources": _resources(task_logs),
-                  "components_peak_mb": sampler.by_role(), "warehouse": _warehouse(warehouse_url)}
+        result = {
+            "workers": workers,
+            "state": state,
+            "wall_s": wall,
+            "run_s": (run_span.end_date - run_span.start_date).total_seconds()
+            if run_span.end_date and run_span.start_date
+            else None,
+            "stages": _stages(rows),
+            "hosts": _hosts(rows),
+            "task_resources": _resources(task_logs),
+            "components_peak_mb": sampler.by_role(),
+            "warehouse": _warehouse(warehouse_url),
+        }
     finally:
         sampler.stopping.set()
         _drop(warehouse_url)
@@ -336,16 +401,23 @@ def _warehouse(url: str) -> dict:
 
 # ------------------------------------------------------------------------------------------- report
 def report(result: dict, rows_read: int) -> None:
-    print(f"\n== {result['workers']} Celery worker(s): night {result['state']}, "
-          f"{result['run_s'] or result['wall_s']:.0f} s ({(result['run_s'] or result['wall_s']) / 60:.1f} min)")
+    print(
+        f"\n== {result['workers']} Celery worker(s): night {result['state']}, "
+        f"{result['run_s'] or result['wall_s']:.0f} s ({(result['run_s'] or result['wall_s']) / 60:.1f} min)"
+    )
     print(f"{'stage':<22}{'tasks':>6}{'wall s':>9}{'task s':>9}{'rows/s':>10}{'peak MB':>9}{'cpu s':>8}")
     for stage, s in result["stages"].items():
         res = result["task_resources"].get(stage, {})
         rate = rows_read / s["wall_s"] if s["wall_s"] and stage not in ("begin_night", "scan_intake") else 0
-        print(f"{stage:<22}{s['tasks']:>6}{s['wall_s']:>9.1f}{s['task_s']:>9.1f}"
-              f"{rate:>10,.0f}{res.get('peak_rss_mb', 0):>9,.0f}{res.get('cpu_s', 0):>8.0f}")
+        print(
+            f"{stage:<22}{s['tasks']:>6}{s['wall_s']:>9.1f}{s['task_s']:>9.1f}"
+            f"{rate:>10,.0f}{res.get('peak_rss_mb', 0):>9,.0f}{res.get('cpu_s', 0):>8.0f}"
+        )
     print("mapped tasks per worker:", json.dumps(result["hosts"]))
-    print("component peak RSS (MB):", ", ".join(f"{k} {v:,.0f}" for k, v in result["components_peak_mb"].items()))
+    print(
+        "component peak RSS (MB):",
+        ", ".join(f"{k} {v:,.0f}" for k, v in result["components_peak_mb"].items()),
+    )
     print("warehouse:", json.dumps(result["warehouse"]))
 
 
@@ -358,8 +430,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--generate-only", action="store_true")
-    parser.add_argument("--reuse-intake", action="store_true",
-                        help="use the intake and truth.json an earlier run left in --workdir")
+    parser.add_argument(
+        "--reuse-intake",
+        action="store_true",
+        help="use the intake and truth.json an earlier run left in --workdir",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     # a benchmark stopped with SIGTERM still stops its cluster and drops its databases
@@ -381,11 +456,15 @@ def main(argv: list[str] | None = None) -> int:
         truth_file.write_text(json.dumps(truth, ensure_ascii=False, default=str), encoding="utf-8")
     rows_read = sum(f["rows"] for f in truth["files"].values())
     size = sum(p.stat().st_size for p in intake.rglob("*") if p.is_file())
-    print(f"province intake: {len(truth['files'])} files, {rows_read:,} data rows, {size / 2**20:,.0f} MB, "
-          f"written in {time.perf_counter() - t0:.0f} s")
+    print(
+        f"province intake: {len(truth['files'])} files, {rows_read:,} data rows, {size / 2**20:,.0f} MB, "
+        f"written in {time.perf_counter() - t0:.0f} s"
+    )
     c = truth["counts"]
-    print(f"truth: households {c['households']['total']:,} ({c['households']}), cadres {c['cadres']['total']:,}, "
-          f"open cases {c['cases']['open']:,}")
+    print(
+        f"truth: households {c['households']['total']:,} ({c['households']}), cadres {c['cadres']['total']:,}, "
+        f"open cases {c['cases']['open']:,}"
+    )
     results = []
     if not args.generate_only:
         for workers in (int(w) for w in args.workers.split(",")):
@@ -395,13 +474,17 @@ def main(argv: list[str] | None = None) -> int:
             good = sum(f["good_rows"] for f in truth["files"].values())
             wh = result["warehouse"]
             if "error" not in wh:
-                print(f"check: rows read {wh['rows_read']:,} = loaded {wh['rows_loaded']:,} + rejected "
-                      f"{wh['rows_rejected']:,}; generator: {rows_read:,} rows, {good:,} good; households active "
-                      f"{wh['households_active']:,} of {c['households']['total']:,}; cadres active "
-                      f"{wh['cadres_active']:,} of {c['cadres']['total']:,}; pairs {wh['pairs_current']:,}")
+                print(
+                    f"check: rows read {wh['rows_read']:,} = loaded {wh['rows_loaded']:,} + rejected "
+                    f"{wh['rows_rejected']:,}; generator: {rows_read:,} rows, {good:,} good; households active "
+                    f"{wh['households_active']:,} of {c['households']['total']:,}; cadres active "
+                    f"{wh['cadres_active']:,} of {c['cadres']['total']:,}; pairs {wh['pairs_current']:,}"
+                )
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows_read, "truth_counts": c, "runs": results}, indent=1,
-                                        default=str), encoding="utf-8")
+        args.json.write_text(
+            json.dumps({"rows": rows_read, "truth_counts": c, "runs": results}, indent=1, default=str),
+            encoding="utf-8",
+        )
     if not args.keep and args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

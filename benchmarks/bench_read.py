@@ -29,12 +29,37 @@ def _rows(n: int) -> list[list]:
     import datetime as dt
 
     towns = district().towns
-    surnames, given = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何林高罗", "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂华"
-    return [[i + 1, surnames[i % 20] + given[(i // 20) % 25] + given[(i // 500) % 25], idnumber.make("370406", dt.date(1950 + i % 50, 1 + i % 12, 1 + i % 28), i % 1000),
-             towns[i % len(towns)], f"测试村{i % 300}", 1 + i % 6, "因病", 1500.5, f"138{i:08d}"] for i in range(n)]
+    surnames, given = (
+        "王李张刘陈杨赵黄周吴徐孙马朱胡郭何林高罗",
+        "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂华",
+    )
+    return [
+        [
+            i + 1,
+            surnames[i % 20] + given[(i // 20) % 25] + given[(i // 500) % 25],
+            idnumber.make("370406", dt.date(1950 + i % 50, 1 + i % 12, 1 + i % 28), i % 1000),
+            towns[i % len(towns)],
+            f"测试村{i % 300}",
+            1 + i % 6,
+            "因病",
+            1500.5,
+            f"138{i:08d}",
+        ]
+        for i in range(n)
+    ]
 
 
-HEADER = ["序号", "户主姓名", "户主身份证号", "镇街", "村(居)", "家庭人口", "致困原因", "人均年收入(元)", "联系电话"]
+HEADER = [
+    "序号",
+    "户主姓名",
+    "户主身份证号",
+    "镇街",
+    "村(居)",
+    "家庭人口",
+    "致困原因",
+    "人均年收入(元)",
+    "联系电话",
+]
 
 
 def write_xlsx(path: Path, rows: list[list]) -> None:
@@ -74,9 +99,11 @@ def main() -> None:
             t2 = time.perf_counter()
             outcome = validate.validate_table(table, frame, findings)
             t3 = time.perf_counter()
-            print(f"{suffix:5} {n:>8} rows  read {t1 - t0:6.2f} s  normalise {t2 - t1:6.2f} s  "
-                  f"validate {t3 - t2:6.2f} s  ({n / (t3 - t0):,.0f} rows/s)  valid {len(outcome.valid)}  "
-                  f"peak RSS {peak_mb():,.0f} MB")
+            print(
+                f"{suffix:5} {n:>8} rows  read {t1 - t0:6.2f} s  normalise {t2 - t1:6.2f} s  "
+                f"validate {t3 - t2:6.2f} s  ({n / (t3 - t0):,.0f} rows/s)  valid {len(outcome.valid)}  "
+                f"peak RSS {peak_mb():,.0f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -63,9 +63,16 @@ def database(kind: str):
 
 
 def _payload(i: int) -> dict:
-    return {"head_name": f"户主{i}", "head_id_number": None, "town": TOWNS[i % len(TOWNS)],
-            "village": f"{i % 700}村", "household_size": str(1 + i % 6), "cause": "因病致困",
-            "income": "3600", "phone": None}
+    return {
+        "head_name": f"户主{i}",
+        "head_id_number": None,
+        "town": TOWNS[i % len(TOWNS)],
+        "village": f"{i % 700}村",
+        "household_size": str(1 + i % 6),
+        "cause": "因病致困",
+        "income": "3600",
+        "phone": None,
+    }
 
 
 def _staged_rows(file_id: int, first: int, count: int):
@@ -73,8 +80,15 @@ def _staged_rows(file_id: int, first: int, count: int):
 
     for n in range(count):
         i = first + n
-        yield {"file_id": file_id, "sheet": "Sheet1", "row_number": n + 3, "roster": "hardship",
-               "payload": dumps(_payload(i)), "findings": "[]", "state": "valid"}
+        yield {
+            "file_id": file_id,
+            "sheet": "Sheet1",
+            "row_number": n + 3,
+            "roster": "hardship",
+            "payload": dumps(_payload(i)),
+            "findings": "[]",
+            "state": "valid",
+        }
 
 
 def _ledger(conn: sa.Connection, files: int, per_file: int) -> list[dict]:
@@ -83,15 +97,29 @@ def _ledger(conn: sa.Connection, files: int, per_file: int) -> list[dict]:
 
     items = []
     for f in range(1, files + 1):
-        conn.execute(schema.intake_file.insert().values(
-            file_id=f, department="civil_affairs", file_name=f"花名册{f:02d}.xlsx", sha256=f"{f:064d}",
-            size_bytes=1, status="pending", rows_read=per_file, rows_rejected=0, received_at=warehouse.now()))
+        conn.execute(
+            schema.intake_file.insert().values(
+                file_id=f,
+                department="civil_affairs",
+                file_name=f"花名册{f:02d}.xlsx",
+                sha256=f"{f:064d}",
+                size_bytes=1,
+                status="pending",
+                rows_read=per_file,
+                rows_rejected=0,
+                received_at=warehouse.now(),
+            )
+        )
         items.append({"file_id": f, "file_name": f"花名册{f:02d}.xlsx", "status": "validated"})
     return items
 
 
 def rate(rows: int, seconds: float) -> dict:
-    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": int(rows / seconds) if seconds else None}
+    return {
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "rows_per_s": int(rows / seconds) if seconds else None,
+    }
 
 
 def bench(kind: str, rows: int, files: int) -> dict:
@@ -104,8 +132,9 @@ def bench(kind: str, rows: int, files: int) -> dict:
     per_file = rows // files
     with database(kind) as url:
         eng = warehouse.connect(url)
-        settings = settings_mod.load(warehouse_url=url, intake_dir=Path(tempfile.gettempdir()),
-                                     export_dir=Path(tempfile.gettempdir()))
+        settings = settings_mod.load(
+            warehouse_url=url, intake_dir=Path(tempfile.gettempdir()), export_dir=Path(tempfile.gettempdir())
+        )
         # staging through the bulk path
         with eng.begin() as conn:
             items = _ledger(conn, files, per_file)
@@ -117,9 +146,17 @@ def bench(kind: str, rows: int, files: int) -> dict:
         if kind == "postgresql":  # the same rows through executemany, for comparison (then removed)
             sample = min(per_file * files, 200_000)
             with eng.begin() as conn:
-                conn.execute(schema.intake_file.insert().values(
-                    file_id=9999, department="x", file_name="cmp", sha256="x", size_bytes=1, status="rejected",
-                    received_at=warehouse.now()))
+                conn.execute(
+                    schema.intake_file.insert().values(
+                        file_id=9999,
+                        department="x",
+                        file_name="cmp",
+                        sha256="x",
+                        size_bytes=1,
+                        status="rejected",
+                        received_at=warehouse.now(),
+                    )
+                )
             t0 = time.perf_counter()
             with eng.begin() as conn:
                 batch = []
@@ -143,18 +180,48 @@ def bench(kind: str, rows: int, files: int) -> dict:
         with eng.begin() as conn:
             r = schema.source_record
             ids = conn.execute(sa.select(r.c.record_id).order_by(r.c.record_id)).scalars().all()
-            warehouse.update_many(conn, r, ["record_id"],
-                                  [{"record_id": rid, "entity_key": f"H{n + 1:07d}"} for n, rid in enumerate(ids)])
-            warehouse.insert_many(conn, schema.household, (
-                {"household_key": f"H{n + 1:07d}", "head_name": f"户主{n}", "town": TOWNS[n % len(TOWNS)],
-                 "status": "active"} for n in range(len(ids))))
-            warehouse.insert_many(conn, schema.household_category, (
-                {"household_key": f"H{n + 1:07d}", "category": "hardship", "status": "active"}
-                for n in range(len(ids))))
-            warehouse.insert_many(conn, schema.cadre, (
-                {"cadre_key": f"C{n + 1:06d}", "name": f"干部{n}", "rank": ("county", "section", "ordinary")[n % 3],
-                 "unit": f"单位{n % 400}", "town": TOWNS[n % len(TOWNS)], "status": "active"}
-                for n in range(rows // 10)))
+            warehouse.update_many(
+                conn,
+                r,
+                ["record_id"],
+                [{"record_id": rid, "entity_key": f"H{n + 1:07d}"} for n, rid in enumerate(ids)],
+            )
+            warehouse.insert_many(
+                conn,
+                schema.household,
+                (
+                    {
+                        "household_key": f"H{n + 1:07d}",
+                        "head_name": f"户主{n}",
+                        "town": TOWNS[n % len(TOWNS)],
+                        "status": "active",
+                    }
+                    for n in range(len(ids))
+                ),
+            )
+            warehouse.insert_many(
+                conn,
+                schema.household_category,
+                (
+                    {"household_key": f"H{n + 1:07d}", "category": "hardship", "status": "active"}
+                    for n in range(len(ids))
+                ),
+            )
+            warehouse.insert_many(
+                conn,
+                schema.cadre,
+                (
+                    {
+                        "cadre_key": f"C{n + 1:06d}",
+                        "name": f"干部{n}",
+                        "rank": ("county", "section", "ordinary")[n % 3],
+                        "unit": f"单位{n % 400}",
+                        "town": TOWNS[n % len(TOWNS)],
+                        "status": "active",
+                    }
+                    for n in range(rows // 10)
+                ),
+            )
             if kind == "postgresql":
                 conn.exec_driver_sql("ANALYZE")
         out["entity_keys_and_entities"] = rate(len(ids), time.perf_counter() - t0)
@@ -163,20 +230,49 @@ def bench(kind: str, rows: int, files: int) -> dict:
         out["status_first"] = {"seconds": round(time.perf_counter() - t0 + _refresh(status, eng, NIGHT1), 2)}
         t0 = time.perf_counter()
         per = -(-rows // max(rows // 10, 1))  # as bench_pairing's province: every household placed
-        config = pairing.PairingConfig(max_households={"county": per + 2, "section": 2 * per, "ordinary": 2 * per})
+        config = pairing.PairingConfig(
+            max_households={"county": per + 2, "section": 2 * per, "ordinary": 2 * per}
+        )
         summary = pairing.rebuild(eng, NIGHT1, "bench-1", config)
-        out["pairing_rebuild"] = {"seconds": round(time.perf_counter() - t0, 2), "made": summary["made_total"]}
+        out["pairing_rebuild"] = {
+            "seconds": round(time.perf_counter() - t0, 2),
+            "made": summary["made_total"],
+        }
 
         # night 2: 3 % of the households exit by an adjustment row, status refresh again
         with eng.begin() as conn:
-            conn.execute(schema.intake_file.insert().values(
-                file_id=files + 1, department="civil_affairs", file_name="动态调整.xlsx", sha256="y" * 64,
-                size_bytes=1, status="loaded", received_at=warehouse.now()))
-            warehouse.insert_many(conn, schema.source_record, (
-                {"file_id": files + 1, "sheet": "Sheet1", "row_number": n + 3, "department": "civil_affairs",
-                 "roster": "hardship_adjustment", "entity_kind": "household", "category": "hardship",
-                 "entity_key": f"H{n * 33 + 1:07d}", "event": "exit", "event_date": NIGHT2, "attrs": "{}",
-                 "loaded_at": warehouse.now()} for n in range(len(ids) // 33)))
+            conn.execute(
+                schema.intake_file.insert().values(
+                    file_id=files + 1,
+                    department="civil_affairs",
+                    file_name="动态调整.xlsx",
+                    sha256="y" * 64,
+                    size_bytes=1,
+                    status="loaded",
+                    received_at=warehouse.now(),
+                )
+            )
+            warehouse.insert_many(
+                conn,
+                schema.source_record,
+                (
+                    {
+                        "file_id": files + 1,
+                        "sheet": "Sheet1",
+                        "row_number": n + 3,
+                        "department": "civil_affairs",
+                        "roster": "hardship_adjustment",
+                        "entity_kind": "household",
+                        "category": "hardship",
+                        "entity_key": f"H{n * 33 + 1:07d}",
+                        "event": "exit",
+                        "event_date": NIGHT2,
+                        "attrs": "{}",
+                        "loaded_at": warehouse.now(),
+                    }
+                    for n in range(len(ids) // 33)
+                ),
+            )
         conn = eng.connect()  # the status SQL alone (compute + write), rolled back
         trans = conn.begin()
         t0 = time.perf_counter()
@@ -184,17 +280,25 @@ def bench(kind: str, rows: int, files: int) -> dict:
         out["status_second_sql_only"] = {"seconds": round(time.perf_counter() - t0, 2), "changed": changed}
         trans.rollback()
         conn.close()
-        out["status_second"] = {"seconds": round(_refresh(status, eng, NIGHT2), 2),
-                                "households_exited": len(ids) // 33}
+        out["status_second"] = {
+            "seconds": round(_refresh(status, eng, NIGHT2), 2),
+            "households_exited": len(ids) // 33,
+        }
 
         # the pairs' write alone: every current pair once more, in a transaction rolled back
         with eng.connect() as conn:
-            pairs = [dict(m) for m in conn.execute(
-                sa.select(schema.pairing).where(schema.pairing.c.valid_to.is_(None))).mappings()]
+            pairs = [
+                dict(m)
+                for m in conn.execute(
+                    sa.select(schema.pairing).where(schema.pairing.c.valid_to.is_(None))
+                ).mappings()
+            ]
         for p in pairs:
             p.pop("pairing_id")
-        for name, write in (("pairs_write_bulk", lambda c: warehouse.insert_many(c, schema.pairing, pairs)),
-                            ("pairs_write_executemany", lambda c: c.execute(schema.pairing.insert(), pairs))):
+        for name, write in (
+            ("pairs_write_bulk", lambda c: warehouse.insert_many(c, schema.pairing, pairs)),
+            ("pairs_write_executemany", lambda c: c.execute(schema.pairing.insert(), pairs)),
+        ):
             if name == "pairs_write_executemany" and kind == "sqlite":
                 continue
             conn = eng.connect()
@@ -219,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--files", type=int, default=40)
-    parser.add_argument("--engines", nargs="+", default=["postgresql", "sqlite"], choices=["postgresql", "sqlite"])
+    parser.add_argument(
+        "--engines", nargs="+", default=["postgresql", "sqlite"], choices=["postgresql", "sqlite"]
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tests"))
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")

@@ -77,13 +77,19 @@ def _on_failure(context) -> None:
     catchup=False,
     max_active_runs=1,
     tags=["rosterlink"],
-    default_args={"owner": "data-team", "retries": RETRIES, "retry_delay": RETRY_DELAY,
-                  "on_failure_callback": _on_failure},
+    default_args={
+        "owner": "data-team",
+        "retries": RETRIES,
+        "retry_delay": RETRY_DELAY,
+        "on_failure_callback": _on_failure,
+    },
     params={
         "intake_dir": Param(None, type=["null", "string"]),
         "warehouse_url": Param(None, type=["null", "string"]),
         "export_dir": Param(None, type=["null", "string"]),
-        "as_of": Param(None, type=["null", "string"], description="night date YYYY-MM-DD (default: logical date)"),
+        "as_of": Param(
+            None, type=["null", "string"], description="night date YYYY-MM-DD (default: logical date)"
+        ),
         "allow_mass_end": Param(False, type="boolean"),
     },
     doc_md=__doc__,
@@ -171,7 +177,9 @@ def rosterlink_nightly():
         from rosterlink import tasks
 
         with _night() as (settings, run_id):
-            return tasks.write_feedback(settings, _as_of(), tasks.night_file_ids(settings, run_id, scanned or []))
+            return tasks.write_feedback(
+                settings, _as_of(), tasks.night_file_ids(settings, run_id, scanned or [])
+            )
 
     @task(trigger_rule="none_failed")
     def write_pairing_workbook(_followed: dict | None) -> dict:
@@ -188,16 +196,25 @@ def rosterlink_nightly():
             return tasks.write_change_log(settings, _as_of())
 
     @task(trigger_rule="none_failed")
-    def finish_night(pairs: dict, followed: dict | None, feedback: dict, pairing: dict, change_log: dict,
-                     documented: dict | None) -> dict:
+    def finish_night(
+        pairs: dict,
+        followed: dict | None,
+        feedback: dict,
+        pairing: dict,
+        change_log: dict,
+        documented: dict | None,
+    ) -> dict:
         """Clears the staging table, records the night's figures, releases the night's lease."""
         from rosterlink import tasks
 
         written = {**(feedback or {}), **(pairing or {}), **(change_log or {})}
         with _night(last=True) as (settings, run_id):
             tasks.clear_staging(settings)
-            figures = tasks.finish_night(settings, run_id, {"pairing": pairs, "followup": followed,
-                                                            "exports": written, "data_docs": documented})
+            figures = tasks.finish_night(
+                settings,
+                run_id,
+                {"pairing": pairs, "followup": followed, "exports": written, "data_docs": documented},
+            )
         return {"exports": written, "figures": figures, "where": tasks.where(settings)}
 
     night = begin_night()
@@ -206,8 +223,14 @@ def rosterlink_nightly():
     documented = document_validation(validated)
     pairs = rebuild_pairings(refresh_statuses(link_entities(load_files(validated))))
     followed = follow_through(pairs)
-    finish_night(pairs, followed, write_feedback(scanned, followed), write_pairing_workbook(followed),
-                 write_change_log(followed), documented)
+    finish_night(
+        pairs,
+        followed,
+        write_feedback(scanned, followed),
+        write_pairing_workbook(followed),
+        write_change_log(followed),
+        documented,
+    )
 
 
 rosterlink_nightly()

@@ -57,8 +57,12 @@ def _workbook(path: Path) -> str:
 def _dump_warehouse(db: Path) -> list[str]:
     out: list[str] = []
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    tables = [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    ]
     for table in tables:
         columns = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
         names = [c[1] for c in columns]

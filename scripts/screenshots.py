@@ -42,14 +42,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 USER = "analyst"
 AS_OF = "2026-11-25"
 DEPARTMENT_ORDER = ("civil_affairs", "womens_federation", "organization", "petition")
 MAX_PNG_BYTES = 500_000
-FULL_ID = re.compile(r"(?<![0-9])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
-                     r"[0-9]{3}[0-9Xx](?![0-9])")
+FULL_ID = re.compile(
+    r"(?<![0-9])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+    r"[0-9]{3}[0-9Xx](?![0-9])"
+)
 FULL_PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 
 
@@ -67,8 +76,10 @@ def run(cmd: list[str], env: dict[str, str], log: Path) -> None:
         done = subprocess.run(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         sys.stdout.write(tail(log))
-        raise SystemExit(f"screenshots: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))} "
-                         f"failed ({done.returncode}); see {log}")
+        raise SystemExit(
+            f"screenshots: {' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd))} "
+            f"failed ({done.returncode}); see {log}"
+        )
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -81,10 +92,28 @@ def sample_night(work: Path, scale: float, env: dict[str, str]) -> None:
     intake = work / "intake"
     cli = str(BIN / "rosterlink")
     say(f"sample intake (night 1, scale {scale}) -> {intake}")
-    run([cli, "sample", "--out", str(intake), "--night", "1", "--scale", str(scale)], env, work / "commands.log")
+    run(
+        [cli, "sample", "--out", str(intake), "--night", "1", "--scale", str(scale)],
+        env,
+        work / "commands.log",
+    )
     say("one night through Airflow (rosterlink nightly) ...")
-    run([cli, "nightly", "--intake", str(intake), "--warehouse", env["ROSTERLINK_WAREHOUSE_URL"],
-         "--exports", str(work / "exports"), "--as-of", AS_OF], env, work / "commands.log")
+    run(
+        [
+            cli,
+            "nightly",
+            "--intake",
+            str(intake),
+            "--warehouse",
+            env["ROSTERLINK_WAREHOUSE_URL"],
+            "--exports",
+            str(work / "exports"),
+            "--as-of",
+            AS_OF,
+        ],
+        env,
+        work / "commands.log",
+    )
 
 
 # ================================================================================================
@@ -105,9 +134,23 @@ def api_server(env: dict[str, str], log_path: Path, timeout: float = 180) -> Ite
     (SIGTERM, then SIGKILL after 20 s)."""
     port = free_port()
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([str(BIN / "airflow"), "api-server", "--host", "127.0.0.1", "--port", str(port),
-                                 "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                str(BIN / "airflow"),
+                "api-server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -158,8 +201,14 @@ def dashboard_png(browser, base: str, password: str, target: Path) -> None:  # n
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(60_000)
     outside: list[str] = []
-    page.on("request", lambda r: outside.append(r.url)
-            if r.url.startswith(("http:", "https:", "ws:", "wss:")) and not r.url.startswith(base) else None)
+    page.on(
+        "request",
+        lambda r: (
+            outside.append(r.url)
+            if r.url.startswith(("http:", "https:", "ws:", "wss:")) and not r.url.startswith(base)
+            else None
+        ),
+    )
     page.goto(f"{base}/rosterlink/")
     if "/auth/login" in page.url:
         page.get_by_label("Username").fill(USER)
@@ -190,8 +239,10 @@ def save_png(page, target: Path, *, full_page: bool = False, element=None) -> No
             page.screenshot(path=str(target), full_page=full_page)
         if target.stat().st_size <= MAX_PNG_BYTES:
             break
-    say(f"{target.relative_to(ROOT) if target.is_relative_to(ROOT) else target} "
-        f"({target.stat().st_size // 1024} KB)")
+    say(
+        f"{target.relative_to(ROOT) if target.is_relative_to(ROOT) else target} "
+        f"({target.stat().st_size // 1024} KB)"
+    )
 
 
 # ================================================================================================
@@ -208,8 +259,15 @@ def feedback_with_rejections(intake: Path) -> Path:
         for path in sorted((intake / department / "feedback").glob("*.结果.xlsx")):
             wb = openpyxl.load_workbook(path, read_only=True)
             try:
-                errors = sum(1 for row in wb["错误明细"].iter_rows(min_row=2, values_only=True)
-                             if any(v is not None for v in row)) if "错误明细" in wb.sheetnames else 0
+                errors = (
+                    sum(
+                        1
+                        for row in wb["错误明细"].iter_rows(min_row=2, values_only=True)
+                        if any(v is not None for v in row)
+                    )
+                    if "错误明细" in wb.sheetnames
+                    else 0
+                )
             finally:
                 wb.close()
             if errors > 0:
@@ -266,8 +324,11 @@ def sheet_html(ws, sheet_names: list[str], file_name: str, max_rows: int) -> str
         filtered = {(r0, c) for c in range(c0, c1 + 1)}
     widths = [_width_px(ws.column_dimensions[_column_letter(c)].width) for c in range(1, columns + 1)]
     cols = '<col style="width:42px">' + "".join(f'<col style="width:{w}px">' for w in widths)
-    head = '<tr class="letters"><th class="corner"></th>' + "".join(
-        f"<th>{_column_letter(c)}</th>" for c in range(1, columns + 1)) + "</tr>"
+    head = (
+        '<tr class="letters"><th class="corner"></th>'
+        + "".join(f"<th>{_column_letter(c)}</th>" for c in range(1, columns + 1))
+        + "</tr>"
+    )
     body = []
     grid = list(ws.iter_rows(min_row=1, max_row=rows, max_col=columns))
     for r, cells in enumerate(grid, start=1):
@@ -296,16 +357,21 @@ def sheet_html(ws, sheet_names: list[str], file_name: str, max_rows: int) -> str
         row_cls = ' class="frozen-last"' if frozen and r == frozen else ""
         body.append(f'<tr{row_cls}><th class="rownum">{r}</th>{"".join(tds)}</tr>')
     if ws.max_row > rows:
-        body.append(f'<tr class="more"><th class="rownum">…</th><td colspan="{columns}">'
-                    f"（共 {ws.max_row} 行，此处显示前 {rows} 行）</td></tr>")
-    tabs = "".join(f'<span class="tab{" active" if name == ws.title else ""}">{e(name)}</span>'
-                   for name in sheet_names)
+        body.append(
+            f'<tr class="more"><th class="rownum">…</th><td colspan="{columns}">'
+            f"（共 {ws.max_row} 行，此处显示前 {rows} 行）</td></tr>"
+        )
+    tabs = "".join(
+        f'<span class="tab{" active" if name == ws.title else ""}">{e(name)}</span>' for name in sheet_names
+    )
     freeze_note = f"冻结首行 frozen row {frozen}" if frozen else "未冻结 no frozen rows"
-    return (f'<section class="window" data-sheet="{e(ws.title)}">'
-            f'<div class="titlebar"><b>{e(file_name)}</b> — {e(ws.title)}'
-            f'<span class="note">{e(freeze_note)}</span></div>'
-            f'<table class="grid">{cols}<thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
-            f'<div class="tabs">{tabs}</div></section>')
+    return (
+        f'<section class="window" data-sheet="{e(ws.title)}">'
+        f'<div class="titlebar"><b>{e(file_name)}</b> — {e(ws.title)}'
+        f'<span class="note">{e(freeze_note)}</span></div>'
+        f'<table class="grid">{cols}<thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+        f'<div class="tabs">{tabs}</div></section>'
+    )
 
 
 WORKBOOK_CSS = """
@@ -346,8 +412,10 @@ def workbook_html(path: Path, *, sheets: tuple[str, ...] = ("汇总", "错误明
         parts = [sheet_html(wb[name], names, path.name, max_rows) for name in sheets if name in names]
     finally:
         wb.close()
-    return (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>{html.escape(path.name)}</title>'
-            f'<style>{WORKBOOK_CSS}</style></head><body><div class="sheets">{"".join(parts)}</div></body></html>')
+    return (
+        f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>{html.escape(path.name)}</title>'
+        f'<style>{WORKBOOK_CSS}</style></head><body><div class="sheets">{"".join(parts)}</div></body></html>'
+    )
 
 
 def feedback_png(browser, workbook: Path, work: Path, target: Path) -> None:  # noqa: ANN001
@@ -368,8 +436,11 @@ def feedback_png(browser, workbook: Path, work: Path, target: Path) -> None:  # 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"), help="where the PNGs go")
-    parser.add_argument("--work", default=str(ROOT / "data" / "screenshots"),
-                        help="scratch folder for the sample night (replaced)")
+    parser.add_argument(
+        "--work",
+        default=str(ROOT / "data" / "screenshots"),
+        help="scratch folder for the sample night (replaced)",
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="sample size (1.0 = the reference district)")
     args = parser.parse_args(argv)
     if not CHROMIUM.exists():
@@ -380,14 +451,16 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ROSTERLINK_", "AIRFLOW__"))}
-    env.update({
-        "AIRFLOW_HOME": str(work / "airflow"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "GX_ANALYTICS_ENABLED": "False",
-        "ROSTERLINK_INTAKE_DIR": str(work / "intake"),
-        "ROSTERLINK_WAREHOUSE_URL": f"sqlite:///{work / 'warehouse.db'}",
-        "ROSTERLINK_EXPORT_DIR": str(work / "exports"),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(work / "airflow"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "GX_ANALYTICS_ENABLED": "False",
+            "ROSTERLINK_INTAKE_DIR": str(work / "intake"),
+            "ROSTERLINK_WAREHOUSE_URL": f"sqlite:///{work / 'warehouse.db'}",
+            "ROSTERLINK_EXPORT_DIR": str(work / "exports"),
+        }
+    )
     sample_night(work, args.scale, env)
     workbook = feedback_with_rejections(work / "intake")
     say(f"feedback workbook: {workbook.relative_to(work)}")

@@ -59,8 +59,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(what: str, probe: Callable[[], object], timeout: float, interval: float = 1.0,
-             on_timeout: Callable[[], str] | None = None) -> object:
+def wait_for(
+    what: str,
+    probe: Callable[[], object],
+    timeout: float,
+    interval: float = 1.0,
+    on_timeout: Callable[[], str] | None = None,
+) -> object:
     """Call ``probe`` until it returns something truthy; raise ClusterError after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -99,9 +104,29 @@ def ensure_redis(port: int = 6379) -> str | None:
         return "redis-server is not installed"
     for folder in ("/var/lib/redis", "/var/log/redis"):
         os.makedirs(folder, exist_ok=True)
-    subprocess.run([server, "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", str(port),
-                    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-                    "--logfile", "/var/log/redis/ci.log"], check=False, capture_output=True, timeout=30)
+    subprocess.run(
+        [
+            server,
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/var/lib/redis",
+            "--logfile",
+            "/var/log/redis/ci.log",
+        ],
+        check=False,
+        capture_output=True,
+        timeout=30,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if redis_ping(port=port):
@@ -191,45 +216,52 @@ class AirflowCluster:
     def _base_env(self) -> dict[str, str]:
         from cryptography.fernet import Fernet
 
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AIRFLOW", "ROSTERLINK_", "PYTEST_", "RL_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW", "ROSTERLINK_", "PYTEST_", "RL_"))
+        }
         conn = self.sql_alchemy_conn or f"sqlite:///{self.home / 'airflow.db'}"
-        env.update({
-            MARKER: self.cluster_id,
-            "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__CORE__EXECUTOR": self.executor,
-            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
-            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": conn,
-            "AIRFLOW__API__BASE_URL": self.api_url,
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.api_port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
-            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-            # manual runs only: an unpaused DAG would otherwise get a scheduled run for the last 02:00
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-            "GX_ANALYTICS_ENABLED": "False",
-            "ROSTERLINK_TASK_RETRIES": "0",
-            "ROSTERLINK_SETTLE_SECONDS": "0",
-            # a run without conf must not touch the project's data/ folder
-            "ROSTERLINK_DATA_DIR": str(self.home / "rl-data"),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                MARKER: self.cluster_id,
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+                "AIRFLOW__CORE__EXECUTOR": self.executor,
+                "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+                "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": conn,
+                "AIRFLOW__API__BASE_URL": self.api_url,
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.api_port),
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
+                "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+                # manual runs only: an unpaused DAG would otherwise get a scheduled run for the last 02:00
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                "GX_ANALYTICS_ENABLED": "False",
+                "ROSTERLINK_TASK_RETRIES": "0",
+                "ROSTERLINK_SETTLE_SECONDS": "0",
+                # a run without conf must not touch the project's data/ folder
+                "ROSTERLINK_DATA_DIR": str(self.home / "rl-data"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if conn.startswith("postgresql"):
             # Airflow 3.3 derives postgresql+asyncpg:// for its async engine; asyncpg is not installed
             # (psycopg 3 does async too, and is the default from Airflow 3.4 on)
-            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = "postgresql+psycopg_async://" + conn.split("://", 1)[1]
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = (
+                "postgresql+psycopg_async://" + conn.split("://", 1)[1]
+            )
         env.update(self.env)
         return env
 
@@ -240,8 +272,13 @@ class AirflowCluster:
         log_path = self.home / "components" / f"{name}.log"
         log = log_path.open("ab")
         process = subprocess.Popen(
-            [str(AIRFLOW), *args], cwd=self.home, env={**self.base_env, **(env or {})},
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [str(AIRFLOW), *args],
+            cwd=self.home,
+            env={**self.base_env, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             preexec_fn=_die_with_parent,
         )
         log.close()
@@ -256,16 +293,26 @@ class AirflowCluster:
             log.write(f"\n$ airflow {' '.join(args)}\n".encode())
             log.flush()
             try:
-                done = subprocess.run([str(AIRFLOW), *args], cwd=self.home, env=self.base_env,
-                                      stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
-                                      start_new_session=True)
+                done = subprocess.run(
+                    [str(AIRFLOW), *args],
+                    cwd=self.home,
+                    env=self.base_env,
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=timeout,
+                    start_new_session=True,
+                )
             except subprocess.TimeoutExpired as exc:
-                raise ClusterError(f"`airflow {' '.join(args)}` did not finish in {timeout:.0f}s\n"
-                                   f"{(exc.stdout or b'').decode(errors='replace')[-3000:]}") from exc
+                raise ClusterError(
+                    f"`airflow {' '.join(args)}` did not finish in {timeout:.0f}s\n"
+                    f"{(exc.stdout or b'').decode(errors='replace')[-3000:]}"
+                ) from exc
             log.write(done.stdout + done.stderr)
         if done.returncode != 0:
-            raise ClusterError(f"`airflow {' '.join(args)}` exited {done.returncode}:\n"
-                               f"{(done.stdout + done.stderr).decode(errors='replace')[-4000:]}")
+            raise ClusterError(
+                f"`airflow {' '.join(args)}` exited {done.returncode}:\n"
+                f"{(done.stdout + done.stderr).decode(errors='replace')[-4000:]}"
+            )
         return done.stdout.decode(errors="replace")
 
     def migrate(self, timeout: float = 300) -> None:
@@ -274,8 +321,10 @@ class AirflowCluster:
 
     def start_core(self, triggerer: bool = False) -> None:
         """api-server, scheduler and dag-processor (and a triggerer if asked for)."""
-        self.start("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(self.api_port),
-                                  "--workers", "1"])
+        self.start(
+            "api-server",
+            ["api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"],
+        )
         self.start("scheduler", ["scheduler"])
         self.start("dag-processor", ["dag-processor"])
         if triggerer:
@@ -284,12 +333,23 @@ class AirflowCluster:
     def start_celery_worker(self, hostname: str, queue: str, concurrency: int = 1) -> Component:
         return self.start(
             f"worker-{hostname}",
-            ["celery", "worker", "--celery-hostname", hostname, "--queues", queue,
-             "--concurrency", str(concurrency), "--skip-serve-logs"],
+            [
+                "celery",
+                "worker",
+                "--celery-hostname",
+                hostname,
+                "--queues",
+                queue,
+                "--concurrency",
+                str(concurrency),
+                "--skip-serve-logs",
+            ],
             env={
                 HOSTNAME_ENV: hostname,
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airflow_cluster.component_hostname",
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), self.base_env.get("PYTHONPATH")])),
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(TESTS_DIR), self.base_env.get("PYTHONPATH")])
+                ),
             },
         )
 
@@ -303,7 +363,9 @@ class AirflowCluster:
         parts = []
         for c in self.components.values():
             state = "running" if c.alive() else f"exited {c.process.returncode}"
-            parts.append(f"----- {c.name} ({state}), last {lines} lines of {c.log_path} -----\n{c.tail(lines)}")
+            parts.append(
+                f"----- {c.name} ({state}), last {lines} lines of {c.log_path} -----\n{c.tail(lines)}"
+            )
         return "\n".join(parts)
 
     def stop(self, grace: float = 15.0) -> None:
@@ -432,8 +494,13 @@ class AirflowCluster:
     def run_state(self, run_id: str, dag_id: str = DAG_ID) -> str:
         return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
 
-    def wait_run(self, run_id: str, dag_id: str = DAG_ID, timeout: float = 360,
-                 progress: Callable[[str], None] | None = None) -> str:
+    def wait_run(
+        self,
+        run_id: str,
+        dag_id: str = DAG_ID,
+        timeout: float = 360,
+        progress: Callable[[str], None] | None = None,
+    ) -> str:
         """Poll the run until it is success or failed; return that state."""
         last = [""]
 
@@ -447,8 +514,10 @@ class AirflowCluster:
 
         def on_timeout() -> str:
             try:
-                tis = "\n".join(f"  {t.task_id}[{t.map_index}] {t.state} on {t.hostname}"
-                                for t in self.task_instances(run_id, dag_id))
+                tis = "\n".join(
+                    f"  {t.task_id}[{t.map_index}] {t.state} on {t.hostname}"
+                    for t in self.task_instances(run_id, dag_id)
+                )
             except Exception as exc:  # noqa: BLE001
                 tis = f"  (task instances unavailable: {exc})"
             return f"run {run_id} is {last[0]!r}; task instances:\n{tis}\n{self.report()}"
@@ -461,12 +530,24 @@ class AirflowCluster:
         out: list[TaskInstanceInfo] = []
         offset = 0
         while True:
-            page = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
-                            params={"limit": 100, "offset": offset})
+            page = self.api(
+                "GET",
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                params={"limit": 100, "offset": offset},
+            )
             rows = page.get("task_instances", [])
-            out += [TaskInstanceInfo(t["task_id"], t["map_index"], t["state"], t.get("hostname"),
-                                     t.get("try_number", 0), t.get("rendered_map_index"), t.get("duration"))
-                    for t in rows]
+            out += [
+                TaskInstanceInfo(
+                    t["task_id"],
+                    t["map_index"],
+                    t["state"],
+                    t.get("hostname"),
+                    t.get("try_number", 0),
+                    t.get("rendered_map_index"),
+                    t.get("duration"),
+                )
+                for t in rows
+            ]
             offset += len(rows)
             if not rows or offset >= page.get("total_entries", 0):
                 return out

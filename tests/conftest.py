@@ -41,7 +41,9 @@ for _key in [k for k in os.environ if k.startswith("ROSTERLINK_") and k.endswith
 def airflow_db() -> Path:
     """Airflow's metadata database, migrated once per session."""
     airflow = Path(sys.executable).with_name("airflow")
-    subprocess.run([str(airflow), "db", "migrate"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [str(airflow), "db", "migrate"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return _AIRFLOW_HOME
 
 
@@ -74,7 +76,9 @@ def run_night(nightly_dag):
 
 
 def _pg_up() -> bool:
-    return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432"], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432"], capture_output=True).returncode == 0
+    )
 
 
 def ensure_postgres() -> None:
@@ -99,7 +103,9 @@ def fresh_pg_database():
 
     ensure_postgres()
     name = f"rl_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"

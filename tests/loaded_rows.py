@@ -30,16 +30,32 @@ class Loader:
 
     def file(self, department: str, rows: list[dict]) -> int:
         with self.eng.begin() as conn:
-            file_id = conn.execute(schema.intake_file.insert().values(
-                department=department, file_name=f"{department}/f{self.row}.xlsx", sha256=f"{self.row:064d}",
-                size_bytes=1, status="loaded", rows_read=len(rows), rows_loaded=len(rows), received_at=now(),
-            )).inserted_primary_key[0]
+            file_id = conn.execute(
+                schema.intake_file.insert().values(
+                    department=department,
+                    file_name=f"{department}/f{self.row}.xlsx",
+                    sha256=f"{self.row:064d}",
+                    size_bytes=1,
+                    status="loaded",
+                    rows_read=len(rows),
+                    rows_loaded=len(rows),
+                    received_at=now(),
+                )
+            ).inserted_primary_key[0]
             for r in rows:
                 r = dict(r)
                 self.row += 1
-                conn.execute(schema.source_record.insert().values(
-                    file_id=file_id, sheet="Sheet1", row_number=self.row, department=department,
-                    loaded_at=now(), attrs=dumps(r.pop("attrs", {})), **r))
+                conn.execute(
+                    schema.source_record.insert().values(
+                        file_id=file_id,
+                        sheet="Sheet1",
+                        row_number=self.row,
+                        department=department,
+                        loaded_at=now(),
+                        attrs=dumps(r.pop("attrs", {})),
+                        **r,
+                    )
+                )
         return file_id
 
     def q(self, sql: str) -> list[tuple]:
@@ -47,17 +63,46 @@ class Loader:
             return [tuple(r) for r in conn.exec_driver_sql(sql).all()]
 
 
-def hh(roster: str, n: int | None, name: str, category: str, event: str | None = None,
-       date: dt.date | None = None, village: str | None = "东庄村", *, phone: str | None = None,
-       town: str = "店子镇", attrs: dict | None = None) -> dict:
+def hh(
+    roster: str,
+    n: int | None,
+    name: str,
+    category: str,
+    event: str | None = None,
+    date: dt.date | None = None,
+    village: str | None = "东庄村",
+    *,
+    phone: str | None = None,
+    town: str = "店子镇",
+    attrs: dict | None = None,
+) -> dict:
     """A household-kind row: ``n`` picks the (valid) ID number, None for a row without one."""
-    return {"roster": roster, "entity_kind": "household", "category": category, "person_name": name,
-            "id_number": id_number(n) if n is not None else None, "town": town, "village": village,
-            "phone": phone, "event": event, "event_date": date, "attrs": dict(attrs or {})}
+    return {
+        "roster": roster,
+        "entity_kind": "household",
+        "category": category,
+        "person_name": name,
+        "id_number": id_number(n) if n is not None else None,
+        "town": town,
+        "village": village,
+        "phone": phone,
+        "event": event,
+        "event_date": date,
+        "attrs": dict(attrs or {}),
+    }
 
 
-def cadre(n: int, name: str, event: str | None = None, date: dt.date | None = None, rank: str = "section") -> dict:
+def cadre(
+    n: int, name: str, event: str | None = None, date: dt.date | None = None, rank: str = "section"
+) -> dict:
     roster = "cadre_change" if event else "cadre"
-    return {"roster": roster, "entity_kind": "cadre", "person_name": name, "id_number": id_number(500 + n),
-            "town": "店子镇", "event": event, "event_date": date,
-            "attrs": {"rank": rank, "unit": "区财政局", "linked_town": "店子镇"}}
+    return {
+        "roster": roster,
+        "entity_kind": "cadre",
+        "person_name": name,
+        "id_number": id_number(500 + n),
+        "town": "店子镇",
+        "event": event,
+        "event_date": date,
+        "attrs": {"rank": rank, "unit": "区财政局", "linked_town": "店子镇"},
+    }

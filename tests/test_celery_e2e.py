@@ -95,10 +95,12 @@ def _add(a: dict, b: dict) -> dict:
     return {k: _add(v, b[k]) if isinstance(v, dict) else v + b[k] for k, v in a.items()}
 
 
-def test_night_under_celery_with_two_workers(tmp_path: Path, redis_url: str, celery_queue: str,
-                                             airflow_pg_db: str, pg_url: str):
+def test_night_under_celery_with_two_workers(
+    tmp_path: Path, redis_url: str, celery_queue: str, airflow_pg_db: str, pg_url: str
+):
     assert importlib.util.find_spec("airflow.providers.celery"), (
-        "apache-airflow-providers-celery is not installed: pip install -c constraints.txt -e '.[test]'")
+        "apache-airflow-providers-celery is not installed: pip install -c constraints.txt -e '.[test]'"
+    )
     intake, exports = tmp_path / "intake", tmp_path / "exports"
     truth = two_batches(intake, tmp_path / "second")
     files = set(truth["files"])
@@ -108,7 +110,10 @@ def test_night_under_celery_with_two_workers(tmp_path: Path, redis_url: str, cel
 
     started = time.monotonic()
     cluster = AirflowCluster(
-        tmp_path / "airflow", executor="CeleryExecutor", sql_alchemy_conn=airflow_pg_db, parallelism=4,
+        tmp_path / "airflow",
+        executor="CeleryExecutor",
+        sql_alchemy_conn=airflow_pg_db,
+        parallelism=4,
         env=celery_env(redis_url, airflow_pg_db, queue),
     )
     with cluster:
@@ -120,13 +125,16 @@ def test_night_under_celery_with_two_workers(tmp_path: Path, redis_url: str, cel
         wait_workers(cluster, redis_url, workers, timeout=120)
         cluster.wait_dag(timeout=120)
         cluster.unpause()
-        run_id = cluster.trigger({"intake_dir": str(intake), "warehouse_url": pg_url,
-                                  "export_dir": str(exports), "as_of": AS_OF})
+        run_id = cluster.trigger(
+            {"intake_dir": str(intake), "warehouse_url": pg_url, "export_dir": str(exports), "as_of": AS_OF}
+        )
         state = cluster.wait_run(run_id, timeout=RUN_TIMEOUT)
         tis = cluster.task_instances(run_id)
         assert state == "success", cluster.explain_run(run_id, state, tis)
-        worker_logs = {name: cluster.components[f"worker-{name}"].log_path.read_text(errors="replace")
-                       for name in workers}
+        worker_logs = {
+            name: cluster.components[f"worker-{name}"].log_path.read_text(errors="replace")
+            for name in workers
+        }
     cluster.assert_stopped()
     print(f"\nCeleryExecutor night: {time.monotonic() - started:.0f}s ({cluster.timeline()})")
 
@@ -135,18 +143,29 @@ def test_night_under_celery_with_two_workers(tmp_path: Path, redis_url: str, cel
     assert {t.hostname for t in tis} <= set(workers), {t.hostname for t in tis}
     for task_id in ("read_file", "validate_file"):
         hosts = {t.hostname for t in tis if t.task_id == task_id}
-        assert hosts == set(workers), (task_id, [(t.map_index, t.hostname) for t in tis if t.task_id == task_id])
+        assert hosts == set(workers), (
+            task_id,
+            [(t.map_index, t.hostname) for t in tis if t.task_id == task_id],
+        )
 
     # independent of the hostname callable: each task's Celery id is in the log of the worker it names
     af = sa.create_engine(airflow_pg_db)
     try:
         with af.connect() as conn:
-            executed = conn.execute(sa.text(
-                "SELECT task_id, map_index, hostname, external_executor_id FROM task_instance "
-                "WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"), {"r": run_id}).all()
-            xcoms = conn.execute(sa.text(
-                "SELECT task_id, map_index, key, octet_length(value::text) FROM xcom "
-                "WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"), {"r": run_id}).all()
+            executed = conn.execute(
+                sa.text(
+                    "SELECT task_id, map_index, hostname, external_executor_id FROM task_instance "
+                    "WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"
+                ),
+                {"r": run_id},
+            ).all()
+            xcoms = conn.execute(
+                sa.text(
+                    "SELECT task_id, map_index, key, octet_length(value::text) FROM xcom "
+                    "WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"
+                ),
+                {"r": run_id},
+            ).all()
     finally:
         af.dispose()
     for task_id, map_index, hostname, celery_id in executed:

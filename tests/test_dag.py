@@ -12,9 +12,22 @@ from pathlib import Path
 from rosterlink.ops import alerts
 
 ROOT = Path(__file__).resolve().parents[1]
-TASKS = ["begin_night", "scan_intake", "read_file", "validate_file", "document_validation", "load_files",
-         "link_entities", "refresh_statuses", "rebuild_pairings", "follow_through", "write_feedback", "write_pairing_workbook",
-         "write_change_log", "finish_night"]
+TASKS = [
+    "begin_night",
+    "scan_intake",
+    "read_file",
+    "validate_file",
+    "document_validation",
+    "load_files",
+    "link_entities",
+    "refresh_statuses",
+    "rebuild_pairings",
+    "follow_through",
+    "write_feedback",
+    "write_pairing_workbook",
+    "write_change_log",
+    "finish_night",
+]
 
 
 def test_nightly_dag_is_scheduled_once_a_night_in_shanghai_time_one_run_at_a_time(nightly_dag):
@@ -42,7 +55,11 @@ def test_tasks_retry_by_default_except_the_status_refresh_that_may_refuse_a_nigh
         f"bag = DagBag(dag_folder={str(ROOT / 'dags')!r}); d = bag.get_dag('rosterlink_nightly'); "
         "print(json.dumps({t.task_id: [t.retries, t.retry_delay.total_seconds()] for t in d.tasks}))"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("ROSTERLINK_TASK_RETRIES", "ROSTERLINK_RETRY_DELAY_SECONDS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ROSTERLINK_TASK_RETRIES", "ROSTERLINK_RETRY_DELAY_SECONDS")
+    }
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     retries = json.loads(out.stdout.strip().splitlines()[-1])
@@ -53,7 +70,9 @@ def test_tasks_retry_by_default_except_the_status_refresh_that_may_refuse_a_nigh
 def test_the_dag_file_stays_thin_and_does_no_work_at_import():
     source = (ROOT / "dags" / "rosterlink_nightly.py").read_text(encoding="utf-8")
     top_level_imports = [ln for ln in source.splitlines() if ln.startswith(("import ", "from "))]
-    assert not [ln for ln in top_level_imports if "rosterlink" in ln or "great_expectations" in ln or "pandas" in ln]
+    assert not [
+        ln for ln in top_level_imports if "rosterlink" in ln or "great_expectations" in ln or "pandas" in ln
+    ]
     assert len(source.splitlines()) < 250
 
 
@@ -61,12 +80,20 @@ def test_an_alert_names_the_night_task_and_error_type_but_never_a_value(tmp_path
     monkeypatch.setenv("ROSTERLINK_ALERT_DIR", str(tmp_path))
     monkeypatch.delenv("ROSTERLINK_ALERT_WEBHOOK", raising=False)
     secret = "370406196005040019"
-    alerts.send(alerts._alert({"run_id": "scheduled__2026-11-25"}, "load_files",
-                              ValueError(f"bad row with {secret} and 13812345678")))
+    alerts.send(
+        alerts._alert(
+            {"run_id": "scheduled__2026-11-25"},
+            "load_files",
+            ValueError(f"bad row with {secret} and 13812345678"),
+        )
+    )
     line = (tmp_path / "alerts.jsonl").read_text(encoding="utf-8")
     alert = json.loads(line)
-    assert (alert["run_id"], alert["task_id"], alert["error_type"]) == ("scheduled__2026-11-25", "load_files",
-                                                                        "ValueError")
+    assert (alert["run_id"], alert["task_id"], alert["error_type"]) == (
+        "scheduled__2026-11-25",
+        "load_files",
+        "ValueError",
+    )
     assert secret not in line and "13812345678" not in line
 
 

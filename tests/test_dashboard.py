@@ -45,55 +45,175 @@ def _seed(eng: sa.Engine) -> None:
         (1, 5, "phone", "phone_invalid"),
         (4, 2, "head_id_number", "id_bad_length"),
     ]
-    households = [("H1", "山城街道", "active"), ("H2", "店子镇", "active"), ("H3", "店子镇", "exited"),
-                  ("H4", "西集镇", "active")]
-    categories = [("H1", "hardship", "active"), ("H1", "orphan", "active"), ("H2", "hardship", "active"),
-                  ("H3", "hardship", "exited"), ("H4", "old_member", "active")]
-    cadres = [("C1", "county", "山城街道", "active"), ("C2", "section", "店子镇", "active"),
-              ("C3", "ordinary", "西集镇", "active"), ("C4", "section", "店子镇", "departed"),
-              ("C5", "county", "西集镇", "active")]
-    full = {"work_team": "专班", "resolution_plan": "方案", "responsible_unit": "信访局", "stabilisation_measures": "措施"}
-    cases = [("K1", "XF2026-0001", "山城街道", "open", full),
-             ("K2", "XF2026-0002", "店子镇", "open", {"responsible_unit": "民政局"}),
-             ("K3", "XF2026-0003", "西集镇", "open", {"work_team": "   "}),
-             ("K4", "XF2026-0004", "西集镇", "closed", full)]
-    pairs = [("C1", "household", "H1", None), ("C2", "household", "H2", None), ("C3", "household", "H4", None),
-             ("C1", "case", "K1", None), ("C2", "case", "K2", None),
-             ("C4", "household", "H3", dt.date(2026, 11, 26))]
-    summary_b = {"figures": {"households": {"active": 3, "exited": 1}, "pairs_current": {"household": 3, "case": 2}},
-                 "pairing": {"made_total": 1, "ended_total": 1, "cases_without_leader": 1}}
+    households = [
+        ("H1", "山城街道", "active"),
+        ("H2", "店子镇", "active"),
+        ("H3", "店子镇", "exited"),
+        ("H4", "西集镇", "active"),
+    ]
+    categories = [
+        ("H1", "hardship", "active"),
+        ("H1", "orphan", "active"),
+        ("H2", "hardship", "active"),
+        ("H3", "hardship", "exited"),
+        ("H4", "old_member", "active"),
+    ]
+    cadres = [
+        ("C1", "county", "山城街道", "active"),
+        ("C2", "section", "店子镇", "active"),
+        ("C3", "ordinary", "西集镇", "active"),
+        ("C4", "section", "店子镇", "departed"),
+        ("C5", "county", "西集镇", "active"),
+    ]
+    full = {
+        "work_team": "专班",
+        "resolution_plan": "方案",
+        "responsible_unit": "信访局",
+        "stabilisation_measures": "措施",
+    }
+    cases = [
+        ("K1", "XF2026-0001", "山城街道", "open", full),
+        ("K2", "XF2026-0002", "店子镇", "open", {"responsible_unit": "民政局"}),
+        ("K3", "XF2026-0003", "西集镇", "open", {"work_team": "   "}),
+        ("K4", "XF2026-0004", "西集镇", "closed", full),
+    ]
+    pairs = [
+        ("C1", "household", "H1", None),
+        ("C2", "household", "H2", None),
+        ("C3", "household", "H4", None),
+        ("C1", "case", "K1", None),
+        ("C2", "case", "K2", None),
+        ("C4", "household", "H3", dt.date(2026, 11, 26)),
+    ]
+    summary_b = {
+        "figures": {"households": {"active": 3, "exited": 1}, "pairs_current": {"household": 3, "case": 2}},
+        "pairing": {"made_total": 1, "ended_total": 1, "cases_without_leader": 1},
+    }
     with eng.begin() as conn:
-        conn.execute(schema.intake_file.insert(), [
-            {"file_id": i, "department": d, "file_name": n, "sha256": f"{i:064d}", "size_bytes": 100, "status": s,
-             "rows_read": r, "rows_loaded": lo, "rows_rejected": rj, "received_at": t0, "run_id": run}
-            for i, d, n, s, r, lo, rj, run in files])
-        conn.execute(schema.rejected_row.insert(), [
-            {"file_id": f, "sheet": "Sheet1", "row_number": row, "field": fld, "reason_code": code,
-             "message": f"身份证号 {HEAD_ID} 有误", "value": HEAD_ID, "created_at": t0}
-            for f, row, fld, code in findings])
-        conn.execute(schema.household.insert(), [
-            {"household_key": k, "head_name": "张三", "head_id_number": HEAD_ID, "town": town, "village": "一村",
-             "phone": PHONE_NO, "status": st} for k, town, st in households])
-        conn.execute(schema.household_category.insert(), [
-            {"household_key": k, "category": c, "status": st} for k, c, st in categories])
-        conn.execute(schema.cadre.insert(), [
-            {"cadre_key": k, "name": "李四", "id_number": CADRE_ID, "rank": r, "unit": "某局", "town": town,
-             "phone": PHONE_NO, "status": st} for k, r, town, st in cadres])
-        conn.execute(schema.petition_case.insert(), [
-            {"case_key": k, "case_number": no, "petitioner_name": "王五", "petitioner_id_number": HEAD_ID,
-             "town": town, "status": st, **dict.fromkeys(full), **extra} for k, no, town, st, extra in cases])
-        conn.execute(schema.pairing.insert(), [
-            {"cadre_key": c, "target_kind": kind, "target_key": t, "valid_from": dt.date(2026, 11, 25),
-             "valid_to": end, "end_reason": "cadre_departed" if end else None, "made_reason": "new_target"}
-            for c, kind, t, end in pairs])
-        conn.execute(schema.night_run.insert(), [
-            {"run_id": "night-a", "as_of": dt.date(2026, 11, 25), "started_at": t0,
-             "finished_at": t0 + dt.timedelta(minutes=3), "status": "success",
-             "summary": json.dumps({"figures": {"households": {"active": 4}}, "pairing": {"made_total": 5}})},
-            {"run_id": "night-b", "as_of": dt.date(2026, 11, 26), "started_at": t0 + dt.timedelta(days=1),
-             "finished_at": t0 + dt.timedelta(days=1, minutes=2), "status": "success",
-             "summary": json.dumps(summary_b)},
-        ])
+        conn.execute(
+            schema.intake_file.insert(),
+            [
+                {
+                    "file_id": i,
+                    "department": d,
+                    "file_name": n,
+                    "sha256": f"{i:064d}",
+                    "size_bytes": 100,
+                    "status": s,
+                    "rows_read": r,
+                    "rows_loaded": lo,
+                    "rows_rejected": rj,
+                    "received_at": t0,
+                    "run_id": run,
+                }
+                for i, d, n, s, r, lo, rj, run in files
+            ],
+        )
+        conn.execute(
+            schema.rejected_row.insert(),
+            [
+                {
+                    "file_id": f,
+                    "sheet": "Sheet1",
+                    "row_number": row,
+                    "field": fld,
+                    "reason_code": code,
+                    "message": f"身份证号 {HEAD_ID} 有误",
+                    "value": HEAD_ID,
+                    "created_at": t0,
+                }
+                for f, row, fld, code in findings
+            ],
+        )
+        conn.execute(
+            schema.household.insert(),
+            [
+                {
+                    "household_key": k,
+                    "head_name": "张三",
+                    "head_id_number": HEAD_ID,
+                    "town": town,
+                    "village": "一村",
+                    "phone": PHONE_NO,
+                    "status": st,
+                }
+                for k, town, st in households
+            ],
+        )
+        conn.execute(
+            schema.household_category.insert(),
+            [{"household_key": k, "category": c, "status": st} for k, c, st in categories],
+        )
+        conn.execute(
+            schema.cadre.insert(),
+            [
+                {
+                    "cadre_key": k,
+                    "name": "李四",
+                    "id_number": CADRE_ID,
+                    "rank": r,
+                    "unit": "某局",
+                    "town": town,
+                    "phone": PHONE_NO,
+                    "status": st,
+                }
+                for k, r, town, st in cadres
+            ],
+        )
+        conn.execute(
+            schema.petition_case.insert(),
+            [
+                {
+                    "case_key": k,
+                    "case_number": no,
+                    "petitioner_name": "王五",
+                    "petitioner_id_number": HEAD_ID,
+                    "town": town,
+                    "status": st,
+                    **dict.fromkeys(full),
+                    **extra,
+                }
+                for k, no, town, st, extra in cases
+            ],
+        )
+        conn.execute(
+            schema.pairing.insert(),
+            [
+                {
+                    "cadre_key": c,
+                    "target_kind": kind,
+                    "target_key": t,
+                    "valid_from": dt.date(2026, 11, 25),
+                    "valid_to": end,
+                    "end_reason": "cadre_departed" if end else None,
+                    "made_reason": "new_target",
+                }
+                for c, kind, t, end in pairs
+            ],
+        )
+        conn.execute(
+            schema.night_run.insert(),
+            [
+                {
+                    "run_id": "night-a",
+                    "as_of": dt.date(2026, 11, 25),
+                    "started_at": t0,
+                    "finished_at": t0 + dt.timedelta(minutes=3),
+                    "status": "success",
+                    "summary": json.dumps(
+                        {"figures": {"households": {"active": 4}}, "pairing": {"made_total": 5}}
+                    ),
+                },
+                {
+                    "run_id": "night-b",
+                    "as_of": dt.date(2026, 11, 26),
+                    "started_at": t0 + dt.timedelta(days=1),
+                    "finished_at": t0 + dt.timedelta(days=1, minutes=2),
+                    "status": "success",
+                    "summary": json.dumps(summary_b),
+                },
+            ],
+        )
 
 
 def _seeded(url: str, tmp_path: Path) -> tuple[str, Path]:
@@ -139,8 +259,11 @@ def test_figures_match_the_seeded_warehouse(seeded):
         "organization": {"files": 1, "read": 5, "loaded": 5, "rejected": 0},
         "petition": {"files": 1, "read": 0, "loaded": 0, "rejected": 0},
     }
-    assert f["households"] == {"hardship": {"active": 2, "exited": 1}, "orphan": {"active": 1},
-                               "old_member": {"active": 1}}
+    assert f["households"] == {
+        "hardship": {"active": 2, "exited": 1},
+        "orphan": {"active": 1},
+        "old_member": {"active": 1},
+    }
     assert f["households_by_status"] == {"active": 3, "exited": 1}
     assert f["pairs_by_town"] == [
         {"town": "山城街道", "households": 1, "cases": 1, "same_town": 1, "cadres": 1},
@@ -148,25 +271,51 @@ def test_figures_match_the_seeded_warehouse(seeded):
         {"town": "西集镇", "households": 1, "cases": 0, "same_town": 1, "cadres": 1},
     ]
     spread = f["load_spread"]
-    assert spread["household"]["county"] == {"loads": {"0": 1, "1": 1}, "min": 0, "max": 1, "spread": 1, "cadres": 2}
+    assert spread["household"]["county"] == {
+        "loads": {"0": 1, "1": 1},
+        "min": 0,
+        "max": 1,
+        "spread": 1,
+        "cadres": 2,
+    }
     assert spread["household"]["section"]["loads"] == {"1": 1}  # the departed cadre is not counted
     assert spread["household"]["ordinary"]["loads"] == {"1": 1}
-    assert spread["case"] == {"county": {"loads": {"0": 1, "1": 1}, "min": 0, "max": 1, "spread": 1, "cadres": 2}}
+    assert spread["case"] == {
+        "county": {"loads": {"0": 1, "1": 1}, "min": 0, "max": 1, "spread": 1, "cadres": 2}
+    }
     cases = f["cases"]
     assert cases["open"] == 3
     assert cases["without_county_leader"] == 2  # K2 is led by a section-level cadre, K3 by nobody
-    assert cases["without_county_leader_cases"] == [{"case_number": "XF2026-0002", "town": "店子镇"},
-                                                    {"case_number": "XF2026-0003", "town": "西集镇"}]
-    assert cases["five_ones_gaps"] == {"leader": 1, "work_team": 2, "resolution_plan": 2, "responsible_unit": 1,
-                                       "stabilisation_measures": 2}
+    assert cases["without_county_leader_cases"] == [
+        {"case_number": "XF2026-0002", "town": "店子镇"},
+        {"case_number": "XF2026-0003", "town": "西集镇"},
+    ]
+    assert cases["five_ones_gaps"] == {
+        "leader": 1,
+        "work_team": 2,
+        "resolution_plan": 2,
+        "responsible_unit": 1,
+        "stabilisation_measures": 2,
+    }
     assert cases["five_ones_complete"] == 1
-    assert f["rejections"] == [{"department": "civil_affairs", "field": "head_id_number",
-                                "reason_code": "id_bad_length", "rows": 1}]
+    assert f["rejections"] == [
+        {"department": "civil_affairs", "field": "head_id_number", "reason_code": "id_bad_length", "rows": 1}
+    ]
     assert [n["run_id"] for n in f["nights"]] == ["night-b", "night-a"]
     newest = f["nights"][0]
-    assert (newest["files"], newest["rows_read"], newest["rows_loaded"], newest["rows_rejected"]) == (2, 4, 3, 1)
-    assert (newest["households_active"], newest["pairs_current"], newest["pairs_made"], newest["pairs_ended"],
-            newest["cases_without_leader"]) == (3, 5, 1, 1, 1)
+    assert (newest["files"], newest["rows_read"], newest["rows_loaded"], newest["rows_rejected"]) == (
+        2,
+        4,
+        3,
+        1,
+    )
+    assert (
+        newest["households_active"],
+        newest["pairs_current"],
+        newest["pairs_made"],
+        newest["pairs_ended"],
+        newest["cases_without_leader"],
+    ) == (3, 5, 1, 1, 1)
     assert newest["data_docs"] is True and f["nights"][1]["data_docs"] is False
 
 
@@ -186,7 +335,8 @@ def test_rejected_rows_per_reason_count_each_row_once(seeded):
     with warehouse.engine(url).connect() as conn:
         rows = conn.exec_driver_sql(
             "SELECT department, field, reason_code, findings, rejected_rows FROM dashboard_rejections_by_reason "
-            "WHERE run_id = 'night-a' ORDER BY field, reason_code").all()
+            "WHERE run_id = 'night-a' ORDER BY field, reason_code"
+        ).all()
     assert [tuple(r) for r in rows] == [
         ("civil_affairs", "head_id_number", "id_bad_checksum", 1, 1),
         ("civil_affairs", "phone", "phone_invalid", 1, 1),
@@ -200,21 +350,33 @@ def test_link_review_backlog_is_na_until_the_table_exists_then_counts_pending_it
     with eng.begin() as conn:  # a warehouse from before the link-review queue
         conn.exec_driver_sql("DROP TABLE IF EXISTS link_review")
     assert dashboard.figures(eng, exports)["link_review"]["available"] is False
-    page = dashboard.render_page(dashboard.figures(eng, exports), warehouse="x", generated=dt.datetime(2026, 1, 1))
+    page = dashboard.render_page(
+        dashboard.figures(eng, exports), warehouse="x", generated=dt.datetime(2026, 1, 1)
+    )
     assert '<span data-figure="link_review.backlog">n/a</span>' in page
     with eng.begin() as conn:
         conn.exec_driver_sql(
             "CREATE TABLE link_review (review_id INTEGER PRIMARY KEY, reason VARCHAR(32) NOT NULL, "
-            "status VARCHAR(16) NOT NULL, decision VARCHAR(16), applied_at TIMESTAMP)")
+            "status VARCHAR(16) NOT NULL, decision VARCHAR(16), applied_at TIMESTAMP)"
+        )
         conn.exec_driver_sql(
             "INSERT INTO link_review (review_id, reason, status, decision, applied_at) VALUES "
             "(1, 'model_uncertain', 'pending', NULL, NULL), (2, 'model_uncertain', 'pending', NULL, NULL), "
             "(3, 'id_name_conflict', 'pending', NULL, NULL), (4, 'cluster_bridge', 'decided', 'same', NULL), "
-            "(5, 'model_uncertain', 'decided', 'different', '2026-11-26 02:00:00')")
+            "(5, 'model_uncertain', 'decided', 'different', '2026-11-26 02:00:00')"
+        )
     review = dashboard.figures(eng, exports)["link_review"]
-    assert review == {"available": True, "backlog": 3, "total": 5, "by_status": {"decided": 2, "pending": 3},
-                      "by_reason": {"id_name_conflict": 1, "model_uncertain": 2}, "awaiting_apply": 1}
-    page = dashboard.render_page(dashboard.figures(eng, exports), warehouse="x", generated=dt.datetime(2026, 1, 1))
+    assert review == {
+        "available": True,
+        "backlog": 3,
+        "total": 5,
+        "by_status": {"decided": 2, "pending": 3},
+        "by_reason": {"id_name_conflict": 1, "model_uncertain": 2},
+        "awaiting_apply": 1,
+    }
+    page = dashboard.render_page(
+        dashboard.figures(eng, exports), warehouse="x", generated=dt.datetime(2026, 1, 1)
+    )
     assert '<span data-figure="link_review.backlog">3</span>' in page
 
 
@@ -247,7 +409,9 @@ def test_page_of_an_empty_warehouse_says_no_night_has_run(tmp_path):
     eng = warehouse.engine(f"sqlite:///{tmp_path / 'empty.db'}")
     data = dashboard.figures(eng, tmp_path)
     assert data == {"ready": False}
-    assert 'data-figure="ready"' in dashboard.render_page(data, warehouse="x", generated=dt.datetime(2026, 1, 1))
+    assert 'data-figure="ready"' in dashboard.render_page(
+        data, warehouse="x", generated=dt.datetime(2026, 1, 1)
+    )
 
 
 # --- the app and its protection ------------------------------------------------------------------
@@ -275,13 +439,16 @@ def test_app_serves_page_json_and_data_docs_to_an_allowed_user(app_settings):
     assert "connect-src 'none'" in docs.headers["content-security-policy"]
 
 
-@pytest.mark.parametrize("path", [
-    "/data-docs/2026-11-26/../../../../etc/passwd",
-    "/data-docs/2026-11-26/%2e%2e/%2e%2e/secret.txt",
-    "/data-docs/..%2F..%2Fexports/index.html",
-    "/data-docs/2026-11-27/index.html",
-    "/data-docs/latest/index.html",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/data-docs/2026-11-26/../../../../etc/passwd",
+        "/data-docs/2026-11-26/%2e%2e/%2e%2e/secret.txt",
+        "/data-docs/..%2F..%2Fexports/index.html",
+        "/data-docs/2026-11-27/index.html",
+        "/data-docs/latest/index.html",
+    ],
+)
 def test_data_docs_route_serves_nothing_outside_a_night_folder(app_settings, path):
     (Path(app_settings.export_dir) / "secret.txt").write_text("secret", encoding="utf-8")
     client = _client(dashboard.create_app(authorize=lambda: "analyst", settings_loader=lambda: app_settings))
@@ -294,8 +461,10 @@ def test_data_docs_route_serves_nothing_outside_a_night_folder(app_settings, pat
 def airflow_auth(airflow_db, monkeypatch):
     """Airflow's simple auth manager, initialised in-process as the API server does it."""
     monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "rosterlink-dashboard-unit-test-" + "0" * 48)
-    monkeypatch.setenv("AIRFLOW__CORE__AUTH_MANAGER",
-                       "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager")
+    monkeypatch.setenv(
+        "AIRFLOW__CORE__AUTH_MANAGER",
+        "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+    )
     monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "analyst:viewer")
     from airflow.api_fastapi.app import create_auth_manager, purge_cached_app
 
@@ -334,7 +503,9 @@ def test_real_airflow_auth_refuses_a_user_who_may_not_read_the_dag(airflow_auth,
 
     monkeypatch.setattr(airflow_auth, "is_authorized_dag", is_authorized_dag)
     client = _client(dashboard.create_app(settings_loader=lambda: app_settings))
-    client.cookies.set("_token", airflow_auth.generate_jwt(SimpleAuthManagerUser(username="analyst", role="viewer")))
+    client.cookies.set(
+        "_token", airflow_auth.generate_jwt(SimpleAuthManagerUser(username="analyst", role="viewer"))
+    )
     assert client.get("/").status_code == 403
     assert asked == [("GET", "rosterlink_nightly")]
 
@@ -344,16 +515,21 @@ def test_plugin_registers_the_app_and_a_nav_entry_without_importing_the_dashboar
     import sys
 
     sys.modules.pop("rosterlink.dashboard.app", None)
-    spec = importlib.util.spec_from_file_location("rosterlink_dashboard_plugin",
-                                                  paths.PLUGINS_DIR / "rosterlink_dashboard.py")
+    spec = importlib.util.spec_from_file_location(
+        "rosterlink_dashboard_plugin", paths.PLUGINS_DIR / "rosterlink_dashboard.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert "rosterlink.dashboard.app" not in sys.modules  # every Airflow process imports the plugin: keep it cheap
+    assert (
+        "rosterlink.dashboard.app" not in sys.modules
+    )  # every Airflow process imports the plugin: keep it cheap
     plugin = module.RosterlinkDashboardPlugin
     (app,) = plugin.fastapi_apps
     assert app["url_prefix"] == "/rosterlink"
     (view,) = plugin.external_views
-    assert view["url_route"] == "rosterlink" and view["href"] == "rosterlink/" and view["destination"] == "nav"
+    assert (
+        view["url_route"] == "rosterlink" and view["href"] == "rosterlink/" and view["destination"] == "nav"
+    )
 
 
 # --- the night's Data Docs -----------------------------------------------------------------------
@@ -363,8 +539,11 @@ def test_data_docs_rerun_the_suites_over_the_nights_staged_rows(tmp_path):
 
     intake = tmp_path / "intake"
     sample.generate(intake, night=1, scale=0.05)
-    cfg = settings.load(intake_dir=str(intake), warehouse_url=f"sqlite:///{tmp_path / 'w.db'}",
-                        export_dir=str(tmp_path / "exports"))
+    cfg = settings.load(
+        intake_dir=str(intake),
+        warehouse_url=f"sqlite:///{tmp_path / 'w.db'}",
+        export_dir=str(tmp_path / "exports"),
+    )
     items = [tasks.validate_file(cfg, tasks.read_file(cfg, item)) for item in tasks.scan(cfg, "night-1")]
     result = datadocs.build_night(cfg, items, as_of=dt.date(2026, 11, 25), run_id="night-1")
     site = datadocs.night_dir(cfg.export_dir, "2026-11-25")
@@ -392,16 +571,23 @@ def test_data_docs_rerun_the_suites_over_the_nights_staged_rows(tmp_path):
 
 
 def test_data_docs_failure_never_fails_the_night(tmp_path):
-    cfg = settings.load(warehouse_url="postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1",
-                        export_dir=str(tmp_path))
-    result = datadocs.build_night(cfg, [{"file_id": 1, "status": "validated"}], as_of=dt.date(2026, 11, 25),
-                                  run_id="r")
+    cfg = settings.load(
+        warehouse_url="postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1",
+        export_dir=str(tmp_path),
+    )
+    result = datadocs.build_night(
+        cfg, [{"file_id": 1, "status": "validated"}], as_of=dt.date(2026, 11, 25), run_id="r"
+    )
     assert result["data_docs"] is None and result["error"]
 
 
 def _night_figures(url: str) -> dict[int, int]:
     with warehouse.engine(url).connect() as conn:
-        return dict(conn.exec_driver_sql("SELECT file_id, rows_rejected FROM intake_file WHERE status = 'loaded'").all())
+        return dict(
+            conn.exec_driver_sql(
+                "SELECT file_id, rows_rejected FROM intake_file WHERE status = 'loaded'"
+            ).all()
+        )
 
 
 def test_a_night_through_the_dag_writes_its_data_docs_and_the_page_links_them(tmp_path, run_night):
@@ -432,7 +618,7 @@ def test_a_night_through_the_dag_writes_its_data_docs_and_the_page_links_them(tm
     assert link and link.group(1) == "data-docs/2026-11-25/index.html"
     docs = client.get("/" + link.group(1))
     assert docs.status_code == 200 and "Data Docs · 2026-11-25" in docs.text
-    assert docs.text.count('<tr class=') == len(sheets)
+    assert docs.text.count("<tr class=") == len(sheets)
 
     # a second run of the same night, nothing new to read: the night's pages stay as they were
     before = (site / "results.json").read_text(encoding="utf-8")
@@ -463,6 +649,9 @@ def test_dashboard_reads_the_warehouse_named_by_the_airflow_connection(monkeypat
     from rosterlink.dashboard import app as dashboard
 
     monkeypatch.setenv("AIRFLOW_CONN_ROSTERLINK_WAREHOUSE", "postgres://reporter@db.example:5432/rosterlink")
-    assert dashboard._airflow_settings().warehouse_url == "postgresql+psycopg://reporter@db.example:5432/rosterlink"
+    assert (
+        dashboard._airflow_settings().warehouse_url
+        == "postgresql+psycopg://reporter@db.example:5432/rosterlink"
+    )
     monkeypatch.delenv("AIRFLOW_CONN_ROSTERLINK_WAREHOUSE")
     assert dashboard._airflow_settings().warehouse_url.startswith("sqlite:///")

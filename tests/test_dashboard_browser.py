@@ -24,8 +24,15 @@ from rosterlink.core import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 USER, PASSWORD = "analyst", "rosterlink-test-Pw-7"
 AS_OF = "2026-11-25"
 ID_NUMBER = re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])")
@@ -77,8 +84,7 @@ def test_dashboard_in_the_airflow_ui_shows_the_warehouse_figures(tmp_path, run_n
     passwords.write_text(json.dumps({USER: PASSWORD}), encoding="utf-8")
     env = {
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__AUTH_MANAGER":
-            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
@@ -88,14 +94,22 @@ def test_dashboard_in_the_airflow_ui_shows_the_warehouse_figures(tmp_path, run_n
         "ROSTERLINK_EXPORT_DIR": str(exports),
     }
     outside: list[str] = []
-    with api_server(airflow_db, env, tmp_path / "api-server.log") as base, \
-            playwright_api.sync_playwright() as pw:
+    with (
+        api_server(airflow_db, env, tmp_path / "api-server.log") as base,
+        playwright_api.sync_playwright() as pw,
+    ):
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(30_000)
-            page.on("request", lambda r: outside.append(r.url)
-                    if r.url.startswith(("http:", "https:", "ws:", "wss:")) and not r.url.startswith(base) else None)
+            page.on(
+                "request",
+                lambda r: (
+                    outside.append(r.url)
+                    if r.url.startswith(("http:", "https:", "ws:", "wss:")) and not r.url.startswith(base)
+                    else None
+                ),
+            )
 
             # not signed in: the dashboard sends the browser to Airflow's login page, the API says 401
             assert page.request.get(f"{base}/rosterlink/api/figures").status == 401
@@ -117,47 +131,84 @@ def test_dashboard_in_the_airflow_ui_shows_the_warehouse_figures(tmp_path, run_n
             tonight = f"run_id = '{run_id}'"
             for status in ("loaded", "rejected", "duplicate"):
                 assert number(f"files.tonight.{status}") == _one(
-                    url, f"SELECT COUNT(*) FROM intake_file WHERE {tonight} AND status = '{status}'"), status
+                    url, f"SELECT COUNT(*) FROM intake_file WHERE {tonight} AND status = '{status}'"
+                ), status
             for key, col in (("read", "rows_read"), ("loaded", "rows_loaded"), ("rejected", "rows_rejected")):
-                assert number(f"rows.tonight.{key}") == _one(url, f"SELECT SUM({col}) FROM intake_file WHERE {tonight}")
-            for dept, loaded, rejected in _q(url, "SELECT department, SUM(rows_loaded), SUM(rows_rejected) "
-                                                  "FROM intake_file GROUP BY department"):
-                assert (number(f"rows.all.{dept}.loaded"), number(f"rows.all.{dept}.rejected")) == (loaded, rejected)
-            assert number("households.active") == _one(url, "SELECT COUNT(*) FROM household WHERE status = 'active'")
-            for category, n in _q(url, "SELECT category, COUNT(*) FROM household_category "
-                                       "WHERE status = 'active' GROUP BY category"):
+                assert number(f"rows.tonight.{key}") == _one(
+                    url, f"SELECT SUM({col}) FROM intake_file WHERE {tonight}"
+                )
+            for dept, loaded, rejected in _q(
+                url,
+                "SELECT department, SUM(rows_loaded), SUM(rows_rejected) "
+                "FROM intake_file GROUP BY department",
+            ):
+                assert (number(f"rows.all.{dept}.loaded"), number(f"rows.all.{dept}.rejected")) == (
+                    loaded,
+                    rejected,
+                )
+            assert number("households.active") == _one(
+                url, "SELECT COUNT(*) FROM household WHERE status = 'active'"
+            )
+            for category, n in _q(
+                url,
+                "SELECT category, COUNT(*) FROM household_category WHERE status = 'active' GROUP BY category",
+            ):
                 assert number(f"households.{category}.active") == n, category
-            town_pairs = _q(url, "SELECT h.town, COUNT(*) FROM pairing p JOIN household h ON h.household_key = "
-                                 "p.target_key WHERE p.target_kind = 'household' AND p.valid_to IS NULL GROUP BY h.town")
+            town_pairs = _q(
+                url,
+                "SELECT h.town, COUNT(*) FROM pairing p JOIN household h ON h.household_key = "
+                "p.target_key WHERE p.target_kind = 'household' AND p.valid_to IS NULL GROUP BY h.town",
+            )
             assert town_pairs
             for town, n in town_pairs:
                 assert number(f"pairs.{town}.households") == n, town
             assert number("pairs.total") == _one(url, "SELECT COUNT(*) FROM pairing WHERE valid_to IS NULL")
-            assert number("cases.open") == _one(url, "SELECT COUNT(*) FROM petition_case WHERE status = 'open'")
-            assert number("cases.without_county_leader") == _one(url, """
+            assert number("cases.open") == _one(
+                url, "SELECT COUNT(*) FROM petition_case WHERE status = 'open'"
+            )
+            assert number("cases.without_county_leader") == _one(
+                url,
+                """
                 SELECT COUNT(*) FROM petition_case k WHERE k.status = 'open' AND NOT EXISTS (
                     SELECT 1 FROM pairing p JOIN cadre c ON c.cadre_key = p.cadre_key
                     WHERE p.target_kind = 'case' AND p.target_key = k.case_key AND p.valid_to IS NULL
-                      AND c.rank = 'county' AND c.status = 'active')""")
+                      AND c.rank = 'county' AND c.status = 'active')""",
+            )
             for item in ("work_team", "resolution_plan", "responsible_unit", "stabilisation_measures"):
                 assert number(f"five_ones.{item}") == _one(
-                    url, f"SELECT COUNT(*) FROM petition_case WHERE status = 'open' "
-                         f"AND TRIM(COALESCE({item}, '')) = ''"), item
-            assert number("five_ones.leader") == _one(url, """
+                    url,
+                    f"SELECT COUNT(*) FROM petition_case WHERE status = 'open' "
+                    f"AND TRIM(COALESCE({item}, '')) = ''",
+                ), item
+            assert number("five_ones.leader") == _one(
+                url,
+                """
                 SELECT COUNT(*) FROM petition_case k WHERE k.status = 'open' AND NOT EXISTS (
                     SELECT 1 FROM pairing p WHERE p.target_kind = 'case' AND p.target_key = k.case_key
-                    AND p.valid_to IS NULL)""")
-            loads = _q(url, """SELECT c.rank, COUNT(p.pairing_id) FROM cadre c LEFT JOIN pairing p
+                    AND p.valid_to IS NULL)""",
+            )
+            loads = _q(
+                url,
+                """SELECT c.rank, COUNT(p.pairing_id) FROM cadre c LEFT JOIN pairing p
                                ON p.cadre_key = c.cadre_key AND p.target_kind = 'household' AND p.valid_to IS NULL
-                               WHERE c.status = 'active' GROUP BY c.cadre_key, c.rank""")
+                               WHERE c.status = 'active' GROUP BY c.cadre_key, c.rank""",
+            )
             for rank in {r for r, _ in loads}:
                 mine = [n for r, n in loads if r == rank]
                 assert (number(f"load.household.{rank}.min"), number(f"load.household.{rank}.max")) == (
-                    min(mine), max(mine)), rank
-            pending = _q(url, "SELECT COUNT(*) FROM link_review WHERE status = 'pending'") if "link_review" in {
-                t for (t,) in _q(url, "SELECT name FROM sqlite_master WHERE type = 'table'")} else None
+                    min(mine),
+                    max(mine),
+                ), rank
+            pending = (
+                _q(url, "SELECT COUNT(*) FROM link_review WHERE status = 'pending'")
+                if "link_review"
+                in {t for (t,) in _q(url, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                else None
+            )
             assert shown("link_review.backlog") == ("n/a" if pending is None else str(pending[0][0]))
-            assert number("nights.0.rows_loaded") == _one(url, f"SELECT SUM(rows_loaded) FROM intake_file WHERE {tonight}")
+            assert number("nights.0.rows_loaded") == _one(
+                url, f"SELECT SUM(rows_loaded) FROM intake_file WHERE {tonight}"
+            )
             html = page.content()
             assert not ID_NUMBER.search(html) and not PHONE.search(html)
             assert page.locator("svg.chart").count() >= 6
@@ -174,13 +225,18 @@ def test_dashboard_in_the_airflow_ui_shows_the_warehouse_figures(tmp_path, run_n
             with page.expect_navigation():
                 page.locator('a[data-link="data-docs"]').click()
             assert page.url == f"{base}/rosterlink/data-docs/{AS_OF}/index.html"
-            rejected = dict(_q(url, f"SELECT file_id, rows_rejected FROM intake_file WHERE {tonight} "
-                                    "AND status = 'loaded'"))
+            rejected = dict(
+                _q(
+                    url,
+                    f"SELECT file_id, rows_rejected FROM intake_file WHERE {tonight} AND status = 'loaded'",
+                )
+            )
             per_file: dict[int, int] = {}
             for tr in page.locator("tr[data-file-id]").all():
                 file_id = int(tr.get_attribute("data-file-id"))
                 per_file[file_id] = per_file.get(file_id, 0) + int(
-                    tr.locator('[data-figure="error_rows"]').inner_text())
+                    tr.locator('[data-figure="error_rows"]').inner_text()
+                )
             assert per_file == rejected
             with page.expect_navigation():
                 page.get_by_role("link", name="结果页").first.click()
@@ -213,8 +269,11 @@ def test_feedback_workbook_drawn_for_the_readme_shows_what_the_clerk_sees(tmp_pa
     shots = _screenshots_script()
     intake = tmp_path / "intake"
     sample.generate(intake, night=1, scale=0.05)
-    cfg = settings.load(intake_dir=str(intake), warehouse_url=f"sqlite:///{tmp_path / 'w.db'}",
-                        export_dir=str(tmp_path / "exports"))
+    cfg = settings.load(
+        intake_dir=str(intake),
+        warehouse_url=f"sqlite:///{tmp_path / 'w.db'}",
+        export_dir=str(tmp_path / "exports"),
+    )
     items = [tasks.validate_file(cfg, tasks.read_file(cfg, i)) for i in tasks.scan(cfg, "night-1")]
     tasks.load(cfg, items)
     export.write_feedback(warehouse.connect(cfg.warehouse_url), cfg, [i["file_id"] for i in items])
@@ -224,11 +283,13 @@ def test_feedback_workbook_drawn_for_the_readme_shows_what_the_clerk_sees(tmp_pa
     page = shots.workbook_html(workbook, max_rows=200)
     wb = openpyxl.load_workbook(workbook)
     errors = wb["错误明细"]
-    rejected = [row for row in errors.iter_rows(min_row=2, values_only=True) if any(v is not None for v in row)]
+    rejected = [
+        row for row in errors.iter_rows(min_row=2, values_only=True) if any(v is not None for v in row)
+    ]
     assert rejected
     assert errors.freeze_panes == "A2"
-    section = page[page.index('data-sheet="错误明细"'):]
-    section = section[:section.index("</section>")]
+    section = page[page.index('data-sheet="错误明细"') :]
+    section = section[: section.index("</section>")]
     # every rejected row, as the workbook holds it, on the red fill; widths from the workbook
     for sheet_name, row_number, header, value, _ in rejected:
         assert f"<div>{row_number}</div>" in section and html_escape(header) in section

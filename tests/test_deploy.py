@@ -31,8 +31,12 @@ def test_every_rosterlink_variable_the_compose_file_sets_is_read_by_the_code():
     source = _source_text()
     names = [k for k in _common_env() if k.startswith("ROSTERLINK_")]
     assert len(names) >= 8
-    unread = [name for name in names if name not in source and name.removeprefix("ROSTERLINK_").lower()
-              not in re.findall(r'"(\w+)"', source)]
+    unread = [
+        name
+        for name in names
+        if name not in source
+        and name.removeprefix("ROSTERLINK_").lower() not in re.findall(r'"(\w+)"', source)
+    ]
     assert not unread, f"deploy/docker-compose.yml sets variables no code reads: {unread}"
 
 
@@ -52,8 +56,14 @@ def test_celery_executor_on_redis_and_postgres_with_the_installed_drivers():
         assert "postgresql+psycopg://" in env[key], key  # psycopg 3 is what pyproject installs
     # Airflow 3.3 would derive an asyncpg URL, and asyncpg is not installed
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"].startswith("postgresql+psycopg_async://")
-    assert {"postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-            "airflow-worker"} <= set(compose["services"])
+    assert {
+        "postgres",
+        "redis",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-worker",
+    } <= set(compose["services"])
     assert compose["services"]["airflow-worker"]["deploy"]["replicas"] >= 2
 
 
@@ -78,7 +88,7 @@ def test_the_image_installs_the_pinned_airflow_and_existing_extras():
     pinned = next(d for d in project["dependencies"] if d.startswith("apache-airflow=="))
     version = pinned.split("==", 1)[1]
     assert re.search(rf"^FROM apache/airflow:{re.escape(version)}-python3\.1[1-3]$", dockerfile, re.M), pinned
-    extras = re.search(r'rosterlink\[([\w,]+)\]', dockerfile).group(1).split(",")
+    extras = re.search(r"rosterlink\[([\w,]+)\]", dockerfile).group(1).split(",")
     assert set(extras) <= set(project["optional-dependencies"]), extras
     assert "celery" in extras
     assert "COPY --chown=airflow:root . /opt/rosterlink" in dockerfile

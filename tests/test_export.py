@@ -41,117 +41,307 @@ IDS = {key: _id(i) for i, key in enumerate(["h1", "h2", "h3", "h4", "h5", "c1", 
 
 
 def _household(key: str, name: str, town: str, village: str, status: str = "active", seq: int = 1) -> dict:
-    return {"household_key": key, "head_name": name, "head_id_number": IDS.get(key) or _id(seq), "town": town,
-            "village": village, "phone": _phone(seq), "status": status}
+    return {
+        "household_key": key,
+        "head_name": name,
+        "head_id_number": IDS.get(key) or _id(seq),
+        "town": town,
+        "village": village,
+        "phone": _phone(seq),
+        "status": status,
+    }
 
 
 def _cadre(key: str, name: str, rank: str, town: str, status: str = "active", seq: int = 1) -> dict:
-    return {"cadre_key": key, "name": name, "id_number": IDS.get(key) or _id(seq, dt.date(1975, 5, 5)),
-            "rank": rank, "unit": f"{name}所在单位", "town": town, "phone": _phone(100 + seq), "status": status}
+    return {
+        "cadre_key": key,
+        "name": name,
+        "id_number": IDS.get(key) or _id(seq, dt.date(1975, 5, 5)),
+        "rank": rank,
+        "unit": f"{name}所在单位",
+        "town": town,
+        "phone": _phone(100 + seq),
+        "status": status,
+    }
 
 
-def _pair(cadre: str, kind: str, target: str, since: dt.date, made: str, until: dt.date | None = None,
-          end: str | None = None) -> dict:
-    return {"cadre_key": cadre, "target_kind": kind, "target_key": target, "valid_from": since,
-            "valid_to": until, "end_reason": end, "made_reason": made}
+def _pair(
+    cadre: str,
+    kind: str,
+    target: str,
+    since: dt.date,
+    made: str,
+    until: dt.date | None = None,
+    end: str | None = None,
+) -> dict:
+    return {
+        "cadre_key": cadre,
+        "target_kind": kind,
+        "target_key": target,
+        "valid_from": since,
+        "valid_to": until,
+        "end_reason": end,
+        "made_reason": made,
+    }
 
 
-def _finding(file_id: int, sheet: str, row: int, field: str, header: str | None, value: str | None, code: str,
-             message: str) -> dict:
-    return {"file_id": file_id, "sheet": sheet, "row_number": row, "field": field, "header": header,
-            "value": value, "reason_code": code, "message": message, "created_at": RECEIVED}
+def _finding(
+    file_id: int,
+    sheet: str,
+    row: int,
+    field: str,
+    header: str | None,
+    value: str | None,
+    code: str,
+    message: str,
+) -> dict:
+    return {
+        "file_id": file_id,
+        "sheet": sheet,
+        "row_number": row,
+        "field": field,
+        "header": header,
+        "value": value,
+        "reason_code": code,
+        "message": message,
+        "created_at": RECEIVED,
+    }
 
 
 @pytest.fixture
 def night(tmp_path: Path):
     eng = warehouse.connect(f"sqlite:///{tmp_path}/w.db")
-    settings = Settings(intake_dir=tmp_path / "intake", warehouse_url=f"sqlite:///{tmp_path}/w.db",
-                        export_dir=tmp_path / "exports")
+    settings = Settings(
+        intake_dir=tmp_path / "intake",
+        warehouse_url=f"sqlite:///{tmp_path}/w.db",
+        export_dir=tmp_path / "exports",
+    )
     for dept in ("civil_affairs", "womens_federation", "organization", "petition"):
         (settings.intake_dir / dept).mkdir(parents=True)
     f = schema.intake_file
-    base = {"sha256": "0" * 64, "size_bytes": 1000, "received_at": RECEIVED, "processed_at": RECEIVED,
-            "rows_read": 0, "rows_loaded": 0, "rows_rejected": 0, "rows_warned": 0, "reason_code": None,
-            "message": None}
+    base = {
+        "sha256": "0" * 64,
+        "size_bytes": 1000,
+        "received_at": RECEIVED,
+        "processed_at": RECEIVED,
+        "rows_read": 0,
+        "rows_loaded": 0,
+        "rows_rejected": 0,
+        "rows_warned": 0,
+        "reason_code": None,
+        "message": None,
+    }
     with eng.begin() as conn:
-        conn.execute(f.insert(), [
-            {**base, "file_id": 1, "department": "civil_affairs",
-             "file_name": "civil_affairs/2026年11月/特困家庭.xlsx", "sha256": "1" * 64, "status": "loaded",
-             "rows_read": 5, "rows_loaded": 3, "rows_rejected": 2, "rows_warned": 1},
-            {**base, "file_id": 2, "department": "womens_federation",
-             "file_name": "womens_federation/失亲儿童.xls", "sha256": "2" * 64, "status": "rejected",
-             "reason_code": "file_corrupt",
-             "message": "文件已损坏或不是有效的表格文件，无法打开。请用Excel打开确认后另存为.xlsx重新报送。"},
-            {**base, "file_id": 3, "department": "petition", "file_name": "petition/台账副本.xlsx",
-             "sha256": "3" * 64, "status": "duplicate", "reason_code": "file_duplicate",
-             "message": "此文件与已导入的“petition/台账.xlsx”内容完全相同，未重复导入。"},
-            {**base, "file_id": 4, "department": "organization", "file_name": "organization/干部名册.xlsx",
-             "sha256": "4" * 64, "status": "loaded", "rows_read": 3, "rows_loaded": 3},
-        ])
-        conn.execute(schema.intake_sheet.insert(), [
-            {"file_id": 1, "sheet": "Sheet1", "roster": "hardship", "header_row": 3, "rows_read": 5,
-             "note": None},
-            {"file_id": 1, "sheet": "说明", "roster": None, "header_row": None, "rows_read": 0,
-             "note": "工作表“说明”中没有找到可识别的表头，未导入该表。"},
-        ])
-        conn.execute(schema.rejected_row.insert(), [
-            _finding(1, "Sheet1", 7, "head_id_number", "身份证号码", "370406********123X", "id_bad_checksum",
-                     "“身份证号码”最后一位校验码不正确（370406********123X），请核对。"),
-            # a full ID slipped into a value upstream: the export masks it again
-            _finding(1, "Sheet1", 9, "town", None, f"店子 {IDS['h5']}", "town_unknown",
-                     "“镇街”的值不在本区镇街名单内，请填写规范的镇街全称。"),
-        ])
-        conn.execute(schema.row_warning.insert(), [
-            _finding(1, "Sheet1", 8, "phone", "手机号", "139****0001", "phone_invalid",
-                     "“手机号”的值不是11位手机号或有效固定电话，已接收但请核对更正。"),
-        ])
-        conn.execute(schema.source_row.insert(), [
-            # rows 4 and 5 are one household
-            {"file_id": 1, "sheet": "Sheet1", "row_number": row, "entity_kind": "household",
-             "entity_key": key}
-            for row, key in ((4, "h1"), (5, "h1"), (6, "h3"))
-        ])
-        conn.execute(schema.household.insert(), [
-            _household("h1", "张三", "山城街道", "东村", seq=1),
-            _household("h2", HOSTILE_NAMES[0], "店子镇", "南村", seq=2),
-            _household("h3", HOSTILE_NAMES[1], "山城街道", "西村", seq=3),
-            _household("h4", HOSTILE_NAMES[2], "西集镇", "北村", status="exited", seq=4),
-            _household("h5", HOSTILE_NAMES[3], "店子镇", "中村", seq=5),  # active, not paired
-        ])
-        conn.execute(schema.household_category.insert(), [
-            {"household_key": "h1", "category": "hardship", "status": "active"},
-            {"household_key": "h1", "category": "old_member", "status": "active"},
-            {"household_key": "h2", "category": "orphan", "status": "active"},
-            {"household_key": "h3", "category": "hardship", "status": "active"},
-            {"household_key": "h4", "category": "hardship", "status": "exited"},
-            {"household_key": "h5", "category": "hardship", "status": "active"},
-        ])
-        conn.execute(schema.cadre.insert(), [
-            _cadre("c1", "李县长", "county", "店子镇", seq=1),
-            _cadre("c2", "王科长", "section", "山城街道", seq=2),
-            _cadre("c3", "赵干部", "ordinary", "西集镇", status="departed", seq=3),
-        ])
-        case = {"petitioner_id_number": None, "responsible_unit": None, "work_team": None,
-                "resolution_plan": None, "stabilisation_measures": None}
-        conn.execute(schema.petition_case.insert(), [{**case, **row} for row in [
-            {"case_key": "k1", "case_number": "XF2026-001", "petitioner_name": "钱某", "town": "店子镇",
-             "topic": "土地纠纷", "status": "open", "responsible_unit": "店子镇政府", "work_team": "专班A",
-             "petitioner_id_number": IDS["p1"]},
-            {"case_key": "k2", "case_number": "XF2026-002", "petitioner_name": "孙某", "town": "山城街道",
-             "topic": "拆迁补偿", "status": "open", "responsible_unit": "住建局", "work_team": "专班B",
-             "resolution_plan": "方案", "stabilisation_measures": "措施"},
-            {"case_key": "k3", "case_number": "XF2026-003", "petitioner_name": "周某", "town": "西集镇",
-             "topic": "劳资", "status": "closed"},
-        ]])
-        conn.execute(schema.pairing.insert(), [
-            _pair("c2", "household", "h1", EARLIER, "new_target"),
-            _pair("c1", "household", "h2", AS_OF, "new_target"),
-            _pair("c3", "household", "h3", EARLIER, "new_target", AS_OF, "cadre_departed"),
-            _pair("c2", "household", "h3", AS_OF, "cadre_left"),
-            _pair("c3", "household", "h4", EARLIER, "new_target", AS_OF, "household_exited"),
-            _pair("c1", "case", "k1", EARLIER, "new_target"),
-            _pair("c1", "case", "k3", EARLIER, "new_target", AS_OF, "case_closed"),
-        ])
+        conn.execute(
+            f.insert(),
+            [
+                {
+                    **base,
+                    "file_id": 1,
+                    "department": "civil_affairs",
+                    "file_name": "civil_affairs/2026年11月/特困家庭.xlsx",
+                    "sha256": "1" * 64,
+                    "status": "loaded",
+                    "rows_read": 5,
+                    "rows_loaded": 3,
+                    "rows_rejected": 2,
+                    "rows_warned": 1,
+                },
+                {
+                    **base,
+                    "file_id": 2,
+                    "department": "womens_federation",
+                    "file_name": "womens_federation/失亲儿童.xls",
+                    "sha256": "2" * 64,
+                    "status": "rejected",
+                    "reason_code": "file_corrupt",
+                    "message": "文件已损坏或不是有效的表格文件，无法打开。请用Excel打开确认后另存为.xlsx重新报送。",
+                },
+                {
+                    **base,
+                    "file_id": 3,
+                    "department": "petition",
+                    "file_name": "petition/台账副本.xlsx",
+                    "sha256": "3" * 64,
+                    "status": "duplicate",
+                    "reason_code": "file_duplicate",
+                    "message": "此文件与已导入的“petition/台账.xlsx”内容完全相同，未重复导入。",
+                },
+                {
+                    **base,
+                    "file_id": 4,
+                    "department": "organization",
+                    "file_name": "organization/干部名册.xlsx",
+                    "sha256": "4" * 64,
+                    "status": "loaded",
+                    "rows_read": 3,
+                    "rows_loaded": 3,
+                },
+            ],
+        )
+        conn.execute(
+            schema.intake_sheet.insert(),
+            [
+                {
+                    "file_id": 1,
+                    "sheet": "Sheet1",
+                    "roster": "hardship",
+                    "header_row": 3,
+                    "rows_read": 5,
+                    "note": None,
+                },
+                {
+                    "file_id": 1,
+                    "sheet": "说明",
+                    "roster": None,
+                    "header_row": None,
+                    "rows_read": 0,
+                    "note": "工作表“说明”中没有找到可识别的表头，未导入该表。",
+                },
+            ],
+        )
+        conn.execute(
+            schema.rejected_row.insert(),
+            [
+                _finding(
+                    1,
+                    "Sheet1",
+                    7,
+                    "head_id_number",
+                    "身份证号码",
+                    "370406********123X",
+                    "id_bad_checksum",
+                    "“身份证号码”最后一位校验码不正确（370406********123X），请核对。",
+                ),
+                # a full ID slipped into a value upstream: the export masks it again
+                _finding(
+                    1,
+                    "Sheet1",
+                    9,
+                    "town",
+                    None,
+                    f"店子 {IDS['h5']}",
+                    "town_unknown",
+                    "“镇街”的值不在本区镇街名单内，请填写规范的镇街全称。",
+                ),
+            ],
+        )
+        conn.execute(
+            schema.row_warning.insert(),
+            [
+                _finding(
+                    1,
+                    "Sheet1",
+                    8,
+                    "phone",
+                    "手机号",
+                    "139****0001",
+                    "phone_invalid",
+                    "“手机号”的值不是11位手机号或有效固定电话，已接收但请核对更正。",
+                ),
+            ],
+        )
+        conn.execute(
+            schema.source_row.insert(),
+            [
+                # rows 4 and 5 are one household
+                {
+                    "file_id": 1,
+                    "sheet": "Sheet1",
+                    "row_number": row,
+                    "entity_kind": "household",
+                    "entity_key": key,
+                }
+                for row, key in ((4, "h1"), (5, "h1"), (6, "h3"))
+            ],
+        )
+        conn.execute(
+            schema.household.insert(),
+            [
+                _household("h1", "张三", "山城街道", "东村", seq=1),
+                _household("h2", HOSTILE_NAMES[0], "店子镇", "南村", seq=2),
+                _household("h3", HOSTILE_NAMES[1], "山城街道", "西村", seq=3),
+                _household("h4", HOSTILE_NAMES[2], "西集镇", "北村", status="exited", seq=4),
+                _household("h5", HOSTILE_NAMES[3], "店子镇", "中村", seq=5),  # active, not paired
+            ],
+        )
+        conn.execute(
+            schema.household_category.insert(),
+            [
+                {"household_key": "h1", "category": "hardship", "status": "active"},
+                {"household_key": "h1", "category": "old_member", "status": "active"},
+                {"household_key": "h2", "category": "orphan", "status": "active"},
+                {"household_key": "h3", "category": "hardship", "status": "active"},
+                {"household_key": "h4", "category": "hardship", "status": "exited"},
+                {"household_key": "h5", "category": "hardship", "status": "active"},
+            ],
+        )
+        conn.execute(
+            schema.cadre.insert(),
+            [
+                _cadre("c1", "李县长", "county", "店子镇", seq=1),
+                _cadre("c2", "王科长", "section", "山城街道", seq=2),
+                _cadre("c3", "赵干部", "ordinary", "西集镇", status="departed", seq=3),
+            ],
+        )
+        case = {
+            "petitioner_id_number": None,
+            "responsible_unit": None,
+            "work_team": None,
+            "resolution_plan": None,
+            "stabilisation_measures": None,
+        }
+        conn.execute(
+            schema.petition_case.insert(),
+            [
+                {**case, **row}
+                for row in [
+                    {
+                        "case_key": "k1",
+                        "case_number": "XF2026-001",
+                        "petitioner_name": "钱某",
+                        "town": "店子镇",
+                        "topic": "土地纠纷",
+                        "status": "open",
+                        "responsible_unit": "店子镇政府",
+                        "work_team": "专班A",
+                        "petitioner_id_number": IDS["p1"],
+                    },
+                    {
+                        "case_key": "k2",
+                        "case_number": "XF2026-002",
+                        "petitioner_name": "孙某",
+                        "town": "山城街道",
+                        "topic": "拆迁补偿",
+                        "status": "open",
+                        "responsible_unit": "住建局",
+                        "work_team": "专班B",
+                        "resolution_plan": "方案",
+                        "stabilisation_measures": "措施",
+                    },
+                    {
+                        "case_key": "k3",
+                        "case_number": "XF2026-003",
+                        "petitioner_name": "周某",
+                        "town": "西集镇",
+                        "topic": "劳资",
+                        "status": "closed",
+                    },
+                ]
+            ],
+        )
+        conn.execute(
+            schema.pairing.insert(),
+            [
+                _pair("c2", "household", "h1", EARLIER, "new_target"),
+                _pair("c1", "household", "h2", AS_OF, "new_target"),
+                _pair("c3", "household", "h3", EARLIER, "new_target", AS_OF, "cadre_departed"),
+                _pair("c2", "household", "h3", AS_OF, "cadre_left"),
+                _pair("c3", "household", "h4", EARLIER, "new_target", AS_OF, "household_exited"),
+                _pair("c1", "case", "k1", EARLIER, "new_target"),
+                _pair("c1", "case", "k3", EARLIER, "new_target", AS_OF, "case_closed"),
+            ],
+        )
     return eng, settings
 
 
@@ -184,15 +374,20 @@ def test_feedback_lands_in_the_files_own_department_folder_with_flattened_name(n
         "womens_federation/feedback/失亲儿童.结果.xlsx",
     ]
     # a department only sees its own files; a file not of tonight gets nothing
-    assert [p.name for p in (intake / "civil_affairs" / "feedback").iterdir()] == ["2026年11月_特困家庭.结果.xlsx"]
+    assert [p.name for p in (intake / "civil_affairs" / "feedback").iterdir()] == [
+        "2026年11月_特困家庭.结果.xlsx"
+    ]
     assert [p.name for p in (intake / "womens_federation" / "feedback").iterdir()] == ["失亲儿童.结果.xlsx"]
     assert not (intake / "organization" / "feedback").exists()
     with eng.connect() as conn:
         t = schema.intake_file
         paths = dict(conn.execute(sa.select(t.c.file_id, t.c.feedback_path)).all())
-    assert paths == {1: "civil_affairs/feedback/2026年11月_特困家庭.结果.xlsx",
-                     2: "womens_federation/feedback/失亲儿童.结果.xlsx",
-                     3: "petition/feedback/台账副本.结果.xlsx", 4: None}
+    assert paths == {
+        1: "civil_affairs/feedback/2026年11月_特困家庭.结果.xlsx",
+        2: "womens_federation/feedback/失亲儿童.结果.xlsx",
+        3: "petition/feedback/台账副本.结果.xlsx",
+        4: None,
+    }
 
 
 def test_feedback_summary_has_counts_sheets_merges_and_instruction(night):
@@ -239,9 +434,20 @@ def test_feedback_errors_list_each_rejected_row_with_excel_row_header_and_chines
 def test_a_childs_value_is_never_shown_in_feedback(night):
     eng, settings = night
     with eng.begin() as conn:
-        conn.execute(schema.rejected_row.insert().values(
-            _finding(1, "Sheet1", 12, "child_id_number", "儿童身份证号", "370406********0012", "id_bad_checksum",
-                     "“儿童身份证号”最后一位校验码不正确，请核对。")))
+        conn.execute(
+            schema.rejected_row.insert().values(
+                _finding(
+                    1,
+                    "Sheet1",
+                    12,
+                    "child_id_number",
+                    "儿童身份证号",
+                    "370406********0012",
+                    "id_bad_checksum",
+                    "“儿童身份证号”最后一位校验码不正确，请核对。",
+                )
+            )
+        )
     [path] = export.write_feedback(eng, settings, [1])
     row = [c.value for c in _find_row(openpyxl.load_workbook(path)["错误明细"], "儿童身份证号")]
     assert row[:4] == ["Sheet1", 12, "儿童身份证号", "（未成年人信息，不显示）"]
@@ -266,11 +472,21 @@ def test_file_rejected_whole_gets_feedback_with_its_reason(night):
 def test_same_stem_in_one_department_keeps_both_feedbacks(night):
     eng, settings = night
     with eng.begin() as conn:
-        conn.execute(schema.intake_file.insert(), [
-            {"file_id": 10 + i, "department": "civil_affairs", "file_name": f"civil_affairs/名单.{ext}",
-             "sha256": str(i) * 64, "size_bytes": 1, "status": "loaded", "received_at": RECEIVED}
-            for i, ext in enumerate(("xlsx", "csv"), 5)
-        ])
+        conn.execute(
+            schema.intake_file.insert(),
+            [
+                {
+                    "file_id": 10 + i,
+                    "department": "civil_affairs",
+                    "file_name": f"civil_affairs/名单.{ext}",
+                    "sha256": str(i) * 64,
+                    "size_bytes": 1,
+                    "status": "loaded",
+                    "received_at": RECEIVED,
+                }
+                for i, ext in enumerate(("xlsx", "csv"), 5)
+            ],
+        )
     written = export.write_feedback(eng, settings, [15, 16])
     assert sorted(p.name for p in written) == ["名单.csv.结果.xlsx", "名单.xlsx.结果.xlsx"]
 
@@ -290,13 +506,30 @@ def test_pairing_workbook_has_one_sheet_per_town_in_district_order(night):
     path = export.write_pairing_workbook(eng, settings, AS_OF)
     assert path == settings.export_dir / "结对名单_20261120.xlsx"
     wb = openpyxl.load_workbook(path)
-    assert wb.sheetnames == ["汇总", "山城街道", "店子镇", "西集镇", "重点信访案件", "本次变化", "走访帮扶", "走访预警"]
+    assert wb.sheetnames == [
+        "汇总",
+        "山城街道",
+        "店子镇",
+        "西集镇",
+        "重点信访案件",
+        "本次变化",
+        "走访帮扶",
+        "走访预警",
+    ]
     ws = wb["山城街道"]
     assert _rows(ws)[0] == export.TOWN_COLUMNS
     assert ws.freeze_panes == "A2"
     h1 = [c.value for c in _find_row(ws, "张三")]
-    assert h1[:8] == ["王科长", "王科长所在单位", "科级", f"{_phone(102)[:3]}****{_phone(102)[-4:]}", "张三",
-                      f"{IDS['h1'][:6]}********{IDS['h1'][-4:]}", "东村", "特困家庭、建国前老党员"]
+    assert h1[:8] == [
+        "王科长",
+        "王科长所在单位",
+        "科级",
+        f"{_phone(102)[:3]}****{_phone(102)[-4:]}",
+        "张三",
+        f"{IDS['h1'][:6]}********{IDS['h1'][-4:]}",
+        "东村",
+        "特困家庭、建国前老党员",
+    ]
     assert h1[8] == dt.datetime(2026, 3, 1) and h1[9] is None
 
 
@@ -309,7 +542,9 @@ def test_new_and_ended_pairs_are_marked_in_the_town_sheets(night):
     # h3 changed cadre tonight: the ended pair (grey) and the new one (green) side by side
     rows = [r for r in wb["山城街道"].iter_rows(min_row=2) if r[6].value == "西村"]
     assert [(r[0].value, r[9].value, r[10].value) for r in rows] == [
-        ("赵干部", "结对结束", "干部调离或退休"), ("王科长", "新结对", "原结对干部调离或不再符合条件，重新结对")]
+        ("赵干部", "结对结束", "干部调离或退休"),
+        ("王科长", "新结对", "原结对干部调离或不再符合条件，重新结对"),
+    ]
     assert rows[0][0].fill.fgColor.rgb.endswith("D9D9D9")
     assert _find_row(wb["西集镇"], "北村")[10].value == "家庭已退出/脱困"
 
@@ -333,8 +568,20 @@ def test_summary_counts_towns_and_lists_unpaired_households(night):
 def test_key_case_sheet_shows_five_ones_gaps(night):
     eng, settings = night
     ws = openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["重点信访案件"]
-    assert _rows(ws)[0] == ("案件编号", "信访人", "所属镇街", "诉求类别", "包案领导", "责任单位",
-                            "包案领导", "工作专班", "化解方案", "责任单位", "稳控措施", "缺项")
+    assert _rows(ws)[0] == (
+        "案件编号",
+        "信访人",
+        "所属镇街",
+        "诉求类别",
+        "包案领导",
+        "责任单位",
+        "包案领导",
+        "工作专班",
+        "化解方案",
+        "责任单位",
+        "稳控措施",
+        "缺项",
+    )
     cases = {r[0]: r for r in _rows(ws)[1:]}
     assert set(cases) == {"XF2026-001", "XF2026-002"}  # closed cases are not listed
     assert cases["XF2026-001"][4] == "李县长"
@@ -363,8 +610,11 @@ def test_changes_sheet_lists_made_and_ended_pairs_with_reasons(night):
 def test_unknown_reason_codes_are_shown_as_they_are(night):
     eng, settings = night
     with eng.begin() as conn:
-        conn.execute(schema.pairing.update().where(schema.pairing.c.target_key == "h4")
-                     .values(end_reason="some_new_code"))
+        conn.execute(
+            schema.pairing.update()
+            .where(schema.pairing.c.target_key == "h4")
+            .values(end_reason="some_new_code")
+        )
     ws = openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["西集镇"]
     assert _find_row(ws, "北村")[10].value == "some_new_code"
 
@@ -379,8 +629,13 @@ def test_change_log_lists_ended_and_new_pairs_with_reasons_and_masked_ids(night)
     assert header == export.LOG_COLUMNS
     assert len(body) == 5
     by_code = {(r[1], r[13]): r for r in body}
-    assert set(by_code) == {("结对结束", "cadre_departed"), ("新结对", "cadre_left"), ("新结对", "new_target"),
-                            ("结对结束", "household_exited"), ("结对结束", "case_closed")}
+    assert set(by_code) == {
+        ("结对结束", "cadre_departed"),
+        ("新结对", "cadre_left"),
+        ("新结对", "new_target"),
+        ("结对结束", "household_exited"),
+        ("结对结束", "case_closed"),
+    }
     ended = by_code[("结对结束", "household_exited")]
     assert ended[12] == "家庭已退出/脱困"
     assert ended[5] == "'-2"
@@ -449,20 +704,47 @@ def test_pairing_workbook_lists_all_1500_pairs_of_a_district(tmp_path):
     settings = Settings(intake_dir=tmp_path / "in", warehouse_url="", export_dir=tmp_path / "out")
     towns = ["山城街道", "店子镇", "西集镇", "桑村镇", "北庄镇"]
     with eng.begin() as conn:
-        conn.execute(schema.cadre.insert(), [
-            {"cadre_key": f"c{i}", "name": f"干部{i}",
-             "id_number": make("370406", dt.date(1970, 1, 1 + i % 28), i % 1000),
-             "rank": ("county", "section", "ordinary")[i % 3], "unit": "单位", "town": towns[i % 5],
-             "phone": f"138{i:08d}", "status": "active"} for i in range(500)])
-        conn.execute(schema.household.insert(), [
-            {"household_key": f"h{i}", "head_name": f"户主{i}",
-             "head_id_number": make("370406", dt.date(1940, 1 + i % 12, 1 + i % 28), i % 1000),
-             "town": towns[i % 5], "village": f"村{i % 40}", "status": "active"} for i in range(1500)])
-        conn.execute(schema.household_category.insert(), [
-            {"household_key": f"h{i}", "category": "hardship", "status": "active"} for i in range(1500)])
-        conn.execute(schema.pairing.insert(), [
-            _pair(f"c{i % 500}", "household", f"h{i}", AS_OF if i % 10 == 0 else EARLIER, "new_target")
-            for i in range(1500)])
+        conn.execute(
+            schema.cadre.insert(),
+            [
+                {
+                    "cadre_key": f"c{i}",
+                    "name": f"干部{i}",
+                    "id_number": make("370406", dt.date(1970, 1, 1 + i % 28), i % 1000),
+                    "rank": ("county", "section", "ordinary")[i % 3],
+                    "unit": "单位",
+                    "town": towns[i % 5],
+                    "phone": f"138{i:08d}",
+                    "status": "active",
+                }
+                for i in range(500)
+            ],
+        )
+        conn.execute(
+            schema.household.insert(),
+            [
+                {
+                    "household_key": f"h{i}",
+                    "head_name": f"户主{i}",
+                    "head_id_number": make("370406", dt.date(1940, 1 + i % 12, 1 + i % 28), i % 1000),
+                    "town": towns[i % 5],
+                    "village": f"村{i % 40}",
+                    "status": "active",
+                }
+                for i in range(1500)
+            ],
+        )
+        conn.execute(
+            schema.household_category.insert(),
+            [{"household_key": f"h{i}", "category": "hardship", "status": "active"} for i in range(1500)],
+        )
+        conn.execute(
+            schema.pairing.insert(),
+            [
+                _pair(f"c{i % 500}", "household", f"h{i}", AS_OF if i % 10 == 0 else EARLIER, "new_target")
+                for i in range(1500)
+            ],
+        )
     export.write_pairing_workbook(eng, settings, AS_OF)
     export.write_change_log(eng, settings, AS_OF)
     wb = openpyxl.load_workbook(settings.export_dir / "结对名单_20261120.xlsx")
@@ -498,19 +780,30 @@ def test_a_night_with_more_new_pairs_than_the_change_sheet_lists_says_where_they
     """A province's first night makes a million pairs: 本次变化 lists every ended pair and the first
     new ones, then names the change log, which lists them all."""
     eng, settings = night
-    full = [r for r in openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["本次变化"]
-            .iter_rows(min_row=2, values_only=True)]
+    full = [
+        r
+        for r in openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))[
+            "本次变化"
+        ].iter_rows(min_row=2, values_only=True)
+    ]
     new_total = sum(1 for r in full if r[0] == "新结对")
     ended = [r for r in full if r[0] == "结对结束"]
     assert new_total >= 2 and ended
 
     monkeypatch.setattr(export, "SHEET_LIST_MAX", 1)
-    rows = [r for r in openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["本次变化"]
-            .iter_rows(min_row=2, values_only=True)]
+    rows = [
+        r
+        for r in openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))[
+            "本次变化"
+        ].iter_rows(min_row=2, values_only=True)
+    ]
     assert [r for r in rows if r[0] == "结对结束"] == ended
     assert sum(1 for r in rows if r[0] == "新结对") == 1
     note = rows[-1][0]
     assert f"共{new_total}条" in note and "变动日志_20261120.xlsx" in note
-    log_rows = list(openpyxl.load_workbook(export.write_change_log(eng, settings, AS_OF))["结对变动"]
-                    .iter_rows(min_row=2, values_only=True))
+    log_rows = list(
+        openpyxl.load_workbook(export.write_change_log(eng, settings, AS_OF))["结对变动"].iter_rows(
+            min_row=2, values_only=True
+        )
+    )
     assert sum(1 for r in log_rows if r[1] == "新结对") == new_total

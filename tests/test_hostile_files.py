@@ -70,8 +70,10 @@ def test_hostile_files_are_rejected_and_the_night_goes_on(tmp_path, sqlite_url, 
 
     assert run_night(intake, sqlite_url, tmp_path / "exports", as_of="2026-11-25") == "success"
 
-    ledger = {name: (status, code) for name, status, code in
-              q(sqlite_url, "SELECT file_name, status, reason_code FROM intake_file")}
+    ledger = {
+        name: (status, code)
+        for name, status, code in q(sqlite_url, "SELECT file_name, status, reason_code FROM intake_file")
+    }
     expected = {
         "civil_affairs/炸弹.xlsx": "file_zip_bomb",
         "civil_affairs/超大.xlsx": "file_too_large",

@@ -36,7 +36,10 @@ def test_same_bytes_under_another_name_is_marked_duplicate_and_not_queued(tmp_pa
     _drop(cfg, "civil_affairs/特困花名册(1).csv", "户主姓名,身份证号\n".encode())
     todo = intake.scan(warehouse.connect(sqlite_url), cfg, "night-1")
     rows = _ledger(sqlite_url)
-    assert [r.status for r in rows] == ["duplicate", "pending"] or [r.status for r in rows] == ["pending", "duplicate"]
+    assert [r.status for r in rows] == ["duplicate", "pending"] or [r.status for r in rows] == [
+        "pending",
+        "duplicate",
+    ]
     original = next(r for r in rows if r.status == "pending")
     duplicate = next(r for r in rows if r.status == "duplicate")
     assert duplicate.duplicate_of == original.file_id
@@ -136,5 +139,11 @@ def test_department_folders_are_created_for_the_clerks(tmp_path, sqlite_url):
     cfg = _cfg(tmp_path, sqlite_url)
     intake.scan(warehouse.connect(sqlite_url), cfg, "n1")
     assert sorted(p.name for p in cfg.intake_dir.iterdir()) == sorted(
-        ["civil_affairs", "womens_federation", "organization", "petition", "visits"]  # visits: the units' logs
+        [
+            "civil_affairs",
+            "womens_federation",
+            "organization",
+            "petition",
+            "visits",
+        ]  # visits: the units' logs
     )

@@ -24,10 +24,15 @@ def test_same_id_in_two_departments_is_one_household_with_two_categories(db):
     link.link(db.eng)
     assert db.q("SELECT COUNT(*) FROM household") == [(2,)]
     assert db.q("SELECT household_key, category FROM household_category ORDER BY 1, 2") == [
-        ("H000001", "hardship"), ("H000001", "old_member"), ("H000002", "hardship")]
+        ("H000001", "hardship"),
+        ("H000001", "old_member"),
+        ("H000002", "hardship"),
+    ]
     # lineage: every loaded row says which household it became
     assert db.q("SELECT entity_key, COUNT(*) FROM source_row GROUP BY entity_key ORDER BY 1") == [
-        ("H000001", 2), ("H000002", 1)]
+        ("H000001", 2),
+        ("H000002", 1),
+    ]
 
 
 def test_household_listed_twice_in_one_file_merges(db):
@@ -42,21 +47,34 @@ def test_keys_are_stable_across_nights(db):
     link.link(db.eng)
     db.file("civil_affairs", [hh("hardship", 2, "李娜", "hardship"), hh("hardship", 1, "王伟", "hardship")])
     link.link(db.eng)
-    assert db.q("SELECT head_name, household_key FROM household ORDER BY 2") == [("王伟", "H000001"), ("李娜", "H000002")]
+    assert db.q("SELECT head_name, household_key FROM household ORDER BY 2") == [
+        ("王伟", "H000001"),
+        ("李娜", "H000002"),
+    ]
 
 
 def test_guardian_without_id_matches_by_name_and_village_only_among_id_less_rows(db):
-    db.file("womens_federation", [hh("orphan", None, "张兰", "orphan"), hh("orphan", None, "张兰", "orphan"),
-                                  hh("orphan", None, "张兰", "orphan", village="西岭村")])
+    db.file(
+        "womens_federation",
+        [
+            hh("orphan", None, "张兰", "orphan"),
+            hh("orphan", None, "张兰", "orphan"),
+            hh("orphan", None, "张兰", "orphan", village="西岭村"),
+        ],
+    )
     link.link(db.eng)
     assert db.q("SELECT COUNT(*) FROM household") == [(2,)]
 
 
 def test_exit_of_a_household_nobody_listed_is_rejected_and_counts_corrected(db):
-    file_id = db.file("civil_affairs", [hh("hardship_adjustment", 9, "赵六", "hardship", "exit", dt.date(2026, 11, 1))])
+    file_id = db.file(
+        "civil_affairs", [hh("hardship_adjustment", 9, "赵六", "hardship", "exit", dt.date(2026, 11, 1))]
+    )
     link.link(db.eng)
     assert db.q("SELECT COUNT(*) FROM household") == [(0,)]
-    assert db.q(f"SELECT rows_read, rows_loaded, rows_rejected FROM intake_file WHERE file_id={file_id}") == [(1, 0, 1)]
+    assert db.q(f"SELECT rows_read, rows_loaded, rows_rejected FROM intake_file WHERE file_id={file_id}") == [
+        (1, 0, 1)
+    ]
     ((code, msg),) = db.q("SELECT reason_code, message FROM rejected_row")
     assert code == "household_unknown" and "退出" in msg
 
@@ -69,12 +87,19 @@ def test_status_comes_only_from_explicit_rows_and_a_missing_row_exits_nothing(db
     db.file("civil_affairs", [hh("hardship", 1, "王伟", "hardship")])
     link.link(db.eng)
     status.refresh(db.eng)
-    assert db.q("SELECT head_name, status FROM household ORDER BY household_key") == [("王伟", "active"), ("李娜", "active")]
-    db.file("civil_affairs", [hh("hardship_adjustment", 2, "李娜", "hardship", "exit", dt.date(2026, 11, 20))])
+    assert db.q("SELECT head_name, status FROM household ORDER BY household_key") == [
+        ("王伟", "active"),
+        ("李娜", "active"),
+    ]
+    db.file(
+        "civil_affairs", [hh("hardship_adjustment", 2, "李娜", "hardship", "exit", dt.date(2026, 11, 20))]
+    )
     link.link(db.eng)
     status.refresh(db.eng)
     assert db.q("SELECT head_name, status, status_since FROM household ORDER BY household_key") == [
-        ("王伟", "active", None), ("李娜", "exited", "2026-11-20")]
+        ("王伟", "active", None),
+        ("李娜", "exited", "2026-11-20"),
+    ]
 
 
 def test_household_with_several_categories_stays_active_while_any_is(db):
@@ -84,7 +109,9 @@ def test_household_with_several_categories_stays_active_while_any_is(db):
     link.link(db.eng)
     status.refresh(db.eng)
     assert db.q("SELECT category, status FROM household_category ORDER BY 1") == [
-        ("hardship", "exited"), ("old_member", "active")]
+        ("hardship", "exited"),
+        ("old_member", "active"),
+    ]
     assert db.q("SELECT status FROM household") == [("active",)]
 
 
@@ -99,15 +126,41 @@ def test_latest_adjustment_by_date_wins_whatever_the_file_order(db):
 
 def test_cadre_leaves_and_case_closes_by_their_change_rows(db):
     db.file("organization", [cadre(1, "刘强"), cadre(2, "陈静")])
-    db.file("petition", [{"roster": "case", "entity_kind": "case", "case_number": "XF2026-0001",
-                          "person_name": "孙丽", "town": "店子镇", "event": "open"}])
+    db.file(
+        "petition",
+        [
+            {
+                "roster": "case",
+                "entity_kind": "case",
+                "case_number": "XF2026-0001",
+                "person_name": "孙丽",
+                "town": "店子镇",
+                "event": "open",
+            }
+        ],
+    )
     db.file("organization", [cadre(1, "刘强", "leave", dt.date(2026, 11, 3))])
-    db.file("petition", [{"roster": "case_closure", "entity_kind": "case", "case_number": "XF2026-0001",
-                          "event": "closed", "event_date": dt.date(2026, 11, 4)}])
+    db.file(
+        "petition",
+        [
+            {
+                "roster": "case_closure",
+                "entity_kind": "case",
+                "case_number": "XF2026-0001",
+                "event": "closed",
+                "event_date": dt.date(2026, 11, 4),
+            }
+        ],
+    )
     link.link(db.eng)
     status.refresh(db.eng)
-    assert db.q("SELECT name, status FROM cadre ORDER BY cadre_key") == [("刘强", "departed"), ("陈静", "active")]
-    assert db.q("SELECT case_number, status, status_since FROM petition_case") == [("XF2026-0001", "closed", "2026-11-04")]
+    assert db.q("SELECT name, status FROM cadre ORDER BY cadre_key") == [
+        ("刘强", "departed"),
+        ("陈静", "active"),
+    ]
+    assert db.q("SELECT case_number, status, status_since FROM petition_case") == [
+        ("XF2026-0001", "closed", "2026-11-04")
+    ]
 
 
 def test_night_that_would_end_too_many_pairs_is_refused_and_changes_nothing(db):
@@ -117,12 +170,20 @@ def test_night_that_would_end_too_many_pairs_is_refused_and_changes_nothing(db):
     status.refresh(db.eng)
     with db.eng.begin() as conn:
         for n in range(1, 5):
-            conn.execute(schema.pairing.insert().values(
-                cadre_key=f"C{n:06d}", target_kind="household", target_key=f"H{n:06d}",
-                valid_from=dt.date(2026, 11, 1), made_reason="new_target"))
+            conn.execute(
+                schema.pairing.insert().values(
+                    cadre_key=f"C{n:06d}",
+                    target_kind="household",
+                    target_key=f"H{n:06d}",
+                    valid_from=dt.date(2026, 11, 1),
+                    made_reason="new_target",
+                )
+            )
     # a mistaken adjustment list exits half the households
-    db.file("civil_affairs", [hh("hardship_adjustment", n, f"户主{n}", "hardship", "exit", dt.date(2026, 11, 5))
-                              for n in (1, 2)])
+    db.file(
+        "civil_affairs",
+        [hh("hardship_adjustment", n, f"户主{n}", "hardship", "exit", dt.date(2026, 11, 5)) for n in (1, 2)],
+    )
     link.link(db.eng)
     with pytest.raises(status.NightRefused, match="2 of 4"):
         status.refresh(db.eng, max_end_share=0.10)

@@ -35,12 +35,16 @@ def households(db: Loader) -> list[tuple]:
 
 
 def categories(db: Loader, key: str) -> list[str]:
-    return [c for (c,) in db.q(f"SELECT category FROM household_category WHERE household_key='{key}' ORDER BY 1")]
+    return [
+        c for (c,) in db.q(f"SELECT category FROM household_category WHERE household_key='{key}' ORDER BY 1")
+    ]
 
 
 def methods(db: Loader) -> list[tuple]:
-    return db.q("SELECT entity_key, link_method FROM source_row WHERE entity_kind='household' "
-                "ORDER BY file_id, row_number")
+    return db.q(
+        "SELECT entity_key, link_method FROM source_row WHERE entity_kind='household' "
+        "ORDER BY file_id, row_number"
+    )
 
 
 def reviews(db: Loader, status: str = "pending") -> list[tuple]:
@@ -83,8 +87,12 @@ def test_same_name_in_another_village_stays_a_separate_household(db):
 
 
 def test_guardian_relation_gives_sex_and_keeps_a_grandmother_from_a_male_head_of_the_same_name(db):
-    assert link.linkage.feature_row(1, "李娜", None, "店子镇", None, None, {"relation": "祖母"},
-                                    link.linkage.load_config())["sex"] == "F"
+    assert (
+        link.linkage.feature_row(
+            1, "李娜", None, "店子镇", None, None, {"relation": "祖母"}, link.linkage.load_config()
+        )["sex"]
+        == "F"
+    )
     db.file("civil_affairs", [hh("hardship", 1, "李娜", "hardship", phone=P1)])  # the ID says: a man
     db.file("womens_federation", [hh("orphan", None, "李娜", "orphan", phone=P2, attrs={"relation": "祖母"})])
     link.link(db.eng)
@@ -108,7 +116,8 @@ def test_uncertain_pair_is_queued_for_review_with_masked_records_and_evidence(db
     ((review_id, reason),) = reviews(db)
     assert reason == "model_uncertain"
     (display_l, display_r, evidence, prob) = db.q(
-        f"SELECT display_l, display_r, evidence, match_probability FROM link_review WHERE review_id={review_id}")[0]
+        f"SELECT display_l, display_r, evidence, match_probability FROM link_review WHERE review_id={review_id}"
+    )[0]
     a, b = json.loads(display_l), json.loads(display_r)
     assert a["name"] == b["name"] == "刘桂芳"
     assert a["id_number"].startswith("370406") and "*" in a["id_number"]
@@ -155,9 +164,14 @@ def test_one_bridge_row_does_not_chain_two_households_together(db):
     # another village, listed twice. Plain connected components over tonight's links would make one
     # household of all five rows through the single ambiguous row X.
     db.file("civil_affairs", [hh("hardship", 1, "王秀兰", "hardship", phone=P1)])
-    db.file("womens_federation", [hh("orphan", None, "王秀兰", "orphan", phone=P1),
-                                  hh("orphan", None, "王秀兰", "orphan", village="西岭村", phone=P2),
-                                  hh("orphan", None, "王秀兰", "orphan", village="西岭村")])
+    db.file(
+        "womens_federation",
+        [
+            hh("orphan", None, "王秀兰", "orphan", phone=P1),
+            hh("orphan", None, "王秀兰", "orphan", village="西岭村", phone=P2),
+            hh("orphan", None, "王秀兰", "orphan", village="西岭村"),
+        ],
+    )
     link.link(db.eng)
     assert [k for k, *_ in households(db)] == ["H000001", "H000002"]
     db.file("womens_federation", [hh("orphan", None, "王秀兰", "orphan", village="东庄村", phone=P2)])  # X
@@ -170,8 +184,13 @@ def test_one_bridge_row_does_not_chain_two_households_together(db):
 
 
 def test_a_strong_link_between_two_single_row_households_merges_them_and_keeps_the_older_key(db):
-    db.file("womens_federation", [hh("orphan", None, "张兰", "orphan", phone=P1),
-                                  hh("orphan", None, "张兰", "orphan", village="西庄村", phone=P2)])
+    db.file(
+        "womens_federation",
+        [
+            hh("orphan", None, "张兰", "orphan", phone=P1),
+            hh("orphan", None, "张兰", "orphan", village="西庄村", phone=P2),
+        ],
+    )
     link.link(db.eng)
     assert [k for k, *_ in households(db)] == ["H000001", "H000002"]
     # the guardian moved and kept her new number: a row that is both of them
@@ -179,7 +198,9 @@ def test_a_strong_link_between_two_single_row_households_merges_them_and_keeps_t
     summary = link.link(db.eng)
     assert [k for k, *_ in households(db)] == ["H000001"]
     assert summary["merges"] == [{"retired_key": "H000002", "surviving_key": "H000001", "reason": "model"}]
-    assert db.q("SELECT retired_key, surviving_key, reason FROM household_merge") == [("H000002", "H000001", "model")]
+    assert db.q("SELECT retired_key, surviving_key, reason FROM household_merge") == [
+        ("H000002", "H000001", "model")
+    ]
     assert {k for k, _ in methods(db)} == {"H000001"}
 
 
@@ -200,10 +221,14 @@ def test_reviewer_same_merges_on_the_next_night_and_records_the_retired_key(db):
     assert [k for k, *_ in households(db)] == ["H000001"]
     assert categories(db, "H000001") == ["hardship", "orphan"]
     assert db.q("SELECT retired_key, surviving_key, reason, review_id FROM household_merge") == [
-        ("H000002", "H000001", "reviewer", review_id)]
-    assert summary["decisions_applied"] == [{"review_id": review_id, "outcome": "merged H000002 into H000001"}]
+        ("H000002", "H000001", "reviewer", review_id)
+    ]
+    assert summary["decisions_applied"] == [
+        {"review_id": review_id, "outcome": "merged H000002 into H000001"}
+    ]
     assert db.q(f"SELECT status, decision, outcome FROM link_review WHERE review_id={review_id}") == [
-        ("decided", "same", "merged H000002 into H000001")]
+        ("decided", "same", "merged H000002 into H000001")
+    ]
 
 
 def test_reviewer_different_survives_later_nights_and_rows_that_would_chain_them(db):
@@ -225,7 +250,11 @@ def test_reviewer_different_survives_later_nights_and_rows_that_would_chain_them
         assert categories(db, "H000001") == ["hardship"] and categories(db, "H000002") == ["orphan"]
     assert db.q("SELECT COUNT(*) FROM household_merge") == [(0,)]
     assert db.q("SELECT entity_key FROM source_row WHERE entity_kind='household' ORDER BY file_id") == [
-        ("H000001",), ("H000002",), ("H000002",), ("H000002",)]
+        ("H000001",),
+        ("H000002",),
+        ("H000002",),
+        ("H000002",),
+    ]
 
 
 def test_review_workbook_is_written_masked_and_its_filled_decisions_are_applied(db, tmp_path):
@@ -242,7 +271,9 @@ def test_review_workbook_is_written_masked_and_its_filled_decisions_are_applied(
     assert not any(FULL_ID.search(v) or FULL_PHONE.search(v) for v in cells)
     assert not any(c.data_type == "f" for row in ws.iter_rows() for c in row)
     assert ws.cell(2, header.index("A 姓名") + 1).value == "刘桂芳"
-    assert "核实结论" in " ".join(str(c.value) for c in wb["说明"]["A"])  # how to fill it in, on its own sheet
+    assert "核实结论" in " ".join(
+        str(c.value) for c in wb["说明"]["A"]
+    )  # how to fill it in, on its own sheet
     # the reviewer fills in the decision and saves the workbook
     ws.cell(2, header.index("核实结论") + 1).value = "同一"
     ws.cell(2, header.index("核实人") + 1).value = "李科长"
@@ -260,18 +291,38 @@ def test_review_cli_lists_masked_items_and_records_a_decision(db, sqlite_url):
     db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=None)])
     link.link(db.eng)
     exe = str(Path(sys.executable).with_name("rosterlink"))
-    listed = subprocess.run([exe, "review", "--warehouse", sqlite_url, "list"], capture_output=True, text=True)
+    listed = subprocess.run(
+        [exe, "review", "--warehouse", sqlite_url, "list"], capture_output=True, text=True
+    )
     assert listed.returncode == 0, listed.stderr
     assert "刘桂芳" in listed.stdout and "模型无法确定" in listed.stdout
     assert id_number(1) not in listed.stdout and P1 not in listed.stdout
     ((review_id, _),) = reviews(db)
-    done = subprocess.run([exe, "review", "--warehouse", sqlite_url, "decide", str(review_id), "different",
-                           "--by", "妇联 王主任"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            exe,
+            "review",
+            "--warehouse",
+            sqlite_url,
+            "decide",
+            str(review_id),
+            "different",
+            "--by",
+            "妇联 王主任",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
-    assert db.q("SELECT status, decision, decided_by FROM link_review") == [("decided", "different", "妇联 王主任")]
+    assert db.q("SELECT status, decision, decided_by FROM link_review") == [
+        ("decided", "different", "妇联 王主任")
+    ]
     link.link(db.eng)
-    again = subprocess.run([exe, "review", "--warehouse", sqlite_url, "decide", str(review_id), "same",
-                            "--by", "someone"], capture_output=True, text=True)
+    again = subprocess.run(
+        [exe, "review", "--warehouse", sqlite_url, "decide", str(review_id), "same", "--by", "someone"],
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 2 and "--force" in again.stderr
 
 
@@ -280,8 +331,13 @@ def test_model_linked_household_keeps_its_key_across_nights(db):
     db.file("civil_affairs", [hh("hardship", 1, "张秀英", "hardship", phone=P1)])
     db.file("womens_federation", [hh("orphan", None, "章秀英", "orphan", phone=P1)])
     link.link(db.eng)
-    db.file("civil_affairs", [hh("hardship", 2, "马成", "hardship", village="北庄村"),
-                              hh("hardship", 1, "张秀英", "hardship", phone=P1)])
+    db.file(
+        "civil_affairs",
+        [
+            hh("hardship", 2, "马成", "hardship", village="北庄村"),
+            hh("hardship", 1, "张秀英", "hardship", phone=P1),
+        ],
+    )
     db.file("womens_federation", [hh("orphan", None, "章秀英", "orphan", phone=P1)])
     link.link(db.eng)
     assert households(db) == [("H000001", "张秀英", "东庄村"), ("H000002", "马成", "北庄村")]
@@ -293,12 +349,15 @@ def test_household_evidence_lists_every_row_and_department_behind_a_household(db
     db.file("womens_federation", [hh("orphan", None, "章秀英", "orphan", phone=P1)])
     db.file("organization", [hh("old_member", 1, "张秀英", "old_member")])
     link.link(db.eng)
-    rows = db.q("SELECT household_key, department, category, file_name, row_number, link_method "
-                "FROM household_evidence ORDER BY file_id, row_number")
+    rows = db.q(
+        "SELECT household_key, department, category, file_name, row_number, link_method "
+        "FROM household_evidence ORDER BY file_id, row_number"
+    )
     assert [(k, d, c, m) for k, d, c, _, _, m in rows] == [
         ("H000001", "civil_affairs", "hardship", "id"),
         ("H000001", "womens_federation", "orphan", "model"),
-        ("H000001", "organization", "old_member", "id")]
+        ("H000001", "organization", "old_member", "id"),
+    ]
     assert all(f.startswith(d) for (_, d, _, f, _, _) in rows)
 
 
@@ -309,9 +368,11 @@ def test_review_loop_through_the_nightly_dag(tmp_path, sqlite_url, run_night):
     (intake / "womens_federation").mkdir(parents=True)
     head_id = id_number(2)  # a woman's ID number: the guardian is a grandmother (祖母)
     (intake / "civil_affairs" / "特困家庭.csv").write_text(
-        f"户主姓名,户主身份证号,镇街,村(居),联系电话\n刘桂芳,{head_id},店子镇,东庄村,{P1}\n", encoding="utf-8")
+        f"户主姓名,户主身份证号,镇街,村(居),联系电话\n刘桂芳,{head_id},店子镇,东庄村,{P1}\n", encoding="utf-8"
+    )
     (intake / "womens_federation" / "失亲儿童.csv").write_text(
-        "儿童姓名,监护人姓名,与儿童关系,镇街,村(居),联系电话\n刘小明,刘桂芳,祖母,店子镇,,\n", encoding="utf-8")
+        "儿童姓名,监护人姓名,与儿童关系,镇街,村(居),联系电话\n刘小明,刘桂芳,祖母,店子镇,,\n", encoding="utf-8"
+    )
     exports = tmp_path / "exports"
     assert run_night(intake, sqlite_url, exports, as_of="2026-11-25") == "success"
     db = Loader(sqlite_url)
@@ -320,7 +381,10 @@ def test_review_loop_through_the_nightly_dag(tmp_path, sqlite_url, run_night):
     wb = load_workbook(workbook)
     ws = wb["待核实"]
     header = [c.value for c in ws[1]]
-    assert ws.max_row == 2 and ws.cell(2, header.index("原因") + 1).value == link.REVIEW_REASONS["model_uncertain"]
+    assert (
+        ws.max_row == 2
+        and ws.cell(2, header.index("原因") + 1).value == link.REVIEW_REASONS["model_uncertain"]
+    )
     ws.cell(2, header.index("核实结论") + 1).value = "同一"
     wb.save(workbook)
     # the review folder is not a department's: the workbook is never taken as a roster
@@ -350,17 +414,22 @@ def test_merged_household_keeps_the_cadre_of_the_household_it_absorbed(db):
     db.file("civil_affairs", [hh("hardship", 2, "刘桂芳", "hardship", phone=P1)])
     night(1)
     # she leaves hardship (脱困); the women's federation lists her as a guardian, without her ID
-    db.file("civil_affairs", [hh("hardship_adjustment", 2, "刘桂芳", "hardship", "exit", dt.date(2026, 11, 2))])
+    db.file(
+        "civil_affairs", [hh("hardship_adjustment", 2, "刘桂芳", "hardship", "exit", dt.date(2026, 11, 2))]
+    )
     db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=None)])
     night(2)
     ((review_id, reason),) = reviews(db)
     assert reason == "model_uncertain"
-    ((guardian_cadre,),) = db.q("SELECT cadre_key FROM pairing WHERE target_key='H000002' AND valid_to IS NULL")
+    ((guardian_cadre,),) = db.q(
+        "SELECT cadre_key FROM pairing WHERE target_key='H000002' AND valid_to IS NULL"
+    )
     with db.eng.begin() as conn:
         link.decide(conn, review_id, "same", "妇联 王主任")
     summary = night(3)
     assert db.q("SELECT household_key, status FROM household") == [("H000001", "active")]
     assert db.q("SELECT end_reason FROM pairing WHERE target_key='H000002'") == [("household_merged",)]
-    assert db.q("SELECT cadre_key, made_reason FROM pairing WHERE target_key='H000001' AND valid_to IS NULL") == [
-        (guardian_cadre, "merged")]
+    assert db.q(
+        "SELECT cadre_key, made_reason FROM pairing WHERE target_key='H000001' AND valid_to IS NULL"
+    ) == [(guardian_cadre, "merged")]
     assert summary["carried_after_merge"] == 1 and summary["households_without_cadre"] == 0

@@ -64,12 +64,18 @@ def q(eng, sql: str) -> list[tuple]:  # noqa: ANN001
 
 def _state(eng) -> dict:  # noqa: ANN001
     return {
-        "rows": q(eng, "SELECT s.file_id, s.row_number, s.entity_kind, s.entity_key, r.link_method, "
-                       "ROUND(r.match_probability, 9) FROM source_record s LEFT JOIN source_row r "
-                       "ON r.file_id = s.file_id AND r.sheet = s.sheet AND r.row_number = s.row_number "
-                       "ORDER BY s.file_id, s.row_number"),
-        "reviews": q(eng, "SELECT entity_kind, reason, record_id_l, record_id_r, status, "
-                          "ROUND(match_probability, 9) FROM link_review ORDER BY review_id"),
+        "rows": q(
+            eng,
+            "SELECT s.file_id, s.row_number, s.entity_kind, s.entity_key, r.link_method, "
+            "ROUND(r.match_probability, 9) FROM source_record s LEFT JOIN source_row r "
+            "ON r.file_id = s.file_id AND r.sheet = s.sheet AND r.row_number = s.row_number "
+            "ORDER BY s.file_id, s.row_number",
+        ),
+        "reviews": q(
+            eng,
+            "SELECT entity_kind, reason, record_id_l, record_id_r, status, "
+            "ROUND(match_probability, 9) FROM link_review ORDER BY review_id",
+        ),
         "merges": q(eng, "SELECT retired_key, surviving_key, reason FROM household_merge ORDER BY 1, 2"),
     }
 
@@ -105,7 +111,9 @@ def test_eval_set_over_two_nights_links_the_same_on_spark_as_on_duckdb(tmp_path,
     duck_eng, duck_states, duck_summaries, duck_metrics = _eval_nights(tmp_path, "duckdb", evalset)
     backend("spark")
     started = time.perf_counter()
-    _, spark_states, spark_summaries, spark_metrics = _eval_nights(tmp_path, "spark", evalset, model_from=duck_eng)
+    _, spark_states, spark_summaries, spark_metrics = _eval_nights(
+        tmp_path, "spark", evalset, model_from=duck_eng
+    )
     print(f"spark: two nights linked in {time.perf_counter() - started:.1f} s")
     # the paths the comparison covers: EM trained on night 1 (DuckDB), the stored model scoring on
     # Spark, ID-less rows linked by the model, and a review queue
@@ -142,7 +150,7 @@ def _id_less_guardians(intake: Path) -> int:
     header = next(i for i, r in enumerate(rows) if "户主姓名" in [str(c) for c in r])
     cols = {str(c): j for j, c in enumerate(rows[header])}
     town, out = "", ["儿童姓名,监护人姓名,与儿童关系,镇街,村(居),联系电话"]
-    for n, r in enumerate(rows[header + 1:]):
+    for n, r in enumerate(rows[header + 1 :]):
         town = str(r[cols["镇(街)"]]).strip() or town
         name = str(r[cols["户主姓名"]]).strip()
         if n % 3 or not name:
@@ -150,13 +158,19 @@ def _id_less_guardians(intake: Path) -> int:
         phone = r[cols["联系电话"]]
         phone = "" if n % 5 == 0 else str(int(phone)) if isinstance(phone, float) else str(phone)
         guardian = name[:1] + "\u3000" + name[1:] if n % 2 else name
-        out.append(f"{name[:1]}小{'明红军芳强丽伟静涛燕'[n % 10]},{guardian},{'祖母' if n % 4 else '外祖父'},{town},"
-                   f"{r[cols['村（居）']]},{phone}")
-    (intake / "womens_federation" / "失亲儿童补充名单.csv").write_text("\n".join(out) + "\n", encoding="utf-8")
+        out.append(
+            f"{name[:1]}小{'明红军芳强丽伟静涛燕'[n % 10]},{guardian},{'祖母' if n % 4 else '外祖父'},{town},"
+            f"{r[cols['村（居）']]},{phone}"
+        )
+    (intake / "womens_federation" / "失亲儿童补充名单.csv").write_text(
+        "\n".join(out) + "\n", encoding="utf-8"
+    )
     return len(out) - 1
 
 
-def test_nightly_dag_on_spark_writes_the_register_of_the_duckdb_night(tmp_path, spark_ready, backend, run_night):
+def test_nightly_dag_on_spark_writes_the_register_of_the_duckdb_night(
+    tmp_path, spark_ready, backend, run_night
+):
     intake = tmp_path / "intake"
     sample.generate(intake, night=1)
     assert _id_less_guardians(intake) > 100
@@ -170,8 +184,10 @@ def test_nightly_dag_on_spark_writes_the_register_of_the_duckdb_night(tmp_path, 
         eng = warehouse.connect(url)
         registers[name] = {table: q(eng, sql) for table, sql in REGISTER.items()}
     assert len(registers["spark"]["household"]) > 1000
-    models = q(warehouse.connect(f"sqlite:///{tmp_path / 'spark.db'}"),
-               "SELECT COUNT(*) FROM source_row WHERE link_method = 'model'")
+    models = q(
+        warehouse.connect(f"sqlite:///{tmp_path / 'spark.db'}"),
+        "SELECT COUNT(*) FROM source_row WHERE link_method = 'model'",
+    )
     assert models[0][0] > 50  # the ID-less guardians were linked by the model, on Spark
     for table in registers["duckdb"]:
         assert registers["spark"][table] == registers["duckdb"][table], table

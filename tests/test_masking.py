@@ -35,7 +35,7 @@ def test_numbers_inside_free_text_are_masked():
 @given(st.text())
 def test_masking_never_leaves_a_full_id_or_phone(text):
     masked = mask_text(text)
-    assert not FULL_ID.search(masked.replace("*", ""))  or FULL_ID.search(text)
+    assert not FULL_ID.search(masked.replace("*", "")) or FULL_ID.search(text)
     assert not re.search(r"(?<![0-9])[1-9][0-9]{16}[0-9X](?![0-9])", masked)
     assert not re.search(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])", masked)
 

@@ -35,15 +35,34 @@ def _cid(seq: int) -> str:
 
 def H(key: str, town: str = "山城街道", status: str = "active", seq: int | None = None) -> dict:
     n = seq if seq is not None else int("".join(ch for ch in key if ch.isdigit()) or 0)
-    return {"household_key": key, "head_name": f"户主{key}", "head_id_number": _hid(n), "town": town,
-            "village": "一村", "status": status}
+    return {
+        "household_key": key,
+        "head_name": f"户主{key}",
+        "head_id_number": _hid(n),
+        "town": town,
+        "village": "一村",
+        "status": status,
+    }
 
 
-def C(key: str, rank: str = "section", unit: str = "县委办", town: str = "山城街道", status: str = "active",
-      seq: int | None = None) -> dict:
+def C(
+    key: str,
+    rank: str = "section",
+    unit: str = "县委办",
+    town: str = "山城街道",
+    status: str = "active",
+    seq: int | None = None,
+) -> dict:
     n = seq if seq is not None else int("".join(ch for ch in key if ch.isdigit()) or 0)
-    return {"cadre_key": key, "name": f"干部{key}", "id_number": _cid(n), "rank": rank, "unit": unit,
-            "town": town, "status": status}
+    return {
+        "cadre_key": key,
+        "name": f"干部{key}",
+        "id_number": _cid(n),
+        "rank": rank,
+        "unit": unit,
+        "town": town,
+        "status": status,
+    }
 
 
 def K(key: str, town: str = "山城街道", status: str = "open") -> dict:
@@ -51,9 +70,18 @@ def K(key: str, town: str = "山城街道", status: str = "open") -> dict:
 
 
 def P(cadre: str, kind: str, target: str, since: dt.date = NIGHT1, made: str = "new_target") -> dict:
-    return {"cadre_key": cadre, "target_kind": kind, "target_key": target, "valid_from": since,
-            "valid_to": None, "end_reason": None, "made_reason": made, "cost": 0, "cost_detail": "{}",
-            "run_id": "seed"}
+    return {
+        "cadre_key": cadre,
+        "target_kind": kind,
+        "target_key": target,
+        "valid_from": since,
+        "valid_to": None,
+        "end_reason": None,
+        "made_reason": made,
+        "cost": 0,
+        "cost_detail": "{}",
+        "run_id": "seed",
+    }
 
 
 def connect(tmp_path, name: str = "w.db") -> sa.Engine:
@@ -62,15 +90,22 @@ def connect(tmp_path, name: str = "w.db") -> sa.Engine:
 
 def add(eng: sa.Engine, households=(), cadres=(), cases=(), pairs=()) -> None:
     with eng.begin() as conn:
-        for table, rows in ((schema.household, households), (schema.cadre, cadres),
-                            (schema.petition_case, cases), (schema.pairing, pairs)):
+        for table, rows in (
+            (schema.household, households),
+            (schema.cadre, cadres),
+            (schema.petition_case, cases),
+            (schema.pairing, pairs),
+        ):
             if rows:
                 conn.execute(table.insert(), list(rows))
 
 
 def set_status(eng: sa.Engine, kind: str, key: str, status: str) -> None:
-    table, col = {"household": (schema.household, "household_key"), "cadre": (schema.cadre, "cadre_key"),
-                  "case": (schema.petition_case, "case_key")}[kind]
+    table, col = {
+        "household": (schema.household, "household_key"),
+        "cadre": (schema.cadre, "cadre_key"),
+        "case": (schema.petition_case, "case_key"),
+    }[kind]
     with eng.begin() as conn:
         conn.execute(table.update().where(table.c[col] == key).values(status=status))
 
@@ -78,15 +113,32 @@ def set_status(eng: sa.Engine, kind: str, key: str, status: str) -> None:
 def add_pins(eng: sa.Engine, pins: list[dict], file_id: int | None = None) -> int:
     """A pin sheet as the load stage leaves it: id_number = cadre's ID, targets in attrs."""
     with eng.begin() as conn:
-        fid = conn.execute(schema.intake_file.insert().values(
-            department="organization", file_name=f"结对固定名单{len(pins)}-{random.random()}.xlsx", sha256="0" * 64,
-            size_bytes=1, status="loaded", received_at=RECEIVED)).inserted_primary_key[0]
+        fid = conn.execute(
+            schema.intake_file.insert().values(
+                department="organization",
+                file_name=f"结对固定名单{len(pins)}-{random.random()}.xlsx",
+                sha256="0" * 64,
+                size_bytes=1,
+                status="loaded",
+                received_at=RECEIVED,
+            )
+        ).inserted_primary_key[0]
         for i, pin in enumerate(pins, 3):
             attrs = {k: v for k, v in pin.items() if k in ("target_id_number", "target_case_number") and v}
-            conn.execute(schema.source_record.insert().values(
-                file_id=fid, sheet="Sheet1", row_number=i, department="organization", roster="pin",
-                entity_kind="pin", person_name="某干部", id_number=pin.get("cadre_id_number"),
-                attrs=json.dumps(attrs, ensure_ascii=False), loaded_at=RECEIVED))
+            conn.execute(
+                schema.source_record.insert().values(
+                    file_id=fid,
+                    sheet="Sheet1",
+                    row_number=i,
+                    department="organization",
+                    roster="pin",
+                    entity_kind="pin",
+                    person_name="某干部",
+                    id_number=pin.get("cadre_id_number"),
+                    attrs=json.dumps(attrs, ensure_ascii=False),
+                    loaded_at=RECEIVED,
+                )
+            )
     return fid
 
 
@@ -119,8 +171,11 @@ def assert_rules(eng: sa.Engine) -> None:
     cur = current(eng)
     with eng.connect() as conn:
         hh = pd.DataFrame(conn.execute(sa.select(schema.household)).mappings().all())
-        cs = pd.DataFrame(conn.execute(sa.select(schema.petition_case)).mappings().all()) \
-            if conn.execute(sa.select(sa.func.count()).select_from(schema.petition_case)).scalar() else None
+        cs = (
+            pd.DataFrame(conn.execute(sa.select(schema.petition_case)).mappings().all())
+            if conn.execute(sa.select(sa.func.count()).select_from(schema.petition_case)).scalar()
+            else None
+        )
     cad = cadres_of(eng).set_index("cadre_key")
     per_h = cur[cur["target_kind"] == "household"].groupby("target_key").size()
     for key, status in zip(hh["household_key"], hh["status"], strict=True):
@@ -138,11 +193,20 @@ def assert_rules(eng: sa.Engine) -> None:
 def test_first_night_pairs_every_household_once_and_every_case_with_one_county_leader(tmp_path):
     eng = connect(tmp_path)
     towns = ["山城街道", "店子镇", "西集镇"]
-    add(eng,
+    add(
+        eng,
         households=[H(f"H{i:03d}", towns[i % 3]) for i in range(1, 25)],
-        cadres=[C(f"C{i:03d}", "county" if i <= 3 else "section" if i <= 18 else "ordinary",
-                  unit=f"单位{i % 4}", town=towns[(i + 1) % 3]) for i in range(1, 25)],
-        cases=[K(f"K{i:03d}", towns[i % 3]) for i in range(1, 6)])
+        cadres=[
+            C(
+                f"C{i:03d}",
+                "county" if i <= 3 else "section" if i <= 18 else "ordinary",
+                unit=f"单位{i % 4}",
+                town=towns[(i + 1) % 3],
+            )
+            for i in range(1, 25)
+        ],
+        cases=[K(f"K{i:03d}", towns[i % 3]) for i in range(1, 6)],
+    )
     summary = rebuild(eng, NIGHT1, "run-1")
     assert_rules(eng)
     assert summary["made"] == {"new_target": 29}
@@ -163,17 +227,32 @@ def test_first_night_pairs_every_household_once_and_every_case_with_one_county_l
 
 def test_reference_district_every_cadre_one_household_county_cadres_lead_one_or_two_cases(tmp_path):
     eng = connect(tmp_path)
-    towns = ["山城街道", "店子镇", "西集镇", "桑村镇", "北庄镇", "城头镇", "徐庄镇", "水泉镇", "冯卯镇", "凫城镇"]
+    towns = [
+        "山城街道",
+        "店子镇",
+        "西集镇",
+        "桑村镇",
+        "北庄镇",
+        "城头镇",
+        "徐庄镇",
+        "水泉镇",
+        "冯卯镇",
+        "凫城镇",
+    ]
     rng = random.Random(5)
     w_h = [rng.uniform(0.5, 1.5) for _ in towns]
     w_c = [w * rng.uniform(0.7, 1.3) for w in w_h]
     ranks = ["county"] * 38 + ["section"] * 1088 + ["ordinary"] * 331
     rng.shuffle(ranks)
-    add(eng,
+    add(
+        eng,
         households=[H(f"H{i:06d}", rng.choices(towns, w_h)[0]) for i in range(1, 1458)],
-        cadres=[C(f"C{i:06d}", ranks[i - 1], unit=f"单位{rng.randrange(60)}", town=rng.choices(towns, w_c)[0])
-                for i in range(1, 1458)],
-        cases=[K(f"K{i:06d}", rng.choice(towns)) for i in range(1, 50)])
+        cadres=[
+            C(f"C{i:06d}", ranks[i - 1], unit=f"单位{rng.randrange(60)}", town=rng.choices(towns, w_c)[0])
+            for i in range(1, 1458)
+        ],
+        cases=[K(f"K{i:06d}", rng.choice(towns)) for i in range(1, 50)],
+    )
     summary = rebuild(eng, NIGHT1, "run-1")
     assert_rules(eng)
     loads = household_loads(eng)
@@ -188,9 +267,12 @@ def test_reference_district_every_cadre_one_household_county_cadres_lead_one_or_
 
 def test_loads_balance_within_one_and_county_cadres_carrying_cases_carry_fewer(tmp_path):
     eng = connect(tmp_path)
-    add(eng, households=[H(f"H{i:03d}") for i in range(1, 21)],
+    add(
+        eng,
+        households=[H(f"H{i:03d}") for i in range(1, 21)],
         cadres=[C("C001", "county")] + [C(f"C{i:03d}", "section") for i in range(2, 8)],
-        cases=[K("K001")])
+        cases=[K("K001")],
+    )
     cfg = PairingConfig(max_households={"county": 10, "section": 10, "ordinary": 10})
     summary = rebuild(eng, NIGHT1, "run-1", cfg)
     assert_rules(eng)
@@ -203,22 +285,30 @@ def test_loads_balance_within_one_and_county_cadres_carrying_cases_carry_fewer(t
 
 def test_per_rank_limits_are_configuration(tmp_path):
     eng = connect(tmp_path)
-    add(eng, households=[H(f"H{i:03d}") for i in range(1, 9)],
-        cadres=[C("C001", "county"), C("C002", "section"), C("C003", "ordinary")])
+    add(
+        eng,
+        households=[H(f"H{i:03d}") for i in range(1, 9)],
+        cadres=[C("C001", "county"), C("C002", "section"), C("C003", "ordinary")],
+    )
     rebuild(eng, NIGHT1, "run-1", PairingConfig(max_households={"county": 1, "section": 4, "ordinary": 3}))
     assert household_loads(eng) == {"C001": 1, "C002": 4, "C003": 3}
 
 
 def test_same_town_is_preferred_and_its_share_reported(tmp_path):
     eng = connect(tmp_path)
-    add(eng,
+    add(
+        eng,
         households=[H(f"H{i:03d}", "店子镇" if i < 6 else "西集镇") for i in range(1, 9)],
-        cadres=[C(f"C{i:03d}", town="店子镇" if i < 4 else "西集镇") for i in range(1, 9)])
+        cadres=[C(f"C{i:03d}", town="店子镇" if i < 4 else "西集镇") for i in range(1, 9)],
+    )
     summary = rebuild(eng, NIGHT1, "run-1")
     assert_rules(eng)
     assert set(household_loads(eng).values()) == {1}
-    cur = current(eng).merge(pd.DataFrame([H(f"H{i:03d}", "店子镇" if i < 6 else "西集镇") for i in range(1, 9)]),
-                             left_on="target_key", right_on="household_key")
+    cur = current(eng).merge(
+        pd.DataFrame([H(f"H{i:03d}", "店子镇" if i < 6 else "西集镇") for i in range(1, 9)]),
+        left_on="target_key",
+        right_on="household_key",
+    )
     cad_town = cadres_of(eng).set_index("cadre_key")["town"]
     same = (cur["town"] == cad_town.loc[cur["cadre_key"]].to_numpy()).sum()
     assert same == 6  # 3 in 店子镇 (only 3 cadres there) + all 3 of 西集镇
@@ -229,9 +319,18 @@ def test_same_town_is_preferred_and_its_share_reported(tmp_path):
 
 # --- later nights: dynamic management and stability --------------------------------------------------------
 def _two_unit_world(eng: sa.Engine) -> None:
-    add(eng, households=[H(f"H{i:03d}") for i in range(1, 7)],
-        cadres=[C("C001", unit="县委办"), C("C002", unit="县委办"), C("C003", unit="财政局"),
-                C("C004", unit="财政局"), C("C005", unit="教育局"), C("C006", unit="教育局")])
+    add(
+        eng,
+        households=[H(f"H{i:03d}") for i in range(1, 7)],
+        cadres=[
+            C("C001", unit="县委办"),
+            C("C002", unit="县委办"),
+            C("C003", unit="财政局"),
+            C("C004", unit="财政局"),
+            C("C005", unit="教育局"),
+            C("C006", unit="教育局"),
+        ],
+    )
 
 
 def test_second_night_ends_what_must_end_keeps_the_rest_and_pairs_freed_and_new_targets(tmp_path):
@@ -270,13 +369,26 @@ def test_second_night_ends_what_must_end_keeps_the_rest_and_pairs_freed_and_new_
 
 def test_a_case_whose_leader_departs_goes_to_a_county_cadre_of_the_same_unit(tmp_path):
     eng = connect(tmp_path)
-    add(eng, households=[H(f"H{i:03d}") for i in range(1, 5)],
-        cadres=[C("C001", "county", "县委办"), C("C002", "county", "县委办"), C("C003", "county", "财政局"),
-                C("C004", "county", "教育局"), C("C005", "section", "县委办")],
+    add(
+        eng,
+        households=[H(f"H{i:03d}") for i in range(1, 5)],
+        cadres=[
+            C("C001", "county", "县委办"),
+            C("C002", "county", "县委办"),
+            C("C003", "county", "财政局"),
+            C("C004", "county", "教育局"),
+            C("C005", "section", "县委办"),
+        ],
         cases=[K("K001"), K("K002")],
-        pairs=[P("C001", "case", "K001"), P("C003", "case", "K002"), P("C001", "household", "H001"),
-               P("C002", "household", "H002"), P("C003", "household", "H003"),
-               P("C004", "household", "H004")])
+        pairs=[
+            P("C001", "case", "K001"),
+            P("C003", "case", "K002"),
+            P("C001", "household", "H001"),
+            P("C002", "household", "H002"),
+            P("C003", "household", "H003"),
+            P("C004", "household", "H004"),
+        ],
+    )
     set_status(eng, "cadre", "C001", "departed")
     summary = rebuild(eng, NIGHT2, "run-2")
     assert_rules(eng)
@@ -290,10 +402,13 @@ def test_a_case_whose_leader_departs_goes_to_a_county_cadre_of_the_same_unit(tmp
 
 def test_a_pair_is_kept_when_the_cadre_changes_rank_but_a_demoted_case_leader_is_replaced(tmp_path):
     eng = connect(tmp_path)
-    add(eng, households=[H("H001"), H("H002")],
+    add(
+        eng,
+        households=[H("H001"), H("H002")],
         cadres=[C("C001", "county"), C("C002", "county")],
         cases=[K("K001")],
-        pairs=[P("C001", "household", "H001"), P("C002", "household", "H002"), P("C001", "case", "K001")])
+        pairs=[P("C001", "household", "H001"), P("C002", "household", "H002"), P("C001", "case", "K001")],
+    )
     with eng.begin() as conn:
         conn.execute(schema.cadre.update().where(schema.cadre.c.cadre_key == "C001").values(rank="section"))
     summary = rebuild(eng, NIGHT2, "run-2")
@@ -307,8 +422,12 @@ def test_a_pair_is_kept_when_the_cadre_changes_rank_but_a_demoted_case_leader_is
 def test_stability_beats_the_optimum(tmp_path):
     """A cross-town pair whose sides are active stays even when a same-town cadre is now free."""
     eng = connect(tmp_path)
-    add(eng, households=[H("H001", "店子镇")], cadres=[C("C001", town="西集镇")],
-        pairs=[P("C001", "household", "H001")])
+    add(
+        eng,
+        households=[H("H001", "店子镇")],
+        cadres=[C("C001", town="西集镇")],
+        pairs=[P("C001", "household", "H001")],
+    )
     add(eng, cadres=[C("C002", town="店子镇")])
     summary = rebuild(eng, NIGHT2, "run-2")
     now = current(eng)
@@ -347,9 +466,12 @@ def test_plan_ends_counts_what_would_end_without_writing(tmp_path):
 
 def test_a_target_left_unplaced_when_its_cadre_departed_still_prefers_that_unit_later(tmp_path):
     eng = connect(tmp_path)
-    add(eng, households=[H("H001"), H("H002")],
+    add(
+        eng,
+        households=[H("H001"), H("H002")],
         cadres=[C("C001", unit="县委办"), C("C002", unit="财政局")],
-        pairs=[P("C001", "household", "H001"), P("C002", "household", "H002")])
+        pairs=[P("C001", "household", "H001"), P("C002", "household", "H002")],
+    )
     cfg = PairingConfig(max_households={"section": 1})
     set_status(eng, "cadre", "C001", "departed")
     second = rebuild(eng, NIGHT2, "run-2", cfg)
@@ -363,8 +485,12 @@ def test_a_target_left_unplaced_when_its_cadre_departed_still_prefers_that_unit_
 
 def test_a_target_with_two_current_pairs_keeps_the_older_one(tmp_path):
     eng = connect(tmp_path)
-    add(eng, households=[H("H001")], cadres=[C("C001"), C("C002")],
-        pairs=[P("C001", "household", "H001"), P("C002", "household", "H001")])
+    add(
+        eng,
+        households=[H("H001")],
+        cadres=[C("C001"), C("C002")],
+        pairs=[P("C001", "household", "H001"), P("C002", "household", "H001")],
+    )
     summary = rebuild(eng, NIGHT2, "run-2")
     assert summary["ended"] == {"superseded": 1} and summary["kept"] == 1
     assert current(eng)["cadre_key"].tolist() == ["C001"]
@@ -374,17 +500,23 @@ def test_a_target_with_two_current_pairs_keeps_the_older_one(tmp_path):
 # --- pins --------------------------------------------------------------------------------------------------
 def test_pins_are_applied_kept_worked_around_and_bad_pins_are_reported(tmp_path):
     eng = connect(tmp_path)
-    add(eng, households=[H(f"H{i:03d}") for i in range(1, 5)] + [H("H009", status="exited")],
+    add(
+        eng,
+        households=[H(f"H{i:03d}") for i in range(1, 5)] + [H("H009", status="exited")],
         cadres=[C("C001", "county"), C("C002"), C("C003"), C("C004")],
-        cases=[K("K001")])
-    add_pins(eng, [
-        {"cadre_id_number": _cid(2), "target_id_number": _hid(3)},  # C002 -> H003
-        {"cadre_id_number": _cid(1), "target_case_number": "XF-K001"},  # C001 -> K001
-        {"cadre_id_number": _cid(77), "target_id_number": _hid(1)},  # no such cadre
-        {"cadre_id_number": _cid(3), "target_id_number": _hid(88)},  # no such household
-        {"cadre_id_number": _cid(4), "target_id_number": _hid(9)},  # household exited
-        {"cadre_id_number": _cid(4)},  # no target at all
-    ])
+        cases=[K("K001")],
+    )
+    add_pins(
+        eng,
+        [
+            {"cadre_id_number": _cid(2), "target_id_number": _hid(3)},  # C002 -> H003
+            {"cadre_id_number": _cid(1), "target_case_number": "XF-K001"},  # C001 -> K001
+            {"cadre_id_number": _cid(77), "target_id_number": _hid(1)},  # no such cadre
+            {"cadre_id_number": _cid(3), "target_id_number": _hid(88)},  # no such household
+            {"cadre_id_number": _cid(4), "target_id_number": _hid(9)},  # household exited
+            {"cadre_id_number": _cid(4)},  # no target at all
+        ],
+    )
     summary = rebuild(eng, NIGHT1, "run-1")
     assert_rules(eng)
     now = current(eng).set_index("target_key")
@@ -393,8 +525,12 @@ def test_pins_are_applied_kept_worked_around_and_bad_pins_are_reported(tmp_path)
     assert json.loads(now.loc["H003", "cost_detail"])["pin"]["sheet"] == "Sheet1"
     assert set(household_loads(eng).values()) == {1}  # the optimiser worked around the pin
     assert summary["pins"]["applied"] == 2
-    assert summary["pins"]["problems"] == {"cadre_not_found": 1, "no_target": 1, "target_inactive": 1,
-                                           "target_not_found": 1}
+    assert summary["pins"]["problems"] == {
+        "cadre_not_found": 1,
+        "no_target": 1,
+        "target_inactive": 1,
+        "target_not_found": 1,
+    }
 
     second = rebuild(eng, NIGHT2, "run-2")  # nothing changed: the pins hold, same rows
     assert second["made"] == {} and second["pins"]["holding"] == 2
@@ -432,8 +568,15 @@ def _world_rows(seed: int) -> dict:
     towns = ["山城街道", "店子镇", "西集镇", "桑村镇"]
     return {
         "households": [H(f"H{i:04d}", rng.choice(towns)) for i in range(1, 61)],
-        "cadres": [C(f"C{i:04d}", rng.choice(["county", "section", "section", "ordinary"]),
-                     unit=f"单位{rng.randrange(5)}", town=rng.choice(towns)) for i in range(1, 31)],
+        "cadres": [
+            C(
+                f"C{i:04d}",
+                rng.choice(["county", "section", "section", "ordinary"]),
+                unit=f"单位{rng.randrange(5)}",
+                town=rng.choice(towns),
+            )
+            for i in range(1, 31)
+        ],
         "cases": [K(f"K{i:04d}", rng.choice(towns)) for i in range(1, 8)],
     }
 
@@ -458,8 +601,12 @@ def test_same_inputs_give_byte_identical_pairing_tables(tmp_path):
 
 def test_unplaceable_targets_are_listed_not_a_crash_and_paired_once_possible(tmp_path):
     eng = connect(tmp_path)
-    add(eng, households=[H("H001"), H("H002"), H("H003"), H("H004", "凫城镇")],
-        cadres=[C("C001"), C("C002")], cases=[K("K001")])
+    add(
+        eng,
+        households=[H("H001"), H("H002"), H("H003"), H("H004", "凫城镇")],
+        cadres=[C("C001"), C("C002")],
+        cases=[K("K001")],
+    )
     cfg = PairingConfig(max_households={"section": 1}, allow_other_town=False)
     summary = rebuild(eng, NIGHT1, "run-1", cfg)
     assert summary["unplaced"]["case"] == ["K001"]  # no county-level cadre at all
@@ -489,8 +636,11 @@ def test_the_rebuild_is_one_transaction(tmp_path, monkeypatch):
         reader = sa.create_engine(f"sqlite:///{tmp_path}/w.db")
         with reader.connect() as other:
             seen["rows"] = other.execute(sa.select(sa.func.count()).select_from(schema.pairing)).scalar()
-            seen["ended"] = other.execute(sa.select(sa.func.count()).select_from(schema.pairing)
-                                          .where(schema.pairing.c.valid_to.is_not(None))).scalar()
+            seen["ended"] = other.execute(
+                sa.select(sa.func.count())
+                .select_from(schema.pairing)
+                .where(schema.pairing.c.valid_to.is_not(None))
+            ).scalar()
         reader.dispose()
         raise RuntimeError("crash after the writes")
 
@@ -568,22 +718,31 @@ def test_solve_finds_the_optimum_of_the_dense_problem(seed):
     rng = np.random.default_rng(seed)
     n_t, n_c = int(rng.integers(1, 9)), int(rng.integers(1, 7))
     towns, units = ["A", "B", "C", None], ["u1", "u2", None]
-    targets = pd.DataFrame({
-        "target_kind": ["household"] * n_t,
-        "target_key": [f"H{i:02d}" for i in range(n_t)],
-        "town": [towns[x] for x in rng.integers(0, 4, n_t)],
-        "preferred_unit": [units[x] for x in rng.integers(0, 3, n_t)],
-    })
-    cadres = pd.DataFrame({
-        "cadre_key": [f"C{j:02d}" for j in range(n_c)],
-        "rank": [["county", "section", "ordinary"][x] for x in rng.integers(0, 3, n_c)],
-        "unit": [units[x] for x in rng.integers(0, 3, n_c)],
-        "town": [towns[x] for x in rng.integers(0, 4, n_c)],
-        "household_load": rng.integers(0, 3, n_c), "case_load": rng.integers(0, 3, n_c),
-    })
-    cfg = PairingConfig(town_penalty=int(rng.integers(0, 150)), unit_bonus=int(rng.integers(0, 60)),
-                        load_step=int(rng.integers(1, 120)), allow_other_town=bool(seed % 4),
-                        max_households={"county": 2, "section": 4, "ordinary": 3})
+    targets = pd.DataFrame(
+        {
+            "target_kind": ["household"] * n_t,
+            "target_key": [f"H{i:02d}" for i in range(n_t)],
+            "town": [towns[x] for x in rng.integers(0, 4, n_t)],
+            "preferred_unit": [units[x] for x in rng.integers(0, 3, n_t)],
+        }
+    )
+    cadres = pd.DataFrame(
+        {
+            "cadre_key": [f"C{j:02d}" for j in range(n_c)],
+            "rank": [["county", "section", "ordinary"][x] for x in rng.integers(0, 3, n_c)],
+            "unit": [units[x] for x in rng.integers(0, 3, n_c)],
+            "town": [towns[x] for x in rng.integers(0, 4, n_c)],
+            "household_load": rng.integers(0, 3, n_c),
+            "case_load": rng.integers(0, 3, n_c),
+        }
+    )
+    cfg = PairingConfig(
+        town_penalty=int(rng.integers(0, 150)),
+        unit_bonus=int(rng.integers(0, 60)),
+        load_step=int(rng.integers(1, 120)),
+        allow_other_town=bool(seed % 4),
+        max_households={"county": 2, "section": 4, "ordinary": 3},
+    )
     result = solve(targets, cadres, cfg)
     f = result.figures
     assert f["optimal"] and f["cost_consistent"]
@@ -598,17 +757,24 @@ def test_solve_finds_the_optimum_of_the_dense_problem(seed):
 
 
 def test_solve_assigns_cases_to_county_cadres_optimally_before_households():
-    targets = pd.DataFrame({
-        "target_kind": ["case"] * 5 + ["household"] * 4,
-        "target_key": [f"K{i}" for i in range(5)] + [f"H{i}" for i in range(4)],
-        "town": ["A", "A", "B", "C", "C", "A", "B", "B", "C"],
-        "preferred_unit": [None, "u1", None, None, "u2", None, None, None, None],
-    })
-    cadres = pd.DataFrame({
-        "cadre_key": ["C1", "C2", "C3", "C4"], "rank": ["county", "county", "county", "section"],
-        "unit": ["u1", "u2", "u3", "u1"], "town": ["A", "B", "C", "A"],
-        "household_load": [0, 0, 0, 0], "case_load": [0, 1, 0, 0],
-    })
+    targets = pd.DataFrame(
+        {
+            "target_kind": ["case"] * 5 + ["household"] * 4,
+            "target_key": [f"K{i}" for i in range(5)] + [f"H{i}" for i in range(4)],
+            "town": ["A", "A", "B", "C", "C", "A", "B", "B", "C"],
+            "preferred_unit": [None, "u1", None, None, "u2", None, None, None, None],
+        }
+    )
+    cadres = pd.DataFrame(
+        {
+            "cadre_key": ["C1", "C2", "C3", "C4"],
+            "rank": ["county", "county", "county", "section"],
+            "unit": ["u1", "u2", "u3", "u1"],
+            "town": ["A", "B", "C", "A"],
+            "household_load": [0, 0, 0, 0],
+            "case_load": [0, 1, 0, 0],
+        }
+    )
     cfg = PairingConfig()
     result = solve(targets, cadres, cfg)
     cases = result.pairs[result.pairs["target_kind"] == "case"]
@@ -623,30 +789,61 @@ def test_solve_assigns_cases_to_county_cadres_optimally_before_households():
 
 def test_solve_is_deterministic_and_ignores_input_order():
     rng = np.random.default_rng(9)
-    targets = pd.DataFrame({"target_kind": "household", "target_key": [f"H{i:03d}" for i in range(200)],
-                            "town": rng.choice(["A", "B", "C"], 200), "preferred_unit": None})
-    cadres = pd.DataFrame({"cadre_key": [f"C{i:03d}" for i in range(60)], "rank": "section",
-                           "unit": rng.choice(["u1", "u2"], 60), "town": rng.choice(["A", "B", "C"], 60),
-                           "household_load": 0, "case_load": 0})
+    targets = pd.DataFrame(
+        {
+            "target_kind": "household",
+            "target_key": [f"H{i:03d}" for i in range(200)],
+            "town": rng.choice(["A", "B", "C"], 200),
+            "preferred_unit": None,
+        }
+    )
+    cadres = pd.DataFrame(
+        {
+            "cadre_key": [f"C{i:03d}" for i in range(60)],
+            "rank": "section",
+            "unit": rng.choice(["u1", "u2"], 60),
+            "town": rng.choice(["A", "B", "C"], 60),
+            "household_load": 0,
+            "case_load": 0,
+        }
+    )
     a = solve(targets, cadres).pairs
     b = solve(targets.sample(frac=1, random_state=1), cadres.sample(frac=1, random_state=2)).pairs
     pd.testing.assert_frame_equal(a, b)
 
 
 def test_plan_night_on_dataframes_keeps_every_surviving_pair():
-    current = pd.DataFrame({"pairing_id": [1, 2, 3, 4], "cadre_key": ["C1", "C2", "C3", "C1"],
-                            "target_kind": ["household", "household", "household", "case"],
-                            "target_key": ["H1", "H2", "H3", "K1"]})
-    households = pd.DataFrame({"household_key": ["H1", "H2", "H3", "H4"], "town": "A",
-                               "status": ["active", "exited", "active", "active"]})
+    current = pd.DataFrame(
+        {
+            "pairing_id": [1, 2, 3, 4],
+            "cadre_key": ["C1", "C2", "C3", "C1"],
+            "target_kind": ["household", "household", "household", "case"],
+            "target_key": ["H1", "H2", "H3", "K1"],
+        }
+    )
+    households = pd.DataFrame(
+        {
+            "household_key": ["H1", "H2", "H3", "H4"],
+            "town": "A",
+            "status": ["active", "exited", "active", "active"],
+        }
+    )
     cases = pd.DataFrame({"case_key": ["K1"], "town": ["A"], "status": ["open"]})
-    cadres = pd.DataFrame({"cadre_key": ["C1", "C2", "C3"], "rank": ["county", "section", "section"],
-                           "unit": ["u1", "u2", "u1"], "town": "A",
-                           "status": ["active", "active", "departed"]})
+    cadres = pd.DataFrame(
+        {
+            "cadre_key": ["C1", "C2", "C3"],
+            "rank": ["county", "section", "section"],
+            "unit": ["u1", "u2", "u1"],
+            "town": "A",
+            "status": ["active", "active", "departed"],
+        }
+    )
     plan = plan_night(current, households, cases, cadres)
     assert plan.kept["pairing_id"].tolist() == [1, 4]
     assert dict(zip(plan.ends["pairing_id"], plan.ends["end_reason"], strict=True)) == {
-        2: "household_exited", 3: "cadre_departed"}
+        2: "household_exited",
+        3: "cadre_departed",
+    }
     todo = plan.targets.set_index("target_key")
     assert todo.loc["H3", "made_reason"] == "cadre_left" and todo.loc["H3", "preferred_unit"] == "u1"
     assert todo.loc["H4", "made_reason"] == "new_target" and pd.isna(todo.loc["H4", "preferred_unit"])

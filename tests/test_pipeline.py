@@ -24,15 +24,21 @@ def as_dict(rows: list[tuple]) -> dict:
 
 def check_night_against_truth(url: str, truth: sample.Truth | dict) -> None:
     truth = truth if isinstance(truth, dict) else truth.to_dict()
-    ledger = {r[0]: r[1:] for r in q(url, "SELECT file_name, status, rows_read, rows_loaded, rows_rejected FROM intake_file")}
+    ledger = {
+        r[0]: r[1:]
+        for r in q(url, "SELECT file_name, status, rows_read, rows_loaded, rows_rejected FROM intake_file")
+    }
     for rel, f in truth["files"].items():
         status, read, loaded, rejected = ledger[rel]
         assert status == "loaded", rel
         assert read == f["rows"], rel
         assert rejected == len(f["bad_rows"]), rel
         assert loaded == f["good_rows"], rel
-        listed = q(url, "SELECT r.sheet, r.row_number, r.field, r.reason_code FROM rejected_row r "
-                        f"JOIN intake_file f ON f.file_id = r.file_id WHERE f.file_name = '{rel}'")
+        listed = q(
+            url,
+            "SELECT r.sheet, r.row_number, r.field, r.reason_code FROM rejected_row r "
+            f"JOIN intake_file f ON f.file_id = r.file_id WHERE f.file_name = '{rel}'",
+        )
         for bad in f["bad_rows"]:
             hits = [x for x in listed if x[0] == bad["sheet"] and x[1] == bad["row"]]
             assert hits, (rel, bad)
@@ -40,9 +46,13 @@ def check_night_against_truth(url: str, truth: sample.Truth | dict) -> None:
     # every data row is loaded or rejected with a reason: the counts add up for every file
     assert q(url, "SELECT COUNT(*) FROM file_reconciliation WHERE balanced = 0") == [(0,)]
     counts = truth["counts"]
-    active = as_dict(q(url, "SELECT category, COUNT(*) FROM household_category WHERE status='active' GROUP BY category"))
+    active = as_dict(
+        q(url, "SELECT category, COUNT(*) FROM household_category WHERE status='active' GROUP BY category")
+    )
     assert active == {k: counts["households"][k] for k in ("hardship", "orphan", "old_member")}
-    assert q(url, "SELECT COUNT(*) FROM household WHERE status='active'") == [(counts["households"]["total"],)]
+    assert q(url, "SELECT COUNT(*) FROM household WHERE status='active'") == [
+        (counts["households"]["total"],)
+    ]
     ranks = as_dict(q(url, "SELECT rank, COUNT(*) FROM cadre WHERE status='active' GROUP BY rank"))
     assert ranks == {k: counts["cadres"][k] for k in ("county", "section", "ordinary")}
     cases = as_dict(q(url, "SELECT status, COUNT(*) FROM petition_case GROUP BY status"))
@@ -52,23 +62,32 @@ def check_night_against_truth(url: str, truth: sample.Truth | dict) -> None:
 
 def check_pairing_rules(url: str) -> None:
     # every active household paired exactly once, with an active cadre
-    assert q(url, """
+    assert q(
+        url,
+        """
         SELECT COUNT(*) FROM household h
         WHERE h.status = 'active' AND (SELECT COUNT(*) FROM pairing p WHERE p.target_kind='household'
-              AND p.target_key = h.household_key AND p.valid_to IS NULL) <> 1""") == [(0,)]
+              AND p.target_key = h.household_key AND p.valid_to IS NULL) <> 1""",
+    ) == [(0,)]
     # every open case led by exactly one county-level cadre
-    assert q(url, """
+    assert q(
+        url,
+        """
         SELECT COUNT(*) FROM petition_case k
         WHERE k.status = 'open' AND (SELECT COUNT(*) FROM pairing p JOIN cadre c ON c.cadre_key = p.cadre_key
               WHERE p.target_kind='case' AND p.target_key = k.case_key AND p.valid_to IS NULL
-              AND c.rank = 'county') <> 1""") == [(0,)]
+              AND c.rank = 'county') <> 1""",
+    ) == [(0,)]
     # no current pair points at an exited household, a closed case or a departed cadre
-    assert q(url, """
+    assert q(
+        url,
+        """
         SELECT COUNT(*) FROM pairing p
         LEFT JOIN household h ON p.target_kind='household' AND h.household_key = p.target_key
         LEFT JOIN petition_case k ON p.target_kind='case' AND k.case_key = p.target_key
         JOIN cadre c ON c.cadre_key = p.cadre_key
-        WHERE p.valid_to IS NULL AND (c.status <> 'active' OR h.status = 'exited' OR k.status = 'closed')""") == [(0,)]
+        WHERE p.valid_to IS NULL AND (c.status <> 'active' OR h.status = 'exited' OR k.status = 'closed')""",
+    ) == [(0,)]
 
 
 @pytest.fixture
@@ -76,30 +95,42 @@ def district(tmp_path: Path) -> dict:
     return {"intake": tmp_path / "intake", "exports": tmp_path / "exports", "tmp": tmp_path}
 
 
-def test_reference_district_night_one_on_sqlite_matches_the_reference_figures(district, sqlite_url, run_night):
+def test_reference_district_night_one_on_sqlite_matches_the_reference_figures(
+    district, sqlite_url, run_night
+):
     truth = sample.generate(district["intake"], night=1)
     assert run_night(district["intake"], sqlite_url, district["exports"], as_of="2026-11-25") == "success"
     check_night_against_truth(sqlite_url, truth)
     # the reference district: 1,457 households and 1,457 cadres, one household each
-    assert q(sqlite_url, "SELECT COUNT(*) FROM pairing WHERE valid_to IS NULL AND target_kind='household'") == [(1457,)]
-    assert q(sqlite_url, "SELECT MAX(n) - MIN(n) FROM (SELECT c.cadre_key, COUNT(p.pairing_id) AS n FROM cadre c "
-                         "LEFT JOIN pairing p ON p.cadre_key = c.cadre_key AND p.target_kind='household' "
-                         "AND p.valid_to IS NULL GROUP BY c.cadre_key) AS loads") == [(0,)]
+    assert q(
+        sqlite_url, "SELECT COUNT(*) FROM pairing WHERE valid_to IS NULL AND target_kind='household'"
+    ) == [(1457,)]
+    assert q(
+        sqlite_url,
+        "SELECT MAX(n) - MIN(n) FROM (SELECT c.cadre_key, COUNT(p.pairing_id) AS n FROM cadre c "
+        "LEFT JOIN pairing p ON p.cadre_key = c.cadre_key AND p.target_kind='household' "
+        "AND p.valid_to IS NULL GROUP BY c.cadre_key) AS loads",
+    ) == [(0,)]
     # the outputs people read exist
     assert (district["exports"] / "结对名单_20261125.xlsx").is_file()
     for rel in truth.to_dict()["files"]:
         department = rel.split("/")[0]
         assert list((district["intake"] / department / "feedback").glob("*.结果.xlsx")), rel
     # lineage: every loaded household/cadre/case row says which entity it became
-    assert q(sqlite_url, "SELECT COUNT(*) FROM source_record r LEFT JOIN source_row s ON s.file_id = r.file_id "
-                         "AND s.sheet = r.sheet AND s.row_number = r.row_number "
-                         "WHERE r.entity_kind <> 'pin' AND s.entity_key IS NULL") == [(0,)]
+    assert q(
+        sqlite_url,
+        "SELECT COUNT(*) FROM source_record r LEFT JOIN source_row s ON s.file_id = r.file_id "
+        "AND s.sheet = r.sheet AND s.row_number = r.row_number "
+        "WHERE r.entity_kind <> 'pin' AND s.entity_key IS NULL",
+    ) == [(0,)]
 
 
 def test_second_night_exits_adds_and_leaves_other_pairs_untouched(district, sqlite_url, run_night):
     sample.generate(district["intake"], night=1, scale=0.2)
     assert run_night(district["intake"], sqlite_url, district["exports"], as_of="2026-11-25") == "success"
-    before = set(q(sqlite_url, "SELECT pairing_id, cadre_key, target_key FROM pairing WHERE valid_to IS NULL"))
+    before = set(
+        q(sqlite_url, "SELECT pairing_id, cadre_key, target_key FROM pairing WHERE valid_to IS NULL")
+    )
     truth2 = sample.generate(district["intake"], night=2, scale=0.2).to_dict()
     assert run_night(district["intake"], sqlite_url, district["exports"], as_of="2026-11-26") == "success"
     check_night_against_truth(sqlite_url, truth2)
@@ -107,24 +138,38 @@ def test_second_night_exits_adds_and_leaves_other_pairs_untouched(district, sqli
     exited = set(changes["exited_household_ids"])
     departed = set(changes["departed_cadre_ids"])
     assert exited and departed
-    ended = q(sqlite_url, """SELECT p.pairing_id, p.end_reason, p.valid_to, h.head_id_number, c.id_number
+    ended = q(
+        sqlite_url,
+        """SELECT p.pairing_id, p.end_reason, p.valid_to, h.head_id_number, c.id_number
                              FROM pairing p JOIN cadre c ON c.cadre_key = p.cadre_key
                              LEFT JOIN household h ON p.target_kind='household' AND h.household_key = p.target_key
-                             WHERE p.valid_to IS NOT NULL""")
+                             WHERE p.valid_to IS NOT NULL""",
+    )
     for _, reason, valid_to, head_id, cadre_id in ended:
         assert str(valid_to) == "2026-11-26"
-        assert (reason == "household_exited" and head_id in exited) or (
-            reason == "cadre_departed" and cadre_id in departed) or reason == "case_closed"
+        assert (
+            (reason == "household_exited" and head_id in exited)
+            or (reason == "cadre_departed" and cadre_id in departed)
+            or reason == "case_closed"
+        )
     ended_ids = {e[0] for e in ended}
     # every pair whose two sides stayed active is still there, unchanged
     survivors = {p for p in before if p[0] not in ended_ids}
-    now_current = set(q(sqlite_url, "SELECT pairing_id, cadre_key, target_key FROM pairing WHERE valid_to IS NULL"))
+    now_current = set(
+        q(sqlite_url, "SELECT pairing_id, cadre_key, target_key FROM pairing WHERE valid_to IS NULL")
+    )
     assert survivors <= now_current
     # new households are paired tonight
     new_ids = set(changes["new_household_ids"])
-    made = {r[0] for r in q(sqlite_url, "SELECT h.head_id_number FROM pairing p JOIN household h "
-                                        "ON h.household_key = p.target_key WHERE p.valid_from = '2026-11-26' "
-                                        "AND p.target_kind = 'household'")}
+    made = {
+        r[0]
+        for r in q(
+            sqlite_url,
+            "SELECT h.head_id_number FROM pairing p JOIN household h "
+            "ON h.household_key = p.target_key WHERE p.valid_from = '2026-11-26' "
+            "AND p.target_kind = 'household'",
+        )
+    }
     assert new_ids <= made
 
 
@@ -133,11 +178,15 @@ def test_same_night_run_twice_changes_nothing(district, sqlite_url, run_night):
     tables = ["household", "household_category", "cadre", "petition_case", "source_row", "rejected_row"]
     assert run_night(district["intake"], sqlite_url, district["exports"], as_of="2026-11-25") == "success"
     first = {t: sorted(q(sqlite_url, f"SELECT * FROM {t}"), key=repr) for t in tables}
-    pairs = q(sqlite_url, "SELECT pairing_id, cadre_key, target_key, valid_from, valid_to FROM pairing ORDER BY 1")
+    pairs = q(
+        sqlite_url, "SELECT pairing_id, cadre_key, target_key, valid_from, valid_to FROM pairing ORDER BY 1"
+    )
     assert run_night(district["intake"], sqlite_url, district["exports"], as_of="2026-11-25") == "success"
     second = {t: sorted(q(sqlite_url, f"SELECT * FROM {t}"), key=repr) for t in tables}
     assert first == second
-    assert pairs == q(sqlite_url, "SELECT pairing_id, cadre_key, target_key, valid_from, valid_to FROM pairing ORDER BY 1")
+    assert pairs == q(
+        sqlite_url, "SELECT pairing_id, cadre_key, target_key, valid_from, valid_to FROM pairing ORDER BY 1"
+    )
 
 
 def test_resent_file_and_broken_file_do_not_stop_the_night(district, sqlite_url, run_night):
@@ -148,7 +197,9 @@ def test_resent_file_and_broken_file_do_not_stop_the_night(district, sqlite_url,
     statuses = as_dict(q(sqlite_url, "SELECT file_name, status FROM intake_file"))
     assert statuses.pop("civil_affairs/损坏的名单.xlsx") == "rejected"
     assert set(statuses.values()) == {"loaded"} and len(statuses) == len(truth["files"])
-    ((message,),) = q(sqlite_url, "SELECT message FROM intake_file WHERE file_name = 'civil_affairs/损坏的名单.xlsx'")
+    ((message,),) = q(
+        sqlite_url, "SELECT message FROM intake_file WHERE file_name = 'civil_affairs/损坏的名单.xlsx'"
+    )
     assert "损坏" in message
     assert (district["intake"] / "civil_affairs" / "feedback" / "损坏的名单.结果.xlsx").is_file()
     check_night_against_truth(sqlite_url, truth)
@@ -159,8 +210,10 @@ def test_resent_file_and_broken_file_do_not_stop_the_night(district, sqlite_url,
     shutil.copy(district["intake"] / first, district["intake"] / resent)
     assert run_night(district["intake"], sqlite_url, district["exports"], as_of="2026-11-26") == "success"
     ((status, message, original),) = q(
-        sqlite_url, f"SELECT f.status, f.message, o.file_name FROM intake_file f JOIN intake_file o "
-                    f"ON o.file_id = f.duplicate_of WHERE f.file_name = '{resent.as_posix()}'")
+        sqlite_url,
+        f"SELECT f.status, f.message, o.file_name FROM intake_file f JOIN intake_file o "
+        f"ON o.file_id = f.duplicate_of WHERE f.file_name = '{resent.as_posix()}'",
+    )
     assert status == "duplicate" and original == first.as_posix() and first.name in message
     assert q(sqlite_url, "SELECT COUNT(*) FROM source_record") == households
     assert q(sqlite_url, "SELECT COUNT(*) FROM intake_file") == [(len(truth["files"]) + 2,)]
@@ -222,16 +275,22 @@ def test_pin_spreadsheet_from_the_organization_department_is_honoured(district, 
     sample.generate(district["intake"], night=1, scale=0.1)
     assert run_night(district["intake"], sqlite_url, district["exports"], as_of="2026-11-25") == "success"
     # pin a cadre to a household currently paired with someone else, and a county cadre to a case
-    (cadre_id, cadre_name, head_id), = q(sqlite_url, """
+    ((cadre_id, cadre_name, head_id),) = q(
+        sqlite_url,
+        """
         SELECT c.id_number, c.name, h.head_id_number FROM cadre c, household h
         WHERE c.status = 'active' AND h.status = 'active' AND h.head_id_number IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM pairing p WHERE p.cadre_key = c.cadre_key AND p.target_key = h.household_key)
-        ORDER BY c.cadre_key, h.household_key LIMIT 1""")
-    (county_id, county_name, case_number), = q(sqlite_url, """
+        ORDER BY c.cadre_key, h.household_key LIMIT 1""",
+    )
+    ((county_id, county_name, case_number),) = q(
+        sqlite_url,
+        """
         SELECT c.id_number, c.name, k.case_number FROM cadre c, petition_case k
         WHERE c.rank = 'county' AND k.status = 'open' AND NOT EXISTS (SELECT 1 FROM pairing p
               WHERE p.cadre_key = c.cadre_key AND p.target_key = k.case_key AND p.valid_to IS NULL)
-        ORDER BY c.cadre_key DESC, k.case_key LIMIT 1""")
+        ORDER BY c.cadre_key DESC, k.case_key LIMIT 1""",
+    )
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "固定结对"
@@ -244,12 +303,20 @@ def test_pin_spreadsheet_from_the_organization_department_is_honoured(district, 
             cell.data_type = "s" if cell.value is not None else cell.data_type
     wb.save(district["intake"] / "organization" / "结对固定名单.xlsx")
     assert run_night(district["intake"], sqlite_url, district["exports"], as_of="2026-11-26") == "success"
-    assert q(sqlite_url, "SELECT status, rows_loaded, rows_rejected FROM intake_file "
-                         "WHERE file_name = 'organization/结对固定名单.xlsx'") == [("loaded", 2, 0)]
-    pinned = q(sqlite_url, """SELECT c.id_number, p.target_kind, COALESCE(h.head_id_number, k.case_number)
+    assert q(
+        sqlite_url,
+        "SELECT status, rows_loaded, rows_rejected FROM intake_file "
+        "WHERE file_name = 'organization/结对固定名单.xlsx'",
+    ) == [("loaded", 2, 0)]
+    pinned = q(
+        sqlite_url,
+        """SELECT c.id_number, p.target_kind, COALESCE(h.head_id_number, k.case_number)
                               FROM pairing p JOIN cadre c ON c.cadre_key = p.cadre_key
                               LEFT JOIN household h ON p.target_kind = 'household' AND h.household_key = p.target_key
                               LEFT JOIN petition_case k ON p.target_kind = 'case' AND k.case_key = p.target_key
-                              WHERE p.valid_to IS NULL AND p.made_reason = 'pinned' ORDER BY 2, 1""")
-    assert pinned == sorted([(county_id, "case", case_number), (cadre_id, "household", head_id)], key=lambda r: (r[1], r[0]))
+                              WHERE p.valid_to IS NULL AND p.made_reason = 'pinned' ORDER BY 2, 1""",
+    )
+    assert pinned == sorted(
+        [(county_id, "case", case_number), (cadre_id, "household", head_id)], key=lambda r: (r[1], r[0])
+    )
     check_pairing_rules(sqlite_url)

@@ -42,8 +42,14 @@ def _load_plugins(tmp_path) -> dict:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(paths.PLUGINS_DIR),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     }
-    done = subprocess.run([sys.executable, "-c", _LOAD_AS_AIRFLOW_DOES, str(paths.PACKAGE_DIR)], env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_AS_AIRFLOW_DOES, str(paths.PACKAGE_DIR)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -20,15 +20,20 @@ from rosterlink.synthetic import sample
 from rosterlink.core.spec import district
 
 CLI = str(Path(sys.executable).with_name("rosterlink"))
-FULL_ID = re.compile(r"(?<![0-9])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
-                     r"[0-9]{3}[0-9Xx](?![0-9])")
+FULL_ID = re.compile(
+    r"(?<![0-9])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+    r"[0-9]{3}[0-9Xx](?![0-9])"
+)
 FULL_PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 BIG_ROWS = read.PROGRESS_ROWS + 5_000  # more than one progress step
 ID_LESS = 120  # enough ID-less rows for the link stage to train its model tonight
 
 pytestmark = pytest.mark.slow
 
-SURNAMES, GIVEN = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何林高罗", "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂华"
+SURNAMES, GIVEN = (
+    "王李张刘陈杨赵黄周吴徐孙马朱胡郭何林高罗",
+    "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂华",
+)
 
 
 def _head(i: int) -> tuple[str, str, str, str, str]:
@@ -36,7 +41,13 @@ def _head(i: int) -> tuple[str, str, str, str, str]:
     towns = district().towns
     name = SURNAMES[i % 20] + GIVEN[(i // 20) % 25] + GIVEN[(i // 500) % 25]
     born = dt.date(1950, 1, 1) + dt.timedelta(days=i // 1000)
-    return name, idnumber.make("370406", born, i % 1000), towns[i % len(towns)], f"测试村{i % 300}", f"138{i:08d}"
+    return (
+        name,
+        idnumber.make("370406", born, i % 1000),
+        towns[i % len(towns)],
+        f"测试村{i % 300}",
+        f"138{i:08d}",
+    )
 
 
 def _big_roster(path: Path, rows: int) -> None:
@@ -44,7 +55,19 @@ def _big_roster(path: Path, rows: int) -> None:
     wb = openpyxl.Workbook(write_only=True)
     ws = wb.create_sheet("特困家庭")
     ws.append(["山亭区特困家庭花名册（全量）"])
-    ws.append(["序号", "户主姓名", "户主身份证号", "镇街", "村(居)", "家庭人口", "致困原因", "人均年收入(元)", "联系电话"])
+    ws.append(
+        [
+            "序号",
+            "户主姓名",
+            "户主身份证号",
+            "镇街",
+            "村(居)",
+            "家庭人口",
+            "致困原因",
+            "人均年收入(元)",
+            "联系电话",
+        ]
+    )
     for i in range(rows):
         name, id_number, town, village, phone = _head(i)
         ws.append([i + 1, name, id_number, town, village, 1 + i % 6, "因病", 1500.5, phone])
@@ -70,9 +93,23 @@ def test_nightly_shows_progress_reading_a_large_file_and_through_the_link_stage(
     _orphans_without_guardian_ids(intake / "womens_federation" / "失亲儿童补报.csv", ID_LESS)
 
     done = subprocess.run(
-        [CLI, "nightly", "--intake", str(intake), "--warehouse", f"sqlite:///{tmp_path / 'w.db'}",
-         "--exports", str(tmp_path / "exports"), "--as-of", "2026-11-25"],
-        capture_output=True, text=True, timeout=900, env=dict(os.environ))
+        [
+            CLI,
+            "nightly",
+            "--intake",
+            str(intake),
+            "--warehouse",
+            f"sqlite:///{tmp_path / 'w.db'}",
+            "--exports",
+            str(tmp_path / "exports"),
+            "--as-of",
+            "2026-11-25",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=dict(os.environ),
+    )
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     lines = out.splitlines()
@@ -98,11 +135,24 @@ def test_nightly_shows_progress_reading_a_large_file_and_through_the_link_stage(
     training = first(r"link: households: training the model on \d+ rows \(\d+ without an ID number\)")
     scoring = first(rf"link: households: scoring {ID_LESS} rows without an ID number against \d+ rows")
     scored = first(r"link: households: \d+ candidate pairs scored in [0-9.]+ s \(model: em_trained_tonight\)")
-    clustering = first(r"link: households: clustering: \d+ rows placed by a link, \d+ pairs queued for review")
+    clustering = first(
+        r"link: households: clustering: \d+ rows placed by a link, \d+ pairs queued for review"
+    )
     assigned = first(r"link: households: \d+ rows assigned, \d+ new households, \d+ merges")
     cadres = first(r"link: cadres: \d+ new rows, \d+ assigned, \d+ new cadres, 0 without a cadre")
     written = first(r"link: written: entities and lineage in [0-9.]+ s")
-    assert read_all < loaded < households < training < scoring < scored < clustering < assigned < cadres < written
+    assert (
+        read_all
+        < loaded
+        < households
+        < training
+        < scoring
+        < scored
+        < clustering
+        < assigned
+        < cadres
+        < written
+    )
     placed = int(re.search(r"clustering: (\d+) rows", lines[clustering]).group(1))
     assert placed >= ID_LESS // 2  # most guardians were found among the roster's heads
 
@@ -127,10 +177,12 @@ def test_a_large_csv_logs_its_size_and_records_parsed_counts_only(tmp_path, capl
         (table,) = read.read_file(path, "civil_affairs").tables
     assert len(table.frame) == rows
     messages = [r.getMessage() for r in caplog.records if r.name == "rosterlink.intake.read"]
-    assert re.fullmatch(rf"read: {re.escape(path.name)}: [0-9.]+ MB, checking the file before parsing it",
-                        messages[0]), messages
+    assert re.fullmatch(
+        rf"read: {re.escape(path.name)}: [0-9.]+ MB, checking the file before parsing it", messages[0]
+    ), messages
     assert f"read: {path.name}: {read.PROGRESS_ROWS} records parsed" in messages
-    assert re.search(rf"sheet {re.escape(path.stem)}: all {rows + 1} rows read, {rows} records \(hardship\)",
-                     messages[-1]), messages
+    assert re.search(
+        rf"sheet {re.escape(path.stem)}: all {rows + 1} rows read, {rows} records \(hardship\)", messages[-1]
+    ), messages
     text = "\n".join(messages)
     assert not FULL_ID.search(text) and not FULL_PHONE.search(text) and _head(0)[0] not in text

@@ -60,9 +60,38 @@ EXCEL_EPOCH = dt.date(1899, 12, 30)
 
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何林高罗"
 GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂华"
-PHRASES = ("因病", "因残", "缺劳动力", "父母双亡", "祖父", "区财政局", "店子镇人民政府", "党委委员", "东庄村",
-           "土地纠纷", "拆迁补偿", "包案领导", "定期走访", "长期在外务工", "低保户", "残疾人家庭")
-FOOTER_WORDS = ("合计", "总计", "小计", "共计", "制表", "填报", "填表", "审核", "负责人", "备注", "说明", "注:")
+PHRASES = (
+    "因病",
+    "因残",
+    "缺劳动力",
+    "父母双亡",
+    "祖父",
+    "区财政局",
+    "店子镇人民政府",
+    "党委委员",
+    "东庄村",
+    "土地纠纷",
+    "拆迁补偿",
+    "包案领导",
+    "定期走访",
+    "长期在外务工",
+    "低保户",
+    "残疾人家庭",
+)
+FOOTER_WORDS = (
+    "合计",
+    "总计",
+    "小计",
+    "共计",
+    "制表",
+    "填报",
+    "填表",
+    "审核",
+    "负责人",
+    "备注",
+    "说明",
+    "注:",
+)
 EXTRA_HEADERS = ("序号", "备注", "是否低保")
 SHEET_NAMES = ("花名册", "Sheet1", "特困家庭(一)", "干部名册", "台账", "名单2024")
 
@@ -101,26 +130,48 @@ def good_cell(draw, name: str, k: int, offset: int, fmt: str) -> Cell:
     t = spec.type
     if t == "person_name":
         canon = _name(k, offset)
-        raw = draw(st.sampled_from([canon, f"{canon[0]} {canon[1:]}", f"{canon[0]}\u3000{canon[1:]}", f" {canon} "]))
+        raw = draw(
+            st.sampled_from([canon, f"{canon[0]} {canon[1:]}", f"{canon[0]}\u3000{canon[1:]}", f" {canon} "])
+        )
         return Cell(raw, "good", canon)
     if t == "id_number":
         canon = _id(k, offset)
-        raw = draw(st.sampled_from([canon, canon.lower(), f"{canon[:6]} {canon[6:14]} {canon[14:]}",
-                                    canon.translate(FULLWIDTH), canon + " ", "'" + canon]))
+        raw = draw(
+            st.sampled_from(
+                [
+                    canon,
+                    canon.lower(),
+                    f"{canon[:6]} {canon[6:14]} {canon[14:]}",
+                    canon.translate(FULLWIDTH),
+                    canon + " ",
+                    "'" + canon,
+                ]
+            )
+        )
         return Cell(raw, "good", canon)
     if t == "town":
         canon = TOWNS[k % len(TOWNS)]
         return Cell(draw(st.sampled_from([canon, f" {canon} ", district().name + canon])), "good", canon)
     if t == "date":
         day = dt.date(1960 + k % 50, 1 + k % 12, 1 + (k * 5) % 28)
-        options = [day.isoformat(), f"{day.year}年{day.month}月{day.day}日", f"{day.year}.{day.month}.{day.day}",
-                   f"{day:%Y/%m/%d}", (day - EXCEL_EPOCH).days]
+        options = [
+            day.isoformat(),
+            f"{day.year}年{day.month}月{day.day}日",
+            f"{day.year}.{day.month}.{day.day}",
+            f"{day:%Y/%m/%d}",
+            (day - EXCEL_EPOCH).days,
+        ]
         if fmt != "csv":
             options.append(dt.datetime(day.year, day.month, day.day))
         return Cell(draw(st.sampled_from(options)), "good", day.isoformat())
     if t == "phone":
         canon = f"1{3 + k % 7}{k:09d}"
-        options = [canon, f"{canon[:3]} {canon[3:7]} {canon[7:]}", f"{canon[:3]}-{canon[3:7]}-{canon[7:]}", int(canon)]
+        options = [
+            canon,
+            f"{canon[:3]} {canon[3:7]} {canon[7:]}",
+            f"{canon[:3]}-{canon[3:7]}-{canon[7:]}",
+            int(canon),
+        ]
         return Cell(draw(st.sampled_from(options)), "good", canon)
     if t == "int":
         return Cell(draw(st.sampled_from([3, "3", "3人", 3.0])), "good", 3)
@@ -163,15 +214,40 @@ def bad_cell(draw, kind: str, name: str, k: int, offset: int, fmt: str) -> Cell:
     return Cell(draw(st.sampled_from(choices)), "bad")
 
 
-SAFE_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\u2028\u2029\x85")
-                    | st.sampled_from("\n\t"), max_size=12)
+SAFE_TEXT = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\u2028\u2029\x85")
+    | st.sampled_from("\n\t"),
+    max_size=12,
+)
 JUNK = st.one_of(
     st.none(),
     SAFE_TEXT,
-    st.sampled_from(["=1+1", "=SUM(A1:A3)", "+86", "-", "3.70406E+17", "37040619750309123X", "370406750309123",
-                     "火星镇", "2099-01-01", "1899-12-31", "0", "NaN", "#N/A", "TRUE", "处长", "  ", "138 1234",
-                     "12,34元", "-3", "3.5人", "XF2024-0001"]),
-    st.integers(min_value=-10**6, max_value=10**18),
+    st.sampled_from(
+        [
+            "=1+1",
+            "=SUM(A1:A3)",
+            "+86",
+            "-",
+            "3.70406E+17",
+            "37040619750309123X",
+            "370406750309123",
+            "火星镇",
+            "2099-01-01",
+            "1899-12-31",
+            "0",
+            "NaN",
+            "#N/A",
+            "TRUE",
+            "处长",
+            "  ",
+            "138 1234",
+            "12,34元",
+            "-3",
+            "3.5人",
+            "XF2024-0001",
+        ]
+    ),
+    st.integers(min_value=-(10**6), max_value=10**18),
     st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12),
     st.dates(min_value=dt.date(1900, 3, 1), max_value=dt.date(2100, 1, 1)),
     st.booleans(),
@@ -266,8 +342,9 @@ def sheet_plan(draw, kind: str, fmt: str, name: str, start: int, encoding: str =
     live formula in a CSV is just text."""
     roster = CAT.rosters[kind]
     strict = _never_blank(kind)
-    present = [f for f in roster.fields
-               if f in strict or f in roster.signature or draw(st.integers(0, 9)) < 7]
+    present = [
+        f for f in roster.fields if f in strict or f in roster.signature or draw(st.integers(0, 9)) < 7
+    ]
 
     def held(value: object) -> object:
         if fmt == "csv" and isinstance(value, Formula):
@@ -290,7 +367,9 @@ def sheet_plan(draw, kind: str, fmt: str, name: str, start: int, encoding: str =
 
     n_rows = draw(st.integers(0, 10) | st.integers(3, 10))
     k = start
-    town_col = next((i for i, (c, v) in enumerate(columns) if c == "field" and CAT.fields[v].type == "town"), None)
+    town_col = next(
+        (i for i, (c, v) in enumerate(columns) if c == "field" and CAT.fields[v].type == "town"), None
+    )
     for _ in range(n_rows):
         extra_line = draw(st.integers(0, 9))
         if extra_line == 0:
@@ -344,13 +423,18 @@ def sheet_plan(draw, kind: str, fmt: str, name: str, start: int, encoding: str =
             j = i
             top = plan.data[rows[i]]
             cell = next((top[f] for f in present if CAT.fields[f].type == "town"), None)
-            while (cell is not None and cell.kind == "good" and j + 1 < len(rows) and rows[j + 1] == rows[j] + 1
-                   and plan.data[rows[j + 1]][columns[town_col][1]].kind == "good"
-                   and plan.data[rows[j + 1]][columns[town_col][1]].canon == cell.canon):
+            while (
+                cell is not None
+                and cell.kind == "good"
+                and j + 1 < len(rows)
+                and rows[j + 1] == rows[j] + 1
+                and plan.data[rows[j + 1]][columns[town_col][1]].kind == "good"
+                and plan.data[rows[j + 1]][columns[town_col][1]].canon == cell.canon
+            ):
                 j += 1
             if j > i and draw(st.booleans()):
                 plan.merges.append((rows[i], rows[j], town_col + 1))
-                for r in rows[i + 1:j + 1]:
+                for r in rows[i + 1 : j + 1]:
                     grid[r - 1][town_col] = None
                     plan.data[r][columns[town_col][1]] = Cell(cell.value, "good", cell.canon)
             i = j + 1
@@ -379,8 +463,10 @@ def file_plan(draw) -> FilePlan:
     count = 1 if fmt == "csv" else draw(st.integers(1, 2))
     names = draw(st.lists(st.sampled_from(SHEET_NAMES), min_size=count, max_size=count, unique=True))
     encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "gbk"])) if fmt == "csv" else "utf-8"
-    sheets = [draw(sheet_plan(draw(st.sampled_from(kinds)), fmt, names[i], 1 + 100 * i, encoding))
-              for i in range(count)]
+    sheets = [
+        draw(sheet_plan(draw(st.sampled_from(kinds)), fmt, names[i], 1 + 100 * i, encoding))
+        for i in range(count)
+    ]
     plan = FilePlan(fmt, department, sheets, encoding)
     if fmt == "csv":
         plan.delimiter = draw(st.sampled_from([",", ",", "\t"]))
@@ -483,8 +569,11 @@ def write_file(path: Path, plan: FilePlan) -> None:
 @pytest.fixture(scope="module")
 def wh(tmp_path_factory):
     root = tmp_path_factory.mktemp("props")
-    cfg = settings_mod.load(intake_dir=root / "intake", export_dir=root / "exports",
-                            warehouse_url=f"sqlite:///{root / 'warehouse.db'}")
+    cfg = settings_mod.load(
+        intake_dir=root / "intake",
+        export_dir=root / "exports",
+        warehouse_url=f"sqlite:///{root / 'warehouse.db'}",
+    )
     for department in CAT.departments:
         (cfg.intake_dir / department).mkdir(parents=True, exist_ok=True)
     return cfg
@@ -493,9 +582,17 @@ def wh(tmp_path_factory):
 def _ledger_entry(cfg, department: str, rel: str) -> int:
     eng = warehouse.connect(cfg.warehouse_url)
     with eng.begin() as conn:
-        return conn.execute(schema.intake_file.insert().values(
-            department=department, file_name=rel, sha256=uuid.uuid4().hex * 2, size_bytes=1,
-            status="pending", received_at=warehouse.now(), run_id="props")).inserted_primary_key[0]
+        return conn.execute(
+            schema.intake_file.insert().values(
+                department=department,
+                file_name=rel,
+                sha256=uuid.uuid4().hex * 2,
+                size_bytes=1,
+                status="pending",
+                received_at=warehouse.now(),
+                run_id="props",
+            )
+        ).inserted_primary_key[0]
 
 
 def run_stages(cfg, department: str, path: Path) -> tuple[int, dict]:
@@ -508,7 +605,9 @@ def run_stages(cfg, department: str, path: Path) -> tuple[int, dict]:
     tasks.load(cfg, [validated])
     tasks.clear_staging(cfg)
     with warehouse.connect(cfg.warehouse_url).connect() as conn:
-        ledger = conn.execute(sa.select(schema.intake_file).where(schema.intake_file.c.file_id == file_id)).one()
+        ledger = conn.execute(
+            sa.select(schema.intake_file).where(schema.intake_file.c.file_id == file_id)
+        ).one()
     return file_id, ledger._asdict()
 
 
@@ -527,12 +626,15 @@ def new_path(cfg, department: str, suffix: str) -> Path:
 # ---------------------------------------------------------------------------------------- properties
 
 
-IDENTITY = {kind: (r.person.get("name"), "person_name") if r.person.get("name") else ("case_number", "case_number")
-            for kind, r in CAT.rosters.items()}
+IDENTITY = {
+    kind: (r.person.get("name"), "person_name") if r.person.get("name") else ("case_number", "case_number")
+    for kind, r in CAT.rosters.items()
+}
 
 
-@settings(max_examples=100, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(plan=file_plan())
 def test_every_data_row_of_a_roster_file_ends_loaded_or_rejected_at_its_excel_row(wh, plan):
     path = new_path(wh, plan.department, "." + plan.fmt)
@@ -568,8 +670,11 @@ def test_every_data_row_of_a_roster_file_ends_loaded_or_rejected_at_its_excel_ro
                 got_rejected.setdefault(r["row_number"], []).append(r)
         # exactly the clerk's data rows, each once: loaded xor rejected
         assert set(got_loaded).isdisjoint(got_rejected)
-        assert set(got_loaded) | set(got_rejected) == set(sheet.data), (sorted(sheet.data), sorted(got_loaded),
-                                                                          sorted(got_rejected))
+        assert set(got_loaded) | set(got_rejected) == set(sheet.data), (
+            sorted(sheet.data),
+            sorted(got_loaded),
+            sorted(got_rejected),
+        )
         ident_field, ident_column = IDENTITY[sheet.roster]
         for row, cells in sheet.data.items():
             kinds = {c.kind for c in cells.values()}
@@ -602,11 +707,14 @@ def test_every_data_row_of_a_roster_file_ends_loaded_or_rejected_at_its_excel_ro
     assert ledger["rows_loaded"] == len(loaded)
     assert ledger["rows_rejected"] == len({(r["sheet"], r["row_number"]) for r in rejected})
     assert ledger["rows_read"] == ledger["rows_loaded"] + ledger["rows_rejected"]
-    event(f"rows loaded {min(ledger['rows_loaded'], 5)}{'+' if ledger['rows_loaded'] >= 5 else ''}, "
-          f"rejected {'some' if ledger['rows_rejected'] else 'none'}")
+    event(
+        f"rows loaded {min(ledger['rows_loaded'], 5)}{'+' if ledger['rows_loaded'] >= 5 else ''}, "
+        f"rejected {'some' if ledger['rows_rejected'] else 'none'}"
+    )
 
 
 # --- anything else: rejected whole with a reason, or read and accounted for
+
 
 @st.composite
 def hostile_file(draw) -> tuple[str, bytes | FilePlan, str, int | None]:
@@ -615,8 +723,18 @@ def hostile_file(draw) -> tuple[str, bytes | FilePlan, str, int | None]:
     choice = draw(st.sampled_from(["bytes", "broken", "no_header", "foreign"]))
     suffix = draw(st.sampled_from([".xlsx", ".xls", ".csv"]))
     if choice == "bytes":
-        head = draw(st.sampled_from([b"", b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", b"\xef\xbb\xbf",
-                                     b"\xff\xfe", "户主姓名,身份证号,镇街\n".encode("gbk")]))
+        head = draw(
+            st.sampled_from(
+                [
+                    b"",
+                    b"PK\x03\x04",
+                    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+                    b"\xef\xbb\xbf",
+                    b"\xff\xfe",
+                    "户主姓名,身份证号,镇街\n".encode("gbk"),
+                ]
+            )
+        )
         return suffix, head + draw(st.binary(max_size=400)), department, None
     if choice in ("broken", "foreign", "no_header"):
         fmt = suffix[1:]
@@ -684,8 +802,10 @@ UNCOMPOSED = ("code", "person_name")  # normalisers that drop inner spaces after
 
 
 @settings(max_examples=400, deadline=None)
-@given(raw=st.one_of(JUNK, st.text(alphabet="0123456789 xX-./年月日人元,", max_size=20)),
-       field_type=st.sampled_from(FIELD_TYPES))
+@given(
+    raw=st.one_of(JUNK, st.text(alphabet="0123456789 xX-./年月日人元,", max_size=20)),
+    field_type=st.sampled_from(FIELD_TYPES),
+)
 def test_normalising_a_normalised_value_changes_nothing(raw, field_type):
     value, code, _ = normalise_value(field_type, raw)
     if value is None:
@@ -712,8 +832,10 @@ def test_tab_or_semicolon_csv_with_a_title_line_is_read_not_rejected(tmp_path, d
     # only at the first line (the title, no delimiter) and read the file as one comma column.
     d = delimiter
     path = tmp_path / "名单.csv"
-    path.write_text(f"山亭区特困家庭花名册\r\n户主姓名{d}户主身份证号{d}镇街\r\n张三{d}{_id(1, 0)}{d}店子镇\r\n",
-                    encoding="utf-8")
+    path.write_text(
+        f"山亭区特困家庭花名册\r\n户主姓名{d}户主身份证号{d}镇街\r\n张三{d}{_id(1, 0)}{d}店子镇\r\n",
+        encoding="utf-8",
+    )
     (table,) = read.read_file(path, "civil_affairs").tables
     assert table.header_row == 2
     assert table.frame[["_row", "head_name", "town"]].values.tolist() == [[3, "张三", "店子镇"]]

@@ -28,7 +28,17 @@ from rosterlink.core.findings import FileRejected, message
 from rosterlink.core.settings import Limits
 from rosterlink.core.spec import catalogue
 
-HARDSHIP_HEADER = ["序号", "户主姓名", "户主身份证号", "镇街", "村(居)", "家庭人口", "致困原因", "人均年收入(元)", "联系电话"]
+HARDSHIP_HEADER = [
+    "序号",
+    "户主姓名",
+    "户主身份证号",
+    "镇街",
+    "村(居)",
+    "家庭人口",
+    "致困原因",
+    "人均年收入(元)",
+    "联系电话",
+]
 TITLE = "山亭区特困家庭花名册"
 FILED_BY = "填报单位(盖章):山亭区民政局      填报日期:2024年5月6日"
 
@@ -100,8 +110,9 @@ def xls_bytes(rows: list[list[object]]) -> bytes:
     return buffer.getvalue()
 
 
-def write_plain_xlsx(path: Path, rows: list[list[object]], part: str = "worksheets/sheet1.xml",
-                     extra: str = "") -> Path:
+def write_plain_xlsx(
+    path: Path, rows: list[list[object]], part: str = "worksheets/sheet1.xml", extra: str = ""
+) -> Path:
     """A minimal xlsx written directly (openpyxl needs ~10 s for 100,000 rows): inline strings.
 
     ``part``: where the worksheet lives, relative to ``xl/``; ``extra``: raw XML after the rows.
@@ -124,16 +135,20 @@ def write_plain_xlsx(path: Path, rows: list[list[object]], part: str = "workshee
             '<Default Extension="xml" ContentType="application/xml"/>'
             f'<Override PartName="/xl/workbook.xml" ContentType="{ct}-officedocument.{sml}.sheet.main+xml"/>'
             f'<Override PartName="/xl/{part}" ContentType="{ct}-officedocument.{sml}.worksheet+xml"/>'
-            '</Types>'),
+            "</Types>"
+        ),
         "_rels/.rels": (
             f'<Relationships xmlns="{package}/relationships">'
-            f'<Relationship Id="rId1" Type="{rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>'),
+            f'<Relationship Id="rId1" Type="{rel}/officeDocument" Target="xl/workbook.xml"/></Relationships>'
+        ),
         "xl/workbook.xml": (
             f'<workbook xmlns="{main}" xmlns:r="{rel}"><sheets>'
-            '<sheet name="S" sheetId="1" r:id="rId1"/></sheets></workbook>'),
+            '<sheet name="S" sheetId="1" r:id="rId1"/></sheets></workbook>'
+        ),
         "xl/_rels/workbook.xml.rels": (
             f'<Relationships xmlns="{package}/relationships">'
-            f'<Relationship Id="rId1" Type="{rel}/worksheet" Target="{part}"/></Relationships>'),
+            f'<Relationship Id="rId1" Type="{rel}/worksheet" Target="{part}"/></Relationships>'
+        ),
         f"xl/{part}": f'<worksheet xmlns="{main}"><sheetData>{body}{extra}</sheetData></worksheet>',
     }
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -147,11 +162,11 @@ def rename_ole_entry(data: bytes, index: int, name: str, kind: int) -> bytes:
     root = data.find("Root Entry".encode("utf-16-le"))
     start = root + 128 * index
     encoded = name.encode("utf-16-le") + b"\0\0"
-    entry = bytearray(data[start:start + 128])
+    entry = bytearray(data[start : start + 128])
     entry[0:64] = encoded.ljust(64, b"\0")
     entry[0x40:0x42] = len(encoded).to_bytes(2, "little")
     entry[0x42] = kind
-    return data[:start] + bytes(entry) + data[start + 128:]
+    return data[:start] + bytes(entry) + data[start + 128 :]
 
 
 def hardship_sheet(name: str = "花名册", count: int = 3) -> Sheet:
@@ -169,9 +184,22 @@ def reject_code(path: Path, department: str = "civil_affairs", limits: Limits = 
 
 def test_header_found_below_title_rows_with_excel_row_numbers(tmp_path):
     # Rows 1-2 empty, title (merged) on 3, 填报单位 on 4, header on 5, data from 6.
-    path = write_xlsx(tmp_path / "特困.xlsx", Sheet("花名册", [
-        [], [], [TITLE], [FILED_BY], HARDSHIP_HEADER, household(1), household(2),
-    ], ["A3:I3", "A4:I4"]))
+    path = write_xlsx(
+        tmp_path / "特困.xlsx",
+        Sheet(
+            "花名册",
+            [
+                [],
+                [],
+                [TITLE],
+                [FILED_BY],
+                HARDSHIP_HEADER,
+                household(1),
+                household(2),
+            ],
+            ["A3:I3", "A4:I4"],
+        ),
+    )
 
     (table,) = read.read_file(path, "civil_affairs").tables
 
@@ -223,7 +251,10 @@ def test_header_variants_resolve_to_canonical_fields(tmp_path, written, field):
 
 
 def test_same_header_means_different_fields_in_different_rosters(tmp_path):
-    rows = [["姓名", "身份证号", "镇街", "职级", "工作单位"], ["测试乙", an_id(2), "北庄镇", "科员", "区直机关"]]
+    rows = [
+        ["姓名", "身份证号", "镇街", "职级", "工作单位"],
+        ["测试乙", an_id(2), "北庄镇", "科员", "区直机关"],
+    ]
     cadres = write_xlsx(tmp_path / "干部.xlsx", Sheet("干部", rows))
     households = write_xlsx(tmp_path / "户.xlsx", Sheet("户", [row[:3] for row in rows]))
 
@@ -237,8 +268,14 @@ def test_same_header_means_different_fields_in_different_rosters(tmp_path):
 
 
 def test_vertically_merged_town_is_filled(tmp_path):
-    rows = [[TITLE], HARDSHIP_HEADER,
-            household(1, "水泉镇"), household(2, None), household(3, None), household(4, "徐庄镇")]
+    rows = [
+        [TITLE],
+        HARDSHIP_HEADER,
+        household(1, "水泉镇"),
+        household(2, None),
+        household(3, None),
+        household(4, "徐庄镇"),
+    ]
     path = write_xlsx(tmp_path / "a.xlsx", Sheet("S", rows, ["A1:I1", "D3:D5"]))
 
     (table,) = read.read_file(path, "civil_affairs").tables
@@ -249,9 +286,17 @@ def test_vertically_merged_town_is_filled(tmp_path):
 
 def test_footer_and_blank_rows_are_skipped(tmp_path):
     rows = [
-        [TITLE], HARDSHIP_HEADER, household(1), [], household(2), [None, None, None, None, "   "],
-        ["合计", None, None, None, None, 6], [None, "合 计:936户"], ["注：本表由各镇街汇总"],
-        ["制表人:测试丙", None, None, "审核人:测试丁"], [None, None, None, None, None, None, None, None, "山亭区民政局制表"],
+        [TITLE],
+        HARDSHIP_HEADER,
+        household(1),
+        [],
+        household(2),
+        [None, None, None, None, "   "],
+        ["合计", None, None, None, None, 6],
+        [None, "合 计:936户"],
+        ["注：本表由各镇街汇总"],
+        ["制表人:测试丙", None, None, "审核人:测试丁"],
+        [None, None, None, None, None, None, None, None, "山亭区民政局制表"],
     ]
     path = write_xlsx(tmp_path / "a.xlsx", Sheet("S", rows, ["A1:I1"]))
 
@@ -296,7 +341,10 @@ def test_two_row_header_with_cells_merged_down_is_read(tmp_path):
 
 def test_empty_strings_become_none_and_other_values_stay_raw(tmp_path):
     joined = dt.datetime(1948, 5, 1)
-    rows = [["姓名", "身份证号", "入党时间", "镇街", "联系电话"], ["测试甲", an_id(1), joined, " 城头镇 ", ""]]
+    rows = [
+        ["姓名", "身份证号", "入党时间", "镇街", "联系电话"],
+        ["测试甲", an_id(1), joined, " 城头镇 ", ""],
+    ]
     path = write_xlsx(tmp_path / "a.xlsx", Sheet("S", rows))
 
     (table,) = read.read_file(path, "organization").tables
@@ -310,7 +358,9 @@ def test_empty_strings_become_none_and_other_values_stay_raw(tmp_path):
 
 def test_numeric_id_cell_arrives_as_number(tmp_path):
     numeric_id = int(an_id(5)[:17] + "0")
-    path = write_xlsx(tmp_path / "a.xlsx", Sheet("S", [["户主姓名", "身份证号", "镇街"], ["测试甲", numeric_id, "店子镇"]]))
+    path = write_xlsx(
+        tmp_path / "a.xlsx", Sheet("S", [["户主姓名", "身份证号", "镇街"], ["测试甲", numeric_id, "店子镇"]])
+    )
 
     (table,) = read.read_file(path, "civil_affairs").tables
 
@@ -320,8 +370,10 @@ def test_numeric_id_cell_arrives_as_number(tmp_path):
 
 
 def test_adjustment_sheet_detected_by_its_type_column(tmp_path):
-    rows = [["户主姓名", "身份证号码", "镇街", "调整类型", "调整时间", "调整原因"],
-            ["测试甲", an_id(1), "冯卯镇", "退出", dt.datetime(2024, 4, 1), "收入提高"]]
+    rows = [
+        ["户主姓名", "身份证号码", "镇街", "调整类型", "调整时间", "调整原因"],
+        ["测试甲", an_id(1), "冯卯镇", "退出", dt.datetime(2024, 4, 1), "收入提高"],
+    ]
     path = write_xlsx(tmp_path / "a.xlsx", Sheet("S", rows))
 
     (table,) = read.read_file(path, "civil_affairs").tables
@@ -332,7 +384,10 @@ def test_adjustment_sheet_detected_by_its_type_column(tmp_path):
 
 
 def test_cadre_change_sheet_with_rank_column_is_a_change_list(tmp_path):
-    rows = [["姓名", "身份证号", "职级", "变动类型", "变动时间"], ["测试乙", an_id(2), "科员", "退休", "2024-03-01"]]
+    rows = [
+        ["姓名", "身份证号", "职级", "变动类型", "变动时间"],
+        ["测试乙", an_id(2), "科员", "退休", "2024-03-01"],
+    ]
     path = write_xlsx(tmp_path / "a.xlsx", Sheet("S", rows))
 
     (table,) = read.read_file(path, "organization").tables
@@ -341,19 +396,28 @@ def test_cadre_change_sheet_with_rank_column_is_a_change_list(tmp_path):
 
 
 def test_several_sheets_each_detected(tmp_path):
-    adjustments = Sheet("调整", [["户主姓名", "身份证号", "镇街", "调整类型", "调整日期"],
-                               ["测试乙", an_id(9), "凫城镇", "新增", "2024-01-02"]])
+    adjustments = Sheet(
+        "调整",
+        [
+            ["户主姓名", "身份证号", "镇街", "调整类型", "调整日期"],
+            ["测试乙", an_id(9), "凫城镇", "新增", "2024-01-02"],
+        ],
+    )
     path = write_xlsx(tmp_path / "a.xlsx", hardship_sheet("花名册", 2), Sheet("Sheet2", []), adjustments)
 
     result = read.read_file(path, "civil_affairs")
 
     assert [(t.sheet, t.roster, len(t.frame)) for t in result.tables] == [
-        ("花名册", "hardship", 2), ("调整", "hardship_adjustment", 1)]
+        ("花名册", "hardship", 2),
+        ("调整", "hardship_adjustment", 1),
+    ]
     assert result.notes == []  # the empty Sheet2 is not worth a note
 
 
 def test_sheet_without_header_is_skipped_with_note(tmp_path):
-    path = write_xlsx(tmp_path / "a.xlsx", hardship_sheet(), Sheet("说明", [["本表填报说明"], ["请如实填写"]]))
+    path = write_xlsx(
+        tmp_path / "a.xlsx", hardship_sheet(), Sheet("说明", [["本表填报说明"], ["请如实填写"]])
+    )
 
     result = read.read_file(path, "civil_affairs")
 
@@ -367,7 +431,9 @@ def test_sheet_short_of_one_signature_column_says_which_column(tmp_path):
 
     result = read.read_file(path, "civil_affairs")
 
-    assert result.notes == [message("sheet_missing_columns", sheet="缺列", roster="特困家庭花名册", missing="“镇街”")]
+    assert result.notes == [
+        message("sheet_missing_columns", sheet="缺列", roster="特困家庭花名册", missing="“镇街”")
+    ]
 
 
 def test_hidden_sheet_is_skipped_with_note(tmp_path):
@@ -470,7 +536,9 @@ def test_utf8_bom_csv_is_decoded(tmp_path):
 
 def test_utf8_bom_csv_with_broken_bytes_is_not_read_as_gbk(tmp_path):
     path = tmp_path / "a.csv"
-    path.write_bytes(codecs.BOM_UTF8 + "户主姓名,身份证号,镇街\n测试甲,".encode() + "店子镇".encode("gbk") + b",x\n")
+    path.write_bytes(
+        codecs.BOM_UTF8 + "户主姓名,身份证号,镇街\n测试甲,".encode() + "店子镇".encode("gbk") + b",x\n"
+    )
 
     assert reject_code(path) == "file_encoding"
 
@@ -509,8 +577,10 @@ def test_csv_delimiter_is_sniffed(tmp_path, delimiter):
 
 def test_csv_record_numbered_by_its_first_line(tmp_path):
     path = tmp_path / "a.csv"
-    text = (f"山亭区特困家庭花名册,,\n户主姓名,身份证号,镇街,致困原因\n测试甲,{an_id(1)},店子镇,\"因病\n因残\"\n\n"
-            f"测试乙,{an_id(2)},店子镇,因学\n")
+    text = (
+        f'山亭区特困家庭花名册,,\n户主姓名,身份证号,镇街,致困原因\n测试甲,{an_id(1)},店子镇,"因病\n因残"\n\n'
+        f"测试乙,{an_id(2)},店子镇,因学\n"
+    )
     path.write_text(text, encoding="utf-8")
 
     (table,) = read.read_file(path, "civil_affairs").tables
@@ -522,8 +592,16 @@ def test_csv_record_numbered_by_its_first_line(tmp_path):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.lists(st.one_of(st.just(""), st.text("测试甲乙丙丁村镇 ,\"\n0123456789X", max_size=8)),
-                         min_size=3, max_size=3), max_size=15))
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(st.just(""), st.text('测试甲乙丙丁村镇 ,"\n0123456789X', max_size=8)),
+            min_size=3,
+            max_size=3,
+        ),
+        max_size=15,
+    )
+)
 def test_every_nonblank_csv_record_is_read_once(tmp_path, cells):
     import csv
 
@@ -728,8 +806,20 @@ def test_unknown_department_is_a_programming_error(tmp_path):
 
 def test_hundred_thousand_rows_are_all_read_with_exact_row_numbers(tmp_path):
     rows = [[TITLE], HARDSHIP_HEADER]
-    rows += [[i + 1, f"测试户{i}", f"37040619750309{i % 1000:03d}X", "店子镇", "测试村", 3, "因病", 1.5, "13800000000"]
-             for i in range(100_000)]
+    rows += [
+        [
+            i + 1,
+            f"测试户{i}",
+            f"37040619750309{i % 1000:03d}X",
+            "店子镇",
+            "测试村",
+            3,
+            "因病",
+            1.5,
+            "13800000000",
+        ]
+        for i in range(100_000)
+    ]
     path = write_plain_xlsx(tmp_path / "big.xlsx", rows)
 
     (table,) = read.read_file(path, "civil_affairs").tables
@@ -753,7 +843,6 @@ def test_workbook_with_sheet_outside_worksheets_folder_is_read(tmp_path):
     (table,) = read.read_file(path, "civil_affairs").tables
 
     assert table.frame["head_id_number"].tolist() == [an_id(1)]
-
 
 
 @pytest.mark.parametrize("night", [1, 2])

@@ -19,7 +19,9 @@ from rosterlink.synthetic import sample
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("rosterlink"))
-FULL_ID = re.compile(r"(?<![0-9])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx](?![0-9])")
+FULL_ID = re.compile(
+    r"(?<![0-9])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx](?![0-9])"
+)
 FULL_PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 # Airflow logs are full of UUIDs (ti_id, correlation_id) whose hex tail can look like a phone number
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
@@ -40,8 +42,10 @@ SNAPSHOT = {
 
 def snapshot(url: str) -> dict[str, list]:
     with warehouse.connect(url).connect() as conn:
-        return {name: sorted((tuple(map(str, r)) for r in conn.exec_driver_sql(sql)), key=repr)
-                for name, sql in SNAPSHOT.items()}
+        return {
+            name: sorted((tuple(map(str, r)) for r in conn.exec_driver_sql(sql)), key=repr)
+            for name, sql in SNAPSHOT.items()
+        }
 
 
 def cli(args: list[str], env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -50,8 +54,17 @@ def cli(args: list[str], env: dict | None = None, timeout: int = 600) -> subproc
 
 
 def night_args(base: Path, url: str, as_of: str = "2026-11-25") -> list[str]:
-    return ["nightly", "--intake", str(base / "intake"), "--warehouse", url, "--exports", str(base / "exports"),
-            "--as-of", as_of]
+    return [
+        "nightly",
+        "--intake",
+        str(base / "intake"),
+        "--warehouse",
+        url,
+        "--exports",
+        str(base / "exports"),
+        "--as-of",
+        as_of,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +87,9 @@ def _interrupted_then_rerun(base: Path, url: str, failpoint: str) -> None:
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
 
 
-@pytest.mark.parametrize("failpoint", ["load.mid=kill", "link.mid=kill", "pairing.mid=kill", "export.write=kill"])
+@pytest.mark.parametrize(
+    "failpoint", ["load.mid=kill", "link.mid=kill", "pairing.mid=kill", "export.write=kill"]
+)
 def test_night_killed_midway_is_completed_by_the_next_run_exactly(tmp_path, reference, failpoint):
     url = f"sqlite:///{tmp_path / 'w.db'}"
     _interrupted_then_rerun(tmp_path, url, failpoint)
@@ -83,8 +98,9 @@ def test_night_killed_midway_is_completed_by_the_next_run_exactly(tmp_path, refe
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("failpoint", ["load.mid=kill", "link.mid=kill", "pairing.mid=kill"])
-def test_night_killed_midway_on_postgres_is_completed_by_the_next_run_exactly(tmp_path, reference, pg_url,
-                                                                               failpoint):
+def test_night_killed_midway_on_postgres_is_completed_by_the_next_run_exactly(
+    tmp_path, reference, pg_url, failpoint
+):
     _interrupted_then_rerun(tmp_path, pg_url, failpoint)
     assert snapshot(pg_url) == reference[1]
 
@@ -130,7 +146,9 @@ def test_full_disk_while_writing_exports_keeps_last_nights_workbooks(tmp_path, s
     workbook = tmp_path / "exports" / "结对名单_20261125.xlsx"
     before = workbook.read_bytes()
     pairs_before = snapshot(sqlite_url)["pairing"]
-    full = cli(night_args(tmp_path, sqlite_url, "2026-11-25"), env={"ROSTERLINK_FAILPOINT": "export.write=enospc"})
+    full = cli(
+        night_args(tmp_path, sqlite_url, "2026-11-25"), env={"ROSTERLINK_FAILPOINT": "export.write=enospc"}
+    )
     assert full.returncode != 0
     assert workbook.read_bytes() == before
     assert not [p for p in (tmp_path / "exports").iterdir() if p.name.startswith(".~")]
@@ -155,7 +173,9 @@ def test_full_disk_while_writing_the_pairings_keeps_last_nights_tables(tmp_path,
     before = snapshot(sqlite_url)
     # night 2: exits, cadre changes and closures; the disk fills up while the pairings are written
     sample.generate(tmp_path / "intake", scale=0.05, night=2)
-    full = cli(night_args(tmp_path, sqlite_url, "2026-11-26"), env={"ROSTERLINK_FAILPOINT": "pairing.mid=enospc"})
+    full = cli(
+        night_args(tmp_path, sqlite_url, "2026-11-26"), env={"ROSTERLINK_FAILPOINT": "pairing.mid=enospc"}
+    )
     assert full.returncode != 0
     assert snapshot(sqlite_url)["pairing"] == before["pairing"]
     # space freed: the next run completes the night, and the pairs follow tonight's statuses

@@ -18,9 +18,24 @@ from python_calamine import CalamineWorkbook
 
 from rosterlink.core import idnumber
 from rosterlink.core import spec
-from rosterlink.synthetic.sample import BAD_KINDS, FORMULA_NAME, WARNING_KINDS, Truth, generate, main, night_files
+from rosterlink.synthetic.sample import (
+    BAD_KINDS,
+    FORMULA_NAME,
+    WARNING_KINDS,
+    Truth,
+    generate,
+    main,
+    night_files,
+)
 
-ID_HEADERS = {"*户主身份证号(必填)", "身份证号码", "儿童身份证号", "监护人身份证号", "公民身份号码", "信访人身份证号"}
+ID_HEADERS = {
+    "*户主身份证号(必填)",
+    "身份证号码",
+    "儿童身份证号",
+    "监护人身份证号",
+    "公民身份号码",
+    "信访人身份证号",
+}
 TOWN_HEADERS = {"镇(街)", "镇街", "乡镇(街道)", "所属镇街", "联系镇街"}
 
 
@@ -395,12 +410,15 @@ def test_hardship_xlsx_layout(full):
         merged = {str(r) for r in ws.merged_cells.ranges}
         assert "A1:J1" in merged and ws["A1"].value == "山亭区特困家庭花名册"
         assert ws["A2"].value.startswith("填报单位(盖章):山亭区民政局") and "A2:J2" in merged
-        town_runs = [r for r in ws.merged_cells.ranges
-                     if r.min_col == r.max_col == 2 and r.max_row > r.min_row]
+        town_runs = [
+            r for r in ws.merged_cells.ranges if r.min_col == r.max_col == 2 and r.max_row > r.min_row
+        ]
         assert len(town_runs) >= 3
         for r in town_runs:
             assert ws.cell(r.min_row, 2).value in spec.district().towns
-    assert wb.worksheets[0]["D3"].value == "户主姓名" and wb.worksheets[0]["E3"].value == "*户主身份证号(必填)"
+    assert (
+        wb.worksheets[0]["D3"].value == "户主姓名" and wb.worksheets[0]["E3"].value == "*户主身份证号(必填)"
+    )
     assert wb.worksheets[0]["C3"].value == "村（居）"
     f = t1.files[rel]
     footers = [wb[s.name].cell(r, c).value for s in f.sheets for r in s.footer_rows for c in range(1, 11)]
@@ -505,7 +523,10 @@ def test_night2_rows_match_changes(full):
     for _, _, row, bad in data_rows(out, t2, files["cadre_change"]):
         if not bad:
             chg[norm_id(row["身份证号码"])] = row
-    assert sorted(k for k, v in chg.items() if v["变动类型"] in ("调离", "退休")) == t2.changes["departed_cadre_ids"]
+    assert (
+        sorted(k for k, v in chg.items() if v["变动类型"] in ("调离", "退休"))
+        == t2.changes["departed_cadre_ids"]
+    )
     joins = {k: v for k, v in chg.items() if v["变动类型"] == "新增"}
     assert sorted(joins) == t2.changes["new_cadre_ids"]
     for v in joins.values():  # a new cadre carries rank, unit and linked town

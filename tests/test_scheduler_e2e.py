@@ -32,10 +32,20 @@ def check_mapped_once_per_file(tis, files: set[str]) -> None:
         assert {t.rendered_map_index for t in mine} == files, (task_id, mine)
         assert all(t.state == "success" and t.try_number == 1 for t in mine), (task_id, mine)
     singles = {t.task_id: t for t in tis if t.map_index == -1}
-    assert set(singles) == {"begin_night", "scan_intake", "document_validation", "load_files", "link_entities",
-                            "refresh_statuses",
-                            "rebuild_pairings", "follow_through", "write_feedback", "write_pairing_workbook",
-                            "write_change_log", "finish_night"}, sorted(singles)
+    assert set(singles) == {
+        "begin_night",
+        "scan_intake",
+        "document_validation",
+        "load_files",
+        "link_entities",
+        "refresh_statuses",
+        "rebuild_pairings",
+        "follow_through",
+        "write_feedback",
+        "write_pairing_workbook",
+        "write_change_log",
+        "finish_night",
+    }, sorted(singles)
     assert all(t.state == "success" for t in singles.values()), singles
 
 
@@ -52,8 +62,14 @@ def test_night_under_the_real_scheduler_with_local_executor(tmp_path: Path):
         cluster.wait_api(timeout=120)
         cluster.wait_dag(timeout=120)
         cluster.unpause()
-        run_id = cluster.trigger({"intake_dir": str(intake), "warehouse_url": warehouse_url,
-                                  "export_dir": str(exports), "as_of": AS_OF})
+        run_id = cluster.trigger(
+            {
+                "intake_dir": str(intake),
+                "warehouse_url": warehouse_url,
+                "export_dir": str(exports),
+                "as_of": AS_OF,
+            }
+        )
         state = cluster.wait_run(run_id, timeout=RUN_TIMEOUT)
         tis = cluster.task_instances(run_id)
         assert state == "success", cluster.explain_run(run_id, state, tis)

@@ -81,9 +81,33 @@ def _extra_orphan_file(intake: Path) -> dict[str, str]:
     path = intake / "womens_federation" / "补报失亲儿童家庭名单.csv"
     with path.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["儿童姓名", "儿童身份证号", "失亲情况", "监护人姓名", "监护人身份证号", "与儿童关系", "镇街", "村居", "联系电话"])
+        w.writerow(
+            [
+                "儿童姓名",
+                "儿童身份证号",
+                "失亲情况",
+                "监护人姓名",
+                "监护人身份证号",
+                "与儿童关系",
+                "镇街",
+                "村居",
+                "联系电话",
+            ]
+        )
         for n, (label, child) in enumerate(children.items()):
-            w.writerow([f"韩{'雨晨思悦'[n]}彤", child, "父母双亡", f"韩{'建国军民'[n]}强", guardian(n), "祖父", town, "东庄村", ""])
+            w.writerow(
+                [
+                    f"韩{'雨晨思悦'[n]}彤",
+                    child,
+                    "父母双亡",
+                    f"韩{'建国军民'[n]}强",
+                    guardian(n),
+                    "祖父",
+                    town,
+                    "东庄村",
+                    "",
+                ]
+            )
     return children
 
 
@@ -114,13 +138,27 @@ def night(tmp_path_factory, nightly_dag):
         mp.setenv("AIRFLOW_CONN_ROSTERLINK_WAREHOUSE", f"postgres://postgres@127.0.0.1:5432/{name}")
         mp.setenv("ROSTERLINK_PSEUDONYM_KEY", KEY)
         try:
-            run = nightly_dag.test(run_conf={"intake_dir": str(intake), "warehouse_url": None,
-                                             "export_dir": str(exports), "as_of": "2026-11-25"})
+            run = nightly_dag.test(
+                run_conf={
+                    "intake_dir": str(intake),
+                    "warehouse_url": None,
+                    "export_dir": str(exports),
+                    "as_of": "2026-11-25",
+                }
+            )
         finally:
             mp.undo()
         state = str(getattr(run.state, "value", run.state))
-        yield {"url": url, "intake": intake, "exports": exports, "children": children, "extra": extra,
-               "state": state, "run_id": run.run_id, "base": base}
+        yield {
+            "url": url,
+            "intake": intake,
+            "exports": exports,
+            "children": children,
+            "extra": extra,
+            "state": state,
+            "run_id": run.run_id,
+            "base": base,
+        }
 
 
 def _warehouse_text(url: str) -> dict[str, str]:
@@ -132,15 +170,22 @@ def _written_files(night: dict) -> list[Path]:
     """Everything the night wrote: exports, clerks' feedback, the review queue (not the clerks' files)."""
     intake = night["intake"]
     files = [p for p in night["exports"].rglob("*") if p.is_file()]
-    files += [p for p in intake.rglob("*") if p.is_file() and {"feedback", "review"} & set(p.relative_to(intake).parts)]
+    files += [
+        p
+        for p in intake.rglob("*")
+        if p.is_file() and {"feedback", "review"} & set(p.relative_to(intake).parts)
+    ]
     return files
 
 
 def _file_text(path: Path) -> str:
     if path.suffix == ".xlsx":
         book = openpyxl.load_workbook(path, read_only=True)
-        return "\n".join("\t".join("" if v is None else str(v) for v in row)
-                         for ws in book.worksheets for row in ws.iter_rows(values_only=True))
+        return "\n".join(
+            "\t".join("" if v is None else str(v) for v in row)
+            for ws in book.worksheets
+            for row in ws.iter_rows(values_only=True)
+        )
     return path.read_bytes().decode("utf-8", errors="replace")
 
 
@@ -149,7 +194,9 @@ def test_the_night_takes_its_warehouse_from_the_airflow_connection(night):
     assert night["state"] == "success"
     files = dict(q(night["url"], "SELECT file_name, status FROM intake_file"))
     assert len(files) == 6 and set(files.values()) == {"loaded"}
-    assert q(night["url"], f"SELECT status FROM night_run WHERE run_id = '{night['run_id']}'") == [("success",)]
+    assert q(night["url"], f"SELECT status FROM night_run WHERE run_id = '{night['run_id']}'") == [
+        ("success",)
+    ]
     # the default warehouse (what env/defaults would have given) was not used for this night
     default = paths.DATA_DIR / "warehouse.db"
     if default.exists():
@@ -161,11 +208,22 @@ def test_the_cli_summary_reports_the_warehouse_the_connection_gave(tmp_path, air
     intake = tmp_path / "intake"
     sample.generate(intake, scale=0.05)
     with fresh_pg_database() as (name, url):
-        done = cli(["nightly", "--intake", str(intake), "--exports", str(tmp_path / "exports"),
-                    "--as-of", "2026-11-25"],
-                   env={"AIRFLOW_CONN_ROSTERLINK_WAREHOUSE": f"postgres://postgres@127.0.0.1:5432/{name}",
-                        "ROSTERLINK_DATA_DIR": str(tmp_path / "data")},
-                   drop=("ROSTERLINK_WAREHOUSE_URL",))
+        done = cli(
+            [
+                "nightly",
+                "--intake",
+                str(intake),
+                "--exports",
+                str(tmp_path / "exports"),
+                "--as-of",
+                "2026-11-25",
+            ],
+            env={
+                "AIRFLOW_CONN_ROSTERLINK_WAREHOUSE": f"postgres://postgres@127.0.0.1:5432/{name}",
+                "ROSTERLINK_DATA_DIR": str(tmp_path / "data"),
+            },
+            drop=("ROSTERLINK_WAREHOUSE_URL",),
+        )
         assert done.returncode == 0, done.stdout[-3000:]
         assert f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}" in done.stdout
         loaded = q(url, "SELECT COALESCE(SUM(rows_loaded), 0) FROM intake_file")[0][0]
@@ -173,7 +231,7 @@ def test_the_cli_summary_reports_the_warehouse_the_connection_gave(tmp_path, air
         assert not (tmp_path / "data" / "warehouse.db").exists()
 
 
-PROBE_DAG = '''
+PROBE_DAG = """
 import json, os
 from pathlib import Path
 
@@ -205,7 +263,7 @@ def rl_settings_probe():
 
 
 rl_settings_probe()
-'''
+"""
 
 
 def test_warehouse_url_precedence_inside_an_airflow_task(tmp_path, airflow_db, monkeypatch):
@@ -214,20 +272,43 @@ def test_warehouse_url_precedence_inside_an_airflow_task(tmp_path, airflow_db, m
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
-    conn, var, env = "AIRFLOW_CONN_ROSTERLINK_WAREHOUSE", "AIRFLOW_VAR_ROSTERLINK_WAREHOUSE_URL", "ROSTERLINK_WAREHOUSE_URL"
-    pg_json = json.dumps({"conn_type": "postgres", "login": "rl", "password": "s3cr/t@x:y", "host": "pg.example",
-                          "port": 5433, "schema": "wh"})
+    conn, var, env = (
+        "AIRFLOW_CONN_ROSTERLINK_WAREHOUSE",
+        "AIRFLOW_VAR_ROSTERLINK_WAREHOUSE_URL",
+        "ROSTERLINK_WAREHOUSE_URL",
+    )
+    pg_json = json.dumps(
+        {
+            "conn_type": "postgres",
+            "login": "rl",
+            "password": "s3cr/t@x:y",
+            "host": "pg.example",
+            "port": 5433,
+            "schema": "wh",
+        }
+    )
     cases = {
-        "connection_wins": {"env": {conn: "postgres://rl:pw@db.example:5432/wh", var: "sqlite:////var.db",
-                                    env: "sqlite:////env.db"}},
+        "connection_wins": {
+            "env": {
+                conn: "postgres://rl:pw@db.example:5432/wh",
+                var: "sqlite:////var.db",
+                env: "sqlite:////env.db",
+            }
+        },
         "conf_beats_connection": {"conf": {"warehouse_url": "sqlite:////conf.db"}},
         "json_connection": {"env": {conn: pg_json}},
         "sqlite_connection": {"env": {conn: "sqlite:////srv/rl/warehouse.db"}},
         "variable_without_connection": {"env": {conn: None}},
         "environment_alone": {"env": {var: None}},
-        "key_from_connection": {"key": True, "env": {
-            "AIRFLOW_CONN_ROSTERLINK_PSEUDONYM": json.dumps({"conn_type": "generic", "password": "key-from-the-connection"}),
-            "ROSTERLINK_PSEUDONYM_KEY": "key-from-the-environment"}},
+        "key_from_connection": {
+            "key": True,
+            "env": {
+                "AIRFLOW_CONN_ROSTERLINK_PSEUDONYM": json.dumps(
+                    {"conn_type": "generic", "password": "key-from-the-connection"}
+                ),
+                "ROSTERLINK_PSEUDONYM_KEY": "key-from-the-environment",
+            },
+        },
     }
     dag_file = tmp_path / "rl_settings_probe.py"
     dag_file.write_text(PROBE_DAG)
@@ -251,8 +332,14 @@ def test_warehouse_url_precedence_inside_an_airflow_task(tmp_path, airflow_db, m
     assert got["connection_wins"] == "postgresql+psycopg://rl:pw@db.example:5432/wh"
     assert got["conf_beats_connection"] == "sqlite:////conf.db"
     parsed = sa.engine.make_url(got["json_connection"])
-    assert (parsed.drivername, parsed.username, parsed.password, parsed.host, parsed.port, parsed.database) == (
-        "postgresql+psycopg", "rl", "s3cr/t@x:y", "pg.example", 5433, "wh")
+    assert (
+        parsed.drivername,
+        parsed.username,
+        parsed.password,
+        parsed.host,
+        parsed.port,
+        parsed.database,
+    ) == ("postgresql+psycopg", "rl", "s3cr/t@x:y", "pg.example", 5433, "wh")
     assert got["sqlite_connection"] == "sqlite:////srv/rl/warehouse.db"
     assert got["variable_without_connection"] == "sqlite:////var.db"
     assert got["environment_alone"] == "sqlite:////env.db"
@@ -304,14 +391,21 @@ def test_loaded_children_keep_birth_month_and_a_keyed_token_only(night):
 
 
 def test_a_rejected_or_flagged_childs_id_is_not_quoted_even_masked(night):
-    listed = q(night["url"], """
+    listed = q(
+        night["url"],
+        """
         SELECT r.reason_code, r.value, r.message, 'rejected' FROM rejected_row r JOIN intake_file f USING (file_id)
         WHERE r.field = 'child_id_number'
         UNION ALL
         SELECT w.reason_code, w.value, w.message, 'warning' FROM row_warning w JOIN intake_file f USING (file_id)
-        WHERE w.field = 'child_id_number'""")
+        WHERE w.field = 'child_id_number'""",
+    )
     kinds = {(code, kind) for code, _, _, kind in listed}
-    assert {("id_bad_checksum", "rejected"), ("id_bad_length", "rejected"), ("id_region_unknown", "warning")} <= kinds
+    assert {
+        ("id_bad_checksum", "rejected"),
+        ("id_bad_length", "rejected"),
+        ("id_region_unknown", "warning"),
+    } <= kinds
     for code, value, message, _ in listed:
         assert value is None, code
         assert not re.search(r"[0-9]{4}", message.replace("18位", "").replace("15位", "")), message
@@ -331,14 +425,24 @@ def _token(value: str) -> str:
 
 def test_analytics_copy_replaces_ids_drops_phones_masks_names_and_keeps_tokens_stable(night, tmp_path):
     first, second = f"sqlite:///{tmp_path / 'a1.db'}", f"sqlite:///{tmp_path / 'a2.db'}"
-    done = cli(["analytics-copy", "--warehouse", night["url"], "--to", first], env={"ROSTERLINK_PSEUDONYM_KEY": KEY})
+    done = cli(
+        ["analytics-copy", "--warehouse", night["url"], "--to", first], env={"ROSTERLINK_PSEUDONYM_KEY": KEY}
+    )
     assert done.returncode == 0, done.stderr
     assert "household" in done.stdout and pseudonymise.key_id(KEY.encode()) in done.stdout
     copy = sa.create_engine(first)
-    real = {k: (name, idn, phone) for k, name, idn, phone in
-            q(night["url"], "SELECT household_key, head_name, head_id_number, phone FROM household")}
-    copied = {k: (name, idn, phone) for k, name, idn, phone in
-              q(copy, "SELECT household_key, head_name, head_id_number, phone FROM household")}
+    real = {
+        k: (name, idn, phone)
+        for k, name, idn, phone in q(
+            night["url"], "SELECT household_key, head_name, head_id_number, phone FROM household"
+        )
+    }
+    copied = {
+        k: (name, idn, phone)
+        for k, name, idn, phone in q(
+            copy, "SELECT household_key, head_name, head_id_number, phone FROM household"
+        )
+    }
     assert copied.keys() == real.keys() and len(real) > 100
     assert any(phone for _, _, phone in real.values())
     for key, (name, idn, phone) in real.items():
@@ -349,23 +453,36 @@ def test_analytics_copy_replaces_ids_drops_phones_masks_names_and_keeps_tokens_s
     cadres = q(night["url"], "SELECT cadre_key, id_number FROM cadre")
     assert dict(q(copy, "SELECT cadre_key, id_number FROM cadre")) == {k: _token(i) for k, i in cadres}
     assert q(copy, "SELECT COUNT(*) FROM cadre WHERE phone IS NOT NULL") == [(0,)]
-    assert q(copy, "SELECT COUNT(*) FROM petition_case WHERE summary IS NOT NULL OR work_team IS NOT NULL") == [(0,)]
+    assert q(
+        copy, "SELECT COUNT(*) FROM petition_case WHERE summary IS NOT NULL OR work_team IS NOT NULL"
+    ) == [(0,)]
     # nothing ID-shaped or phone-shaped left in any text of the copy
     text = "\n".join(_warehouse_text_engine(copy).values())
     assert not ANY_ID.findall(text)
     assert not re.findall(r"(?<![0-9a-f])1[3-9][0-9]{9}(?![0-9a-f])", text)
     # the ledger reconciles in the copy as in the warehouse; pairs are the same pairs
-    assert q(copy, "SELECT file_id, balanced FROM file_reconciliation ORDER BY file_id") == \
-        q(night["url"], "SELECT file_id, balanced FROM file_reconciliation ORDER BY file_id")
-    assert q(copy, "SELECT COUNT(*) FROM current_pairing") == q(night["url"], "SELECT COUNT(*) FROM current_pairing")
+    assert q(copy, "SELECT file_id, balanced FROM file_reconciliation ORDER BY file_id") == q(
+        night["url"], "SELECT file_id, balanced FROM file_reconciliation ORDER BY file_id"
+    )
+    assert q(copy, "SELECT COUNT(*) FROM current_pairing") == q(
+        night["url"], "SELECT COUNT(*) FROM current_pairing"
+    )
     # a second run (another day, another target) gives the same tokens: analysts can join copies
-    again = cli(["analytics-copy", "--warehouse", night["url"], "--to", second], env={"ROSTERLINK_PSEUDONYM_KEY": KEY})
+    again = cli(
+        ["analytics-copy", "--warehouse", night["url"], "--to", second], env={"ROSTERLINK_PSEUDONYM_KEY": KEY}
+    )
     assert again.returncode == 0, again.stderr
-    assert q(sa.create_engine(second), "SELECT household_key, head_id_number FROM household ORDER BY 1") == \
-        q(copy, "SELECT household_key, head_id_number FROM household ORDER BY 1")
+    assert q(sa.create_engine(second), "SELECT household_key, head_id_number FROM household ORDER BY 1") == q(
+        copy, "SELECT household_key, head_id_number FROM household ORDER BY 1"
+    )
     # and writing over an earlier copy is allowed
-    assert cli(["analytics-copy", "--warehouse", night["url"], "--to", first],
-               env={"ROSTERLINK_PSEUDONYM_KEY": KEY}).returncode == 0
+    assert (
+        cli(
+            ["analytics-copy", "--warehouse", night["url"], "--to", first],
+            env={"ROSTERLINK_PSEUDONYM_KEY": KEY},
+        ).returncode
+        == 0
+    )
 
 
 def _warehouse_text_engine(eng: sa.Engine) -> dict[str, str]:
@@ -380,21 +497,29 @@ def _warehouse_text_engine(eng: sa.Engine) -> dict[str, str]:
 
 def test_analytics_copy_refuses_without_a_key_and_never_overwrites_a_warehouse(night, tmp_path):
     target = tmp_path / "a.db"
-    done = cli(["analytics-copy", "--warehouse", night["url"], "--to", f"sqlite:///{target}"],
-               drop=("ROSTERLINK_PSEUDONYM_KEY",))
+    done = cli(
+        ["analytics-copy", "--warehouse", night["url"], "--to", f"sqlite:///{target}"],
+        drop=("ROSTERLINK_PSEUDONYM_KEY",),
+    )
     assert done.returncode != 0
     assert "ROSTERLINK_PSEUDONYM_KEY" in done.stderr
     assert not target.exists()
-    weak = cli(["analytics-copy", "--warehouse", night["url"], "--to", f"sqlite:///{target}"],
-               env={"ROSTERLINK_PSEUDONYM_KEY": "short"})
+    weak = cli(
+        ["analytics-copy", "--warehouse", night["url"], "--to", f"sqlite:///{target}"],
+        env={"ROSTERLINK_PSEUDONYM_KEY": "short"},
+    )
     assert weak.returncode != 0 and "16" in weak.stderr
     other = f"sqlite:///{tmp_path / 'other-warehouse.db'}"
     warehouse.connect(other)
-    refused = cli(["analytics-copy", "--warehouse", night["url"], "--to", other], env={"ROSTERLINK_PSEUDONYM_KEY": KEY})
+    refused = cli(
+        ["analytics-copy", "--warehouse", night["url"], "--to", other], env={"ROSTERLINK_PSEUDONYM_KEY": KEY}
+    )
     assert refused.returncode != 0 and "warehouse" in refused.stderr
     assert q(other, "SELECT COUNT(*) FROM intake_file") == [(0,)]
-    itself = cli(["analytics-copy", "--warehouse", night["url"], "--to", night["url"]],
-                 env={"ROSTERLINK_PSEUDONYM_KEY": KEY})
+    itself = cli(
+        ["analytics-copy", "--warehouse", night["url"], "--to", night["url"]],
+        env={"ROSTERLINK_PSEUDONYM_KEY": KEY},
+    )
     assert itself.returncode != 0
     assert q(night["url"], "SELECT COUNT(*) FROM household WHERE phone IS NOT NULL") != [(0,)]
 
@@ -411,10 +536,27 @@ def test_tokens_are_hmac_of_the_normalised_id():
 
 
 # --- retention purge -----------------------------------------------------------------------------------
-def _finding(file_id: int, row: int, field: str, header: str, value: str | None, code: str, message: str,
-             created: dt.datetime) -> dict:
-    return {"file_id": file_id, "sheet": "Sheet1", "row_number": row, "field": field, "header": header,
-            "value": value, "reason_code": code, "message": message, "created_at": created}
+def _finding(
+    file_id: int,
+    row: int,
+    field: str,
+    header: str,
+    value: str | None,
+    code: str,
+    message: str,
+    created: dt.datetime,
+) -> dict:
+    return {
+        "file_id": file_id,
+        "sheet": "Sheet1",
+        "row_number": row,
+        "field": field,
+        "header": header,
+        "value": value,
+        "reason_code": code,
+        "message": message,
+        "created_at": created,
+    }
 
 
 @pytest.fixture
@@ -426,31 +568,132 @@ def aged(sqlite_url):
     f, p = schema.intake_file, schema.pairing
     with eng.begin() as conn:
         for file_id, received in ((1, old), (2, recent)):
-            conn.execute(f.insert().values(file_id=file_id, department="civil_affairs", file_name=f"civil_affairs/{file_id}.xlsx",
-                                           sha256=str(file_id) * 64, size_bytes=1, status="loaded", rows_read=4,
-                                           rows_loaded=2, rows_rejected=2, received_at=received, processed_at=received))
-        conn.execute(schema.rejected_row.insert(), [
-            _finding(1, 5, "head_name", "户主姓名", "张三1", "name_invalid",
-                     "“户主姓名”的值“张三1”不是有效的姓名（不能为空，不能以=、+、-、@开头，不能含数字或符号），请填写真实姓名。", old),
-            _finding(1, 5, "head_id_number", "身份证号", "370406********1234", "id_bad_checksum",
-                     "“身份证号”最后一位校验码不正确（370406********1234），号码可能有录错的数字，请与户口本或身份证核对后重新填写。", old),
-            _finding(1, 7, "town", "镇街", "火星镇", "town_unknown", "“镇街”的值“火星镇”不在本区镇街名单内。", old),
-            _finding(2, 5, "head_name", "户主姓名", "李四2", "name_invalid", "“户主姓名”的值“李四2”不是有效的姓名。", recent),
-            _finding(2, 6, "town", "镇街", "月亮镇", "town_unknown", "“镇街”的值“月亮镇”不在本区镇街名单内。", recent),
-        ])
-        conn.execute(schema.row_warning.insert(), [
-            _finding(1, 4, "phone", "联系电话", "138****5678", "phone_invalid", "“联系电话”的值“138****5678”不是有效的号码。", old)])
-        conn.execute(schema.staged_row.insert().values(file_id=1, sheet="Sheet1", row_number=9, roster="hardship",
-                                                       payload=json.dumps({"head_name": "王五"}), state="rejected"))
-        conn.execute(p.insert(), [
-            {"cadre_key": "C1", "target_kind": "household", "target_key": "H1", "valid_from": dt.date(2020, 1, 1),
-             "valid_to": None, "made_reason": "new_target"},
-            {"cadre_key": "C2", "target_kind": "household", "target_key": "H2", "valid_from": dt.date(2020, 1, 1),
-             "valid_to": (now() - dt.timedelta(days=365)).date(), "end_reason": "cadre_left", "made_reason": "new_target"},
-            {"cadre_key": "C3", "target_kind": "household", "target_key": "H3", "valid_from": dt.date(2018, 1, 1),
-             "valid_to": (now() - dt.timedelta(days=4 * 365)).date(), "end_reason": "target_exited",
-             "made_reason": "new_target"},
-        ])
+            conn.execute(
+                f.insert().values(
+                    file_id=file_id,
+                    department="civil_affairs",
+                    file_name=f"civil_affairs/{file_id}.xlsx",
+                    sha256=str(file_id) * 64,
+                    size_bytes=1,
+                    status="loaded",
+                    rows_read=4,
+                    rows_loaded=2,
+                    rows_rejected=2,
+                    received_at=received,
+                    processed_at=received,
+                )
+            )
+        conn.execute(
+            schema.rejected_row.insert(),
+            [
+                _finding(
+                    1,
+                    5,
+                    "head_name",
+                    "户主姓名",
+                    "张三1",
+                    "name_invalid",
+                    "“户主姓名”的值“张三1”不是有效的姓名（不能为空，不能以=、+、-、@开头，不能含数字或符号），请填写真实姓名。",
+                    old,
+                ),
+                _finding(
+                    1,
+                    5,
+                    "head_id_number",
+                    "身份证号",
+                    "370406********1234",
+                    "id_bad_checksum",
+                    "“身份证号”最后一位校验码不正确（370406********1234），号码可能有录错的数字，请与户口本或身份证核对后重新填写。",
+                    old,
+                ),
+                _finding(
+                    1,
+                    7,
+                    "town",
+                    "镇街",
+                    "火星镇",
+                    "town_unknown",
+                    "“镇街”的值“火星镇”不在本区镇街名单内。",
+                    old,
+                ),
+                _finding(
+                    2,
+                    5,
+                    "head_name",
+                    "户主姓名",
+                    "李四2",
+                    "name_invalid",
+                    "“户主姓名”的值“李四2”不是有效的姓名。",
+                    recent,
+                ),
+                _finding(
+                    2,
+                    6,
+                    "town",
+                    "镇街",
+                    "月亮镇",
+                    "town_unknown",
+                    "“镇街”的值“月亮镇”不在本区镇街名单内。",
+                    recent,
+                ),
+            ],
+        )
+        conn.execute(
+            schema.row_warning.insert(),
+            [
+                _finding(
+                    1,
+                    4,
+                    "phone",
+                    "联系电话",
+                    "138****5678",
+                    "phone_invalid",
+                    "“联系电话”的值“138****5678”不是有效的号码。",
+                    old,
+                )
+            ],
+        )
+        conn.execute(
+            schema.staged_row.insert().values(
+                file_id=1,
+                sheet="Sheet1",
+                row_number=9,
+                roster="hardship",
+                payload=json.dumps({"head_name": "王五"}),
+                state="rejected",
+            )
+        )
+        conn.execute(
+            p.insert(),
+            [
+                {
+                    "cadre_key": "C1",
+                    "target_kind": "household",
+                    "target_key": "H1",
+                    "valid_from": dt.date(2020, 1, 1),
+                    "valid_to": None,
+                    "made_reason": "new_target",
+                },
+                {
+                    "cadre_key": "C2",
+                    "target_kind": "household",
+                    "target_key": "H2",
+                    "valid_from": dt.date(2020, 1, 1),
+                    "valid_to": (now() - dt.timedelta(days=365)).date(),
+                    "end_reason": "cadre_left",
+                    "made_reason": "new_target",
+                },
+                {
+                    "cadre_key": "C3",
+                    "target_kind": "household",
+                    "target_key": "H3",
+                    "valid_from": dt.date(2018, 1, 1),
+                    "valid_to": (now() - dt.timedelta(days=4 * 365)).date(),
+                    "end_reason": "target_exited",
+                    "made_reason": "new_target",
+                },
+            ],
+        )
     return sqlite_url
 
 
@@ -472,16 +715,25 @@ def test_purge_blanks_old_rejected_values_and_keeps_the_ledger_reconciled(aged):
     messages = [m for _, m, _ in old]
     assert not [m for m in messages if "张三" in m or "1234" in m or "火星" in m]
     assert "“身份证号”最后一位校验码不正确" in messages[1]
-    assert q(aged, "SELECT value FROM rejected_row WHERE file_id = 2 ORDER BY id") == [("李四2",), ("月亮镇",)]
+    assert q(aged, "SELECT value FROM rejected_row WHERE file_id = 2 ORDER BY id") == [
+        ("李四2",),
+        ("月亮镇",),
+    ]
     assert q(aged, "SELECT value FROM row_warning") == [(None,)]
     assert q(aged, "SELECT COUNT(*) FROM staged_row") == [(0,)]
     # what must stay, stays: ledger, listed rows (file, sheet, row, field, header, reason), pairs, reconciliation
     assert q(aged, LEDGER) == ledger
     assert q(aged, LISTED) == listed
     assert q(aged, "SELECT * FROM pairing ORDER BY pairing_id") == pairs
-    assert q(aged, "SELECT file_id, rejected_rows_listed FROM file_reconciliation ORDER BY file_id") == reconciled
+    assert (
+        q(aged, "SELECT file_id, rejected_rows_listed FROM file_reconciliation ORDER BY file_id")
+        == reconciled
+    )
     # again: nothing left to purge
-    assert "rejected_row lines blanked:  0" in cli(["purge", "--warehouse", aged, "--older-than-days", "365"]).stdout
+    assert (
+        "rejected_row lines blanked:  0"
+        in cli(["purge", "--warehouse", aged, "--older-than-days", "365"]).stdout
+    )
 
 
 def test_purge_dry_run_and_the_configured_age(aged):
@@ -495,8 +747,10 @@ def test_purge_dry_run_and_the_configured_age(aged):
     default = cli(["purge", "--warehouse", aged, "--dry-run"], drop=("ROSTERLINK_PURGE_REJECTED_DAYS",))
     assert "older than 365 days" in default.stdout and "rejected_row lines blanked:  3" in default.stdout
     # the flag beats the environment
-    flag = cli(["purge", "--warehouse", aged, "--dry-run", "--older-than-days", "1000"],
-               env={"ROSTERLINK_PURGE_REJECTED_DAYS": "5"})
+    flag = cli(
+        ["purge", "--warehouse", aged, "--dry-run", "--older-than-days", "1000"],
+        env={"ROSTERLINK_PURGE_REJECTED_DAYS": "5"},
+    )
     assert "rejected_row lines blanked:  0" in flag.stdout
     bad = cli(["purge", "--warehouse", aged], env={"ROSTERLINK_PURGE_REJECTED_DAYS": "a year"})
     assert bad.returncode != 0 and "whole number" in bad.stderr
@@ -505,11 +759,15 @@ def test_purge_dry_run_and_the_configured_age(aged):
 def test_purge_refuses_to_cut_pairing_history_under_three_years(aged):
     pairs = q(aged, "SELECT * FROM pairing ORDER BY pairing_id")
     for days in ("0", "365", "1095"):
-        done = cli(["purge", "--warehouse", aged, "--older-than-days", "0", "--ended-pairs-older-than-days", days])
+        done = cli(
+            ["purge", "--warehouse", aged, "--older-than-days", "0", "--ended-pairs-older-than-days", days]
+        )
         assert done.returncode == 2, done.stdout
         assert "three years" in done.stderr
     assert q(aged, "SELECT * FROM pairing ORDER BY pairing_id") == pairs
-    assert q(aged, "SELECT COUNT(*) FROM rejected_row WHERE value IS NULL") == [(0,)]  # refused before anything
+    assert q(aged, "SELECT COUNT(*) FROM rejected_row WHERE value IS NULL") == [
+        (0,)
+    ]  # refused before anything
     with pytest.raises(retention.RetentionRefused):
         retention.purge(warehouse.connect(aged), 0, ended_pairs_older_than_days=1000)
     # three years and more: only pairs that ended before then go; the current pair and last year's stay

@@ -205,13 +205,17 @@ def test_missing_required_field_rejects_row_with_reason(kind, name):
     finding = only(result.rejected, 6)
     expected = "id_missing" if catalogue().fields[name].type == "id_number" else "required_missing"
     assert (finding.field, finding.reason_code, finding.severity) == (name, expected, ERROR)
-    assert finding.message.startswith(f"“{header}”") and ("必填" in finding.message or "为空" in finding.message)
+    assert finding.message.startswith(f"“{header}”") and (
+        "必填" in finding.message or "为空" in finding.message
+    )
 
 
 def test_bad_checksum_id_rejects_with_the_normalisers_reason():
     good = an_id(3)
     bad = good[:-1] + ("1" if good[-1] != "1" else "2")
-    result = run("hardship", [good_row("hardship") | {"head_id_number": bad}], {"head_id_number": "身份证号码"})
+    result = run(
+        "hardship", [good_row("hardship") | {"head_id_number": bad}], {"head_id_number": "身份证号码"}
+    )
     assert result.valid.empty
     finding = only(result.rejected)
     assert (finding.field, finding.reason_code) == ("head_id_number", "id_bad_checksum")
@@ -286,7 +290,7 @@ def test_unknown_region_code_is_a_warning_and_the_row_loads():
 
 
 def test_formula_like_text_is_loaded_with_a_warning():
-    result = run("case", [good_row("case") | {"summary": "=HYPERLINK(\"http://x\")"}])
+    result = run("case", [good_row("case") | {"summary": '=HYPERLINK("http://x")'}])
     assert result.rejected == []
     assert result.valid.loc[0, "summary"].startswith("=")
     assert only(result.warnings).reason_code == "text_formula"
@@ -319,15 +323,26 @@ def test_values_the_normaliser_let_through_are_still_checked_by_the_suite():
     # a frame that did not come from normalise_table: the suite alone decides
     table = make_table("hardship", [good_row("hardship"), good_row("hardship", 2)])
     frame = pd.DataFrame(
-        {"_row": [5, 6], "head_name": ["张三", "李4"], "head_id_number": ["12345", an_id(2)],
-         "town": ["店子镇", "火星"], "village": [None, None], "household_size": [-1, 2],
-         "cause": [None, None], "income": [None, None], "phone": [None, "999"]},
+        {
+            "_row": [5, 6],
+            "head_name": ["张三", "李4"],
+            "head_id_number": ["12345", an_id(2)],
+            "town": ["店子镇", "火星"],
+            "village": [None, None],
+            "household_size": [-1, 2],
+            "cause": [None, None],
+            "income": [None, None],
+            "phone": [None, "999"],
+        },
         dtype=object,
     )
     result = validate_table(table, frame, [])
     codes = {(f.row_number, f.field): f.reason_code for f in result.rejected}
-    assert codes == {(5, "head_id_number"): "id_invalid", (6, "head_name"): "name_invalid",
-                     (6, "town"): "town_unknown"}
+    assert codes == {
+        (5, "head_id_number"): "id_invalid",
+        (6, "head_name"): "name_invalid",
+        (6, "town"): "town_unknown",
+    }
     assert result.valid.empty
     assert "12345" not in only(result.rejected, 5).message
 
@@ -372,9 +387,16 @@ def test_town_list_comes_from_the_district_config_at_run_time(tmp_path, monkeypa
 
 
 def test_a_suite_that_cannot_run_is_an_error_not_a_rejection(tmp_path):
-    broken = {"name": "broken", "expectations": [
-        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "no_such_column"},
-         "meta": {"field": "head_name", "reason_code": "required_missing", "severity": "error"}}]}
+    broken = {
+        "name": "broken",
+        "expectations": [
+            {
+                "type": "expect_column_values_to_not_be_null",
+                "kwargs": {"column": "no_such_column"},
+                "meta": {"field": "head_name", "reason_code": "required_missing", "severity": "error"},
+            }
+        ],
+    }
     (tmp_path / "hardship.json").write_text(json.dumps(broken), encoding="utf-8")
     table = make_table("hardship", [good_row("hardship")])
     frame, findings = normalise_table(table)

@@ -11,8 +11,17 @@ from rosterlink.core.settings import normalise_url
 from rosterlink.warehouse import schema
 
 CONTRACT = {
-    "intake_file": {"file_id", "department", "file_name", "sha256", "status", "rows_read", "rows_loaded",
-                    "rows_rejected", "message"},
+    "intake_file": {
+        "file_id",
+        "department",
+        "file_name",
+        "sha256",
+        "status",
+        "rows_read",
+        "rows_loaded",
+        "rows_rejected",
+        "message",
+    },
     "source_row": {"file_id", "sheet", "row_number", "entity_kind", "entity_key"},
     "rejected_row": {"file_id", "sheet", "row_number", "field", "reason_code", "message"},
     "household": {"household_key", "head_name", "head_id_number", "town", "village", "status"},
@@ -33,7 +42,9 @@ def _check_schema(url: str) -> None:
         present = {c["name"] for c in inspector.get_columns(table)}
         assert columns <= present, (table, columns - present)
     with eng.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), schema.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": False}), schema.metadata
+        )
     assert diff == [], "schema.py changed without a migration: " + repr(diff)
     assert {"file_reconciliation", "current_pairing"} <= set(inspector.get_view_names())
 
@@ -77,8 +88,15 @@ def _parallel_migrations(url: str, processes: int = 4, rounds: int = 15) -> list
     from pathlib import Path
 
     plugins = str(paths.PLUGINS_DIR)
-    procs = [subprocess.Popen([sys.executable, "-c", _MIGRATE_AND_READ, url, plugins, str(rounds)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MIGRATE_AND_READ, url, plugins, str(rounds)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
     return [(p.wait(timeout=300), p.stderr.read()[-2000:]) for p in procs]
 
 

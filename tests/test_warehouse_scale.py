@@ -30,41 +30,98 @@ RECEIVED = dt.datetime(2026, 11, 19, 16, 30)
 D = dt.date
 
 AWKWARD = [
-    "张三", "王\t五", "李\n四", "赵\r\n六", 'quote "double"', "quote 'single'", "back\\slash", "\\N", "\\.",
-    "", " 前后空格 ", "comma, semi; pipe |", "emoji 😀 and 𠀀", "tab\tand\\t literal",
-    json.dumps({"姓名": "张三", "note": "a\tb\nc\\d\"e'", "n": None, "list": [1, 2.5, "三"]}, ensure_ascii=False),
+    "张三",
+    "王\t五",
+    "李\n四",
+    "赵\r\n六",
+    'quote "double"',
+    "quote 'single'",
+    "back\\slash",
+    "\\N",
+    "\\.",
+    "",
+    " 前后空格 ",
+    "comma, semi; pipe |",
+    "emoji 😀 and 𠀀",
+    "tab\tand\\t literal",
+    json.dumps(
+        {"姓名": "张三", "note": "a\tb\nc\\d\"e'", "n": None, "list": [1, 2.5, "三"]}, ensure_ascii=False
+    ),
     None,
 ]
 SHORT = [v for v in AWKWARD if v is None or len(v) < 60]  # for the varchar(64) columns
 
 
 def _file(conn: sa.Connection, file_id: int = 1) -> int:
-    conn.execute(schema.intake_file.insert().values(
-        file_id=file_id, department="civil_affairs", file_name=f"f{file_id}.xlsx", sha256="0" * 64,
-        size_bytes=1, status="pending", received_at=RECEIVED))
+    conn.execute(
+        schema.intake_file.insert().values(
+            file_id=file_id,
+            department="civil_affairs",
+            file_name=f"f{file_id}.xlsx",
+            sha256="0" * 64,
+            size_bytes=1,
+            status="pending",
+            received_at=RECEIVED,
+        )
+    )
     return file_id
 
 
 def _staged(n: int = len(AWKWARD)) -> list[dict]:
-    return [{"file_id": 1, "sheet": f"表{i % 3}\t'x'", "row_number": i + 3, "roster": "hardship",
-             "payload": AWKWARD[i % len(AWKWARD)] or "{}", "findings": AWKWARD[(i + 1) % len(AWKWARD)],
-             "state": "valid"} for i in range(n)]
+    return [
+        {
+            "file_id": 1,
+            "sheet": f"表{i % 3}\t'x'",
+            "row_number": i + 3,
+            "roster": "hardship",
+            "payload": AWKWARD[i % len(AWKWARD)] or "{}",
+            "findings": AWKWARD[(i + 1) % len(AWKWARD)],
+            "state": "valid",
+        }
+        for i in range(n)
+    ]
 
 
 def _rejected(n: int = len(AWKWARD)) -> list[dict]:
-    return [{"file_id": 1, "sheet": "Sheet1", "row_number": i + 3, "field": "head_name",
-             "header": AWKWARD[(i + 2) % len(AWKWARD)], "value": AWKWARD[i % len(AWKWARD)],
-             "reason_code": "bad", "message": AWKWARD[(i + 3) % len(AWKWARD)] or "消息",
-             "created_at": RECEIVED + dt.timedelta(seconds=i)} for i in range(n)]
+    return [
+        {
+            "file_id": 1,
+            "sheet": "Sheet1",
+            "row_number": i + 3,
+            "field": "head_name",
+            "header": AWKWARD[(i + 2) % len(AWKWARD)],
+            "value": AWKWARD[i % len(AWKWARD)],
+            "reason_code": "bad",
+            "message": AWKWARD[(i + 3) % len(AWKWARD)] or "消息",
+            "created_at": RECEIVED + dt.timedelta(seconds=i),
+        }
+        for i in range(n)
+    ]
 
 
 def _records(n: int = len(AWKWARD)) -> list[dict]:
-    return [{"file_id": 1, "sheet": "Sheet1", "row_number": i + 3, "department": "civil_affairs",
-             "roster": "hardship", "entity_kind": "household", "category": None if i % 4 else "hardship",
-             "person_name": SHORT[i % len(SHORT)], "id_number": None, "case_number": None,
-             "town": "山城街道", "village": SHORT[(i + 5) % len(SHORT)], "phone": None,
-             "event": "add" if i % 2 else None, "event_date": D(2026, 11, 1) + dt.timedelta(days=i) if i % 3 else None,
-             "attrs": AWKWARD[(i + 7) % len(AWKWARD)] or "{}", "loaded_at": RECEIVED} for i in range(n)]
+    return [
+        {
+            "file_id": 1,
+            "sheet": "Sheet1",
+            "row_number": i + 3,
+            "department": "civil_affairs",
+            "roster": "hardship",
+            "entity_kind": "household",
+            "category": None if i % 4 else "hardship",
+            "person_name": SHORT[i % len(SHORT)],
+            "id_number": None,
+            "case_number": None,
+            "town": "山城街道",
+            "village": SHORT[(i + 5) % len(SHORT)],
+            "phone": None,
+            "event": "add" if i % 2 else None,
+            "event_date": D(2026, 11, 1) + dt.timedelta(days=i) if i % 3 else None,
+            "attrs": AWKWARD[(i + 7) % len(AWKWARD)] or "{}",
+            "loaded_at": RECEIVED,
+        }
+        for i in range(n)
+    ]
 
 
 def _dump(conn: sa.Connection, table: sa.Table, key: str) -> list[tuple]:
@@ -75,8 +132,11 @@ def _dump(conn: sa.Connection, table: sa.Table, key: str) -> list[tuple]:
 
 def _write_all(url: str, plain: bool) -> dict[str, list[tuple]]:
     eng = warehouse.connect(url)
-    tables = ((schema.staged_row, _staged()), (schema.rejected_row, _rejected()),
-              (schema.source_record, _records()))
+    tables = (
+        (schema.staged_row, _staged()),
+        (schema.rejected_row, _rejected()),
+        (schema.source_record, _records()),
+    )
     with eng.begin() as conn:
         _file(conn)
         for table, rows in tables:
@@ -128,15 +188,30 @@ def test_update_many_updates_by_key_on_both_engines(engine_kind, request):
         _file(conn)
         warehouse.insert_many(conn, schema.staged_row, _staged(40))
         sheets = sorted({r["sheet"] for r in _staged(40)})
-        changes = [{"file_id": 1, "sheet": r["sheet"], "row_number": r["row_number"], "state": "rejected",
-                    "findings": AWKWARD[r["row_number"] % len(AWKWARD)]} for r in _staged(40)[::3]]
-        assert warehouse.update_many(conn, schema.staged_row, ["file_id", "sheet", "row_number"], changes) == 14
+        changes = [
+            {
+                "file_id": 1,
+                "sheet": r["sheet"],
+                "row_number": r["row_number"],
+                "state": "rejected",
+                "findings": AWKWARD[r["row_number"] % len(AWKWARD)],
+            }
+            for r in _staged(40)[::3]
+        ]
+        assert (
+            warehouse.update_many(conn, schema.staged_row, ["file_id", "sheet", "row_number"], changes) == 14
+        )
     with eng.connect() as conn:
-        got = {(r.sheet, r.row_number): (r.state, r.findings) for r in conn.execute(sa.select(schema.staged_row))}
+        got = {
+            (r.sheet, r.row_number): (r.state, r.findings) for r in conn.execute(sa.select(schema.staged_row))
+        }
     assert sheets and len(got) == 40
     for r in _staged(40):
-        want = ("rejected", AWKWARD[r["row_number"] % len(AWKWARD)]) if (r["row_number"] - 3) % 3 == 0 \
+        want = (
+            ("rejected", AWKWARD[r["row_number"] % len(AWKWARD)])
+            if (r["row_number"] - 3) % 3 == 0
             else ("valid", r["findings"])
+        )
         assert got[(r["sheet"], r["row_number"])] == want
 
 
@@ -148,8 +223,9 @@ def _reference(conn: sa.Connection) -> dict:
     def events(roster: str) -> dict[str, list[tuple]]:
         out: dict[str, list[tuple]] = defaultdict(list)
         for key, date, record_id, event in conn.execute(
-            sa.select(r.c.entity_key, r.c.event_date, r.c.record_id, r.c.event)
-            .where(r.c.roster == roster, r.c.entity_key.is_not(None), r.c.event.is_not(None))
+            sa.select(r.c.entity_key, r.c.event_date, r.c.record_id, r.c.event).where(
+                r.c.roster == roster, r.c.entity_key.is_not(None), r.c.event.is_not(None)
+            )
         ):
             out[key].append((date or dt.date.min, record_id, event))
         for evs in out.values():
@@ -166,17 +242,25 @@ def _reference(conn: sa.Connection) -> dict:
     adjustments = events("hardship_adjustment")
     categories = {}
     for key, category in conn.execute(sa.select(hc.c.household_key, hc.c.category)):
-        categories[(key, category)] = (last(adjustments.get(key, []), "active", {"add": "active", "exit": "exited"})
-                                       if category == "hardship" else ("active", None))
+        categories[(key, category)] = (
+            last(adjustments.get(key, []), "active", {"add": "active", "exit": "exited"})
+            if category == "hardship"
+            else ("active", None)
+        )
     by_household: dict[str, list] = defaultdict(list)
     for (key, _), value in categories.items():
         by_household[key].append(value)
-    households = {key: ("active", None) if any(s == "active" for s, _ in values)
-                  else ("exited", max((d for _, d in values if d), default=None))
-                  for key, values in by_household.items()}
+    households = {
+        key: ("active", None)
+        if any(s == "active" for s, _ in values)
+        else ("exited", max((d for _, d in values if d), default=None))
+        for key, values in by_household.items()
+    }
     changes = events("cadre_change")
-    cadres = {key: last(changes.get(key, []), "active", {"join": "active", "leave": "departed"})
-              for (key,) in conn.execute(sa.select(schema.cadre.c.cadre_key))}
+    cadres = {
+        key: last(changes.get(key, []), "active", {"join": "active", "leave": "departed"})
+        for (key,) in conn.execute(sa.select(schema.cadre.c.cadre_key))
+    }
     closures, ledger = events("case_closure"), events("case")
     cases = {}
     for (key,) in conn.execute(sa.select(schema.petition_case.c.case_key)):
@@ -192,64 +276,119 @@ def _event_world(eng: sa.Engine) -> None:
     h = ["H001", "H002", "H003", "H004", "H005", "H006", "H007", "H008", "H009"]
     with eng.begin() as conn:
         _file(conn)
-        conn.execute(schema.household.insert(), [{"household_key": k, "head_name": "户主", "status": "active"}
-                                                 for k in h])
+        conn.execute(
+            schema.household.insert(),
+            [{"household_key": k, "head_name": "户主", "status": "active"} for k in h],
+        )
         cats = [(k, "hardship") for k in h] + [("H004", "orphan"), ("H009", "old_member")]
-        conn.execute(schema.household_category.insert(),
-                     [{"household_key": k, "category": c, "status": "active"} for k, c in cats])
-        conn.execute(schema.cadre.insert(), [{"cadre_key": k, "name": "干部", "status": "active"}
-                                             for k in ("C001", "C002", "C003", "C004", "C005")])
-        conn.execute(schema.petition_case.insert(), [{"case_key": k, "case_number": f"XF-{k}", "status": "open"}
-                                                     for k in ("K001", "K002", "K003", "K004", "K005")])
+        conn.execute(
+            schema.household_category.insert(),
+            [{"household_key": k, "category": c, "status": "active"} for k, c in cats],
+        )
+        conn.execute(
+            schema.cadre.insert(),
+            [
+                {"cadre_key": k, "name": "干部", "status": "active"}
+                for k in ("C001", "C002", "C003", "C004", "C005")
+            ],
+        )
+        conn.execute(
+            schema.petition_case.insert(),
+            [
+                {"case_key": k, "case_number": f"XF-{k}", "status": "open"}
+                for k in ("K001", "K002", "K003", "K004", "K005")
+            ],
+        )
         rows = [
             # H001: same-day add then exit: the later record wins -> exited
-            ("hardship_adjustment", "H001", "add", D(2026, 11, 5)), ("hardship_adjustment", "H001", "exit", D(2026, 11, 5)),
+            ("hardship_adjustment", "H001", "add", D(2026, 11, 5)),
+            ("hardship_adjustment", "H001", "exit", D(2026, 11, 5)),
             # H002: same-day exit then add -> active
-            ("hardship_adjustment", "H002", "exit", D(2026, 11, 5)), ("hardship_adjustment", "H002", "add", D(2026, 11, 5)),
+            ("hardship_adjustment", "H002", "exit", D(2026, 11, 5)),
+            ("hardship_adjustment", "H002", "add", D(2026, 11, 5)),
             # H003: exit, later an add (re-admitted), loaded in the other order -> active
-            ("hardship_adjustment", "H003", "add", D(2026, 11, 20)), ("hardship_adjustment", "H003", "exit", D(2026, 10, 1)),
+            ("hardship_adjustment", "H003", "add", D(2026, 11, 20)),
+            ("hardship_adjustment", "H003", "exit", D(2026, 10, 1)),
             # H004: hardship exited but still an orphan household -> active
             ("hardship_adjustment", "H004", "exit", D(2026, 11, 2)),
             # H005: an undated exit is older than any dated row -> the dated add wins
-            ("hardship_adjustment", "H005", "add", D(2026, 1, 1)), ("hardship_adjustment", "H005", "exit", None),
+            ("hardship_adjustment", "H005", "add", D(2026, 1, 1)),
+            ("hardship_adjustment", "H005", "exit", None),
             # H006: only an undated exit -> exited, since unknown
             ("hardship_adjustment", "H006", "exit", None),
             # H007: an unknown event word counts as the default (active) but dates the status
-            ("hardship_adjustment", "H007", "exit", D(2026, 3, 1)), ("hardship_adjustment", "H007", "moved", D(2026, 4, 1)),
+            ("hardship_adjustment", "H007", "exit", D(2026, 3, 1)),
+            ("hardship_adjustment", "H007", "moved", D(2026, 4, 1)),
             # H008: no events at all (missing from a later roster is NOT an exit) -> active
             # H009: hardship exited, old member stays active
             ("hardship_adjustment", "H009", "exit", D(2026, 6, 1)),
             # cadres: leave then join the same day; join then leave; undated leave after dated join
-            ("cadre_change", "C001", "leave", D(2026, 11, 1)), ("cadre_change", "C001", "join", D(2026, 11, 1)),
-            ("cadre_change", "C002", "join", D(2026, 9, 1)), ("cadre_change", "C002", "leave", D(2026, 10, 1)),
-            ("cadre_change", "C003", "join", D(2026, 9, 1)), ("cadre_change", "C003", "leave", None),
+            ("cadre_change", "C001", "leave", D(2026, 11, 1)),
+            ("cadre_change", "C001", "join", D(2026, 11, 1)),
+            ("cadre_change", "C002", "join", D(2026, 9, 1)),
+            ("cadre_change", "C002", "leave", D(2026, 10, 1)),
+            ("cadre_change", "C003", "join", D(2026, 9, 1)),
+            ("cadre_change", "C003", "leave", None),
             ("cadre_change", "C005", "leave", None),
             # cases: closed by the ledger; a closure row beats a later ledger 'open'; ledger reopened
-            ("case", "K001", "open", D(2026, 1, 1)), ("case", "K001", "closed", D(2026, 5, 1)),
-            ("case", "K002", "open", D(2026, 12, 1)), ("case_closure", "K002", "closed", D(2026, 6, 1)),
+            ("case", "K001", "open", D(2026, 1, 1)),
+            ("case", "K001", "closed", D(2026, 5, 1)),
+            ("case", "K002", "open", D(2026, 12, 1)),
+            ("case_closure", "K002", "closed", D(2026, 6, 1)),
             ("case_closure", "K002", "closed", D(2026, 7, 1)),
-            ("case", "K003", "closed", D(2026, 2, 1)), ("case", "K003", "open", D(2026, 3, 1)),
+            ("case", "K003", "closed", D(2026, 2, 1)),
+            ("case", "K003", "open", D(2026, 3, 1)),
             ("case_closure", "K004", "closed", None),
             # a row with an event but no entity yet, and a row with an entity but no event: ignored
-            ("case", None, "closed", D(2026, 1, 1)), ("case", "K005", None, D(2026, 1, 1)),
+            ("case", None, "closed", D(2026, 1, 1)),
+            ("case", "K005", None, D(2026, 1, 1)),
         ]
-        conn.execute(schema.source_record.insert(), [
-            {"file_id": 1, "sheet": "Sheet1", "row_number": i + 3, "department": "d", "roster": roster,
-             "entity_kind": "x", "entity_key": key, "event": event, "event_date": date, "attrs": "{}",
-             "loaded_at": RECEIVED} for i, (roster, key, event, date) in enumerate(rows)])
+        conn.execute(
+            schema.source_record.insert(),
+            [
+                {
+                    "file_id": 1,
+                    "sheet": "Sheet1",
+                    "row_number": i + 3,
+                    "department": "d",
+                    "roster": roster,
+                    "entity_kind": "x",
+                    "entity_key": key,
+                    "event": event,
+                    "event_date": date,
+                    "attrs": "{}",
+                    "loaded_at": RECEIVED,
+                }
+                for i, (roster, key, event, date) in enumerate(rows)
+            ],
+        )
         # H001's household row says exited from an earlier night: only changes are written
-        conn.execute(schema.household.update().where(schema.household.c.household_key == "H008")
-                     .values(status="exited"))
+        conn.execute(
+            schema.household.update()
+            .where(schema.household.c.household_key == "H008")
+            .values(status="exited")
+        )
 
 
 def _statuses(conn: sa.Connection) -> dict:
     hc, h, c, k = schema.household_category, schema.household, schema.cadre, schema.petition_case
     return {
-        "household_category": {(a, b): (s, d) for a, b, s, d in conn.execute(
-            sa.select(hc.c.household_key, hc.c.category, hc.c.status, hc.c.status_since))},
-        **{name: dict((key, (s, d)) for key, s, d in conn.execute(sa.select(t.c[col], t.c.status, t.c.status_since)))
-           for name, t, col in (("household", h, "household_key"), ("cadre", c, "cadre_key"),
-                                ("case", k, "case_key"))},
+        "household_category": {
+            (a, b): (s, d)
+            for a, b, s, d in conn.execute(
+                sa.select(hc.c.household_key, hc.c.category, hc.c.status, hc.c.status_since)
+            )
+        },
+        **{
+            name: dict(
+                (key, (s, d)) for key, s, d in conn.execute(sa.select(t.c[col], t.c.status, t.c.status_since))
+            )
+            for name, t, col in (
+                ("household", h, "household_key"),
+                ("cadre", c, "cadre_key"),
+                ("case", k, "case_key"),
+            )
+        },
     }
 
 
@@ -263,19 +402,39 @@ def test_status_sql_equals_the_python_semantics_on_tricky_event_sequences(engine
         assert status.compute(conn) == want
         before = _statuses(conn)
     assert want["household"] == {
-        "H001": ("exited", D(2026, 11, 5)), "H002": ("active", None), "H003": ("active", None),
-        "H004": ("active", None), "H005": ("active", None), "H006": ("exited", None), "H007": ("active", None),
-        "H008": ("active", None), "H009": ("active", None)}
+        "H001": ("exited", D(2026, 11, 5)),
+        "H002": ("active", None),
+        "H003": ("active", None),
+        "H004": ("active", None),
+        "H005": ("active", None),
+        "H006": ("exited", None),
+        "H007": ("active", None),
+        "H008": ("active", None),
+        "H009": ("active", None),
+    }
     assert want["household_category"][("H007", "hardship")] == ("active", D(2026, 4, 1))
-    assert want["cadre"] == {"C001": ("active", D(2026, 11, 1)), "C002": ("departed", D(2026, 10, 1)),
-                             "C003": ("active", D(2026, 9, 1)), "C004": ("active", None),
-                             "C005": ("departed", None)}
-    assert want["case"] == {"K001": ("closed", D(2026, 5, 1)), "K002": ("closed", D(2026, 7, 1)),
-                            "K003": ("open", D(2026, 3, 1)), "K004": ("closed", None), "K005": ("open", None)}
+    assert want["cadre"] == {
+        "C001": ("active", D(2026, 11, 1)),
+        "C002": ("departed", D(2026, 10, 1)),
+        "C003": ("active", D(2026, 9, 1)),
+        "C004": ("active", None),
+        "C005": ("departed", None),
+    }
+    assert want["case"] == {
+        "K001": ("closed", D(2026, 5, 1)),
+        "K002": ("closed", D(2026, 7, 1)),
+        "K003": ("open", D(2026, 3, 1)),
+        "K004": ("closed", None),
+        "K005": ("open", None),
+    }
 
     summary = status.refresh(eng, as_of=D(2026, 12, 1))
-    assert summary["changed"] == {"case_closed": 3, "cadre_departed": 2, "household_active": 1,
-                                  "household_exited": 2}
+    assert summary["changed"] == {
+        "case_closed": 3,
+        "cadre_departed": 2,
+        "household_active": 1,
+        "household_exited": 2,
+    }
     with eng.connect() as conn:
         after = _statuses(conn)
     for name, values in want.items():
@@ -294,9 +453,20 @@ def test_a_refused_mass_end_rolls_the_status_sql_back(engine_kind, request):
     eng = warehouse.connect(url)
     _event_world(eng)
     with eng.begin() as conn:  # every household of the world paired with an active cadre
-        conn.execute(schema.pairing.insert(), [
-            {"cadre_key": "C004", "target_kind": "household", "target_key": f"H00{i}", "valid_from": D(2026, 1, 1),
-             "made_reason": "new_target"} for i in range(1, 10) if i != 8])
+        conn.execute(
+            schema.pairing.insert(),
+            [
+                {
+                    "cadre_key": "C004",
+                    "target_kind": "household",
+                    "target_key": f"H00{i}",
+                    "valid_from": D(2026, 1, 1),
+                    "made_reason": "new_target",
+                }
+                for i in range(1, 10)
+                if i != 8
+            ],
+        )
     with eng.connect() as conn:
         before = _statuses(conn)
     with pytest.raises(status.NightRefused):
@@ -330,19 +500,57 @@ def _scale_world(eng: sa.Engine, households: int = 20000, files: int = 20) -> No
         for f in range(1, files + 1):
             _file(conn, f)
         rosters = ("hardship", "hardship_adjustment", "cadre_change", "case", "orphan")
-        warehouse.insert_many(conn, schema.source_record, (
-            {"file_id": 1 + i % files, "sheet": "Sheet1", "row_number": i, "department": "d",
-             "roster": rosters[i % len(rosters)], "entity_kind": "household", "category": "hardship",
-             "entity_key": f"H{i:06d}" if i % 50 else None, "event": "add", "event_date": D(2026, 1, 1) + dt.timedelta(i % 300),
-             "attrs": "{}", "loaded_at": RECEIVED} for i in range(households)))
-        warehouse.insert_many(conn, schema.staged_row, (
-            {"file_id": 1 + i % files, "sheet": "Sheet1", "row_number": i, "roster": "hardship", "payload": "{}",
-             "state": "valid" if i % 10 else "rejected"} for i in range(households)))
-        warehouse.insert_many(conn, schema.pairing, (
-            {"cadre_key": f"C{i % 2000:06d}", "target_kind": "household", "target_key": f"H{i % households:06d}",
-             "valid_from": D(2025, 1, 1) + dt.timedelta(i % 600),
-             "valid_to": None if i >= 3 * households else D(2025, 1, 1) + dt.timedelta(i % 600 + 1),
-             "made_reason": "new_target"} for i in range(4 * households)))
+        warehouse.insert_many(
+            conn,
+            schema.source_record,
+            (
+                {
+                    "file_id": 1 + i % files,
+                    "sheet": "Sheet1",
+                    "row_number": i,
+                    "department": "d",
+                    "roster": rosters[i % len(rosters)],
+                    "entity_kind": "household",
+                    "category": "hardship",
+                    "entity_key": f"H{i:06d}" if i % 50 else None,
+                    "event": "add",
+                    "event_date": D(2026, 1, 1) + dt.timedelta(i % 300),
+                    "attrs": "{}",
+                    "loaded_at": RECEIVED,
+                }
+                for i in range(households)
+            ),
+        )
+        warehouse.insert_many(
+            conn,
+            schema.staged_row,
+            (
+                {
+                    "file_id": 1 + i % files,
+                    "sheet": "Sheet1",
+                    "row_number": i,
+                    "roster": "hardship",
+                    "payload": "{}",
+                    "state": "valid" if i % 10 else "rejected",
+                }
+                for i in range(households)
+            ),
+        )
+        warehouse.insert_many(
+            conn,
+            schema.pairing,
+            (
+                {
+                    "cadre_key": f"C{i % 2000:06d}",
+                    "target_kind": "household",
+                    "target_key": f"H{i % households:06d}",
+                    "valid_from": D(2025, 1, 1) + dt.timedelta(i % 600),
+                    "valid_to": None if i >= 3 * households else D(2025, 1, 1) + dt.timedelta(i % 600 + 1),
+                    "made_reason": "new_target",
+                }
+                for i in range(4 * households)
+            ),
+        )
         conn.exec_driver_sql("ANALYZE")
 
 
@@ -352,19 +560,15 @@ def test_the_planner_uses_the_indexes_for_the_nights_lookups(pg_url):
     _scale_world(eng)
     queries = {
         # status: one entity's events of a roster, latest first
-        "ix_source_record_roster_event":
-            "SELECT event, event_date FROM source_record WHERE roster = 'cadre_change' AND entity_key = 'H000012' "
-            "ORDER BY event_date DESC, record_id DESC",
+        "ix_source_record_roster_event": "SELECT event, event_date FROM source_record WHERE roster = 'cadre_change' AND entity_key = 'H000012' "
+        "ORDER BY event_date DESC, record_id DESC",
         # link: the rows of a kind not linked yet
-        "ix_source_record_kind_key":
-            "SELECT record_id FROM source_record WHERE entity_kind = 'case' AND entity_key IS NULL",
+        "ix_source_record_kind_key": "SELECT record_id FROM source_record WHERE entity_kind = 'case' AND entity_key IS NULL",
         # load: a file's valid staged rows
-        "ix_staged_row_file_state":
-            "SELECT row_number FROM staged_row WHERE file_id = 3 AND state = 'rejected'",
+        "ix_staged_row_file_state": "SELECT row_number FROM staged_row WHERE file_id = 3 AND state = 'rejected'",
         # pairing, dashboard, exports: the current pair of a target
-        "ix_pairing_current_target":
-            "SELECT cadre_key FROM pairing WHERE valid_to IS NULL AND target_kind = 'household' "
-            "AND target_key = 'H000042'",
+        "ix_pairing_current_target": "SELECT cadre_key FROM pairing WHERE valid_to IS NULL AND target_kind = 'household' "
+        "AND target_key = 'H000042'",
         # exports: pairs made / ended tonight
         "ix_pairing_valid_from": "SELECT pairing_id FROM pairing WHERE valid_from = DATE '2026-06-01'",
         "ix_pairing_valid_to": "SELECT pairing_id FROM pairing WHERE valid_to = DATE '2026-06-01'",
@@ -374,27 +578,53 @@ def test_the_planner_uses_the_indexes_for_the_nights_lookups(pg_url):
             plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {query}"))
             assert index in plan, (index, plan)
         # the current-pairs partial index is a fraction of the table's size
-        sizes = dict(conn.exec_driver_sql(
-            "SELECT c.relname, c.relpages FROM pg_class c WHERE c.relname IN "
-            "('ix_pairing_current_target', 'ix_pairing_target_key')").all())
+        sizes = dict(
+            conn.exec_driver_sql(
+                "SELECT c.relname, c.relpages FROM pg_class c WHERE c.relname IN "
+                "('ix_pairing_current_target', 'ix_pairing_target_key')"
+            ).all()
+        )
         assert sizes["ix_pairing_current_target"] < sizes["ix_pairing_target_key"]
 
 
 # --- the pairing rebuild: atomic to a concurrent reader -----------------------------------------------------
 def _pair_world(eng: sa.Engine) -> None:
     with eng.begin() as conn:
-        conn.execute(schema.household.insert(), [
-            {"household_key": f"H{i:03d}", "head_name": "户主", "town": "山城街道" if i % 2 else "北庄镇",
-             "status": "active"} for i in range(1, 61)])
-        conn.execute(schema.cadre.insert(), [
-            {"cadre_key": f"C{i:03d}", "name": "干部", "rank": "section", "unit": f"单位{i % 3}",
-             "town": "山城街道" if i % 2 else "北庄镇", "status": "active"} for i in range(1, 21)])
+        conn.execute(
+            schema.household.insert(),
+            [
+                {
+                    "household_key": f"H{i:03d}",
+                    "head_name": "户主",
+                    "town": "山城街道" if i % 2 else "北庄镇",
+                    "status": "active",
+                }
+                for i in range(1, 61)
+            ],
+        )
+        conn.execute(
+            schema.cadre.insert(),
+            [
+                {
+                    "cadre_key": f"C{i:03d}",
+                    "name": "干部",
+                    "rank": "section",
+                    "unit": f"单位{i % 3}",
+                    "town": "山城街道" if i % 2 else "北庄镇",
+                    "status": "active",
+                }
+                for i in range(1, 21)
+            ],
+        )
 
 
 def _current_set(conn: sa.Connection) -> set[tuple]:
     p = schema.pairing
-    return set(conn.execute(sa.select(p.c.pairing_id, p.c.cadre_key, p.c.target_key)
-                            .where(p.c.valid_to.is_(None))).all())
+    return set(
+        conn.execute(
+            sa.select(p.c.pairing_id, p.c.cadre_key, p.c.target_key).where(p.c.valid_to.is_(None))
+        ).all()
+    )
 
 
 @pytest.mark.postgres
@@ -403,10 +633,18 @@ def test_a_reader_during_the_rebuild_sees_last_nights_complete_pairs_then_tonigh
     _pair_world(eng)
     pairing.rebuild(eng, D(2026, 11, 20), "run-1")
     with eng.begin() as conn:  # tonight: five cadres leave, ten households arrive
-        conn.execute(schema.cadre.update().where(schema.cadre.c.cadre_key.in_([f"C{i:03d}" for i in range(1, 6)]))
-                     .values(status="departed"))
-        conn.execute(schema.household.insert(), [{"household_key": f"H{i:03d}", "head_name": "户主",
-                                                  "town": "北庄镇", "status": "active"} for i in range(61, 71)])
+        conn.execute(
+            schema.cadre.update()
+            .where(schema.cadre.c.cadre_key.in_([f"C{i:03d}" for i in range(1, 6)]))
+            .values(status="departed")
+        )
+        conn.execute(
+            schema.household.insert(),
+            [
+                {"household_key": f"H{i:03d}", "head_name": "户主", "town": "北庄镇", "status": "active"}
+                for i in range(61, 71)
+            ],
+        )
     with eng.connect() as conn:
         last_night = _current_set(conn)
     assert len(last_night) == 60
@@ -453,7 +691,9 @@ def test_a_rebuild_killed_mid_write_leaves_last_nights_pairs(pg_url):
     _pair_world(eng)
     pairing.rebuild(eng, D(2026, 11, 20), "run-1")
     with eng.begin() as conn:
-        conn.execute(schema.cadre.update().where(schema.cadre.c.cadre_key == "C001").values(status="departed"))
+        conn.execute(
+            schema.cadre.update().where(schema.cadre.c.cadre_key == "C001").values(status="departed")
+        )
     with eng.connect() as conn:
         before = conn.execute(sa.select(schema.pairing).order_by(schema.pairing.c.pairing_id)).all()
     script = textwrap.dedent(f"""

@@ -96,8 +96,11 @@ def _night_result(run) -> dict | None:  # noqa: ANN001 - airflow DagRun
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        row = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, task_ids="finish_night",
-                                                 key="return_value").limit(1)).first()
+        row = session.scalars(
+            XComModel.get_many(
+                run_id=run.run_id, dag_ids=run.dag_id, task_ids="finish_night", key="return_value"
+            ).limit(1)
+        ).first()
         return XComModel.deserialize_value(row) if row is not None else None
 
 
@@ -145,19 +148,27 @@ def _print_summary(state: str, figures: dict | None, where: dict) -> None:
     print(f"  cadres (rank:status):   {figures['cadres']}")
     print(f"  key cases:              {figures['cases']}")
     print(f"  current pairs:          {figures['pairs_current']}")
-    print(f"  link review pending:    {figures['link_review'] or 0}"
-          + (f"  -> {where['review']}/待核实.xlsx" if figures["link_review"] else ""))
+    print(
+        f"  link review pending:    {figures['link_review'] or 0}"
+        + (f"  -> {where['review']}/待核实.xlsx" if figures["link_review"] else "")
+    )
     fu = figures.get("followup") or {}
     if fu.get("households"):
-        print(f"  follow-through:         {fu['households']} paired households: {fu['visited_in_person']} visited in "
-              f"person, {fu['not_visited_in_person']} not yet ({fu['phone_only']} by phone only, "
-              f"{fu['never_contacted']} never contacted), {fu['overdue']} overdue")
-        print(f"  visits logged:          {fu['in_person_visits']} in person, {fu['phone_contacts']} by phone; "
-              f"problems found/solved {fu['problems_found']} / {fu['problems_solved']}; "
-              f"visit history carried over to a new cadre for {fu['carried_over']} households")
-        print(f"  help given:             {fu['help_value']:.0f} yuan; households above / below the band "
-              f"{fu['help_above_band']} / {fu['help_below_band']}; entries from public funds "
-              f"{fu['public_fund_entries']}; opinions heard {fu['opinions']}")
+        print(
+            f"  follow-through:         {fu['households']} paired households: {fu['visited_in_person']} visited in "
+            f"person, {fu['not_visited_in_person']} not yet ({fu['phone_only']} by phone only, "
+            f"{fu['never_contacted']} never contacted), {fu['overdue']} overdue"
+        )
+        print(
+            f"  visits logged:          {fu['in_person_visits']} in person, {fu['phone_contacts']} by phone; "
+            f"problems found/solved {fu['problems_found']} / {fu['problems_solved']}; "
+            f"visit history carried over to a new cadre for {fu['carried_over']} households"
+        )
+        print(
+            f"  help given:             {fu['help_value']:.0f} yuan; households above / below the band "
+            f"{fu['help_above_band']} / {fu['help_below_band']}; entries from public funds "
+            f"{fu['public_fund_entries']}; opinions heard {fu['opinions']}"
+        )
     print(f"  warehouse:              {where['warehouse']}")
     print(f"  exports:                {where['exports']}")
     print(f"  clerk feedback:         {where['intake']}/<department>/feedback/")
@@ -196,8 +207,11 @@ def _print_failure(log_path: Path) -> None:
     if not log_path.exists():
         return
     wanted = ("another night is running", "NightRefused", "would end", "Error", "error")
-    lines = [ln for ln in log_path.read_text(errors="replace").splitlines()
-             if any(w in ln for w in wanted) and "Traceback" not in ln][-8:]
+    lines = [
+        ln
+        for ln in log_path.read_text(errors="replace").splitlines()
+        if any(w in ln for w in wanted) and "Traceback" not in ln
+    ][-8:]
     for line in lines:
         print("  " + mask_text(line.strip())[:400])
 
@@ -250,10 +264,14 @@ def cmd_review(args: argparse.Namespace) -> int:
             a, b = json.loads(row.display_l), json.loads(row.display_r)
             state = row.status if row.decision is None else f"{row.status}:{row.decision}"
             prob = "" if row.match_probability is None else f" p={row.match_probability:.3f}"
-            print(f"#{row.review_id} {row.entity_kind} {link.REVIEW_REASONS.get(row.reason, row.reason)} [{state}]{prob}")
+            print(
+                f"#{row.review_id} {row.entity_kind} {link.REVIEW_REASONS.get(row.reason, row.reason)} [{state}]{prob}"
+            )
             for tag, side in (("A", a), ("B", b)):
-                print(f"   {tag}: {side.get('name')} {side.get('id_number') or '-'} {side.get('town') or ''}"
-                      f"{side.get('village') or ''} {side.get('phone') or ''}  ({side.get('file')} 第{side.get('row')}行)")
+                print(
+                    f"   {tag}: {side.get('name')} {side.get('id_number') or '-'} {side.get('town') or ''}"
+                    f"{side.get('village') or ''} {side.get('phone') or ''}  ({side.get('file')} 第{side.get('row')}行)"
+                )
             print(f"   依据: {link.evidence_text(row)}")
         print(f"\n{len(rows)} item(s); decide with: rosterlink review decide ID same|different --by NAME")
         return 0
@@ -263,7 +281,9 @@ def cmd_review(args: argparse.Namespace) -> int:
     except link.ReviewError as exc:
         print(f"review: {exc}", file=sys.stderr)
         return 2
-    print(f"review #{row.review_id}: {row.decision} (by {row.decided_by}); applied by the next night's link stage")
+    print(
+        f"review #{row.review_id}: {row.decision} (by {row.decided_by}); applied by the next night's link stage"
+    )
     return 0
 
 
@@ -283,22 +303,27 @@ def cmd_purge(args: argparse.Namespace) -> int:
     cfg = settings.load(warehouse_url=args.warehouse)
     eng = warehouse.connect(cfg.warehouse_url)
     try:
-        report = retention.purge(eng, days, ended_pairs_older_than_days=args.ended_pairs_older_than_days,
-                                 dry_run=args.dry_run)
+        report = retention.purge(
+            eng, days, ended_pairs_older_than_days=args.ended_pairs_older_than_days, dry_run=args.dry_run
+        )
     except nightlock.NightLocked as exc:
         print(f"purge not run: {exc}", file=sys.stderr)
         return 1
     verb = "would be" if report.dry_run else "were"
-    print(f"purge{' (dry run, nothing changed)' if report.dry_run else ''}: "
-          f"warehouse {warehouse_display(cfg.warehouse_url)}")
+    print(
+        f"purge{' (dry run, nothing changed)' if report.dry_run else ''}: "
+        f"warehouse {warehouse_display(cfg.warehouse_url)}"
+    )
     print(f"  raw values older than {report.older_than_days} days (validated before {report.cutoff} UTC):")
     print(f"    rejected_row lines blanked:  {report.rejected_values}")
     print(f"    row_warning lines blanked:   {report.warning_values}")
     print(f"    staged rows deleted:         {report.staged_rows}")
     if report.ended_pairs is not None:
         print(f"  pairs that ended before {report.ended_pairs_before} {verb} deleted: {report.ended_pairs}")
-    print("  kept: the intake ledger (intake_file) and pairing history; rejected rows keep file, sheet, row, "
-          "field, header and reason, so the ledger still reconciles")
+    print(
+        "  kept: the intake ledger (intake_file) and pairing history; rejected rows keep file, sheet, row, "
+        "field, header and reason, so the ledger still reconciles"
+    )
     return 0
 
 
@@ -318,8 +343,10 @@ def cmd_analytics_copy(args: argparse.Namespace) -> int:
     except pseudonymise.CopyRefused as exc:
         print(f"analytics-copy refused: {exc}", file=sys.stderr)
         return 2
-    print(f"pseudonymised copy of {warehouse_display(cfg.warehouse_url)} written to {warehouse_display(args.to)} "
-          f"(key id {pseudonymise.key_id(key)})")
+    print(
+        f"pseudonymised copy of {warehouse_display(cfg.warehouse_url)} written to {warehouse_display(args.to)} "
+        f"(key id {pseudonymise.key_id(key)})"
+    )
     for table, n in counts.items():
         print(f"  {table:<20} {n} rows")
     print("  ID numbers are HMAC-SHA256 tokens, phones dropped, names masked (张某), free text dropped")
@@ -332,11 +359,16 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("nightly", help="run the nightly DAG once through Airflow and print a summary")
     p.add_argument("--intake", help="intake root (default $ROSTERLINK_INTAKE_DIR or data/intake)")
-    p.add_argument("--warehouse", help="SQLAlchemy URL (default $ROSTERLINK_WAREHOUSE_URL or data/warehouse.db)")
+    p.add_argument(
+        "--warehouse", help="SQLAlchemy URL (default $ROSTERLINK_WAREHOUSE_URL or data/warehouse.db)"
+    )
     p.add_argument("--exports", help="export folder (default $ROSTERLINK_EXPORT_DIR or data/exports)")
     p.add_argument("--as-of", help="the night's date YYYY-MM-DD (default: today in Asia/Shanghai)")
-    p.add_argument("--allow-mass-end", action="store_true",
-                   help="accept a night that ends more pairs than the configured share")
+    p.add_argument(
+        "--allow-mass-end",
+        action="store_true",
+        help="accept a night that ends more pairs than the configured share",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="show Airflow's own log on the terminal")
     p.set_defaults(func=cmd_nightly)
 
@@ -346,8 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=20261125)
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--truth", help="also write the generator's ground truth (JSON) here")
-    p.add_argument("--visits", action="store_true",
-                   help="write the units' visit logs (visits/) for the pairs in the warehouse instead")
+    p.add_argument(
+        "--visits",
+        action="store_true",
+        help="write the units' visit logs (visits/) for the pairs in the warehouse instead",
+    )
     p.add_argument("--warehouse", help="with --visits: the warehouse holding the pairs (default: settings)")
     p.add_argument("--as-of", help="with --visits: log visits up to this date (default: today)")
     p.set_defaults(func=cmd_sample)
@@ -361,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     review = p.add_subparsers(dest="action", required=True)
     q = review.add_parser("list", help="pending items (ID numbers and phones masked)")
     q.add_argument("--all", action="store_true", help="decided items too")
-    q = review.add_parser("decide", help="record a decision; the next night applies it and the model never overrides it")
+    q = review.add_parser(
+        "decide", help="record a decision; the next night applies it and the model never overrides it"
+    )
     q.add_argument("review_id", type=int)
     q.add_argument("decision", choices=["same", "different"])
     q.add_argument("--by", required=True, help="who decided (recorded with the decision)")
@@ -371,16 +408,30 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("purge", help="blank the raw values of rejected rows older than the retention age")
     p.add_argument("--warehouse")
-    p.add_argument("--older-than-days", type=int, default=None,
-                   help="age in days (default $ROSTERLINK_PURGE_REJECTED_DAYS or 365)")
-    p.add_argument("--ended-pairs-older-than-days", type=int, default=None,
-                   help="also delete pairs that ended more than this many days ago (at least 1096: three years)")
+    p.add_argument(
+        "--older-than-days",
+        type=int,
+        default=None,
+        help="age in days (default $ROSTERLINK_PURGE_REJECTED_DAYS or 365)",
+    )
+    p.add_argument(
+        "--ended-pairs-older-than-days",
+        type=int,
+        default=None,
+        help="also delete pairs that ended more than this many days ago (at least 1096: three years)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the counts only, change nothing")
     p.set_defaults(func=cmd_purge)
 
-    p = sub.add_parser("analytics-copy", help="write a pseudonymised copy of the warehouse to another database")
-    p.add_argument("--to", required=True, help="SQLAlchemy URL of the copy (an empty database or an earlier copy)")
-    p.add_argument("--warehouse", help="the warehouse to copy (default $ROSTERLINK_WAREHOUSE_URL or data/warehouse.db)")
+    p = sub.add_parser(
+        "analytics-copy", help="write a pseudonymised copy of the warehouse to another database"
+    )
+    p.add_argument(
+        "--to", required=True, help="SQLAlchemy URL of the copy (an empty database or an earlier copy)"
+    )
+    p.add_argument(
+        "--warehouse", help="the warehouse to copy (default $ROSTERLINK_WAREHOUSE_URL or data/warehouse.db)"
+    )
     p.set_defaults(func=cmd_analytics_copy)
 
     args = parser.parse_args(argv)

@@ -30,9 +30,12 @@ class NightRefused(Exception):
     """The night's inputs would end too many pairs; nothing was written."""
 
 
-_TEMP = {"household_category": ("tmp_status_category", ("household_key", "category")),
-         "household": ("tmp_status_household", ("household_key",)),
-         "cadre": ("tmp_status_cadre", ("cadre_key",)), "case": ("tmp_status_case", ("case_key",))}
+_TEMP = {
+    "household_category": ("tmp_status_category", ("household_key", "category")),
+    "household": ("tmp_status_household", ("household_key",)),
+    "cadre": ("tmp_status_cadre", ("cadre_key",)),
+    "case": ("tmp_status_case", ("case_key",)),
+}
 
 
 def _compute_sql(conn: sa.Connection) -> None:
@@ -59,8 +62,9 @@ def _as_date(value: object) -> dt.date | None:
     return dt.date.fromisoformat(str(value)[:10])
 
 
-def refresh(eng: sa.Engine, max_end_share: float = 0.10, allow_mass_end: bool = False,
-            as_of: dt.date | None = None) -> dict:
+def refresh(
+    eng: sa.Engine, max_end_share: float = 0.10, allow_mass_end: bool = False, as_of: dt.date | None = None
+) -> dict:
     """Recompute and write statuses in one transaction, unless the night would end too many pairs.
 
     The statuses are written first and the pairing engine's own plan (:func:`pairing.plan_ends`)
@@ -80,7 +84,12 @@ def refresh(eng: sa.Engine, max_end_share: float = 0.10, allow_mass_end: bool = 
                 f"by reason {by_reason}), more than the allowed {max_end_share:.0%}. Nothing was changed. "
                 "Check the adjustment and change files; if they are right, rerun with allow_mass_end."
             )
-    summary = {"pairs_current": total, "pairs_to_end": ending, "to_end_by_reason": by_reason, "changed": changed}
+    summary = {
+        "pairs_current": total,
+        "pairs_to_end": ending,
+        "to_end_by_reason": by_reason,
+        "changed": changed,
+    }
     log.info("status: %s", summary)
     return summary
 
@@ -89,8 +98,11 @@ def _write(conn: sa.Connection) -> dict[str, int]:
     """Compute and write tonight's statuses in SQL (``sql/status/*.sql``) on ``conn``'s transaction;
     returns how many households, cadres and cases changed, by new status."""
     _compute_sql(conn)
-    changed = {f"{kind}_{status}": int(n)
-               for kind, status, n in warehouse.run_sql(conn, "status/02_changes.sql")[0].all() if n}
+    changed = {
+        f"{kind}_{status}": int(n)
+        for kind, status, n in warehouse.run_sql(conn, "status/02_changes.sql")[0].all()
+        if n
+    }
     warehouse.run_sql(conn, "status/03_write.sql")
     warehouse.run_sql(conn, "status/04_cleanup.sql")
     return dict(sorted(changed.items()))

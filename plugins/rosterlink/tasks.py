@@ -53,8 +53,12 @@ def night(settings: Settings, run_id: str, last: bool = False) -> Iterator[None]
             yield
     finally:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        log.info("task resources: peak_rss_mb=%.0f cpu_s=%.1f wall_s=%.1f", usage.ru_maxrss / 1024,
-                 usage.ru_utime + usage.ru_stime, time.perf_counter() - started)
+        log.info(
+            "task resources: peak_rss_mb=%.0f cpu_s=%.1f wall_s=%.1f",
+            usage.ru_maxrss / 1024,
+            usage.ru_utime + usage.ru_stime,
+            time.perf_counter() - started,
+        )
 
 
 def begin_night(settings: Settings, run_id: str, as_of: dt.date) -> dict:
@@ -73,16 +77,22 @@ def finish_night(settings: Settings, run_id: str, summary: dict, status: str = "
     summary = {**summary, "figures": figures}
     n = schema.night_run
     with eng.begin() as conn:
-        conn.execute(n.update().where(n.c.run_id == run_id).values(
-            finished_at=now(), status=status, summary=dumps(summary)))
+        conn.execute(
+            n.update()
+            .where(n.c.run_id == run_id)
+            .values(finished_at=now(), status=status, summary=dumps(summary))
+        )
     return figures
 
 
 def where(settings: Settings) -> dict:
     """Where tonight's outputs are, as a person may read it (the warehouse URL without password)."""
-    return {"warehouse": warehouse.display_url(settings.warehouse_url),
-            "exports": str(settings.export_dir), "intake": str(settings.intake_dir),
-            "review": str(settings.review_dir)}
+    return {
+        "warehouse": warehouse.display_url(settings.warehouse_url),
+        "exports": str(settings.export_dir),
+        "intake": str(settings.intake_dir),
+        "review": str(settings.review_dir),
+    }
 
 
 def night_figures(eng: sa.Engine) -> dict:
@@ -102,7 +112,8 @@ def night_figures(eng: sa.Engine) -> dict:
             out[name] = {str(k): int(v) for k, v in conn.exec_driver_sql(sql).all()}
         rows = conn.exec_driver_sql(
             "SELECT COALESCE(SUM(rows_read),0), COALESCE(SUM(rows_loaded),0), COALESCE(SUM(rows_rejected),0) "
-            "FROM intake_file").one()
+            "FROM intake_file"
+        ).one()
         out["rows"] = {"read": int(rows[0]), "loaded": int(rows[1]), "rejected": int(rows[2])}
     from rosterlink.followup import visits
 
@@ -118,9 +129,20 @@ def scan(settings: Settings, run_id: str) -> list[dict]:
 def _reject_file(conn: sa.Connection, file_id: int, code: str, text: str) -> None:
     f = schema.intake_file
     _clear_file(conn, file_id)
-    conn.execute(f.update().where(f.c.file_id == file_id).values(
-        status="rejected", reason_code=code, message=text, rows_read=0, rows_loaded=0, rows_rejected=0,
-        rows_warned=0, processed_at=now()))
+    conn.execute(
+        f.update()
+        .where(f.c.file_id == file_id)
+        .values(
+            status="rejected",
+            reason_code=code,
+            message=text,
+            rows_read=0,
+            rows_loaded=0,
+            rows_rejected=0,
+            rows_warned=0,
+            processed_at=now(),
+        )
+    )
 
 
 def _clear_file(conn: sa.Connection, file_id: int) -> None:
@@ -154,22 +176,42 @@ def read_file(settings: Settings, item: dict) -> dict:
     with eng.begin() as conn:
         _clear_file(conn, file_id)
         for number, note in enumerate(result.notes, start=1):
-            conn.execute(schema.intake_sheet.insert().values(
-                file_id=file_id, sheet=f"(说明{number})", roster=None, note=note))
+            conn.execute(
+                schema.intake_sheet.insert().values(
+                    file_id=file_id, sheet=f"(说明{number})", roster=None, note=note
+                )
+            )
         for table in result.tables:
             frame, findings = normalise.normalise_table(table)
             by_row: dict[int, list[dict]] = {}
             for finding in findings:
                 by_row.setdefault(finding.row_number, []).append(finding.as_dict())
-            conn.execute(schema.intake_sheet.insert().values(
-                file_id=file_id, sheet=table.sheet, roster=table.roster, header_row=table.header_row,
-                headers=dumps(table.headers), rows_read=len(frame)))
-            insert_many(conn, schema.staged_row, (
-                {"file_id": file_id, "sheet": table.sheet, "row_number": int(rec["_row"]), "roster": table.roster,
-                 "payload": dumps({k: v for k, v in rec.items() if k != "_row"}),
-                 "findings": dumps(by_row.get(int(rec["_row"]), [])), "state": "normalised"}
-                for rec in _records(frame)
-            ))
+            conn.execute(
+                schema.intake_sheet.insert().values(
+                    file_id=file_id,
+                    sheet=table.sheet,
+                    roster=table.roster,
+                    header_row=table.header_row,
+                    headers=dumps(table.headers),
+                    rows_read=len(frame),
+                )
+            )
+            insert_many(
+                conn,
+                schema.staged_row,
+                (
+                    {
+                        "file_id": file_id,
+                        "sheet": table.sheet,
+                        "row_number": int(rec["_row"]),
+                        "roster": table.roster,
+                        "payload": dumps({k: v for k, v in rec.items() if k != "_row"}),
+                        "findings": dumps(by_row.get(int(rec["_row"]), [])),
+                        "state": "normalised",
+                    }
+                    for rec in _records(frame)
+                ),
+            )
             rows_read += len(frame)
         f = schema.intake_file
         conn.execute(f.update().where(f.c.file_id == file_id).values(rows_read=rows_read))
@@ -198,51 +240,98 @@ def validate_file(settings: Settings, item: dict) -> dict:
             conn.execute(table.delete().where(table.c.file_id == file_id))
         sheets = conn.execute(sa.select(s).where(s.c.file_id == file_id, s.c.roster.is_not(None))).all()
         for sheet in sheets:
-            staged = conn.execute(sa.select(st).where(st.c.file_id == file_id, st.c.sheet == sheet.sheet)
-                                  .order_by(st.c.row_number)).all()
+            staged = conn.execute(
+                sa.select(st)
+                .where(st.c.file_id == file_id, st.c.sheet == sheet.sheet)
+                .order_by(st.c.row_number)
+            ).all()
             fields = catalogue().rosters[sheet.roster].fields
             frame = pd.DataFrame(
                 [{"_row": row.row_number, **json.loads(row.payload)} for row in staged],
                 columns=["_row", *fields],
             ).astype(object)
             findings = [Finding(**f) for row in staged for f in json.loads(row.findings or "[]")]
-            table = SimpleNamespace(sheet=sheet.sheet, roster=sheet.roster, header_row=sheet.header_row,
-                                    headers=json.loads(sheet.headers or "{}"), frame=frame)
+            table = SimpleNamespace(
+                sheet=sheet.sheet,
+                roster=sheet.roster,
+                header_row=sheet.header_row,
+                headers=json.loads(sheet.headers or "{}"),
+                frame=frame,
+            )
             outcome = validate.validate_table(table, frame, findings)
             headers = table.headers
             labels = catalogue().fields
-            for target, found in ((schema.rejected_row, outcome.rejected), (schema.row_warning, outcome.warnings)):
-                insert_many(conn, target, (
-                    {"file_id": file_id, "sheet": fd.sheet or sheet.sheet, "row_number": fd.row_number,
-                     "field": fd.field, "reason_code": fd.reason_code, "message": fd.message,
-                     "header": headers.get(fd.field) or (labels[fd.field].label if fd.field in labels else None),
-                     "value": mask_text(fd.value) if fd.value is not None else None, "created_at": now()}
-                    for fd in found
-                ))
+            for target, found in (
+                (schema.rejected_row, outcome.rejected),
+                (schema.row_warning, outcome.warnings),
+            ):
+                insert_many(
+                    conn,
+                    target,
+                    (
+                        {
+                            "file_id": file_id,
+                            "sheet": fd.sheet or sheet.sheet,
+                            "row_number": fd.row_number,
+                            "field": fd.field,
+                            "reason_code": fd.reason_code,
+                            "message": fd.message,
+                            "header": headers.get(fd.field)
+                            or (labels[fd.field].label if fd.field in labels else None),
+                            "value": mask_text(fd.value) if fd.value is not None else None,
+                            "created_at": now(),
+                        }
+                        for fd in found
+                    ),
+                )
             bad = {fd.row_number for fd in outcome.rejected}
             rejected_rows += len(bad)
             warned_rows += len({fd.row_number for fd in outcome.warnings} - bad)
-            conn.execute(st.update().where(st.c.file_id == file_id, st.c.sheet == sheet.sheet)
-                         .values(state="valid"))
+            conn.execute(
+                st.update().where(st.c.file_id == file_id, st.c.sheet == sheet.sheet).values(state="valid")
+            )
             if bad:
-                conn.execute(st.update().where(st.c.file_id == file_id, st.c.sheet == sheet.sheet,
-                                               st.c.row_number.in_(sorted(bad))).values(state="rejected"))
+                conn.execute(
+                    st.update()
+                    .where(
+                        st.c.file_id == file_id, st.c.sheet == sheet.sheet, st.c.row_number.in_(sorted(bad))
+                    )
+                    .values(state="rejected")
+                )
         f = schema.intake_file
-        conn.execute(f.update().where(f.c.file_id == file_id).values(
-            rows_rejected=rejected_rows, rows_warned=warned_rows))
+        conn.execute(
+            f.update()
+            .where(f.c.file_id == file_id)
+            .values(rows_rejected=rejected_rows, rows_warned=warned_rows)
+        )
     log.info("file_id=%s validated: %d rows rejected, %d flagged", file_id, rejected_rows, warned_rows)
     return {**item, "status": "validated", "rows_rejected": rejected_rows}
 
 
 # --- load ------------------------------------------------------------------------------------------
-_EVENT_FIELD = {"hardship_adjustment": "adjustment_type", "cadre_change": "change_type", "case": "case_status"}
-_DATE_FIELD = {"hardship_adjustment": "adjustment_date", "cadre_change": "change_date",
-               "case_closure": "closure_date", "case": "registered_date"}
+_EVENT_FIELD = {
+    "hardship_adjustment": "adjustment_type",
+    "cadre_change": "change_type",
+    "case": "case_status",
+}
+_DATE_FIELD = {
+    "hardship_adjustment": "adjustment_date",
+    "cadre_change": "change_date",
+    "case_closure": "closure_date",
+    "case": "registered_date",
+}
 _COLUMNS = {"town", "village", "phone", "case_number"}
 
 
-def _to_record(file_id: int, department: str, sheet: str, row_number: int, roster_kind: str, payload: dict,
-               pseudonym_key: bytes | None = None) -> dict:
+def _to_record(
+    file_id: int,
+    department: str,
+    sheet: str,
+    row_number: int,
+    roster_kind: str,
+    payload: dict,
+    pseudonym_key: bytes | None = None,
+) -> dict:
     roster = catalogue().rosters[roster_kind]
     attrs = {k: v for k, v in payload.items() if v is not None}
     name_field, id_field = roster.person.get("name"), roster.person.get("id_number")
@@ -260,15 +349,23 @@ def _to_record(file_id: int, department: str, sheet: str, row_number: int, roste
     for taken in (name_field, id_field, *_COLUMNS):
         attrs.pop(taken, None)
     return {
-        "file_id": file_id, "sheet": sheet, "row_number": row_number, "department": department,
-        "roster": roster_kind, "entity_kind": roster.entity_kind, "category": roster.category,
+        "file_id": file_id,
+        "sheet": sheet,
+        "row_number": row_number,
+        "department": department,
+        "roster": roster_kind,
+        "entity_kind": roster.entity_kind,
+        "category": roster.category,
         "person_name": payload.get(name_field) if name_field else None,
         "id_number": payload.get(id_field) if id_field else None,
         "case_number": payload.get("case_number"),
         "town": payload.get("town") or payload.get("linked_town"),
-        "village": payload.get("village"), "phone": payload.get("phone"),
-        "event": event, "event_date": dt.date.fromisoformat(date) if date else None,
-        "attrs": dumps(attrs), "loaded_at": now(),
+        "village": payload.get("village"),
+        "phone": payload.get("phone"),
+        "event": event,
+        "event_date": dt.date.fromisoformat(date) if date else None,
+        "attrs": dumps(attrs),
+        "loaded_at": now(),
     }
 
 
@@ -286,27 +383,51 @@ def load(settings: Settings, items: list[dict], day: str | None = None) -> dict:
     f, st, r = schema.intake_file, schema.staged_row, schema.source_record
     loaded_files, rows_loaded = 0, 0
     key = pseudonymise.secret(required=False)
-    for item in sorted((i for i in items if i and i.get("status") == "validated"), key=lambda i: i["file_id"]):
+    for item in sorted(
+        (i for i in items if i and i.get("status") == "validated"), key=lambda i: i["file_id"]
+    ):
         file_id = item["file_id"]
         with eng.begin() as conn:
             ledger = conn.execute(sa.select(f).where(f.c.file_id == file_id)).one()
             if ledger.status != "pending":
                 continue
-            staged = conn.execute(sa.select(st).where(st.c.file_id == file_id, st.c.state == "valid")
-                                  .order_by(st.c.sheet, st.c.row_number)).all()
+            staged = conn.execute(
+                sa.select(st)
+                .where(st.c.file_id == file_id, st.c.state == "valid")
+                .order_by(st.c.sheet, st.c.row_number)
+            ).all()
             conn.execute(r.delete().where(r.c.file_id == file_id))
-            count = insert_many(conn, r, (
-                _to_record(file_id, ledger.department, row.sheet, row.row_number, row.roster, json.loads(row.payload),
-                           key)
-                for row in staged
-            ))
+            count = insert_many(
+                conn,
+                r,
+                (
+                    _to_record(
+                        file_id,
+                        ledger.department,
+                        row.sheet,
+                        row.row_number,
+                        row.roster,
+                        json.loads(row.payload),
+                        key,
+                    )
+                    for row in staged
+                ),
+            )
             faults.point("load.mid")
             if ledger.rows_read != count + ledger.rows_rejected:
                 raise ReconciliationError(
-                    f"file_id={file_id}: read {ledger.rows_read} != loaded {count} + rejected {ledger.rows_rejected}")
-            conn.execute(f.update().where(f.c.file_id == file_id).values(
-                status="loaded", rows_loaded=count, processed_at=now(),
-                message=message("file_loaded", loaded=count, rejected=ledger.rows_rejected)))
+                    f"file_id={file_id}: read {ledger.rows_read} != loaded {count} + rejected {ledger.rows_rejected}"
+                )
+            conn.execute(
+                f.update()
+                .where(f.c.file_id == file_id)
+                .values(
+                    status="loaded",
+                    rows_loaded=count,
+                    processed_at=now(),
+                    message=message("file_loaded", loaded=count, rejected=ledger.rows_rejected),
+                )
+            )
         loaded_files += 1
         rows_loaded += count
         if settings.archive:

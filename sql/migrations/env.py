@@ -10,7 +10,9 @@ connection = context.config.attributes.get("connection")
 if connection is None:  # command line use: `alembic -x url=sqlite:///... upgrade head`
     import sqlalchemy as sa
 
-    url = context.get_x_argument(as_dictionary=True).get("url") or context.config.get_main_option("sqlalchemy.url")
+    url = context.get_x_argument(as_dictionary=True).get("url") or context.config.get_main_option(
+        "sqlalchemy.url"
+    )
     connection = sa.create_engine(url).connect()
 
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=True, compare_type=True)

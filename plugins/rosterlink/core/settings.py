@@ -20,7 +20,6 @@ from pathlib import Path
 from rosterlink.core.paths import DATA_DIR, EXPECTATIONS_DIR
 
 
-
 @dataclass(frozen=True)
 class Limits:
     """What a file may be before we refuse to open it."""
@@ -147,5 +146,9 @@ def load(**overrides: object) -> Settings:
             settle_seconds=float(os.environ.get("ROSTERLINK_SETTLE_SECONDS", Limits.settle_seconds)),
         ),
     )
-    return (default.with_overrides(**env).with_overrides(**_from_airflow_variables())
-            .with_overrides(**_from_airflow_connection()).with_overrides(**overrides))
+    return (
+        default.with_overrides(**env)
+        .with_overrides(**_from_airflow_variables())
+        .with_overrides(**_from_airflow_connection())
+        .with_overrides(**overrides)
+    )

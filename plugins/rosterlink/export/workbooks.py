@@ -52,7 +52,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # --- Chinese labels ------------------------------------------------------------------------------
-STATUS_LABELS = {"loaded": "已导入", "rejected": "整份退回", "duplicate": "重复文件", "pending": "处理中（未完成）"}
+STATUS_LABELS = {
+    "loaded": "已导入",
+    "rejected": "整份退回",
+    "duplicate": "重复文件",
+    "pending": "处理中（未完成）",
+}
 CATEGORY_ORDER = ("hardship", "orphan", "old_member")
 TARGET_LABELS = {"household": "家庭", "case": "信访案件"}
 
@@ -139,8 +144,15 @@ class _Sheet:
     max_rows: int = MAX_SHEET_ROWS
     parts: int = 1  # the sheet and its continuation sheets
 
-    def cell(self, value: object, *, fill: PatternFill | None = None, font: Font | None = None,
-             wrap: bool = False, number_format: str | None = None) -> tuple | None:
+    def cell(
+        self,
+        value: object,
+        *,
+        fill: PatternFill | None = None,
+        font: Font | None = None,
+        wrap: bool = False,
+        number_format: str | None = None,
+    ) -> tuple | None:
         """One cell, as ``(value, format)``: strings masked, defused and written as text; dates
         formatted; None stays empty (a blank cell when it has a fill)."""
         if value is None or value == "":
@@ -160,8 +172,11 @@ class _Sheet:
             value = str(value)  # anything else is shown as text
         if isinstance(value, str):
             value = _text(value)
-        style = self.book.style(fmt, fill, font, wrap) if (fmt or fill is not None or font is not None or wrap) \
+        style = (
+            self.book.style(fmt, fill, font, wrap)
+            if (fmt or fill is not None or font is not None or wrap)
             else None
+        )
         return (value, style)
 
     def append(self, cells: Sequence[tuple | None]) -> None:
@@ -183,14 +198,23 @@ class _Sheet:
                 ws.write_number(r, c, value, style)
         self.rows += 1
 
-    def row(self, values: Sequence[object], *, fill: PatternFill | None = None, font: Font | None = None,
-            wrap: Iterable[int] = (), formats: dict[int, str] | None = None) -> None:
+    def row(
+        self,
+        values: Sequence[object],
+        *,
+        fill: PatternFill | None = None,
+        font: Font | None = None,
+        wrap: Iterable[int] = (),
+        formats: dict[int, str] | None = None,
+    ) -> None:
         wrap = set(wrap)
         formats = formats or {}
-        self.append([
-            self.cell(v, fill=fill, font=font, wrap=i in wrap, number_format=formats.get(i))
-            for i, v in enumerate(values)
-        ])
+        self.append(
+            [
+                self.cell(v, fill=fill, font=font, wrap=i in wrap, number_format=formats.get(i))
+                for i, v in enumerate(values)
+            ]
+        )
 
     def header(self, names: Sequence[str]) -> None:
         self.append([self.cell(n, fill=HEADER_FILL, font=BOLD) for n in names])
@@ -204,7 +228,7 @@ class _Sheet:
         self._close_filter()
         self.parts += 1
         suffix = f"({self.parts})"
-        self.ws, self.rows = self.book.new_ws(f"{self.title[:31 - len(suffix)]}{suffix}", self.widths), 0
+        self.ws, self.rows = self.book.new_ws(f"{self.title[: 31 - len(suffix)]}{suffix}", self.widths), 0
         if self.columns:
             if self.freeze:
                 self.ws.freeze_panes(1, 0)
@@ -230,8 +254,9 @@ class _Book:
         # gives every zip member a fixed timestamp)
         self.wb.set_properties({"author": "rosterlink", "created": self.stamp})
 
-    def style(self, number_format: str | None, fill: PatternFill | None, font: Font | None,
-              wrap: bool) -> object:
+    def style(
+        self, number_format: str | None, fill: PatternFill | None, font: Font | None, wrap: bool
+    ) -> object:
         """The cell format for a combination, built once."""
         key = (number_format, id(fill), id(font), wrap)
         found = self._styles.get(key)
@@ -257,12 +282,27 @@ class _Book:
             ws.set_column(i, i, width)
         return ws
 
-    def sheet(self, title: str, widths: Sequence[float] = (), *, columns: Sequence[str] = (),
-              freeze: bool = True, autofilter: bool = True) -> _Sheet:
+    def sheet(
+        self,
+        title: str,
+        widths: Sequence[float] = (),
+        *,
+        columns: Sequence[str] = (),
+        freeze: bool = True,
+        autofilter: bool = True,
+    ) -> _Sheet:
         """A new sheet; with ``columns`` it starts with a bold header row (frozen, with a filter)."""
         ws = self.new_ws(title, widths)
-        sheet = _Sheet(self, ws, max(len(widths), len(columns)), autofilter=bool(columns) and autofilter,
-                       title=ws.name, widths=widths, columns=columns, freeze=freeze)
+        sheet = _Sheet(
+            self,
+            ws,
+            max(len(widths), len(columns)),
+            autofilter=bool(columns) and autofilter,
+            title=ws.name,
+            widths=widths,
+            columns=columns,
+            freeze=freeze,
+        )
         if columns:
             if freeze:
                 ws.freeze_panes(1, 0)
@@ -350,8 +390,15 @@ def _feedback_dir(intake_dir: Path, department: str) -> Path | None:
 
 def _finding_rows(conn: sa.Connection, table: sa.Table, file_id: int) -> list:
     rows = conn.execute(
-        sa.select(table.c.id, table.c.sheet, table.c.row_number, table.c.field, table.c.header,
-                  table.c.value, table.c.message)
+        sa.select(
+            table.c.id,
+            table.c.sheet,
+            table.c.row_number,
+            table.c.field,
+            table.c.header,
+            table.c.value,
+            table.c.message,
+        )
         .where(table.c.file_id == file_id)
         .order_by(table.c.id)
     ).all()
@@ -375,15 +422,26 @@ def _merged_rows(conn: sa.Connection, file_id: int) -> int:
 
 def _finding_sheet(book: _Book, title: str, rows: list, fill: PatternFill) -> None:
     fields = catalogue().fields
-    sheet = book.sheet(title, (18, 8, 20, 26, 80), columns=("工作表", "行号", "列名", "填写内容", "问题及修改方法"))
+    sheet = book.sheet(
+        title, (18, 8, 20, 26, 80), columns=("工作表", "行号", "列名", "填写内容", "问题及修改方法")
+    )
     for r in rows:
         spec = fields.get(r.field)
         header = r.header or (spec.label if spec else (r.field or "（整行）"))
         value = r.value
         if spec is not None and spec.minor and value:
             value = "（未成年人信息，不显示）"
-        sheet.row((r.sheet, r.row_number, header, mask_text(value) if value is not None else None,
-                   mask_text(r.message)), fill=fill, wrap=(4,))
+        sheet.row(
+            (
+                r.sheet,
+                r.row_number,
+                header,
+                mask_text(value) if value is not None else None,
+                mask_text(r.message),
+            ),
+            fill=fill,
+            wrap=(4,),
+        )
 
 
 def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
@@ -438,8 +496,16 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
         summary.row(("工作表", "名单类型", "表头所在行", "读取行数", "说明"), font=BOLD, fill=HEADER_FILL)
         for s in sheets:
             roster = cat.rosters.get(s.roster) if s.roster else None
-            summary.row((s.sheet, roster.label if roster else (s.roster or "未识别"), s.header_row,
-                         s.rows_read or 0, s.note), wrap=(4,))
+            summary.row(
+                (
+                    s.sheet,
+                    roster.label if roster else (s.roster or "未识别"),
+                    s.header_row,
+                    s.rows_read or 0,
+                    s.note,
+                ),
+                wrap=(4,),
+            )
 
     _finding_sheet(book, "错误明细", rejected, RED)
     if warnings:
@@ -475,8 +541,9 @@ def write_feedback(eng: sa.Engine, settings: Settings, file_ids: list[int]) -> l
     for f in files:
         folder = _feedback_dir(root, f.department)
         if folder is None:
-            log.warning("feedback: no safe feedback folder for file_id=%s (department %s)",
-                        f.file_id, f.department)
+            log.warning(
+                "feedback: no safe feedback folder for file_id=%s (department %s)", f.file_id, f.department
+            )
             continue
         target = folder / names[f.file_id]
         with eng.connect() as conn:
@@ -528,10 +595,20 @@ def _pairs(conn: sa.Connection, as_of: dt.date, *, current: bool, changed: bool)
     is_house = p.c.target_kind == "household"
     query = (
         sa.select(
-            p.c.pairing_id, p.c.target_kind, p.c.target_key, p.c.valid_from, p.c.valid_to, p.c.made_reason,
-            p.c.end_reason, p.c.cadre_key,
-            c.c.name.label("cadre_name"), c.c.id_number.label("cadre_id"), c.c.unit.label("cadre_unit"),
-            c.c.rank.label("cadre_rank"), c.c.town.label("cadre_town"), c.c.phone.label("cadre_phone"),
+            p.c.pairing_id,
+            p.c.target_kind,
+            p.c.target_key,
+            p.c.valid_from,
+            p.c.valid_to,
+            p.c.made_reason,
+            p.c.end_reason,
+            p.c.cadre_key,
+            c.c.name.label("cadre_name"),
+            c.c.id_number.label("cadre_id"),
+            c.c.unit.label("cadre_unit"),
+            c.c.rank.label("cadre_rank"),
+            c.c.town.label("cadre_town"),
+            c.c.phone.label("cadre_phone"),
             sa.case((is_house, h.c.head_name), else_=k.c.petitioner_name).label("name"),
             sa.case((is_house, h.c.head_id_number), else_=k.c.case_number).label("id_number"),
             sa.case((is_house, h.c.town), else_=k.c.town).label("town"),
@@ -584,8 +661,23 @@ def _reason_of(pair: _Pair, as_of: dt.date) -> str:
     return reason_label(pair.made_reason)
 
 
-TOWN_COLUMNS = ("干部姓名", "工作单位", "职级", "干部电话", "户主姓名", "户主身份证号", "村(居)", "类别",
-                "结对起始日期", "变化", "原因", "首次入户走访", "最近联系", "首次走访期限", "走访情况")
+TOWN_COLUMNS = (
+    "干部姓名",
+    "工作单位",
+    "职级",
+    "干部电话",
+    "户主姓名",
+    "户主身份证号",
+    "村(居)",
+    "类别",
+    "结对起始日期",
+    "变化",
+    "原因",
+    "首次入户走访",
+    "最近联系",
+    "首次走访期限",
+    "走访情况",
+)
 TOWN_WIDTHS = (10, 28, 10, 15, 10, 22, 18, 26, 13, 10, 30, 13, 12, 13, 22)
 
 
@@ -602,32 +694,54 @@ def _followup_cells(row: object | None, pair: _Pair, as_of: dt.date) -> tuple:
     return (row.first_in_person_on, row.last_contact_on, row.deadline, state)
 
 
-def _town_sheets(book: _Book, pairs: list[_Pair], categories: dict[str, str], as_of: dt.date,
-                 followup: dict | None = None) -> None:
+def _town_sheets(
+    book: _Book, pairs: list[_Pair], categories: dict[str, str], as_of: dt.date, followup: dict | None = None
+) -> None:
     by_town: dict[str | None, list[_Pair]] = defaultdict(list)
     for pair in pairs:
         by_town[pair.town or None].append(pair)
     for town in _town_order(by_town):
-        rows = sorted(by_town[town], key=lambda q: (q.village or "", q.name or "", q.target_key,
-                                                     q.change(as_of) != "结对结束", q.pairing_id))
+        rows = sorted(
+            by_town[town],
+            key=lambda q: (
+                q.village or "",
+                q.name or "",
+                q.target_key,
+                q.change(as_of) != "结对结束",
+                q.pairing_id,
+            ),
+        )
         sheet = book.sheet(town or UNKNOWN_TOWN_SHEET, TOWN_WIDTHS, columns=TOWN_COLUMNS)
         for q in rows:
             change = q.change(as_of)
             fill = GREEN if change == "新结对" else GREY if change == "结对结束" else None
-            sheet.row((q.cadre_name, q.cadre_unit, RANK_LABELS.get(q.cadre_rank or "", q.cadre_rank),
-                       mask_phone(q.cadre_phone) if q.cadre_phone else None, q.name,
-                       mask_id(q.id_number) if q.id_number else None, q.village,
-                       categories.get(q.target_key, ""), q.valid_from, change, _reason_of(q, as_of),
-                       *_followup_cells((followup or {}).get(q.target_key), q, as_of)),
-                      fill=fill)
+            sheet.row(
+                (
+                    q.cadre_name,
+                    q.cadre_unit,
+                    RANK_LABELS.get(q.cadre_rank or "", q.cadre_rank),
+                    mask_phone(q.cadre_phone) if q.cadre_phone else None,
+                    q.name,
+                    mask_id(q.id_number) if q.id_number else None,
+                    q.village,
+                    categories.get(q.target_key, ""),
+                    q.valid_from,
+                    change,
+                    _reason_of(q, as_of),
+                    *_followup_cells((followup or {}).get(q.target_key), q, as_of),
+                ),
+                fill=fill,
+            )
 
 
-def _summary_sheet(book: _Book, conn: sa.Connection, pairs: list[_Pair], categories: dict[str, str],
-                   as_of: dt.date) -> None:
+def _summary_sheet(
+    book: _Book, conn: sa.Connection, pairs: list[_Pair], categories: dict[str, str], as_of: dt.date
+) -> None:
     h = schema.household
     households = conn.execute(
-        sa.select(h.c.household_key, h.c.head_name, h.c.head_id_number, h.c.town, h.c.village)
-        .where(h.c.status == "active")
+        sa.select(h.c.household_key, h.c.head_name, h.c.head_id_number, h.c.town, h.c.village).where(
+            h.c.status == "active"
+        )
     ).all()
     current = [q for q in pairs if q.target_kind == "household" and q.change(as_of) != "结对结束"]
     paired_keys = {q.target_key for q in current}
@@ -653,23 +767,55 @@ def _summary_sheet(book: _Book, conn: sa.Connection, pairs: list[_Pair], categor
             stats[q.town]["new"] += 1
         elif change == "结对结束":
             stats[q.town]["ended"] += 1
-    unpaired = sorted((r for r in households if r.household_key not in paired_keys),
-                      key=lambda r: (_town_key(r.town), r.village or "", r.head_name or "", r.household_key))
+    unpaired = sorted(
+        (r for r in households if r.household_key not in paired_keys),
+        key=lambda r: (_town_key(r.town), r.village or "", r.head_name or "", r.household_key),
+    )
     unpaired_by_town: dict[str | None, int] = defaultdict(int)
     for r in unpaired:
         unpaired_by_town[r.town] += 1
 
     sheet = book.sheet("汇总", (14, 12, 12, 12, 14, 12, 12, 12, 14), freeze=False)
     sheet.row((f"结对名单（截至{as_of:%Y年%m月%d日}）",), font=TITLE)
-    sheet.row(("镇街", "在册家庭", "已结对家庭", "结对数", "本镇街干部占比", "结对干部数", "新结对", "结束结对",
-               "未结对家庭"), font=BOLD, fill=HEADER_FILL)
-    totals = {"active": 0, "paired": 0, "pairs": 0, "same": 0, "cadres": set(), "new": 0, "ended": 0,
-              "unpaired": 0}
+    sheet.row(
+        (
+            "镇街",
+            "在册家庭",
+            "已结对家庭",
+            "结对数",
+            "本镇街干部占比",
+            "结对干部数",
+            "新结对",
+            "结束结对",
+            "未结对家庭",
+        ),
+        font=BOLD,
+        fill=HEADER_FILL,
+    )
+    totals = {
+        "active": 0,
+        "paired": 0,
+        "pairs": 0,
+        "same": 0,
+        "cadres": set(),
+        "new": 0,
+        "ended": 0,
+        "unpaired": 0,
+    }
     for town in _town_order(set(active_by_town) | set(stats)):
         s = stats[town]
         share = s["same"] / s["pairs"] if s["pairs"] else None
-        line = (town or UNKNOWN_TOWN_SHEET, active_by_town[town], len(s["paired"]), s["pairs"], share,
-                len(s["cadres"]), s["new"], s["ended"], unpaired_by_town[town])
+        line = (
+            town or UNKNOWN_TOWN_SHEET,
+            active_by_town[town],
+            len(s["paired"]),
+            s["pairs"],
+            share,
+            len(s["cadres"]),
+            s["new"],
+            s["ended"],
+            unpaired_by_town[town],
+        )
         sheet.row(line, fill=RED if unpaired_by_town[town] else None, formats={4: PERCENT_FORMAT})
         totals["active"] += active_by_town[town]
         totals["paired"] += len(s["paired"])
@@ -680,32 +826,68 @@ def _summary_sheet(book: _Book, conn: sa.Connection, pairs: list[_Pair], categor
         totals["ended"] += s["ended"]
         totals["unpaired"] += unpaired_by_town[town]
     share = totals["same"] / totals["pairs"] if totals["pairs"] else None
-    sheet.row(("合计", totals["active"], totals["paired"], totals["pairs"], share, len(totals["cadres"]),
-               totals["new"], totals["ended"], totals["unpaired"]), font=BOLD, formats={4: PERCENT_FORMAT})
+    sheet.row(
+        (
+            "合计",
+            totals["active"],
+            totals["paired"],
+            totals["pairs"],
+            share,
+            len(totals["cadres"]),
+            totals["new"],
+            totals["ended"],
+            totals["unpaired"],
+        ),
+        font=BOLD,
+        formats={4: PERCENT_FORMAT},
+    )
     sheet.row(())
     if unpaired:
         sheet.row((f"未结对的在册家庭：{len(unpaired)}户（应为0，请核对）",), font=BOLD, fill=RED)
         sheet.row(("镇街", "村(居)", "户主姓名", "户主身份证号", "类别"), font=BOLD, fill=HEADER_FILL)
         for r in unpaired:
-            sheet.row((r.town or UNKNOWN_TOWN_SHEET, r.village, r.head_name,
-                       mask_id(r.head_id_number) if r.head_id_number else None,
-                       categories.get(r.household_key, "")), fill=RED)
+            sheet.row(
+                (
+                    r.town or UNKNOWN_TOWN_SHEET,
+                    r.village,
+                    r.head_name,
+                    mask_id(r.head_id_number) if r.head_id_number else None,
+                    categories.get(r.household_key, ""),
+                ),
+                fill=RED,
+            )
     else:
         sheet.row(("所有在册家庭均已结对。",))
     sheet.row(("说明：绿色为今日新结对，灰色为今日结束的结对；身份证号、电话已脱敏。",))
 
 
-CASE_COLUMNS = ("案件编号", "信访人", "所属镇街", "诉求类别", "包案领导", "责任单位",
-                *(label for _, label in FIVE_ONES), "缺项")
+CASE_COLUMNS = (
+    "案件编号",
+    "信访人",
+    "所属镇街",
+    "诉求类别",
+    "包案领导",
+    "责任单位",
+    *(label for _, label in FIVE_ONES),
+    "缺项",
+)
 CASE_WIDTHS = (16, 10, 12, 16, 16, 20, 9, 9, 9, 9, 9, 30)
 
 
 def _case_sheet(book: _Book, conn: sa.Connection, pairs: list[_Pair], as_of: dt.date) -> None:
     k = schema.petition_case
     cases = conn.execute(
-        sa.select(k.c.case_key, k.c.case_number, k.c.petitioner_name, k.c.town, k.c.topic,
-                  k.c.responsible_unit, k.c.work_team, k.c.resolution_plan, k.c.stabilisation_measures)
-        .where(k.c.status == "open")
+        sa.select(
+            k.c.case_key,
+            k.c.case_number,
+            k.c.petitioner_name,
+            k.c.town,
+            k.c.topic,
+            k.c.responsible_unit,
+            k.c.work_team,
+            k.c.resolution_plan,
+            k.c.stabilisation_measures,
+        ).where(k.c.status == "open")
     ).all()
     leaders: dict[str, list[str]] = defaultdict(list)
     for q in pairs:
@@ -729,8 +911,21 @@ def _case_sheet(book: _Book, conn: sa.Connection, pairs: list[_Pair], as_of: dt.
         sheet.append(cells)
 
 
-CHANGE_COLUMNS = ("变化", "对象类型", "镇街", "村(居)", "对象", "身份证号/案件编号", "干部姓名", "工作单位", "职级",
-                  "结对起始日期", "结束日期", "结对原因", "结束原因")
+CHANGE_COLUMNS = (
+    "变化",
+    "对象类型",
+    "镇街",
+    "村(居)",
+    "对象",
+    "身份证号/案件编号",
+    "干部姓名",
+    "工作单位",
+    "职级",
+    "结对起始日期",
+    "结束日期",
+    "结对原因",
+    "结束原因",
+)
 CHANGE_WIDTHS = (10, 10, 12, 16, 10, 22, 10, 26, 10, 13, 13, 28, 24)
 
 
@@ -742,8 +937,18 @@ def _masked_target(q: _Pair) -> str | None:
 
 def _changes(pairs: list[_Pair], as_of: dt.date) -> list[_Pair]:
     changed = [q for q in pairs if q.change(as_of)]
-    return sorted(changed, key=lambda q: (_town_key(q.town), q.change(as_of) != "结对结束", q.target_kind,
-                                          q.village or "", q.name or "", q.target_key, q.pairing_id))
+    return sorted(
+        changed,
+        key=lambda q: (
+            _town_key(q.town),
+            q.change(as_of) != "结对结束",
+            q.target_kind,
+            q.village or "",
+            q.name or "",
+            q.target_key,
+            q.pairing_id,
+        ),
+    )
 
 
 SHEET_LIST_MAX = 20_000
@@ -766,14 +971,32 @@ def _change_sheet(book: _Book, pairs: list[_Pair], as_of: dt.date) -> None:
             if new_shown >= SHEET_LIST_MAX:
                 continue
             new_shown += 1
-        sheet.row((change, TARGET_LABELS.get(q.target_kind, q.target_kind), q.town, q.village, q.name,
-                   _masked_target(q), q.cadre_name, q.cadre_unit,
-                   RANK_LABELS.get(q.cadre_rank or "", q.cadre_rank), q.valid_from, q.valid_to,
-                   reason_label(q.made_reason), reason_label(q.end_reason) if ended else None),
-                  fill=GREY if ended else GREEN)
+        sheet.row(
+            (
+                change,
+                TARGET_LABELS.get(q.target_kind, q.target_kind),
+                q.town,
+                q.village,
+                q.name,
+                _masked_target(q),
+                q.cadre_name,
+                q.cadre_unit,
+                RANK_LABELS.get(q.cadre_rank or "", q.cadre_rank),
+                q.valid_from,
+                q.valid_to,
+                reason_label(q.made_reason),
+                reason_label(q.end_reason) if ended else None,
+            ),
+            fill=GREY if ended else GREEN,
+        )
     if new_shown < new_total:
-        sheet.row((f"本次新结对共{new_total}条，此表只列出前{new_shown}条（结束的结对全部列出）。全部变化见"
-                   f"《变动日志_{_date_tag(as_of)}.xlsx》；各镇街工作表中新结对以绿色标出。",), fill=YELLOW)
+        sheet.row(
+            (
+                f"本次新结对共{new_total}条，此表只列出前{new_shown}条（结束的结对全部列出）。全部变化见"
+                f"《变动日志_{_date_tag(as_of)}.xlsx》；各镇街工作表中新结对以绿色标出。",
+            ),
+            fill=YELLOW,
+        )
 
 
 def write_pairing_workbook(eng: sa.Engine, settings: Settings, as_of: dt.date) -> Path:
@@ -786,8 +1009,13 @@ def write_pairing_workbook(eng: sa.Engine, settings: Settings, as_of: dt.date) -
         categories = _categories(conn)
         book = _Book(stamp=_midnight(as_of))
         _summary_sheet(book, conn, pairs, categories, as_of)
-        _town_sheets(book, [q for q in pairs if q.target_kind == "household"], categories, as_of,
-                     visits.household_followup(conn))
+        _town_sheets(
+            book,
+            [q for q in pairs if q.target_kind == "household"],
+            categories,
+            as_of,
+            visits.household_followup(conn),
+        )
         _case_sheet(book, conn, pairs, as_of)
         _change_sheet(book, pairs, as_of)
         visits.followup_sheets(book, conn, as_of)
@@ -797,8 +1025,22 @@ def write_pairing_workbook(eng: sa.Engine, settings: Settings, as_of: dt.date) -
 
 
 # --- 3. change log -------------------------------------------------------------------------------
-LOG_COLUMNS = ("日期", "变化", "对象类型", "镇街", "村(居)", "对象", "身份证号/案件编号", "干部姓名", "干部身份证号",
-               "工作单位", "结对起始日期", "结束日期", "原因", "原因代码")
+LOG_COLUMNS = (
+    "日期",
+    "变化",
+    "对象类型",
+    "镇街",
+    "村(居)",
+    "对象",
+    "身份证号/案件编号",
+    "干部姓名",
+    "干部身份证号",
+    "工作单位",
+    "结对起始日期",
+    "结束日期",
+    "原因",
+    "原因代码",
+)
 LOG_WIDTHS = (12, 10, 10, 12, 16, 10, 22, 10, 22, 26, 13, 13, 30, 18)
 
 
@@ -812,15 +1054,34 @@ def write_change_log(eng: sa.Engine, settings: Settings, as_of: dt.date) -> Path
         change = q.change(as_of)
         ended = change == "结对结束"
         code = q.end_reason if ended else q.made_reason
-        sheet.row((as_of, change, TARGET_LABELS.get(q.target_kind, q.target_kind), q.town, q.village, q.name,
-                   _masked_target(q), q.cadre_name, mask_id(q.cadre_id) if q.cadre_id else None, q.cadre_unit,
-                   q.valid_from, q.valid_to, reason_label(code), code),
-                  fill=GREY if ended else GREEN)
+        sheet.row(
+            (
+                as_of,
+                change,
+                TARGET_LABELS.get(q.target_kind, q.target_kind),
+                q.town,
+                q.village,
+                q.name,
+                _masked_target(q),
+                q.cadre_name,
+                mask_id(q.cadre_id) if q.cadre_id else None,
+                q.cadre_unit,
+                q.valid_from,
+                q.valid_to,
+                reason_label(code),
+                code,
+            ),
+            fill=GREY if ended else GREEN,
+        )
     ended = sum(1 for q in pairs if q.change(as_of) == "结对结束")
     info = book.sheet("说明", (20, 60), freeze=False)
     info.row(("结对变动日志",), font=TITLE)
-    for label, value in (("日期", as_of), ("结束的结对", ended), ("新结对", len(pairs) - ended),
-                         ("说明", "灰色为结束的结对，绿色为新结对；身份证号已脱敏。")):
+    for label, value in (
+        ("日期", as_of),
+        ("结束的结对", ended),
+        ("新结对", len(pairs) - ended),
+        ("说明", "灰色为结束的结对，绿色为新结对；身份证号已脱敏。"),
+    ):
         info.append([info.cell(label, font=BOLD), info.cell(value)])
     target = book.save(Path(settings.export_dir) / f"变动日志_{_date_tag(as_of)}.xlsx")
     log.info("export: change log written (%d ended, %d made)", ended, len(pairs) - ended)
@@ -837,5 +1098,9 @@ def write_all(eng: sa.Engine, settings: Settings, as_of: dt.date, file_ids: list
     pairing = write_pairing_workbook(eng, settings, as_of)
     change_log = write_change_log(eng, settings, as_of)
     opinions = visits.write_opinion_workbooks(eng, settings, as_of)
-    return {"feedback": [str(p) for p in feedback], "pairing": str(pairing), "change_log": str(change_log),
-            "opinions": [str(p) for p in opinions]}
+    return {
+        "feedback": [str(p) for p in feedback],
+        "pairing": str(pairing),
+        "change_log": str(change_log),
+        "opinions": [str(p) for p in opinions],
+    }

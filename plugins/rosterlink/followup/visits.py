@@ -75,11 +75,15 @@ class FollowupConfig:
     def from_mapping(cls, d: Mapping) -> FollowupConfig:
         first, band, sources, depts = d["first_visit"], d["help_band"], d["help_sources"], d["departments"]
         return cls(
-            festival_deadlines=tuple(sorted(dt.date.fromisoformat(v) for v in first["festival_deadlines"].values())),
+            festival_deadlines=tuple(
+                sorted(dt.date.fromisoformat(v) for v in first["festival_deadlines"].values())
+            ),
             min_days_after_pairing=int(first.get("min_days_after_pairing", 14)),
             fallback_days=int(first.get("fallback_days", 60)),
-            help_min=float(band["min"]), help_max=float(band["max"]),
-            public_words=tuple(sources["public"]), own_words=tuple(sources["own"]),
+            help_min=float(band["min"]),
+            help_max=float(band["max"]),
+            public_words=tuple(sources["public"]),
+            own_words=tuple(sources["own"]),
             no_problem_words=tuple(header_key(w) for w in d.get("no_problem_words", [])),
             default_department=str(depts["default"]),
             topics=tuple((t["department"], tuple(t["words"])) for t in depts["topics"]),
@@ -180,13 +184,21 @@ def _as_date(value: object) -> dt.date | None:
         return None
 
 
-def match(eng: sa.Engine, as_of: dt.date, run_id: str | None = None, cfg: FollowupConfig | None = None) -> dict:
+def match(
+    eng: sa.Engine, as_of: dt.date, run_id: str | None = None, cfg: FollowupConfig | None = None
+) -> dict:
     """Tie tonight's loaded visit log rows to pairs, reject the rest, rebuild the figures: ONE
     transaction. Idempotent: rows already matched are skipped, rejected rows are gone from
     ``source_record``."""
     cfg = cfg or FollowupConfig.load()
-    r, v, f, c, h, p = (schema.source_record, schema.visit, schema.intake_file, schema.cadre, schema.household,
-                        schema.pairing)
+    r, v, f, c, h, p = (
+        schema.source_record,
+        schema.visit,
+        schema.intake_file,
+        schema.cadre,
+        schema.household,
+        schema.pairing,
+    )
     outcome: dict[str, int] = defaultdict(int)
     with eng.begin() as conn:
         surviving = _surviving(conn)
@@ -194,36 +206,75 @@ def match(eng: sa.Engine, as_of: dt.date, run_id: str | None = None, cfg: Follow
         for retired, key in surviving.items():
             conn.execute(v.update().where(v.c.household_key == retired).values(household_key=key))
         pending = conn.execute(
-            sa.select(r.c.record_id, r.c.file_id, r.c.sheet, r.c.row_number, r.c.person_name, r.c.id_number,
-                      r.c.attrs)
-            .select_from(r.outerjoin(v, sa.and_(v.c.file_id == r.c.file_id, v.c.sheet == r.c.sheet,
-                                                 v.c.row_number == r.c.row_number)))
+            sa.select(
+                r.c.record_id,
+                r.c.file_id,
+                r.c.sheet,
+                r.c.row_number,
+                r.c.person_name,
+                r.c.id_number,
+                r.c.attrs,
+            )
+            .select_from(
+                r.outerjoin(
+                    v,
+                    sa.and_(
+                        v.c.file_id == r.c.file_id, v.c.sheet == r.c.sheet, v.c.row_number == r.c.row_number
+                    ),
+                )
+            )
             .where(r.c.roster == "visit", v.c.visit_id.is_(None))
             .order_by(r.c.file_id, r.c.sheet, r.c.row_number)
         ).all()
         if pending:
             cadre_by_id = {i: k for k, i in conn.execute(sa.select(c.c.cadre_key, c.c.id_number)) if i}
-            heads = {k: (i, n) for k, i, n in conn.execute(sa.select(h.c.household_key, h.c.head_id_number,
-                                                                     h.c.head_name))}
+            heads = {
+                k: (i, n)
+                for k, i, n in conn.execute(sa.select(h.c.household_key, h.c.head_id_number, h.c.head_name))
+            }
             pairs_by_cadre: dict[str, list[_Pair]] = defaultdict(list)
-            for row in conn.execute(sa.select(p.c.pairing_id, p.c.cadre_key, p.c.target_key, p.c.valid_from,
-                                              p.c.valid_to).where(p.c.target_kind == "household")
-                                    .order_by(p.c.pairing_id)):
-                pairs_by_cadre[row.cadre_key].append(_Pair(row.pairing_id, row.cadre_key,
-                                                           surviving.get(row.target_key, row.target_key),
-                                                           row.valid_from, row.valid_to))
+            for row in conn.execute(
+                sa.select(p.c.pairing_id, p.c.cadre_key, p.c.target_key, p.c.valid_from, p.c.valid_to)
+                .where(p.c.target_kind == "household")
+                .order_by(p.c.pairing_id)
+            ):
+                pairs_by_cadre[row.cadre_key].append(
+                    _Pair(
+                        row.pairing_id,
+                        row.cadre_key,
+                        surviving.get(row.target_key, row.target_key),
+                        row.valid_from,
+                        row.valid_to,
+                    )
+                )
             seen: dict[tuple, str] = {}
-            for x in conn.execute(sa.select(v.c.cadre_key, v.c.household_key, v.c.visit_date, v.c.visit_kind,
-                                            v.c.file_id, v.c.sheet, v.c.row_number, f.c.file_name)
-                                  .select_from(v.join(f, f.c.file_id == v.c.file_id))):
-                seen.setdefault((x.cadre_key, x.household_key, x.visit_date, x.visit_kind),
-                                _where(x.file_name, x.sheet, x.row_number))
+            for x in conn.execute(
+                sa.select(
+                    v.c.cadre_key,
+                    v.c.household_key,
+                    v.c.visit_date,
+                    v.c.visit_kind,
+                    v.c.file_id,
+                    v.c.sheet,
+                    v.c.row_number,
+                    f.c.file_name,
+                ).select_from(v.join(f, f.c.file_id == v.c.file_id))
+            ):
+                seen.setdefault(
+                    (x.cadre_key, x.household_key, x.visit_date, x.visit_kind),
+                    _where(x.file_name, x.sheet, x.row_number),
+                )
             s = schema.intake_sheet
             file_ids = sorted({x.file_id for x in pending})
-            headers = {(x.file_id, x.sheet): json.loads(x.headers or "{}")
-                       for x in conn.execute(sa.select(s.c.file_id, s.c.sheet, s.c.headers)
-                                             .where(s.c.file_id.in_(file_ids)))}
-            names = dict(conn.execute(sa.select(f.c.file_id, f.c.file_name).where(f.c.file_id.in_(file_ids))).all())
+            headers = {
+                (x.file_id, x.sheet): json.loads(x.headers or "{}")
+                for x in conn.execute(
+                    sa.select(s.c.file_id, s.c.sheet, s.c.headers).where(s.c.file_id.in_(file_ids))
+                )
+            }
+            names = dict(
+                conn.execute(sa.select(f.c.file_id, f.c.file_name).where(f.c.file_id.in_(file_ids))).all()
+            )
             rejected_by_file: dict[int, int] = defaultdict(int)
             for rec in pending:
                 attrs = json.loads(rec.attrs or "{}")
@@ -231,11 +282,21 @@ def match(eng: sa.Engine, as_of: dt.date, run_id: str | None = None, cfg: Follow
                 if isinstance(found, tuple):  # (code, field, value, extra)
                     code, field_name, value, extra = found
                     header = _header(headers, rec.file_id, rec.sheet, field_name)
-                    conn.execute(schema.rejected_row.insert().values(
-                        file_id=rec.file_id, sheet=rec.sheet, row_number=rec.row_number, field=field_name,
-                        header=header, value=mask_text(value) if value is not None else None, reason_code=code,
-                        message=message(code, header=header, value=mask_text(value) if value else "", **extra),
-                        created_at=now()))
+                    conn.execute(
+                        schema.rejected_row.insert().values(
+                            file_id=rec.file_id,
+                            sheet=rec.sheet,
+                            row_number=rec.row_number,
+                            field=field_name,
+                            header=header,
+                            value=mask_text(value) if value is not None else None,
+                            reason_code=code,
+                            message=message(
+                                code, header=header, value=mask_text(value) if value else "", **extra
+                            ),
+                            created_at=now(),
+                        )
+                    )
                     conn.execute(r.delete().where(r.c.record_id == rec.record_id))
                     rejected_by_file[rec.file_id] += 1
                     outcome[code] += 1
@@ -243,20 +304,40 @@ def match(eng: sa.Engine, as_of: dt.date, run_id: str | None = None, cfg: Follow
                 found["file_id"], found["sheet"], found["row_number"] = rec.file_id, rec.sheet, rec.row_number
                 found["record_id"], found["run_id"], found["matched_at"] = rec.record_id, run_id, now()
                 conn.execute(v.insert().values(**found))
-                seen[(found["cadre_key"], found["household_key"], found["visit_date"], found["visit_kind"])] = \
-                    _where(names.get(rec.file_id, ""), rec.sheet, rec.row_number)
+                seen[
+                    (found["cadre_key"], found["household_key"], found["visit_date"], found["visit_kind"])
+                ] = _where(names.get(rec.file_id, ""), rec.sheet, rec.row_number)
                 outcome["matched"] += 1
             for file_id, n in rejected_by_file.items():
-                conn.execute(f.update().where(f.c.file_id == file_id).values(
-                    rows_loaded=f.c.rows_loaded - n, rows_rejected=f.c.rows_rejected + n))
-                ledger = conn.execute(sa.select(f.c.rows_loaded, f.c.rows_rejected).where(f.c.file_id == file_id)).one()
-                conn.execute(f.update().where(f.c.file_id == file_id).values(
-                    message=message("file_loaded", loaded=ledger.rows_loaded, rejected=ledger.rows_rejected)))
+                conn.execute(
+                    f.update()
+                    .where(f.c.file_id == file_id)
+                    .values(rows_loaded=f.c.rows_loaded - n, rows_rejected=f.c.rows_rejected + n)
+                )
+                ledger = conn.execute(
+                    sa.select(f.c.rows_loaded, f.c.rows_rejected).where(f.c.file_id == file_id)
+                ).one()
+                conn.execute(
+                    f.update()
+                    .where(f.c.file_id == file_id)
+                    .values(
+                        message=message(
+                            "file_loaded", loaded=ledger.rows_loaded, rejected=ledger.rows_rejected
+                        )
+                    )
+                )
         households = rebuild_followup(conn, as_of, cfg)
-    summary = {"rows_matched": outcome.pop("matched", 0), "rows_rejected": dict(sorted(outcome.items())),
-               "households": households}
-    log.info("follow-through: %d visit rows matched, %d rejected, %d households followed",
-             summary["rows_matched"], sum(summary["rows_rejected"].values()), households)
+    summary = {
+        "rows_matched": outcome.pop("matched", 0),
+        "rows_rejected": dict(sorted(outcome.items())),
+        "households": households,
+    }
+    log.info(
+        "follow-through: %d visit rows matched, %d rejected, %d households followed",
+        summary["rows_matched"],
+        sum(summary["rows_rejected"].values()),
+        households,
+    )
     return summary
 
 
@@ -264,9 +345,15 @@ def _where(file_name: str, sheet: str, row_number: int) -> str:
     return f"“{file_name}”工作表“{sheet}”第{row_number}行"
 
 
-def _match_one(rec: sa.Row, attrs: dict, cadre_by_id: dict[str, str], heads: dict[str, tuple],
-               pairs_by_cadre: dict[str, list[_Pair]], seen: dict[tuple, str],
-               cfg: FollowupConfig) -> dict | tuple:
+def _match_one(
+    rec: sa.Row,
+    attrs: dict,
+    cadre_by_id: dict[str, str],
+    heads: dict[str, tuple],
+    pairs_by_cadre: dict[str, list[_Pair]],
+    seen: dict[tuple, str],
+    cfg: FollowupConfig,
+) -> dict | tuple:
     """A ``visit`` row (dict) or why not: (reason code, field, value for the clerk, message values)."""
     cadre_id = attrs.get("cadre_id_number")
     cadre_key = cadre_by_id.get(cadre_id) if cadre_id else None
@@ -305,14 +392,19 @@ def _match_one(rec: sa.Row, attrs: dict, cadre_by_id: dict[str, str], heads: dic
     opinions = None if cfg.is_nothing(opinions) else opinions
     topic = attrs.get("opinion_topic")
     return {
-        "cadre_key": cadre_key, "household_key": household_key, "pairing_id": holding[-1].pairing_id,
-        "visit_date": day, "visit_kind": kind,
+        "cadre_key": cadre_key,
+        "household_key": household_key,
+        "pairing_id": holding[-1].pairing_id,
+        "visit_date": day,
+        "visit_kind": kind,
         "problems_found": count_items(attrs.get("problems_found"), cfg),
         "problems_solved": count_items(attrs.get("problems_solved"), cfg),
-        "help_kind": attrs.get("help_kind"), "help_value": float(value) if value not in (None, "") else None,
+        "help_kind": attrs.get("help_kind"),
+        "help_value": float(value) if value not in (None, "") else None,
         "help_source": attrs.get("help_source"),
         "help_source_kind": cfg.source_kind(attrs.get("help_source")) if helped else None,
-        "opinions": opinions, "opinion_topic": topic if opinions else None,
+        "opinions": opinions,
+        "opinion_topic": topic if opinions else None,
         "opinion_department": cfg.department(topic, opinions) if opinions else None,
     }
 
@@ -324,18 +416,31 @@ def rebuild_followup(conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig) -
     surviving = _surviving(conn)
     first_paired: dict[str, dt.date] = {}
     current: dict[str, str] = {}
-    for row in conn.execute(sa.select(p.c.cadre_key, p.c.target_key, p.c.valid_from, p.c.valid_to)
-                            .where(p.c.target_kind == "household", p.c.valid_from <= as_of)
-                            .order_by(p.c.pairing_id)):
+    for row in conn.execute(
+        sa.select(p.c.cadre_key, p.c.target_key, p.c.valid_from, p.c.valid_to)
+        .where(p.c.target_kind == "household", p.c.valid_from <= as_of)
+        .order_by(p.c.pairing_id)
+    ):
         key = surviving.get(row.target_key, row.target_key)
         first_paired[key] = min(first_paired.get(key, row.valid_from), row.valid_from)
         if row.valid_to is None or row.valid_to > as_of:
             current[key] = row.cadre_key
     towns = dict(conn.execute(sa.select(h.c.household_key, h.c.town)).all())
     visits: dict[str, list] = defaultdict(list)
-    for x in conn.execute(sa.select(v.c.household_key, v.c.cadre_key, v.c.visit_date, v.c.visit_kind,
-                                    v.c.problems_found, v.c.problems_solved, v.c.help_value, v.c.help_source_kind)
-                          .where(v.c.visit_date <= as_of).order_by(v.c.visit_date, v.c.visit_id)):
+    for x in conn.execute(
+        sa.select(
+            v.c.household_key,
+            v.c.cadre_key,
+            v.c.visit_date,
+            v.c.visit_kind,
+            v.c.problems_found,
+            v.c.problems_solved,
+            v.c.help_value,
+            v.c.help_source_kind,
+        )
+        .where(v.c.visit_date <= as_of)
+        .order_by(v.c.visit_date, v.c.visit_id)
+    ):
         visits[x.household_key].append(x)
     conn.execute(fh.delete())
     rows = []
@@ -349,19 +454,29 @@ def rebuild_followup(conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig) -
             flag = "below" if help_year < cfg.help_min else "above" if help_year > cfg.help_max else None
         deadline = cfg.deadline(first_paired[key])
         visited = bool(in_person)
-        rows.append({
-            "household_key": key, "as_of": as_of, "town": towns.get(key), "cadre_key": current[key],
-            "paired_on": first_paired[key], "deadline": deadline,
-            "first_in_person_on": in_person[0].visit_date if in_person else None,
-            "last_contact_on": last, "days_since_contact": (as_of - last).days if last else None,
-            "in_person_visits": len(in_person), "phone_contacts": sum(1 for x in seen if x.visit_kind == PHONE),
-            "problems_found": sum(x.problems_found for x in seen),
-            "problems_solved": sum(x.problems_solved for x in seen),
-            "help_value_year": round(help_year, 2), "help_flag": flag,
-            "public_fund_entries": sum(1 for x in seen if x.help_source_kind == "public"),
-            "visited_in_person": int(visited), "overdue": int(not visited and as_of > deadline),
-            "carried_over": int(any(x.cadre_key != current[key] for x in seen)),
-        })
+        rows.append(
+            {
+                "household_key": key,
+                "as_of": as_of,
+                "town": towns.get(key),
+                "cadre_key": current[key],
+                "paired_on": first_paired[key],
+                "deadline": deadline,
+                "first_in_person_on": in_person[0].visit_date if in_person else None,
+                "last_contact_on": last,
+                "days_since_contact": (as_of - last).days if last else None,
+                "in_person_visits": len(in_person),
+                "phone_contacts": sum(1 for x in seen if x.visit_kind == PHONE),
+                "problems_found": sum(x.problems_found for x in seen),
+                "problems_solved": sum(x.problems_solved for x in seen),
+                "help_value_year": round(help_year, 2),
+                "help_flag": flag,
+                "public_fund_entries": sum(1 for x in seen if x.help_source_kind == "public"),
+                "visited_in_person": int(visited),
+                "overdue": int(not visited and as_of > deadline),
+                "carried_over": int(any(x.cadre_key != current[key] for x in seen)),
+            }
+        )
     if rows:
         conn.execute(fh.insert(), rows)
     return len(rows)
@@ -379,20 +494,33 @@ def headline(eng: sa.Engine) -> dict:
             "COALESCE(SUM(CASE WHEN visited_in_person = 0 AND phone_contacts > 0 THEN 1 ELSE 0 END),0), "
             "COALESCE(SUM(CASE WHEN help_flag = 'above' THEN 1 ELSE 0 END),0), "
             "COALESCE(SUM(CASE WHEN help_flag = 'below' THEN 1 ELSE 0 END),0), "
-            "COALESCE(SUM(carried_over),0), MAX(as_of) FROM followup_household").one()
+            "COALESCE(SUM(carried_over),0), MAX(as_of) FROM followup_household"
+        ).one()
         vs = conn.exec_driver_sql(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN visit_kind = 'in_person' THEN 1 ELSE 0 END),0), "
             "COALESCE(SUM(problems_found),0), COALESCE(SUM(problems_solved),0), COALESCE(SUM(help_value),0), "
             "COALESCE(SUM(CASE WHEN help_source_kind = 'public' THEN 1 ELSE 0 END),0), "
-            "COALESCE(SUM(CASE WHEN opinions IS NOT NULL THEN 1 ELSE 0 END),0) FROM visit").one()
+            "COALESCE(SUM(CASE WHEN opinions IS NOT NULL THEN 1 ELSE 0 END),0) FROM visit"
+        ).one()
     return {
         "as_of": str(fh[8]) if fh[8] else None,
-        "households": int(fh[0]), "visited_in_person": int(fh[1]), "not_visited_in_person": int(fh[0]) - int(fh[1]),
-        "overdue": int(fh[2]), "never_contacted": int(fh[3]), "phone_only": int(fh[4]),
-        "help_above_band": int(fh[5]), "help_below_band": int(fh[6]), "carried_over": int(fh[7]),
-        "visits": int(vs[0]), "in_person_visits": int(vs[1]), "phone_contacts": int(vs[0]) - int(vs[1]),
-        "problems_found": int(vs[2]), "problems_solved": int(vs[3]), "help_value": round(float(vs[4]), 2),
-        "public_fund_entries": int(vs[5]), "opinions": int(vs[6]),
+        "households": int(fh[0]),
+        "visited_in_person": int(fh[1]),
+        "not_visited_in_person": int(fh[0]) - int(fh[1]),
+        "overdue": int(fh[2]),
+        "never_contacted": int(fh[3]),
+        "phone_only": int(fh[4]),
+        "help_above_band": int(fh[5]),
+        "help_below_band": int(fh[6]),
+        "carried_over": int(fh[7]),
+        "visits": int(vs[0]),
+        "in_person_visits": int(vs[1]),
+        "phone_contacts": int(vs[0]) - int(vs[1]),
+        "problems_found": int(vs[2]),
+        "problems_solved": int(vs[3]),
+        "help_value": round(float(vs[4]), 2),
+        "public_fund_entries": int(vs[5]),
+        "opinions": int(vs[6]),
     }
 
 
@@ -404,20 +532,48 @@ def by_view(conn: sa.Connection, view: str) -> list[dict]:
 
 
 # --- outputs: opinions workbooks, sheets of the pairing workbook ---------------------------------------
-OPINION_COLUMNS = ("走访日期", "镇街", "村(居)", "户主姓名", "家庭编号", "走访干部", "工作单位", "走访方式",
-                   "意见类别", "意见建议", "来源文件", "工作表", "行号")
+OPINION_COLUMNS = (
+    "走访日期",
+    "镇街",
+    "村(居)",
+    "户主姓名",
+    "家庭编号",
+    "走访干部",
+    "工作单位",
+    "走访方式",
+    "意见类别",
+    "意见建议",
+    "来源文件",
+    "工作表",
+    "行号",
+)
 OPINION_WIDTHS = (12, 12, 16, 10, 11, 10, 26, 10, 12, 60, 40, 12, 8)
 
 
 def _opinions(conn: sa.Connection) -> list[sa.Row]:
     v, h, c, f = schema.visit, schema.household, schema.cadre, schema.intake_file
     return conn.execute(
-        sa.select(v.c.visit_date, h.c.town, h.c.village, h.c.head_name, v.c.household_key,
-                  c.c.name.label("cadre_name"), c.c.unit, v.c.visit_kind, v.c.opinion_topic, v.c.opinions,
-                  v.c.opinion_department, f.c.file_name, v.c.sheet, v.c.row_number)
-        .select_from(v.join(f, f.c.file_id == v.c.file_id)
-                     .outerjoin(h, h.c.household_key == v.c.household_key)
-                     .outerjoin(c, c.c.cadre_key == v.c.cadre_key))
+        sa.select(
+            v.c.visit_date,
+            h.c.town,
+            h.c.village,
+            h.c.head_name,
+            v.c.household_key,
+            c.c.name.label("cadre_name"),
+            c.c.unit,
+            v.c.visit_kind,
+            v.c.opinion_topic,
+            v.c.opinions,
+            v.c.opinion_department,
+            f.c.file_name,
+            v.c.sheet,
+            v.c.row_number,
+        )
+        .select_from(
+            v.join(f, f.c.file_id == v.c.file_id)
+            .outerjoin(h, h.c.household_key == v.c.household_key)
+            .outerjoin(c, c.c.cadre_key == v.c.cadre_key)
+        )
         .where(v.c.opinions.is_not(None))
         .order_by(v.c.opinion_department, v.c.visit_date.desc(), h.c.town, v.c.household_key, v.c.visit_id)
     ).all()
@@ -440,13 +596,35 @@ def write_opinion_workbooks(eng: sa.Engine, settings: Settings, as_of: dt.date) 
         book = export._Book(stamp=export._midnight(as_of))  # noqa: SLF001
         sheet = book.sheet("意见建议", OPINION_WIDTHS, columns=OPINION_COLUMNS)
         for q in by_dept[dept]:
-            sheet.row((q.visit_date, q.town, q.village, q.head_name, q.household_key, q.cadre_name, q.unit,
-                       KIND_LABELS.get(q.visit_kind, q.visit_kind), q.opinion_topic, q.opinions, q.file_name,
-                       q.sheet, q.row_number), wrap=(9,))
+            sheet.row(
+                (
+                    q.visit_date,
+                    q.town,
+                    q.village,
+                    q.head_name,
+                    q.household_key,
+                    q.cadre_name,
+                    q.unit,
+                    KIND_LABELS.get(q.visit_kind, q.visit_kind),
+                    q.opinion_topic,
+                    q.opinions,
+                    q.file_name,
+                    q.sheet,
+                    q.row_number,
+                ),
+                wrap=(9,),
+            )
         info = book.sheet("说明", (16, 70), freeze=False)
-        for label, value in (("责任部门", dept), ("截至", as_of), ("条数", len(by_dept[dept])),
-                             ("说明", "结对干部走访时收集的群众意见建议，请研究办理。每条可按来源文件、工作表、行号"
-                                      "追溯到走访记录；不含身份证号。")):
+        for label, value in (
+            ("责任部门", dept),
+            ("截至", as_of),
+            ("条数", len(by_dept[dept])),
+            (
+                "说明",
+                "结对干部走访时收集的群众意见建议，请研究办理。每条可按来源文件、工作表、行号"
+                "追溯到走访记录；不含身份证号。",
+            ),
+        ):
             info.append([info.cell(label, font=export.BOLD), info.cell(value)])
         safe = re.sub(r'[\\/:*?"<>|]', "_", dept)
         written.append(book.save(folder / f"{safe}.xlsx"))
@@ -454,30 +632,74 @@ def write_opinion_workbooks(eng: sa.Engine, settings: Settings, as_of: dt.date) 
     return written
 
 
-FOLLOWUP_COLUMNS = ("镇街", "结对家庭", "已入户走访", "未入户走访", "超期未走访", "从未联系", "最长未联系(天)",
-                    "入户走访次数", "电话联系次数", "发现问题", "解决问题", "帮扶金额(元)", "帮扶高于标准户",
-                    "帮扶低于标准户", "公款帮扶记录", "换人后延续")
-WARN_COLUMNS = ("预警", "镇街", "村(居)", "户主姓名", "家庭编号", "结对干部", "工作单位", "首次走访期限", "最近联系",
-                "本年帮扶金额(元)", "说明")
+FOLLOWUP_COLUMNS = (
+    "镇街",
+    "结对家庭",
+    "已入户走访",
+    "未入户走访",
+    "超期未走访",
+    "从未联系",
+    "最长未联系(天)",
+    "入户走访次数",
+    "电话联系次数",
+    "发现问题",
+    "解决问题",
+    "帮扶金额(元)",
+    "帮扶高于标准户",
+    "帮扶低于标准户",
+    "公款帮扶记录",
+    "换人后延续",
+)
+WARN_COLUMNS = (
+    "预警",
+    "镇街",
+    "村(居)",
+    "户主姓名",
+    "家庭编号",
+    "结对干部",
+    "工作单位",
+    "首次走访期限",
+    "最近联系",
+    "本年帮扶金额(元)",
+    "说明",
+)
 
 
-def followup_sheets(book: object, conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig | None = None) -> None:
+def followup_sheets(
+    book: object, conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig | None = None
+) -> None:
     """The pairing workbook's 走访帮扶 sheet (per town) and 走访预警 sheet (households and entries to act on)."""
     from rosterlink.export import workbooks as export
 
     cfg = cfg or FollowupConfig.load()
     towns = {r["town"]: r for r in by_view(conn, "followup_by_town")}
     sheet = book.sheet("走访帮扶", (12,) + (11,) * (len(FOLLOWUP_COLUMNS) - 1), columns=FOLLOWUP_COLUMNS)
-    keys = ("households", "households", "not_visited_in_person", "overdue", "never_contacted",
-            "max_days_since_contact", "in_person_visits", "phone_contacts", "problems_found", "problems_solved",
-            "help_value", "help_above_band", "help_below_band", "public_fund_entries", "carried_over")
+    keys = (
+        "households",
+        "households",
+        "not_visited_in_person",
+        "overdue",
+        "never_contacted",
+        "max_days_since_contact",
+        "in_person_visits",
+        "phone_contacts",
+        "problems_found",
+        "problems_solved",
+        "help_value",
+        "help_above_band",
+        "help_below_band",
+        "public_fund_entries",
+        "carried_over",
+    )
     for town in export._town_order(list(towns)):  # noqa: SLF001
         r = towns[town]
         line = [r[k] for k in keys]
         line[1] = r["households"] - r["not_visited_in_person"]
         line[10] = round(float(line[10] or 0), 2)
-        sheet.row((town if town != "(unknown)" else export.UNKNOWN_TOWN_SHEET, *line),
-                  fill=export.RED if r["overdue"] or r["public_fund_entries"] else None)
+        sheet.row(
+            (town if town != "(unknown)" else export.UNKNOWN_TOWN_SHEET, *line),
+            fill=export.RED if r["overdue"] or r["public_fund_entries"] else None,
+        )
     warn = book.sheet("走访预警", (12, 12, 16, 10, 11, 10, 26, 13, 12, 14, 60), columns=WARN_COLUMNS)
     lines = warnings(conn, as_of, cfg)
     # help outside the band and public funds are listed in full; overdue households up to the cap
@@ -491,8 +713,13 @@ def followup_sheets(book: object, conn: sa.Connection, as_of: dt.date, cfg: Foll
             overdue_shown += 1
         warn.row(w, fill=export.RED if w[0] in ("超期未走访", "公款帮扶") else export.YELLOW)
     if overdue_shown < overdue_total:
-        warn.row((f"超期未入户走访共{overdue_total}户，此表只列出前{overdue_shown}户（帮扶金额和资金来源的提示全部列出）；"
-                  "各镇街工作表的“走访情况”列逐户标出。",), fill=export.YELLOW)
+        warn.row(
+            (
+                f"超期未入户走访共{overdue_total}户，此表只列出前{overdue_shown}户（帮扶金额和资金来源的提示全部列出）；"
+                "各镇街工作表的“走访情况”列逐户标出。",
+            ),
+            fill=export.YELLOW,
+        )
 
 
 def warnings(conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig) -> list[tuple]:
@@ -501,29 +728,72 @@ def warnings(conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig) -> list[t
     out = []
     for r in conn.execute(
         sa.select(fh, h.c.village, h.c.head_name, c.c.name.label("cadre_name"), c.c.unit)
-        .select_from(fh.outerjoin(h, h.c.household_key == fh.c.household_key)
-                     .outerjoin(c, c.c.cadre_key == fh.c.cadre_key))
+        .select_from(
+            fh.outerjoin(h, h.c.household_key == fh.c.household_key).outerjoin(
+                c, c.c.cadre_key == fh.c.cadre_key
+            )
+        )
         .where(sa.or_(fh.c.overdue == 1, fh.c.help_flag.is_not(None)))
         .order_by(fh.c.town, fh.c.household_key)
     ):
-        base = (r.town, r.village, r.head_name, r.household_key, r.cadre_name, r.unit, r.deadline,
-                r.last_contact_on, r.help_value_year)
+        base = (
+            r.town,
+            r.village,
+            r.head_name,
+            r.household_key,
+            r.cadre_name,
+            r.unit,
+            r.deadline,
+            r.last_contact_on,
+            r.help_value_year,
+        )
         if r.overdue:
-            note = "尚未入户走访" + ("（仅电话联系）" if r.phone_contacts else "") + f"，已过{r.deadline:%Y年%m月%d日}期限"
+            note = (
+                "尚未入户走访"
+                + ("（仅电话联系）" if r.phone_contacts else "")
+                + f"，已过{r.deadline:%Y年%m月%d日}期限"
+            )
             out.append(("超期未走访", *base, note))
         if r.help_flag:
             band = f"标准为每户每年{cfg.help_min:g}至{cfg.help_max:g}元"
-            out.append((f"帮扶{FLAG_LABELS[r.help_flag]}", *base, f"本年帮扶合计{r.help_value_year:g}元，{band}"))
+            out.append(
+                (f"帮扶{FLAG_LABELS[r.help_flag]}", *base, f"本年帮扶合计{r.help_value_year:g}元，{band}")
+            )
     for r in conn.execute(
-        sa.select(v.c.visit_date, v.c.household_key, v.c.help_value, v.c.help_source, h.c.town, h.c.village,
-                  h.c.head_name, c.c.name.label("cadre_name"), c.c.unit)
-        .select_from(v.outerjoin(h, h.c.household_key == v.c.household_key)
-                     .outerjoin(c, c.c.cadre_key == v.c.cadre_key))
-        .where(v.c.help_source_kind == "public").order_by(h.c.town, v.c.household_key, v.c.visit_date)
+        sa.select(
+            v.c.visit_date,
+            v.c.household_key,
+            v.c.help_value,
+            v.c.help_source,
+            h.c.town,
+            h.c.village,
+            h.c.head_name,
+            c.c.name.label("cadre_name"),
+            c.c.unit,
+        )
+        .select_from(
+            v.outerjoin(h, h.c.household_key == v.c.household_key).outerjoin(
+                c, c.c.cadre_key == v.c.cadre_key
+            )
+        )
+        .where(v.c.help_source_kind == "public")
+        .order_by(h.c.town, v.c.household_key, v.c.visit_date)
     ):
-        out.append(("公款帮扶", r.town, r.village, r.head_name, r.household_key, r.cadre_name, r.unit, None,
-                    r.visit_date, r.help_value,
-                    f"{r.visit_date:%Y-%m-%d}的帮扶记录资金来源为“{r.help_source}”：帮扶应由干部个人出资，请核实"))
+        out.append(
+            (
+                "公款帮扶",
+                r.town,
+                r.village,
+                r.head_name,
+                r.household_key,
+                r.cadre_name,
+                r.unit,
+                None,
+                r.visit_date,
+                r.help_value,
+                f"{r.visit_date:%Y-%m-%d}的帮扶记录资金来源为“{r.help_source}”：帮扶应由干部个人出资，请核实",
+            )
+        )
     return out
 
 

@@ -255,7 +255,7 @@ def normalise_town(raw: object, towns: Sequence[str] | None = None) -> Normalise
     except Exception:  # noqa: BLE001 - no district config: no prefix to strip
         prefix = ""
     if prefix and s.startswith(prefix) and len(s) > len(prefix):
-        s = s[len(prefix):]
+        s = s[len(prefix) :]
         if s in towns:
             return Normalised(s, None, {})
     found = _town_index(towns).get(_town_stem(s)) if s else None
@@ -604,9 +604,7 @@ def normalise_table(table: Any) -> tuple[pd.DataFrame, list[Finding]]:
             if result.code:
                 per_row[i].append(make_finding(table, out["_row"][i], field, result.code, raw, result.extra))
         out[field] = column
-    frame = pd.DataFrame(
-        {k: pd.Series(v, dtype="int64" if k == "_row" else object) for k, v in out.items()}
-    )
+    frame = pd.DataFrame({k: pd.Series(v, dtype="int64" if k == "_row" else object) for k, v in out.items()})
     frame.index = raw_frame.index
     findings = [f for row in per_row for f in row]
     return frame, findings

@@ -94,6 +94,7 @@ class _Progress:
         self.last = moment
         return True
 
+
 HEADER_SCAN_ROWS = 20
 """Non-blank rows searched for the header (title and 填报单位 rows come first)."""
 
@@ -107,10 +108,35 @@ MACRO_SUFFIXES = (".xlsm", ".xltm", ".xlam", ".xla")
 ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
-FOOTER_PREFIXES = ("合计", "总计", "小计", "共计", "制表", "填报", "填表", "审核", "负责人", "备注", "说明", "注:")
+FOOTER_PREFIXES = (
+    "合计",
+    "总计",
+    "小计",
+    "共计",
+    "制表",
+    "填报",
+    "填表",
+    "审核",
+    "负责人",
+    "备注",
+    "说明",
+    "注:",
+)
 """A row whose first non-empty cell starts with one of these (after NFKC, spaces removed) is a footer."""
 
-FOOTER_WORDS = ("合计", "总计", "小计", "共计", "制表", "填报人", "填表人", "审核人", "负责人", "备注", "说明")
+FOOTER_WORDS = (
+    "合计",
+    "总计",
+    "小计",
+    "共计",
+    "制表",
+    "填报人",
+    "填表人",
+    "审核人",
+    "负责人",
+    "备注",
+    "说明",
+)
 """A row holding a single non-empty cell that contains one of these is a footer (``山亭区合计:936户``)."""
 
 
@@ -153,8 +179,11 @@ def read_file(path: Path, department: str, limits: Limits = Limits()) -> ReadRes
         raise ValueError(f"unknown department {department!r}")
     with contextlib.suppress(OSError):  # an unreadable file is _inspect's to reject
         if path.stat().st_size > PROGRESS_BYTES:
-            log.info("read: %s: %s, checking the file before parsing it", path.name,
-                     _human_bytes(path.stat().st_size))
+            log.info(
+                "read: %s: %s, checking the file before parsing it",
+                path.name,
+                _human_bytes(path.stat().st_size),
+            )
     container = _inspect(path, limits)
     notes: list[str] = []
     if container == "csv":
@@ -168,8 +197,9 @@ def read_file(path: Path, department: str, limits: Limits = Limits()) -> ReadRes
             with path.open("rb") as handle:
                 book = calamine.CalamineWorkbook.from_filelike(handle)
         try:
-            return _read_grids(_workbook_grids(book, limits, notes, source=path.name), department, notes,
-                               source=path.name)
+            return _read_grids(
+                _workbook_grids(book, limits, notes, source=path.name), department, notes, source=path.name
+            )
         finally:
             book.close()
 
@@ -203,8 +233,12 @@ def _inspect(path: Path, limits: Limits) -> str:
         if size == 0:
             raise FileRejected("file_empty")
         if size > limits.max_file_bytes:
-            raise FileRejected("file_too_large", detail=f"{size} bytes",
-                               size=_human_bytes(size), limit=_human_bytes(limits.max_file_bytes))
+            raise FileRejected(
+                "file_too_large",
+                detail=f"{size} bytes",
+                size=_human_bytes(size),
+                limit=_human_bytes(limits.max_file_bytes),
+            )
         if suffix == ".csv":
             _inspect_csv_bytes(path)
             return "csv"
@@ -322,14 +356,20 @@ def _column_number(letters: bytes) -> int:
 def _check_extent(rows: int, columns: int, limits: Limits) -> None:
     """A sheet's used rectangle (``rows`` x ``columns``, counted from A1) against the limits."""
     if columns > limits.max_columns:
-        raise FileRejected("file_too_many_columns", detail=f"{columns} columns",
-                           columns=columns, limit=limits.max_columns)
+        raise FileRejected(
+            "file_too_many_columns", detail=f"{columns} columns", columns=columns, limit=limits.max_columns
+        )
     if rows > limits.max_rows:
-        raise FileRejected("file_too_large", detail=f"{rows} rows",
-                           size=f"{rows}行", limit=f"{limits.max_rows}行")
+        raise FileRejected(
+            "file_too_large", detail=f"{rows} rows", size=f"{rows}行", limit=f"{limits.max_rows}行"
+        )
     if rows * columns > MAX_GRID_CELLS:
-        raise FileRejected("file_too_large", detail=f"{rows} rows x {columns} columns",
-                           size=f"{rows}行×{columns}列", limit=f"{MAX_GRID_CELLS}个单元格")
+        raise FileRejected(
+            "file_too_large",
+            detail=f"{rows} rows x {columns} columns",
+            size=f"{rows}行×{columns}列",
+            limit=f"{MAX_GRID_CELLS}个单元格",
+        )
 
 
 def _inspect_ole(data: bytes) -> None:
@@ -353,7 +393,7 @@ def _ole_entry_names(data: bytes) -> set[str]:
     """Names of the storages and streams in a compound file (MS-CFB), reading only the directory."""
 
     def u32(buffer: bytes, offset: int) -> int:
-        return int.from_bytes(buffer[offset:offset + 4], "little")
+        return int.from_bytes(buffer[offset : offset + 4], "little")
 
     shift = int.from_bytes(data[0x1E:0x20], "little")
     if shift not in (9, 12):
@@ -362,7 +402,7 @@ def _ole_entry_names(data: bytes) -> set[str]:
 
     def sector(number: int) -> bytes:
         start = (number + 1) * size
-        chunk = data[start:start + size]
+        chunk = data[start : start + size]
         if len(chunk) != size:
             raise ValueError("sector outside the file")
         return chunk
@@ -385,10 +425,10 @@ def _ole_entry_names(data: bytes) -> set[str]:
         seen.add(current)
         block = sector(current)
         for offset in range(0, size, 128):
-            entry = block[offset:offset + 128]
+            entry = block[offset : offset + 128]
             length, kind = int.from_bytes(entry[0x40:0x42], "little"), entry[0x42]
             if kind in (1, 2, 5) and 2 <= length <= 64:
-                names.add(entry[:length - 2].decode("utf-16-le", errors="replace"))
+                names.add(entry[: length - 2].decode("utf-16-le", errors="replace"))
         current = fat[current]
     return names
 
@@ -438,8 +478,9 @@ class _Grid:
         return self.numbers[index] if self.numbers is not None else index + 1
 
 
-def _workbook_grids(book: calamine.CalamineWorkbook, limits: Limits, notes: list[str],
-                    source: str = "") -> Iterator[_Grid]:
+def _workbook_grids(
+    book: calamine.CalamineWorkbook, limits: Limits, notes: list[str], source: str = ""
+) -> Iterator[_Grid]:
     """Visible worksheets, one at a time; hidden ones are noted and skipped."""
     for meta in book.sheets_metadata:
         if meta.typ == calamine.SheetTypeEnum.MacroSheet:
@@ -457,8 +498,14 @@ def _workbook_grids(book: calamine.CalamineWorkbook, limits: Limits, notes: list
         # skip_empty_area=False: row i is Excel row i + 1 even when the first rows are empty.
         rows = sheet.to_python(skip_empty_area=False)
         if len(rows) > PROGRESS_ROWS:
-            log.info("read: %s: sheet %s: %d rows x %d columns loaded in %.1f s", source, meta.name, len(rows),
-                     sheet.end[1] + 1, time.perf_counter() - started)
+            log.info(
+                "read: %s: sheet %s: %d rows x %d columns loaded in %.1f s",
+                source,
+                meta.name,
+                len(rows),
+                sheet.end[1] + 1,
+                time.perf_counter() - started,
+            )
         yield _Grid(meta.name, rows, merges=merges)
 
 
@@ -474,11 +521,19 @@ def _csv_grid(path: Path, limits: Limits) -> _Grid:
         numbers.append(previous_end + 1)  # a quoted field may span lines: the record's first line
         previous_end = reader.line_num
         if len(record) > limits.max_columns:
-            raise FileRejected("file_too_many_columns", detail=f"{len(record)} columns",
-                               columns=len(record), limit=limits.max_columns)
+            raise FileRejected(
+                "file_too_many_columns",
+                detail=f"{len(record)} columns",
+                columns=len(record),
+                limit=limits.max_columns,
+            )
         if len(rows) >= limits.max_rows:
-            raise FileRejected("file_too_large", detail="too many records",
-                               size=f"超过{limits.max_rows}行", limit=f"{limits.max_rows}行")
+            raise FileRejected(
+                "file_too_large",
+                detail="too many records",
+                size=f"超过{limits.max_rows}行",
+                limit=f"{limits.max_rows}行",
+            )
         rows.append(record)
         if progress.due(len(rows)):
             log.info("read: %s: %d records parsed", path.name, len(rows))
@@ -493,7 +548,7 @@ def _decode_csv(data: bytes) -> str:
     """
     encodings = ("utf-8", "gb18030")
     if data.startswith(codecs.BOM_UTF8):
-        data, encodings = data[len(codecs.BOM_UTF8):], ("utf-8",)
+        data, encodings = data[len(codecs.BOM_UTF8) :], ("utf-8",)
     for encoding in encodings:
         try:
             return data.decode(encoding)
@@ -556,7 +611,7 @@ def _header_bands(grid: _Grid) -> list[_Band]:
             continue
         ends = [r1 for r0, _, r1, _ in grid.merges if r0 == first and r1 > r0]
         last = min(max(ends, default=first), first + 2, len(grid.rows) - 1)
-        cells = grid.rows[first:last + 1]
+        cells = grid.rows[first : last + 1]
         bands.append(_Band(last, cells, [[_cell_keys(cell) for cell in r] for r in cells]))
     return bands
 
@@ -682,8 +737,14 @@ def _table(grid: _Grid, header: _Header, source: str = "") -> SheetTable:
     started, progress = time.perf_counter(), _Progress()
     for index in range(header.last_row + 1, len(grid.rows)):
         if large and progress.due(index):
-            log.info("read: %s: sheet %s: %d of %d rows read, %d records", source, grid.name, index,
-                     len(grid.rows), len(records))
+            log.info(
+                "read: %s: sheet %s: %d of %d rows read, %d records",
+                source,
+                grid.name,
+                index,
+                len(grid.rows),
+                len(records),
+            )
         row = grid.rows[index]
         if _is_blank_or_footer(row) or _is_header_repeat(row, header):
             continue
@@ -692,8 +753,15 @@ def _table(grid: _Grid, header: _Header, source: str = "") -> SheetTable:
     _fill_merged(grid, header, positions, records, record_of_row)
     frame = pd.DataFrame(records, columns=["_row", *fields], dtype=object)
     if large:
-        log.info("read: %s: sheet %s: all %d rows read, %d records (%s) in %.1f s", source, grid.name,
-                 len(grid.rows), len(records), header.roster.kind, time.perf_counter() - started)
+        log.info(
+            "read: %s: sheet %s: all %d rows read, %d records (%s) in %.1f s",
+            source,
+            grid.name,
+            len(grid.rows),
+            len(records),
+            header.roster.kind,
+            time.perf_counter() - started,
+        )
     return SheetTable(
         sheet=grid.name,
         roster=header.roster.kind,
@@ -703,8 +771,13 @@ def _table(grid: _Grid, header: _Header, source: str = "") -> SheetTable:
     )
 
 
-def _fill_merged(grid: _Grid, header: _Header, positions: list[int | None],
-                 records: list[list[object]], record_of_row: dict[int, int]) -> None:
+def _fill_merged(
+    grid: _Grid,
+    header: _Header,
+    positions: list[int | None],
+    records: list[list[object]],
+    record_of_row: dict[int, int],
+) -> None:
     """Give every row of a vertically merged range in the data area the range's top-left value.
 
     Excel keeps the value in the top-left cell only; the clerk sees it on every row of the range.
@@ -724,15 +797,18 @@ def _fill_merged(grid: _Grid, header: _Header, positions: list[int | None],
 # --------------------------------------------------------------------------- file level
 
 
-def _read_grids(grids: Iterator[_Grid] | list[_Grid], department: str, notes: list[str],
-                source: str = "") -> ReadResult:
+def _read_grids(
+    grids: Iterator[_Grid] | list[_Grid], department: str, notes: list[str], source: str = ""
+) -> ReadResult:
     """Detect each grid's roster; a sheet of another department rejects the whole file.
 
     ``notes`` may already hold notes added while the grids are produced (hidden sheets).
     """
     cat = catalogue()
     own = _with_aliases(cat.rosters_of(department))
-    others = _with_aliases([r for dept in cat.departments if dept != department for r in cat.rosters_of(dept)])
+    others = _with_aliases(
+        [r for dept in cat.departments if dept != department for r in cat.rosters_of(dept)]
+    )
     tables: list[SheetTable] = []
     seen_cells = False
     for grid in grids:
@@ -745,8 +821,12 @@ def _read_grids(grids: Iterator[_Grid] | list[_Grid], department: str, notes: li
             foreign = _find_header(bands, others)
             if foreign is not None:
                 owner = cat.departments[foreign.roster.department]["label"]
-                raise FileRejected("file_wrong_department", detail=foreign.roster.kind,
-                                   roster=foreign.roster.label, owner=owner)
+                raise FileRejected(
+                    "file_wrong_department",
+                    detail=foreign.roster.kind,
+                    roster=foreign.roster.label,
+                    owner=owner,
+                )
             notes.append(_no_header_note(grid.name, bands, own))
             continue
         table = _table(grid, header, source)

@@ -85,13 +85,17 @@ def walk(intake_dir: Path, settle_seconds: float = 0.0) -> list[Found]:
             continue
         for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
             here = Path(dirpath)
-            dirnames[:] = sorted(d for d in dirnames if d != FEEDBACK_DIR and not d.startswith(_IGNORED_PREFIXES))
+            dirnames[:] = sorted(
+                d for d in dirnames if d != FEEDBACK_DIR and not d.startswith(_IGNORED_PREFIXES)
+            )
             for name in sorted(filenames):
                 if name.startswith(_IGNORED_PREFIXES):
                     continue
                 path = here / name
                 rel = path.relative_to(root).as_posix()
-                unsafe = path.is_symlink() or not path.resolve().is_relative_to(root) or ".." in Path(rel).parts
+                unsafe = (
+                    path.is_symlink() or not path.resolve().is_relative_to(root) or ".." in Path(rel).parts
+                )
                 if not unsafe and not path.is_file():
                     continue
                 found.append(Found(department, path, rel, unsafe))
@@ -128,11 +132,15 @@ def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[dict]:
             size = item.path.stat().st_size
         with eng.begin() as conn:
             seen = conn.execute(
-                sa.select(t.c.file_id, t.c.status).where(t.c.file_name == item.file_name, t.c.sha256 == digest)
+                sa.select(t.c.file_id, t.c.status).where(
+                    t.c.file_name == item.file_name, t.c.sha256 == digest
+                )
             ).first()
             if seen is not None:
                 if seen.status == "pending":
-                    todo.append({"file_id": seen.file_id, "department": item.department, "file_name": item.file_name})
+                    todo.append(
+                        {"file_id": seen.file_id, "department": item.department, "file_name": item.file_name}
+                    )
                 continue
             row = {
                 "department": item.department,
@@ -151,11 +159,20 @@ def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[dict]:
                     .limit(1)
                 ).first()
             if item.unsafe:
-                row.update(status="rejected", reason_code="file_outside_intake", message=message("file_outside_intake"),
-                           processed_at=now())
+                row.update(
+                    status="rejected",
+                    reason_code="file_outside_intake",
+                    message=message("file_outside_intake"),
+                    processed_at=now(),
+                )
             elif original is not None:
-                row.update(status="duplicate", reason_code="file_duplicate", duplicate_of=original.file_id,
-                           message=message("file_duplicate", original=original.file_name), processed_at=now())
+                row.update(
+                    status="duplicate",
+                    reason_code="file_duplicate",
+                    duplicate_of=original.file_id,
+                    message=message("file_duplicate", original=original.file_name),
+                    processed_at=now(),
+                )
             else:
                 row.update(status="pending")
             file_id = conn.execute(t.insert().values(**row)).inserted_primary_key[0]
@@ -170,16 +187,25 @@ def _retire_vanished(eng: sa.Engine, settings: Settings, present: set[str]) -> N
     """A pending file (from a night that died) that was replaced or removed before it was read."""
     t = schema.intake_file
     with eng.begin() as conn:
-        pending = conn.execute(sa.select(t.c.file_id, t.c.file_name, t.c.sha256).where(t.c.status == "pending")).all()
+        pending = conn.execute(
+            sa.select(t.c.file_id, t.c.file_name, t.c.sha256).where(t.c.status == "pending")
+        ).all()
         for file_id, file_name, digest in pending:
             path = settings.intake_dir / file_name
             if file_name in present and path.is_file() and sha256_of(path) == digest:
                 continue
             if settings.archive and (settings.archive_dir).exists():
                 continue  # archived mid-night: the load already happened or will be retried from the archive
-            conn.execute(t.update().where(t.c.file_id == file_id).values(
-                status="rejected", reason_code="file_replaced", message=message("file_replaced"),
-                processed_at=now()))
+            conn.execute(
+                t.update()
+                .where(t.c.file_id == file_id)
+                .values(
+                    status="rejected",
+                    reason_code="file_replaced",
+                    message=message("file_replaced"),
+                    processed_at=now(),
+                )
+            )
             log.info("ledger: pending file_id=%s was replaced or removed before it was read", file_id)
 
 

@@ -37,9 +37,11 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("duckdb", "spark")
 DEFAULT_MASTER = "local[2]"
-INSTALL_HINT = ("the Spark link backend needs pyspark and Java 17+: `make install` (or `make test`) installs the "
-                "extra, by hand `.venv/bin/pip install -c constraints.txt -e '.[spark]'`; Java: "
-                "`apt-get install openjdk-17-jre-headless`")
+INSTALL_HINT = (
+    "the Spark link backend needs pyspark and Java 17+: `make install` (or `make test`) installs the "
+    "extra, by hand `.venv/bin/pip install -c constraints.txt -e '.[spark]'`; Java: "
+    "`apt-get install openjdk-17-jre-headless`"
+)
 
 
 class BackendUnavailable(RuntimeError):
@@ -64,15 +66,21 @@ def _setting(variable: str, env: str, configured: object, default: str) -> str:
 
 
 def backend_name(cfg: dict) -> str:
-    name = _setting("rosterlink_linkage_backend", "ROSTERLINK_LINKAGE_BACKEND", cfg.get("backend"), "duckdb").lower()
+    name = _setting(
+        "rosterlink_linkage_backend", "ROSTERLINK_LINKAGE_BACKEND", cfg.get("backend"), "duckdb"
+    ).lower()
     if name not in BACKENDS:
         raise ValueError(f"linkage backend {name!r}: expected one of {', '.join(BACKENDS)}")
     return name
 
 
 def spark_master(cfg: dict) -> str:
-    return _setting("rosterlink_spark_master", "ROSTERLINK_SPARK_MASTER", cfg.get("spark", {}).get("master"),
-                    DEFAULT_MASTER)
+    return _setting(
+        "rosterlink_spark_master",
+        "ROSTERLINK_SPARK_MASTER",
+        cfg.get("spark", {}).get("master"),
+        DEFAULT_MASTER,
+    )
 
 
 def open_engine(cfg: dict) -> Engine:
@@ -156,8 +164,11 @@ def spark_session(cfg: dict):  # noqa: ANN201 - pyspark.sql.SparkSession
     with _lock:
         if _session is not None:
             if master != _session_master:
-                log.warning("linkage: a Spark session on %s is running; %s is used from the next process",
-                            _session_master, master)
+                log.warning(
+                    "linkage: a Spark session on %s is running; %s is used from the next process",
+                    _session_master,
+                    master,
+                )
             return _session
         _check_spark()
         logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines at exit hit closed streams
@@ -166,25 +177,35 @@ def spark_session(cfg: dict):  # noqa: ANN201 - pyspark.sql.SparkSession
 
         opts = cfg.get("spark", {})
         local = master.startswith("local")
-        builder = (SparkSession.builder.master(master).appName(str(opts.get("app_name", "rosterlink-link")))
-                   .config("spark.sql.session.timeZone", "UTC")
-                   .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-                   .config("spark.jars", similarity_jar_location())
-                   .config("spark.log.level", str(opts.get("log_level", "ERROR"))))
+        builder = (
+            SparkSession.builder.master(master)
+            .appName(str(opts.get("app_name", "rosterlink-link")))
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            .config("spark.jars", similarity_jar_location())
+            .config("spark.log.level", str(opts.get("log_level", "ERROR")))
+        )
         if local:  # a cluster keeps its own partition counts (or "conf" sets them)
             partitions = str(int(opts.get("shuffle_partitions_local", 4)))
-            builder = (builder.config("spark.sql.shuffle.partitions", partitions)
-                       .config("spark.default.parallelism", partitions)
-                       .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-                       .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-                       .config("spark.driver.memory", str(opts.get("driver_memory", "2g"))))
+            builder = (
+                builder.config("spark.sql.shuffle.partitions", partitions)
+                .config("spark.default.parallelism", partitions)
+                .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
+                .config("spark.driver.host", "127.0.0.1")
+                .config("spark.driver.bindAddress", "127.0.0.1")
+                .config("spark.driver.memory", str(opts.get("driver_memory", "2g")))
+            )
         for key, value in (opts.get("conf") or {}).items():
             builder = builder.config(str(key), str(value))
         checkpoint = opts.get("checkpoint_dir")
         if not checkpoint:
             if not local:
-                log.warning("linkage: Spark on %s without spark.checkpoint_dir: a local temporary folder is "
-                            "used, which executors on other hosts cannot reach", master)
+                log.warning(
+                    "linkage: Spark on %s without spark.checkpoint_dir: a local temporary folder is "
+                    "used, which executors on other hosts cannot reach",
+                    master,
+                )
             _temp_dir = tempfile.mkdtemp(prefix="rl-spark-")
             checkpoint = os.path.join(_temp_dir, "checkpoints")
             builder = builder.config("spark.local.dir", os.path.join(_temp_dir, "local"))
@@ -192,13 +213,18 @@ def spark_session(cfg: dict):  # noqa: ANN201 - pyspark.sql.SparkSession
         try:
             session = builder.getOrCreate()
         except Exception as exc:  # the JVM did not start (no or too old Java)
-            raise BackendUnavailable(f"Spark did not start on {master} ({type(exc).__name__}: {exc}); "
-                                     f"{INSTALL_HINT}") from exc
+            raise BackendUnavailable(
+                f"Spark did not start on {master} ({type(exc).__name__}: {exc}); {INSTALL_HINT}"
+            ) from exc
         session.sparkContext.setCheckpointDir(str(checkpoint))
         session.sparkContext.setLogLevel(str(opts.get("log_level", "ERROR")))
         _session, _session_master = session, master
-        log.info("linkage: Spark %s session started on %s (%s shuffle partitions)", session.version, master,
-                 session.conf.get("spark.sql.shuffle.partitions"))
+        log.info(
+            "linkage: Spark %s session started on %s (%s shuffle partitions)",
+            session.version,
+            master,
+            session.conf.get("spark.sql.shuffle.partitions"),
+        )
         return session
 
 
@@ -227,8 +253,18 @@ def _arrow(df: pd.DataFrame):  # noqa: ANN202 - pyarrow.Table
     fields = []
     for col, dtype in df.dtypes.items():
         kind = getattr(dtype, "kind", "O")
-        fields.append(pa.field(str(col), pa.int64() if kind in "iu" else pa.float64() if kind == "f"
-                               else pa.bool_() if kind == "b" else pa.string()))
+        fields.append(
+            pa.field(
+                str(col),
+                pa.int64()
+                if kind in "iu"
+                else pa.float64()
+                if kind == "f"
+                else pa.bool_()
+                if kind == "b"
+                else pa.string(),
+            )
+        )
     schema = pa.schema(fields)
     return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
 
@@ -242,9 +278,11 @@ class SparkEngine(Engine):
         super().__init__()
         self.spark = spark_session(cfg)
         opts = cfg.get("spark", {})
-        self.api = SparkAPI(spark_session=self.spark,
-                            break_lineage_method=str(opts.get("break_lineage_method", "parquet")),
-                            num_partitions_on_repartition=opts.get("repartition_partitions"))
+        self.api = SparkAPI(
+            spark_session=self.spark,
+            break_lineage_method=str(opts.get("break_lineage_method", "parquet")),
+            num_partitions_on_repartition=opts.get("repartition_partitions"),
+        )
         self._views: list[str] = []
 
     def register(self, df: pd.DataFrame, base: str):  # noqa: ANN201
@@ -263,7 +301,10 @@ class SparkEngine(Engine):
             self.spark.catalog.dropTempView(name)
         self.spark.catalog.clearCache()
         if _temp_dir:  # local mode: tonight's intermediate parquet is no longer needed
-            for entry in os.scandir(os.path.join(_temp_dir, "checkpoints")) if os.path.isdir(
-                    os.path.join(_temp_dir, "checkpoints")) else ():
+            for entry in (
+                os.scandir(os.path.join(_temp_dir, "checkpoints"))
+                if os.path.isdir(os.path.join(_temp_dir, "checkpoints"))
+                else ()
+            ):
                 if entry.is_dir():
                     shutil.rmtree(entry.path, ignore_errors=True)

@@ -49,8 +49,20 @@ from rosterlink.core.spec import PACKAGE_CONFIG, config_dir
 
 log = logging.getLogger(__name__)
 
-FEATURES = ("unique_id", "name_norm", "name_py", "name_fz", "surname_py", "given_norm", "town", "village_key",
-            "phone", "sex", "birth", "id_number")
+FEATURES = (
+    "unique_id",
+    "name_norm",
+    "name_py",
+    "name_fz",
+    "surname_py",
+    "given_norm",
+    "town",
+    "village_key",
+    "phone",
+    "sex",
+    "birth",
+    "id_number",
+)
 COMPARISONS = ("name", "town", "village", "phone", "sex", "birth")
 # level names, best first (the null level is implicit and carries no evidence)
 LEVELS = {
@@ -62,13 +74,24 @@ LEVELS = {
     "birth": ("exact", "year", "else"),
 }
 LEVEL_LABELS_ZH = {
-    "name": {"exact": "姓名相同", "pinyin": "姓名同音", "fuzzy_pinyin": "姓名近音", "one_char": "姓名差一字",
-             "else": "姓名不同", "null": "姓名缺失"},
+    "name": {
+        "exact": "姓名相同",
+        "pinyin": "姓名同音",
+        "fuzzy_pinyin": "姓名近音",
+        "one_char": "姓名差一字",
+        "else": "姓名不同",
+        "null": "姓名缺失",
+    },
     "town": {"exact": "镇街相同", "else": "镇街不同", "null": "镇街缺失"},
     "village": {"exact": "村居相同", "close": "村居相近", "else": "村居不同", "null": "村居缺失"},
     "phone": {"exact": "电话相同", "one_digit": "电话差一位", "else": "电话不同", "null": "电话缺失"},
     "sex": {"exact": "性别相同", "else": "性别不同", "null": "性别未知"},
-    "birth": {"exact": "出生日期相同", "year": "出生年份相同", "else": "出生日期不同", "null": "出生日期未知"},
+    "birth": {
+        "exact": "出生日期相同",
+        "year": "出生年份相同",
+        "else": "出生日期不同",
+        "null": "出生日期未知",
+    },
 }
 TF_COLUMNS = {"name": "name_norm", "village": "village_key"}
 
@@ -96,14 +119,16 @@ def norm_name(value: object) -> str | None:
     """NFKC, every space (full-width ones too) and zero-width character removed, dots folded."""
     if value is None:
         return None
-    s = unicodedata.normalize("NFC", _SPACE.sub("", unicodedata.normalize("NFKC", str(value)))).translate(_DOTS)
+    s = unicodedata.normalize("NFC", _SPACE.sub("", unicodedata.normalize("NFKC", str(value)))).translate(
+        _DOTS
+    )
     return s or None
 
 
 def split_name(name: str, compound: Iterable[str]) -> tuple[str, str]:
     for prefix in compound:
         if name.startswith(prefix) and len(name) > len(prefix):
-            return prefix, name[len(prefix):]
+            return prefix, name[len(prefix) :]
     return name[:1], name[1:]
 
 
@@ -128,7 +153,7 @@ _FUZZY_FINALS = (("ang", "an"), ("eng", "en"), ("ing", "in"))
 def fuzzy_syllable(syllable: str) -> str:
     for a, b in _FUZZY_INITIALS:
         if syllable.startswith(a):
-            syllable = b + syllable[len(a):]
+            syllable = b + syllable[len(a) :]
             break
     for a, b in _FUZZY_FINALS:
         if syllable.endswith(a):
@@ -167,8 +192,16 @@ def usable_id(value: object) -> str | None:
     return s if idnumber.is_valid_checksum(s) and idnumber.birth_date(s) else None
 
 
-def feature_row(record_id: int, name: object, id_number: str | None, town: object, village: object,
-                phone: object, attrs: dict, cfg: dict) -> dict:
+def feature_row(
+    record_id: int,
+    name: object,
+    id_number: str | None,
+    town: object,
+    village: object,
+    phone: object,
+    attrs: dict,
+    cfg: dict,
+) -> dict:
     n = norm_name(name)
     surname_py = full_py = fuzzy = given = None
     if n:
@@ -184,10 +217,18 @@ def feature_row(record_id: int, name: object, id_number: str | None, town: objec
             sex = cfg.get("relation_sex", {}).get(str(attrs["relation"]).strip())
     phone_s = re.sub(r"\D", "", str(phone)) if phone else ""
     return {
-        "unique_id": int(record_id), "name_norm": n, "name_py": full_py, "name_fz": fuzzy,
-        "surname_py": surname_py, "given_norm": given or None,
-        "town": (str(town).strip() or None) if town else None, "village_key": village_key(village, cfg),
-        "phone": phone_s or None, "sex": sex, "birth": birth, "id_number": id_number,
+        "unique_id": int(record_id),
+        "name_norm": n,
+        "name_py": full_py,
+        "name_fz": fuzzy,
+        "surname_py": surname_py,
+        "given_norm": given or None,
+        "town": (str(town).strip() or None) if town else None,
+        "village_key": village_key(village, cfg),
+        "phone": phone_s or None,
+        "sex": sex,
+        "birth": birth,
+        "id_number": id_number,
     }
 
 
@@ -224,17 +265,30 @@ def _conditions() -> dict[str, dict[str, str]]:
         return f"{_q(col, 'l')} = {_q(col, 'r')}"
 
     return {
-        "name": {"null": both("name_norm"), "exact": eq("name_norm"), "pinyin": eq("name_py"),
-                 "fuzzy_pinyin": eq("name_fz"),
-                 "one_char": f"levenshtein({_q('name_norm', 'l')}, {_q('name_norm', 'r')}) <= 1"},
+        "name": {
+            "null": both("name_norm"),
+            "exact": eq("name_norm"),
+            "pinyin": eq("name_py"),
+            "fuzzy_pinyin": eq("name_fz"),
+            "one_char": f"levenshtein({_q('name_norm', 'l')}, {_q('name_norm', 'r')}) <= 1",
+        },
         "town": {"null": both("town"), "exact": eq("town")},
-        "village": {"null": both("village_key"), "exact": eq("village_key"),
-                    "close": f"levenshtein({_q('village_key', 'l')}, {_q('village_key', 'r')}) <= 1"},
-        "phone": {"null": both("phone"), "exact": eq("phone"),
-                  "one_digit": f"levenshtein({_q('phone', 'l')}, {_q('phone', 'r')}) <= 1"},
+        "village": {
+            "null": both("village_key"),
+            "exact": eq("village_key"),
+            "close": f"levenshtein({_q('village_key', 'l')}, {_q('village_key', 'r')}) <= 1",
+        },
+        "phone": {
+            "null": both("phone"),
+            "exact": eq("phone"),
+            "one_digit": f"levenshtein({_q('phone', 'l')}, {_q('phone', 'r')}) <= 1",
+        },
         "sex": {"null": both("sex"), "exact": eq("sex")},
-        "birth": {"null": both("birth"), "exact": eq("birth"),
-                  "year": f"substr({_q('birth', 'l')}, 1, 4) = substr({_q('birth', 'r')}, 1, 4)"},
+        "birth": {
+            "null": both("birth"),
+            "exact": eq("birth"),
+            "year": f"substr({_q('birth', 'l')}, 1, 4) = substr({_q('birth', 'r')}, 1, 4)",
+        },
     }
 
 
@@ -260,14 +314,19 @@ def settings(params: dict, *, tf: bool) -> dict:
         levels = [{"sql_condition": conds[comp]["null"], "label_for_charts": "null", "is_null_level": True}]
         for level in LEVELS[comp]:
             m, u = params[comp][level]
-            entry = {"sql_condition": conds[comp].get(level, "ELSE"), "label_for_charts": level,
-                     "m_probability": m, "u_probability": u}
+            entry = {
+                "sql_condition": conds[comp].get(level, "ELSE"),
+                "label_for_charts": level,
+                "m_probability": m,
+                "u_probability": u,
+            }
             if level == "exact" and tf and comp in TF_COLUMNS:
                 entry["tf_adjustment_column"] = TF_COLUMNS[comp]
                 entry["tf_adjustment_weight"] = 1.0
             levels.append(entry)
-        comparisons.append({"output_column_name": comp, "comparison_levels": levels,
-                            "comparison_description": comp})
+        comparisons.append(
+            {"output_column_name": comp, "comparison_levels": levels, "comparison_description": comp}
+        )
     return {
         "link_type": "dedupe_only",
         "unique_id_column_name": "unique_id",
@@ -291,8 +350,10 @@ def prior_parameters(cfg: dict) -> dict:
 
 def _parameters_from_linker(linker, fallback: dict) -> dict:  # noqa: ANN001 - splink Linker
     model = linker.misc.save_model_to_json()
-    out = {"probability_two_random_records_match": model.get("probability_two_random_records_match")
-           or fallback["probability_two_random_records_match"]}
+    out = {
+        "probability_two_random_records_match": model.get("probability_two_random_records_match")
+        or fallback["probability_two_random_records_match"]
+    }
     for comp in model["comparisons"]:
         name = comp["output_column_name"]
         out[name] = {}
@@ -341,24 +402,38 @@ def train(records: pd.DataFrame, entities: pd.DataFrame, cfg: dict, *, tf: bool)
         linker = Linker(ent, settings(prior, tf=tf), log_level=None)
         _register_tf(engine, linker, tf_tables, "u")
         linker.training.estimate_u_using_random_sampling(
-            max_pairs=float(training["u_max_pairs"]), seed=int(training["seed"]))
+            max_pairs=float(training["u_max_pairs"]), seed=int(training["seed"])
+        )
         with_u = _parameters_from_linker(linker, prior)
-        params = {**prior, **{c: {lv: [prior[c][lv][0], with_u[c][lv][1]] for lv in LEVELS[c]} for c in COMPARISONS}}
+        params = {
+            **prior,
+            **{c: {lv: [prior[c][lv][0], with_u[c][lv][1]] for lv in LEVELS[c]} for c in COMPARISONS},
+        }
 
         rec = engine.register(records[list(FEATURES)], "rl_records")
-        linker = Linker(rec, {**settings(params, tf=tf), "max_iterations": int(training["max_iterations"])},
-                        log_level=None)
+        linker = Linker(
+            rec,
+            {**settings(params, tf=tf), "max_iterations": int(training["max_iterations"])},
+            log_level=None,
+        )
         _register_tf(engine, linker, tf_tables, "em")
         linker.training.estimate_probability_two_random_records_match(
-            ["l.id_number = r.id_number"], recall=float(training["id_rule_recall"]))
+            ["l.id_number = r.id_number"], recall=float(training["id_rule_recall"])
+        )
         for rule in EM_RULES:
             linker.training.estimate_parameters_using_expectation_maximisation(
-                rule, max_pairs=float(training["em_max_pairs"]))
+                rule, max_pairs=float(training["em_max_pairs"])
+            )
         params = _parameters_from_linker(linker, params)
     finally:
         engine.close()
-    log.info("linkage: model trained on %d rows / %d entities in %.1fs (%s)", len(records), len(entities),
-             time.perf_counter() - started, engine.name)
+    log.info(
+        "linkage: model trained on %d rows / %d entities in %.1fs (%s)",
+        len(records),
+        len(entities),
+        time.perf_counter() - started,
+        engine.name,
+    )
     return params
 
 
@@ -402,15 +477,19 @@ class Scorer:
         if left.empty or right.empty:
             return _empty_pairs()
         out = self.linker.inference.predict_between(
-            self._register(left), self._register(right),
-            threshold_match_probability=self.threshold, warning_mode="never")
+            self._register(left),
+            self._register(right),
+            threshold_match_probability=self.threshold,
+            warning_mode="never",
+        )
         return self._collect(out)
 
     def within(self, df: pd.DataFrame) -> pd.DataFrame:
         if len(df) < 2:
             return _empty_pairs()
         out = self.linker.inference.predict_within(
-            self._register(df), threshold_match_probability=self.threshold, warning_mode="never")
+            self._register(df), threshold_match_probability=self.threshold, warning_mode="never"
+        )
         return self._collect(out)
 
     def _collect(self, out) -> pd.DataFrame:  # noqa: ANN001 - SplinkDataFrame
@@ -435,8 +514,14 @@ class Scorer:
 
 
 def _empty_pairs() -> pd.DataFrame:
-    cols = ["unique_id_l", "unique_id_r", "match_weight", "match_probability",
-            *(f"gamma_{c}" for c in COMPARISONS), *(f"w_{c}" for c in COMPARISONS)]
+    cols = [
+        "unique_id_l",
+        "unique_id_r",
+        "match_weight",
+        "match_probability",
+        *(f"gamma_{c}" for c in COMPARISONS),
+        *(f"w_{c}" for c in COMPARISONS),
+    ]
     return pd.DataFrame(columns=cols)
 
 
@@ -449,6 +534,9 @@ def evidence(row: dict) -> dict:
         # splink numbers levels from the best (highest gamma) down to 0 = else; -1 = null
         label = "null" if gamma < 0 else levels[len(levels) - 1 - gamma]
         weight = float(row[f"w_{comp}"]) if row.get(f"w_{comp}") is not None else 0.0
-        out[comp] = {"level": label, "label": LEVEL_LABELS_ZH[comp][label],
-                     "weight": round(weight, 2) if math.isfinite(weight) else 0.0}
+        out[comp] = {
+            "level": label,
+            "label": LEVEL_LABELS_ZH[comp][label],
+            "weight": round(weight, 2) if math.isfinite(weight) else 0.0,
+        }
     return out

@@ -244,11 +244,19 @@ def _digest(*parts: object) -> str:
 
 
 def _next_number(conn: sa.Connection, kind: str) -> int:
-    table, column = {"household": (schema.household, "household_key"), "cadre": (schema.cadre, "cadre_key"),
-                     "case": (schema.petition_case, "case_key")}[kind]
-    tops = [conn.execute(sa.select(sa.func.max(table.c[column]))).scalar(),
-            conn.execute(sa.select(sa.func.max(schema.source_record.c.entity_key))
-                         .where(schema.source_record.c.entity_kind == kind)).scalar()]
+    table, column = {
+        "household": (schema.household, "household_key"),
+        "cadre": (schema.cadre, "cadre_key"),
+        "case": (schema.petition_case, "case_key"),
+    }[kind]
+    tops = [
+        conn.execute(sa.select(sa.func.max(table.c[column]))).scalar(),
+        conn.execute(
+            sa.select(sa.func.max(schema.source_record.c.entity_key)).where(
+                schema.source_record.c.entity_kind == kind
+            )
+        ).scalar(),
+    ]
     if kind == "household":
         tops.append(conn.execute(sa.select(sa.func.max(schema.household_merge.c.retired_key))).scalar())
     return max((_key_number(t) for t in tops if t), default=0) + 1
@@ -260,15 +268,48 @@ def _load_kind(conn: sa.Connection, kind: str, cfg: dict) -> _Kind:
     members: dict[str, set[int]] = defaultdict(set)
     by_id: dict[str, set[str]] = defaultdict(set)
     for row in conn.execute(
-        sa.select(r.c.record_id, r.c.file_id, r.c.sheet, r.c.row_number, r.c.department, r.c.roster,
-                  r.c.category, r.c.event, r.c.person_name, r.c.id_number, r.c.town, r.c.village, r.c.phone,
-                  r.c.attrs, r.c.entity_key)
-        .where(r.c.entity_kind == kind).order_by(r.c.record_id)
+        sa.select(
+            r.c.record_id,
+            r.c.file_id,
+            r.c.sheet,
+            r.c.row_number,
+            r.c.department,
+            r.c.roster,
+            r.c.category,
+            r.c.event,
+            r.c.person_name,
+            r.c.id_number,
+            r.c.town,
+            r.c.village,
+            r.c.phone,
+            r.c.attrs,
+            r.c.entity_key,
+        )
+        .where(r.c.entity_kind == kind)
+        .order_by(r.c.record_id)
     ):
-        rec = _Rec(row.record_id, row.file_id, row.sheet, row.row_number, row.department, row.roster, kind,
-                   row.category, row.event, row.person_name, linkage.usable_id(row.id_number), row.id_number,
-                   row.town, row.village, row.phone, row.attrs or "{}", row.entity_key, row.entity_key is None,
-                   linkage.norm_name(row.person_name), linkage.village_key(row.village, cfg))
+        rec = _Rec(
+            row.record_id,
+            row.file_id,
+            row.sheet,
+            row.row_number,
+            row.department,
+            row.roster,
+            kind,
+            row.category,
+            row.event,
+            row.person_name,
+            linkage.usable_id(row.id_number),
+            row.id_number,
+            row.town,
+            row.village,
+            row.phone,
+            row.attrs or "{}",
+            row.entity_key,
+            row.entity_key is None,
+            linkage.norm_name(row.person_name),
+            linkage.village_key(row.village, cfg),
+        )
         recs[rec.record_id] = rec
         if rec.key:
             members[rec.key].add(rec.record_id)
@@ -294,8 +335,18 @@ class _Reviews:
                 self.cannot[x.entity_kind][x.record_id_r].add(x.record_id_l)
         self.new: list[dict] = []
 
-    def add(self, kind: _Kind, reason: str, l_id: int, r_id: int, *, probability: float | None = None,
-            weight: float | None = None, evidence: dict | None = None, signature: list | None = None) -> bool:
+    def add(
+        self,
+        kind: _Kind,
+        reason: str,
+        l_id: int,
+        r_id: int,
+        *,
+        probability: float | None = None,
+        weight: float | None = None,
+        evidence: dict | None = None,
+        signature: list | None = None,
+    ) -> bool:
         if (kind.kind, reason, l_id, r_id) in self.pairs:
             return False
         if signature is not None and (kind.kind, reason, *signature) in self.signatures:
@@ -306,14 +357,23 @@ class _Reviews:
         ev = dict(evidence or {})
         if signature is not None:
             ev["signature"] = signature
-        self.new.append({
-            "entity_kind": kind.kind, "reason": reason, "record_id_l": l_id, "record_id_r": r_id,
-            "entity_key_l": kind.key_of(l_id), "entity_key_r": kind.key_of(r_id),
-            "display_l": None, "display_r": None,  # filled when written
-            "match_weight": None if weight is None else round(float(weight), 3),
-            "match_probability": None if probability is None else round(float(probability), 6),
-            "evidence": dumps(ev), "status": "pending", "created_at": now(),
-        })
+        self.new.append(
+            {
+                "entity_kind": kind.kind,
+                "reason": reason,
+                "record_id_l": l_id,
+                "record_id_r": r_id,
+                "entity_key_l": kind.key_of(l_id),
+                "entity_key_r": kind.key_of(r_id),
+                "display_l": None,
+                "display_r": None,  # filled when written
+                "match_weight": None if weight is None else round(float(weight), 3),
+                "match_probability": None if probability is None else round(float(probability), 6),
+                "evidence": dumps(ev),
+                "status": "pending",
+                "created_at": now(),
+            }
+        )
         kind.stats[f"review_{reason}"] += 1
         return True
 
@@ -321,11 +381,19 @@ class _Reviews:
 def _display(rec: _Rec, file_names: dict[int, str]) -> dict:
     """A record as a clerk may see it: ID numbers and phones masked."""
     return {
-        "department": rec.department, "roster": rec.roster,
-        "roster_label": catalogue().rosters[rec.roster].label if rec.roster in catalogue().rosters else rec.roster,
-        "file": file_names.get(rec.file_id, ""), "sheet": rec.sheet, "row": rec.row_number,
-        "name": rec.name, "id_number": mask_id(rec.raw_id) if rec.raw_id else None,
-        "town": rec.town, "village": rec.village, "phone": mask_phone(rec.phone) if rec.phone else None,
+        "department": rec.department,
+        "roster": rec.roster,
+        "roster_label": catalogue().rosters[rec.roster].label
+        if rec.roster in catalogue().rosters
+        else rec.roster,
+        "file": file_names.get(rec.file_id, ""),
+        "sheet": rec.sheet,
+        "row": rec.row_number,
+        "name": rec.name,
+        "id_number": mask_id(rec.raw_id) if rec.raw_id else None,
+        "town": rec.town,
+        "village": rec.village,
+        "phone": mask_phone(rec.phone) if rec.phone else None,
         "category": rec.category,
     }
 
@@ -342,9 +410,14 @@ def link(eng: sa.Engine, *, review_dir: Path | None = None, config: dict | None 
     with eng.begin() as conn:
         read = read_review_workbooks(conn, review_dir) if review_dir is not None else {}
         night = _Night(conn, cfg)
-        log.info("link: rows loaded: %s in %.1f s", ", ".join(
-            f"{kind} {len(k.recs)} ({sum(1 for rec in k.recs.values() if rec.pending)} new)"
-            for kind, k in night.kinds.items()), time.perf_counter() - started)
+        log.info(
+            "link: rows loaded: %s in %.1f s",
+            ", ".join(
+                f"{kind} {len(k.recs)} ({sum(1 for rec in k.recs.values() if rec.pending)} new)"
+                for kind, k in night.kinds.items()
+            ),
+            time.perf_counter() - started,
+        )
         night.apply_decisions()
         if night.applied:
             log.info("link: %d reviewer decisions applied", len(night.applied))
@@ -377,8 +450,10 @@ class _Night:
 
     # --- 1. reviewers' decisions -----------------------------------------------------------------
     def apply_decisions(self) -> None:
-        todo = sorted((x for x in self.reviews.rows if x.status == "decided" and x.applied_at is None),
-                      key=lambda x: (x.decided_at or dt.datetime.min, x.review_id))
+        todo = sorted(
+            (x for x in self.reviews.rows if x.status == "decided" and x.applied_at is None),
+            key=lambda x: (x.decided_at or dt.datetime.min, x.review_id),
+        )
         for x in todo:
             kind = self.kinds.get(x.entity_kind)
             outcome = self._apply(kind, x) if kind else "unknown_kind"
@@ -394,11 +469,19 @@ class _Night:
             survivor, retired = _older((kl, kr)), max((kl, kr), key=_key_number)
             kind.merge_keys(survivor, retired)
             if kind.kind == "household":
-                kind.merges.append({"retired_key": retired, "surviving_key": survivor, "merged_at": now(),
-                                    "reason": "reviewer", "review_id": x.review_id,
-                                    "match_probability": x.match_probability,
-                                    "evidence": dumps({"records": [x.record_id_l, x.record_id_r],
-                                                       "decided_by": x.decided_by})})
+                kind.merges.append(
+                    {
+                        "retired_key": retired,
+                        "surviving_key": survivor,
+                        "merged_at": now(),
+                        "reason": "reviewer",
+                        "review_id": x.review_id,
+                        "match_probability": x.match_probability,
+                        "evidence": dumps(
+                            {"records": [x.record_id_l, x.record_id_r], "decided_by": x.decided_by}
+                        ),
+                    }
+                )
             kind.stats["reviewer_merges"] += 1
             return f"merged {retired} into {survivor}"
         if kl != kr:
@@ -406,9 +489,16 @@ class _Night:
         # "different" about two rows of one entity: the reviewer splits the newer row out, with the
         # rows that are the same person as it (same ID and name, or an identical ID-less row)
         odd = kind.recs[x.record_id_r]
-        group = [m for m in sorted(kind.members.get(kl, ())) if m == odd.record_id or (
-            kind.recs[m].norm == odd.norm and kind.recs[m].id_number == odd.id_number
-            and (odd.id_number or _shape(kind.recs[m]) == _shape(odd)))]
+        group = [
+            m
+            for m in sorted(kind.members.get(kl, ()))
+            if m == odd.record_id
+            or (
+                kind.recs[m].norm == odd.norm
+                and kind.recs[m].id_number == odd.id_number
+                and (odd.id_number or _shape(kind.recs[m]) == _shape(odd))
+            )
+        ]
         if len(group) == len(kind.members.get(kl, ())):
             return "nothing_to_split"
         new_key = kind.keys.new()
@@ -430,8 +520,13 @@ class _Night:
         unit_of_key: dict[str, int] = {}
         for key, members in sorted(kind.members.items()):
             recs = set(members)
-            u = units.add({key}, recs, {kind.recs[m].id_number for m in recs if kind.recs[m].id_number},
-                          {_shape(kind.recs[m]) for m in recs}, set().union(*(cannot.get(m, set()) for m in recs)))
+            u = units.add(
+                {key},
+                recs,
+                {kind.recs[m].id_number for m in recs if kind.recs[m].id_number},
+                {_shape(kind.recs[m]) for m in recs},
+                set().union(*(cannot.get(m, set()) for m in recs)),
+            )
             unit_of_key[key] = u
             for m in recs:
                 unit_of[m] = u
@@ -442,37 +537,60 @@ class _Night:
                 if keys:
                     key = self._choose_key(kind, keys, rec)
                     u = unit_of_key[key]
-                    self._check_id_name(kind, rec, [m for m in units.recs[units.find(u)]
-                                                    if kind.recs[m].id_number == rec.id_number])
+                    self._check_id_name(
+                        kind,
+                        rec,
+                        [m for m in units.recs[units.find(u)] if kind.recs[m].id_number == rec.id_number],
+                    )
                 else:
                     u = new_id_units.get(rec.id_number)
                     if u is None:
                         u = new_id_units[rec.id_number] = units.add(set(), set(), set(), set(), set())
                     else:
-                        self._check_id_name(kind, rec, [m for m in units.recs[units.find(u)]
-                                                        if kind.recs[m].id_number == rec.id_number])
+                        self._check_id_name(
+                            kind,
+                            rec,
+                            [m for m in units.recs[units.find(u)] if kind.recs[m].id_number == rec.id_number],
+                        )
                 units.attach(u, rec.record_id, rec.id_number, _shape(rec), cannot.get(rec.record_id, set()))
             else:
-                u = units.add(set(), {rec.record_id}, set(), {_shape(rec)}, set(cannot.get(rec.record_id, set())))
+                u = units.add(
+                    set(), {rec.record_id}, set(), {_shape(rec)}, set(cannot.get(rec.record_id, set()))
+                )
             unit_of[rec.record_id] = u
         self._check_name_village(kind)
         with_id = sum(1 for rec in pending if rec.id_number)
-        log.info("link: households: %d new rows, %d with an ID number, %d without", len(pending), with_id,
-                 len(pending) - with_id)
+        log.info(
+            "link: households: %d new rows, %d with an ID number, %d without",
+            len(pending),
+            with_id,
+            len(pending) - with_id,
+        )
 
         started = time.perf_counter()
         edges = self._score(kind, pending)
         self.timings["household_model"] = round(time.perf_counter() - started, 2)
         if edges or self.model_info.get("source") != "not_needed":
-            log.info("link: households: %d candidate pairs scored in %.1f s (model: %s)", len(edges),
-                     self.timings["household_model"], self.model_info.get("source"))
+            log.info(
+                "link: households: %d candidate pairs scored in %.1f s (model: %s)",
+                len(edges),
+                self.timings["household_model"],
+                self.model_info.get("source"),
+            )
         queued = len(self.reviews.new)
         accepted = self._cluster(kind, units, unit_of, edges)
-        log.info("link: households: clustering: %d rows placed by a link, %d pairs queued for review",
-                 len(accepted), len(self.reviews.new) - queued)
+        log.info(
+            "link: households: clustering: %d rows placed by a link, %d pairs queued for review",
+            len(accepted),
+            len(self.reviews.new) - queued,
+        )
         self._assign(kind, units, unit_of, pending, accepted)
-        log.info("link: households: %d rows assigned, %d new households, %d merges", len(kind.assigned),
-                 kind.stats.get("created", 0), kind.stats.get("model_merges", 0))
+        log.info(
+            "link: households: %d rows assigned, %d new households, %d merges",
+            len(kind.assigned),
+            kind.stats.get("created", 0),
+            kind.stats.get("model_merges", 0),
+        )
         self._measure_density(kind, units, unit_of, edges)
 
     def _choose_key(self, kind: _Kind, keys: set[str], rec: _Rec) -> str:
@@ -481,8 +599,10 @@ class _Night:
         if len(keys) == 1:
             return next(iter(keys))
         for key in sorted(keys, key=_key_number):
-            if any(kind.recs[m].norm == rec.norm and kind.recs[m].id_number == rec.id_number
-                   for m in kind.members.get(key, ())):
+            if any(
+                kind.recs[m].norm == rec.norm and kind.recs[m].id_number == rec.id_number
+                for m in kind.members.get(key, ())
+            ):
                 return key
         return _older(keys)
 
@@ -495,10 +615,18 @@ class _Night:
         other = kind.recs[first]
         cfg = self.cfg
         py = {linkage.name_pinyin(n, cfg)[1] for n in (other.norm, rec.norm)}
-        self.reviews.add(kind, "id_name_conflict", first, rec.record_id,
-                         evidence={"rule": "same_id_two_names", "names": [other.norm, rec.norm],
-                                   "pinyin_equal": len(py) == 1},
-                         signature=[_digest(rec.id_number), *sorted((other.norm, rec.norm))])
+        self.reviews.add(
+            kind,
+            "id_name_conflict",
+            first,
+            rec.record_id,
+            evidence={
+                "rule": "same_id_two_names",
+                "names": [other.norm, rec.norm],
+                "pinyin_equal": len(py) == 1,
+            },
+            signature=[_digest(rec.id_number), *sorted((other.norm, rec.norm))],
+        )
 
     def _check_name_village(self, kind: _Kind) -> None:
         """One name, town and village under two ID numbers: kept apart by the rules, queued."""
@@ -515,10 +643,14 @@ class _Night:
                 if not (kind.recs[r_id].pending or kind.recs[l_id].pending):
                     continue
                 a, b = kind.recs[l_id].id_number, kind.recs[r_id].id_number
-                self.reviews.add(kind, "name_village_id_conflict", l_id, r_id,
-                                 evidence={"rule": "same_name_village_two_ids", "name": name, "town": town,
-                                           "village": vk},
-                                 signature=[_digest(*sorted((a, b)))])
+                self.reviews.add(
+                    kind,
+                    "name_village_id_conflict",
+                    l_id,
+                    r_id,
+                    evidence={"rule": "same_name_village_two_ids", "name": name, "town": town, "village": vk},
+                    signature=[_digest(*sorted((a, b)))],
+                )
 
     def _score(self, kind: _Kind, pending: list[_Rec]) -> list[_Edge]:
         nil_new = [rec for rec in pending if not rec.id_number]
@@ -531,8 +663,9 @@ class _Night:
         feats: dict[int, dict] = {}
         for rec in kind.recs.values():
             attrs = json.loads(rec.attrs) if not rec.id_number else {}
-            feats[rec.record_id] = linkage.feature_row(rec.record_id, rec.name, rec.id_number, rec.town,
-                                                       rec.village, rec.phone, attrs, cfg)
+            feats[rec.record_id] = linkage.feature_row(
+                rec.record_id, rec.name, rec.id_number, rec.town, rec.village, rec.phone, attrs, cfg
+            )
         # one feature row per entity (the rows resolved by ID, and existing ID-less households):
         # term frequencies and u probabilities are counted on these, not on raw rows
         entity_rows: dict[object, int] = {}
@@ -556,35 +689,54 @@ class _Night:
             left_rows.append(f)
         left = linkage.frame(left_rows)
         right = linkage.frame([feats[rec.record_id] for rec in nil_new])
-        log.info("link: households: scoring %d rows without an ID number against %d rows", len(right), len(left))
+        log.info(
+            "link: households: scoring %d rows without an ID number against %d rows", len(right), len(left)
+        )
         with linkage.Scorer(params, cfg, entities, tf=tf) as scorer:
             parts = [scorer.between(left, right), scorer.within(right)]
             if id_new and nil_old:
-                parts.append(scorer.between(linkage.frame([feats[r.record_id] for r in nil_old]),
-                                            linkage.frame([feats[r.record_id] for r in id_new])))
+                parts.append(
+                    scorer.between(
+                        linkage.frame([feats[r.record_id] for r in nil_old]),
+                        linkage.frame([feats[r.record_id] for r in id_new]),
+                    )
+                )
         edges = []
         for part in parts:
             for row in part.to_dict("records"):
                 l_id, r_id = int(row["unique_id_l"]), int(row["unique_id_r"])
                 if l_id > r_id:
                     l_id, r_id = r_id, l_id
-                edges.append(_Edge(l_id, r_id, float(row["match_probability"]), float(row["match_weight"]),
-                                   linkage.evidence(row)))
+                edges.append(
+                    _Edge(
+                        l_id,
+                        r_id,
+                        float(row["match_probability"]),
+                        float(row["match_weight"]),
+                        linkage.evidence(row),
+                    )
+                )
         kind.stats["pairs_scored"] = len(edges)
         return edges
 
     def _model(self, kind: _Kind, feats: dict[int, dict], entities) -> tuple[dict, bool]:  # noqa: ANN001
         cfg, training = self.cfg, self.cfg["training"]
         lm = schema.link_model
-        stored = self.conn.execute(sa.select(lm).where(lm.c.entity_kind == kind.kind, lm.c.source == "em")
-                                   .order_by(lm.c.model_id.desc()).limit(1)).first()
+        stored = self.conn.execute(
+            sa.select(lm)
+            .where(lm.c.entity_kind == kind.kind, lm.c.source == "em")
+            .order_by(lm.c.model_id.desc())
+            .limit(1)
+        ).first()
         n_records = len(kind.recs)
         n_nil = sum(1 for rec in kind.recs.values() if not rec.id_number)
         tf = len(entities) >= int(cfg["tf_min_entities"])
         enough = n_records >= int(training["min_records"]) and n_nil >= int(training["min_id_less_records"])
         stale = stored is None or n_records >= stored.records * (1 + float(training["retrain_growth"]))
         if enough and stale:
-            log.info("link: households: training the model on %d rows (%d without an ID number)", n_records, n_nil)
+            log.info(
+                "link: households: training the model on %d rows (%d without an ID number)", n_records, n_nil
+            )
             started = time.perf_counter()
             records = linkage.frame(list(feats.values()))
             try:
@@ -593,14 +745,26 @@ class _Night:
                 log.warning("link: training failed (%s); using the stored or prior model", type(exc).__name__)
             else:
                 seconds = round(time.perf_counter() - started, 2)
-                self.conn.execute(lm.insert().values(
-                    entity_kind=kind.kind, trained_at=now(), source="em", records=n_records, id_less_records=n_nil,
-                    entities=len(entities), parameters=dumps(params), seconds=seconds))
+                self.conn.execute(
+                    lm.insert().values(
+                        entity_kind=kind.kind,
+                        trained_at=now(),
+                        source="em",
+                        records=n_records,
+                        id_less_records=n_nil,
+                        entities=len(entities),
+                        parameters=dumps(params),
+                        seconds=seconds,
+                    )
+                )
                 self.model_info = {"source": "em_trained_tonight", "records": n_records, "seconds": seconds}
                 return params, tf
         if stored is not None:
-            self.model_info = {"source": "em_stored", "model_records": stored.records,
-                               "trained_at": str(stored.trained_at)}
+            self.model_info = {
+                "source": "em_stored",
+                "model_records": stored.records,
+                "trained_at": str(stored.trained_at),
+            }
             return json.loads(stored.parameters), tf
         self.model_info = {"source": "prior"}
         return linkage.prior_parameters(cfg), tf
@@ -632,7 +796,7 @@ class _Night:
                 continue
             if units.keys[a] and units.keys[b]:
                 ka, kb = _older(units.keys[a]), _older(units.keys[b])
-                for k in (units.keys[b] if _key_number(ka) < _key_number(kb) else units.keys[a]):
+                for k in units.keys[b] if _key_number(ka) < _key_number(kb) else units.keys[a]:
                     retire_evidence[k] = e
             for x, y in ((a, b), (b, a)):
                 if (units.ids[y] or units.keys[y]) and not (units.ids[x] or units.keys[x]):
@@ -659,8 +823,14 @@ class _Night:
                         per_rec[rid] += 1
         return accepted
 
-    def _assign(self, kind: _Kind, units: _Units, unit_of: dict[int, int], pending: list[_Rec],
-                accepted: dict[int, _Edge]) -> None:
+    def _assign(
+        self,
+        kind: _Kind,
+        units: _Units,
+        unit_of: dict[int, int],
+        pending: list[_Rec],
+        accepted: dict[int, _Edge],
+    ) -> None:
         by_root: dict[int, list[_Rec]] = defaultdict(list)
         for rec in pending:
             by_root[units.find(unit_of[rec.record_id])].append(rec)
@@ -673,11 +843,21 @@ class _Night:
             for retired in sorted(keys - {survivor}, key=_key_number):
                 e = self._retire_evidence.get(retired)
                 kind.merge_keys(survivor, retired)
-                kind.merges.append({
-                    "retired_key": retired, "surviving_key": survivor, "merged_at": now(), "reason": "model",
-                    "review_id": None, "match_probability": e.p if e else None,
-                    "evidence": dumps({"records": [e.l, e.r], "match_weight": round(e.w, 3),
-                                       "fields": e.evidence} if e else {})})
+                kind.merges.append(
+                    {
+                        "retired_key": retired,
+                        "surviving_key": survivor,
+                        "merged_at": now(),
+                        "reason": "model",
+                        "review_id": None,
+                        "match_probability": e.p if e else None,
+                        "evidence": dumps(
+                            {"records": [e.l, e.r], "match_weight": round(e.w, 3), "fields": e.evidence}
+                            if e
+                            else {}
+                        ),
+                    }
+                )
                 kind.stats["model_merges"] += 1
         for root, recs in sorted(by_root.items(), key=lambda item: min(r.record_id for r in item[1])):
             keys = units.keys[root]
@@ -703,7 +883,9 @@ class _Night:
                 kind.touched.add(key)
                 kind.stats[f"rows_{method}"] += 1
 
-    def _measure_density(self, kind: _Kind, units: _Units, unit_of: dict[int, int], edges: list[_Edge]) -> None:
+    def _measure_density(
+        self, kind: _Kind, units: _Units, unit_of: dict[int, int], edges: list[_Edge]
+    ) -> None:
         """Of clusters the model shaped tonight (3+ rows): the share of their row pairs tied directly
         (same ID, identical rows, or a scored link above the threshold). Low density = a chain."""
         link_t = float(self.cfg["thresholds"]["link"])
@@ -716,11 +898,14 @@ class _Night:
             tied = total = 0
             for i, a in enumerate(recs):
                 ra = kind.recs[a]
-                for b in recs[i + 1:]:
+                for b in recs[i + 1 :]:
                     rb = kind.recs[b]
                     total += 1
-                    if ((ra.id_number and ra.id_number == rb.id_number) or _shape(ra) == _shape(rb)
-                            or (a, b) in strong):
+                    if (
+                        (ra.id_number and ra.id_number == rb.id_number)
+                        or _shape(ra) == _shape(rb)
+                        or (a, b) in strong
+                    ):
                         tied += 1
             self.density.append(tied / total)
 
@@ -742,8 +927,11 @@ class _Night:
                 keys = kind.by_id.get(rec.id_number)
                 if keys:
                     key = self._choose_key(kind, keys, rec)
-                    self._check_id_name(kind, rec, [m for m in kind.members.get(key, ())
-                                                    if kind.recs[m].id_number == rec.id_number])
+                    self._check_id_name(
+                        kind,
+                        rec,
+                        [m for m in kind.members.get(key, ()) if kind.recs[m].id_number == rec.id_number],
+                    )
                 method = "id"
             else:
                 candidates = by_name.get(rec.norm, set()) if rec.norm else set()
@@ -766,8 +954,13 @@ class _Night:
             kind.touched.add(key)
             kind.stats[f"rows_{method}"] += 1
         if pending:
-            log.info("link: cadres: %d new rows, %d assigned, %d new cadres, %d without a cadre", len(pending),
-                     len(kind.assigned), kind.stats.get("created", 0), len(kind.orphaned))
+            log.info(
+                "link: cadres: %d new rows, %d assigned, %d new cadres, %d without a cadre",
+                len(pending),
+                len(kind.assigned),
+                kind.stats.get("created", 0),
+                len(kind.orphaned),
+            )
 
     # --- cases -------------------------------------------------------------------------------------
     def link_cases(self) -> None:
@@ -775,8 +968,9 @@ class _Night:
         r, k = schema.source_record, schema.petition_case
         by_number = dict(conn.execute(sa.select(k.c.case_number, k.c.case_key)).all())
         issuer = _KeyIssuer("case", _next_number(conn, "case"))
-        pending = conn.execute(sa.select(r).where(r.c.entity_key.is_(None), r.c.entity_kind == "case")
-                               .order_by(r.c.record_id)).all()
+        pending = conn.execute(
+            sa.select(r).where(r.c.entity_key.is_(None), r.c.entity_kind == "case").order_by(r.c.record_id)
+        ).all()
         self.case_assigned: dict[int, str] = {}
         self.case_orphaned: list[sa.Row] = []
         self.case_rows = pending
@@ -792,42 +986,96 @@ class _Night:
             self.case_assigned[rec.record_id] = key
         self.case_summary = {"rows": len(self.case_assigned), "created": created}
         if pending:
-            log.info("link: cases: %d new rows, %d assigned, %d new cases, %d without a case", len(pending),
-                     len(self.case_assigned), created, len(self.case_orphaned))
+            log.info(
+                "link: cases: %d new rows, %d assigned, %d new cases, %d without a case",
+                len(pending),
+                len(self.case_assigned),
+                created,
+                len(self.case_orphaned),
+            )
 
     # --- writing -----------------------------------------------------------------------------------
     def write(self) -> None:
         conn = self.conn
         r, s = schema.source_record, schema.source_row
-        file_names = dict(conn.execute(sa.select(schema.intake_file.c.file_id, schema.intake_file.c.file_name)).all())
+        file_names = dict(
+            conn.execute(sa.select(schema.intake_file.c.file_id, schema.intake_file.c.file_name)).all()
+        )
         # reviewers' decisions applied
         lr = schema.link_review
         for item in self.applied:
-            conn.execute(lr.update().where(lr.c.review_id == item["review_id"])
-                         .values(applied_at=now(), outcome=item["outcome"]))
+            conn.execute(
+                lr.update()
+                .where(lr.c.review_id == item["review_id"])
+                .values(applied_at=now(), outcome=item["outcome"])
+            )
         for kind in self.kinds.values():
             upd = [{"_rid": rid, "_key": key} for rid, (key, _, _) in kind.assigned.items()]
-            upd += [{"_rid": rid, "_key": key} for rid, key in kind.moved.items() if not kind.recs[rid].pending]
-            update_many(conn, r, ["record_id"], [{"record_id": u["_rid"], "entity_key": u["_key"]} for u in upd])
-            insert_many(conn, s, (
-                {"file_id": kind.recs[rid].file_id, "sheet": kind.recs[rid].sheet,
-                 "row_number": kind.recs[rid].row_number, "entity_kind": kind.kind,
-                 "entity_key": kind.moved.get(rid, key), "link_method": method, "match_probability": p}
-                for rid, (key, method, p) in sorted(kind.assigned.items())))
-            moved_old = [{"_f": kind.recs[rid].file_id, "_s": kind.recs[rid].sheet, "_n": kind.recs[rid].row_number,
-                          "_key": key} for rid, key in kind.moved.items()
-                         if not kind.recs[rid].pending and rid not in kind.split_rows]
+            upd += [
+                {"_rid": rid, "_key": key} for rid, key in kind.moved.items() if not kind.recs[rid].pending
+            ]
+            update_many(
+                conn, r, ["record_id"], [{"record_id": u["_rid"], "entity_key": u["_key"]} for u in upd]
+            )
+            insert_many(
+                conn,
+                s,
+                (
+                    {
+                        "file_id": kind.recs[rid].file_id,
+                        "sheet": kind.recs[rid].sheet,
+                        "row_number": kind.recs[rid].row_number,
+                        "entity_kind": kind.kind,
+                        "entity_key": kind.moved.get(rid, key),
+                        "link_method": method,
+                        "match_probability": p,
+                    }
+                    for rid, (key, method, p) in sorted(kind.assigned.items())
+                ),
+            )
+            moved_old = [
+                {
+                    "_f": kind.recs[rid].file_id,
+                    "_s": kind.recs[rid].sheet,
+                    "_n": kind.recs[rid].row_number,
+                    "_key": key,
+                }
+                for rid, key in kind.moved.items()
+                if not kind.recs[rid].pending and rid not in kind.split_rows
+            ]
             if moved_old:
-                conn.execute(s.update().where(s.c.file_id == sa.bindparam("_f"), s.c.sheet == sa.bindparam("_s"),
-                                              s.c.row_number == sa.bindparam("_n"))
-                             .values(entity_key=sa.bindparam("_key")), moved_old)
-            split = [{"_f": kind.recs[rid].file_id, "_s": kind.recs[rid].sheet, "_n": kind.recs[rid].row_number,
-                      "_key": kind.moved[rid]} for rid in sorted(kind.split_rows)]
+                conn.execute(
+                    s.update()
+                    .where(
+                        s.c.file_id == sa.bindparam("_f"),
+                        s.c.sheet == sa.bindparam("_s"),
+                        s.c.row_number == sa.bindparam("_n"),
+                    )
+                    .values(entity_key=sa.bindparam("_key")),
+                    moved_old,
+                )
+            split = [
+                {
+                    "_f": kind.recs[rid].file_id,
+                    "_s": kind.recs[rid].sheet,
+                    "_n": kind.recs[rid].row_number,
+                    "_key": kind.moved[rid],
+                }
+                for rid in sorted(kind.split_rows)
+            ]
             if split:
-                conn.execute(s.update().where(s.c.file_id == sa.bindparam("_f"), s.c.sheet == sa.bindparam("_s"),
-                                              s.c.row_number == sa.bindparam("_n"))
-                             .values(entity_key=sa.bindparam("_key"), link_method="review_split",
-                                     match_probability=None), split)
+                conn.execute(
+                    s.update()
+                    .where(
+                        s.c.file_id == sa.bindparam("_f"),
+                        s.c.sheet == sa.bindparam("_s"),
+                        s.c.row_number == sa.bindparam("_n"),
+                    )
+                    .values(
+                        entity_key=sa.bindparam("_key"), link_method="review_split", match_probability=None
+                    ),
+                    split,
+                )
             _reject_orphans(conn, kind.orphaned)
             if kind.merges:
                 insert_many(conn, schema.household_merge, kind.merges)
@@ -842,12 +1090,29 @@ class _Night:
         _write_households(conn, self.kinds["household"])
         _write_cadres(conn, self.kinds["cadre"])
         # cases
-        update_many(conn, r, ["record_id"],
-                    [{"record_id": rid, "entity_key": key} for rid, key in self.case_assigned.items()])
-        insert_many(conn, s, (
-            {"file_id": rec.file_id, "sheet": rec.sheet, "row_number": rec.row_number, "entity_kind": "case",
-             "entity_key": self.case_assigned[rec.record_id], "link_method": "id", "match_probability": None}
-            for rec in self.case_rows if rec.record_id in self.case_assigned))
+        update_many(
+            conn,
+            r,
+            ["record_id"],
+            [{"record_id": rid, "entity_key": key} for rid, key in self.case_assigned.items()],
+        )
+        insert_many(
+            conn,
+            s,
+            (
+                {
+                    "file_id": rec.file_id,
+                    "sheet": rec.sheet,
+                    "row_number": rec.row_number,
+                    "entity_kind": "case",
+                    "entity_key": self.case_assigned[rec.record_id],
+                    "link_method": "id",
+                    "match_probability": None,
+                }
+                for rec in self.case_rows
+                if rec.record_id in self.case_assigned
+            ),
+        )
         _reject_orphans(conn, self.case_orphaned)
         _upsert_cases(conn, set(self.case_assigned.values()))
 
@@ -858,8 +1123,15 @@ class _Night:
         out = {
             "rows_linked": len(h.assigned) + len(c.assigned) + len(self.case_assigned),
             "rows_rejected_unknown_entity": len(h.orphaned) + len(c.orphaned) + len(self.case_orphaned),
-            "created": {k: v for k, v in (("household", h.stats["created"]), ("cadre", c.stats["created"]),
-                                          ("case", self.case_summary.get("created", 0))) if v},
+            "created": {
+                k: v
+                for k, v in (
+                    ("household", h.stats["created"]),
+                    ("cadre", c.stats["created"]),
+                    ("case", self.case_summary.get("created", 0)),
+                )
+                if v
+            },
             "household": {k: v for k, v in sorted(h.stats.items())},
             "cadre": {k: v for k, v in sorted(c.stats.items())},
             "reviews_queued": len(self.reviews.new),
@@ -899,9 +1171,20 @@ def _write_households(conn: sa.Connection, kind: _Kind) -> None:
     touched = kind.touched - kind.retired
     if not touched:
         return
-    existing = {row.household_key: row for row in conn.execute(
-        sa.select(h.c.household_key, h.c.head_name, h.c.head_id_number, h.c.town, h.c.village, h.c.phone,
-                  h.c.first_seen_file))}
+    existing = {
+        row.household_key: row
+        for row in conn.execute(
+            sa.select(
+                h.c.household_key,
+                h.c.head_name,
+                h.c.head_id_number,
+                h.c.town,
+                h.c.village,
+                h.c.phone,
+                h.c.first_seen_file,
+            )
+        )
+    }
     categories: dict[str, set[str]] = defaultdict(set)
     for k2, category in conn.execute(sa.select(hc.c.household_key, hc.c.category)):
         categories[k2].add(category)
@@ -915,13 +1198,16 @@ def _write_households(conn: sa.Connection, kind: _Kind) -> None:
             # the name as written next to an ID number is the authoritative one
             "head_name": _latest([x.name for x in with_id]) or _latest([x.name for x in recs]),
             "head_id_number": _latest([x.id_number or x.raw_id for x in recs]),
-            "town": _latest([x.town for x in recs]), "village": _latest([x.village for x in recs]),
-            "phone": _latest([x.phone for x in recs]), "first_seen_file": recs[0].file_id,
+            "town": _latest([x.town for x in recs]),
+            "village": _latest([x.village for x in recs]),
+            "phone": _latest([x.phone for x in recs]),
+            "first_seen_file": recs[0].file_id,
         }
         old = existing.get(key)
         if old is None:
-            inserts.append({"household_key": key, **values, "head_name": values["head_name"] or "",
-                            "status": "active"})
+            inserts.append(
+                {"household_key": key, **values, "head_name": values["head_name"] or "", "status": "active"}
+            )
         else:
             change = {k: v for k, v in values.items() if v is not None and getattr(old, k) != v}
             if change:
@@ -951,11 +1237,15 @@ def _write_cadres(conn: sa.Connection, kind: _Kind) -> None:
             continue
         attrs = [json.loads(x.attrs) for x in recs]
         values = {
-            "name": _latest([x.name for x in recs]), "id_number": _latest([x.id_number or x.raw_id for x in recs]),
+            "name": _latest([x.name for x in recs]),
+            "id_number": _latest([x.id_number or x.raw_id for x in recs]),
             "phone": _latest([x.phone for x in recs]),
-            "town": _latest([a.get("linked_town") for a in attrs]), "sex": _latest([a.get("sex") for a in attrs]),
-            "rank": _latest([a.get("rank") for a in attrs]), "rank_title": _latest([a.get("rank_title") for a in attrs]),
-            "unit": _latest([a.get("unit") for a in attrs]), "post": _latest([a.get("post") for a in attrs]),
+            "town": _latest([a.get("linked_town") for a in attrs]),
+            "sex": _latest([a.get("sex") for a in attrs]),
+            "rank": _latest([a.get("rank") for a in attrs]),
+            "rank_title": _latest([a.get("rank_title") for a in attrs]),
+            "unit": _latest([a.get("unit") for a in attrs]),
+            "post": _latest([a.get("post") for a in attrs]),
         }
         old = existing.get(key)
         if old is None:
@@ -975,13 +1265,17 @@ def _bulk_update(conn: sa.Connection, table: sa.Table, key_col: str, updates: li
         cols = tuple(sorted(change))
         by_cols[cols].append({"_key": key, **{f"_v_{k}": v for k, v in change.items()}})
     for cols, rows in by_cols.items():
-        conn.execute(table.update().where(table.c[key_col] == sa.bindparam("_key"))
-                     .values(**{k: sa.bindparam(f"_v_{k}") for k in cols}), rows)
+        conn.execute(
+            table.update()
+            .where(table.c[key_col] == sa.bindparam("_key"))
+            .values(**{k: sa.bindparam(f"_v_{k}") for k in cols}),
+            rows,
+        )
 
 
 def _chunks(items: list, size: int):  # noqa: ANN202
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def _reject_orphans(conn: sa.Connection, orphaned: list) -> None:
@@ -995,13 +1289,25 @@ def _reject_orphans(conn: sa.Connection, orphaned: list) -> None:
         kind_field = "case_number" if kind == "case" else catalogue().rosters[rec.roster].person["id_number"]
         header = _header_of(conn, rec.file_id, rec.sheet, kind_field) or fields[kind_field].label
         code = _UNKNOWN_REASON[kind]
-        conn.execute(schema.rejected_row.insert().values(
-            file_id=rec.file_id, sheet=rec.sheet, row_number=rec.row_number, field=kind_field, header=header,
-            value=None, reason_code=code, message=message(code, header=header), created_at=now(),
-        ))
+        conn.execute(
+            schema.rejected_row.insert().values(
+                file_id=rec.file_id,
+                sheet=rec.sheet,
+                row_number=rec.row_number,
+                field=kind_field,
+                header=header,
+                value=None,
+                reason_code=code,
+                message=message(code, header=header),
+                created_at=now(),
+            )
+        )
         conn.execute(r.delete().where(r.c.record_id == rec.record_id))
-        conn.execute(f.update().where(f.c.file_id == rec.file_id).values(
-            rows_loaded=f.c.rows_loaded - 1, rows_rejected=f.c.rows_rejected + 1))
+        conn.execute(
+            f.update()
+            .where(f.c.file_id == rec.file_id)
+            .values(rows_loaded=f.c.rows_loaded - 1, rows_rejected=f.c.rows_rejected + 1)
+        )
 
 
 def _header_of(conn: sa.Connection, file_id: int, sheet: str, field_name: str) -> str | None:
@@ -1015,8 +1321,11 @@ def _upsert_cases(conn: sa.Connection, keys: set[str]) -> None:
     if not keys:
         return
     r = schema.source_record
-    rows = conn.execute(sa.select(r).where(r.c.entity_key.in_(sorted(keys)), r.c.entity_kind == "case")
-                        .order_by(r.c.record_id)).all()
+    rows = conn.execute(
+        sa.select(r)
+        .where(r.c.entity_key.in_(sorted(keys)), r.c.entity_kind == "case")
+        .order_by(r.c.record_id)
+    ).all()
     by_key: dict[str, list[sa.Row]] = defaultdict(list)
     for rec in rows:
         by_key[rec.entity_key].append(rec)
@@ -1030,8 +1339,17 @@ def _upsert_cases(conn: sa.Connection, keys: set[str]) -> None:
             "petitioner_name": _latest([rec.person_name for rec in recs]),
             "petitioner_id_number": _latest([rec.id_number for rec in recs]),
             "town": _latest([rec.town for rec in recs]),
-            **{f: _latest([a.get(f) for a in attrs]) for f in (
-                "topic", "summary", "responsible_unit", "work_team", "resolution_plan", "stabilisation_measures")},
+            **{
+                f: _latest([a.get(f) for a in attrs])
+                for f in (
+                    "topic",
+                    "summary",
+                    "responsible_unit",
+                    "work_team",
+                    "resolution_plan",
+                    "stabilisation_measures",
+                )
+            },
             "registered_on": _as_date(_latest([a.get("registered_date") for a in attrs])),
         }
         if key in present:
@@ -1048,8 +1366,20 @@ def _as_date(value: object):  # noqa: ANN202
 
 # --- reviewers: the CLI and the review workbook --------------------------------------------------------
 _SAME_WORDS = {"same", "y", "yes", "是", "相同", "同一", "同一户", "同一人", "是同一户", "是同一人", "合并"}
-_DIFFERENT_WORDS = {"different", "n", "no", "否", "不同", "不是", "不同户", "不是同一户", "不是同一人", "不同人",
-                    "不是同一个", "分开"}
+_DIFFERENT_WORDS = {
+    "different",
+    "n",
+    "no",
+    "否",
+    "不同",
+    "不是",
+    "不同户",
+    "不是同一户",
+    "不是同一人",
+    "不同人",
+    "不是同一个",
+    "分开",
+}
 
 
 def parse_decision(text: object) -> str | None:
@@ -1070,8 +1400,15 @@ class ReviewError(Exception):
     pass
 
 
-def decide(conn: sa.Connection, review_id: int, decision: str, decided_by: str, note: str | None = None,
-           *, force: bool = False) -> sa.Row:
+def decide(
+    conn: sa.Connection,
+    review_id: int,
+    decision: str,
+    decided_by: str,
+    note: str | None = None,
+    *,
+    force: bool = False,
+) -> sa.Row:
     """Record a reviewer's decision; the next night's link stage applies it."""
     if decision not in DECISIONS:
         raise ReviewError(f"decision must be one of {DECISIONS}")
@@ -1080,11 +1417,23 @@ def decide(conn: sa.Connection, review_id: int, decision: str, decided_by: str, 
     if row is None:
         raise ReviewError(f"no review {review_id}")
     if row.status == "decided" and row.applied_at is not None and not force:
-        raise ReviewError(f"review {review_id} was decided ({row.decision}) and applied on {row.applied_at}; "
-                          "use --force to change it (the next night applies the new decision)")
-    conn.execute(lr.update().where(lr.c.review_id == review_id).values(
-        status="decided", decision=decision, decided_by=decided_by[:128], decided_at=now(), note=note,
-        applied_at=None, outcome=None))
+        raise ReviewError(
+            f"review {review_id} was decided ({row.decision}) and applied on {row.applied_at}; "
+            "use --force to change it (the next night applies the new decision)"
+        )
+    conn.execute(
+        lr.update()
+        .where(lr.c.review_id == review_id)
+        .values(
+            status="decided",
+            decision=decision,
+            decided_by=decided_by[:128],
+            decided_at=now(),
+            note=note,
+            applied_at=None,
+            outcome=None,
+        )
+    )
     return conn.execute(sa.select(lr).where(lr.c.review_id == review_id)).one()
 
 
@@ -1096,9 +1445,30 @@ def pending_reviews(conn: sa.Connection, include_decided: bool = False) -> list[
     return conn.execute(q).all()
 
 
-_REVIEW_COLUMNS = ("编号", "类别", "原因", "匹配概率", "A 名单", "A 行号", "A 姓名", "A 身份证号", "A 镇街", "A 村(居)",
-                   "A 电话", "B 名单", "B 行号", "B 姓名", "B 身份证号", "B 镇街", "B 村(居)", "B 电话", "依据",
-                   "核实结论", "核实人", "备注")
+_REVIEW_COLUMNS = (
+    "编号",
+    "类别",
+    "原因",
+    "匹配概率",
+    "A 名单",
+    "A 行号",
+    "A 姓名",
+    "A 身份证号",
+    "A 镇街",
+    "A 村(居)",
+    "A 电话",
+    "B 名单",
+    "B 行号",
+    "B 姓名",
+    "B 身份证号",
+    "B 镇街",
+    "B 村(居)",
+    "B 电话",
+    "依据",
+    "核实结论",
+    "核实人",
+    "备注",
+)
 _REVIEW_WIDTHS = (8, 8, 26, 10, 24, 8, 10, 22, 12, 14, 15, 24, 8, 10, 22, 12, 14, 15, 50, 14, 10, 20)
 _KIND_LABEL = {"household": "家庭", "cadre": "干部"}
 _MAX_REVIEW_FILE_BYTES = 20 * 1024 * 1024
@@ -1124,11 +1494,29 @@ def _review_cells(row: sa.Row) -> list[object]:
 
     def side(d: dict) -> list[object]:
         where = f"{d.get('roster_label', '')} {d.get('file', '')}".strip()
-        return [where, d.get("row"), d.get("name"), d.get("id_number"), d.get("town"), d.get("village"), d.get("phone")]
+        return [
+            where,
+            d.get("row"),
+            d.get("name"),
+            d.get("id_number"),
+            d.get("town"),
+            d.get("village"),
+            d.get("phone"),
+        ]
 
     prob = None if row.match_probability is None else round(float(row.match_probability), 4)
-    return [row.review_id, _KIND_LABEL.get(row.entity_kind, row.entity_kind), REVIEW_REASONS.get(row.reason, row.reason),
-            prob, *side(a), *side(b), evidence_text(row), None, None, None]
+    return [
+        row.review_id,
+        _KIND_LABEL.get(row.entity_kind, row.entity_kind),
+        REVIEW_REASONS.get(row.reason, row.reason),
+        prob,
+        *side(a),
+        *side(b),
+        evidence_text(row),
+        None,
+        None,
+        None,
+    ]
 
 
 def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
@@ -1174,13 +1562,16 @@ def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
     dv.add(f"{decision_col}2:{decision_col}{max(len(rows) + 1, 2) + 200}")
     ws.freeze_panes = "B2"
     info = wb.create_sheet("说明")
-    for r, text in enumerate((
-        "待核实记录：模型或规则无法确定两条记录是否为同一户（同一人），请核实。",
-        "在“核实结论”一列填写：同一（是同一户/同一人）或 不同（不是同一户/同一人）；“核实人”填写您的姓名。",
-        "填好后保存本文件（或另存为任意名称放在本文件夹），当晚处理时生效，模型不会推翻人工结论。",
-        "身份证号、电话已脱敏；“依据”一列为各字段的比对结果和权重（正数支持同一，负数支持不同）。",
-        f"共 {len(rows)} 条待核实。",
-    ), 1):
+    for r, text in enumerate(
+        (
+            "待核实记录：模型或规则无法确定两条记录是否为同一户（同一人），请核实。",
+            "在“核实结论”一列填写：同一（是同一户/同一人）或 不同（不是同一户/同一人）；“核实人”填写您的姓名。",
+            "填好后保存本文件（或另存为任意名称放在本文件夹），当晚处理时生效，模型不会推翻人工结论。",
+            "身份证号、电话已脱敏；“依据”一列为各字段的比对结果和权重（正数支持同一，负数支持不同）。",
+            f"共 {len(rows)} 条待核实。",
+        ),
+        1,
+    ):
         put(r, 1, text, sheet=info)
     info.column_dimensions["A"].width = 100
     fd, tmp = tempfile.mkstemp(prefix=".待核实-", suffix=".xlsx", dir=review_dir)
@@ -1205,7 +1596,11 @@ def read_review_workbooks(conn: sa.Connection, review_dir: Path | None) -> dict:
     lr = schema.link_review
     pending = {x.review_id for x in conn.execute(sa.select(lr.c.review_id).where(lr.c.status == "pending"))}
     for path in sorted(Path(review_dir).glob("*.xlsx")):
-        if path.name.startswith(("~$", ".")) or path.is_symlink() or path.stat().st_size > _MAX_REVIEW_FILE_BYTES:
+        if (
+            path.name.startswith(("~$", "."))
+            or path.is_symlink()
+            or path.stat().st_size > _MAX_REVIEW_FILE_BYTES
+        ):
             continue
         if (path.parent / ("~$" + path.name)).exists():
             continue  # still open in Excel
@@ -1243,10 +1638,17 @@ def read_review_workbooks(conn: sa.Connection, review_dir: Path | None) -> dict:
                     continue
                 by = values[i_by] if i_by is not None and i_by < len(values) and values[i_by] else None
                 note = values[i_note] if i_note is not None and i_note < len(values) else None
-                conn.execute(lr.update().where(lr.c.review_id == review_id, lr.c.status == "pending").values(
-                    status="decided", decision=decision, decided_at=now(),
-                    decided_by=(f"{by}（{path.name}）" if by else f"workbook:{path.name}")[:128],
-                    note=str(note)[:500] if note else None))
+                conn.execute(
+                    lr.update()
+                    .where(lr.c.review_id == review_id, lr.c.status == "pending")
+                    .values(
+                        status="decided",
+                        decision=decision,
+                        decided_at=now(),
+                        decided_by=(f"{by}（{path.name}）" if by else f"workbook:{path.name}")[:128],
+                        note=str(note)[:500] if note else None,
+                    )
+                )
                 pending.discard(review_id)
                 out["decisions"] += 1
         finally:

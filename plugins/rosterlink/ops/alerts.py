@@ -60,8 +60,9 @@ def send(alert: dict) -> None:
         try:
             import httpx
 
-            httpx.post(url, content=line.encode("utf-8"), headers={"Content-Type": "application/json"},
-                       timeout=10).raise_for_status()
+            httpx.post(
+                url, content=line.encode("utf-8"), headers={"Content-Type": "application/json"}, timeout=10
+            ).raise_for_status()
         except Exception as err:  # noqa: BLE001 - an alert channel that is down must not hide the failure
             log.error("could not post the alert to the webhook: %s", type(err).__name__)
 
@@ -84,9 +85,15 @@ def night_failed(context: dict) -> None:
         eng = warehouse.engine(cfg.warehouse_url)
         n = schema.night_run
         with eng.begin() as conn:
-            conn.execute(n.update().where(n.c.run_id == context.get("run_id")).values(
-                status="failed", finished_at=warehouse.now(),
-                summary=warehouse.dumps({"failed_task": task_id, "error": mask_text(str(exc))[:2000]})))
+            conn.execute(
+                n.update()
+                .where(n.c.run_id == context.get("run_id"))
+                .values(
+                    status="failed",
+                    finished_at=warehouse.now(),
+                    summary=warehouse.dumps({"failed_task": task_id, "error": mask_text(str(exc))[:2000]}),
+                )
+            )
         nightlock.release(eng, context.get("run_id"))  # only ever this run's own lease
     except Exception as err:  # noqa: BLE001 - the warehouse may be the thing that is down
         log.error("could not record the failure in the warehouse: %s", type(err).__name__)

@@ -64,8 +64,11 @@ def acquire(eng: sa.Engine, run_id: str, stale: float | None = None) -> None:
         return
     try:
         with eng.begin() as conn:
-            conn.execute(t.insert().values(name=LOCK_NAME, run_id=run_id, holder=_holder(), acquired_at=moment,
-                                           heartbeat_at=moment))
+            conn.execute(
+                t.insert().values(
+                    name=LOCK_NAME, run_id=run_id, holder=_holder(), acquired_at=moment, heartbeat_at=moment
+                )
+            )
         return
     except sa.exc.IntegrityError:
         pass
@@ -88,7 +91,9 @@ def release(eng: sa.Engine, run_id: str) -> None:
 
 
 @contextlib.contextmanager
-def held(eng: sa.Engine, run_id: str, stale: float | None = None, release_after: bool = False) -> Iterator[None]:
+def held(
+    eng: sa.Engine, run_id: str, stale: float | None = None, release_after: bool = False
+) -> Iterator[None]:
     """Hold the lease for the duration of one task, refreshing it in the background.
 
     ``release_after`` (the night's last task) gives the lease up once the heartbeat has stopped.

@@ -66,7 +66,11 @@ NEW_TARGET, CADRE_LEFT, PINNED, MERGED = "new_target", "cadre_left", "pinned", "
 CADRE_DEPARTED, HOUSEHOLD_EXITED, CASE_CLOSED = "cadre_departed", "household_exited", "case_closed"
 HOUSEHOLD_MERGED = "household_merged"  # the link stage found it to be another household
 TARGET_MISSING, LEADER_NOT_COUNTY, PIN_CHANGED, SUPERSEDED = (
-    "target_missing", "leader_not_county", "pin_changed", "superseded")
+    "target_missing",
+    "leader_not_county",
+    "pin_changed",
+    "superseded",
+)
 UNPLACED_LISTED = 1000  # keys listed in the summary per kind (the count is always complete)
 # an ended pair whose target is still active and whose next cadre should come from the same unit
 _CONTINUITY_ENDS = (CADRE_DEPARTED, LEADER_NOT_COUNTY)
@@ -115,12 +119,16 @@ class PairingConfig:
         return cls(**values)
 
     def household_cap(self, rank: object) -> int:
-        return int(self.max_households.get(rank, self.default_max_households)) if isinstance(rank, str) \
+        return (
+            int(self.max_households.get(rank, self.default_max_households))
+            if isinstance(rank, str)
             else int(self.default_max_households)
+        )
 
     def as_dict(self) -> dict:
-        return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Mapping) else v)
-                for f in fields(self)}
+        return {
+            f.name: (dict(v) if isinstance(v := getattr(self, f.name), Mapping) else v) for f in fields(self)
+        }
 
 
 # --- the optimiser ---------------------------------------------------------------------------------
@@ -145,8 +153,18 @@ class Assignment:
     figures: dict
 
 
-PAIR_COLUMNS = ["cadre_key", "target_kind", "target_key", "cost", "cost_town", "cost_rank", "cost_unit",
-                "cost_load", "same_town", "load_level"]
+PAIR_COLUMNS = [
+    "cadre_key",
+    "target_kind",
+    "target_key",
+    "cost",
+    "cost_town",
+    "cost_rank",
+    "cost_unit",
+    "cost_load",
+    "same_town",
+    "load_level",
+]
 
 
 def _obj(series: pd.Series) -> np.ndarray:
@@ -161,12 +179,14 @@ def _idx(values: np.ndarray) -> pd.Index:
 
 
 def _clean_targets(targets: pd.DataFrame) -> pd.DataFrame:
-    t = pd.DataFrame({
-        "target_kind": _obj(targets["target_kind"]),
-        "target_key": _obj(targets["target_key"]),
-        "town": _obj(targets["town"]) if "town" in targets else None,
-        "preferred_unit": _obj(targets["preferred_unit"]) if "preferred_unit" in targets else None,
-    })
+    t = pd.DataFrame(
+        {
+            "target_kind": _obj(targets["target_kind"]),
+            "target_key": _obj(targets["target_key"]),
+            "town": _obj(targets["town"]) if "town" in targets else None,
+            "preferred_unit": _obj(targets["preferred_unit"]) if "preferred_unit" in targets else None,
+        }
+    )
     bad = ~t["target_kind"].isin([HOUSEHOLD, CASE])
     if bad.any():
         raise ValueError(f"target_kind must be household or case ({int(bad.sum())} rows are not)")
@@ -177,16 +197,24 @@ def _clean_targets(targets: pd.DataFrame) -> pd.DataFrame:
 
 def _clean_cadres(cadres: pd.DataFrame) -> pd.DataFrame:
     n = len(cadres)
-    c = pd.DataFrame({
-        "cadre_key": _obj(cadres["cadre_key"]),
-        "rank": _obj(cadres["rank"]) if "rank" in cadres else None,
-        "unit": _obj(cadres["unit"]) if "unit" in cadres else None,
-        "town": _obj(cadres["town"]) if "town" in cadres else None,
-        "household_load": (cadres["household_load"].fillna(0).to_numpy(dtype=np.int64)
-                           if "household_load" in cadres else np.zeros(n, dtype=np.int64)),
-        "case_load": (cadres["case_load"].fillna(0).to_numpy(dtype=np.int64)
-                      if "case_load" in cadres else np.zeros(n, dtype=np.int64)),
-    })
+    c = pd.DataFrame(
+        {
+            "cadre_key": _obj(cadres["cadre_key"]),
+            "rank": _obj(cadres["rank"]) if "rank" in cadres else None,
+            "unit": _obj(cadres["unit"]) if "unit" in cadres else None,
+            "town": _obj(cadres["town"]) if "town" in cadres else None,
+            "household_load": (
+                cadres["household_load"].fillna(0).to_numpy(dtype=np.int64)
+                if "household_load" in cadres
+                else np.zeros(n, dtype=np.int64)
+            ),
+            "case_load": (
+                cadres["case_load"].fillna(0).to_numpy(dtype=np.int64)
+                if "case_load" in cadres
+                else np.zeros(n, dtype=np.int64)
+            ),
+        }
+    )
     if c["cadre_key"].duplicated().any():
         raise ValueError("duplicate cadres")
     return c.sort_values("cadre_key", kind="mergesort").reset_index(drop=True)
@@ -198,7 +226,7 @@ def _codes(*arrays: np.ndarray) -> list[np.ndarray]:
     codes, _ = pd.factorize(np.concatenate(arrays) if arrays else np.array([], dtype=object))
     out, start = [], 0
     for size in sizes:
-        out.append(codes[start:start + size].astype(np.int64))
+        out.append(codes[start : start + size].astype(np.int64))
         start += size
     return out
 
@@ -249,9 +277,20 @@ def _lookup(sorted_keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np
     return found, np.where(found, pos, 0)
 
 
-def _flow(t_town: np.ndarray, t_unit: np.ndarray, c_town: np.ndarray, c_unit: np.ndarray,
-          c_load: np.ndarray, c_cap: np.ndarray, c_pen: np.ndarray, *, step: int, town_penalty: int,
-          unit_bonus: int, allow_other: bool) -> _Flow:
+def _flow(
+    t_town: np.ndarray,
+    t_unit: np.ndarray,
+    c_town: np.ndarray,
+    c_unit: np.ndarray,
+    c_load: np.ndarray,
+    c_cap: np.ndarray,
+    c_pen: np.ndarray,
+    *,
+    step: int,
+    town_penalty: int,
+    unit_bonus: int,
+    allow_other: bool,
+) -> _Flow:
     """Min-cost flow of targets (supply 1 each) onto cadres with convex load costs. Pure numpy."""
     from ortools.graph.python import min_cost_flow
 
@@ -284,8 +323,9 @@ def _flow(t_town: np.ndarray, t_unit: np.ndarray, c_town: np.ndarray, c_unit: np
     ut_keys = np.intersect1d(np.unique(t_ut[t_ut >= 0]), ut_with_room)
     ut_node = next_node + np.arange(len(ut_keys))
     next_node += len(ut_keys)
-    ua_keys = (np.intersect1d(np.unique(t_unit[t_unit >= 0]), u_with_room) if allow_other
-               else np.zeros(0, np.int64))
+    ua_keys = (
+        np.intersect1d(np.unique(t_unit[t_unit >= 0]), u_with_room) if allow_other else np.zeros(0, np.int64)
+    )
     ua_node = next_node + np.arange(len(ua_keys))
     next_node += len(ua_keys)
 
@@ -322,8 +362,12 @@ def _flow(t_town: np.ndarray, t_unit: np.ndarray, c_town: np.ndarray, c_unit: np
     if len(ua_keys):
         sel = has & np.isin(c_unit, ua_keys)
         middle.append(arcs(ua_node[np.searchsorted(ua_keys, c_unit[sel])], n_t + c_idx[sel], units[sel], 0))
-    hub_arcs = arcs(hub + np.zeros(int(has.sum()) if allow_other else 0, dtype=np.int64),
-                    n_t + c_idx[has] if allow_other else [], units[has] if allow_other else [], 0)
+    hub_arcs = arcs(
+        hub + np.zeros(int(has.sum()) if allow_other else 0, dtype=np.int64),
+        n_t + c_idx[has] if allow_other else [],
+        units[has] if allow_other else [],
+        0,
+    )
     # convex load costs: one arc per unit, the k-th unit of a cadre costs step*(k-1) + its rank penalty
     rep = np.repeat(c_idx, units)
     k = c_load[rep] + _group_rank(rep) + 1
@@ -414,14 +458,29 @@ def _flow(t_town: np.ndarray, t_unit: np.ndarray, c_town: np.ndarray, c_unit: np
     lower = int(cheapest_units + cheapest_arcs)
     t_done = time.perf_counter()
     return _Flow(
-        cadre=cadre, level=lvl, cost_town=cost_town.astype(np.int64), cost_unit=cost_unit,
-        cost_rank=cost_rank, cost_load=cost_load.astype(np.int64), reach=reach,
+        cadre=cadre,
+        level=lvl,
+        cost_town=cost_town.astype(np.int64),
+        cost_unit=cost_unit,
+        cost_rank=cost_rank,
+        cost_load=cost_load.astype(np.int64),
+        reach=reach,
         figures={
-            "targets": n_t, "placed": n_placed, "cadres": n_c, "nodes": int(next_node), "arcs": int(n_arcs),
-            "total_cost": total, "solver_cost": optimal_cost, "cost_consistent": total == optimal_cost,
-            "lower_bound": lower, "optimal": True,
-            "seconds": {"build": round(t_built - t0, 3), "solve": round(t_solved - t_built, 3),
-                        "split": round(t_done - t_solved, 3)},
+            "targets": n_t,
+            "placed": n_placed,
+            "cadres": n_c,
+            "nodes": int(next_node),
+            "arcs": int(n_arcs),
+            "total_cost": total,
+            "solver_cost": optimal_cost,
+            "cost_consistent": total == optimal_cost,
+            "lower_bound": lower,
+            "optimal": True,
+            "seconds": {
+                "build": round(t_built - t0, 3),
+                "solve": round(t_solved - t_built, 3),
+                "split": round(t_done - t_solved, 3),
+            },
         },
     )
 
@@ -430,8 +489,12 @@ def _spread(values: np.ndarray, groups: np.ndarray) -> dict[str, dict[str, int]]
     out = {}
     frame = pd.DataFrame({"g": pd.Series(groups, dtype=object).fillna("unknown"), "v": values})
     for g, vals in frame.groupby("g", sort=True)["v"]:
-        out[str(g)] = {"cadres": int(len(vals)), "min": int(vals.min()), "max": int(vals.max()),
-                       "spread": int(vals.max() - vals.min())}
+        out[str(g)] = {
+            "cadres": int(len(vals)),
+            "min": int(vals.min()),
+            "max": int(vals.max()),
+            "spread": int(vals.max() - vals.min()),
+        }
     return out
 
 
@@ -461,13 +524,28 @@ def solve(targets: pd.DataFrame, cadres: pd.DataFrame, config: PairingConfig | N
 
     def run(name: str, t_sel: np.ndarray, c_sel: np.ndarray, load, cap, pen, step) -> None:
         ti, ci = np.flatnonzero(t_sel), np.flatnonzero(c_sel)
-        res = _flow(t_town[ti], t_unit[ti], c_town[ci], c_unit[ci], load[ci], cap[ci], pen[ci], step=step,
-                    town_penalty=cfg.town_penalty, unit_bonus=cfg.unit_bonus,
-                    allow_other=cfg.allow_other_town)
+        res = _flow(
+            t_town[ti],
+            t_unit[ti],
+            c_town[ci],
+            c_unit[ci],
+            load[ci],
+            cap[ci],
+            pen[ci],
+            step=step,
+            town_penalty=cfg.town_penalty,
+            unit_bonus=cfg.unit_bonus,
+            allow_other=cfg.allow_other_town,
+        )
         got = res.cadre >= 0
         cadre_pick[ti[got]] = ci[res.cadre[got]]
-        for key, arr in (("town", res.cost_town), ("unit", res.cost_unit), ("rank", res.cost_rank),
-                         ("load", res.cost_load), ("level", res.level)):
+        for key, arr in (
+            ("town", res.cost_town),
+            ("unit", res.cost_unit),
+            ("rank", res.cost_rank),
+            ("load", res.cost_load),
+            ("level", res.level),
+        ):
             comp[key][ti] = arr
         reach[ti] = res.reach
         figures[name] = res.figures
@@ -475,52 +553,84 @@ def solve(targets: pd.DataFrame, cadres: pd.DataFrame, config: PairingConfig | N
     is_case = kind == CASE
     county = rank == cfg.case_rank
     n_c = len(cd)
-    run("cases", is_case, county, case_load, np.full(n_c, cfg.max_cases, dtype=np.int64),
-        np.zeros(n_c, dtype=np.int64), cfg.case_load_step)
+    run(
+        "cases",
+        is_case,
+        county,
+        case_load,
+        np.full(n_c, cfg.max_cases, dtype=np.int64),
+        np.zeros(n_c, dtype=np.int64),
+        cfg.case_load_step,
+    )
     case_after = case_load + np.bincount(cadre_pick[is_case & (cadre_pick >= 0)], minlength=n_c)
     caps = np.array([cfg.household_cap(r) for r in rank], dtype=np.int64)
-    rank_pen = np.array([int(cfg.rank_household_penalty.get(r, 0)) if isinstance(r, str) else 0
-                         for r in rank], dtype=np.int64)
+    rank_pen = np.array(
+        [int(cfg.rank_household_penalty.get(r, 0)) if isinstance(r, str) else 0 for r in rank], dtype=np.int64
+    )
     pen = rank_pen + cfg.case_household_penalty * case_after
     run("households", ~is_case, np.ones(n_c, dtype=bool), hh_load, caps, pen, cfg.load_step)
     hh_after = hh_load + np.bincount(cadre_pick[~is_case & (cadre_pick >= 0)], minlength=n_c)
 
     got = np.flatnonzero(cadre_pick >= 0)
     cost = comp["town"] + comp["unit"] + comp["rank"] + comp["load"]
-    pairs = pd.DataFrame({
-        "cadre_key": cd["cadre_key"].to_numpy(object)[cadre_pick[got]],
-        "target_kind": kind[got],
-        "target_key": tg["target_key"].to_numpy(object)[got],
-        "cost": cost[got], "cost_town": comp["town"][got], "cost_rank": comp["rank"][got],
-        "cost_unit": comp["unit"][got], "cost_load": comp["load"][got],
-        "same_town": comp["town"][got] == 0, "load_level": comp["level"][got],
-    }, columns=PAIR_COLUMNS)
+    pairs = pd.DataFrame(
+        {
+            "cadre_key": cd["cadre_key"].to_numpy(object)[cadre_pick[got]],
+            "target_kind": kind[got],
+            "target_key": tg["target_key"].to_numpy(object)[got],
+            "cost": cost[got],
+            "cost_town": comp["town"][got],
+            "cost_rank": comp["rank"][got],
+            "cost_unit": comp["unit"][got],
+            "cost_load": comp["load"][got],
+            "same_town": comp["town"][got] == 0,
+            "load_level": comp["level"][got],
+        },
+        columns=PAIR_COLUMNS,
+    )
     # same_town is about towns, not about the penalty being zero
     same = (t_town[got] >= 0) & (t_town[got] == c_town[cadre_pick[got]])
     pairs["same_town"] = same
     miss = np.flatnonzero(cadre_pick < 0)
-    unplaced = pd.DataFrame({
-        "target_kind": kind[miss], "target_key": tg["target_key"].to_numpy(object)[miss],
-        "reason": np.where(reach[miss], "no_capacity", "no_cadre_in_reach").astype(object),
-    }, columns=["target_kind", "target_key", "reason"])
-    loads = pd.DataFrame({"cadre_key": cd["cadre_key"].to_numpy(object), "rank": rank,
-                          "household_load": hh_after, "case_load": case_after})
+    unplaced = pd.DataFrame(
+        {
+            "target_kind": kind[miss],
+            "target_key": tg["target_key"].to_numpy(object)[miss],
+            "reason": np.where(reach[miss], "no_capacity", "no_cadre_in_reach").astype(object),
+        },
+        columns=["target_kind", "target_key", "reason"],
+    )
+    loads = pd.DataFrame(
+        {
+            "cadre_key": cd["cadre_key"].to_numpy(object),
+            "rank": rank,
+            "household_load": hh_after,
+            "case_load": case_after,
+        }
+    )
     total = int(cost[got].sum())
     lower = int(figures["cases"]["lower_bound"] + figures["households"]["lower_bound"])
     hh_pairs = pairs[pairs["target_kind"] == HOUSEHOLD]
-    figures.update({
-        "targets": len(tg), "placed": len(pairs), "unplaced": len(unplaced), "cadres": n_c,
-        "total_cost": total, "lower_bound": lower,
-        "gap": (total - lower) / abs(lower) if lower else (0.0 if total == 0 else None),
-        "optimal": bool(figures["cases"]["optimal"] and figures["households"]["optimal"]),
-        "cost_consistent": bool(figures["cases"]["cost_consistent"]
-                                and figures["households"]["cost_consistent"]),
-        "same_town_share": float(pairs["same_town"].mean()) if len(pairs) else None,
-        "same_town_share_households": float(hh_pairs["same_town"].mean()) if len(hh_pairs) else None,
-        "household_load_spread": _spread(hh_after, rank),
-        "case_load_spread": _spread(case_after[county], rank[county]) if county.any() else {},
-        "seconds_total": round(time.perf_counter() - t0, 3),
-    })
+    figures.update(
+        {
+            "targets": len(tg),
+            "placed": len(pairs),
+            "unplaced": len(unplaced),
+            "cadres": n_c,
+            "total_cost": total,
+            "lower_bound": lower,
+            "gap": (total - lower) / abs(lower) if lower else (0.0 if total == 0 else None),
+            "optimal": bool(figures["cases"]["optimal"] and figures["households"]["optimal"]),
+            "cost_consistent": bool(
+                figures["cases"]["cost_consistent"] and figures["households"]["cost_consistent"]
+            ),
+            "same_town_share": float(pairs["same_town"].mean()) if len(pairs) else None,
+            "same_town_share_households": float(hh_pairs["same_town"].mean()) if len(hh_pairs) else None,
+            "household_load_spread": _spread(hh_after, rank),
+            "case_load_spread": _spread(case_after[county], rank[county]) if county.any() else {},
+            "seconds_total": round(time.perf_counter() - t0, 3),
+        }
+    )
     return Assignment(pairs=pairs, unplaced=unplaced, loads=loads, figures=figures)
 
 
@@ -560,9 +670,16 @@ def _frame(df: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
     return df
 
 
-def plan_night(current: pd.DataFrame, households: pd.DataFrame, cases: pd.DataFrame, cadres: pd.DataFrame,
-               pins: pd.DataFrame | None = None, history: pd.DataFrame | None = None,
-               case_rank: str = "county", merges: pd.DataFrame | None = None) -> NightPlan:
+def plan_night(
+    current: pd.DataFrame,
+    households: pd.DataFrame,
+    cases: pd.DataFrame,
+    cadres: pd.DataFrame,
+    pins: pd.DataFrame | None = None,
+    history: pd.DataFrame | None = None,
+    case_rank: str = "county",
+    merges: pd.DataFrame | None = None,
+) -> NightPlan:
     """Decide what ends, what stays and what must be solved, from statuses alone.
 
     ``current``: pairing_id, cadre_key, target_kind, target_key (pairs with valid_to IS NULL).
@@ -575,8 +692,11 @@ def plan_night(current: pd.DataFrame, households: pd.DataFrame, cases: pd.DataFr
     no pair of its own (friendships are not reshuffled by a deduplication).
     """
     cur = _frame(current, ["pairing_id", "cadre_key", "target_kind", "target_key"])
-    cur = cur[["pairing_id", "cadre_key", "target_kind", "target_key"]].sort_values(
-        "pairing_id", kind="mergesort").reset_index(drop=True)
+    cur = (
+        cur[["pairing_id", "cadre_key", "target_kind", "target_key"]]
+        .sort_values("pairing_id", kind="mergesort")
+        .reset_index(drop=True)
+    )
     hh = _frame(households, ["household_key", "town", "status"])
     cs = _frame(cases, ["case_key", "town", "status"])
     cad = _frame(cadres, ["cadre_key", "rank", "unit", "town", "status"])
@@ -645,8 +765,12 @@ def plan_night(current: pd.DataFrame, households: pd.DataFrame, cases: pd.DataFr
         for ref, why in zip(_obj(pn["pin_ref"])[~pd.isna(prob)], prob[~pd.isna(prob)], strict=True):
             problems.append({"pin_ref": ref, "reason": why})
         good = pn[pd.isna(prob)].drop_duplicates(["target_kind", "target_key"], keep="last")
-        merged = good.merge(survivors[["pairing_id", "cadre_key", "target_kind", "target_key"]],
-                            on=["target_kind", "target_key"], how="left", suffixes=("", "_now"))
+        merged = good.merge(
+            survivors[["pairing_id", "cadre_key", "target_kind", "target_key"]],
+            on=["target_kind", "target_key"],
+            how="left",
+            suffixes=("", "_now"),
+        )
         same = merged["cadre_key_now"].to_numpy(object) == merged["cadre_key"].to_numpy(object)
         holding = int(same.sum())
         changed = merged[~same & merged["pairing_id"].notna()]
@@ -660,52 +784,89 @@ def plan_night(current: pd.DataFrame, households: pd.DataFrame, cases: pd.DataFr
     # a merged household's cadre carries on with the survivor, if it is active and has no pair yet
     carry = ends[ends["end_reason"] == HOUSEHOLD_MERGED]
     taken_h = set(_obj(kept.loc[kept["target_kind"] == HOUSEHOLD, "target_key"])) | set(
-        _obj(new_pins.loc[new_pins["target_kind"] == HOUSEHOLD, "target_key"]))
+        _obj(new_pins.loc[new_pins["target_kind"] == HOUSEHOLD, "target_key"])
+    )
     carried_rows = []
     for r in carry.itertuples(index=False):
         target = survivor_of[r.target_key]
-        if hh_status.get(target) == "active" and cad_status.get(r.cadre_key) == "active" and target not in taken_h:
+        if (
+            hh_status.get(target) == "active"
+            and cad_status.get(r.cadre_key) == "active"
+            and target not in taken_h
+        ):
             taken_h.add(target)
-            carried_rows.append({"cadre_key": r.cadre_key, "target_kind": HOUSEHOLD, "target_key": target,
-                                 "merged_from": r.target_key})
-    carried = pd.DataFrame(carried_rows, columns=["cadre_key", "target_kind", "target_key", "merged_from"],
-                           dtype=object)
+            carried_rows.append(
+                {
+                    "cadre_key": r.cadre_key,
+                    "target_kind": HOUSEHOLD,
+                    "target_key": target,
+                    "merged_from": r.target_key,
+                }
+            )
+    carried = pd.DataFrame(
+        carried_rows, columns=["cadre_key", "target_kind", "target_key", "merged_from"], dtype=object
+    )
 
     # targets to solve: active and neither kept nor pinned (one kind at a time: plain key indexes)
     hist = _frame(history, ["target_kind", "target_key", "cadre_key", "end_reason"])
     # continuity: the latest ended pair (tonight's ends count as the latest) tells if its cadre left
-    last = pd.concat([hist[["target_kind", "target_key", "cadre_key", "end_reason"]],
-                      ends[["target_kind", "target_key", "cadre_key", "end_reason"]]], ignore_index=True)
+    last = pd.concat(
+        [
+            hist[["target_kind", "target_key", "cadre_key", "end_reason"]],
+            ends[["target_kind", "target_key", "cadre_key", "end_reason"]],
+        ],
+        ignore_index=True,
+    )
     last = last.drop_duplicates(["target_kind", "target_key"], keep="last")
     last = last[last["end_reason"].isin(_CONTINUITY_ENDS)]
     parts = []
-    for kind_name, frame_, key_col, active_status in ((CASE, cs, "case_key", "open"),
-                                                       (HOUSEHOLD, hh, "household_key", "active")):
+    for kind_name, frame_, key_col, active_status in (
+        (CASE, cs, "case_key", "open"),
+        (HOUSEHOLD, hh, "household_key", "active"),
+    ):
         act_t = frame_[_obj(frame_["status"]) == active_status]
         keys = _obj(act_t[key_col])
-        taken = np.concatenate([_obj(kept.loc[kept["target_kind"] == kind_name, "target_key"]),
-                                _obj(new_pins.loc[new_pins["target_kind"] == kind_name, "target_key"]),
-                                _obj(carried.loc[carried["target_kind"] == kind_name, "target_key"])])
+        taken = np.concatenate(
+            [
+                _obj(kept.loc[kept["target_kind"] == kind_name, "target_key"]),
+                _obj(new_pins.loc[new_pins["target_kind"] == kind_name, "target_key"]),
+                _obj(carried.loc[carried["target_kind"] == kind_name, "target_key"]),
+            ]
+        )
         free = ~_idx(keys).isin(_idx(taken)) if len(taken) else np.ones(len(keys), dtype=bool)
         keys, towns = keys[free], _obj(act_t["town"])[free]
         lk = last[last["target_kind"] == kind_name]
-        left_cadre = pd.Series(_obj(lk["cadre_key"]), index=_idx(_obj(lk["target_key"])),
-                               dtype=object).reindex(keys).to_numpy(object)
+        left_cadre = (
+            pd.Series(_obj(lk["cadre_key"]), index=_idx(_obj(lk["target_key"])), dtype=object)
+            .reindex(keys)
+            .to_numpy(object)
+        )
         left = ~pd.isna(left_cadre)
         pref = np.full(len(keys), None, dtype=object)
         pref[left] = cad_unit.reindex(left_cadre[left]).to_numpy(object)
         order = np.argsort(keys.astype(str), kind="stable") if len(keys) else np.zeros(0, dtype=np.int64)
-        parts.append(pd.DataFrame({
-            "target_kind": np.full(len(keys), kind_name, dtype=object), "target_key": keys[order],
-            "town": towns[order], "preferred_unit": pref[order],
-            "made_reason": np.where(left, CADRE_LEFT, NEW_TARGET).astype(object)[order],
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "target_kind": np.full(len(keys), kind_name, dtype=object),
+                    "target_key": keys[order],
+                    "town": towns[order],
+                    "preferred_unit": pref[order],
+                    "made_reason": np.where(left, CADRE_LEFT, NEW_TARGET).astype(object)[order],
+                }
+            )
+        )
     todo = pd.concat(parts, ignore_index=True)
 
     # active cadres with the loads of what they keep
     act = cad[_obj(cad["status"]) == "active"]
-    holds = pd.concat([kept[["cadre_key", "target_kind"]], new_pins[["cadre_key", "target_kind"]],
-                       carried[["cadre_key", "target_kind"]]])
+    holds = pd.concat(
+        [
+            kept[["cadre_key", "target_kind"]],
+            new_pins[["cadre_key", "target_kind"]],
+            carried[["cadre_key", "target_kind"]],
+        ]
+    )
     counts = holds.groupby(["cadre_key", "target_kind"]).size().unstack(fill_value=0) if len(holds) else None
     ak = _obj(act["cadre_key"])
 
@@ -714,30 +875,47 @@ def plan_night(current: pd.DataFrame, households: pd.DataFrame, cases: pd.DataFr
             return np.zeros(len(act), dtype=np.int64)
         return counts[kind_name].reindex(ak).fillna(0).to_numpy(np.int64)
 
-    cad_out = pd.DataFrame({"cadre_key": ak, "rank": _obj(act["rank"]), "unit": _obj(act["unit"]),
-                            "town": _obj(act["town"]), "household_load": load(HOUSEHOLD),
-                            "case_load": load(CASE)}).sort_values("cadre_key", kind="mergesort")
+    cad_out = pd.DataFrame(
+        {
+            "cadre_key": ak,
+            "rank": _obj(act["rank"]),
+            "unit": _obj(act["unit"]),
+            "town": _obj(act["town"]),
+            "household_load": load(HOUSEHOLD),
+            "case_load": load(CASE),
+        }
+    ).sort_values("cadre_key", kind="mergesort")
     return NightPlan(
         ends=ends[["pairing_id", "cadre_key", "target_kind", "target_key", "end_reason"]],
-        kept=kept, pinned=new_pins, carried=carried, pins_holding=holding,
+        kept=kept,
+        pinned=new_pins,
+        carried=carried,
+        pins_holding=holding,
         pin_problems=pd.DataFrame(problems, columns=["pin_ref", "reason"]),
-        targets=todo, cadres=cad_out.reset_index(drop=True), total_current=len(cur),
+        targets=todo,
+        cadres=cad_out.reset_index(drop=True),
+        total_current=len(cur),
     )
 
 
 # --- warehouse side ----------------------------------------------------------------------------------
 def _rows(conn: sa.Connection, query, columns: list[str]) -> pd.DataFrame:
     data = conn.execute(query).all()
-    return pd.DataFrame([tuple(r) for r in data], columns=columns, dtype=object) if data else \
-        pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
+    return (
+        pd.DataFrame([tuple(r) for r in data], columns=columns, dtype=object)
+        if data
+        else pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
+    )
 
 
 def _pins(conn: sa.Connection) -> pd.DataFrame:
     """The pin sheets, resolved to keys: the latest pin per target wins."""
     r, h, c, k = schema.source_record, schema.household, schema.cadre, schema.petition_case
     recs = conn.execute(
-        sa.select(r.c.record_id, r.c.file_id, r.c.sheet, r.c.row_number, r.c.id_number, r.c.case_number,
-                  r.c.attrs).where(sa.or_(r.c.roster == "pin", r.c.entity_kind == "pin"))
+        sa.select(
+            r.c.record_id, r.c.file_id, r.c.sheet, r.c.row_number, r.c.id_number, r.c.case_number, r.c.attrs
+        )
+        .where(sa.or_(r.c.roster == "pin", r.c.entity_kind == "pin"))
         .order_by(r.c.record_id)
     ).all()
     cols = ["pin_ref", "cadre_key", "target_kind", "target_key", "problem"]
@@ -746,8 +924,9 @@ def _pins(conn: sa.Connection) -> pd.DataFrame:
     cadre_by_id = {i: key for key, i in conn.execute(sa.select(c.c.cadre_key, c.c.id_number)) if i}
     house_by_id: dict[str, str] = {}  # an ID number -> its active household first, then the lowest key
     for key, i, status in conn.execute(
-        sa.select(h.c.household_key, h.c.head_id_number, h.c.status)
-        .order_by(sa.case((h.c.status == "active", 0), else_=1), h.c.household_key)
+        sa.select(h.c.household_key, h.c.head_id_number, h.c.status).order_by(
+            sa.case((h.c.status == "active", 0), else_=1), h.c.household_key
+        )
     ):
         if i:
             house_by_id.setdefault(i, key)
@@ -768,15 +947,27 @@ def _pins(conn: sa.Connection) -> pd.DataFrame:
         if case_no:
             found.append((CASE, case_by_number.get(case_no)))
         if not found:
-            out.append({"pin_ref": ref, "cadre_key": cadre_key, "target_kind": None, "target_key": None,
-                        "problem": "no_target"})
+            out.append(
+                {
+                    "pin_ref": ref,
+                    "cadre_key": cadre_key,
+                    "target_kind": None,
+                    "target_key": None,
+                    "problem": "no_target",
+                }
+            )
             continue
         for kind, key in found:
             problem = None if cadre_key else "cadre_not_found"
             if problem is None and key is None:
                 problem = "target_not_found"
-            row = {"pin_ref": ref, "cadre_key": cadre_key, "target_kind": kind, "target_key": key,
-                   "problem": problem}
+            row = {
+                "pin_ref": ref,
+                "cadre_key": cadre_key,
+                "target_kind": kind,
+                "target_key": key,
+                "problem": problem,
+            }
             if key is not None:
                 latest[(kind, key)] = len(out)  # the department's latest word on a target wins
             out.append(row)
@@ -786,26 +977,52 @@ def _pins(conn: sa.Connection) -> pd.DataFrame:
 
 
 def _read_state(conn: sa.Connection) -> dict:
-    h, c, k, p, m = schema.household, schema.cadre, schema.petition_case, schema.pairing, schema.household_merge
-    current = _rows(conn, sa.select(p.c.pairing_id, p.c.cadre_key, p.c.target_kind, p.c.target_key)
-                    .where(p.c.valid_to.is_(None)).order_by(p.c.pairing_id),
-                    ["pairing_id", "cadre_key", "target_kind", "target_key"])
-    ended = _rows(conn, sa.select(p.c.target_kind, p.c.target_key, p.c.cadre_key, p.c.end_reason)
-                  .where(p.c.valid_to.is_not(None)).order_by(p.c.valid_to, p.c.pairing_id),
-                  ["target_kind", "target_key", "cadre_key", "end_reason"])
+    h, c, k, p, m = (
+        schema.household,
+        schema.cadre,
+        schema.petition_case,
+        schema.pairing,
+        schema.household_merge,
+    )
+    current = _rows(
+        conn,
+        sa.select(p.c.pairing_id, p.c.cadre_key, p.c.target_kind, p.c.target_key)
+        .where(p.c.valid_to.is_(None))
+        .order_by(p.c.pairing_id),
+        ["pairing_id", "cadre_key", "target_kind", "target_key"],
+    )
+    ended = _rows(
+        conn,
+        sa.select(p.c.target_kind, p.c.target_key, p.c.cadre_key, p.c.end_reason)
+        .where(p.c.valid_to.is_not(None))
+        .order_by(p.c.valid_to, p.c.pairing_id),
+        ["target_kind", "target_key", "cadre_key", "end_reason"],
+    )
     history = ended.drop_duplicates(["target_kind", "target_key"], keep="last")
     return {
         "current": current,
-        "households": _rows(conn, sa.select(h.c.household_key, h.c.town, h.c.status)
-                            .order_by(h.c.household_key), ["household_key", "town", "status"]),
-        "cases": _rows(conn, sa.select(k.c.case_key, k.c.town, k.c.status).order_by(k.c.case_key),
-                       ["case_key", "town", "status"]),
-        "cadres": _rows(conn, sa.select(c.c.cadre_key, c.c.rank, c.c.unit, c.c.town, c.c.status)
-                        .order_by(c.c.cadre_key), ["cadre_key", "rank", "unit", "town", "status"]),
+        "households": _rows(
+            conn,
+            sa.select(h.c.household_key, h.c.town, h.c.status).order_by(h.c.household_key),
+            ["household_key", "town", "status"],
+        ),
+        "cases": _rows(
+            conn,
+            sa.select(k.c.case_key, k.c.town, k.c.status).order_by(k.c.case_key),
+            ["case_key", "town", "status"],
+        ),
+        "cadres": _rows(
+            conn,
+            sa.select(c.c.cadre_key, c.c.rank, c.c.unit, c.c.town, c.c.status).order_by(c.c.cadre_key),
+            ["cadre_key", "rank", "unit", "town", "status"],
+        ),
         "pins": _pins(conn),
         "history": history,
-        "merges": _rows(conn, sa.select(m.c.retired_key, m.c.surviving_key).order_by(m.c.merge_id),
-                        ["retired_key", "surviving_key"]),
+        "merges": _rows(
+            conn,
+            sa.select(m.c.retired_key, m.c.surviving_key).order_by(m.c.merge_id),
+            ["retired_key", "surviving_key"],
+        ),
     }
 
 
@@ -825,8 +1042,13 @@ def plan_ends(conn: sa.Connection, as_of: dt.date, config: PairingConfig | None 
     total = plan.total_current
     # a merged household's pair that carries on with the survivor is not a pair the programme loses
     ending = int(sum(by_reason.values())) - len(plan.carried)
-    return {"as_of": as_of.isoformat(), "total_current": total, "ending": ending, "by_reason": by_reason,
-            "share": (ending / total) if total else 0.0}
+    return {
+        "as_of": as_of.isoformat(),
+        "total_current": total,
+        "ending": ending,
+        "by_reason": by_reason,
+        "share": (ending / total) if total else 0.0,
+    }
 
 
 def _lock(conn: sa.Connection) -> None:
@@ -846,21 +1068,31 @@ def _end_pairs(conn: sa.Connection, ends: pd.DataFrame, as_of: dt.date) -> int:
     if not len(ends):
         return 0
     p = schema.pairing
-    stmt = (p.update().where(p.c.pairing_id == sa.bindparam("pid"), p.c.valid_to.is_(None))
-            .values(valid_to=sa.bindparam("vto"), end_reason=sa.bindparam("why")))
-    params = [{"pid": int(pid), "vto": as_of, "why": why}
-              for pid, why in zip(ends["pairing_id"], ends["end_reason"], strict=True)]
+    stmt = (
+        p.update()
+        .where(p.c.pairing_id == sa.bindparam("pid"), p.c.valid_to.is_(None))
+        .values(valid_to=sa.bindparam("vto"), end_reason=sa.bindparam("why"))
+    )
+    params = [
+        {"pid": int(pid), "vto": as_of, "why": why}
+        for pid, why in zip(ends["pairing_id"], ends["end_reason"], strict=True)
+    ]
     for i in range(0, len(params), 5000):
-        conn.execute(stmt, params[i:i + 5000])
+        conn.execute(stmt, params[i : i + 5000])
     return len(params)
 
 
 def _pin_cost(plan: NightPlan, pinned: pd.DataFrame, state: dict, cfg: PairingConfig) -> list[dict]:
     """Cost components of a pinned pair, for the record (the optimiser did not choose it)."""
-    towns = {**dict(zip(_obj(state["households"]["household_key"]), _obj(state["households"]["town"]),
-                        strict=True)),
-             **{("case", k): t for k, t in zip(_obj(state["cases"]["case_key"]), _obj(state["cases"]["town"]),
-                                               strict=True)}}
+    towns = {
+        **dict(
+            zip(_obj(state["households"]["household_key"]), _obj(state["households"]["town"]), strict=True)
+        ),
+        **{
+            ("case", k): t
+            for k, t in zip(_obj(state["cases"]["case_key"]), _obj(state["cases"]["town"]), strict=True)
+        },
+    }
     cad = plan.cadres.set_index("cadre_key")
     out = []
     for row in pinned.itertuples(index=False):
@@ -869,9 +1101,17 @@ def _pin_cost(plan: NightPlan, pinned: pd.DataFrame, state: dict, cfg: PairingCo
         t_cost = 0 if town is not None and town == ctown else cfg.town_penalty
         file_id, _, rest = str(row.pin_ref).partition(":")
         sheet, _, row_number = rest.rpartition(":")
-        detail = {"town": t_cost, "rank": 0, "unit": 0, "load": 0,
-                  "pin": {"file_id": int(file_id) if file_id.isdigit() else file_id, "sheet": sheet,
-                          "row_number": int(row_number) if row_number.isdigit() else row_number}}
+        detail = {
+            "town": t_cost,
+            "rank": 0,
+            "unit": 0,
+            "load": 0,
+            "pin": {
+                "file_id": int(file_id) if file_id.isdigit() else file_id,
+                "sheet": sheet,
+                "row_number": int(row_number) if row_number.isdigit() else row_number,
+            },
+        }
         out.append({"cost": t_cost, "cost_detail": dumps(detail)})
     return out
 
@@ -887,10 +1127,18 @@ def _carried_rows(plan: NightPlan, state: dict, cfg: PairingConfig) -> list[dict
     for r in plan.carried.itertuples(index=False):
         town = towns.get(r.target_key)
         t_cost = 0 if town is not None and town == cadre_town.get(r.cadre_key) else cfg.town_penalty
-        rows.append({"cadre_key": r.cadre_key, "target_kind": r.target_kind, "target_key": r.target_key,
-                     "made_reason": MERGED, "cost": t_cost,
-                     "cost_detail": dumps({"town": t_cost, "rank": 0, "unit": 0, "load": 0,
-                                           "merged_from": r.merged_from})})
+        rows.append(
+            {
+                "cadre_key": r.cadre_key,
+                "target_kind": r.target_kind,
+                "target_key": r.target_key,
+                "made_reason": MERGED,
+                "cost": t_cost,
+                "cost_detail": dumps(
+                    {"town": t_cost, "rank": 0, "unit": 0, "load": 0, "merged_from": r.merged_from}
+                ),
+            }
+        )
     return rows
 
 
@@ -912,22 +1160,45 @@ def rebuild(eng: sa.Engine, as_of: dt.date, run_id: str, config: PairingConfig |
         _lock(conn)
         state = _read_state(conn)
         plan = plan_night(**state, case_rank=cfg.case_rank)
-        result = solve(plan.targets[["target_kind", "target_key", "town", "preferred_unit"]], plan.cadres,
-                       cfg)
+        result = solve(
+            plan.targets[["target_kind", "target_key", "town", "preferred_unit"]], plan.cadres, cfg
+        )
 
         # the rows to write, in a stable order
-        made = result.pairs.merge(plan.targets[["target_kind", "target_key", "made_reason"]],
-                                  on=["target_kind", "target_key"], how="left")
+        made = result.pairs.merge(
+            plan.targets[["target_kind", "target_key", "made_reason"]],
+            on=["target_kind", "target_key"],
+            how="left",
+        )
         rows = []
         for r in made.itertuples(index=False):
-            detail = {"town": int(r.cost_town), "rank": int(r.cost_rank), "unit": int(r.cost_unit),
-                      "load": int(r.cost_load)}
-            rows.append({"cadre_key": r.cadre_key, "target_kind": r.target_kind, "target_key": r.target_key,
-                         "made_reason": r.made_reason, "cost": int(r.cost), "cost_detail": dumps(detail)})
+            detail = {
+                "town": int(r.cost_town),
+                "rank": int(r.cost_rank),
+                "unit": int(r.cost_unit),
+                "load": int(r.cost_load),
+            }
+            rows.append(
+                {
+                    "cadre_key": r.cadre_key,
+                    "target_kind": r.target_kind,
+                    "target_key": r.target_key,
+                    "made_reason": r.made_reason,
+                    "cost": int(r.cost),
+                    "cost_detail": dumps(detail),
+                }
+            )
         pin_costs = _pin_cost(plan, plan.pinned, state, cfg)
         for r, c in zip(plan.pinned.itertuples(index=False), pin_costs, strict=True):
-            rows.append({"cadre_key": r.cadre_key, "target_kind": r.target_kind, "target_key": r.target_key,
-                         "made_reason": PINNED, **c})
+            rows.append(
+                {
+                    "cadre_key": r.cadre_key,
+                    "target_kind": r.target_kind,
+                    "target_key": r.target_key,
+                    "made_reason": PINNED,
+                    **c,
+                }
+            )
         rows += _carried_rows(plan, state, cfg)
         rows.sort(key=lambda x: (x["target_kind"], x["target_key"]))
         for row in rows:
@@ -937,16 +1208,22 @@ def rebuild(eng: sa.Engine, as_of: dt.date, run_id: str, config: PairingConfig |
         written = _insert_pairs(conn, rows)
         faults.point("pairing.mid")
         checks = _checks(conn)
-        broken = {k: v for k, v in checks.items()
-                  if k in ("pairs_on_inactive", "targets_with_several_pairs") and v}
+        broken = {
+            k: v for k, v in checks.items() if k in ("pairs_on_inactive", "targets_with_several_pairs") and v
+        }
         if broken:  # never commit a state that breaks the programme's rules: roll the night back
             raise RuntimeError(f"pairing rebuild would leave {broken}; rolled back")
         summary = _summary(plan, result, rows, state, as_of, run_id, checks)
     summary["ended_total"], summary["made_total"] = ended, written
     summary["seconds"] = round(time.perf_counter() - t0, 3)
-    log.info("pairing: ended %s, made %s, kept %d, unplaced %d, cases without leader %d",
-             summary["ended"], summary["made"], summary["kept"], summary["unplaced_total"],
-             summary["cases_without_leader"])
+    log.info(
+        "pairing: ended %s, made %s, kept %d, unplaced %d, cases without leader %d",
+        summary["ended"],
+        summary["made"],
+        summary["kept"],
+        summary["unplaced_total"],
+        summary["cases_without_leader"],
+    )
     return summary
 
 
@@ -959,42 +1236,70 @@ def _checks(conn: sa.Connection) -> dict[str, int]:
         return int(conn.execute(sa.select(sa.func.count()).select_from(q.subquery())).scalar() or 0)
 
     return {
-        "households_without_cadre": n(sa.select(h.c.household_key).where(
-            h.c.status == "active", h.c.household_key.not_in(cur.where(p.c.target_kind == HOUSEHOLD)))),
-        "cases_without_leader": n(sa.select(k.c.case_key).where(
-            k.c.status == "open", k.c.case_key.not_in(cur.where(p.c.target_kind == CASE)))),
-        "targets_with_several_pairs": n(sa.select(p.c.target_kind, p.c.target_key)
-                                        .where(p.c.valid_to.is_(None))
-                                        .group_by(p.c.target_kind, p.c.target_key)
-                                        .having(sa.func.count() > 1)),
-        "pairs_on_inactive": n(sa.select(p.c.pairing_id).select_from(
-            p.outerjoin(c, c.c.cadre_key == p.c.cadre_key)
-            .outerjoin(h, sa.and_(p.c.target_kind == HOUSEHOLD, h.c.household_key == p.c.target_key))
-            .outerjoin(k, sa.and_(p.c.target_kind == CASE, k.c.case_key == p.c.target_key)))
-            .where(p.c.valid_to.is_(None), sa.or_(
-                sa.func.coalesce(c.c.status, "") != "active",
-                sa.and_(p.c.target_kind == HOUSEHOLD, sa.func.coalesce(h.c.status, "") != "active"),
-                sa.and_(p.c.target_kind == CASE, sa.func.coalesce(k.c.status, "") != "open")))),
+        "households_without_cadre": n(
+            sa.select(h.c.household_key).where(
+                h.c.status == "active", h.c.household_key.not_in(cur.where(p.c.target_kind == HOUSEHOLD))
+            )
+        ),
+        "cases_without_leader": n(
+            sa.select(k.c.case_key).where(
+                k.c.status == "open", k.c.case_key.not_in(cur.where(p.c.target_kind == CASE))
+            )
+        ),
+        "targets_with_several_pairs": n(
+            sa.select(p.c.target_kind, p.c.target_key)
+            .where(p.c.valid_to.is_(None))
+            .group_by(p.c.target_kind, p.c.target_key)
+            .having(sa.func.count() > 1)
+        ),
+        "pairs_on_inactive": n(
+            sa.select(p.c.pairing_id)
+            .select_from(
+                p.outerjoin(c, c.c.cadre_key == p.c.cadre_key)
+                .outerjoin(h, sa.and_(p.c.target_kind == HOUSEHOLD, h.c.household_key == p.c.target_key))
+                .outerjoin(k, sa.and_(p.c.target_kind == CASE, k.c.case_key == p.c.target_key))
+            )
+            .where(
+                p.c.valid_to.is_(None),
+                sa.or_(
+                    sa.func.coalesce(c.c.status, "") != "active",
+                    sa.and_(p.c.target_kind == HOUSEHOLD, sa.func.coalesce(h.c.status, "") != "active"),
+                    sa.and_(p.c.target_kind == CASE, sa.func.coalesce(k.c.status, "") != "open"),
+                ),
+            )
+        ),
     }
 
 
-def _summary(plan: NightPlan, result: Assignment, rows: list[dict], state: dict, as_of: dt.date, run_id: str,
-             checks: dict) -> dict:
+def _summary(
+    plan: NightPlan,
+    result: Assignment,
+    rows: list[dict],
+    state: dict,
+    as_of: dt.date,
+    run_id: str,
+    checks: dict,
+) -> dict:
     made = pd.Series([r["made_reason"] for r in rows], dtype=object)
     # same-town share over all current household pairs after tonight
-    hh_town = dict(zip(_obj(state["households"]["household_key"]), _obj(state["households"]["town"]),
-                       strict=True))
+    hh_town = dict(
+        zip(_obj(state["households"]["household_key"]), _obj(state["households"]["town"]), strict=True)
+    )
     cad_town = dict(zip(_obj(state["cadres"]["cadre_key"]), _obj(state["cadres"]["town"]), strict=True))
-    current = [(r.cadre_key, r.target_key) for r in plan.kept.itertuples(index=False)
-               if r.target_kind == HOUSEHOLD]
+    current = [
+        (r.cadre_key, r.target_key) for r in plan.kept.itertuples(index=False) if r.target_kind == HOUSEHOLD
+    ]
     current += [(r["cadre_key"], r["target_key"]) for r in rows if r["target_kind"] == HOUSEHOLD]
     same = [hh_town.get(t) is not None and hh_town.get(t) == cad_town.get(c) for c, t in current]
     left_out = result.unplaced
-    unplaced = {kind: sorted(left_out.loc[left_out["target_kind"] == kind, "target_key"])[:UNPLACED_LISTED]
-                for kind in (HOUSEHOLD, CASE)}
+    unplaced = {
+        kind: sorted(left_out.loc[left_out["target_kind"] == kind, "target_key"])[:UNPLACED_LISTED]
+        for kind in (HOUSEHOLD, CASE)
+    }
     f = result.figures
     return {
-        "as_of": as_of.isoformat(), "run_id": run_id,
+        "as_of": as_of.isoformat(),
+        "run_id": run_id,
         "ended": _count(plan.ends["end_reason"]),
         "made": _count(made),
         "kept": len(plan.kept),
@@ -1002,9 +1307,12 @@ def _summary(plan: NightPlan, result: Assignment, rows: list[dict], state: dict,
         "unplaced_reasons": _count(result.unplaced["reason"]),
         "unplaced_total": len(result.unplaced),
         "carried_after_merge": len(plan.carried),
-        "pins": {"applied": len(plan.pinned), "holding": plan.pins_holding,
-                 "problems": _count(plan.pin_problems["reason"]),
-                 "problem_rows": plan.pin_problems["pin_ref"].tolist()[:200]},
+        "pins": {
+            "applied": len(plan.pinned),
+            "holding": plan.pins_holding,
+            "problems": _count(plan.pin_problems["reason"]),
+            "problem_rows": plan.pin_problems["pin_ref"].tolist()[:200],
+        },
         "same_town_share": (sum(same) / len(same)) if same else None,
         "same_town_share_made": f["same_town_share_households"],
         "household_load_spread": f["household_load_spread"],

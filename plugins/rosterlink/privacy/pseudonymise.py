@@ -55,8 +55,16 @@ KEY_CONN_ID = "rosterlink_pseudonym"
 MIN_KEY_CHARS = 16
 MARKER_TABLE = "pseudonym_copy"
 
-TABLES = ("intake_file", "source_row", "rejected_row", "household", "household_category", "cadre",
-          "petition_case", "pairing")
+TABLES = (
+    "intake_file",
+    "source_row",
+    "rejected_row",
+    "household",
+    "household_category",
+    "cadre",
+    "petition_case",
+    "pairing",
+)
 
 # table -> column -> rule; columns not listed are copied as they are
 RULES: dict[str, dict[str, str]] = {
@@ -64,8 +72,14 @@ RULES: dict[str, dict[str, str]] = {
     "rejected_row": {"value": "drop", "message": "blank_message"},
     "household": {"head_id_number": "token", "head_name": "mask_name", "phone": "drop"},
     "cadre": {"id_number": "token", "name": "mask_name", "phone": "drop"},
-    "petition_case": {"petitioner_id_number": "token", "petitioner_name": "mask_name", "summary": "drop",
-                      "work_team": "drop", "resolution_plan": "drop", "stabilisation_measures": "drop"},
+    "petition_case": {
+        "petitioner_id_number": "token",
+        "petitioner_name": "mask_name",
+        "summary": "drop",
+        "work_team": "drop",
+        "resolution_plan": "drop",
+        "stabilisation_measures": "drop",
+    },
 }
 
 # tables of a warehouse that an analytics copy never contains: a target holding one is refused
@@ -95,7 +109,8 @@ def secret(required: bool = True) -> bytes | None:
             f"no pseudonymisation key: set the environment variable {KEY_ENV} (or, inside Airflow, the "
             f"password of the connection {KEY_CONN_ID!r}) to a secret of at least {MIN_KEY_CHARS} characters, "
             "e.g. from: python -c 'import secrets; print(secrets.token_hex(32))'. Keep it: the same key gives "
-            "the same tokens in every copy.")
+            "the same tokens in every copy."
+        )
     if len(value) < MIN_KEY_CHARS:
         raise NoSecret(f"the pseudonymisation key from {origin} is shorter than {MIN_KEY_CHARS} characters")
     return value.encode("utf-8")
@@ -154,7 +169,8 @@ def _target_metadata() -> sa.MetaData:
             if rule == "token":
                 table.c[col].type = sa.String(64)
     sa.Table(
-        MARKER_TABLE, md,
+        MARKER_TABLE,
+        md,
         sa.Column("made_at", sa.DateTime, nullable=False),
         sa.Column("key_id", sa.String(12), nullable=False),
         sa.Column("tables", sa.Text, nullable=False),  # JSON: table -> rows copied
@@ -168,7 +184,10 @@ _REFERENCE = re.compile(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)", re.IGNORECASE)
 
 def copy_views() -> list[tuple[str, str]]:
     """The report views (name, SQL) whose tables are all in the copy, in an order they can be created."""
-    views = {p.stem: p.read_text(encoding="utf-8").strip().rstrip(";") for p in sorted((SQL_DIR / "views").glob("*.sql"))}
+    views = {
+        p.stem: p.read_text(encoding="utf-8").strip().rstrip(";")
+        for p in sorted((SQL_DIR / "views").glob("*.sql"))
+    }
     known = set(schema.metadata.tables) | set(views)
     available = set(TABLES)
     chosen: list[tuple[str, str]] = []
@@ -193,19 +212,28 @@ def _same_database(a: str, b: str) -> bool:
         if da in ("", ":memory:") or db in ("", ":memory:"):
             return False
         return os.path.realpath(da) == os.path.realpath(db)
-    return (ua.get_backend_name(), ua.host, ua.port, ua.database) == (ub.get_backend_name(), ub.host, ub.port, ub.database)
+    return (ua.get_backend_name(), ua.host, ua.port, ua.database) == (
+        ub.get_backend_name(),
+        ub.host,
+        ub.port,
+        ub.database,
+    )
 
 
 def _check_target(target: sa.Engine) -> None:
     existing = set(sa.inspect(target).get_table_names())
     found = sorted(existing & set(_WAREHOUSE_ONLY))
     if found:
-        raise CopyRefused(f"the target holds a rosterlink warehouse (tables {', '.join(found)}); "
-                          "an analytics copy never overwrites one")
+        raise CopyRefused(
+            f"the target holds a rosterlink warehouse (tables {', '.join(found)}); "
+            "an analytics copy never overwrites one"
+        )
     ours = sorted(existing & set(TABLES))
     if ours and MARKER_TABLE not in existing:
-        raise CopyRefused(f"the target already has tables {', '.join(ours)} that no analytics copy wrote; "
-                          "use an empty database")
+        raise CopyRefused(
+            f"the target already has tables {', '.join(ours)} that no analytics copy wrote; "
+            "use an empty database"
+        )
 
 
 def copy(source_url: str, target_url: str, key: bytes, batch: int = 5000) -> dict[str, int]:
@@ -227,7 +255,10 @@ def copy(source_url: str, target_url: str, key: bytes, batch: int = 5000) -> dic
         counts: dict[str, int] = {}
         with target.begin() as out, src.connect() as conn:
             chosen = [name for name, _ in views]
-            for name in [*reversed(chosen), *sorted({p.stem for p in (SQL_DIR / "views").glob("*.sql")} - set(chosen))]:
+            for name in [
+                *reversed(chosen),
+                *sorted({p.stem for p in (SQL_DIR / "views").glob("*.sql")} - set(chosen)),
+            ]:
                 out.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
             md.drop_all(out, checkfirst=True)
             md.create_all(out)
@@ -237,7 +268,9 @@ def copy(source_url: str, target_url: str, key: bytes, batch: int = 5000) -> dic
                 source_table = schema.metadata.tables[table.name]
                 rules = RULES.get(table.name, {})
                 pk = list(source_table.primary_key.columns)
-                result = conn.execution_options(yield_per=batch).execute(sa.select(source_table).order_by(*pk))
+                result = conn.execution_options(yield_per=batch).execute(
+                    sa.select(source_table).order_by(*pk)
+                )
 
                 def rows(result=result, rules=rules):  # noqa: ANN202 - a generator of dicts
                     for record in result.mappings():
@@ -249,13 +282,33 @@ def copy(source_url: str, target_url: str, key: bytes, batch: int = 5000) -> dic
                 counts[table.name] = insert_many(out, table, rows(), batch=batch)
             for name, sql in views:
                 out.exec_driver_sql(f"CREATE VIEW {name} AS\n{sql}")
-            out.execute(md.tables[MARKER_TABLE].insert().values(
-                made_at=now(), key_id=key_id(key), tables=json.dumps(counts, sort_keys=True),
-                rules=json.dumps(RULES, sort_keys=True)))
+            out.execute(
+                md.tables[MARKER_TABLE]
+                .insert()
+                .values(
+                    made_at=now(),
+                    key_id=key_id(key),
+                    tables=json.dumps(counts, sort_keys=True),
+                    rules=json.dumps(RULES, sort_keys=True),
+                )
+            )
     finally:
         target.dispose()
     return counts
 
 
-__all__ = ["KEY_CONN_ID", "KEY_ENV", "RULES", "TABLES", "CopyRefused", "NoSecret", "canonical_id", "copy",
-           "copy_views", "key_id", "mask_name", "secret", "token"]
+__all__ = [
+    "KEY_CONN_ID",
+    "KEY_ENV",
+    "RULES",
+    "TABLES",
+    "CopyRefused",
+    "NoSecret",
+    "canonical_id",
+    "copy",
+    "copy_views",
+    "key_id",
+    "mask_name",
+    "secret",
+    "token",
+]

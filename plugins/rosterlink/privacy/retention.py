@@ -122,11 +122,18 @@ def check_history_request(days: int | None) -> None:
     if days < HISTORY_MIN_DAYS:
         raise RetentionRefused(
             f"pairing history and the intake ledger are kept at least three years ({HISTORY_MIN_DAYS} days); "
-            f"refusing to delete ended pairs after only {days} days. Nothing was changed.")
+            f"refusing to delete ended pairs after only {days} days. Nothing was changed."
+        )
 
 
-def purge(eng: sa.Engine, older_than_days: int | None = None, *, ended_pairs_older_than_days: int | None = None,
-          dry_run: bool = False, moment: dt.datetime | None = None) -> PurgeReport:
+def purge(
+    eng: sa.Engine,
+    older_than_days: int | None = None,
+    *,
+    ended_pairs_older_than_days: int | None = None,
+    dry_run: bool = False,
+    moment: dt.datetime | None = None,
+) -> PurgeReport:
     """Blank rejected rows' raw values older than the age, delete staged leftovers; see the module doc.
 
     ``ended_pairs_older_than_days`` (at least 1096) also deletes pairs that ended before that many
@@ -150,8 +157,13 @@ def purge(eng: sa.Engine, older_than_days: int | None = None, *, ended_pairs_old
                 report = _run(conn, days, cutoff, pairs_before, moment, dry_run=False)
         finally:
             nightlock.release(eng, run_id)
-    log.info("purge: %d rejected and %d warning values blanked, %d staged rows deleted, ended pairs %s",
-             report.rejected_values, report.warning_values, report.staged_rows, report.ended_pairs)
+    log.info(
+        "purge: %d rejected and %d warning values blanked, %d staged rows deleted, ended pairs %s",
+        report.rejected_values,
+        report.warning_values,
+        report.staged_rows,
+        report.ended_pairs,
+    )
     return report
 
 
@@ -159,8 +171,15 @@ def _count(conn: sa.Connection, table: sa.Table, where) -> int:  # noqa: ANN001 
     return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one())
 
 
-def _run(conn: sa.Connection, days: int, cutoff: dt.datetime, pairs_before: dt.date | None,
-         moment: dt.datetime, *, dry_run: bool) -> PurgeReport:
+def _run(
+    conn: sa.Connection,
+    days: int,
+    cutoff: dt.datetime,
+    pairs_before: dt.date | None,
+    moment: dt.datetime,
+    *,
+    dry_run: bool,
+) -> PurgeReport:
     counts: dict[str, int] = {}
     for table in (schema.rejected_row, schema.row_warning):
         where = _finding_candidates(table, cutoff)
@@ -170,8 +189,11 @@ def _run(conn: sa.Connection, days: int, cutoff: dt.datetime, pairs_before: dt.d
         groups = conn.execute(sa.select(table.c.reason_code, table.c.header).where(where).distinct()).all()
         for code, header in groups:
             same_header = table.c.header.is_(None) if header is None else table.c.header == header
-            conn.execute(table.update().where(where, table.c.reason_code == code, same_header).values(
-                value=None, message=blank_message(code, header), purged_at=moment))
+            conn.execute(
+                table.update()
+                .where(where, table.c.reason_code == code, same_header)
+                .values(value=None, message=blank_message(code, header), purged_at=moment)
+            )
     st = schema.staged_row
     staged = _count(conn, st, _staged_candidates(cutoff))
     if staged and not dry_run:
@@ -183,11 +205,27 @@ def _run(conn: sa.Connection, days: int, cutoff: dt.datetime, pairs_before: dt.d
         ended = _count(conn, p, old)
         if ended and not dry_run:
             conn.execute(p.delete().where(old))
-    return PurgeReport(dry_run=dry_run, older_than_days=days, cutoff=f"{cutoff:%Y-%m-%d %H:%M:%S}",
-                       rejected_values=counts["rejected_row"], warning_values=counts["row_warning"],
-                       staged_rows=staged, ended_pairs=ended,
-                       ended_pairs_before=pairs_before.isoformat() if pairs_before else None)
+    return PurgeReport(
+        dry_run=dry_run,
+        older_than_days=days,
+        cutoff=f"{cutoff:%Y-%m-%d %H:%M:%S}",
+        rejected_values=counts["rejected_row"],
+        warning_values=counts["row_warning"],
+        staged_rows=staged,
+        ended_pairs=ended,
+        ended_pairs_before=pairs_before.isoformat() if pairs_before else None,
+    )
 
 
-__all__ = ["DEFAULT_PURGE_DAYS", "HISTORY_MIN_DAYS", "PROTECTED", "PURGE_DAYS_ENV", "PurgeReport", "RetentionRefused",
-           "blank_message", "check_history_request", "configured_days", "purge"]
+__all__ = [
+    "DEFAULT_PURGE_DAYS",
+    "HISTORY_MIN_DAYS",
+    "PROTECTED",
+    "PURGE_DAYS_ENV",
+    "PurgeReport",
+    "RetentionRefused",
+    "blank_message",
+    "check_history_request",
+    "configured_days",
+    "purge",
+]

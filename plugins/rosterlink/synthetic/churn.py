@@ -75,8 +75,11 @@ class Churn:
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         self._pop, self._reg = sample._build_population(self.seed, self.scale)
-        self._base = {"hardship": len(self._pop.hardship), "cadres": len(self._pop.cadres),
-                      "cases": len(self._pop.cases)}
+        self._base = {
+            "hardship": len(self._pop.hardship),
+            "cadres": len(self._pop.cadres),
+            "cases": len(self._pop.cases),
+        }
         self._last = 0
 
     def as_of(self, night: int) -> dt.date:
@@ -97,8 +100,9 @@ class Churn:
             files, changes = self._change_night(night)
         self._last = night
         expected, _ = sample._state(self._pop)
-        return NightFiles(night, self.as_of(night), files, changes, expected,
-                          round(time.perf_counter() - started, 2))
+        return NightFiles(
+            night, self.as_of(night), files, changes, expected, round(time.perf_counter() - started, 2)
+        )
 
     # ------------------------------------------------------------------------------------------
 
@@ -131,8 +135,14 @@ class Churn:
             rel = rels["case"]
             only_new = dataclasses.replace(pop, cases=opens, bad={"case": []}, warn={**pop.warn, "case": {}})
             files[rel] = sample._write_cases(self.out_dir, rel, only_new, rng(rel))
-        changes = {"exits": len(rnd.exits), "adds": len(rnd.adds), "departures": len(rnd.departures),
-                   "joins": len(rnd.joins), "closures": len(rnd.closures), "opens": len(opens)}
+        changes = {
+            "exits": len(rnd.exits),
+            "adds": len(rnd.adds),
+            "departures": len(rnd.departures),
+            "joins": len(rnd.joins),
+            "closures": len(rnd.closures),
+            "opens": len(opens),
+        }
         return files, changes
 
     def _open_cases(self, night: int, day: dt.date) -> list:
@@ -143,7 +153,7 @@ class Churn:
         taken = [c.number for c in (*pop.cases, *pop.closed_cases)]
         taken += [b.entity.number for b in pop.bad.get("case", [])]
         prefix = f"XF{day.year}-"
-        seq = max((int(n[len(prefix):]) for n in taken if n.startswith(prefix)), default=0)
+        seq = max((int(n[len(prefix) :]) for n in taken if n.startswith(prefix)), default=0)
         opened = []
         for _ in range(count):
             case = sample._new_case(rng, self._reg, pop.towns, registered=day)

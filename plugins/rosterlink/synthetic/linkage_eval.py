@@ -69,33 +69,216 @@ RATES = {
 }
 
 HOMOPHONE_SURNAMES = {
-    "张": "章", "章": "张", "王": "汪", "汪": "王", "李": "黎", "黎": "李", "刘": "柳", "柳": "刘", "杨": "阳",
-    "吴": "伍", "伍": "吴", "徐": "许", "许": "徐", "朱": "诸", "何": "和", "林": "蔺", "高": "郜", "罗": "骆",
-    "于": "余", "余": "于", "陈": "谌", "周": "州", "孙": "荪", "马": "玛", "胡": "扈", "郭": "虢", "赵": "兆",
-    "黄": "皇", "郑": "正", "梁": "良", "谢": "解", "宋": "送", "唐": "汤", "汤": "唐", "韩": "寒", "冯": "逢",
-    "邓": "登", "曹": "漕", "彭": "蓬", "田": "甜", "董": "懂", "袁": "原", "蒋": "奖", "蔡": "菜", "杜": "度",
-    "程": "成", "成": "程", "魏": "卫", "卫": "魏", "苏": "酥", "吕": "侣", "丁": "钉", "任": "仁", "姚": "尧",
-    "卢": "芦", "姜": "江", "江": "姜", "崔": "催", "谭": "谈", "范": "樊", "樊": "范", "金": "晋", "石": "时",
-    "时": "石", "贾": "甲", "夏": "厦", "付": "傅", "傅": "付", "方": "芳", "白": "柏", "邹": "驺", "孟": "梦",
-    "秦": "勤", "邱": "丘", "丘": "邱", "尹": "隐", "薛": "雪", "闫": "严", "严": "闫", "段": "断", "侯": "候",
-    "史": "使", "陶": "桃", "褚": "楚", "颜": "严", "孔": "恐", "种": "仲", "满": "蛮",
+    "张": "章",
+    "章": "张",
+    "王": "汪",
+    "汪": "王",
+    "李": "黎",
+    "黎": "李",
+    "刘": "柳",
+    "柳": "刘",
+    "杨": "阳",
+    "吴": "伍",
+    "伍": "吴",
+    "徐": "许",
+    "许": "徐",
+    "朱": "诸",
+    "何": "和",
+    "林": "蔺",
+    "高": "郜",
+    "罗": "骆",
+    "于": "余",
+    "余": "于",
+    "陈": "谌",
+    "周": "州",
+    "孙": "荪",
+    "马": "玛",
+    "胡": "扈",
+    "郭": "虢",
+    "赵": "兆",
+    "黄": "皇",
+    "郑": "正",
+    "梁": "良",
+    "谢": "解",
+    "宋": "送",
+    "唐": "汤",
+    "汤": "唐",
+    "韩": "寒",
+    "冯": "逢",
+    "邓": "登",
+    "曹": "漕",
+    "彭": "蓬",
+    "田": "甜",
+    "董": "懂",
+    "袁": "原",
+    "蒋": "奖",
+    "蔡": "菜",
+    "杜": "度",
+    "程": "成",
+    "成": "程",
+    "魏": "卫",
+    "卫": "魏",
+    "苏": "酥",
+    "吕": "侣",
+    "丁": "钉",
+    "任": "仁",
+    "姚": "尧",
+    "卢": "芦",
+    "姜": "江",
+    "江": "姜",
+    "崔": "催",
+    "谭": "谈",
+    "范": "樊",
+    "樊": "范",
+    "金": "晋",
+    "石": "时",
+    "时": "石",
+    "贾": "甲",
+    "夏": "厦",
+    "付": "傅",
+    "傅": "付",
+    "方": "芳",
+    "白": "柏",
+    "邹": "驺",
+    "孟": "梦",
+    "秦": "勤",
+    "邱": "丘",
+    "丘": "邱",
+    "尹": "隐",
+    "薛": "雪",
+    "闫": "严",
+    "严": "闫",
+    "段": "断",
+    "侯": "候",
+    "史": "使",
+    "陶": "桃",
+    "褚": "楚",
+    "颜": "严",
+    "孔": "恐",
+    "种": "仲",
+    "满": "蛮",
 }
 # given-name characters and a homophone a clerk might type instead
 HOMOPHONE_GIVEN = {
-    "伟": "玮", "强": "墙", "磊": "垒", "军": "君", "勇": "永", "杰": "洁", "涛": "滔", "明": "铭", "超": "潮",
-    "刚": "钢", "平": "萍", "辉": "晖", "鹏": "朋", "华": "桦", "飞": "菲", "波": "博", "斌": "彬", "宇": "雨",
-    "浩": "昊", "凯": "恺", "健": "建", "俊": "峻", "旭": "序", "宁": "凝", "龙": "隆", "林": "琳", "东": "冬",
-    "亮": "谅", "成": "诚", "建": "健", "国": "帼", "庆": "青", "文": "雯", "志": "智", "海": "凯", "山": "珊",
-    "峰": "锋", "玉": "钰", "德": "得", "兴": "星", "福": "富", "贵": "桂", "昌": "常", "春": "纯", "永": "勇",
-    "广": "光", "新": "欣", "学": "雪", "民": "敏", "金": "锦", "宝": "保", "生": "升", "长": "常", "友": "有",
-    "振": "震", "家": "佳", "利": "力", "全": "泉", "芳": "方", "娜": "纳", "敏": "民", "静": "晶", "丽": "莉",
-    "艳": "燕", "娟": "鹃", "霞": "侠", "燕": "艳", "玲": "铃", "桂": "贵", "英": "瑛", "秀": "绣", "兰": "岚",
-    "梅": "玫", "红": "虹", "萍": "平", "琴": "勤", "云": "芸", "莲": "连", "凤": "风", "洁": "杰", "琳": "林",
-    "婷": "亭", "雪": "学", "慧": "惠", "倩": "茜", "颖": "影", "佳": "家", "欣": "新", "悦": "月", "晶": "静",
-    "月": "悦", "彩": "采", "巧": "乔", "菊": "局", "荣": "容", "翠": "萃", "美": "梅", "珍": "真", "荷": "和",
-    "殿": "电", "炳": "饼", "树": "术", "洪": "宏", "兆": "召", "传": "川", "修": "秀", "清": "青", "义": "艺",
-    "田": "甜", "增": "曾", "武": "五", "顺": "舜", "常": "长", "守": "首", "花": "华", "芝": "之", "淑": "书",
-    "素": "苏", "爱": "艾",
+    "伟": "玮",
+    "强": "墙",
+    "磊": "垒",
+    "军": "君",
+    "勇": "永",
+    "杰": "洁",
+    "涛": "滔",
+    "明": "铭",
+    "超": "潮",
+    "刚": "钢",
+    "平": "萍",
+    "辉": "晖",
+    "鹏": "朋",
+    "华": "桦",
+    "飞": "菲",
+    "波": "博",
+    "斌": "彬",
+    "宇": "雨",
+    "浩": "昊",
+    "凯": "恺",
+    "健": "建",
+    "俊": "峻",
+    "旭": "序",
+    "宁": "凝",
+    "龙": "隆",
+    "林": "琳",
+    "东": "冬",
+    "亮": "谅",
+    "成": "诚",
+    "建": "健",
+    "国": "帼",
+    "庆": "青",
+    "文": "雯",
+    "志": "智",
+    "海": "凯",
+    "山": "珊",
+    "峰": "锋",
+    "玉": "钰",
+    "德": "得",
+    "兴": "星",
+    "福": "富",
+    "贵": "桂",
+    "昌": "常",
+    "春": "纯",
+    "永": "勇",
+    "广": "光",
+    "新": "欣",
+    "学": "雪",
+    "民": "敏",
+    "金": "锦",
+    "宝": "保",
+    "生": "升",
+    "长": "常",
+    "友": "有",
+    "振": "震",
+    "家": "佳",
+    "利": "力",
+    "全": "泉",
+    "芳": "方",
+    "娜": "纳",
+    "敏": "民",
+    "静": "晶",
+    "丽": "莉",
+    "艳": "燕",
+    "娟": "鹃",
+    "霞": "侠",
+    "燕": "艳",
+    "玲": "铃",
+    "桂": "贵",
+    "英": "瑛",
+    "秀": "绣",
+    "兰": "岚",
+    "梅": "玫",
+    "红": "虹",
+    "萍": "平",
+    "琴": "勤",
+    "云": "芸",
+    "莲": "连",
+    "凤": "风",
+    "洁": "杰",
+    "琳": "林",
+    "婷": "亭",
+    "雪": "学",
+    "慧": "惠",
+    "倩": "茜",
+    "颖": "影",
+    "佳": "家",
+    "欣": "新",
+    "悦": "月",
+    "晶": "静",
+    "月": "悦",
+    "彩": "采",
+    "巧": "乔",
+    "菊": "局",
+    "荣": "容",
+    "翠": "萃",
+    "美": "梅",
+    "珍": "真",
+    "荷": "和",
+    "殿": "电",
+    "炳": "饼",
+    "树": "术",
+    "洪": "宏",
+    "兆": "召",
+    "传": "川",
+    "修": "秀",
+    "清": "青",
+    "义": "艺",
+    "田": "甜",
+    "增": "曾",
+    "武": "五",
+    "顺": "舜",
+    "常": "长",
+    "守": "首",
+    "花": "华",
+    "芝": "之",
+    "淑": "书",
+    "素": "苏",
+    "爱": "艾",
 }
 _TYPO_CHARS = "大小中天方正同和平安元才于上下千万土工石日白立心永"
 
@@ -156,11 +339,11 @@ def _perturb_name(name: str, rng: random.Random, rates: dict, tags: list[str]) -
     if given and rng.random() < rates["given_homophone"]:
         i = rng.randrange(len(given))
         if given[i] in HOMOPHONE_GIVEN:
-            given = given[:i] + HOMOPHONE_GIVEN[given[i]] + given[i + 1:]
+            given = given[:i] + HOMOPHONE_GIVEN[given[i]] + given[i + 1 :]
             tags.append("given_homophone")
     elif given and rng.random() < rates["given_typo"]:
         i = rng.randrange(len(given))
-        given = given[:i] + rng.choice(_TYPO_CHARS) + given[i + 1:]
+        given = given[:i] + rng.choice(_TYPO_CHARS) + given[i + 1 :]
         tags.append("given_typo")
     out = surname + given
     if rng.random() < rates["fullwidth_space"]:
@@ -169,8 +352,9 @@ def _perturb_name(name: str, rng: random.Random, rates: dict, tags: list[str]) -
     return out
 
 
-def _messy_contact(village: str, phone: str | None, rng: random.Random, rates: dict,
-                   tags: list[str]) -> tuple[str, str | None]:
+def _messy_contact(
+    village: str, phone: str | None, rng: random.Random, rates: dict, tags: list[str]
+) -> tuple[str, str | None]:
     if phone is not None and rng.random() < rates["phone_changed"]:
         phone = _mobile(rng)
         tags.append("phone_changed")
@@ -243,8 +427,13 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0, rates: dict | None = 
             continue
         fam = pop.orphan[i]
         if rng.random() < 0.5:  # a hardship head (with an ID) in another village of the town
-            pool = [j for j in by_town.get(fam.town, []) if j not in used_namesake
-                    and hardship[j].village != fam.village and hardship[j].head.id18 != fam.head.id18]
+            pool = [
+                j
+                for j in by_town.get(fam.town, [])
+                if j not in used_namesake
+                and hardship[j].village != fam.village
+                and hardship[j].head.id18 != fam.head.id18
+            ]
             if not pool:
                 continue
             j = rng.choice(pool)
@@ -252,8 +441,15 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0, rates: dict | None = 
             hardship[j].head.name = fam.head.name
             namesakes.append((fam.head.id18, hardship[j].head.id18))
         else:  # another ID-less guardian in the town
-            pool = [k for k in orphan_by_town[fam.town] if k != i and k in id_less and k not in guardian_heads
-                    and pop.orphan[k].village != fam.village and pop.orphan[k].head.id18 != fam.head.id18]
+            pool = [
+                k
+                for k in orphan_by_town[fam.town]
+                if k != i
+                and k in id_less
+                and k not in guardian_heads
+                and pop.orphan[k].village != fam.village
+                and pop.orphan[k].head.id18 != fam.head.id18
+            ]
             if not pool:
                 continue
             k = rng.choice(pool)
@@ -279,9 +475,26 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0, rates: dict | None = 
             if copy and phone and rng.random() < 0.5:
                 phone = _mobile(rng)
                 tags.append("phone_changed")
-            rows.append(EvalRow(1, f_hard, "civil_affairs", "hardship", "household", "hardship", h.head.name,
-                                h.head.id18, h.town, h.village, phone, None, None,
-                                {"household_size": h.size, "cause": h.cause}, h.head.id18, tags))
+            rows.append(
+                EvalRow(
+                    1,
+                    f_hard,
+                    "civil_affairs",
+                    "hardship",
+                    "household",
+                    "hardship",
+                    h.head.name,
+                    h.head.id18,
+                    h.town,
+                    h.village,
+                    phone,
+                    None,
+                    None,
+                    {"household_size": h.size, "cause": h.cause},
+                    h.head.id18,
+                    tags,
+                )
+            )
 
     # --- night 1: orphan list (guardians; some without ID) ---------------------------------------------
     f_orph = "womens_federation/失亲儿童家庭名单.xls"
@@ -303,9 +516,26 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0, rates: dict | None = 
             if child is not None:
                 attrs["child_name"] = child.name
                 attrs["child_birth_ym"] = f"{child.id18[6:10]}-{child.id18[10:12]}"
-            rows.append(EvalRow(night, file, "womens_federation", "orphan", "household", "orphan", name,
-                                None if no_id else fam.head.id18, fam.town, village, phone, None, None,
-                                attrs, fam.head.id18, list(tags)))
+            rows.append(
+                EvalRow(
+                    night,
+                    file,
+                    "womens_federation",
+                    "orphan",
+                    "household",
+                    "orphan",
+                    name,
+                    None if no_id else fam.head.id18,
+                    fam.town,
+                    village,
+                    phone,
+                    None,
+                    None,
+                    attrs,
+                    fam.head.id18,
+                    list(tags),
+                )
+            )
 
     n2_start = len(pop.orphan) - n2_orphans
     for i, fam in enumerate(pop.orphan):
@@ -319,16 +549,36 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0, rates: dict | None = 
     for m in pop.old_member:
         tags = ["heads_hardship"] if id(m) in overlap_old else []
         name, id18 = m.head.name, m.head.id18
-        if id(m) in overlap_old and rng.random() < rates["id_name_conflict"] and name[0] in HOMOPHONE_SURNAMES:
+        if (
+            id(m) in overlap_old
+            and rng.random() < rates["id_name_conflict"]
+            and name[0] in HOMOPHONE_SURNAMES
+        ):
             name = HOMOPHONE_SURNAMES[name[0]] + name[1:]
             tags.append("id_name_conflict")
         elif id(m) in overlap_old and rng.random() < rates["second_id"]:
             id18 = _other_valid_id(id18, rng, taken)
             tags.append("second_id")
-        rows.append(EvalRow(1, f_old, "organization", "old_member", "household", "old_member", name, id18,
-                            m.town, m.village, m.phone, None, None,
-                            {"sex": m.head.sex, "joined_date": m.joined.isoformat() if m.joined else None},
-                            m.head.id18, tags))
+        rows.append(
+            EvalRow(
+                1,
+                f_old,
+                "organization",
+                "old_member",
+                "household",
+                "old_member",
+                name,
+                id18,
+                m.town,
+                m.village,
+                m.phone,
+                None,
+                None,
+                {"sex": m.head.sex, "joined_date": m.joined.isoformat() if m.joined else None},
+                m.head.id18,
+                tags,
+            )
+        )
 
     # --- night 1: cadre roster ------------------------------------------------------------------------
     f_cad = "organization/干部花名册.xlsx"
@@ -339,46 +589,159 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0, rates: dict | None = 
             if name and len(name) == 2 and rng.random() < rates["cadre_padded_name"]:
                 name = name[0] + "\u3000" + name[1]
                 tags.append("fullwidth_space")
-            rows.append(EvalRow(1, f_cad, "organization", "cadre", "cadre", None, name, c.person.id18,
-                                c.linked_town, None, c.phone, None, None,
-                                {"sex": c.person.sex, "unit": c.unit, "post": c.post, "rank": c.rank,
-                                 "rank_title": c.rank_label, "linked_town": c.linked_town},
-                                c.person.id18, tags))
+            rows.append(
+                EvalRow(
+                    1,
+                    f_cad,
+                    "organization",
+                    "cadre",
+                    "cadre",
+                    None,
+                    name,
+                    c.person.id18,
+                    c.linked_town,
+                    None,
+                    c.phone,
+                    None,
+                    None,
+                    {
+                        "sex": c.person.sex,
+                        "unit": c.unit,
+                        "post": c.post,
+                        "rank": c.rank,
+                        "rank_title": c.rank_label,
+                        "linked_town": c.linked_town,
+                    },
+                    c.person.id18,
+                    tags,
+                )
+            )
 
     # --- night 2: adjustments, new families, cadre changes -----------------------------------------------
     fill2 = fill1 + dt.timedelta(days=1)
     f_adj = "civil_affairs/特困家庭动态调整名单.xlsx"
     for i in guardian_adds:  # an ID-less guardian's family becomes a hardship household, with the ID now
         fam = pop.orphan[i]
-        rows.append(EvalRow(2, f_adj, "civil_affairs", "hardship_adjustment", "household", "hardship",
-                            fam.head.name, fam.head.id18, fam.town, fam.village, fam.phone, "add", fill2,
-                            {"adjustment_reason": "经排查新认定"}, fam.head.id18, ["guardian_now_hardship"]))
+        rows.append(
+            EvalRow(
+                2,
+                f_adj,
+                "civil_affairs",
+                "hardship_adjustment",
+                "household",
+                "hardship",
+                fam.head.name,
+                fam.head.id18,
+                fam.town,
+                fam.village,
+                fam.phone,
+                "add",
+                fill2,
+                {"adjustment_reason": "经排查新认定"},
+                fam.head.id18,
+                ["guardian_now_hardship"],
+            )
+        )
     villages = pop.villages
     for _ in range(n_adds - len(guardian_adds)):
         town = rng.choice(pop.towns)
         person = reg.person(rng, born=(1940, 1990))
         taken.add(person.id18)
-        rows.append(EvalRow(2, f_adj, "civil_affairs", "hardship_adjustment", "household", "hardship",
-                            person.name, person.id18, town, rng.choice(villages[town]), _mobile(rng), "add",
-                            fill2, {"adjustment_reason": "突发重病"}, person.id18, ["new_household"]))
+        rows.append(
+            EvalRow(
+                2,
+                f_adj,
+                "civil_affairs",
+                "hardship_adjustment",
+                "household",
+                "hardship",
+                person.name,
+                person.id18,
+                town,
+                rng.choice(villages[town]),
+                _mobile(rng),
+                "add",
+                fill2,
+                {"adjustment_reason": "突发重病"},
+                person.id18,
+                ["new_household"],
+            )
+        )
     for j in exits:
         h = hardship[j]
-        rows.append(EvalRow(2, f_adj, "civil_affairs", "hardship_adjustment", "household", "hardship",
-                            h.head.name, h.head.id18, h.town, h.village, h.phone, "exit", fill2,
-                            {"adjustment_reason": "家庭人均收入稳定超过标准"}, h.head.id18, ["exit"]))
+        rows.append(
+            EvalRow(
+                2,
+                f_adj,
+                "civil_affairs",
+                "hardship_adjustment",
+                "household",
+                "hardship",
+                h.head.name,
+                h.head.id18,
+                h.town,
+                h.village,
+                h.phone,
+                "exit",
+                fill2,
+                {"adjustment_reason": "家庭人均收入稳定超过标准"},
+                h.head.id18,
+                ["exit"],
+            )
+        )
     f_chg = "organization/干部变动名单.xlsx"
     n_chg = max(1, round(rates["night2_cadre_changes"] * len(pop.cadres)))
     for c in rng.sample(pop.cadres, min(n_chg, len(pop.cadres))):
-        rows.append(EvalRow(2, f_chg, "organization", "cadre_change", "cadre", None, c.person.name, c.person.id18,
-                            None, None, c.phone, "leave", fill2, {"change_type": "leave"}, c.person.id18, ["leave"]))
+        rows.append(
+            EvalRow(
+                2,
+                f_chg,
+                "organization",
+                "cadre_change",
+                "cadre",
+                None,
+                c.person.name,
+                c.person.id18,
+                None,
+                None,
+                c.phone,
+                "leave",
+                fill2,
+                {"change_type": "leave"},
+                c.person.id18,
+                ["leave"],
+            )
+        )
     for _ in range(n_chg):
         person = reg.person(rng, born=(1975, 2000))
         taken.add(person.id18)
         town = rng.choice(pop.towns)
-        rows.append(EvalRow(2, f_chg, "organization", "cadre_change", "cadre", None, person.name, person.id18,
-                            town, None, _mobile(rng), "join", fill2,
-                            {"sex": person.sex, "unit": "区财政局", "rank": "ordinary", "rank_title": "科员",
-                             "linked_town": town}, person.id18, ["join"]))
+        rows.append(
+            EvalRow(
+                2,
+                f_chg,
+                "organization",
+                "cadre_change",
+                "cadre",
+                None,
+                person.name,
+                person.id18,
+                town,
+                None,
+                _mobile(rng),
+                "join",
+                fill2,
+                {
+                    "sex": person.sex,
+                    "unit": "区财政局",
+                    "rank": "ordinary",
+                    "rank_title": "科员",
+                    "linked_town": town,
+                },
+                person.id18,
+                ["join"],
+            )
+        )
     return EvalSet(seed=seed, scale=scale, rows=rows, namesakes=namesakes)
 
 
@@ -394,25 +757,46 @@ def load(eng: sa.Engine, evalset: EvalSet, night: int) -> dict[tuple[int, int], 
     with eng.begin() as conn:
         for file, members in by_file.items():
             first = evalset.rows[members[0]]
-            file_id = conn.execute(schema.intake_file.insert().values(
-                department=first.department, file_name=f"eval/night{night}/{file}",
-                sha256=hashlib.sha256(f"{evalset.seed}:{evalset.scale}:{night}:{file}".encode()).hexdigest(),
-                size_bytes=1, status="loaded",
-                rows_read=len(members), rows_loaded=len(members), received_at=now(), processed_at=now(),
-            )).inserted_primary_key[0]
+            file_id = conn.execute(
+                schema.intake_file.insert().values(
+                    department=first.department,
+                    file_name=f"eval/night{night}/{file}",
+                    sha256=hashlib.sha256(
+                        f"{evalset.seed}:{evalset.scale}:{night}:{file}".encode()
+                    ).hexdigest(),
+                    size_bytes=1,
+                    status="loaded",
+                    rows_read=len(members),
+                    rows_loaded=len(members),
+                    received_at=now(),
+                    processed_at=now(),
+                )
+            ).inserted_primary_key[0]
             stamp = now()
 
             def records(file_id: int = file_id, members: list[int] = members, stamp: dt.datetime = stamp):
                 for n, i in enumerate(members):
                     r = evalset.rows[i]
                     index[(file_id, n + 2)] = i
-                    yield {"file_id": file_id, "sheet": "Sheet1", "row_number": n + 2,
-                           "department": r.department, "roster": r.roster, "entity_kind": r.entity_kind,
-                           "category": r.category, "person_name": r.person_name, "id_number": r.id_number,
-                           "case_number": None, "town": r.town, "village": r.village, "phone": r.phone,
-                           "event": r.event, "event_date": r.event_date,
-                           "attrs": dumps({k: v for k, v in r.attrs.items() if v is not None}),
-                           "loaded_at": stamp}
+                    yield {
+                        "file_id": file_id,
+                        "sheet": "Sheet1",
+                        "row_number": n + 2,
+                        "department": r.department,
+                        "roster": r.roster,
+                        "entity_kind": r.entity_kind,
+                        "category": r.category,
+                        "person_name": r.person_name,
+                        "id_number": r.id_number,
+                        "case_number": None,
+                        "town": r.town,
+                        "village": r.village,
+                        "phone": r.phone,
+                        "event": r.event,
+                        "event_date": r.event_date,
+                        "attrs": dumps({k: v for k, v in r.attrs.items() if v is not None}),
+                        "loaded_at": stamp,
+                    }
 
             insert_many(conn, schema.source_record, records())
     return index
@@ -430,9 +814,17 @@ def pairwise(predicted: list[object], truth: list[object]) -> dict:
     precision = tp / pred_pairs if pred_pairs else 1.0
     recall = tp / true_pairs if true_pairs else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"rows": len(truth), "true_pairs": true_pairs, "predicted_pairs": pred_pairs, "true_positive_pairs": tp,
-            "precision": precision, "recall": recall, "f1": f1,
-            "entities_true": len(set(truth)), "entities_predicted": len(set(predicted))}
+    return {
+        "rows": len(truth),
+        "true_pairs": true_pairs,
+        "predicted_pairs": pred_pairs,
+        "true_positive_pairs": tp,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "entities_true": len(set(truth)),
+        "entities_predicted": len(set(predicted)),
+    }
 
 
 def evaluate(eng: sa.Engine, evalset: EvalSet, index: dict[tuple[int, int], int]) -> dict:
@@ -456,8 +848,10 @@ def evaluate(eng: sa.Engine, evalset: EvalSet, index: dict[tuple[int, int], int]
     for loc, i in index.items():
         if loc in keys and keys[loc]:
             truth_key[evalset.rows[i].truth].add(keys[loc])
-    out["namesakes"] = {"pairs": len(evalset.namesakes),
-                        "merged": sum(1 for a, b in evalset.namesakes if truth_key[a] & truth_key[b])}
+    out["namesakes"] = {
+        "pairs": len(evalset.namesakes),
+        "merged": sum(1 for a, b in evalset.namesakes if truth_key[a] & truth_key[b]),
+    }
     return out
 
 

@@ -90,7 +90,10 @@ OUTSIDE_TOWNS = (
 _SURNAMES_COMMON = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何林高罗"
 _SURNAMES_OTHER = "郑梁谢宋唐许韩冯邓曹彭田董袁于蒋蔡杜程魏苏吕丁任姚卢姜崔谭范金石贾夏付方白邹孟秦邱尹薛闫段侯史陶褚颜孔种满"
 _GIVEN = {
-    ("adult", "M"): "伟强磊军勇杰涛明超刚平辉鹏华飞鑫波斌宇浩凯健俊旭宁龙林东亮成建国庆文志海山峰玉德兴福贵昌春永广新学民金宝生长友振家利全",
+    (
+        "adult",
+        "M",
+    ): "伟强磊军勇杰涛明超刚平辉鹏华飞鑫波斌宇浩凯健俊旭宁龙林东亮成建国庆文志海山峰玉德兴福贵昌春永广新学民金宝生长友振家利全",
     ("adult", "F"): "芳娜敏静丽艳娟霞燕玲桂英秀兰梅红萍琴云莲凤洁琳婷雪慧倩颖佳欣悦晶月彩春巧菊荣翠美玉珍荷",
     ("child", "M"): "子梓浩宇轩一诺俊博泽睿思嘉铭辰逸航皓宸煜峻哲瑞晨阳",
     ("child", "F"): "梓涵欣怡雨思佳梦可紫馨若乐萱彤瑶诗语婉雅琪琳悦晨妍",
@@ -99,10 +102,31 @@ _GIVEN = {
 }
 _VILLAGE_FIRST = "东西南北前后上下大小中新老王李张刘孙马褚颜高石柳杏枣桃杨槐松梨龙凤牛黄白青"
 _VILLAGE_SECOND = "庄岭峪沟泉埠洼湖坡河山屯楼集营店庙台寨涧口林园"
-_COMMUNITY_FIRST = ("府前", "东方", "城东", "城南", "兴华", "凤凰", "翼云", "汉诺", "新城", "文化", "明珠", "驿庄")
+_COMMUNITY_FIRST = (
+    "府前",
+    "东方",
+    "城东",
+    "城南",
+    "兴华",
+    "凤凰",
+    "翼云",
+    "汉诺",
+    "新城",
+    "文化",
+    "明珠",
+    "驿庄",
+)
 
-_CAUSES = (("因病", 30), ("因残", 22), ("缺劳动力", 15), ("因学", 8), ("因灾", 4), ("缺技术", 8),
-           ("自身发展动力不足", 5), ("因病因残", 8))
+_CAUSES = (
+    ("因病", 30),
+    ("因残", 22),
+    ("缺劳动力", 15),
+    ("因学", 8),
+    ("因灾", 4),
+    ("缺技术", 8),
+    ("自身发展动力不足", 5),
+    ("因病因残", 8),
+)
 _SITUATIONS = ("父母双亡", "父亡母改嫁", "母亡父失联", "父母一方死亡另一方服刑", "父亡母重残", "事实无人抚养")
 # relation -> (guardian sex, birth range, child carries the guardian's surname)
 _RELATIONS = {
@@ -118,8 +142,19 @@ _RELATIONS = {
     "哥哥": ("M", (1996, 2005), True),
     "姐姐": ("F", (1996, 2005), True),
 }
-_RELATION_WEIGHTS = (("祖父", 22), ("祖母", 26), ("外祖父", 8), ("外祖母", 10), ("伯父", 8), ("叔叔", 8),
-                     ("姑姑", 5), ("舅舅", 5), ("姨妈", 4), ("哥哥", 2), ("姐姐", 2))
+_RELATION_WEIGHTS = (
+    ("祖父", 22),
+    ("祖母", 26),
+    ("外祖父", 8),
+    ("外祖母", 10),
+    ("伯父", 8),
+    ("叔叔", 8),
+    ("姑姑", 5),
+    ("舅舅", 5),
+    ("姨妈", 4),
+    ("哥哥", 2),
+    ("姐姐", 2),
+)
 
 _COUNTY_POSTS = (
     ("区委", "区委书记", "正县级"),
@@ -145,46 +180,123 @@ _COUNTY_REPEAT = (
 )
 _LEADERSHIP_UNITS = ("区委", "区人大常委会", "区政府", "区政协", "区纪委监委", "区人武部")
 _DEPARTMENTS = (
-    "区委办公室", "区委组织部", "区委宣传部", "区委统战部", "区委政法委", "区纪委监委机关", "区政府办公室",
-    "区发展和改革局", "区教育和体育局", "区科学技术局", "区工业和信息化局", "区公安分局", "区民政局", "区司法局",
-    "区财政局", "区人力资源和社会保障局", "区自然资源局", "区住房和城乡建设局", "区交通运输局", "区水务局",
-    "区农业农村局", "区商务局", "区文化和旅游局", "区卫生健康局", "区退役军人事务局", "区应急管理局", "区审计局",
-    "区市场监督管理局", "区统计局", "区医疗保障局", "区信访局", "区行政审批服务局", "区妇联", "团区委", "区总工会",
+    "区委办公室",
+    "区委组织部",
+    "区委宣传部",
+    "区委统战部",
+    "区委政法委",
+    "区纪委监委机关",
+    "区政府办公室",
+    "区发展和改革局",
+    "区教育和体育局",
+    "区科学技术局",
+    "区工业和信息化局",
+    "区公安分局",
+    "区民政局",
+    "区司法局",
+    "区财政局",
+    "区人力资源和社会保障局",
+    "区自然资源局",
+    "区住房和城乡建设局",
+    "区交通运输局",
+    "区水务局",
+    "区农业农村局",
+    "区商务局",
+    "区文化和旅游局",
+    "区卫生健康局",
+    "区退役军人事务局",
+    "区应急管理局",
+    "区审计局",
+    "区市场监督管理局",
+    "区统计局",
+    "区医疗保障局",
+    "区信访局",
+    "区行政审批服务局",
+    "区妇联",
+    "团区委",
+    "区总工会",
     "区残联",
 )
 _RANK_ORDER = ("正县级", "副县级", "正科级", "副科级", "科员", "办事员", "一般干部")
-_RANK_CODE = {"正县级": "county", "副县级": "county", "正科级": "section", "副科级": "section",
-              "科员": "ordinary", "办事员": "ordinary", "一般干部": "ordinary"}
+_RANK_CODE = {
+    "正县级": "county",
+    "副县级": "county",
+    "正科级": "section",
+    "副科级": "section",
+    "科员": "ordinary",
+    "办事员": "ordinary",
+    "一般干部": "ordinary",
+}
 _ORDINARY = (("科员", "科员", 55), ("办事员", "办事员", 20), ("工作人员", "一般干部", 25))
 
 _TOPICS = {
-    "征地拆迁": (("反映村集体土地被征收后补偿款未足额发放，要求按标准补偿", "区自然资源局"),
-                 ("对房屋拆迁安置面积认定有异议，要求重新测量", "区住房和城乡建设局")),
-    "劳动社保": (("反映在建筑工地务工被拖欠工资，要求帮助追讨", "区人力资源和社会保障局"),
-                 ("要求补缴养老保险并办理退休手续", "区人力资源和社会保障局")),
-    "涉法涉诉": (("对民事判决不服，认为认定事实不清", "区法院"),
-                 ("反映判决生效后长期未执行到位", "区法院")),
-    "农村农业": (("反映土地承包经营权被他人侵占，要求依法确权", "区农业农村局"),
-                 ("反映村务不公开，要求审计村集体账目", "{town}")),
-    "城乡建设": (("反映小区房屋漏水、墙体开裂，开发商拒不维修", "区住房和城乡建设局"),
-                 ("反映道路施工影响出行，要求尽快恢复", "区交通运输局")),
-    "民政事务": (("要求将家庭纳入低保救助范围", "区民政局"),
-                 ("反映残疾人补贴发放不及时", "区残联")),
-    "环境保护": (("反映附近石料厂粉尘、噪声扰民，要求整治", "市生态环境局山亭分局"),
-                 ("反映养殖场污水直排河道，要求关停", "{town}")),
-    "退役军人事务": (("要求落实退役士兵安置待遇", "区退役军人事务局"),
-                     ("要求认定参战人员身份并落实优抚待遇", "区退役军人事务局")),
-    "医疗卫生": (("对医疗纠纷处理结果不满，要求赔偿", "区卫生健康局"),
-                 ("反映村卫生室收费不规范", "区卫生健康局")),
+    "征地拆迁": (
+        ("反映村集体土地被征收后补偿款未足额发放，要求按标准补偿", "区自然资源局"),
+        ("对房屋拆迁安置面积认定有异议，要求重新测量", "区住房和城乡建设局"),
+    ),
+    "劳动社保": (
+        ("反映在建筑工地务工被拖欠工资，要求帮助追讨", "区人力资源和社会保障局"),
+        ("要求补缴养老保险并办理退休手续", "区人力资源和社会保障局"),
+    ),
+    "涉法涉诉": (("对民事判决不服，认为认定事实不清", "区法院"), ("反映判决生效后长期未执行到位", "区法院")),
+    "农村农业": (
+        ("反映土地承包经营权被他人侵占，要求依法确权", "区农业农村局"),
+        ("反映村务不公开，要求审计村集体账目", "{town}"),
+    ),
+    "城乡建设": (
+        ("反映小区房屋漏水、墙体开裂，开发商拒不维修", "区住房和城乡建设局"),
+        ("反映道路施工影响出行，要求尽快恢复", "区交通运输局"),
+    ),
+    "民政事务": (("要求将家庭纳入低保救助范围", "区民政局"), ("反映残疾人补贴发放不及时", "区残联")),
+    "环境保护": (
+        ("反映附近石料厂粉尘、噪声扰民，要求整治", "市生态环境局山亭分局"),
+        ("反映养殖场污水直排河道，要求关停", "{town}"),
+    ),
+    "退役军人事务": (
+        ("要求落实退役士兵安置待遇", "区退役军人事务局"),
+        ("要求认定参战人员身份并落实优抚待遇", "区退役军人事务局"),
+    ),
+    "医疗卫生": (
+        ("对医疗纠纷处理结果不满，要求赔偿", "区卫生健康局"),
+        ("反映村卫生室收费不规范", "区卫生健康局"),
+    ),
 }
 _EXIT_REASONS = {
     "退出": ("户主死亡，家庭无其他成员", "迁出本区", "享受其他救助政策", "经复核不符合认定条件"),
     "脱困": ("家庭人均收入稳定超过标准", "子女就业后收入增加", "经营增收，已稳定脱困"),
 }
 _ADD_REASONS = ("突发重病，家庭支出骤增", "因意外致残，丧失劳动能力", "经排查新认定", "家庭遭受自然灾害")
-_MOBILE_PREFIXES = ("130", "131", "132", "133", "135", "136", "137", "138", "139", "150", "151", "152",
-                    "155", "156", "157", "158", "159", "176", "177", "180", "181", "182", "183", "185",
-                    "186", "187", "188", "189", "199")
+_MOBILE_PREFIXES = (
+    "130",
+    "131",
+    "132",
+    "133",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "152",
+    "155",
+    "156",
+    "157",
+    "158",
+    "159",
+    "176",
+    "177",
+    "180",
+    "181",
+    "182",
+    "183",
+    "185",
+    "186",
+    "187",
+    "188",
+    "189",
+    "199",
+)
 _FW_DIGITS = str.maketrans("0123456789Xx", "０１２３４５６７８９Ｘｘ")
 
 
@@ -349,9 +461,18 @@ class _Registry:
         self.ids: set[str] = set()
         self.names: set[str] = set()
 
-    def person(self, rng: random.Random, *, born: tuple[int, int], style: str = "adult",
-               sex: str | None = None, surname: str | None = None, region: str | None = None,
-               home_share: float = 0.82, digits_only: bool = False) -> _Person:
+    def person(
+        self,
+        rng: random.Random,
+        *,
+        born: tuple[int, int],
+        style: str = "adult",
+        sex: str | None = None,
+        surname: str | None = None,
+        region: str | None = None,
+        home_share: float = 0.82,
+        digits_only: bool = False,
+    ) -> _Person:
         sex = sex or rng.choice("MF")
         while True:
             lo, hi = dt.date(born[0], 1, 1), dt.date(born[1], 12, 31)
@@ -439,7 +560,11 @@ def _hardship_household(rng, reg, towns, weights, villages, *, town=None, region
     town = town or rng.choices(towns, weights=weights)[0]
     village = rng.choice(villages[town]) if town in villages else rng.choice(_VILLAGE_FIRST) + "庄村"
     return _Household(
-        category="hardship", head=head, town=town, village=village, phone=_phone(rng),
+        category="hardship",
+        head=head,
+        town=town,
+        village=village,
+        phone=_phone(rng),
         size=rng.choices([1, 2, 3, 4, 5, 6], weights=[22, 30, 22, 15, 8, 3])[0],
         cause=_weighted(rng, _CAUSES),
         income=rng.randrange(180, 720) * 10 + (rng.choice((0.5, 0.25, 0.8)) if rng.random() < 0.08 else 0.0),
@@ -457,8 +582,15 @@ def _orphan_family(rng, reg, towns, weights, villages, *, children=1, town=None,
         surname = guardian.name[0] if same_surname and guardian.name else None
         child = reg.person(rng, born=(2009, 2022), style="child", surname=surname, home_share=0.95)
         kids.append((child, rng.choice(_SITUATIONS)))
-    return _Household(category="orphan", head=guardian, town=town, village=village, phone=_phone(rng, 0.02),
-                      relation=relation, children=kids)
+    return _Household(
+        category="orphan",
+        head=guardian,
+        town=town,
+        village=village,
+        phone=_phone(rng, 0.02),
+        relation=relation,
+        children=kids,
+    )
 
 
 def _old_member(rng, reg, towns, weights, villages, *, legacy: bool, town=None, region=None) -> _Household:
@@ -474,8 +606,9 @@ def _old_member(rng, reg, towns, weights, villages, *, legacy: bool, town=None, 
     landline = f"0632-{rng.choice('3678')}{rng.randrange(10**6):06d}"
     phone = None if r < 0.1 else (landline if r < 0.3 else _mobile(rng))
     id15 = person.id18[:6] + person.id18[8:17] if legacy else None
-    return _Household(category="old_member", head=person, town=town, village=village, phone=phone,
-                      id15=id15, joined=joined)
+    return _Household(
+        category="old_member", head=person, town=town, village=village, phone=phone, id15=id15, joined=joined
+    )
 
 
 def _town_gov(town: str) -> str:
@@ -483,7 +616,13 @@ def _town_gov(town: str) -> str:
 
 
 def _head_title(unit: str) -> str:
-    special = {"区妇联": "主席", "区总工会": "常务副主席", "区残联": "理事长", "团区委": "书记", "区委政法委": "常务副书记"}
+    special = {
+        "区妇联": "主席",
+        "区总工会": "常务副主席",
+        "区残联": "理事长",
+        "团区委": "书记",
+        "区委政法委": "常务副书记",
+    }
     if unit in special:
         return special[unit]
     if unit.endswith("办公室") or unit.endswith("委") or unit.endswith("机关"):
@@ -499,19 +638,38 @@ class _PostPicker:
     def __init__(self) -> None:
         self.taken: set[tuple[str, str]] = set()
 
-    def pick(self, rng: random.Random, unit: str, rank_label: str, is_town: bool,
-             town_is_street: bool) -> str:
+    def pick(
+        self, rng: random.Random, unit: str, rank_label: str, is_town: bool, town_is_street: bool
+    ) -> str:
         if rank_label in ("正科级", "副科级"):
             if is_town:
-                once = (["党委书记", "主任" if town_is_street else "镇长", "人大工委主任" if town_is_street else "人大主席"]
-                        if rank_label == "正科级" else ["党委副书记", "武装部部长", "纪委书记"])
-                many = (["一级主任科员", "二级主任科员"] if rank_label == "正科级"
-                        else ["副主任" if town_is_street else "副镇长", "党委委员", "三级主任科员", "四级主任科员"])
+                once = (
+                    [
+                        "党委书记",
+                        "主任" if town_is_street else "镇长",
+                        "人大工委主任" if town_is_street else "人大主席",
+                    ]
+                    if rank_label == "正科级"
+                    else ["党委副书记", "武装部部长", "纪委书记"]
+                )
+                many = (
+                    ["一级主任科员", "二级主任科员"]
+                    if rank_label == "正科级"
+                    else [
+                        "副主任" if town_is_street else "副镇长",
+                        "党委委员",
+                        "三级主任科员",
+                        "四级主任科员",
+                    ]
+                )
             else:
                 head = _head_title(unit)
                 once = [head, "党组书记"] if rank_label == "正科级" else []
-                many = (["一级主任科员", "二级主任科员", "四级调研员"] if rank_label == "正科级"
-                        else ["副" + head.removeprefix("常务副"), "党组成员", "三级主任科员", "四级主任科员"])
+                many = (
+                    ["一级主任科员", "二级主任科员", "四级调研员"]
+                    if rank_label == "正科级"
+                    else ["副" + head.removeprefix("常务副"), "党组成员", "三级主任科员", "四级主任科员"]
+                )
             for post in once:
                 if (unit, post) not in self.taken:
                     self.taken.add((unit, post))
@@ -531,8 +689,9 @@ def _unit_order(towns: tuple[str, ...]) -> dict[str, int]:
     return {u: i for i, u in enumerate(order)}
 
 
-def _new_cadre(rng, reg, towns, picker, rank_label: str, *, linked_town=None, born=None,
-               digits_only=False) -> _Cadre:
+def _new_cadre(
+    rng, reg, towns, picker, rank_label: str, *, linked_town=None, born=None, digits_only=False
+) -> _Cadre:
     units, weights = _cadre_units(towns)
     unit = rng.choices(units, weights=weights)[0]
     is_town = not unit.startswith(("区", "团区"))
@@ -554,7 +713,9 @@ def _new_case(rng, reg, towns, *, registered: dt.date, town=None, region=None) -
     summary, unit = rng.choice(_TOPICS[topic])
     person = reg.person(rng, born=(1950, 1995), sex="M" if rng.random() < 0.6 else "F", region=region)
     unit = unit.format(town=_town_gov(town) if town in towns else town)
-    return _Case("", person, town, topic, summary, unit, registered, "在办" if rng.random() < 0.85 else "办理中")
+    return _Case(
+        "", person, town, topic, summary, unit, registered, "在办" if rng.random() < 0.85 else "办理中"
+    )
 
 
 def _numeric_id_person(rng, reg, **kw) -> _Person:
@@ -594,8 +755,10 @@ def _build_population(seed: int, scale: float) -> tuple[_Population, _Registry]:
 
     n_two = min(n_orphan, max(1, round(0.05 * n_orphan)))
     two_child = set(rng.sample(range(n_orphan), n_two))
-    orphan = [_orphan_family(rng, reg, towns, weights, villages, children=2 if i in two_child else 1)
-              for i in range(n_orphan)]
+    orphan = [
+        _orphan_family(rng, reg, towns, weights, villages, children=2 if i in two_child else 1)
+        for i in range(n_orphan)
+    ]
     old = [_old_member(rng, reg, towns, weights, villages, legacy=rng.random() < 1 / 3) for _ in range(n_old)]
     if n_old >= 3 and not any(m.id15 for m in old):
         old[0].id15 = old[0].head.id18[:6] + old[0].head.id18[8:17]
@@ -604,16 +767,22 @@ def _build_population(seed: int, scale: float) -> tuple[_Population, _Registry]:
     picker = _PostPicker()
     cadres: list[_Cadre] = []
     for i in range(n_county):
-        unit, post, rank_label = (_COUNTY_POSTS[i] if i < len(_COUNTY_POSTS)
-                                  else _COUNTY_REPEAT[(i - len(_COUNTY_POSTS)) % len(_COUNTY_REPEAT)])
+        unit, post, rank_label = (
+            _COUNTY_POSTS[i]
+            if i < len(_COUNTY_POSTS)
+            else _COUNTY_REPEAT[(i - len(_COUNTY_POSTS)) % len(_COUNTY_REPEAT)]
+        )
         person = reg.person(rng, born=(1965, 1982), sex="M" if rng.random() < 0.8 else "F")
         cadres.append(_Cadre(person, unit, post, rank_label, "", _phone(rng, 0.0)))
     for _ in range(n_section):
         rank_label = "正科级" if rng.random() < 0.4 else "副科级"
         cadres.append(_new_cadre(rng, reg, towns, picker, rank_label, linked_town="-"))
     for _ in range(n_ordinary):
-        cadres.append(_new_cadre(rng, reg, towns, picker, _weighted(rng, [(r, w) for _, r, w in _ORDINARY]),
-                                 linked_town="-"))
+        cadres.append(
+            _new_cadre(
+                rng, reg, towns, picker, _weighted(rng, [(r, w) for _, r, w in _ORDINARY]), linked_town="-"
+            )
+        )
     pool: dict[str, int] = {t: 0 for t in towns}
     for h in hardship + orphan + old:
         pool[h.town] += 1
@@ -645,8 +814,12 @@ def _build_population(seed: int, scale: float) -> tuple[_Population, _Registry]:
     hw = dict(towns=towns, weights=weights, villages=villages)
     o_town, o_region = outside()
     bad["hardship"] = [
-        _Bad("numeric_id", "head_id_number", _hardship_household(rng, reg, **hw),
-             {"person": _numeric_id_person(rng, reg, born=(1950, 1990))}),
+        _Bad(
+            "numeric_id",
+            "head_id_number",
+            _hardship_household(rng, reg, **hw),
+            {"person": _numeric_id_person(rng, reg, born=(1950, 1990))},
+        ),
         _Bad("bad_checksum", "head_id_number", _hardship_household(rng, reg, **hw)),
         _Bad("bad_length", "head_id_number", _hardship_household(rng, reg, **hw)),
         _Bad("town_outside", "town", _hardship_household(rng, reg, **hw, town=o_town, region=o_region)),
@@ -655,16 +828,24 @@ def _build_population(seed: int, scale: float) -> tuple[_Population, _Registry]:
     ]
     o_town, o_region = outside()
     bad["orphan"] = [
-        _Bad("numeric_id", "guardian_id_number", _orphan_family(rng, reg, **hw),
-             {"person": _numeric_id_person(rng, reg, born=(1950, 1970))}),
+        _Bad(
+            "numeric_id",
+            "guardian_id_number",
+            _orphan_family(rng, reg, **hw),
+            {"person": _numeric_id_person(rng, reg, born=(1950, 1970))},
+        ),
         _Bad("bad_checksum", "guardian_id_number", _orphan_family(rng, reg, **hw)),
         _Bad("town_outside", "town", _orphan_family(rng, reg, **hw, town=o_town, region=o_region)),
         _Bad("empty_name", "child_name", _orphan_family(rng, reg, **hw)),
         _Bad("formula_name", "guardian_name", _orphan_family(rng, reg, **hw)),
     ]
     bad["cadre"] = [
-        _Bad("numeric_id", "id_number", _new_cadre(rng, reg, towns, picker, "副科级", digits_only=True),
-             {"person": _numeric_id_person(rng, reg, born=(1970, 1995))}),
+        _Bad(
+            "numeric_id",
+            "id_number",
+            _new_cadre(rng, reg, towns, picker, "副科级", digits_only=True),
+            {"person": _numeric_id_person(rng, reg, born=(1970, 1995))},
+        ),
         _Bad("bad_checksum", "id_number", _new_cadre(rng, reg, towns, picker, "科员")),
         _Bad("bad_length", "id_number", _new_cadre(rng, reg, towns, picker, "副科级")),
         _Bad("empty_name", "name", _new_cadre(rng, reg, towns, picker, "正科级")),
@@ -686,19 +867,24 @@ def _build_population(seed: int, scale: float) -> tuple[_Population, _Registry]:
 
     bad["case"] = [
         _Bad("bad_checksum", "petitioner_id_number", _new_case(rng, reg, towns, registered=bad_case_day())),
-        _Bad("town_outside", "town", _new_case(rng, reg, towns, registered=bad_case_day(), town=o_town,
-                                               region=o_region)),
+        _Bad(
+            "town_outside",
+            "town",
+            _new_case(rng, reg, towns, registered=bad_case_day(), town=o_town, region=o_region),
+        ),
         _Bad("empty_name", "petitioner_name", _new_case(rng, reg, towns, registered=bad_case_day())),
         _Bad("formula_name", "petitioner_name", _new_case(rng, reg, towns, registered=bad_case_day())),
-        _Bad("numeric_id_text", "petitioner_id_number",
-             _new_case(rng, reg, towns, registered=bad_case_day())),
+        _Bad(
+            "numeric_id_text", "petitioner_id_number", _new_case(rng, reg, towns, registered=bad_case_day())
+        ),
     ]
     for b in bad["case"]:
         if b.kind == "town_outside":
             b.entity.unit = "区信访局"
     # number all cases (good and bad) per year in registration order
-    all_cases = sorted(cases + [b.entity for b in bad["case"]],
-                       key=lambda c: (c.registered, c.petitioner.id18))
+    all_cases = sorted(
+        cases + [b.entity for b in bad["case"]], key=lambda c: (c.registered, c.petitioner.id18)
+    )
     per_year: dict[int, int] = {}
     for c in all_cases:
         per_year[c.registered.year] = per_year.get(c.registered.year, 0) + 1
@@ -818,22 +1004,48 @@ def _apply_round(pop: _Population, reg: _Registry, seed: int, night: int, base: 
     bad: dict[str, list[_Bad]] = {"hardship_adjustment": [], "cadre_change": [], "case_closure": []}
     if stay_h:
         bad["hardship_adjustment"].append(
-            _Bad("bad_date", "adjustment_date", rng.choice(stay_h),
-                 {"type": "退出", "reason": "迁出本区", "value": rng.choice(("2026.11.31", "待定", "十一月中旬"))}))
+            _Bad(
+                "bad_date",
+                "adjustment_date",
+                rng.choice(stay_h),
+                {
+                    "type": "退出",
+                    "reason": "迁出本区",
+                    "value": rng.choice(("2026.11.31", "待定", "十一月中旬")),
+                },
+            )
+        )
     bad["hardship_adjustment"].append(
-        _Bad("bad_checksum", "head_id_number", _hardship_household(rng, reg, **hw),
-             {"type": "新增", "reason": "经排查新认定", "date": day()}))
+        _Bad(
+            "bad_checksum",
+            "head_id_number",
+            _hardship_household(rng, reg, **hw),
+            {"type": "新增", "reason": "经排查新认定", "date": day()},
+        )
+    )
     if stay_c:
         bad["cadre_change"].append(
-            _Bad("bad_date", "change_date", rng.choice(stay_c),
-                 {"type": "调离", "value": rng.choice(("2026年11月31日", "近期", "2026.13.2"))}))
+            _Bad(
+                "bad_date",
+                "change_date",
+                rng.choice(stay_c),
+                {"type": "调离", "value": rng.choice(("2026年11月31日", "近期", "2026.13.2"))},
+            )
+        )
     bad["cadre_change"].append(
-        _Bad("bad_checksum", "id_number",
-             _new_cadre(rng, reg, towns, picker, "科员", linked_town=rng.choice(towns)),
-             {"type": "新增", "date": day()}))
+        _Bad(
+            "bad_checksum",
+            "id_number",
+            _new_cadre(rng, reg, towns, picker, "科员", linked_town=rng.choice(towns)),
+            {"type": "新增", "date": day()},
+        )
+    )
     if stay_k:
         bad["case_closure"].append(
-            _Bad("bad_date", "closure_date", rng.choice(stay_k), {"value": rng.choice(("待定", "2026.11.31"))}))
+            _Bad(
+                "bad_date", "closure_date", rng.choice(stay_k), {"value": rng.choice(("待定", "2026.11.31"))}
+            )
+        )
 
     # apply
     pop.hardship = [h for h in pop.hardship if h.head.id18 not in exiting] + [h for h, *_ in adds]
@@ -968,8 +1180,18 @@ def _runs(rows: list, col: int) -> list[tuple[int, int]]:
     return out
 
 
-def _xlsx_sheet(ws, *, title: str, subtitle: str | None, headers: list[str], rows: list, merge_cols=(),
-                footers=(), widths=(), text_cols=()) -> tuple[int, list[int | None], list[int], list[int]]:
+def _xlsx_sheet(
+    ws,
+    *,
+    title: str,
+    subtitle: str | None,
+    headers: list[str],
+    rows: list,
+    merge_cols=(),
+    footers=(),
+    widths=(),
+    text_cols=(),
+) -> tuple[int, list[int | None], list[int], list[int]]:
     """Write one sheet; ``rows`` items are lists of cell values or None (a blank row).
 
     ``footers`` items: None (a blank row), a str (in column A) or a list of ``(column, text, span)``
@@ -1034,7 +1256,7 @@ def _xlsx_sheet(ws, *, title: str, subtitle: str | None, headers: list[str], row
             blanks.append(r)
         else:
             footer_rows.append(r)
-            for col, text, span in ([(1, item, 1)] if isinstance(item, str) else item):
+            for col, text, span in [(1, item, 1)] if isinstance(item, str) else item:
                 ws.cell(r, col, text).data_type = "s"
                 if span > 1:
                     ws.merge_cells(start_row=r, start_column=col, end_row=r, end_column=col + span - 1)
@@ -1056,8 +1278,9 @@ def _csv_bytes(headers: list[str], rows: list[list[object]], encoding: str) -> b
 class _FileRecord:
     """Collects a file's truth while it is being written."""
 
-    def __init__(self, path: str, department: str, roster: str, fmt: str,
-                 encoding: str | None = None) -> None:
+    def __init__(
+        self, path: str, department: str, roster: str, fmt: str, encoding: str | None = None
+    ) -> None:
         self.truth = FileTruth(path, department, roster, fmt, encoding, [], 0, 0, 0, 0, [])
 
     def sheet(self, name: str, header_row: int, rows: int, blanks=(), footers=()) -> None:
@@ -1082,8 +1305,9 @@ class _FileRecord:
         return t
 
 
-def _apply_person_bad(b: _Bad, values: dict, rng: random.Random, *, name_key: str, id_key: str,
-                      id18: str) -> None:
+def _apply_person_bad(
+    b: _Bad, values: dict, rng: random.Random, *, name_key: str, id_key: str, id18: str
+) -> None:
     """Put the bad row's defect into its cell values (dict keyed by canonical field)."""
     if b.kind == "numeric_id":
         values[id_key] = _Cell(_numeric_id_value(b.extra["person"]), "0")
@@ -1093,7 +1317,7 @@ def _apply_person_bad(b: _Bad, values: dict, rng: random.Random, *, name_key: st
         values[id_key] = _corrupt_checksum(id18, rng)
     elif b.kind == "bad_length":
         cut = rng.randrange(6, 17)
-        values[id_key] = id18[:cut] + id18[cut + 1:]
+        values[id_key] = id18[:cut] + id18[cut + 1 :]
     elif b.kind == "empty_name":
         values[name_key] = None
     elif b.kind == "formula_name":
@@ -1104,11 +1328,43 @@ def _apply_person_bad(b: _Bad, values: dict, rng: random.Random, *, name_key: st
 
 # --- night 1: hardship roster (.xlsx, two sheets) --------------------------------------------
 
-_HARDSHIP_COLS = ("seq", "town", "village", "head_name", "head_id_number", "household_size", "cause",
-                  "income", "phone", "remark")
+_HARDSHIP_COLS = (
+    "seq",
+    "town",
+    "village",
+    "head_name",
+    "head_id_number",
+    "household_size",
+    "cause",
+    "income",
+    "phone",
+    "remark",
+)
 _HARDSHIP_HEADERS = (
-    ["序号", "镇(街)", "村（居）", "户主姓名", "*户主身份证号(必填)", "家庭人口", "致困原因", "人均年收入(元)", "联系电话", "备注"],
-    ["序号", "镇街", "村(居)", "姓名", "身份证号码", "人口数", "困难类型", "人均年收入(元)", "手机号码", "备注"],
+    [
+        "序号",
+        "镇(街)",
+        "村（居）",
+        "户主姓名",
+        "*户主身份证号(必填)",
+        "家庭人口",
+        "致困原因",
+        "人均年收入(元)",
+        "联系电话",
+        "备注",
+    ],
+    [
+        "序号",
+        "镇街",
+        "村(居)",
+        "姓名",
+        "身份证号码",
+        "人口数",
+        "困难类型",
+        "人均年收入(元)",
+        "手机号码",
+        "备注",
+    ],
 )
 _REMARKS = ("低保户", "残疾人家庭", "独居老人", "重病患者", "五保户")
 
@@ -1122,15 +1378,21 @@ def _hardship_values(h: _Household, rng: random.Random) -> dict:
         income = f"{income}"
     size: object = h.size if rng.random() > 0.05 else f"{h.size}人"
     return {
-        "town": h.town, "village": h.village, "head_name": h.head.name,
-        "head_id_number": _messy_id(h.head.id18, rng), "household_size": size, "cause": h.cause,
-        "income": income, "phone": _messy_phone(h.phone, rng, numeric_ok=True),
+        "town": h.town,
+        "village": h.village,
+        "head_name": h.head.name,
+        "head_id_number": _messy_id(h.head.id18, rng),
+        "household_size": size,
+        "cause": h.cause,
+        "income": income,
+        "phone": _messy_phone(h.phone, rng, numeric_ok=True),
         "remark": rng.choice(_REMARKS) if rng.random() < 0.08 else None,
     }
 
 
-def _write_hardship(out_dir: Path, rel: str, pop: _Population, rng: random.Random,
-                    fill: dt.date) -> FileTruth:
+def _write_hardship(
+    out_dir: Path, rel: str, pop: _Population, rng: random.Random, fill: dt.date
+) -> FileTruth:
     from openpyxl import Workbook
 
     rec = _FileRecord(rel, "civil_affairs", "hardship", "xlsx")
@@ -1158,8 +1420,10 @@ def _write_hardship(out_dir: Path, rel: str, pop: _Population, rng: random.Rando
         blank_before = {rng.randint(1, 2)} if s == 0 else set(rng.sample(range(1, 6), rng.randint(0, 2)))
         groups = 0
         for town in sheet_towns:
-            group = sorted((h for h in pop.hardship if h.town == town),
-                           key=lambda h: (village_rank[town][h.village], h.head.id18))
+            group = sorted(
+                (h for h in pop.hardship if h.town == town),
+                key=lambda h: (village_rank[town][h.village], h.head.id18),
+            )
             entries: list = [("good", h) for h in group]
             for h in group:
                 if h.head.id18 in dup_ids:
@@ -1186,8 +1450,9 @@ def _write_hardship(out_dir: Path, rel: str, pop: _Population, rng: random.Rando
             seq += 1
             if kind == "bad":
                 values = _hardship_values(obj.entity, rng)
-                _apply_person_bad(obj, values, rng, name_key="head_name", id_key="head_id_number",
-                                  id18=obj.entity.head.id18)
+                _apply_person_bad(
+                    obj, values, rng, name_key="head_name", id_key="head_id_number", id18=obj.entity.head.id18
+                )
             else:
                 values = _hardship_values(obj, rng)
                 households += kind == "good"
@@ -1197,13 +1462,21 @@ def _write_hardship(out_dir: Path, rel: str, pop: _Population, rng: random.Rando
             values["seq"] = seq
             rows.append([values.get(k) for k in _HARDSHIP_COLS])
         headers = _HARDSHIP_HEADERS[s % 2]
-        footers = [None, [(1, f"合计:{households}户", 4)],
-                   "制表人:孙丽        审核人:刘强" if s == 0 else [(2, "制表人:孙丽", 1), (6, "审核人:刘强", 1)]]
+        footers = [
+            None,
+            [(1, f"合计:{households}户", 4)],
+            "制表人:孙丽        审核人:刘强" if s == 0 else [(2, "制表人:孙丽", 1), (6, "审核人:刘强", 1)],
+        ]
         header_row, numbers, blanks, footer_rows = _xlsx_sheet(
-            ws, title=f"{spec.district().name}特困家庭花名册",
+            ws,
+            title=f"{spec.district().name}特困家庭花名册",
             subtitle=f"填报单位(盖章):{spec.district().name}民政局    填报日期:{fill.year}年{fill.month}月{fill.day}日",
-            headers=headers, rows=rows, merge_cols=(1,), footers=footers,
-            widths=(6, 12, 12, 10, 22, 8, 12, 12, 15, 10), text_cols=(4,),
+            headers=headers,
+            rows=rows,
+            merge_cols=(1,),
+            footers=footers,
+            widths=(6, 12, 12, 10, 22, 8, 12, 12, 15, 10),
+            text_cols=(4,),
         )
         rec.sheet(sheet_name, header_row, sum(1 for x in rows if x is not None), blanks, footer_rows)
         first_row: dict[str, int] = {}
@@ -1225,10 +1498,30 @@ def _write_hardship(out_dir: Path, rel: str, pop: _Population, rng: random.Rando
 
 # --- night 1: orphan families (.xls) ---------------------------------------------------------
 
-_ORPHAN_COLS = ("seq", "child_name", "child_id_number", "situation", "guardian_name", "guardian_id_number",
-                "relation", "town", "village", "phone")
-_ORPHAN_HEADERS = ["序号", "儿童姓名", "儿童身份证号", "失亲情况", "监护人姓名", "监护人身份证号", "与儿童关系", "镇街",
-                   "村居", "联系电话"]
+_ORPHAN_COLS = (
+    "seq",
+    "child_name",
+    "child_id_number",
+    "situation",
+    "guardian_name",
+    "guardian_id_number",
+    "relation",
+    "town",
+    "village",
+    "phone",
+)
+_ORPHAN_HEADERS = [
+    "序号",
+    "儿童姓名",
+    "儿童身份证号",
+    "失亲情况",
+    "监护人姓名",
+    "监护人身份证号",
+    "与儿童关系",
+    "镇街",
+    "村居",
+    "联系电话",
+]
 
 
 def _orphan_rows(f: _Household, rng: random.Random) -> list[dict]:
@@ -1236,11 +1529,19 @@ def _orphan_rows(f: _Household, rng: random.Random) -> list[dict]:
     phone = _messy_phone(f.phone, rng, numeric_ok=True)
     out = []
     for child, situation in f.children:
-        out.append({
-            "child_name": child.name, "child_id_number": _messy_id(child.id18, rng), "situation": situation,
-            "guardian_name": f.head.name, "guardian_id_number": guardian_id, "relation": f.relation,
-            "town": f.town, "village": f.village, "phone": phone,
-        })
+        out.append(
+            {
+                "child_name": child.name,
+                "child_id_number": _messy_id(child.id18, rng),
+                "situation": situation,
+                "guardian_name": f.head.name,
+                "guardian_id_number": guardian_id,
+                "relation": f.relation,
+                "town": f.town,
+                "village": f.village,
+                "phone": phone,
+            }
+        )
     return out
 
 
@@ -1266,9 +1567,14 @@ def _write_orphan(out_dir: Path, rel: str, pop: _Population, rng: random.Random,
                 if obj.kind == "numeric_id":
                     values["guardian_id_number"] = _numeric_id_value(obj.extra["person"])
                 else:
-                    _apply_person_bad(obj, values, rng,
-                                      name_key="child_name" if obj.field == "child_name" else "guardian_name",
-                                      id_key="guardian_id_number", id18=fam.head.id18)
+                    _apply_person_bad(
+                        obj,
+                        values,
+                        rng,
+                        name_key="child_name" if obj.field == "child_name" else "guardian_name",
+                        id_key="guardian_id_number",
+                        id18=fam.head.id18,
+                    )
             elif fam.head.id18 in pop.warn["orphan"]:
                 _, fld, value = pop.warn["orphan"][fam.head.id18]
                 values[fld] = value
@@ -1280,8 +1586,10 @@ def _write_orphan(out_dir: Path, rel: str, pop: _Population, rng: random.Random,
     sheet_name = "失亲儿童家庭"
     ws = wb.add_sheet(sheet_name)
     title_style = xlwt.easyxf("font: name 宋体, bold on, height 320; align: horiz center, vert center")
-    head_style = xlwt.easyxf("font: bold on; align: horiz center, vert center, wrap on; "
-                             "borders: left thin, right thin, top thin, bottom thin")
+    head_style = xlwt.easyxf(
+        "font: bold on; align: horiz center, vert center, wrap on; "
+        "borders: left thin, right thin, top thin, bottom thin"
+    )
     merged_style = xlwt.easyxf("align: horiz center, vert center")
     num_style = xlwt.easyxf(num_format_str="0")
     ncol = len(_ORPHAN_HEADERS)
@@ -1309,7 +1617,11 @@ def _write_orphan(out_dir: Path, rel: str, pop: _Population, rng: random.Random,
     children = sum(len(f.children) for f in pop.orphan)
     blank = first + len(rows)  # 0-based index of the blank row under the data, then two footers
     ws.write(blank + 1, 0, f"合计：{families}户{children}人")
-    ws.write(blank + 2, 0, f"填报单位：{spec.district().name}妇联    填报时间：{fill.year}年{fill.month}月{fill.day}日")
+    ws.write(
+        blank + 2,
+        0,
+        f"填报单位：{spec.district().name}妇联    填报时间：{fill.year}年{fill.month}月{fill.day}日",
+    )
     for c, w in enumerate((6, 10, 22, 14, 10, 22, 10, 10, 12, 14)):
         ws.col(c).width = 256 * w
     buf = io.BytesIO()
@@ -1342,9 +1654,14 @@ def _pad_name(name: str | None, rng: random.Random, share: float) -> str | None:
 
 def _cadre_values(c: _Cadre, rng: random.Random, pad: float = 0.15) -> dict:
     return {
-        "name": _pad_name(c.person.name, rng, pad), "sex": _SEX_LABEL[c.person.sex],
-        "id_number": _messy_id(c.person.id18, rng), "unit": c.unit, "post": c.post, "rank": c.rank_label,
-        "linked_town": c.linked_town, "phone": _messy_phone(c.phone, rng, numeric_ok=True),
+        "name": _pad_name(c.person.name, rng, pad),
+        "sex": _SEX_LABEL[c.person.sex],
+        "id_number": _messy_id(c.person.id18, rng),
+        "unit": c.unit,
+        "post": c.post,
+        "rank": c.rank_label,
+        "linked_town": c.linked_town,
+        "phone": _messy_phone(c.phone, rng, numeric_ok=True),
     }
 
 
@@ -1369,25 +1686,35 @@ def _write_cadres(out_dir: Path, rel: str, pop: _Population, rng: random.Random,
                 values[fld] = value
         else:
             values = _cadre_values(obj.entity, rng, pad=0.0)
-            _apply_person_bad(obj, values, rng, name_key="name", id_key="id_number",
-                              id18=obj.entity.person.id18)
+            _apply_person_bad(
+                obj, values, rng, name_key="name", id_key="id_number", id18=obj.entity.person.id18
+            )
         values["seq"] = i + 1
         rows.append([values.get(k) for k in _CADRE_COLS])
     wb = Workbook()
     ws = wb.active
     ws.title = "干部名册"
     header_row, numbers, blanks, footer_rows = _xlsx_sheet(
-        ws, title=f"{spec.district().name}机关事业单位干部花名册", subtitle=None, headers=_CADRE_HEADERS, rows=rows,
-        merge_cols=(4,), footers=[None, f"合计：{len(pop.cadres)}人", "制表人：王敏    审核人：张建国"],
-        widths=(6, 10, 6, 22, 24, 28, 10, 12, 15), text_cols=(3,),
+        ws,
+        title=f"{spec.district().name}机关事业单位干部花名册",
+        subtitle=None,
+        headers=_CADRE_HEADERS,
+        rows=rows,
+        merge_cols=(4,),
+        footers=[None, f"合计：{len(pop.cadres)}人", "制表人：王敏    审核人：张建国"],
+        widths=(6, 10, 6, 22, 24, 28, 10, 12, 15),
+        text_cols=(3,),
     )
     notes = wb.create_sheet("填表说明")
-    for r, text in enumerate((
-        "填表说明",
-        "1.身份证号码一列请先设置为文本格式再录入,避免末尾几位变成0。",
-        "2.职级按正县级、副县级、正科级、副科级、科员、办事员、一般干部填写。",
-        "3.联系镇街填写所联系帮扶的镇(街道)全称。",
-    ), 1):
+    for r, text in enumerate(
+        (
+            "填表说明",
+            "1.身份证号码一列请先设置为文本格式再录入,避免末尾几位变成0。",
+            "2.职级按正县级、副县级、正科级、副科级、科员、办事员、一般干部填写。",
+            "3.联系镇街填写所联系帮扶的镇(街道)全称。",
+        ),
+        1,
+    ):
         notes.cell(r, 1, text).data_type = "s"
     notes.column_dimensions["A"].width = 70
     _save_xlsx(wb, out_dir / rel)
@@ -1410,8 +1737,12 @@ def _write_old_members(out_dir: Path, rel: str, pop: _Population, rng: random.Ra
     rec = _FileRecord(rel, "organization", "old_member", "csv", "gbk")
     town_rank = {t: i for i, t in enumerate(pop.towns)}
     entries = [("good", m) for m in pop.old_member] + [("bad", b) for b in pop.bad["old_member"]]
-    entries.sort(key=lambda e: (town_rank.get((e[1] if e[0] == "good" else e[1].entity).town, 99),
-                                (e[1] if e[0] == "good" else e[1].entity).head.id18))
+    entries.sort(
+        key=lambda e: (
+            town_rank.get((e[1] if e[0] == "good" else e[1].entity).town, 99),
+            (e[1] if e[0] == "good" else e[1].entity).head.id18,
+        )
+    )
     rows = []
     for i, (kind, obj) in enumerate(entries):
         m = obj if kind == "good" else obj.entity
@@ -1419,9 +1750,14 @@ def _write_old_members(out_dir: Path, rel: str, pop: _Population, rng: random.Ra
         if m.id15 and rng.random() < 0.1:
             id_value = m.id15[:6] + " " + m.id15[6:]
         values = {
-            "seq": i + 1, "name": m.head.name, "sex": _SEX_LABEL[m.head.sex], "id_number": id_value,
-            "joined_date": _messy_date_csv(m.joined, rng, month_only_ok=True), "town": m.town,
-            "village": m.village, "phone": _messy_phone(m.phone, rng, numeric_ok=False),
+            "seq": i + 1,
+            "name": m.head.name,
+            "sex": _SEX_LABEL[m.head.sex],
+            "id_number": id_value,
+            "joined_date": _messy_date_csv(m.joined, rng, month_only_ok=True),
+            "town": m.town,
+            "village": m.village,
+            "phone": _messy_phone(m.phone, rng, numeric_ok=False),
         }
         if kind == "bad":
             if obj.kind == "bad_birthdate":
@@ -1441,10 +1777,30 @@ def _write_old_members(out_dir: Path, rel: str, pop: _Population, rng: random.Ra
 
 # --- night 1: key petition cases (UTF-8 BOM .csv) --------------------------------------------
 
-_CASE_HEADERS = ["序号", "案件编号", "信访人", "信访人身份证号", "所属镇街", "诉求类别", "诉求摘要", "责任单位",
-                 "登记时间", "办理状态"]
-_CASE_FIELDS = ("seq", "case_number", "petitioner_name", "petitioner_id_number", "town", "topic", "summary",
-                "responsible_unit", "registered_date", "case_status")
+_CASE_HEADERS = [
+    "序号",
+    "案件编号",
+    "信访人",
+    "信访人身份证号",
+    "所属镇街",
+    "诉求类别",
+    "诉求摘要",
+    "责任单位",
+    "登记时间",
+    "办理状态",
+]
+_CASE_FIELDS = (
+    "seq",
+    "case_number",
+    "petitioner_name",
+    "petitioner_id_number",
+    "town",
+    "topic",
+    "summary",
+    "responsible_unit",
+    "registered_date",
+    "case_status",
+)
 
 
 def _write_cases(out_dir: Path, rel: str, pop: _Population, rng: random.Random) -> FileTruth:
@@ -1456,14 +1812,26 @@ def _write_cases(out_dir: Path, rel: str, pop: _Population, rng: random.Random) 
         c = obj if kind == "good" else obj.entity
         summary = c.summary.replace("，", ",") if rng.random() < 0.3 else c.summary  # ASCII commas: quoted
         values = {
-            "seq": i + 1, "case_number": c.number, "petitioner_name": c.petitioner.name,
-            "petitioner_id_number": _messy_id(c.petitioner.id18, rng).replace("\u3000", " "), "town": c.town,
-            "topic": c.topic, "summary": summary, "responsible_unit": c.unit,
-            "registered_date": _messy_date_csv(c.registered, rng), "case_status": c.status,
+            "seq": i + 1,
+            "case_number": c.number,
+            "petitioner_name": c.petitioner.name,
+            "petitioner_id_number": _messy_id(c.petitioner.id18, rng).replace("\u3000", " "),
+            "town": c.town,
+            "topic": c.topic,
+            "summary": summary,
+            "responsible_unit": c.unit,
+            "registered_date": _messy_date_csv(c.registered, rng),
+            "case_status": c.status,
         }
         if kind == "bad":
-            _apply_person_bad(obj, values, rng, name_key="petitioner_name", id_key="petitioner_id_number",
-                              id18=c.petitioner.id18)
+            _apply_person_bad(
+                obj,
+                values,
+                rng,
+                name_key="petitioner_name",
+                id_key="petitioner_id_number",
+                id18=c.petitioner.id18,
+            )
         elif c.number in pop.warn["case"]:
             _, fld, value = pop.warn["case"][c.number]
             values[fld] = value
@@ -1481,14 +1849,39 @@ def _write_cases(out_dir: Path, rel: str, pop: _Population, rng: random.Random) 
 
 # --- night >= 2: hardship adjustment list (.xlsx) --------------------------------------------
 
-_ADJ_COLS = ("seq", "adjustment_type", "head_name", "head_id_number", "town", "village", "household_size",
-             "cause", "income", "phone", "adjustment_date", "adjustment_reason")
-_ADJ_HEADERS = ["序号", "调整类型", "户主姓名", "身份证号码", "镇街", "村(居)", "家庭人口", "致困原因", "人均年收入(元)",
-                "联系电话", "调整时间", "调整原因"]
+_ADJ_COLS = (
+    "seq",
+    "adjustment_type",
+    "head_name",
+    "head_id_number",
+    "town",
+    "village",
+    "household_size",
+    "cause",
+    "income",
+    "phone",
+    "adjustment_date",
+    "adjustment_reason",
+)
+_ADJ_HEADERS = [
+    "序号",
+    "调整类型",
+    "户主姓名",
+    "身份证号码",
+    "镇街",
+    "村(居)",
+    "家庭人口",
+    "致困原因",
+    "人均年收入(元)",
+    "联系电话",
+    "调整时间",
+    "调整原因",
+]
 
 
-def _write_adjustments(out_dir: Path, rel: str, rnd: _Round, pop: _Population,
-                       rng: random.Random) -> FileTruth:
+def _write_adjustments(
+    out_dir: Path, rel: str, rnd: _Round, pop: _Population, rng: random.Random
+) -> FileTruth:
     from openpyxl import Workbook
 
     rec = _FileRecord(rel, "civil_affairs", "hardship_adjustment", "xlsx")
@@ -1501,27 +1894,35 @@ def _write_adjustments(out_dir: Path, rel: str, rnd: _Round, pop: _Population,
     for b in rnd.bad["hardship_adjustment"]:
         date = _Cell(b.extra["value"]) if b.kind == "bad_date" else _messy_date_xlsx(b.extra["date"], rng)
         entries.append(("bad", b, b.extra["type"], b.extra["reason"], date))
-    entries.sort(key=lambda e: (town_rank.get((e[1] if e[0] == "good" else e[1].entity).town, 99),
-                                (e[1] if e[0] == "good" else e[1].entity).head.id18))
+    entries.sort(
+        key=lambda e: (
+            town_rank.get((e[1] if e[0] == "good" else e[1].entity).town, 99),
+            (e[1] if e[0] == "good" else e[1].entity).head.id18,
+        )
+    )
     rows = []
     for i, (kind, obj, adj_type, reason, date) in enumerate(entries):
         h = obj if kind == "good" else obj.entity
         values = _hardship_values(h, rng)
         values.update(seq=i + 1, adjustment_type=adj_type, adjustment_date=date, adjustment_reason=reason)
         if kind == "bad" and obj.kind != "bad_date":
-            _apply_person_bad(obj, values, rng, name_key="head_name", id_key="head_id_number",
-                              id18=h.head.id18)
+            _apply_person_bad(
+                obj, values, rng, name_key="head_name", id_key="head_id_number", id18=h.head.id18
+            )
         rows.append([values.get(k) for k in _ADJ_COLS])
     wb = Workbook()
     ws = wb.active
     ws.title = "动态调整"
     fill = rnd.fill_date
     header_row, numbers, blanks, footer_rows = _xlsx_sheet(
-        ws, title=f"{spec.district().name}特困家庭动态调整名单",
+        ws,
+        title=f"{spec.district().name}特困家庭动态调整名单",
         subtitle=f"填报单位(盖章):{spec.district().name}民政局    填报日期:{fill.year}年{fill.month}月{fill.day}日",
-        headers=_ADJ_HEADERS, rows=rows,
+        headers=_ADJ_HEADERS,
+        rows=rows,
         footers=[None, f"合计:退出{sum(1 for e in rnd.exits)}户,新增{len(rnd.adds)}户", "制表人:孙丽"],
-        widths=(6, 10, 10, 22, 12, 12, 8, 12, 12, 15, 14, 28), text_cols=(3,),
+        widths=(6, 10, 10, 22, 12, 12, 8, 12, 12, 15, 14, 28),
+        text_cols=(3,),
     )
     _save_xlsx(wb, out_dir / rel)
     rec.sheet("动态调整", header_row, len(rows), blanks, footer_rows)
@@ -1533,14 +1934,37 @@ def _write_adjustments(out_dir: Path, rel: str, rnd: _Round, pop: _Population,
 
 # --- night >= 2: cadre changes (.xlsx) -------------------------------------------------------
 
-_CHANGE_COLS = ("seq", "name", "sex", "id_number", "change_type", "change_date", "unit", "post", "rank",
-                "linked_town", "phone")
-_CHANGE_HEADERS = ["序号", "姓名", "性别", "身份证号码", "变动类型", "变动时间", "工作单位", "职务", "职级", "联系镇街",
-                   "联系电话"]
+_CHANGE_COLS = (
+    "seq",
+    "name",
+    "sex",
+    "id_number",
+    "change_type",
+    "change_date",
+    "unit",
+    "post",
+    "rank",
+    "linked_town",
+    "phone",
+)
+_CHANGE_HEADERS = [
+    "序号",
+    "姓名",
+    "性别",
+    "身份证号码",
+    "变动类型",
+    "变动时间",
+    "工作单位",
+    "职务",
+    "职级",
+    "联系镇街",
+    "联系电话",
+]
 
 
-def _write_cadre_changes(out_dir: Path, rel: str, rnd: _Round, pop: _Population,
-                         rng: random.Random) -> FileTruth:
+def _write_cadre_changes(
+    out_dir: Path, rel: str, rnd: _Round, pop: _Population, rng: random.Random
+) -> FileTruth:
     from openpyxl import Workbook
 
     rec = _FileRecord(rel, "organization", "cadre_change", "xlsx")
@@ -1574,10 +1998,14 @@ def _write_cadre_changes(out_dir: Path, rel: str, rnd: _Round, pop: _Population,
     ws.title = "干部变动"
     fill = rnd.fill_date
     header_row, numbers, blanks, footer_rows = _xlsx_sheet(
-        ws, title=f"{spec.district().name}干部变动情况表",
+        ws,
+        title=f"{spec.district().name}干部变动情况表",
         subtitle=f"报送单位:区委组织部干部科    报送时间:{fill.year}年{fill.month}月{fill.day}日",
-        headers=_CHANGE_HEADERS, rows=rows, footers=[None, "制表人:王敏"],
-        widths=(6, 10, 6, 22, 10, 14, 24, 28, 10, 12, 15), text_cols=(3,),
+        headers=_CHANGE_HEADERS,
+        rows=rows,
+        footers=[None, "制表人:王敏"],
+        widths=(6, 10, 6, 22, 10, 14, 24, 28, 10, 12, 15),
+        text_cols=(3,),
     )
     _save_xlsx(wb, out_dir / rel)
     rec.sheet("干部变动", header_row, len(rows), blanks, footer_rows)
@@ -1597,8 +2025,10 @@ def _write_closures(out_dir: Path, rel: str, rnd: _Round, rng: random.Random) ->
     entries = [("good", c, _messy_date_csv(day, rng)) for c, day in rnd.closures]
     entries += [("bad", b, b.extra["value"]) for b in rnd.bad["case_closure"]]
     entries.sort(key=lambda e: (e[1] if e[0] == "good" else e[1].entity).number)
-    rows = [[i + 1, (obj if kind == "good" else obj.entity).number, "已销号", date]
-            for i, (kind, obj, date) in enumerate(entries)]
+    rows = [
+        [i + 1, (obj if kind == "good" else obj.entity).number, "已销号", date]
+        for i, (kind, obj, date) in enumerate(entries)
+    ]
     (out_dir / rel).write_bytes(_csv_bytes(_CLOSURE_HEADERS, rows, "utf-8-sig"))
     sheet = Path(rel).stem
     rec.sheet(sheet, 1, len(rows))
@@ -1636,11 +2066,14 @@ def _state(pop: _Population) -> tuple[dict, dict]:
     def ids(items) -> list[str]:
         return sorted(x.head.id18 for x in items)
 
-    cadres_by_rank = {r: sorted(c.person.id18 for c in pop.cadres if c.rank == r)
-                      for r in ("county", "section", "ordinary")}
+    cadres_by_rank = {
+        r: sorted(c.person.id18 for c in pop.cadres if c.rank == r) for r in ("county", "section", "ordinary")
+    }
     active = {
         "households": {
-            "hardship": ids(pop.hardship), "orphan": ids(pop.orphan), "old_member": ids(pop.old_member),
+            "hardship": ids(pop.hardship),
+            "orphan": ids(pop.orphan),
+            "old_member": ids(pop.old_member),
         },
         "cadres": cadres_by_rank,
         "open_cases": sorted(c.number for c in pop.cases),
@@ -1648,19 +2081,30 @@ def _state(pop: _Population) -> tuple[dict, dict]:
     }
     counts = {
         "households": {
-            "hardship": len(pop.hardship), "orphan": len(pop.orphan), "old_member": len(pop.old_member),
+            "hardship": len(pop.hardship),
+            "orphan": len(pop.orphan),
+            "old_member": len(pop.old_member),
             "total": len(pop.hardship) + len(pop.orphan) + len(pop.old_member),
         },
         "orphan_children": sum(len(f.children) for f in pop.orphan),
         "cadres": {**{r: len(v) for r, v in cadres_by_rank.items()}, "total": len(pop.cadres)},
-        "cases": {"open": len(pop.cases), "closed": len(pop.closed_cases),
-                  "total": len(pop.cases) + len(pop.closed_cases)},
+        "cases": {
+            "open": len(pop.cases),
+            "closed": len(pop.closed_cases),
+            "total": len(pop.cases) + len(pop.closed_cases),
+        },
     }
     return counts, active
 
 
-def generate(out_dir: Path, *, seed: int = DEFAULT_SEED, scale: float = 1.0, night: int = 1,
-             truth_path: Path | None = None) -> Truth:
+def generate(
+    out_dir: Path,
+    *,
+    seed: int = DEFAULT_SEED,
+    scale: float = 1.0,
+    night: int = 1,
+    truth_path: Path | None = None,
+) -> Truth:
     """Write night ``night``'s intake files under ``out_dir``/<department>/ and return the truth.
 
     Night 1 writes the five rosters; night N >= 2 writes only that night's change files (the
@@ -1698,12 +2142,19 @@ def generate(out_dir: Path, *, seed: int = DEFAULT_SEED, scale: float = 1.0, nig
         written[rel] = _write_hardship(out_dir, rel, pop, wrng(rel), fill)
         written[files["orphan"]] = _write_orphan(out_dir, files["orphan"], pop, wrng(files["orphan"]), fill)
         written[files["cadre"]] = _write_cadres(out_dir, files["cadre"], pop, wrng(files["cadre"]), fill)
-        written[files["old_member"]] = _write_old_members(out_dir, files["old_member"], pop,
-                                                          wrng(files["old_member"]))
+        written[files["old_member"]] = _write_old_members(
+            out_dir, files["old_member"], pop, wrng(files["old_member"])
+        )
         written[files["case"]] = _write_cases(out_dir, files["case"], pop, wrng(files["case"]))
-        changes = {"exited_household_ids": [], "exit_types": {}, "new_household_ids": [],
-                   "departed_cadre_ids": [], "new_cadre_ids": [], "new_cadre_ranks": {},
-                   "closed_case_numbers": []}
+        changes = {
+            "exited_household_ids": [],
+            "exit_types": {},
+            "new_household_ids": [],
+            "departed_cadre_ids": [],
+            "new_cadre_ids": [],
+            "new_cadre_ranks": {},
+            "closed_case_numbers": [],
+        }
     else:
         assert rnd is not None
         rel = files["hardship_adjustment"]
@@ -1714,20 +2165,31 @@ def generate(out_dir: Path, *, seed: int = DEFAULT_SEED, scale: float = 1.0, nig
         written[rel] = _write_closures(out_dir, rel, rnd, wrng(rel))
         changes = {
             "exited_household_ids": sorted(h.head.id18 for h, *_ in rnd.exits),
-            "exit_types": {h.head.id18: kind
-                           for h, kind, *_ in sorted(rnd.exits, key=lambda e: e[0].head.id18)},
+            "exit_types": {
+                h.head.id18: kind for h, kind, *_ in sorted(rnd.exits, key=lambda e: e[0].head.id18)
+            },
             "new_household_ids": sorted(h.head.id18 for h, *_ in rnd.adds),
             "departed_cadre_ids": sorted(c.person.id18 for c, *_ in rnd.departures),
             "new_cadre_ids": sorted(c.person.id18 for c, _ in rnd.joins),
-            "new_cadre_ranks": {c.person.id18: c.rank
-                                for c, _ in sorted(rnd.joins, key=lambda j: j[0].person.id18)},
+            "new_cadre_ranks": {
+                c.person.id18: c.rank for c, _ in sorted(rnd.joins, key=lambda j: j[0].person.id18)
+            },
             "closed_case_numbers": sorted(c.number for c, _ in rnd.closures),
         }
 
     counts, active = _state(pop)
-    truth = Truth(seed=seed, scale=scale, night=night, fill_date=fill.isoformat(),
-                  district=spec.district().name, files=written, counts=counts, active=active,
-                  changes=changes, namesakes=pop.namesakes)
+    truth = Truth(
+        seed=seed,
+        scale=scale,
+        night=night,
+        fill_date=fill.isoformat(),
+        district=spec.district().name,
+        files=written,
+        counts=counts,
+        active=active,
+        changes=changes,
+        namesakes=pop.namesakes,
+    )
     if truth_path is not None:
         Path(truth_path).parent.mkdir(parents=True, exist_ok=True)
         Path(truth_path).write_text(truth.to_json(), encoding="utf-8")
@@ -1739,8 +2201,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m rosterlink.synthetic.sample",
         description="Write a synthetic night of department files for the reference district.",
     )
-    parser.add_argument("--out", required=True, type=Path,
-                        help="intake root (department folders are created)")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="intake root (department folders are created)"
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--night", type=int, default=1)
@@ -1753,8 +2216,9 @@ def main(argv: list[str] | None = None) -> int:
     for rel, f in truth.files.items():
         print(f"{rel}\t{f.format}\trows={f.rows}\tgood={f.good_rows}\tbad={len(f.bad_rows)}")
     c = truth.counts
-    print(f"households={c['households']['total']} cadres={c['cadres']['total']} "
-          f"open_cases={c['cases']['open']}")
+    print(
+        f"households={c['households']['total']} cadres={c['cadres']['total']} open_cases={c['cases']['open']}"
+    )
     return 0
 
 

@@ -104,7 +104,9 @@ class SheetResult:
 # staged rows -> the frames the suites ran on
 
 
-def _staged_sheets(conn: sa.Connection, file_ids: list[int] | None) -> list[tuple[sa.Row, sa.Row, list[sa.Row]]]:
+def _staged_sheets(
+    conn: sa.Connection, file_ids: list[int] | None
+) -> list[tuple[sa.Row, sa.Row, list[sa.Row]]]:
     """(ledger row, intake_sheet row, staged rows) per sheet with a roster, in file/sheet order."""
     f, s, st = schema.intake_file, schema.intake_sheet, schema.staged_row
     query = sa.select(s).where(s.c.roster.is_not(None)).order_by(s.c.file_id, s.c.sheet)
@@ -112,8 +114,11 @@ def _staged_sheets(conn: sa.Connection, file_ids: list[int] | None) -> list[tupl
         query = query.where(s.c.file_id.in_(sorted(set(file_ids)) or [-1]))
     out = []
     for sheet in conn.execute(query).all():
-        staged = conn.execute(sa.select(st).where(st.c.file_id == sheet.file_id, st.c.sheet == sheet.sheet)
-                              .order_by(st.c.row_number)).all()
+        staged = conn.execute(
+            sa.select(st)
+            .where(st.c.file_id == sheet.file_id, st.c.sheet == sheet.sheet)
+            .order_by(st.c.row_number)
+        ).all()
         if not staged:
             continue
         ledger = conn.execute(sa.select(f).where(f.c.file_id == sheet.file_id)).one()
@@ -181,20 +186,29 @@ def _summarise(result: Any, sheet: SheetResult) -> None:
         rows = validate._failed_rows(res.result or {})  # noqa: SLF001 - same reading of GX's row lists
         severity = meta.get("severity", ERROR)
         (error_rows if severity == ERROR else warning_rows).update(rows)
-        sheet.failed.append({
-            "expectation": res.expectation_config.type,
-            "column": res.expectation_config.kwargs.get("column"),
-            "field": meta.get("field"),
-            "reason_code": meta.get("reason_code"),
-            "severity": severity,
-            "rows": len(set(rows)),
-        })
+        sheet.failed.append(
+            {
+                "expectation": res.expectation_config.type,
+                "column": res.expectation_config.kwargs.get("column"),
+                "field": meta.get("field"),
+                "reason_code": meta.get("reason_code"),
+                "severity": severity,
+                "rows": len(set(rows)),
+            }
+        )
     sheet.error_rows = len(error_rows)
     sheet.warning_rows = len(warning_rows - error_rows)
 
 
-def build(eng: sa.Engine, target: Path, *, run_id: str, as_of: dt.date, expectations_dir: Path,
-          file_ids: list[int] | None = None) -> list[SheetResult]:
+def build(
+    eng: sa.Engine,
+    target: Path,
+    *,
+    run_id: str,
+    as_of: dt.date,
+    expectations_dir: Path,
+    file_ids: list[int] | None = None,
+) -> list[SheetResult]:
     """Validate the staged rows of ``file_ids`` (all staged files if None) and write the site to
     ``target`` (replaced whole). Returns one :class:`SheetResult` per sheet."""
     from rosterlink.validate import run as validate
@@ -230,14 +244,28 @@ def build(eng: sa.Engine, target: Path, *, run_id: str, as_of: dt.date, expectat
                     suites[roster] = context.suites.add(gx.ExpectationSuite(**json.load(f)))
             frame, findings = _frame(roster, staged)
             asset = source.add_dataframe_asset(_asset_name(ledger.file_id, sheet.sheet))
-            definition = context.validation_definitions.add(gx.ValidationDefinition(
-                name=asset.name, data=asset.add_batch_definition_whole_dataframe("night"), suite=suites[roster]))
-            checkpoint = context.checkpoints.add(gx.Checkpoint(
-                name=f"night:{asset.name}", validation_definitions=[definition],
-                result_format=validate.RESULT_FORMAT))
-            outcome = checkpoint.run(batch_parameters={"dataframe": _gx_batch(roster, frame, findings)},
-                                     expectation_parameters=params, run_id=run)
-            item = SheetResult(ledger.file_id, ledger.department, ledger.file_name, sheet.sheet, roster, len(frame))
+            definition = context.validation_definitions.add(
+                gx.ValidationDefinition(
+                    name=asset.name,
+                    data=asset.add_batch_definition_whole_dataframe("night"),
+                    suite=suites[roster],
+                )
+            )
+            checkpoint = context.checkpoints.add(
+                gx.Checkpoint(
+                    name=f"night:{asset.name}",
+                    validation_definitions=[definition],
+                    result_format=validate.RESULT_FORMAT,
+                )
+            )
+            outcome = checkpoint.run(
+                batch_parameters={"dataframe": _gx_batch(roster, frame, findings)},
+                expectation_parameters=params,
+                run_id=run,
+            )
+            item = SheetResult(
+                ledger.file_id, ledger.department, ledger.file_name, sheet.sheet, roster, len(frame)
+            )
             for result in outcome.run_results.values():
                 _summarise(result, item)
             results.append(item)
@@ -270,9 +298,14 @@ def _finish_site(site: Path, results: list[SheetResult], *, run_id: str, as_of: 
     if (site / "index.html").exists():
         (site / "index.html").rename(site / "gx_index.html")
     (site / "index.html").write_text(_index_html(site, results, run_id=run_id, as_of=as_of), encoding="utf-8")
-    (site / "results.json").write_text(json.dumps(
-        {"as_of": as_of.isoformat(), "run_id": run_id, "sheets": [vars(r) for r in results]},
-        ensure_ascii=False, indent=1), encoding="utf-8")
+    (site / "results.json").write_text(
+        json.dumps(
+            {"as_of": as_of.isoformat(), "run_id": run_id, "sheets": [vars(r) for r in results]},
+            ensure_ascii=False,
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
 
 
 def _swap_in(building: Path, target: Path) -> None:
@@ -293,8 +326,14 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def build_night(settings: Settings, items: list[dict] | None = None, *, as_of: dt.date, run_id: str,
-                keep: int = KEEP_NIGHTS) -> dict:
+def build_night(
+    settings: Settings,
+    items: list[dict] | None = None,
+    *,
+    as_of: dt.date,
+    run_id: str,
+    keep: int = KEEP_NIGHTS,
+) -> dict:
     """The night's Data Docs under ``<export_dir>/data_docs/<as_of>/``; never raises.
 
     ``items``: the mapped ``validate_file`` results (only files whose status is ``validated`` are
@@ -311,11 +350,20 @@ def build_night(settings: Settings, items: list[dict] | None = None, *, as_of: d
     target = night_dir(settings.export_dir, as_of)
     if file_ids == []:
         log.info("data docs for %s: no file validated tonight; site left as it is", as_of)
-        return {"data_docs": str(target) if (target / "index.html").is_file() else None, "sheets": 0,
-                "skipped": True}
+        return {
+            "data_docs": str(target) if (target / "index.html").is_file() else None,
+            "sheets": 0,
+            "skipped": True,
+        }
     try:
-        results = build(warehouse.connect(settings.warehouse_url), target, run_id=run_id, as_of=as_of,
-                        expectations_dir=settings.expectations_dir, file_ids=file_ids)
+        results = build(
+            warehouse.connect(settings.warehouse_url),
+            target,
+            run_id=run_id,
+            as_of=as_of,
+            expectations_dir=settings.expectations_dir,
+            file_ids=file_ids,
+        )
         _prune(target.parent, keep)
     except Exception as exc:  # noqa: BLE001 - documentation never fails the night
         log.warning("data docs for %s not built: %s", as_of, type(exc).__name__)
@@ -336,8 +384,11 @@ def _index_html(site: Path, results: list[SheetResult], *, run_id: str, as_of: d
         dept = cat.departments.get(r.department, {}).get("label", r.department)
         roster = cat.rosters[r.roster].label if r.roster in cat.rosters else r.roster
         suite_page = site / "expectations" / SITE_NAME / f"{r.roster}.html"
-        suite = (f'<a href="{e(quote(suite_page.relative_to(site).as_posix()))}">{e(roster)}</a>'
-                 if suite_page.exists() else e(roster))
+        suite = (
+            f'<a href="{e(quote(suite_page.relative_to(site).as_posix()))}">{e(roster)}</a>'
+            if suite_page.exists()
+            else e(roster)
+        )
         page = f'<a href="{e(quote(r.page))}">结果页</a>' if r.page else ""
         state = "ok" if r.error_rows == 0 else "bad"
         rows.append(
@@ -347,7 +398,9 @@ def _index_html(site: Path, results: list[SheetResult], *, run_id: str, as_of: d
             f'<td class=n data-figure="warning_rows">{r.warning_rows}</td>'
             f"<td class=n>{r.successful}/{r.evaluated}</td><td>{page}</td></tr>"
         )
-    body = "\n".join(rows) or '<tr><td colspan="9">本夜没有需要校验的文件 (no file validated tonight)</td></tr>'
+    body = (
+        "\n".join(rows) or '<tr><td colspan="9">本夜没有需要校验的文件 (no file validated tonight)</td></tr>'
+    )
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <title>Data Docs {e(as_of.isoformat())}</title>

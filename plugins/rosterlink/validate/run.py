@@ -144,56 +144,164 @@ def build_suite(kind: str) -> dict[str, Any]:
         common = {"field_name": name, "level": level}
         if required:
             code = "id_missing" if spec.type == "id_number" else "required_missing"
-            exps.append(_expectation("expect_column_values_to_not_be_null", name, {},
-                                     field_name=name, code=code, level=ERROR))
-        exps.append(_expectation("expect_column_values_to_be_null", err_column(name), {},
-                                 code="value_invalid", source="normaliser", **common))
+            exps.append(
+                _expectation(
+                    "expect_column_values_to_not_be_null", name, {}, field_name=name, code=code, level=ERROR
+                )
+            )
+        exps.append(
+            _expectation(
+                "expect_column_values_to_be_null",
+                err_column(name),
+                {},
+                code="value_invalid",
+                source="normaliser",
+                **common,
+            )
+        )
         if spec.type == "id_number":
-            exps.append(_expectation("expect_column_values_to_match_regex", name, {"regex": ID_REGEX},
-                                     code="id_invalid", **common))
-            exps.append(_expectation("expect_column_values_to_be_in_set", region_column(name),
-                                     {"value_set": {"$PARAMETER": "region_codes"}},
-                                     field_name=name, code="id_region_unknown", level=WARNING))
+            exps.append(
+                _expectation(
+                    "expect_column_values_to_match_regex",
+                    name,
+                    {"regex": ID_REGEX},
+                    code="id_invalid",
+                    **common,
+                )
+            )
+            exps.append(
+                _expectation(
+                    "expect_column_values_to_be_in_set",
+                    region_column(name),
+                    {"value_set": {"$PARAMETER": "region_codes"}},
+                    field_name=name,
+                    code="id_region_unknown",
+                    level=WARNING,
+                )
+            )
         elif spec.type == "town":
-            exps.append(_expectation("expect_column_values_to_be_in_set", name,
-                                     {"value_set": {"$PARAMETER": "towns"}}, code="town_unknown", **common))
+            exps.append(
+                _expectation(
+                    "expect_column_values_to_be_in_set",
+                    name,
+                    {"value_set": {"$PARAMETER": "towns"}},
+                    code="town_unknown",
+                    **common,
+                )
+            )
         elif spec.enum:
-            exps.append(_expectation("expect_column_values_to_be_in_set", name,
-                                     {"value_set": list(cat.enums[spec.enum])}, code="enum_invalid",
-                                     **common))
+            exps.append(
+                _expectation(
+                    "expect_column_values_to_be_in_set",
+                    name,
+                    {"value_set": list(cat.enums[spec.enum])},
+                    code="enum_invalid",
+                    **common,
+                )
+            )
         elif spec.type == "date":
-            exps.append(_expectation("expect_column_values_to_match_regex", name, {"regex": DATE_REGEX},
-                                     code="date_invalid", **common))
-            exps.append(_expectation("expect_column_values_to_be_between", date_column(name),
-                                     {"min_value": EARLIEST_DATE, "max_value": {"$PARAMETER": "today"}},
-                                     code="date_out_of_range", **common))
+            exps.append(
+                _expectation(
+                    "expect_column_values_to_match_regex",
+                    name,
+                    {"regex": DATE_REGEX},
+                    code="date_invalid",
+                    **common,
+                )
+            )
+            exps.append(
+                _expectation(
+                    "expect_column_values_to_be_between",
+                    date_column(name),
+                    {"min_value": EARLIEST_DATE, "max_value": {"$PARAMETER": "today"}},
+                    code="date_out_of_range",
+                    **common,
+                )
+            )
         elif spec.type == "phone":
-            exps.append(_expectation("expect_column_values_to_match_regex", name, {"regex": PHONE_REGEX},
-                                     code="phone_invalid", **common))
+            exps.append(
+                _expectation(
+                    "expect_column_values_to_match_regex",
+                    name,
+                    {"regex": PHONE_REGEX},
+                    code="phone_invalid",
+                    **common,
+                )
+            )
         elif spec.type == "person_name":
-            exps.append(_expectation("expect_column_values_to_not_match_regex", name,
-                                     {"regex": NAME_FORBIDDEN_REGEX}, code="name_invalid", **common))
+            exps.append(
+                _expectation(
+                    "expect_column_values_to_not_match_regex",
+                    name,
+                    {"regex": NAME_FORBIDDEN_REGEX},
+                    code="name_invalid",
+                    **common,
+                )
+            )
         elif spec.type in ("int", "money"):
-            exps.append(_expectation("expect_column_values_to_be_between", name, {"min_value": 0},
-                                     code=f"{spec.type}_invalid", **common))
+            exps.append(
+                _expectation(
+                    "expect_column_values_to_be_between",
+                    name,
+                    {"min_value": 0},
+                    code=f"{spec.type}_invalid",
+                    **common,
+                )
+            )
         elif spec.type == "code":
-            exps.append(_expectation("expect_column_values_to_not_match_regex", name,
-                                     {"regex": FORMULA_REGEX}, code="code_invalid", **common))
+            exps.append(
+                _expectation(
+                    "expect_column_values_to_not_match_regex",
+                    name,
+                    {"regex": FORMULA_REGEX},
+                    code="code_invalid",
+                    **common,
+                )
+            )
         else:  # text
-            exps.append(_expectation("expect_column_values_to_not_match_regex", name,
-                                     {"regex": FORMULA_REGEX}, field_name=name, code="text_formula",
-                                     level=WARNING))
+            exps.append(
+                _expectation(
+                    "expect_column_values_to_not_match_regex",
+                    name,
+                    {"regex": FORMULA_REGEX},
+                    field_name=name,
+                    code="text_formula",
+                    level=WARNING,
+                )
+            )
     for rule in CONDITIONAL_REQUIRED.get(kind, []):
-        condition = {"type": "comparison", "column": {"name": rule["field"]}, "operator": "==",
-                     "parameter": rule["equals"]}
+        condition = {
+            "type": "comparison",
+            "column": {"name": rule["field"]},
+            "operator": "==",
+            "parameter": rule["equals"],
+        }
         for name in rule["required"]:
             if name in roster.required:
                 continue
             when = {"row_condition": condition}
-            exps.append(_expectation("expect_column_values_to_not_be_null", name, when, field_name=name,
-                                     code="required_when", level=ERROR, condition=_condition_zh(rule)))
-            exps.append(_expectation("expect_column_values_to_be_null", err_column(name), when,
-                                     field_name=name, code="value_invalid", level=ERROR, source="normaliser"))
+            exps.append(
+                _expectation(
+                    "expect_column_values_to_not_be_null",
+                    name,
+                    when,
+                    field_name=name,
+                    code="required_when",
+                    level=ERROR,
+                    condition=_condition_zh(rule),
+                )
+            )
+            exps.append(
+                _expectation(
+                    "expect_column_values_to_be_null",
+                    err_column(name),
+                    when,
+                    field_name=name,
+                    code="value_invalid",
+                    level=ERROR,
+                    source="normaliser",
+                )
+            )
     return {
         "name": f"rosterlink.{kind}",
         "meta": {
@@ -453,8 +561,9 @@ def validate_table(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rosterlink.validate.run",
-                                     description="Write or check the GX suites in expectations/.")
+    parser = argparse.ArgumentParser(
+        prog="python -m rosterlink.validate.run", description="Write or check the GX suites in expectations/."
+    )
     parser.add_argument("--write-suites", action="store_true", help="write expectations/<roster>.json")
     parser.add_argument("--check", action="store_true", help="exit 1 if a checked-in suite is out of date")
     parser.add_argument("--dir", type=Path, default=None, help="expectations folder (default: settings)")
@@ -464,9 +573,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(path)
         return 0
     if args.check:
-        stale = [k for k in catalogue().rosters
-                 if not suite_path(k, args.dir).exists()
-                 or suite_path(k, args.dir).read_text(encoding="utf-8") != suite_text(k)]
+        stale = [
+            k
+            for k in catalogue().rosters
+            if not suite_path(k, args.dir).exists()
+            or suite_path(k, args.dir).read_text(encoding="utf-8") != suite_text(k)
+        ]
         for kind in stale:
             print(f"out of date: {suite_path(kind, args.dir)}")
         return 1 if stale else 0

@@ -49,7 +49,7 @@ def _copy_rows(conn: sa.Connection, table: sa.Table, rows: Iterable[dict]) -> in
     columns = [table.c[name] for name in names]
     processors = [(i, p) for i, col in enumerate(columns) if (p := col.type.bind_processor(conn.dialect))]
     quote = conn.dialect.identifier_preparer
-    sql = (f"COPY {quote.format_table(table)} ({', '.join(quote.quote(n) for n in names)}) FROM STDIN")
+    sql = f"COPY {quote.format_table(table)} ({', '.join(quote.quote(n) for n in names)}) FROM STDIN"
     total = 0
     with conn.connection.driver_connection.cursor() as cursor, cursor.copy(sql) as copy:
         for row in itertools.chain((first,), iterator):
@@ -71,8 +71,13 @@ def update_many(conn: sa.Connection, table: sa.Table, keys: list[str], rows: lis
     values = [n for n in names if n not in keys]
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         quote = conn.dialect.identifier_preparer
-        temp = sa.Table(f"_upd_{table.name}", sa.MetaData(), *(sa.Column(n, table.c[n].type) for n in names),
-                        prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
+        temp = sa.Table(
+            f"_upd_{table.name}",
+            sa.MetaData(),
+            *(sa.Column(n, table.c[n].type) for n in names),
+            prefixes=["TEMPORARY"],
+            postgresql_on_commit="DROP",
+        )
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote.format_table(temp)}")
         temp.create(conn)
         _copy_rows(conn, temp, rows)
@@ -83,11 +88,14 @@ def update_many(conn: sa.Connection, table: sa.Table, keys: list[str], rows: lis
         conn.exec_driver_sql(f"UPDATE {t} SET {sets} FROM {u} AS u WHERE {on}")
         conn.exec_driver_sql(f"DROP TABLE {u}")
         return len(rows)
-    stmt = (table.update().where(*(table.c[k] == sa.bindparam(f"_k_{k}") for k in keys))
-            .values(**{n: sa.bindparam(f"_v_{n}") for n in values}))
+    stmt = (
+        table.update()
+        .where(*(table.c[k] == sa.bindparam(f"_k_{k}") for k in keys))
+        .values(**{n: sa.bindparam(f"_v_{n}") for n in values})
+    )
     params = [{**{f"_k_{k}": r[k] for k in keys}, **{f"_v_{n}": r[n] for n in values}} for r in rows]
     for i in range(0, len(params), 5000):
-        conn.execute(stmt, params[i:i + 5000])
+        conn.execute(stmt, params[i : i + 5000])
     return len(rows)
 
 

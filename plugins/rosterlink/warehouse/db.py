@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 def display_url(url: str) -> str:
     """A warehouse URL as a person may read it: without its password."""
     from sqlalchemy.engine import make_url

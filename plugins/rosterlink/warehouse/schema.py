@@ -287,12 +287,22 @@ link_model = sa.Table(
 )
 
 # --- indexes for the night's lookups at scale (migration 0005) ----------------------------------------
-sa.Index("ix_source_record_roster_event", source_record.c.roster, source_record.c.entity_key,
-         source_record.c.event_date, source_record.c.record_id)
+sa.Index(
+    "ix_source_record_roster_event",
+    source_record.c.roster,
+    source_record.c.entity_key,
+    source_record.c.event_date,
+    source_record.c.record_id,
+)
 sa.Index("ix_source_record_kind_key", source_record.c.entity_kind, source_record.c.entity_key)
 sa.Index("ix_staged_row_file_state", staged_row.c.file_id, staged_row.c.state)
-sa.Index("ix_pairing_current_target", pairing.c.target_kind, pairing.c.target_key,
-         postgresql_where=pairing.c.valid_to.is_(None), sqlite_where=pairing.c.valid_to.is_(None))
+sa.Index(
+    "ix_pairing_current_target",
+    pairing.c.target_kind,
+    pairing.c.target_key,
+    postgresql_where=pairing.c.valid_to.is_(None),
+    sqlite_where=pairing.c.valid_to.is_(None),
+)
 sa.Index("ix_pairing_valid_from", pairing.c.valid_from)
 sa.Index("ix_pairing_valid_to", pairing.c.valid_to)
 sa.Index("ix_link_review_status", link_review.c.status)

@@ -10,19 +10,19 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0004'
-down_revision = '0003'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    for table in ('rejected_row', 'row_warning'):
+    for table in ("rejected_row", "row_warning"):
         with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.add_column(sa.Column('purged_at', sa.DateTime(), nullable=True))
+            batch_op.add_column(sa.Column("purged_at", sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
-    for table in ('row_warning', 'rejected_row'):
+    for table in ("row_warning", "rejected_row"):
         with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.drop_column('purged_at')
+            batch_op.drop_column("purged_at")

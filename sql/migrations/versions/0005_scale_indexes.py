@@ -24,24 +24,33 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0005'
-down_revision = '0004'
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-_CURRENT = sa.text('valid_to IS NULL')
+_CURRENT = sa.text("valid_to IS NULL")
 
 INDEXES = (
-    ('ix_source_record_roster_event', 'source_record', ['roster', 'entity_key', 'event_date', 'record_id'], {}),
-    ('ix_source_record_kind_key', 'source_record', ['entity_kind', 'entity_key'], {}),
-    ('ix_staged_row_file_state', 'staged_row', ['file_id', 'state'], {}),
-    ('ix_pairing_current_target', 'pairing', ['target_kind', 'target_key'],
-     {'postgresql_where': _CURRENT, 'sqlite_where': _CURRENT}),
-    ('ix_pairing_valid_from', 'pairing', ['valid_from'], {}),
-    ('ix_pairing_valid_to', 'pairing', ['valid_to'], {}),
-    ('ix_link_review_status', 'link_review', ['status'], {}),
-    ('ix_intake_file_run_id', 'intake_file', ['run_id'], {}),
-    ('ix_intake_file_status', 'intake_file', ['status'], {}),
+    (
+        "ix_source_record_roster_event",
+        "source_record",
+        ["roster", "entity_key", "event_date", "record_id"],
+        {},
+    ),
+    ("ix_source_record_kind_key", "source_record", ["entity_kind", "entity_key"], {}),
+    ("ix_staged_row_file_state", "staged_row", ["file_id", "state"], {}),
+    (
+        "ix_pairing_current_target",
+        "pairing",
+        ["target_kind", "target_key"],
+        {"postgresql_where": _CURRENT, "sqlite_where": _CURRENT},
+    ),
+    ("ix_pairing_valid_from", "pairing", ["valid_from"], {}),
+    ("ix_pairing_valid_to", "pairing", ["valid_to"], {}),
+    ("ix_link_review_status", "link_review", ["status"], {}),
+    ("ix_intake_file_run_id", "intake_file", ["run_id"], {}),
+    ("ix_intake_file_status", "intake_file", ["status"], {}),
 )
 
 
