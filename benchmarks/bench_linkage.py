@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT / "plugins"))
 def _child(url: str) -> int:
     """Run one night's link stage (in the child process) and print its summary as JSON."""
     from rosterlink import warehouse
-    from rosterlink.link import night as link
-    from rosterlink.link import model as linkage
     from rosterlink.link import backends as linkage_backends
+    from rosterlink.link import model as linkage
+    from rosterlink.link import night as link
 
     eng = warehouse.connect(url)
     started = time.perf_counter()
@@ -99,7 +99,7 @@ def _run_link(url: str, backend: str | None = None, master: str | None = None) -
     return json.loads(line[len("BENCH-JSON ") :])
 
 
-def _reviews(eng) -> Counter:  # noqa: ANN001
+def _reviews(eng) -> Counter:
     with eng.connect() as conn:
         return Counter(
             dict(
@@ -110,7 +110,7 @@ def _reviews(eng) -> Counter:  # noqa: ANN001
         )
 
 
-def _answer_reviews(eng, evalset, index) -> Counter:  # noqa: ANN001
+def _answer_reviews(eng, evalset, index) -> Counter:
     """Decide every pending review from the truth, as a clerk would."""
     import sqlalchemy as sa
 

@@ -132,8 +132,8 @@ def generate_intake(intake: Path, seed: int = 20261201) -> dict:
     ROSTERLINK_CONFIG_DIR must point at the province config. Returns counts and per-file truth."""
     import random
 
-    from rosterlink.synthetic import sample
     from rosterlink.core import spec
+    from rosterlink.synthetic import sample
 
     pop, _ = sample._build_population(seed, 1.0)  # scale 1 of the province config
     fill = sample._fill_date(1)
@@ -177,7 +177,7 @@ class Sampler(threading.Thread):
     """Peak RSS per process of the cluster (every process carrying its marker), sampled every second;
     processes are named by their command line."""
 
-    def __init__(self, cluster) -> None:  # noqa: ANN001
+    def __init__(self, cluster) -> None:
         super().__init__(daemon=True)
         self.cluster = cluster
         self.peaks: dict[int, tuple[float, str]] = {}
@@ -244,6 +244,7 @@ RESOURCES = re.compile(r"task resources: peak_rss_mb=(\d+) cpu_s=([\d.]+) wall_s
 
 def run_night(workdir: Path, intake_src: Path, config: Path, workers: int, timeout: float) -> dict:
     import sqlalchemy as sa
+
     from airflow_cluster import AirflowCluster, celery_env, ensure_redis
     from conftest import ensure_postgres
 
@@ -340,7 +341,7 @@ def run_night(workdir: Path, intake_src: Path, config: Path, workers: int, timeo
     return result
 
 
-def _stages(rows) -> dict[str, dict]:  # noqa: ANN001
+def _stages(rows) -> dict[str, dict]:
     out = {}
     for stage in STAGES:
         mine = [r for r in rows if r.task_id == stage and r.start_date and r.end_date]
@@ -354,7 +355,7 @@ def _stages(rows) -> dict[str, dict]:  # noqa: ANN001
     return out
 
 
-def _hosts(rows) -> dict[str, dict[str, int]]:  # noqa: ANN001
+def _hosts(rows) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in rows:
         if r.task_id in ("read_file", "validate_file"):

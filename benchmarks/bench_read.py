@@ -19,10 +19,9 @@ from pathlib import Path
 import openpyxl
 
 from rosterlink.core import idnumber
-from rosterlink.intake import normalise
-from rosterlink.intake import read
-from rosterlink.validate import run as validate
 from rosterlink.core.spec import district
+from rosterlink.intake import normalise, read
+from rosterlink.validate import run as validate
 
 
 def _rows(n: int) -> list[list]:

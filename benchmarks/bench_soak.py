@@ -71,8 +71,8 @@ def run_night(workdir: Path, night: int, as_of: str) -> dict:
     import datetime as dt
 
     t_start = time.perf_counter()
-    from rosterlink.core import settings as settings_mod
     from rosterlink import tasks
+    from rosterlink.core import settings as settings_mod
 
     settings = settings_mod.load(
         intake_dir=workdir / "intake",
@@ -103,14 +103,20 @@ def run_night(workdir: Path, night: int, as_of: str) -> dict:
 
     def imports() -> None:  # what every task process pays first (GX alone takes about 3 s)
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+        import importlib
+
         import great_expectations  # noqa: F401
-        from rosterlink import status
-        from rosterlink.export import workbooks as export
-        from rosterlink.link import night as link
-        from rosterlink.intake import normalise
-        from rosterlink.pairing import engine as pairing
-        from rosterlink.intake import read
-        from rosterlink.validate import run as validate  # noqa: F401
+
+        for module in (
+            "status",
+            "export.workbooks",
+            "link.night",
+            "intake.normalise",
+            "pairing.engine",
+            "intake.read",
+            "validate.run",
+        ):
+            importlib.import_module(f"rosterlink.{module}")
 
     try:
         stage("imports", imports)

@@ -124,9 +124,9 @@ def rate(rows: int, seconds: float) -> dict:
 
 def bench(kind: str, rows: int, files: int) -> dict:
     from rosterlink import status, tasks, warehouse
+    from rosterlink.core import settings as settings_mod
     from rosterlink.pairing import engine as pairing
     from rosterlink.warehouse import schema
-    from rosterlink.core import settings as settings_mod
 
     out: dict = {"engine": kind, "household_rows": rows, "cadres": rows // 10, "files": files}
     per_file = rows // files
@@ -313,7 +313,7 @@ def bench(kind: str, rows: int, files: int) -> dict:
     return out
 
 
-def _refresh(status, eng: sa.Engine, day: dt.date) -> float:  # noqa: ANN001
+def _refresh(status, eng: sa.Engine, day: dt.date) -> float:
     t0 = time.perf_counter()
     status.refresh(eng, allow_mass_end=True, as_of=day)
     return time.perf_counter() - t0

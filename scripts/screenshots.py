@@ -159,7 +159,7 @@ def api_server(env: dict[str, str], log_path: Path, timeout: float = 180) -> Ite
                 sys.stdout.write(tail(log_path))
                 raise RuntimeError(f"api-server exited with {proc.returncode}; see {log_path}")
             with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2) as r:  # noqa: S310
+                with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2) as r:
                     if r.status == 200:
                         break
             if time.monotonic() > deadline:
@@ -197,7 +197,7 @@ def server_env(work: Path, env: dict[str, str]) -> tuple[dict[str, str], str]:
     }, password
 
 
-def dashboard_png(browser, base: str, password: str, target: Path) -> None:  # noqa: ANN001
+def dashboard_png(browser, base: str, password: str, target: Path) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(60_000)
     outside: list[str] = []
@@ -227,7 +227,7 @@ def dashboard_png(browser, base: str, password: str, target: Path) -> None:  # n
     page.close()
 
 
-def save_png(page, target: Path, *, full_page: bool = False, element=None) -> None:  # noqa: ANN001
+def save_png(page, target: Path, *, full_page: bool = False, element=None) -> None:
     """A PNG under ``MAX_PNG_BYTES``: at the CSS pixel size, then smaller if it must be."""
     target.parent.mkdir(parents=True, exist_ok=True)
     for scale in (1.0, 0.85, 0.7):
@@ -277,7 +277,7 @@ def feedback_with_rejections(intake: Path) -> Path:
     return min(found)[-1]
 
 
-def _colour(fill) -> str | None:  # noqa: ANN001
+def _colour(fill) -> str | None:
     if fill is None or fill.fill_type != "solid":
         return None
     rgb = fill.fgColor.rgb if fill.fgColor is not None and fill.fgColor.type == "rgb" else None
@@ -307,7 +307,7 @@ def _column_letter(i: int) -> str:
     return get_column_letter(i)
 
 
-def sheet_html(ws, sheet_names: list[str], file_name: str, max_rows: int) -> str:  # noqa: ANN001
+def sheet_html(ws, sheet_names: list[str], file_name: str, max_rows: int) -> str:
     """One worksheet as an Excel-like grid: column letters, row numbers, widths, fills, bold,
     wrap, number alignment, the frozen rows (line below them) and filter buttons."""
     e = html.escape
@@ -418,7 +418,7 @@ def workbook_html(path: Path, *, sheets: tuple[str, ...] = ("汇总", "错误明
     )
 
 
-def feedback_png(browser, workbook: Path, work: Path, target: Path) -> None:  # noqa: ANN001
+def feedback_png(browser, workbook: Path, work: Path, target: Path) -> None:
     page_html = workbook_html(workbook)
     if FULL_ID.search(page_html) or FULL_PHONE.search(page_html):
         raise SystemExit(f"screenshots: {workbook.name} holds a full ID number or phone; nothing saved")

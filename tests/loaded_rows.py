@@ -10,8 +10,7 @@ import datetime as dt
 
 from rosterlink import warehouse
 from rosterlink.core import idnumber
-from rosterlink.warehouse import schema
-from rosterlink.warehouse import dumps, now
+from rosterlink.warehouse import dumps, now, schema
 
 BORN = dt.date(1960, 5, 4)
 

@@ -17,12 +17,13 @@ import sqlalchemy as sa
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:  # pytest's default import mode puts it there; other modes may not
     sys.path.insert(0, _HERE)
-from airflow_cluster import AirflowCluster, celery_env, ensure_redis, wait_for  # noqa: E402
-from conftest import ensure_postgres  # noqa: E402
 from test_pipeline import check_night_against_truth, q  # noqa: E402
 from test_scheduler_e2e import check_mapped_once_per_file  # noqa: E402
 
 from rosterlink.synthetic import sample  # noqa: E402
+
+from airflow_cluster import AirflowCluster, celery_env, ensure_redis, wait_for  # noqa: E402
+from conftest import ensure_postgres  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

@@ -33,11 +33,13 @@ TASKS = [
 def test_nightly_dag_is_scheduled_once_a_night_in_shanghai_time_one_run_at_a_time(nightly_dag):
     dag = nightly_dag
     assert dag.dag_id == "rosterlink_nightly"
-    assert dag.catchup is False and dag.max_active_runs == 1
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
     assert dag.timetable.expression == "0 2 * * *"
     assert "Asia/Shanghai" in str(dag.timetable.timezone)
     assert sorted(t.task_id for t in dag.tasks) == sorted(TASKS)
-    assert dag.doc_md and "rosterlink nightly" in dag.doc_md
+    assert dag.doc_md
+    assert "rosterlink nightly" in dag.doc_md
 
 
 def test_every_task_alerts_when_it_fails_for_good(nightly_dag):
@@ -94,7 +96,8 @@ def test_an_alert_names_the_night_task_and_error_type_but_never_a_value(tmp_path
         "load_files",
         "ValueError",
     )
-    assert secret not in line and "13812345678" not in line
+    assert secret not in line
+    assert "13812345678" not in line
 
 
 def test_data_docs_and_the_three_workbooks_do_not_hold_up_the_night(nightly_dag):

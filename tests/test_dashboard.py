@@ -12,11 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from rosterlink import warehouse
-from rosterlink.core import paths
+from rosterlink.core import paths, settings
 from rosterlink.dashboard import app as dashboard
 from rosterlink.validate import datadocs
 from rosterlink.warehouse import schema
-from rosterlink.core import settings
 
 ID_NUMBER = re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])")
 PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
@@ -250,7 +249,8 @@ def test_figures_match_the_seeded_warehouse(seeded):
     url, exports = seeded
     f = dashboard.figures(warehouse.engine(url), exports)
     assert f["ready"]
-    assert f["night"]["run_id"] == "night-b" and f["night"]["as_of"] == "2026-11-26"
+    assert f["night"]["run_id"] == "night-b"
+    assert f["night"]["as_of"] == "2026-11-26"
     assert f["files"]["tonight"] == {"loaded": 1, "rejected": 0, "duplicate": 1, "pending": 0}
     assert f["files"]["all"] == {"loaded": 3, "rejected": 1, "duplicate": 1, "pending": 0}
     assert f["rows"]["tonight"] == {"civil_affairs": {"files": 2, "read": 4, "loaded": 3, "rejected": 1}}
@@ -316,7 +316,8 @@ def test_figures_match_the_seeded_warehouse(seeded):
         newest["pairs_ended"],
         newest["cases_without_leader"],
     ) == (3, 5, 1, 1, 1)
-    assert newest["data_docs"] is True and f["nights"][1]["data_docs"] is False
+    assert newest["data_docs"] is True
+    assert f["nights"][1]["data_docs"] is False
 
 
 def test_figures_are_the_same_before_the_views_exist(seeded):
@@ -384,9 +385,13 @@ def test_page_shows_the_figures_and_never_an_id_number_or_phone(seeded):
     url, exports = seeded
     data = dashboard.figures(warehouse.engine(url), exports)
     page = dashboard.render_page(data, warehouse="sqlite:///w.db", generated=dt.datetime(2026, 11, 26, 3, 0))
-    assert not ID_NUMBER.search(page) and not PHONE.search(page)
-    assert not ID_NUMBER.search(json.dumps(data)) and not PHONE.search(json.dumps(data))
-    assert "<script" not in page.lower() and "http://" not in page and "https://" not in page
+    assert not ID_NUMBER.search(page)
+    assert not PHONE.search(page)
+    assert not ID_NUMBER.search(json.dumps(data))
+    assert not PHONE.search(json.dumps(data))
+    assert "<script" not in page.lower()
+    assert "http://" not in page
+    assert "https://" not in page
 
     def shown(key: str) -> str:
         found = re.search(rf'data-figure="{re.escape(key)}">([^<]*)<', page)
@@ -430,12 +435,14 @@ def _client(app):
 def test_app_serves_page_json_and_data_docs_to_an_allowed_user(app_settings):
     client = _client(dashboard.create_app(authorize=lambda: "analyst", settings_loader=lambda: app_settings))
     page = client.get("/")
-    assert page.status_code == 200 and 'data-figure="cases.open">3<' in page.text
+    assert page.status_code == 200
+    assert 'data-figure="cases.open">3<' in page.text
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert page.headers["cache-control"] == "no-store"
     assert client.get("/api/figures").json()["cases"]["open"] == 3
     docs = client.get("/data-docs/2026-11-26/index.html")
-    assert docs.status_code == 200 and "docs of 2026-11-26" in docs.text
+    assert docs.status_code == 200
+    assert "docs of 2026-11-26" in docs.text
     assert "connect-src 'none'" in docs.headers["content-security-policy"]
 
 
@@ -454,7 +461,8 @@ def test_data_docs_route_serves_nothing_outside_a_night_folder(app_settings, pat
     client = _client(dashboard.create_app(authorize=lambda: "analyst", settings_loader=lambda: app_settings))
     response = client.get(path)
     assert response.status_code == 404
-    assert "secret" not in response.text and "root:" not in response.text
+    assert "secret" not in response.text
+    assert "root:" not in response.text
 
 
 @pytest.fixture
@@ -482,7 +490,8 @@ def test_real_airflow_auth_refuses_requests_without_a_valid_airflow_token(airflo
     assert client.get("/api/figures").status_code == 401
     assert client.get("/data-docs/2026-11-26/index.html").status_code == 401
     browser = client.get("/", headers={"accept": "text/html"}, follow_redirects=False)
-    assert browser.status_code == 303 and browser.headers["location"].startswith("/auth/login?next=")
+    assert browser.status_code == 303
+    assert browser.headers["location"].startswith("/auth/login?next=")
     client.cookies.set("_token", "not-a-jwt")
     assert client.get("/api/figures").status_code == 403
     token = airflow_auth.generate_jwt(SimpleAuthManagerUser(username="analyst", role="viewer"))
@@ -527,9 +536,9 @@ def test_plugin_registers_the_app_and_a_nav_entry_without_importing_the_dashboar
     (app,) = plugin.fastapi_apps
     assert app["url_prefix"] == "/rosterlink"
     (view,) = plugin.external_views
-    assert (
-        view["url_route"] == "rosterlink" and view["href"] == "rosterlink/" and view["destination"] == "nav"
-    )
+    assert view["url_route"] == "rosterlink"
+    assert view["href"] == "rosterlink/"
+    assert view["destination"] == "nav"
 
 
 # --- the night's Data Docs -----------------------------------------------------------------------
@@ -547,14 +556,16 @@ def test_data_docs_rerun_the_suites_over_the_nights_staged_rows(tmp_path):
     items = [tasks.validate_file(cfg, tasks.read_file(cfg, item)) for item in tasks.scan(cfg, "night-1")]
     result = datadocs.build_night(cfg, items, as_of=dt.date(2026, 11, 25), run_id="night-1")
     site = datadocs.night_dir(cfg.export_dir, "2026-11-25")
-    assert result == {"data_docs": str(site), "sheets": result["sheets"]} and result["sheets"] >= len(items)
+    assert result == {"data_docs": str(site), "sheets": result["sheets"]}
+    assert result["sheets"] >= len(items)
     assert datadocs.nights_with_docs(cfg.export_dir) == ["2026-11-25"]
     # per file, the rows failing an error expectation are exactly the rows the night rejects
     sheets = json.loads((site / "results.json").read_text(encoding="utf-8"))["sheets"]
     errors: dict[int, int] = {}
     for s in sheets:
         errors[s["file_id"]] = errors.get(s["file_id"], 0) + s["error_rows"]
-        assert s["page"] and (site / s["page"]).is_file()
+        assert s["page"]
+        assert (site / s["page"]).is_file()
     assert errors == {i["file_id"]: i["rows_rejected"] for i in items}
     pages = list(site.rglob("*.html"))
     assert len(pages) > len(sheets)
@@ -578,7 +589,8 @@ def test_data_docs_failure_never_fails_the_night(tmp_path):
     result = datadocs.build_night(
         cfg, [{"file_id": 1, "status": "validated"}], as_of=dt.date(2026, 11, 25), run_id="r"
     )
-    assert result["data_docs"] is None and result["error"]
+    assert result["data_docs"] is None
+    assert result["error"]
 
 
 def _night_figures(url: str) -> dict[int, int]:
@@ -606,7 +618,8 @@ def test_a_night_through_the_dag_writes_its_data_docs_and_the_page_links_them(tm
         per_file[sheet["file_id"]] = per_file.get(sheet["file_id"], 0) + sheet["error_rows"]
         assert (site / sheet["page"]).is_file()
     rejected = _night_figures(url)
-    assert per_file == rejected and sum(rejected.values()) > 0
+    assert per_file == rejected
+    assert sum(rejected.values()) > 0
     for page in site.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
         assert not ID_NUMBER.search(text) and not PHONE.search(text), page.name
@@ -615,9 +628,11 @@ def test_a_night_through_the_dag_writes_its_data_docs_and_the_page_links_them(tm
     client = _client(dashboard.create_app(authorize=lambda: "analyst", settings_loader=lambda: cfg))
     page = client.get("/").text
     link = re.search(r'<a href="([^"]+)" data-link="data-docs">', page)
-    assert link and link.group(1) == "data-docs/2026-11-25/index.html"
+    assert link
+    assert link.group(1) == "data-docs/2026-11-25/index.html"
     docs = client.get("/" + link.group(1))
-    assert docs.status_code == 200 and "Data Docs · 2026-11-25" in docs.text
+    assert docs.status_code == 200
+    assert "Data Docs · 2026-11-25" in docs.text
     assert docs.text.count("<tr class=") == len(sheets)
 
     # a second run of the same night, nothing new to read: the night's pages stay as they were
@@ -628,7 +643,8 @@ def test_a_night_through_the_dag_writes_its_data_docs_and_the_page_links_them(tm
     assert run_night(intake, url, exports, as_of="2026-11-26") == "success"
     assert not datadocs.night_dir(exports, "2026-11-26").exists()
     page = client.get("/").text
-    assert "本夜无 Data Docs" in page and 'href="data-docs/2026-11-25/index.html"' in page
+    assert "本夜无 Data Docs" in page
+    assert 'href="data-docs/2026-11-25/index.html"' in page
 
 
 def test_a_night_whose_data_docs_cannot_be_written_still_succeeds(tmp_path, run_night):
@@ -641,7 +657,8 @@ def test_a_night_whose_data_docs_cannot_be_written_still_succeeds(tmp_path, run_
     assert run_night(intake, url, exports, as_of="2026-11-25") == "success"
     assert datadocs.nights_with_docs(exports) == []
     rejected = _night_figures(url)
-    assert rejected and sum(rejected.values()) > 0  # the files were loaded all the same
+    assert rejected
+    assert sum(rejected.values()) > 0
     assert list((exports).glob("*.xlsx"))  # and the exports written
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from rosterlink import warehouse
-from rosterlink.validate import datadocs
-from rosterlink.synthetic import sample
 from rosterlink.core import settings
+from rosterlink.synthetic import sample
+from rosterlink.validate import datadocs
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -127,7 +127,8 @@ def test_dashboard_in_the_airflow_ui_shows_the_warehouse_figures(tmp_path, run_n
                 return int(shown(key).replace(",", ""))
 
             # --- every figure against the warehouse ---------------------------------------------
-            assert shown("night.as_of") == AS_OF and shown("night.status") == "success"
+            assert shown("night.as_of") == AS_OF
+            assert shown("night.status") == "success"
             tonight = f"run_id = '{run_id}'"
             for status in ("loaded", "rejected", "duplicate"):
                 assert number(f"files.tonight.{status}") == _one(
@@ -210,7 +211,8 @@ def test_dashboard_in_the_airflow_ui_shows_the_warehouse_figures(tmp_path, run_n
                 url, f"SELECT SUM(rows_loaded) FROM intake_file WHERE {tonight}"
             )
             html = page.content()
-            assert not ID_NUMBER.search(html) and not PHONE.search(html)
+            assert not ID_NUMBER.search(html)
+            assert not PHONE.search(html)
             assert page.locator("svg.chart").count() >= 6
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
@@ -241,7 +243,8 @@ def test_dashboard_in_the_airflow_ui_shows_the_warehouse_figures(tmp_path, run_n
             with page.expect_navigation():
                 page.get_by_role("link", name="结果页").first.click()
             assert "Expectation Validation Result" in page.content()
-            assert not ID_NUMBER.search(page.content()) and not PHONE.search(page.content())
+            assert not ID_NUMBER.search(page.content())
+            assert not PHONE.search(page.content())
             assert (site / "index.html").is_file()
         finally:
             browser.close()
@@ -292,16 +295,19 @@ def test_feedback_workbook_drawn_for_the_readme_shows_what_the_clerk_sees(tmp_pa
     section = section[: section.index("</section>")]
     # every rejected row, as the workbook holds it, on the red fill; widths from the workbook
     for sheet_name, row_number, header, value, _ in rejected:
-        assert f"<div>{row_number}</div>" in section and html_escape(header) in section
+        assert f"<div>{row_number}</div>" in section
+        assert html_escape(header) in section
         if value:
             assert f"<div>{html_escape(str(value))}</div>" in section
     assert section.count("background:#FFC7CE") == 5 * len(rejected)
     widths = [shots._width_px(errors.column_dimensions[c].width) for c in "ABCDE"]  # noqa: SLF001
     assert all(f'<col style="width:{w}px">' in section for w in widths)
     # the frozen header: the line under row 1, with a filter button on each of its five cells
-    assert section.count('class="frozen-last"') == 1 and section.count('class="filter"') == 5
+    assert section.count('class="frozen-last"') == 1
+    assert section.count('class="filter"') == 5
     assert all(f'">{name}</span>' in page for name in wb.sheetnames)  # the sheet tabs
-    assert not ID_NUMBER.search(page) and not PHONE.search(page)
+    assert not ID_NUMBER.search(page)
+    assert not PHONE.search(page)
 
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium: run scripts/ensure-system-deps.sh")
@@ -313,6 +319,8 @@ def test_feedback_workbook_drawn_for_the_readme_shows_what_the_clerk_sees(tmp_pa
         finally:
             browser.close()
     png = (tmp_path / "feedback.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) <= shots.MAX_PNG_BYTES
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(png) <= shots.MAX_PNG_BYTES
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-    assert width > 1000 and height > 400  # the summary and the rejected rows, every column
+    assert width > 1000
+    assert height > 400

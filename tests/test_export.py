@@ -14,10 +14,10 @@ import sqlalchemy as sa
 import xlsxwriter
 
 from rosterlink import warehouse
-from rosterlink.export import workbooks as export
-from rosterlink.warehouse import schema
 from rosterlink.core.idnumber import make
 from rosterlink.core.settings import Settings
+from rosterlink.export import workbooks as export
+from rosterlink.warehouse import schema
 
 AS_OF = dt.date(2026, 11, 20)
 EARLIER = dt.date(2026, 3, 1)
@@ -405,7 +405,8 @@ def test_feedback_summary_has_counts_sheets_merges_and_instruction(night):
     assert facts["退回行数（见“错误明细”）"] == 2
     assert facts["有提示的行数（见“提示”）"] == 1
     assert facts["与本文件其他行为同一家庭或人员、已合并的行数"] == 2
-    assert "错误明细" in facts["处理说明"] and "重新放入本文件夹" in facts["处理说明"]
+    assert "错误明细" in facts["处理说明"]
+    assert "重新放入本文件夹" in facts["处理说明"]
     sheet_line = _find_row(wb["汇总"], "Sheet1")
     assert [c.value for c in sheet_line] == ["Sheet1", "特困家庭花名册", 3, 5, None]
     assert "未导入该表" in _find_row(wb["汇总"], "说明", first=True)[4].value
@@ -420,7 +421,8 @@ def test_feedback_errors_list_each_rejected_row_with_excel_row_header_and_chines
     assert rows[1][:4] == ("Sheet1", 7, "身份证号码", "370406********123X")  # the header the clerk used
     assert "校验码" in rows[1][4]
     assert rows[2][:3] == ("Sheet1", 9, "镇街")  # no header recorded: the field's label
-    assert IDS["h5"] not in rows[2][3] and rows[2][3].startswith("店子 370406")  # masked again
+    assert IDS["h5"] not in rows[2][3]
+    assert rows[2][3].startswith("店子 370406")
     assert ws.freeze_panes == "A2"
     assert ws.auto_filter.ref == "A1:E3"
     assert all(c.font.b for c in ws[1])
@@ -530,7 +532,8 @@ def test_pairing_workbook_has_one_sheet_per_town_in_district_order(night):
         "东村",
         "特困家庭、建国前老党员",
     ]
-    assert h1[8] == dt.datetime(2026, 3, 1) and h1[9] is None
+    assert h1[8] == dt.datetime(2026, 3, 1)
+    assert h1[9] is None
 
 
 def test_new_and_ended_pairs_are_marked_in_the_town_sheets(night):
@@ -604,7 +607,8 @@ def test_changes_sheet_lists_made_and_ended_pairs_with_reasons(night):
         ("结对结束", "信访案件", "李县长", "案件已销号"),
     }
     case_row = next(r for r in body if r[1] == "信访案件")
-    assert case_row[5] == "XF2026-003" and case_row[10] == dt.datetime(2026, 11, 20)
+    assert case_row[5] == "XF2026-003"
+    assert case_row[10] == dt.datetime(2026, 11, 20)
 
 
 def test_unknown_reason_codes_are_shown_as_they_are(night):
@@ -640,7 +644,8 @@ def test_change_log_lists_ended_and_new_pairs_with_reasons_and_masked_ids(night)
     assert ended[12] == "家庭已退出/脱困"
     assert ended[5] == "'-2"
     assert ended[6] == f"{IDS['h4'][:6]}********{IDS['h4'][-4:]}"
-    assert ended[7] == "赵干部" and ended[8] == f"{IDS['c3'][:6]}********{IDS['c3'][-4:]}"
+    assert ended[7] == "赵干部"
+    assert ended[8] == f"{IDS['c3'][:6]}********{IDS['c3'][-4:]}"
     assert ended[11] == dt.datetime(2026, 11, 20)
 
 
@@ -648,7 +653,8 @@ def test_change_log_lists_ended_and_new_pairs_with_reasons_and_masked_ids(night)
 def test_no_formula_and_no_full_id_or_phone_in_any_workbook(night, tmp_path):
     eng, settings = night
     result = export.write_all(eng, settings, AS_OF, [1, 2, 3])
-    assert len(result["feedback"]) == 3 and result["pairing"].endswith(".xlsx")
+    assert len(result["feedback"]) == 3
+    assert result["pairing"].endswith(".xlsx")
     books = _all_xlsx(tmp_path)
     assert len(books) == 5
     hostile_seen = set()
@@ -670,8 +676,10 @@ def test_no_formula_and_no_full_id_or_phone_in_any_workbook(night, tmp_path):
             for name in z.namelist():
                 if name.startswith("xl/worksheets/"):
                     xml = z.read(name).decode()
-                    assert "<f>" not in xml and "<f " not in xml
-                    assert not FULL_ID.search(xml) and not FULL_PHONE.search(xml)
+                    assert "<f>" not in xml
+                    assert "<f " not in xml
+                    assert not FULL_ID.search(xml)
+                    assert not FULL_PHONE.search(xml)
 
 
 def test_output_is_deterministic(night):
@@ -780,27 +788,27 @@ def test_a_night_with_more_new_pairs_than_the_change_sheet_lists_says_where_they
     """A province's first night makes a million pairs: 本次变化 lists every ended pair and the first
     new ones, then names the change log, which lists them all."""
     eng, settings = night
-    full = [
-        r
-        for r in openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))[
-            "本次变化"
-        ].iter_rows(min_row=2, values_only=True)
-    ]
+    full = list(
+        openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["本次变化"].iter_rows(
+            min_row=2, values_only=True
+        )
+    )
     new_total = sum(1 for r in full if r[0] == "新结对")
     ended = [r for r in full if r[0] == "结对结束"]
-    assert new_total >= 2 and ended
+    assert new_total >= 2
+    assert ended
 
     monkeypatch.setattr(export, "SHEET_LIST_MAX", 1)
-    rows = [
-        r
-        for r in openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))[
-            "本次变化"
-        ].iter_rows(min_row=2, values_only=True)
-    ]
+    rows = list(
+        openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["本次变化"].iter_rows(
+            min_row=2, values_only=True
+        )
+    )
     assert [r for r in rows if r[0] == "结对结束"] == ended
     assert sum(1 for r in rows if r[0] == "新结对") == 1
     note = rows[-1][0]
-    assert f"共{new_total}条" in note and "变动日志_20261120.xlsx" in note
+    assert f"共{new_total}条" in note
+    assert "变动日志_20261120.xlsx" in note
     log_rows = list(
         openpyxl.load_workbook(export.write_change_log(eng, settings, AS_OF))["结对变动"].iter_rows(
             min_row=2, values_only=True

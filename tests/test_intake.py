@@ -8,9 +8,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from rosterlink import warehouse
+from rosterlink.core import settings
 from rosterlink.intake import scan as intake
 from rosterlink.warehouse import schema
-from rosterlink.core import settings
 
 
 def _cfg(tmp_path: Path, url: str) -> settings.Settings:
@@ -55,7 +55,8 @@ def test_file_already_taken_is_not_recorded_again_on_the_next_night(tmp_path, sq
     with eng.begin() as conn:
         conn.execute(schema.intake_file.update().values(status="loaded"))
     second = intake.scan(eng, cfg, "night-2")
-    assert len(first) == 1 and second == []
+    assert len(first) == 1
+    assert second == []
     assert len(_ledger(sqlite_url)) == 1
 
 
@@ -78,9 +79,11 @@ def test_corrected_file_under_the_same_name_is_new(tmp_path, sqlite_url):
     todo = intake.scan(eng, cfg, "n2")
     old, new = _ledger(sqlite_url)
     assert [t["file_id"] for t in todo] == [new.file_id]
-    assert new.status == "pending" and old.sha256 != new.sha256
+    assert new.status == "pending"
+    assert old.sha256 != new.sha256
     # the first version was never read (its night died) and is gone: it is closed, not left pending
-    assert old.status == "rejected" and old.reason_code == "file_replaced"
+    assert old.status == "rejected"
+    assert old.reason_code == "file_replaced"
 
 
 def test_symlink_pointing_outside_the_intake_is_rejected_without_reading(tmp_path, sqlite_url):
@@ -93,7 +96,8 @@ def test_symlink_pointing_outside_the_intake_is_rejected_without_reading(tmp_pat
     todo = intake.scan(warehouse.connect(sqlite_url), cfg, "n1")
     (row,) = _ledger(sqlite_url)
     assert todo == []
-    assert row.status == "rejected" and row.reason_code == "file_outside_intake"
+    assert row.status == "rejected"
+    assert row.reason_code == "file_outside_intake"
     assert row.message  # a Chinese message for the clerk
 
 

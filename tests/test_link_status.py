@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import sqlalchemy as sa
 
-from loaded_rows import Loader, cadre, hh
 from rosterlink import status
 from rosterlink.link import night as link
 from rosterlink.warehouse import schema
+
+from loaded_rows import Loader, cadre, hh
 
 
 @pytest.fixture
@@ -76,7 +76,8 @@ def test_exit_of_a_household_nobody_listed_is_rejected_and_counts_corrected(db):
         (1, 0, 1)
     ]
     ((code, msg),) = db.q("SELECT reason_code, message FROM rejected_row")
-    assert code == "household_unknown" and "退出" in msg
+    assert code == "household_unknown"
+    assert "退出" in msg
 
 
 def test_status_comes_only_from_explicit_rows_and_a_missing_row_exits_nothing(db):

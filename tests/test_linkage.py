@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from loaded_rows import Loader, hh, id_number
 from rosterlink.link import night as link
+
+from loaded_rows import Loader, hh, id_number
 
 FULL_ID = re.compile(r"[0-9]{17}[0-9X]")
 FULL_PHONE = re.compile(r"1[3-9][0-9]{9}")
@@ -120,11 +121,15 @@ def test_uncertain_pair_is_queued_for_review_with_masked_records_and_evidence(db
     )[0]
     a, b = json.loads(display_l), json.loads(display_r)
     assert a["name"] == b["name"] == "刘桂芳"
-    assert a["id_number"].startswith("370406") and "*" in a["id_number"]
+    assert a["id_number"].startswith("370406")
+    assert "*" in a["id_number"]
     assert a["phone"] == "138****5601"
-    assert not FULL_ID.search(display_l + display_r) and not FULL_PHONE.search(display_l + display_r)
+    assert not FULL_ID.search(display_l + display_r)
+    assert not FULL_PHONE.search(display_l + display_r)
     levels = {field: item["level"] for field, item in json.loads(evidence).items() if isinstance(item, dict)}
-    assert levels["name"] == "exact" and levels["town"] == "exact" and levels["village"] == "null"
+    assert levels["name"] == "exact"
+    assert levels["town"] == "exact"
+    assert levels["village"] == "null"
     cfg = link.linkage.load_config()["thresholds"]
     assert cfg["review"] <= prob < cfg["link"]
     assert summary["reviews_queued"] == 1
@@ -247,7 +252,8 @@ def test_reviewer_different_survives_later_nights_and_rows_that_would_chain_them
         db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=village, phone=P2)])
         link.link(db.eng)
         assert [k for k, *_ in households(db)] == ["H000001", "H000002"]
-        assert categories(db, "H000001") == ["hardship"] and categories(db, "H000002") == ["orphan"]
+        assert categories(db, "H000001") == ["hardship"]
+        assert categories(db, "H000002") == ["orphan"]
     assert db.q("SELECT COUNT(*) FROM household_merge") == [(0,)]
     assert db.q("SELECT entity_key FROM source_row WHERE entity_kind='household' ORDER BY file_id") == [
         ("H000001",),
@@ -266,7 +272,8 @@ def test_review_workbook_is_written_masked_and_its_filled_decisions_are_applied(
     wb = load_workbook(path)
     ws = wb["待核实"]
     header = [c.value for c in ws[1]]
-    assert header[:4] == ["编号", "类别", "原因", "匹配概率"] and "核实结论" in header
+    assert header[:4] == ["编号", "类别", "原因", "匹配概率"]
+    assert "核实结论" in header
     cells = [str(c.value) for row in ws.iter_rows() for c in row if c.value is not None]
     assert not any(FULL_ID.search(v) or FULL_PHONE.search(v) for v in cells)
     assert not any(c.data_type == "f" for row in ws.iter_rows() for c in row)
@@ -295,8 +302,10 @@ def test_review_cli_lists_masked_items_and_records_a_decision(db, sqlite_url):
         [exe, "review", "--warehouse", sqlite_url, "list"], capture_output=True, text=True
     )
     assert listed.returncode == 0, listed.stderr
-    assert "刘桂芳" in listed.stdout and "模型无法确定" in listed.stdout
-    assert id_number(1) not in listed.stdout and P1 not in listed.stdout
+    assert "刘桂芳" in listed.stdout
+    assert "模型无法确定" in listed.stdout
+    assert id_number(1) not in listed.stdout
+    assert P1 not in listed.stdout
     ((review_id, _),) = reviews(db)
     done = subprocess.run(
         [
@@ -323,7 +332,8 @@ def test_review_cli_lists_masked_items_and_records_a_decision(db, sqlite_url):
         capture_output=True,
         text=True,
     )
-    assert again.returncode == 2 and "--force" in again.stderr
+    assert again.returncode == 2
+    assert "--force" in again.stderr
 
 
 # --- stable keys and lineage -------------------------------------------------------------------------
@@ -381,10 +391,8 @@ def test_review_loop_through_the_nightly_dag(tmp_path, sqlite_url, run_night):
     wb = load_workbook(workbook)
     ws = wb["待核实"]
     header = [c.value for c in ws[1]]
-    assert (
-        ws.max_row == 2
-        and ws.cell(2, header.index("原因") + 1).value == link.REVIEW_REASONS["model_uncertain"]
-    )
+    assert ws.max_row == 2
+    assert ws.cell(2, header.index("原因") + 1).value == link.REVIEW_REASONS["model_uncertain"]
     ws.cell(2, header.index("核实结论") + 1).value = "同一"
     wb.save(workbook)
     # the review folder is not a department's: the workbook is never taken as a roster
@@ -400,9 +408,10 @@ def test_review_loop_through_the_nightly_dag(tmp_path, sqlite_url, run_night):
 def test_merged_household_keeps_the_cadre_of_the_household_it_absorbed(db):
     import datetime as dt
 
-    from loaded_rows import cadre
     from rosterlink import status
     from rosterlink.pairing import engine as pairing
+
+    from loaded_rows import cadre
 
     def night(day: int) -> dict:
         as_of = dt.date(2026, 11, day)
@@ -432,4 +441,5 @@ def test_merged_household_keeps_the_cadre_of_the_household_it_absorbed(db):
     assert db.q(
         "SELECT cadre_key, made_reason FROM pairing WHERE target_key='H000001' AND valid_to IS NULL"
     ) == [(guardian_cadre, "merged")]
-    assert summary["carried_after_merge"] == 1 and summary["households_without_cadre"] == 0
+    assert summary["carried_after_merge"] == 1
+    assert summary["households_without_cadre"] == 0

@@ -32,11 +32,10 @@ from pathlib import Path
 import pytest
 
 from rosterlink import warehouse
-from rosterlink.link import night as link
-from rosterlink.link import model as linkage
 from rosterlink.link import backends as linkage_backends
-from rosterlink.synthetic import linkage_eval
-from rosterlink.synthetic import sample
+from rosterlink.link import model as linkage
+from rosterlink.link import night as link
+from rosterlink.synthetic import linkage_eval, sample
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +56,12 @@ def backend(monkeypatch):
     return use
 
 
-def q(eng, sql: str) -> list[tuple]:  # noqa: ANN001
+def q(eng, sql: str) -> list[tuple]:
     with eng.connect() as conn:
         return [tuple(r) for r in conn.exec_driver_sql(sql).all()]
 
 
-def _state(eng) -> dict:  # noqa: ANN001
+def _state(eng) -> dict:
     return {
         "rows": q(
             eng,
@@ -80,7 +79,7 @@ def _state(eng) -> dict:  # noqa: ANN001
     }
 
 
-def _copy_models(src, dst) -> int:  # noqa: ANN001 - SQLAlchemy engines
+def _copy_models(src, dst) -> int:
     """The trained models of one warehouse into another (as a deployment moving backends keeps them)."""
     from rosterlink.warehouse import schema
 
@@ -93,7 +92,7 @@ def _copy_models(src, dst) -> int:  # noqa: ANN001 - SQLAlchemy engines
     return len(rows)
 
 
-def _eval_nights(tmp: Path, name: str, evalset, model_from=None):  # noqa: ANN001, ANN202
+def _eval_nights(tmp: Path, name: str, evalset, model_from=None):
     eng = warehouse.connect(f"sqlite:///{tmp / f'{name}.db'}")
     if model_from is not None:
         assert _copy_models(model_from, eng) >= 1

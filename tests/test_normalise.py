@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from rosterlink.core import idnumber
 from rosterlink.core.findings import WARNING, severity
 from rosterlink.core.masking import mask_phone
+from rosterlink.core.spec import catalogue, district
 from rosterlink.intake.normalise import (
     excel_serial_to_date,
     normalise_code,
@@ -29,7 +30,6 @@ from rosterlink.intake.normalise import (
     normalise_town,
     normalise_value,
 )
-from rosterlink.core.spec import catalogue, district
 
 TODAY = dt.date.today()
 FULL_ID = re.compile(r"[0-9]{15,18}")
@@ -91,7 +91,8 @@ def test_id_in_numeric_cell_is_never_rounded_or_reconstructed():
     (finding,) = findings
     assert finding.reason_code == "id_numeric_cell"
     assert finding.severity == "error"
-    assert "文本" in finding.message and "15位" in finding.message
+    assert "文本" in finding.message
+    assert "15位" in finding.message
     assert not FULL_ID.search(finding.value or "")
 
 
@@ -99,7 +100,8 @@ def test_fifteen_digit_id_is_upgraded_to_eighteen():
     value, code, _ = normalise_id("370406800101123")
     assert code is None
     assert value == idnumber.upgrade_15("370406800101123")
-    assert len(value) == 18 and value.startswith("37040619800101123")
+    assert len(value) == 18
+    assert value.startswith("37040619800101123")
     assert idnumber.is_valid_checksum(value)
     assert idnumber.birth_date(value) == dt.date(1980, 1, 1)
 
@@ -141,14 +143,16 @@ def test_bad_checksum_is_rejected():
     (finding,) = findings
     assert finding.reason_code == "id_bad_checksum"
     assert finding.message.startswith("“身份证号码”最后一位校验码不正确")
-    assert bad not in finding.message and bad not in (finding.value or "")
+    assert bad not in finding.message
+    assert bad not in (finding.value or "")
     assert finding.value == bad[:6] + "*" * 8 + bad[-4:]
 
 
 def test_unknown_region_code_is_warning_only():
     other = an_id(region="110101")
     value, code, _ = normalise_id(other)
-    assert value == other and code == "id_region_unknown"
+    assert value == other
+    assert code == "id_region_unknown"
     assert severity("id_region_unknown") == WARNING
     frame, findings = normalise_table(table("hardship", [{"head_id_number": other}]))
     assert frame.loc[0, "head_id_number"] == other
@@ -379,7 +383,8 @@ def test_other_enums_map_to_codes():
 def test_unknown_enum_word_lists_the_choices():
     value, code, extra = normalise_enum("处长", "rank")
     assert (value, code) == (None, "enum_invalid")
-    assert "正科级" in extra["choices"] and "科员" in extra["choices"]
+    assert "正科级" in extra["choices"]
+    assert "科员" in extra["choices"]
     _, findings = normalise_table(table("cadre", [{"rank": "处长"}], {"rank": "职 级"}))
     (finding,) = findings
     assert "“职 级”的值“处长”无法识别，可填写：正县级、" in finding.message
@@ -406,7 +411,9 @@ def test_bad_int_is_rejected(raw):
 )
 def test_money_accepts_separators_and_yuan(raw, expected):
     value, code, _ = normalise_money(raw)
-    assert code is None and value == expected and isinstance(value, float)
+    assert code is None
+    assert value == expected
+    assert isinstance(value, float)
 
 
 @pytest.mark.parametrize("raw", ["约一千", "-5", "1.2.3", float("inf")])
@@ -453,8 +460,10 @@ def test_normalise_table_keeps_rows_order_and_row_numbers():
     assert list(frame["_row"]) == [4, 5, 6]
     assert list(frame.index) == [10, 11, 12]
     assert all(frame[c].dtype == object for c in frame.columns if c != "_row")
-    assert frame.loc[10, "rank"] == "section" and frame.loc[10, "sex"] == "M"
-    assert frame.loc[10, "linked_town"] == "店子镇" and frame.loc[10, "phone"] == "13812345678"
+    assert frame.loc[10, "rank"] == "section"
+    assert frame.loc[10, "sex"] == "M"
+    assert frame.loc[10, "linked_town"] == "店子镇"
+    assert frame.loc[10, "phone"] == "13812345678"
     assert frame.loc[11].drop("_row").isna().all()
     assert frame.loc[12, "id_number"] == an_id(seq=2)
     assert findings == []
@@ -464,7 +473,8 @@ def test_fields_missing_from_the_sheet_are_none():
     t = Table("名单", "hardship", pd.DataFrame({"_row": [4], "head_name": ["张三"]}, dtype=object))
     frame, findings = normalise_table(t)
     assert frame.loc[0, "head_name"] == "张三"
-    assert frame.loc[0, "phone"] is None and findings == []
+    assert frame.loc[0, "phone"] is None
+    assert findings == []
 
 
 def test_finding_uses_header_as_written_else_the_label():

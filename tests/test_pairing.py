@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from scipy.optimize import linear_sum_assignment
 
 from rosterlink import warehouse
-from rosterlink.pairing import engine as pairing
-from rosterlink.warehouse import schema
 from rosterlink.core.idnumber import make
+from rosterlink.pairing import engine as pairing
 from rosterlink.pairing.engine import PairingConfig, plan_ends, plan_night, rebuild, solve
+from rosterlink.warehouse import schema
 
 NIGHT1 = dt.date(2026, 11, 20)
 NIGHT2 = dt.date(2026, 11, 21)
@@ -210,18 +210,23 @@ def test_first_night_pairs_every_household_once_and_every_case_with_one_county_l
     summary = rebuild(eng, NIGHT1, "run-1")
     assert_rules(eng)
     assert summary["made"] == {"new_target": 29}
-    assert summary["households_without_cadre"] == 0 and summary["cases_without_leader"] == 0
-    assert summary["pairs_on_inactive"] == 0 and summary["targets_with_several_pairs"] == 0
+    assert summary["households_without_cadre"] == 0
+    assert summary["cases_without_leader"] == 0
+    assert summary["pairs_on_inactive"] == 0
+    assert summary["targets_with_several_pairs"] == 0
     assert set(household_loads(eng).values()) == {1}  # 24 households, 24 cadres: one each
     cur = current(eng)
     case_loads = cur[cur["target_kind"] == "case"].groupby("cadre_key").size()
-    assert len(case_loads) == 3 and set(case_loads) <= {1, 2}  # 5 cases over 3 county cadres
+    assert len(case_loads) == 3
+    assert set(case_loads) <= {1, 2}
     # every pair says why it was made and what it cost, part by part
     for row in cur.itertuples():
         detail = json.loads(row.cost_detail)
         assert set(detail) == {"town", "rank", "unit", "load"}
         assert row.cost == sum(detail.values())
-        assert row.made_reason == "new_target" and row.valid_from == NIGHT1 and row.run_id == "run-1"
+        assert row.made_reason == "new_target"
+        assert row.valid_from == NIGHT1
+        assert row.run_id == "run-1"
     json.dumps(summary)  # JSON-able
 
 
@@ -256,13 +261,17 @@ def test_reference_district_every_cadre_one_household_county_cadres_lead_one_or_
     summary = rebuild(eng, NIGHT1, "run-1")
     assert_rules(eng)
     loads = household_loads(eng)
-    assert len(loads) == 1457 and set(loads.values()) == {1}
+    assert len(loads) == 1457
+    assert set(loads.values()) == {1}
     cur = current(eng)
     case_loads = cur[cur["target_kind"] == "case"].groupby("cadre_key").size()
-    assert len(case_loads) == 38 and set(case_loads) == {1, 2} and case_loads.sum() == 49
+    assert len(case_loads) == 38
+    assert set(case_loads) == {1, 2}
+    assert case_loads.sum() == 49
     assert all(v["spread"] == 0 for v in summary["household_load_spread"].values())
     assert 0.5 < summary["same_town_share"] < 1.0  # towns differ in size: some households cross
-    assert summary["cost"]["optimal"] and summary["cost"]["lower_bound"] <= summary["cost"]["total"]
+    assert summary["cost"]["optimal"]
+    assert summary["cost"]["lower_bound"] <= summary["cost"]["total"]
 
 
 def test_loads_balance_within_one_and_county_cadres_carrying_cases_carry_fewer(tmp_path):
@@ -279,7 +288,8 @@ def test_loads_balance_within_one_and_county_cadres_carrying_cases_carry_fewer(t
     loads = household_loads(eng)
     sections = [v for k, v in loads.items() if k != "C001"]
     assert max(sections) - min(sections) <= 1
-    assert loads["C001"] == 2 and set(sections) == {3}  # 20 = 6 x 3 + 2: the case leader takes fewer
+    assert loads["C001"] == 2
+    assert set(sections) == {3}
     assert summary["household_load_spread"]["section"]["spread"] == 0
 
 
@@ -353,17 +363,22 @@ def test_second_night_ends_what_must_end_keeps_the_rest_and_pairs_freed_and_new_
     everything = table(eng).set_index("pairing_id")
     for cadre in ("C003", "C004", "C006"):  # both sides still active: the very same row, untouched
         row = everything.loc[night1.loc[cadre, "pairing_id"]]
-        assert row["valid_to"] is None and row["cadre_key"] == cadre and row["valid_from"] == NIGHT1
+        assert row["valid_to"] is None
+        assert row["cadre_key"] == cadre
+        assert row["valid_from"] == NIGHT1
         assert row["run_id"] == "run-1"
     ended = (("C001", "cadre_departed"), ("C002", "household_exited"), ("C005", "household_exited"))
     for cadre, why in ended:
         row = everything.loc[night1.loc[cadre, "pairing_id"]]
-        assert row["valid_to"] == NIGHT2 and row["end_reason"] == why
+        assert row["valid_to"] == NIGHT2
+        assert row["end_reason"] == why
     now = current(eng).set_index("target_key")
     freed = now.loc[hh_of["C001"]]
     assert freed["cadre_key"] == "C002"  # the departed cadre's unit, since C002's household exited
-    assert freed["made_reason"] == "cadre_left" and json.loads(freed["cost_detail"])["unit"] < 0
-    assert now.loc["H007", "cadre_key"] == "C005" and now.loc["H007", "made_reason"] == "new_target"
+    assert freed["made_reason"] == "cadre_left"
+    assert json.loads(freed["cost_detail"])["unit"] < 0
+    assert now.loc["H007", "cadre_key"] == "C005"
+    assert now.loc["H007", "made_reason"] == "new_target"
     assert len(table(eng)) == 8  # history kept: 6 first-night rows + 2 new
 
 
@@ -397,7 +412,8 @@ def test_a_case_whose_leader_departs_goes_to_a_county_cadre_of_the_same_unit(tmp
     assert now.loc[("case", "K001"), "made_reason"] == "cadre_left"
     assert now.loc[("case", "K002"), "cadre_key"] == "C003"  # untouched
     assert now.loc[("household", "H001"), "cadre_key"] == "C005"  # the only cadre left without one
-    assert summary["ended"] == {"cadre_departed": 2} and summary["cases_without_leader"] == 0
+    assert summary["ended"] == {"cadre_departed": 2}
+    assert summary["cases_without_leader"] == 0
 
 
 def test_a_pair_is_kept_when_the_cadre_changes_rank_but_a_demoted_case_leader_is_replaced(tmp_path):
@@ -414,9 +430,11 @@ def test_a_pair_is_kept_when_the_cadre_changes_rank_but_a_demoted_case_leader_is
     summary = rebuild(eng, NIGHT2, "run-2")
     assert_rules(eng)
     now = current(eng).set_index("target_key")
-    assert now.loc["H001", "cadre_key"] == "C001" and now.loc["H001", "valid_from"] == NIGHT1
+    assert now.loc["H001", "cadre_key"] == "C001"
+    assert now.loc["H001", "valid_from"] == NIGHT1
     assert now.loc["K001", "cadre_key"] == "C002"
-    assert summary["ended"] == {"leader_not_county": 1} and summary["kept"] == 2
+    assert summary["ended"] == {"leader_not_county": 1}
+    assert summary["kept"] == 2
 
 
 def test_stability_beats_the_optimum(tmp_path):
@@ -431,8 +449,11 @@ def test_stability_beats_the_optimum(tmp_path):
     add(eng, cadres=[C("C002", town="店子镇")])
     summary = rebuild(eng, NIGHT2, "run-2")
     now = current(eng)
-    assert len(now) == 1 and now.loc[0, "cadre_key"] == "C001" and now.loc[0, "run_id"] == "seed"
-    assert summary["made"] == {} and summary["kept"] == 1
+    assert len(now) == 1
+    assert now.loc[0, "cadre_key"] == "C001"
+    assert now.loc[0, "run_id"] == "seed"
+    assert summary["made"] == {}
+    assert summary["kept"] == 1
 
 
 def test_running_the_same_night_twice_changes_nothing(tmp_path):
@@ -441,7 +462,9 @@ def test_running_the_same_night_twice_changes_nothing(tmp_path):
     rebuild(eng, NIGHT1, "run-1")
     before = table(eng)
     again = rebuild(eng, NIGHT1, "run-1-retry")
-    assert again["made"] == {} and again["ended"] == {} and again["kept"] == 6
+    assert again["made"] == {}
+    assert again["ended"] == {}
+    assert again["kept"] == 6
     pd.testing.assert_frame_equal(before, table(eng))
 
 
@@ -459,7 +482,8 @@ def test_plan_ends_counts_what_would_end_without_writing(tmp_path):
         plan = plan_ends(conn, NIGHT2)
     assert plan["total_current"] == 7  # 6 households + 1 case
     assert plan["by_reason"] == {"cadre_departed": 1, "case_closed": 1, "household_exited": 1}
-    assert plan["ending"] == 3 and plan["share"] == pytest.approx(3 / 7)
+    assert plan["ending"] == 3
+    assert plan["share"] == pytest.approx(3 / 7)
     pd.testing.assert_frame_equal(before, table(eng))
     assert rebuild(eng, NIGHT2, "run-2")["ended"] == plan["by_reason"]
 
@@ -479,7 +503,8 @@ def test_a_target_left_unplaced_when_its_cadre_departed_still_prefers_that_unit_
     add(eng, cadres=[C("C003", unit="教育局"), C("C004", unit="县委办")])
     third = rebuild(eng, NIGHT3, "run-3", cfg)
     now = current(eng).set_index("target_key")
-    assert now.loc["H001", "cadre_key"] == "C004" and now.loc["H001", "made_reason"] == "cadre_left"
+    assert now.loc["H001", "cadre_key"] == "C004"
+    assert now.loc["H001", "made_reason"] == "cadre_left"
     assert third["made"] == {"cadre_left": 1}
 
 
@@ -492,7 +517,8 @@ def test_a_target_with_two_current_pairs_keeps_the_older_one(tmp_path):
         pairs=[P("C001", "household", "H001"), P("C002", "household", "H001")],
     )
     summary = rebuild(eng, NIGHT2, "run-2")
-    assert summary["ended"] == {"superseded": 1} and summary["kept"] == 1
+    assert summary["ended"] == {"superseded": 1}
+    assert summary["kept"] == 1
     assert current(eng)["cadre_key"].tolist() == ["C001"]
     assert_rules(eng)
 
@@ -520,8 +546,10 @@ def test_pins_are_applied_kept_worked_around_and_bad_pins_are_reported(tmp_path)
     summary = rebuild(eng, NIGHT1, "run-1")
     assert_rules(eng)
     now = current(eng).set_index("target_key")
-    assert now.loc["H003", "cadre_key"] == "C002" and now.loc["H003", "made_reason"] == "pinned"
-    assert now.loc["K001", "cadre_key"] == "C001" and now.loc["K001", "made_reason"] == "pinned"
+    assert now.loc["H003", "cadre_key"] == "C002"
+    assert now.loc["H003", "made_reason"] == "pinned"
+    assert now.loc["K001", "cadre_key"] == "C001"
+    assert now.loc["K001", "made_reason"] == "pinned"
     assert json.loads(now.loc["H003", "cost_detail"])["pin"]["sheet"] == "Sheet1"
     assert set(household_loads(eng).values()) == {1}  # the optimiser worked around the pin
     assert summary["pins"]["applied"] == 2
@@ -533,14 +561,16 @@ def test_pins_are_applied_kept_worked_around_and_bad_pins_are_reported(tmp_path)
     }
 
     second = rebuild(eng, NIGHT2, "run-2")  # nothing changed: the pins hold, same rows
-    assert second["made"] == {} and second["pins"]["holding"] == 2
+    assert second["made"] == {}
+    assert second["pins"]["holding"] == 2
     assert current(eng).set_index("target_key").loc["H003", "pairing_id"] == now.loc["H003", "pairing_id"]
 
     # a later pin sheet moves H003 to C004: the old pair ends, the pin is made, nothing else moves
     others = current(eng).set_index("target_key")
     add_pins(eng, [{"cadre_id_number": _cid(4), "target_id_number": _hid(3)}])
     third = rebuild(eng, NIGHT3, "run-3")
-    assert third["ended"] == {"pin_changed": 1} and third["made"] == {"pinned": 1}
+    assert third["ended"] == {"pin_changed": 1}
+    assert third["made"] == {"pinned": 1}
     after = current(eng).set_index("target_key")
     assert after.loc["H003", "cadre_key"] == "C004"
     for key in ("H001", "H002", "H004", "K001"):
@@ -550,7 +580,8 @@ def test_pins_are_applied_kept_worked_around_and_bad_pins_are_reported(tmp_path)
     set_status(eng, "cadre", "C004", "departed")
     fourth = rebuild(eng, dt.date(2026, 11, 23), "run-4")
     assert_rules(eng)
-    assert fourth["ended"] == {"cadre_departed": 2} and fourth["pins"]["problems"]["cadre_inactive"] >= 1
+    assert fourth["ended"] == {"cadre_departed": 2}
+    assert fourth["pins"]["problems"]["cadre_inactive"] >= 1
 
 
 def test_a_case_pinned_to_a_cadre_who_is_not_county_level_is_reported_not_applied(tmp_path):
@@ -611,12 +642,14 @@ def test_unplaceable_targets_are_listed_not_a_crash_and_paired_once_possible(tmp
     summary = rebuild(eng, NIGHT1, "run-1", cfg)
     assert summary["unplaced"]["case"] == ["K001"]  # no county-level cadre at all
     assert summary["cases_without_leader"] == 1
-    assert len(summary["unplaced"]["household"]) == 2 and "H004" in summary["unplaced"]["household"]
+    assert len(summary["unplaced"]["household"]) == 2
+    assert "H004" in summary["unplaced"]["household"]
     assert summary["unplaced_reasons"] == {"no_cadre_in_reach": 2, "no_capacity": 1}
     assert summary["households_without_cadre"] == 2
     add(eng, cadres=[C("C003", "county"), C("C004", town="凫城镇")])
     second = rebuild(eng, NIGHT2, "run-2", cfg)
-    assert second["unplaced_total"] == 0 and second["made"] == {"new_target": 3}
+    assert second["unplaced_total"] == 0
+    assert second["made"] == {"new_target": 3}
     assert_rules(eng)
 
 
@@ -745,7 +778,8 @@ def test_solve_finds_the_optimum_of_the_dense_problem(seed):
     )
     result = solve(targets, cadres, cfg)
     f = result.figures
-    assert f["optimal"] and f["cost_consistent"]
+    assert f["optimal"]
+    assert f["cost_consistent"]
     assert f["lower_bound"] <= f["total_cost"] == int(result.pairs["cost"].sum())
     assert len(result.pairs) + len(result.unplaced) == n_t
     best = _dense_optimum(targets, cadres, cfg, "household")
@@ -845,10 +879,13 @@ def test_plan_night_on_dataframes_keeps_every_surviving_pair():
         3: "cadre_departed",
     }
     todo = plan.targets.set_index("target_key")
-    assert todo.loc["H3", "made_reason"] == "cadre_left" and todo.loc["H3", "preferred_unit"] == "u1"
-    assert todo.loc["H4", "made_reason"] == "new_target" and pd.isna(todo.loc["H4", "preferred_unit"])
+    assert todo.loc["H3", "made_reason"] == "cadre_left"
+    assert todo.loc["H3", "preferred_unit"] == "u1"
+    assert todo.loc["H4", "made_reason"] == "new_target"
+    assert pd.isna(todo.loc["H4", "preferred_unit"])
     loads = plan.cadres.set_index("cadre_key")
-    assert loads.loc["C1", "household_load"] == 1 and loads.loc["C1", "case_load"] == 1
+    assert loads.loc["C1", "household_load"] == 1
+    assert loads.loc["C1", "case_load"] == 1
     assert "C3" not in loads.index
 
 

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from rosterlink import warehouse
 from rosterlink.synthetic import sample
@@ -19,7 +18,7 @@ def q(url: str, sql: str) -> list[tuple]:
 
 
 def as_dict(rows: list[tuple]) -> dict:
-    return {k: v for k, v in rows}
+    return dict(rows)
 
 
 def check_night_against_truth(url: str, truth: sample.Truth | dict) -> None:
@@ -137,7 +136,8 @@ def test_second_night_exits_adds_and_leaves_other_pairs_untouched(district, sqli
     changes = truth2["changes"]
     exited = set(changes["exited_household_ids"])
     departed = set(changes["departed_cadre_ids"])
-    assert exited and departed
+    assert exited
+    assert departed
     ended = q(
         sqlite_url,
         """SELECT p.pairing_id, p.end_reason, p.valid_to, h.head_id_number, c.id_number
@@ -196,7 +196,8 @@ def test_resent_file_and_broken_file_do_not_stop_the_night(district, sqlite_url,
     assert run_night(district["intake"], sqlite_url, district["exports"], as_of="2026-11-25") == "success"
     statuses = as_dict(q(sqlite_url, "SELECT file_name, status FROM intake_file"))
     assert statuses.pop("civil_affairs/损坏的名单.xlsx") == "rejected"
-    assert set(statuses.values()) == {"loaded"} and len(statuses) == len(truth["files"])
+    assert set(statuses.values()) == {"loaded"}
+    assert len(statuses) == len(truth["files"])
     ((message,),) = q(
         sqlite_url, "SELECT message FROM intake_file WHERE file_name = 'civil_affairs/损坏的名单.xlsx'"
     )
@@ -214,7 +215,9 @@ def test_resent_file_and_broken_file_do_not_stop_the_night(district, sqlite_url,
         f"SELECT f.status, f.message, o.file_name FROM intake_file f JOIN intake_file o "
         f"ON o.file_id = f.duplicate_of WHERE f.file_name = '{resent.as_posix()}'",
     )
-    assert status == "duplicate" and original == first.as_posix() and first.name in message
+    assert status == "duplicate"
+    assert original == first.as_posix()
+    assert first.name in message
     assert q(sqlite_url, "SELECT COUNT(*) FROM source_record") == households
     assert q(sqlite_url, "SELECT COUNT(*) FROM intake_file") == [(len(truth["files"]) + 2,)]
 
@@ -243,7 +246,7 @@ def test_unreachable_warehouse_fails_the_night_and_marks_nothing(district, run_n
     received: list[dict] = []
 
     class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's interface
+        def do_POST(self) -> None:
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()
@@ -266,7 +269,8 @@ def test_unreachable_warehouse_fails_the_night_and_marks_nothing(district, run_n
     lines = (district["tmp"] / "alerts" / "alerts.jsonl").read_text(encoding="utf-8").splitlines()
     alert = json.loads(lines[0])
     assert (alert["task_id"], alert["error_type"]) == ("begin_night", "OperationalError")
-    assert alert["run_id"] and received == [alert]
+    assert alert["run_id"]
+    assert received == [alert]
 
 
 def test_pin_spreadsheet_from_the_organization_department_is_honoured(district, sqlite_url, run_night):

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from xlwt import CompoundDoc
 
 from rosterlink.core import idnumber
-from rosterlink.intake import read
 from rosterlink.core.findings import FileRejected, message
 from rosterlink.core.settings import Limits
 from rosterlink.core.spec import catalogue
+from rosterlink.intake import read
 
 HARDSHIP_HEADER = [
     "序号",
@@ -218,8 +218,10 @@ def test_frame_has_row_column_then_every_roster_field_as_object_dtype(tmp_path):
     assert list(table.frame.columns) == ["_row", *catalogue().rosters["hardship"].fields]
     assert all(str(dtype) == "object" for dtype in table.frame.dtypes)
     record = table.frame.iloc[0].to_dict()
-    assert record["_row"] == 2 and isinstance(record["_row"], int)
-    assert record["village"] is None and record["phone"] is None  # absent fields
+    assert record["_row"] == 2
+    assert isinstance(record["_row"], int)
+    assert record["village"] is None
+    assert record["phone"] is None
     assert "x" not in record.values()  # the unknown 备注 column is kept out
     assert table.headers == {"head_name": "姓名", "head_id_number": "身份证号", "town": "镇街"}
 
@@ -262,9 +264,11 @@ def test_same_header_means_different_fields_in_different_rosters(tmp_path):
     (hardship,) = read.read_file(households, "civil_affairs").tables
 
     assert cadre.roster == "cadre"
-    assert cadre.frame.loc[0, "name"] == "测试乙" and cadre.frame.loc[0, "linked_town"] == "北庄镇"
+    assert cadre.frame.loc[0, "name"] == "测试乙"
+    assert cadre.frame.loc[0, "linked_town"] == "北庄镇"
     assert hardship.roster == "hardship"
-    assert hardship.frame.loc[0, "head_name"] == "测试乙" and hardship.frame.loc[0, "town"] == "北庄镇"
+    assert hardship.frame.loc[0, "head_name"] == "测试乙"
+    assert hardship.frame.loc[0, "town"] == "北庄镇"
 
 
 def test_vertically_merged_town_is_filled(tmp_path):
@@ -336,7 +340,8 @@ def test_two_row_header_with_cells_merged_down_is_read(tmp_path):
 
     assert table.header_row == 2
     assert table.frame["_row"].tolist() == [3]
-    assert table.frame.loc[0, "household_size"] == 2 and table.frame.loc[0, "cause"] == "因残"
+    assert table.frame.loc[0, "household_size"] == 2
+    assert table.frame.loc[0, "cause"] == "因残"
 
 
 def test_empty_strings_become_none_and_other_values_stay_raw(tmp_path):
@@ -452,7 +457,8 @@ def test_header_without_data_rows_gives_empty_table_and_note(tmp_path):
 
     result = read.read_file(path, "civil_affairs")
 
-    assert len(result.tables) == 1 and result.tables[0].frame.empty
+    assert len(result.tables) == 1
+    assert result.tables[0].frame.empty
     assert result.notes == [message("sheet_no_rows", sheet="S", roster="特困家庭花名册")]
 
 
@@ -520,7 +526,8 @@ def test_gbk_csv_is_decoded(tmp_path):
     (table,) = read.read_file(path, "civil_affairs").tables
 
     assert table.sheet == "特困"
-    assert table.frame.loc[0, "head_name"] == "测试甲" and table.frame.loc[0, "village"] == "测试村"
+    assert table.frame.loc[0, "head_name"] == "测试甲"
+    assert table.frame.loc[0, "village"] == "测试村"
     assert table.frame["_row"].tolist() == [2]
 
 
@@ -639,7 +646,8 @@ def test_file_over_size_limit_is_rejected_with_readable_sizes(tmp_path):
         read.read_file(path, "civil_affairs", Limits(max_file_bytes=1024))
 
     assert caught.value.code == "file_too_large"
-    assert "1.0 KB" in caught.value.message_zh and "KB" in caught.value.message_zh
+    assert "1.0 KB" in caught.value.message_zh
+    assert "KB" in caught.value.message_zh
 
 
 @pytest.mark.parametrize("suffix", [".xlsx", ".xls", ".csv"])
@@ -794,7 +802,8 @@ def test_library_exception_becomes_file_rejected_without_cell_values(tmp_path, m
     assert caught.value.code == "file_unreadable"
     assert caught.value.detail == "ValueError"
     assert secret not in str(caught.value)
-    assert caught.value.__context__ is None and caught.value.__cause__ is None
+    assert caught.value.__context__ is None
+    assert caught.value.__cause__ is None
 
 
 def test_unknown_department_is_a_programming_error(tmp_path):

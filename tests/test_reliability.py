@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -162,7 +161,7 @@ def test_no_full_id_or_phone_in_cli_output_or_airflow_logs(tmp_path, airflow_db)
     assert done.returncode == 0
     texts = [done.stdout, done.stderr]
     texts += [p.read_text(errors="replace") for p in Path(os.environ["AIRFLOW_HOME"]).rglob("*.log")]
-    for text in map(lambda t: UUID.sub("<uuid>", t), texts):
+    for text in (UUID.sub("<uuid>", t) for t in texts):
         assert not FULL_ID.findall(text), FULL_ID.findall(text)[:3]
         assert not FULL_PHONE.findall(text), FULL_PHONE.findall(text)[:3]
 
@@ -182,4 +181,5 @@ def test_full_disk_while_writing_the_pairings_keeps_last_nights_tables(tmp_path,
     again = cli(night_args(tmp_path, sqlite_url, "2026-11-26"), env={"ROSTERLINK_LOCK_STALE_SECONDS": "0"})
     assert again.returncode == 0, again.stdout[-3000:]
     after = snapshot(sqlite_url)["pairing"]
-    assert after != before["pairing"] and any(row[5] != "None" for row in after)
+    assert after != before["pairing"]
+    assert any(row[5] != "None" for row in after)

@@ -16,8 +16,7 @@ import openpyxl
 import pytest
 from python_calamine import CalamineWorkbook
 
-from rosterlink.core import idnumber
-from rosterlink.core import spec
+from rosterlink.core import idnumber, spec
 from rosterlink.synthetic.sample import (
     BAD_KINDS,
     FORMULA_NAME,
@@ -167,14 +166,17 @@ def test_night1_file_truth_adds_up(full):
         assert f.good_rows == f.rows - len(f.bad_rows)
         assert 4 <= len(f.bad_rows) <= 8
         for b in f.bad_rows:
-            assert b.kind in BAD_KINDS and b.codes == list(BAD_KINDS[b.kind])
+            assert b.kind in BAD_KINDS
+            assert b.codes == list(BAD_KINDS[b.kind])
     hardship = t1.files[files["hardship"]]
     assert hardship.entities == 936
     assert hardship.good_rows == 936 + hardship.duplicate_rows
-    assert 5 <= hardship.duplicate_rows <= 15 and len(hardship.duplicates) == hardship.duplicate_rows
+    assert 5 <= hardship.duplicate_rows <= 15
+    assert len(hardship.duplicates) == hardship.duplicate_rows
     assert len(hardship.sheets) == 2
     orphan = t1.files[files["orphan"]]
-    assert orphan.entities == 468 and orphan.good_rows == t1.counts["orphan_children"]
+    assert orphan.entities == 468
+    assert orphan.good_rows == t1.counts["orphan_children"]
     assert 15 <= orphan.good_rows - 468 <= 35  # ~5% of families list two children
     assert t1.files[files["cadre"]].good_rows == 1457
     assert t1.files[files["old_member"]].good_rows == 53
@@ -267,7 +269,8 @@ def test_warning_rows_are_true_entities_with_a_flagged_value(full):
                 assert not re.fullmatch(r"1[3-9]\d{9}|0\d{9,11}", digits)
             elif w.kind == "region_unknown":
                 s = norm_id(value)
-                assert idnumber.is_valid_checksum(s) and s[:6] not in spec.district().known_region_codes
+                assert idnumber.is_valid_checksum(s)
+                assert s[:6] not in spec.district().known_region_codes
                 assert s in t1.active["households"]["hardship"]
             elif w.kind == "town_outside":
                 assert value not in towns
@@ -286,7 +289,8 @@ def test_duplicates_are_the_same_person(full):
         a, b = rows[(d["sheet"], d["first_row"])], rows[(d["sheet"], d["row"])]
         key = "*户主身份证号(必填)" if "*户主身份证号(必填)" in a else "身份证号码"
         name = "户主姓名" if "户主姓名" in a else "姓名"
-        assert norm_id(a[key]) == norm_id(b[key]) and a[name] == b[name]
+        assert norm_id(a[key]) == norm_id(b[key])
+        assert a[name] == b[name]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,26 +308,32 @@ def test_bad_rows_are_really_bad(full):
                 seen.add(b.kind)
                 value = rows[(b.sheet, b.row)][b.header]
                 if b.kind == "numeric_id":
-                    assert isinstance(value, float) and value > 1e17
+                    assert isinstance(value, float)
+                    assert value > 1e17
                     assert not idnumber.is_valid_checksum(str(int(value)))
                 elif b.kind == "numeric_id_text":
                     assert re.fullmatch(r"\d\.\d+E\+17", value)
                 elif b.kind == "bad_checksum":
                     s = norm_id(value)
-                    assert len(s) == 18 and s[:17].isdigit() and not idnumber.is_valid_checksum(s)
+                    assert len(s) == 18
+                    assert s[:17].isdigit()
+                    assert not idnumber.is_valid_checksum(s)
                 elif b.kind == "bad_length":
                     assert len(norm_id(value)) not in (15, 18)
                 elif b.kind == "bad_birthdate":
                     s = re.sub(r"\s+", "", value)
-                    assert len(s) == 15 and int(s[8:10]) > 12
+                    assert len(s) == 15
+                    assert int(s[8:10]) > 12
                 elif b.kind == "town_outside":
-                    assert value and value not in towns
+                    assert value
+                    assert value not in towns
                 elif b.kind in ("empty_name", "missing_required"):
                     assert value is None
                 elif b.kind == "formula_name":
                     assert value == FORMULA_NAME
                 elif b.kind == "bad_date":
-                    assert isinstance(value, str) and not _parses_as_date(value)
+                    assert isinstance(value, str)
+                    assert not _parses_as_date(value)
                 else:  # pragma: no cover
                     raise AssertionError(b.kind)
     assert seen == set(BAD_KINDS)
@@ -351,7 +361,8 @@ def test_numeric_id_and_formula_cells_in_xlsx(full):
             header = [c.value for c in ws[f.sheets[[s.name for s in f.sheets].index(b.sheet)].header_row]]
             cell = ws.cell(b.row, header.index(b.header) + 1)
             if b.kind == "numeric_id":
-                assert cell.data_type == "n" and isinstance(cell.value, float)
+                assert cell.data_type == "n"
+                assert isinstance(cell.value, float)
             if b.kind == "formula_name":
                 assert cell.data_type == "s"
         with zipfile.ZipFile(out / rel) as z:
@@ -408,17 +419,18 @@ def test_hardship_xlsx_layout(full):
     assert len(wb.sheetnames) == 2
     for ws in wb:
         merged = {str(r) for r in ws.merged_cells.ranges}
-        assert "A1:J1" in merged and ws["A1"].value == "山亭区特困家庭花名册"
-        assert ws["A2"].value.startswith("填报单位(盖章):山亭区民政局") and "A2:J2" in merged
+        assert "A1:J1" in merged
+        assert ws["A1"].value == "山亭区特困家庭花名册"
+        assert ws["A2"].value.startswith("填报单位(盖章):山亭区民政局")
+        assert "A2:J2" in merged
         town_runs = [
             r for r in ws.merged_cells.ranges if r.min_col == r.max_col == 2 and r.max_row > r.min_row
         ]
         assert len(town_runs) >= 3
         for r in town_runs:
             assert ws.cell(r.min_row, 2).value in spec.district().towns
-    assert (
-        wb.worksheets[0]["D3"].value == "户主姓名" and wb.worksheets[0]["E3"].value == "*户主身份证号(必填)"
-    )
+    assert wb.worksheets[0]["D3"].value == "户主姓名"
+    assert wb.worksheets[0]["E3"].value == "*户主身份证号(必填)"
     assert wb.worksheets[0]["C3"].value == "村（居）"
     f = t1.files[rel]
     footers = [wb[s.name].cell(r, c).value for s in f.sheets for r in s.footer_rows for c in range(1, 11)]
@@ -484,8 +496,10 @@ def test_night2_is_consistent_with_night1(full):
     assert set(ch["departed_cadre_ids"]) <= n1_cadres
     assert not set(ch["new_cadre_ids"]) & n1_people
     assert set(ch["closed_case_numbers"]) <= set(t1.active["open_cases"])
-    assert len(ch["exited_household_ids"]) == 28 and len(ch["new_household_ids"]) == 19
-    assert len(ch["departed_cadre_ids"]) == 29 and len(ch["new_cadre_ids"]) == 15
+    assert len(ch["exited_household_ids"]) == 28
+    assert len(ch["new_household_ids"]) == 19
+    assert len(ch["departed_cadre_ids"]) == 29
+    assert len(ch["new_cadre_ids"]) == 15
     assert len(ch["closed_case_numbers"]) == 5
     assert set(ch["exit_types"].values()) <= {"退出", "脱困"}
     c = t2.counts
@@ -530,7 +544,9 @@ def test_night2_rows_match_changes(full):
     joins = {k: v for k, v in chg.items() if v["变动类型"] == "新增"}
     assert sorted(joins) == t2.changes["new_cadre_ids"]
     for v in joins.values():  # a new cadre carries rank, unit and linked town
-        assert v["职级"] and v["工作单位"] and v["联系镇街"] in spec.district().towns
+        assert v["职级"]
+        assert v["工作单位"]
+        assert v["联系镇街"] in spec.district().towns
     closed = [row["案件编号"] for _, _, row, bad in data_rows(out, t2, files["case_closure"]) if not bad]
     assert sorted(closed) == t2.changes["closed_case_numbers"]
     # a bad-date row points at a real entity whose change must NOT happen
@@ -569,7 +585,8 @@ def test_small_scale_is_fast(tmp_path):
     t = generate(tmp_path / "in", scale=0.05)
     generate(tmp_path / "in", scale=0.05, night=2)
     assert time.perf_counter() - start < 2.0
-    assert t.counts["households"]["hardship"] == 47 and t.counts["cadres"]["county"] == 2
+    assert t.counts["households"]["hardship"] == 47
+    assert t.counts["cadres"]["county"] == 2
 
 
 def test_cli(tmp_path, capsys):
@@ -581,9 +598,8 @@ def test_cli(tmp_path, capsys):
 
 @pytest.mark.parametrize("night", [3, 5])
 def test_changes_of_later_nights_are_dated_on_their_night_never_before_an_earlier_addition(tmp_path, night):
-    from rosterlink.intake import normalise
-    from rosterlink.intake import read
     from rosterlink.core.settings import Limits
+    from rosterlink.intake import normalise, read
 
     truth = generate(tmp_path / "in", scale=0.05, night=night)
     fill = dt.date.fromisoformat(truth.fill_date)

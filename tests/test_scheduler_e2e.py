@@ -13,10 +13,11 @@ import pytest
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:  # pytest's default import mode puts it there; other modes may not
     sys.path.insert(0, _HERE)
-from airflow_cluster import AirflowCluster  # noqa: E402
 from test_pipeline import check_night_against_truth, q  # noqa: E402
 
 from rosterlink.synthetic import sample  # noqa: E402
+
+from airflow_cluster import AirflowCluster  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -26,19 +26,15 @@ import openpyxl
 import pytest
 import sqlalchemy as sa
 
-from conftest import fresh_pg_database
 from rosterlink import warehouse
-from rosterlink.core import paths
-from rosterlink.core import idnumber
-from rosterlink.intake import normalise
+from rosterlink.core import idnumber, paths, settings
+from rosterlink.intake import normalise, read
 from rosterlink.ops import nightlock
-from rosterlink.privacy import pseudonymise
-from rosterlink.intake import read
-from rosterlink.privacy import retention
+from rosterlink.privacy import pseudonymise, retention
 from rosterlink.synthetic import sample
-from rosterlink.warehouse import schema
-from rosterlink.core import settings
-from rosterlink.warehouse import now
+from rosterlink.warehouse import now, schema
+
+from conftest import fresh_pg_database
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("rosterlink"))
@@ -193,7 +189,8 @@ def _file_text(path: Path) -> str:
 def test_the_night_takes_its_warehouse_from_the_airflow_connection(night):
     assert night["state"] == "success"
     files = dict(q(night["url"], "SELECT file_name, status FROM intake_file"))
-    assert len(files) == 6 and set(files.values()) == {"loaded"}
+    assert len(files) == 6
+    assert set(files.values()) == {"loaded"}
     assert q(night["url"], f"SELECT status FROM night_run WHERE run_id = '{night['run_id']}'") == [
         ("success",)
     ]
@@ -227,7 +224,8 @@ def test_the_cli_summary_reports_the_warehouse_the_connection_gave(tmp_path, air
         assert done.returncode == 0, done.stdout[-3000:]
         assert f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}" in done.stdout
         loaded = q(url, "SELECT COALESCE(SUM(rows_loaded), 0) FROM intake_file")[0][0]
-        assert loaded > 0 and f"/ {loaded} /" in done.stdout
+        assert loaded > 0
+        assert f"/ {loaded} /" in done.stdout
         assert not (tmp_path / "data" / "warehouse.db").exists()
 
 
@@ -364,7 +362,9 @@ def test_no_child_id_number_anywhere_in_the_warehouse_or_in_what_the_night_wrote
         return sorted(p for p in prefixes if p in text or p in flat)
 
     tables = _warehouse_text(night["url"])
-    assert "source_record" in tables and "rejected_row" in tables and "staged_row" in tables
+    assert "source_record" in tables
+    assert "rejected_row" in tables
+    assert "staged_row" in tables
     for table, text in tables.items():  # counts only: a failing test must not print the IDs either
         assert len(leaks(text)) == 0, f"{table}: {len(leaks(text))} child ID numbers"
     assert q(night["url"], "SELECT COUNT(*) FROM staged_row") == [(0,)]
@@ -373,7 +373,7 @@ def test_no_child_id_number_anywhere_in_the_warehouse_or_in_what_the_night_wrote
     assert any(p.suffix == ".xlsx" and p.parent == night["exports"] for p in written)
     for path in written:
         assert len(leaks(_file_text(path))) == 0, path
-    logs = [p for p in Path(os.environ["AIRFLOW_HOME"]).rglob("*.log")]
+    logs = list(Path(os.environ["AIRFLOW_HOME"]).rglob("*.log"))
     for path in logs:
         assert len(leaks(path.read_text(errors="replace"))) == 0, path
 
@@ -429,7 +429,8 @@ def test_analytics_copy_replaces_ids_drops_phones_masks_names_and_keeps_tokens_s
         ["analytics-copy", "--warehouse", night["url"], "--to", first], env={"ROSTERLINK_PSEUDONYM_KEY": KEY}
     )
     assert done.returncode == 0, done.stderr
-    assert "household" in done.stdout and pseudonymise.key_id(KEY.encode()) in done.stdout
+    assert "household" in done.stdout
+    assert pseudonymise.key_id(KEY.encode()) in done.stdout
     copy = sa.create_engine(first)
     real = {
         k: (name, idn, phone)
@@ -443,7 +444,8 @@ def test_analytics_copy_replaces_ids_drops_phones_masks_names_and_keeps_tokens_s
             copy, "SELECT household_key, head_name, head_id_number, phone FROM household"
         )
     }
-    assert copied.keys() == real.keys() and len(real) > 100
+    assert copied.keys() == real.keys()
+    assert len(real) > 100
     assert any(phone for _, _, phone in real.values())
     for key, (name, idn, phone) in real.items():
         c_name, c_id, c_phone = copied[key]
@@ -508,13 +510,15 @@ def test_analytics_copy_refuses_without_a_key_and_never_overwrites_a_warehouse(n
         ["analytics-copy", "--warehouse", night["url"], "--to", f"sqlite:///{target}"],
         env={"ROSTERLINK_PSEUDONYM_KEY": "short"},
     )
-    assert weak.returncode != 0 and "16" in weak.stderr
+    assert weak.returncode != 0
+    assert "16" in weak.stderr
     other = f"sqlite:///{tmp_path / 'other-warehouse.db'}"
     warehouse.connect(other)
     refused = cli(
         ["analytics-copy", "--warehouse", night["url"], "--to", other], env={"ROSTERLINK_PSEUDONYM_KEY": KEY}
     )
-    assert refused.returncode != 0 and "warehouse" in refused.stderr
+    assert refused.returncode != 0
+    assert "warehouse" in refused.stderr
     assert q(other, "SELECT COUNT(*) FROM intake_file") == [(0,)]
     itself = cli(
         ["analytics-copy", "--warehouse", night["url"], "--to", night["url"]],
@@ -739,13 +743,15 @@ def test_purge_blanks_old_rejected_values_and_keeps_the_ledger_reconciled(aged):
 def test_purge_dry_run_and_the_configured_age(aged):
     before = q(aged, "SELECT value, message FROM rejected_row ORDER BY id")
     dry = cli(["purge", "--warehouse", aged, "--dry-run"], env={"ROSTERLINK_PURGE_REJECTED_DAYS": "5"})
-    assert dry.returncode == 0 and "dry run" in dry.stdout
+    assert dry.returncode == 0
+    assert "dry run" in dry.stdout
     assert "rejected_row lines blanked:  5" in dry.stdout  # both files are older than 5 days
     assert q(aged, "SELECT value, message FROM rejected_row ORDER BY id") == before
     assert q(aged, "SELECT COUNT(*) FROM staged_row") == [(1,)]
     # default age (365 days) from the environment variable being absent
     default = cli(["purge", "--warehouse", aged, "--dry-run"], drop=("ROSTERLINK_PURGE_REJECTED_DAYS",))
-    assert "older than 365 days" in default.stdout and "rejected_row lines blanked:  3" in default.stdout
+    assert "older than 365 days" in default.stdout
+    assert "rejected_row lines blanked:  3" in default.stdout
     # the flag beats the environment
     flag = cli(
         ["purge", "--warehouse", aged, "--dry-run", "--older-than-days", "1000"],
@@ -753,7 +759,8 @@ def test_purge_dry_run_and_the_configured_age(aged):
     )
     assert "rejected_row lines blanked:  0" in flag.stdout
     bad = cli(["purge", "--warehouse", aged], env={"ROSTERLINK_PURGE_REJECTED_DAYS": "a year"})
-    assert bad.returncode != 0 and "whole number" in bad.stderr
+    assert bad.returncode != 0
+    assert "whole number" in bad.stderr
 
 
 def test_purge_refuses_to_cut_pairing_history_under_three_years(aged):
@@ -782,7 +789,8 @@ def test_purge_waits_for_no_night(aged):
     nightlock.acquire(eng, "manual__a-night")
     try:
         done = cli(["purge", "--warehouse", aged, "--older-than-days", "0"])
-        assert done.returncode != 0 and "another night is running" in done.stderr
+        assert done.returncode != 0
+        assert "another night is running" in done.stderr
         assert q(aged, "SELECT COUNT(*) FROM rejected_row WHERE purged_at IS NOT NULL") == [(0,)]
     finally:
         nightlock.release(eng, "manual__a-night")

@@ -11,19 +11,17 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rosterlink.core import idnumber
-from rosterlink.core import spec
+from rosterlink.core import idnumber, spec
 from rosterlink.core.findings import ERROR, WARNING, _messages
-from rosterlink.intake.normalise import normalise_table
 from rosterlink.core.paths import PROJECT_ROOT
 from rosterlink.core.spec import catalogue, district
+from rosterlink.intake.normalise import normalise_table
 from rosterlink.validate.run import (
     CONDITIONAL_REQUIRED,
     SuiteError,
@@ -177,7 +175,8 @@ def test_write_suites_cli_writes_every_kind(tmp_path):
 @pytest.mark.parametrize("kind", KINDS)
 def test_good_row_passes(kind):
     result = run(kind, [good_row(kind, 1), good_row(kind, 2)])
-    assert result.rejected == [] and result.warnings == []
+    assert result.rejected == []
+    assert result.warnings == []
     assert list(result.valid["_row"]) == [5, 6]
     assert list(result.valid.columns) == ["_row", *catalogue().rosters[kind].fields]
     row = result.valid.iloc[0]
@@ -205,9 +204,8 @@ def test_missing_required_field_rejects_row_with_reason(kind, name):
     finding = only(result.rejected, 6)
     expected = "id_missing" if catalogue().fields[name].type == "id_number" else "required_missing"
     assert (finding.field, finding.reason_code, finding.severity) == (name, expected, ERROR)
-    assert finding.message.startswith(f"“{header}”") and (
-        "必填" in finding.message or "为空" in finding.message
-    )
+    assert finding.message.startswith(f"“{header}”")
+    assert "必填" in finding.message or "为空" in finding.message
 
 
 def test_bad_checksum_id_rejects_with_the_normalisers_reason():
@@ -219,7 +217,8 @@ def test_bad_checksum_id_rejects_with_the_normalisers_reason():
     assert result.valid.empty
     finding = only(result.rejected)
     assert (finding.field, finding.reason_code) == ("head_id_number", "id_bad_checksum")
-    assert "校验码" in finding.message and bad not in finding.message
+    assert "校验码" in finding.message
+    assert bad not in finding.message
     assert finding.value == bad[:6] + "********" + bad[-4:]
 
 
@@ -298,7 +297,8 @@ def test_formula_like_text_is_loaded_with_a_warning():
 
 def test_invalid_optional_enum_only_warns_but_invalid_required_enum_rejects():
     cadre = run("cadre", [good_row("cadre") | {"sex": "未知"}])
-    assert cadre.rejected == [] and only(cadre.warnings).reason_code == "enum_invalid"
+    assert cadre.rejected == []
+    assert only(cadre.warnings).reason_code == "enum_invalid"
     cadre = run("cadre", [good_row("cadre") | {"rank": "处长"}])
     finding = only(cadre.rejected)
     assert (finding.field, finding.reason_code) == ("rank", "enum_invalid")
@@ -383,7 +383,8 @@ def test_town_list_comes_from_the_district_config_at_run_time(tmp_path, monkeypa
     monkeypatch.setenv("ROSTERLINK_CONFIG_DIR", str(tmp_path))
     assert "新城镇" in district().towns
     after = run("hardship", [good_row("hardship") | {"town": "新城镇"}])
-    assert after.rejected == [] and after.valid.loc[0, "town"] == "新城镇"
+    assert after.rejected == []
+    assert after.valid.loc[0, "town"] == "新城镇"
 
 
 def test_a_suite_that_cannot_run_is_an_error_not_a_rejection(tmp_path):
@@ -406,7 +407,9 @@ def test_a_suite_that_cannot_run_is_an_error_not_a_rejection(tmp_path):
 
 def test_empty_sheet_validates_to_nothing():
     result = run("hardship", [])
-    assert result.valid.empty and result.rejected == [] and result.warnings == []
+    assert result.valid.empty
+    assert result.rejected == []
+    assert result.warnings == []
 
 
 def test_duplicate_row_numbers_are_refused():
@@ -478,5 +481,6 @@ def test_fifteen_hundred_rows_validate_quickly():
     result = validate_table(table, frame, findings)
     elapsed = time.perf_counter() - start
     assert_partition(table, result)
-    assert len(result.rejected) == 30 and len(result.valid) == 1470
+    assert len(result.rejected) == 30
+    assert len(result.valid) == 1470
     assert elapsed < 3.0, elapsed

@@ -14,9 +14,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from loaded_rows import id_number
 from rosterlink import warehouse
 from rosterlink.followup import visits
+
+from loaded_rows import id_number
 
 TOWN = "店子镇"
 HOUSEHOLDS = {"A": ("张桂兰", 1), "B": ("李守田", 2), "C": ("王秀英", 3), "D": ("赵德明", 4)}
@@ -357,8 +358,11 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
     fb = openpyxl.load_workbook(district["intake"] / "visits" / "feedback" / "区财政局走访记录.结果.xlsx")
     listed = {r[1]: r[4] for r in fb["错误明细"].iter_rows(min_row=2, values_only=True)}
     assert set(listed) == {8, 9, 10, 11, 12}
-    assert "重复" in listed[8] and "早于" in listed[10] and "2026-08-01" in listed[10]
-    assert "不在该干部的结对家庭中" in listed[9] and "干部名册" in listed[11]
+    assert "重复" in listed[8]
+    assert "早于" in listed[10]
+    assert "2026-08-01" in listed[10]
+    assert "不在该干部的结对家庭中" in listed[9]
+    assert "干部名册" in listed[11]
 
     # the pairing workbook: follow-through sheets and the town sheet's columns
     wb = openpyxl.load_workbook(district["exports"] / "结对名单_20261010.xlsx")
@@ -367,21 +371,22 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
     state = {r[4]: r[14] for r in town[1:]}
     assert state[name["b"]] == "超期未入户走访（仅电话联系）"
     assert state[name["a"]] == "已入户走访1次"
-    warn = [r for r in wb["走访预警"].iter_rows(min_row=2, values_only=True)]
+    warn = list(wb["走访预警"].iter_rows(min_row=2, values_only=True))
     assert sorted(r[0] for r in warn) == ["公款帮扶", "帮扶低于标准", "帮扶高于标准", "超期未走访"]
     # more overdue households than the sheet lists (a province before its first logs): the help and
     # public-fund lines stay, the overdue ones stop at the cap and a last line says how many and where
-    from rosterlink.export import workbooks as export
     from rosterlink.core import settings as settings_mod
+    from rosterlink.export import workbooks as export
 
     monkeypatch.setattr(export, "SHEET_LIST_MAX", 0)
     capped = settings_mod.Settings(
         intake_dir=district["intake"], warehouse_url=url, export_dir=district["exports"] / "capped"
     )
     path = export.write_pairing_workbook(warehouse.connect(url), capped, dt.date(2026, 10, 10))
-    warn_capped = [r for r in openpyxl.load_workbook(path)["走访预警"].iter_rows(min_row=2, values_only=True)]
+    warn_capped = list(openpyxl.load_workbook(path)["走访预警"].iter_rows(min_row=2, values_only=True))
     assert sorted(r[0] for r in warn_capped[:-1]) == ["公款帮扶", "帮扶低于标准", "帮扶高于标准"]
-    assert "超期未入户走访共1户" in warn_capped[-1][0] and "走访情况" in warn_capped[-1][0]
+    assert "超期未入户走访共1户" in warn_capped[-1][0]
+    assert "走访情况" in warn_capped[-1][0]
     summary = list(wb["走访帮扶"].iter_rows(min_row=2, values_only=True))
     assert summary[0][:6] == (TOWN, 4, 3, 1, 1, 0)
 
@@ -419,7 +424,8 @@ def test_opinions_reach_one_workbook_per_responsible_department_without_id_numbe
     lines = list(openpyxl.load_workbook(folder / "卫健局.xlsx")["意见建议"].iter_rows(values_only=True))
     assert lines[0] == visits.OPINION_COLUMNS
     (line,) = lines[1:]
-    assert line[9] == "希望提高看病报销比例" and line[8] == "医疗"
+    assert line[9] == "希望提高看病报销比例"
+    assert line[8] == "医疗"
     assert (line[10], line[11], line[12]) == (
         "visits/区财政局走访记录.xlsx",
         "Sheet",
@@ -544,7 +550,8 @@ def test_sample_visit_logs_of_the_reference_district_give_the_generators_figures
     sample.generate(intake, night=1)
     assert run_night(intake, sqlite_url, exports, as_of="2026-08-03") == "success"
     truth = sample_visits.generate(intake, sqlite_url, dt.date(2026, 11, 20))
-    assert len(truth.files) == 2 and {f.format for f in truth.files.values()} == {"xlsx", "csv"}
+    assert len(truth.files) == 2
+    assert {f.format for f in truth.files.values()} == {"xlsx", "csv"}
     kinds = {b.kind for f in truth.files.values() for b in f.bad_rows}
     assert kinds == {
         "unmatched_pair",
@@ -579,9 +586,8 @@ def test_sample_visit_logs_of_the_reference_district_give_the_generators_figures
     assert q(sqlite_url, "SELECT COUNT(*) FROM file_reconciliation WHERE balanced = 0") == [(0,)]
     fig = visits.headline(warehouse.connect(sqlite_url))
     assert {k: fig[k] for k in truth.followup} == truth.followup
-    assert (
-        0 < truth.followup["phone_only"] and 0 < truth.followup["overdue"] < truth.followup["households"] / 4
-    )
+    assert truth.followup["phone_only"] > 0
+    assert 0 < truth.followup["overdue"] < truth.followup["households"] / 4
     folder = exports / "意见建议_20261120"
     for dept, n in truth.departments.items():
         ws = openpyxl.load_workbook(folder / f"{dept}.xlsx")["意见建议"]

@@ -85,7 +85,6 @@ for _ in range(int(sys.argv[3])):
 def _parallel_migrations(url: str, processes: int = 4, rounds: int = 15) -> list:
     import subprocess
     import sys
-    from pathlib import Path
 
     plugins = str(paths.PLUGINS_DIR)
     procs = [

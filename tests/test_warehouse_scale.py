@@ -205,7 +205,8 @@ def test_update_many_updates_by_key_on_both_engines(engine_kind, request):
         got = {
             (r.sheet, r.row_number): (r.state, r.findings) for r in conn.execute(sa.select(schema.staged_row))
         }
-    assert sheets and len(got) == 40
+    assert sheets
+    assert len(got) == 40
     for r in _staged(40):
         want = (
             ("rejected", AWKWARD[r["row_number"] % len(AWKWARD)])
@@ -380,9 +381,9 @@ def _statuses(conn: sa.Connection) -> dict:
             )
         },
         **{
-            name: dict(
-                (key, (s, d)) for key, s, d in conn.execute(sa.select(t.c[col], t.c.status, t.c.status_since))
-            )
+            name: {
+                key: (s, d) for key, s, d in conn.execute(sa.select(t.c[col], t.c.status, t.c.status_since))
+            }
             for name, t, col in (
                 ("household", h, "household_key"),
                 ("cadre", c, "cadre_key"),
@@ -680,8 +681,10 @@ def test_a_reader_during_the_rebuild_sees_last_nights_complete_pairs_then_tonigh
     with reader.connect() as other:
         tonight = _current_set(other)
     reader.dispose()
-    assert seen["during"] == last_night and seen["view_during"] == 60
-    assert len(tonight) == 70 and tonight != last_night
+    assert seen["during"] == last_night
+    assert seen["view_during"] == 60
+    assert len(tonight) == 70
+    assert tonight != last_night
     assert seen["summary"]["made_total"] > 10
 
 

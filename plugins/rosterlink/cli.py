@@ -89,7 +89,7 @@ def airflow_output_to(log_path: Path, verbose: bool):
             progress.close()
 
 
-def _night_result(run) -> dict | None:  # noqa: ANN001 - airflow DagRun
+def _night_result(run) -> dict | None:
     """What the night's last task returned (figures and where the outputs are), from its XCom: the
     task resolved the settings inside Airflow (Variables, connections) as the CLI cannot."""
     from airflow.models.xcom import XComModel
@@ -222,8 +222,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     truth = Path(args.truth).resolve() if args.truth else None
     if args.visits:
-        from rosterlink.synthetic import visits as sample_visits
         from rosterlink.core import settings
+        from rosterlink.synthetic import visits as sample_visits
 
         url = args.warehouse or settings.load().warehouse_url
         day = dt.date.fromisoformat(args.as_of) if args.as_of else dt.date.today()
@@ -249,8 +249,8 @@ def cmd_figures(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     """The link review queue: list it (masked), or record a reviewer's decision for the next night."""
     from rosterlink import warehouse
-    from rosterlink.link import night as link
     from rosterlink.core import settings
+    from rosterlink.link import night as link
 
     cfg = settings.load(warehouse_url=args.warehouse)
     eng = warehouse.connect(cfg.warehouse_url)
@@ -290,9 +290,9 @@ def cmd_review(args: argparse.Namespace) -> int:
 def cmd_purge(args: argparse.Namespace) -> int:
     """Blank rejected rows' raw values older than the retention age; the ledger and pairings stay."""
     from rosterlink import warehouse
+    from rosterlink.core import settings
     from rosterlink.ops import nightlock
     from rosterlink.privacy import retention
-    from rosterlink.core import settings
 
     try:
         days = retention.configured_days(args.older_than_days)
@@ -329,8 +329,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def cmd_analytics_copy(args: argparse.Namespace) -> int:
     """A pseudonymised copy of the public tables for analysts (IDs as HMAC tokens, no phones)."""
-    from rosterlink.privacy import pseudonymise
     from rosterlink.core import settings
+    from rosterlink.privacy import pseudonymise
 
     try:
         key = pseudonymise.secret(required=True)

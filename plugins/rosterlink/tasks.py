@@ -20,16 +20,14 @@ import pandas as pd
 import sqlalchemy as sa
 
 from rosterlink import warehouse
-from rosterlink.ops import faults
-from rosterlink.intake import scan as intake
-from rosterlink.ops import nightlock
-from rosterlink.privacy import pseudonymise
-from rosterlink.warehouse import schema
 from rosterlink.core.findings import FileRejected, Finding, message
 from rosterlink.core.masking import mask_text
 from rosterlink.core.settings import Settings
 from rosterlink.core.spec import catalogue
-from rosterlink.warehouse import dumps, insert_many, now
+from rosterlink.intake import scan as intake
+from rosterlink.ops import faults, nightlock
+from rosterlink.privacy import pseudonymise
+from rosterlink.warehouse import dumps, insert_many, now, schema
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +151,7 @@ def _clear_file(conn: sa.Connection, file_id: int) -> None:
 
 def read_file(settings: Settings, item: dict) -> dict:
     """Read and normalise one file into ``staged_row``; a file that cannot be read is rejected whole."""
-    from rosterlink.intake import normalise
-    from rosterlink.intake import read
+    from rosterlink.intake import normalise, read
 
     eng = _engine(settings)
     file_id = item["file_id"]
@@ -450,8 +447,8 @@ def refresh_statuses(settings: Settings, as_of: dt.date, allow_mass_end: bool = 
 
 
 def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> dict:
-    from rosterlink.pairing import engine as pairing
     from rosterlink.core.spec import load_json
+    from rosterlink.pairing import engine as pairing
 
     config = pairing.PairingConfig.from_mapping(load_json("pairing.json"))
     return pairing.rebuild(_engine(settings), as_of, run_id, config)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from pathlib import Path
 
 from rosterlink.core.paths import PACKAGE_CONFIG
 

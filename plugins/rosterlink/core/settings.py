@@ -105,7 +105,7 @@ def in_airflow_task() -> bool:
     return True
 
 
-def airflow_connection(conn_id: str):  # noqa: ANN201 - airflow.sdk.Connection, imported lazily
+def airflow_connection(conn_id: str):
     """The Airflow connection ``conn_id`` when running inside an Airflow task and it exists, else None."""
     if not in_airflow_task():
         return None
@@ -117,7 +117,7 @@ def airflow_connection(conn_id: str):  # noqa: ANN201 - airflow.sdk.Connection, 
         return None
 
 
-def connection_url(conn) -> str:  # noqa: ANN001 - airflow.sdk.Connection
+def connection_url(conn) -> str:
     """A SQLAlchemy 2 URL for an Airflow connection (``postgres://`` -> ``postgresql+psycopg://``)."""
     kind = (conn.conn_type or "").lower()
     if kind == "sqlite":

@@ -986,11 +986,10 @@ def airflow_reader() -> Callable:
     token from ``POST /auth/token``), validated by the configured auth manager; then the auth
     manager decides ``is_authorized_dag(GET, rosterlink_nightly)``.
     """
-    from fastapi import Depends, HTTPException, status
-
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
     from airflow.api_fastapi.core_api.security import get_user
+    from fastapi import Depends, HTTPException, status
 
     def require_reader(user: Any = Depends(get_user)) -> Any:  # noqa: B008 - FastAPI's idiom
         if not get_auth_manager().is_authorized_dag(method="GET", details=DagDetails(id=DAG_ID), user=user):
@@ -1046,9 +1045,9 @@ def create_app(
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from rosterlink import warehouse
-    from rosterlink.validate import datadocs
     from rosterlink.cli import warehouse_display
     from rosterlink.core.settings import normalise_url
+    from rosterlink.validate import datadocs
 
     require = authorize or airflow_reader()
     load_settings = settings_loader or _airflow_settings
@@ -1057,7 +1056,7 @@ def create_app(
     app = FastAPI(title="rosterlink dashboard", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _errors(request: Request, exc: StarletteHTTPException):  # noqa: ANN202
+    async def _errors(request: Request, exc: StarletteHTTPException):
         wants_html = "text/html" in request.headers.get("accept", "") and not request.url.path.endswith(
             "/api/figures"
         )

@@ -38,11 +38,11 @@ import xlsxwriter
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font, PatternFill
 
-from rosterlink.ops import faults
-from rosterlink.warehouse import schema
-from rosterlink.intake.scan import FEEDBACK_DIR
 from rosterlink.core.masking import defuse, mask_id, mask_phone, mask_text
 from rosterlink.core.spec import CATEGORY_LABELS, DEPARTMENTS, FIVE_ONES, RANK_LABELS, catalogue, district
+from rosterlink.intake.scan import FEEDBACK_DIR
+from rosterlink.ops import faults
+from rosterlink.warehouse import schema
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

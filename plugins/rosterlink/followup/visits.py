@@ -37,11 +37,10 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from rosterlink.warehouse import schema
 from rosterlink.core.findings import message
 from rosterlink.core.masking import mask_text
 from rosterlink.core.spec import catalogue, header_key, load_json
-from rosterlink.warehouse import now
+from rosterlink.warehouse import now, schema
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -528,7 +527,7 @@ def by_view(conn: sa.Connection, view: str) -> list[dict]:
     """Rows of one of the ``followup_by_*`` views as dicts."""
     if view not in ("followup_by_cadre", "followup_by_unit", "followup_by_town"):
         raise ValueError(view)
-    return [dict(row._mapping) for row in conn.execute(sa.text(f"SELECT * FROM {view}"))]  # noqa: S608
+    return [dict(row._mapping) for row in conn.execute(sa.text(f"SELECT * FROM {view}"))]
 
 
 # --- outputs: opinions workbooks, sheets of the pairing workbook ---------------------------------------

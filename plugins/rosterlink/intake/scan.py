@@ -20,11 +20,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from rosterlink.warehouse import schema
 from rosterlink.core.findings import message
 from rosterlink.core.settings import Settings
 from rosterlink.core.spec import DEPARTMENTS
-from rosterlink.warehouse import now
+from rosterlink.warehouse import now, schema
 
 log = logging.getLogger(__name__)
 

@@ -100,7 +100,7 @@ class Engine:
         """A table name private to this engine (one Spark session is shared by the whole process)."""
         return f"{base}_{self._token}"
 
-    def register(self, df: pd.DataFrame, base: str):  # noqa: ANN201 - SplinkDataFrame
+    def register(self, df: pd.DataFrame, base: str):
         raise NotImplementedError
 
     def fetch(self, sql: str) -> pd.DataFrame:
@@ -128,7 +128,7 @@ class DuckDBEngine(Engine):
         self.con.execute("SET preserve_insertion_order = false")
         self.api = DuckDBAPI(connection=self.con)
 
-    def register(self, df: pd.DataFrame, base: str):  # noqa: ANN201
+    def register(self, df: pd.DataFrame, base: str):
         return self.api.register(df, table_name=self.table_name(base))
 
     def fetch(self, sql: str) -> pd.DataFrame:
@@ -157,7 +157,7 @@ def _check_spark() -> None:
         raise BackendUnavailable(f"no Java runtime found (java on PATH or JAVA_HOME): {INSTALL_HINT}")
 
 
-def spark_session(cfg: dict):  # noqa: ANN201 - pyspark.sql.SparkSession
+def spark_session(cfg: dict):
     """The process's SparkSession, created on first use with the configured master."""
     global _session, _session_master, _temp_dir
     master = spark_master(cfg)
@@ -246,7 +246,7 @@ def stop_spark() -> None:
 atexit.register(stop_spark)
 
 
-def _arrow(df: pd.DataFrame):  # noqa: ANN202 - pyarrow.Table
+def _arrow(df: pd.DataFrame):
     """A pandas frame as an Arrow table with explicit types (int64 / float64 / string)."""
     import pyarrow as pa
 
@@ -285,7 +285,7 @@ class SparkEngine(Engine):
         )
         self._views: list[str] = []
 
-    def register(self, df: pd.DataFrame, base: str):  # noqa: ANN201
+    def register(self, df: pd.DataFrame, base: str):
         name = self.table_name(base)
         self._views.append(name)
         return self.api.register(self.spark.createDataFrame(_arrow(df)), table_name=name)

@@ -44,8 +44,8 @@ from pathlib import Path
 import pandas as pd
 
 from rosterlink.core import idnumber
-from rosterlink.link import backends as linkage_backends
 from rosterlink.core.spec import PACKAGE_CONFIG, config_dir
+from rosterlink.link import backends as linkage_backends
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +348,7 @@ def prior_parameters(cfg: dict) -> dict:
     return out
 
 
-def _parameters_from_linker(linker, fallback: dict) -> dict:  # noqa: ANN001 - splink Linker
+def _parameters_from_linker(linker, fallback: dict) -> dict:
     model = linker.misc.save_model_to_json()
     out = {
         "probability_two_random_records_match": model.get("probability_two_random_records_match")
@@ -437,7 +437,7 @@ def train(records: pd.DataFrame, entities: pd.DataFrame, cfg: dict, *, tf: bool)
     return params
 
 
-def _register_tf(engine, linker, tf_tables: dict[str, pd.DataFrame], tag: str) -> None:  # noqa: ANN001
+def _register_tf(engine, linker, tf_tables: dict[str, pd.DataFrame], tag: str) -> None:
     for col, table in tf_tables.items():
         sdf = engine.register(table, f"rl_tf_{col}_{tag}")
         linker.table_management.register_term_frequency_lookup(sdf, col)
@@ -469,7 +469,7 @@ class Scorer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _register(self, df: pd.DataFrame):  # noqa: ANN202
+    def _register(self, df: pd.DataFrame):
         self._n += 1
         return self.engine.register(df[list(FEATURES)], f"rl_in_{self._n}")
 
@@ -492,7 +492,7 @@ class Scorer:
         )
         return self._collect(out)
 
-    def _collect(self, out) -> pd.DataFrame:  # noqa: ANN001 - SplinkDataFrame
+    def _collect(self, out) -> pd.DataFrame:
         cols = ["unique_id_l", "unique_id_r", "match_weight", "match_probability"]
         for comp in COMPARISONS:
             cols.append(f"gamma_{comp}")

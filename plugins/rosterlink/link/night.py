@@ -48,13 +48,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from rosterlink.ops import faults
-from rosterlink.link import model as linkage
-from rosterlink.warehouse import schema
 from rosterlink.core.findings import message
 from rosterlink.core.masking import defuse, mask_id, mask_phone, mask_text
 from rosterlink.core.spec import catalogue
-from rosterlink.warehouse import dumps, insert_many, now, update_many
+from rosterlink.link import model as linkage
+from rosterlink.ops import faults
+from rosterlink.warehouse import dumps, insert_many, now, schema, update_many
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +124,7 @@ def _key_number(key: str) -> int:
     return int(key[1:])
 
 
-def _older(keys) -> str:  # noqa: ANN001
+def _older(keys) -> str:
     return min(keys, key=_key_number)
 
 
@@ -719,7 +718,7 @@ class _Night:
         kind.stats["pairs_scored"] = len(edges)
         return edges
 
-    def _model(self, kind: _Kind, feats: dict[int, dict], entities) -> tuple[dict, bool]:  # noqa: ANN001
+    def _model(self, kind: _Kind, feats: dict[int, dict], entities) -> tuple[dict, bool]:
         cfg, training = self.cfg, self.cfg["training"]
         lm = schema.link_model
         stored = self.conn.execute(
@@ -1273,7 +1272,7 @@ def _bulk_update(conn: sa.Connection, table: sa.Table, key_col: str, updates: li
         )
 
 
-def _chunks(items: list, size: int):  # noqa: ANN202
+def _chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -1360,7 +1359,7 @@ def _upsert_cases(conn: sa.Connection, keys: set[str]) -> None:
     _bulk_update(conn, k, "case_key", updates)
 
 
-def _as_date(value: object):  # noqa: ANN202
+def _as_date(value: object):
     return dt.date.fromisoformat(value) if isinstance(value, str) else value
 
 
@@ -1540,7 +1539,7 @@ def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
     ws = wb.active
     ws.title = "待核实"
 
-    def put(r: int, c: int, value: object, sheet=None, **style: object) -> None:  # noqa: ANN001
+    def put(r: int, c: int, value: object, sheet=None, **style: object) -> None:
         cell = (sheet or ws).cell(r, c)
         if isinstance(value, str):
             cell.value = defuse(mask_text(value))

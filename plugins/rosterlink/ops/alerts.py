@@ -75,10 +75,10 @@ def night_failed(context: dict) -> None:
     send(_alert(context, task_id, exc))
     try:
         from rosterlink import warehouse
-        from rosterlink.ops import nightlock
-        from rosterlink.warehouse import schema
         from rosterlink.core import settings
         from rosterlink.core.masking import mask_text
+        from rosterlink.ops import nightlock
+        from rosterlink.warehouse import schema
 
         params = context.get("params") or {}
         cfg = settings.load(**{k: params.get(k) for k in ("intake_dir", "warehouse_url", "export_dir")})

@@ -52,8 +52,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from rosterlink.ops import faults
-from rosterlink.warehouse import schema
-from rosterlink.warehouse import dumps, insert_many
+from rosterlink.warehouse import dumps, insert_many, schema
 
 log = logging.getLogger(__name__)
 
@@ -490,7 +489,7 @@ def _spread(values: np.ndarray, groups: np.ndarray) -> dict[str, dict[str, int]]
     frame = pd.DataFrame({"g": pd.Series(groups, dtype=object).fillna("unknown"), "v": values})
     for g, vals in frame.groupby("g", sort=True)["v"]:
         out[str(g)] = {
-            "cadres": int(len(vals)),
+            "cadres": len(vals),
             "min": int(vals.min()),
             "max": int(vals.max()),
             "spread": int(vals.max() - vals.min()),

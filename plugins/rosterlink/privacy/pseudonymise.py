@@ -42,13 +42,11 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from rosterlink.core import idnumber
-from rosterlink.warehouse import schema
-from rosterlink.core import settings
+from rosterlink.core import idnumber, settings
 from rosterlink.core.masking import mask_text
 from rosterlink.core.paths import SQL_DIR
 from rosterlink.core.settings import normalise_url
-from rosterlink.warehouse import insert_many, now
+from rosterlink.warehouse import insert_many, now, schema
 
 KEY_ENV = "ROSTERLINK_PSEUDONYM_KEY"
 KEY_CONN_ID = "rosterlink_pseudonym"
@@ -272,7 +270,7 @@ def copy(source_url: str, target_url: str, key: bytes, batch: int = 5000) -> dic
                     sa.select(source_table).order_by(*pk)
                 )
 
-                def rows(result=result, rules=rules):  # noqa: ANN202 - a generator of dicts
+                def rows(result=result, rules=rules):
                     for record in result.mappings():
                         row = dict(record)
                         for col, rule in rules.items():

@@ -42,8 +42,7 @@ from dataclasses import asdict, dataclass
 import sqlalchemy as sa
 
 from rosterlink.ops import nightlock
-from rosterlink.warehouse import schema
-from rosterlink.warehouse import now
+from rosterlink.warehouse import now, schema
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +104,11 @@ class PurgeReport:
         return asdict(self)
 
 
-def _finding_candidates(table: sa.Table, cutoff: dt.datetime):  # noqa: ANN202 - a where clause
+def _finding_candidates(table: sa.Table, cutoff: dt.datetime):
     return sa.and_(table.c.created_at < cutoff, table.c.purged_at.is_(None))
 
 
-def _staged_candidates(cutoff: dt.datetime):  # noqa: ANN202 - a where clause
+def _staged_candidates(cutoff: dt.datetime):
     f, st = schema.intake_file, schema.staged_row
     files = sa.select(f.c.file_id).where(sa.or_(f.c.status != "pending", f.c.received_at < cutoff))
     return st.c.file_id.in_(files)
@@ -167,7 +166,7 @@ def purge(
     return report
 
 
-def _count(conn: sa.Connection, table: sa.Table, where) -> int:  # noqa: ANN001 - a where clause
+def _count(conn: sa.Connection, table: sa.Table, where) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one())
 
 

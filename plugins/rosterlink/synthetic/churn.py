@@ -94,7 +94,7 @@ class Churn:
         started = time.perf_counter()
         if night == 1:
             truth = sample.generate(self.out_dir, seed=self.seed, scale=self.scale, night=1)
-            changes = {k: 0 for k in ("exits", "adds", "departures", "joins", "closures", "opens")}
+            changes = dict.fromkeys(("exits", "adds", "departures", "joins", "closures", "opens"), 0)
             files = truth.files
         else:
             files, changes = self._change_night(night)

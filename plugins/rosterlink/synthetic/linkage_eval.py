@@ -39,8 +39,7 @@ import sqlalchemy as sa
 
 from rosterlink.core import idnumber
 from rosterlink.synthetic import sample
-from rosterlink.warehouse import schema
-from rosterlink.warehouse import dumps, insert_many, now
+from rosterlink.warehouse import dumps, insert_many, now, schema
 
 DEFAULT_SEED = 20261125
 
@@ -846,7 +845,7 @@ def evaluate(eng: sa.Engine, evalset: EvalSet, index: dict[tuple[int, int], int]
     # namesakes: distinct people with one name in one town that ended under one key
     truth_key: dict[str, set[str]] = defaultdict(set)
     for loc, i in index.items():
-        if loc in keys and keys[loc]:
+        if keys.get(loc):
             truth_key[evalset.rows[i].truth].add(keys[loc])
     out["namesakes"] = {
         "pairs": len(evalset.namesakes),

@@ -39,8 +39,7 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rosterlink.core import idnumber
-from rosterlink.core import spec
+from rosterlink.core import idnumber, spec
 
 DEFAULT_SEED = 20261125
 NIGHT1_FILL_DATE = dt.date(2026, 11, 20)
@@ -783,7 +782,7 @@ def _build_population(seed: int, scale: float) -> tuple[_Population, _Registry]:
                 rng, reg, towns, picker, _weighted(rng, [(r, w) for _, r, w in _ORDINARY]), linked_town="-"
             )
         )
-    pool: dict[str, int] = {t: 0 for t in towns}
+    pool: dict[str, int] = dict.fromkeys(towns, 0)
     for h in hardship + orphan + old:
         pool[h.town] += 1
     for c in cadres:  # town-government cadres link their own town first

@@ -29,9 +29,9 @@ import sqlalchemy as sa
 
 from rosterlink import warehouse
 from rosterlink.core import idnumber
+from rosterlink.followup.visits import FollowupConfig
 from rosterlink.synthetic import sample
 from rosterlink.warehouse import schema
-from rosterlink.followup.visits import FollowupConfig
 
 HEADERS = [
     "序号",
@@ -427,7 +427,7 @@ def _write(out_dir: Path, as_of: dt.date, rows: list[dict], bad: list, rng: rand
                 day
                 if isinstance(day, str)
                 else (day.isoformat() if side else sample._Cell(day, "yyyy-mm-dd"))
-            )  # noqa: SLF001
+            )
             values.append([i + 1 if c == "seq" else shown if c == "visit_date" else r.get(c) for c in COLS])
         if side:
             (out_dir / rel).write_bytes(sample._csv_bytes(HEADERS, values, "gbk"))  # noqa: SLF001

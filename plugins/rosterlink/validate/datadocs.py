@@ -42,9 +42,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from rosterlink import warehouse
-from rosterlink.warehouse import schema
 from rosterlink.core.findings import ERROR, Finding
 from rosterlink.core.spec import catalogue, district
+from rosterlink.warehouse import schema
 
 if TYPE_CHECKING:
     from rosterlink.core.settings import Settings
@@ -139,8 +139,8 @@ def _frame(roster: str, staged: list[sa.Row]) -> tuple[pd.DataFrame, list[Findin
 
 def _gx_batch(roster: str, frame: pd.DataFrame, findings: list[Finding]) -> pd.DataFrame:
     """The frame with the helper columns the suites check (as ``validate.validate_table`` builds it)."""
-    from rosterlink.validate import run as validate
     from rosterlink.intake.normalise import is_blank
+    from rosterlink.validate import run as validate
 
     fields = set(catalogue().rosters[roster].fields)
     position = {int(r): i for i, r in enumerate(frame["_row"])}

@@ -62,8 +62,8 @@ import pandas as pd
 from rosterlink.core import settings
 from rosterlink.core.findings import ERROR, WARNING, Finding
 from rosterlink.core.masking import mask_text
-from rosterlink.intake.normalise import enum_choices, is_blank, make_finding
 from rosterlink.core.spec import catalogue, district
+from rosterlink.intake.normalise import enum_choices, is_blank, make_finding
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -342,7 +342,7 @@ _RUNNERS: dict[tuple[str, int, int], Any] = {}
 
 def _gx() -> Any:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    import great_expectations as gx  # noqa: PLC0415 - 3 s import, only when validating
+    import great_expectations as gx
 
     return gx
 
@@ -353,7 +353,7 @@ def _runner(path: Path) -> Any:
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _RUNNERS:
         gx = _gx()
-        from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: PLC0415
+        from great_expectations.data_context.types.base import ProgressBarsConfig
 
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)

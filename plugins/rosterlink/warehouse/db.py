@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import itertools
 import json
 import logging
-import re
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -20,12 +18,11 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from rosterlink.warehouse import schema
 from rosterlink.core.paths import SQL_DIR
 from rosterlink.core.settings import normalise_url
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +34,7 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI types
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
