@@ -1,18 +1,28 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - virtualenv, install, sample intake, one nightly run on SQLite, summary
 #   make test   - virtualenv, install, the whole test suite (starts PostgreSQL if it is down)
+# For the inner loop: make check (the fast tests, a few minutes) and make lint (ruff, mypy).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: install demo demo-night2 test bench bench-large bench-province airflow-ui screenshots clean
+.PHONY: install demo demo-night2 test check lint format bench bench-large bench-province airflow-ui screenshots clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,spark]'
-	touch $(STAMP)
+
+# the pipeline and its sample generator (make demo)
+$(DEMO_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[sample]'
+	touch $(DEMO_STAMP)
+
+# everything: tests (Celery, Spark, browser) and the linters
+$(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[sample,test,spark,lint]'
+	touch $(STAMP) $(DEMO_STAMP)
 
 install: $(STAMP)
 
@@ -20,7 +30,7 @@ install: $(STAMP)
 # made at the programme's start, DEMO_PAIRED_ON, before the Mid-Autumn first-visit deadline), then
 # the units' visit logs up to today and tonight's night (follow-through figures).
 DEMO_PAIRED_ON ?= 2026-08-03
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	rm -rf data/intake data/exports data/warehouse.db data/truth
 	$(BIN)/rosterlink sample --out data/intake --night 1 --truth data/truth/night1.json
 	$(BIN)/rosterlink nightly --as-of $(DEMO_PAIRED_ON)
@@ -28,13 +38,27 @@ demo: $(STAMP)
 	$(BIN)/rosterlink nightly
 
 # After `make demo`: the departments drop night 2's files (adjustments, cadre changes, closures).
-demo-night2: $(STAMP)
+demo-night2: $(DEMO_STAMP)
 	$(BIN)/rosterlink sample --out data/intake --night 2 --truth data/truth/night2.json
 	$(BIN)/rosterlink nightly --as-of $$(date -d tomorrow +%F)
 
 test: $(STAMP)
 	scripts/ensure-system-deps.sh
 	$(BIN)/python -m pytest
+
+# The fast tests: no Airflow scheduler, no Celery, no Spark, no browser (markers in pyproject.toml)
+check: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not spark and not browser"
+
+# ruff (lint rules and format) and mypy, as CI runs them before the tests
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # Benchmarks print figures (README: measured); none of them asserts a time.
 bench: $(STAMP)
