@@ -791,3 +791,12 @@ def test_a_night_with_more_new_pairs_than_the_change_sheet_lists_says_where_they
         )
     )
     assert sum(1 for r in log_rows if r[1] == "新结对") == new_total
+
+
+def test_towns_are_listed_in_the_district_order_then_unknown_towns_then_no_town():
+    from rosterlink.core.spec import district, town_key, town_order
+
+    first, second = district().towns[:2]
+    towns = ["外镇", None, second, "别镇", first]
+    assert town_order(towns) == [first, second, "别镇", "外镇", None]
+    assert sorted(towns, key=town_key) == town_order(towns)

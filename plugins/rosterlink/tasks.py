@@ -15,6 +15,7 @@ import resource
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import sqlalchemy as sa
@@ -28,6 +29,10 @@ from rosterlink.intake import scan as intake
 from rosterlink.ops import faults, nightlock
 from rosterlink.privacy import pseudonymise
 from rosterlink.warehouse import dumps, insert_many, now, schema
+
+if TYPE_CHECKING:
+    from rosterlink.export import NightExports
+    from rosterlink.followup.match import MatchSummary
 
 log = logging.getLogger(__name__)
 
@@ -454,7 +459,7 @@ def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> dict:
     return pairing.rebuild(_engine(settings), as_of, run_id, config)
 
 
-def follow_through(settings: Settings, as_of: dt.date, run_id: str) -> dict:
+def follow_through(settings: Settings, as_of: dt.date, run_id: str) -> MatchSummary:
     """Tie tonight's visit logs to the pairs (or reject them) and rebuild the follow-through figures."""
     from rosterlink.followup import match
 
@@ -470,7 +475,7 @@ def night_file_ids(settings: Settings, run_id: str, items: list[dict]) -> list[i
     return sorted({*(i["file_id"] for i in items if i), *marked})
 
 
-def write_exports(settings: Settings, as_of: dt.date, file_ids: list[int]) -> dict:
+def write_exports(settings: Settings, as_of: dt.date, file_ids: list[int]) -> NightExports:
     """All of the night's workbooks in one call (the CLI's and the benchmarks' way; the DAG writes
     them in three parallel tasks: :func:`write_feedback`, :func:`write_pairing_workbook`,
     :func:`write_change_log`)."""
