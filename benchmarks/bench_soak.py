@@ -109,7 +109,7 @@ def run_night(workdir: Path, night: int, as_of: str) -> dict:
 
         for module in (
             "status",
-            "export.workbooks",
+            "export",
             "link.night",
             "intake.normalise",
             "pairing.engine",

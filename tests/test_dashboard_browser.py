@@ -266,8 +266,7 @@ def test_feedback_workbook_drawn_for_the_readme_shows_what_the_clerk_sees(tmp_pa
     and filter, every rejected row as the workbook holds it (masked), then saved by Chromium."""
     import openpyxl
 
-    from rosterlink import tasks
-    from rosterlink.export import workbooks as export
+    from rosterlink import export, tasks
 
     shots = _screenshots_script()
     intake = tmp_path / "intake"

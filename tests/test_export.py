@@ -13,10 +13,10 @@ import pytest
 import sqlalchemy as sa
 import xlsxwriter
 
-from rosterlink import warehouse
+from rosterlink import export, warehouse
 from rosterlink.core.idnumber import make
 from rosterlink.core.settings import Settings
-from rosterlink.export import workbooks as export
+from rosterlink.export import change_log, common, pairing_book
 from rosterlink.warehouse import schema
 
 AS_OF = dt.date(2026, 11, 20)
@@ -155,7 +155,8 @@ def night(tmp_path: Path):
                     "sha256": "2" * 64,
                     "status": "rejected",
                     "reason_code": "file_corrupt",
-                    "message": "文件已损坏或不是有效的表格文件，无法打开。请用Excel打开确认后另存为.xlsx重新报送。",
+                    "message": "文件已损坏或不是有效的表格文件，无法打开。"
+                    "请用Excel打开确认后另存为.xlsx重新报送。",
                 },
                 {
                     **base,
@@ -519,7 +520,7 @@ def test_pairing_workbook_has_one_sheet_per_town_in_district_order(night):
         "走访预警",
     ]
     ws = wb["山城街道"]
-    assert _rows(ws)[0] == export.TOWN_COLUMNS
+    assert _rows(ws)[0] == pairing_book.TOWN_COLUMNS
     assert ws.freeze_panes == "A2"
     h1 = [c.value for c in _find_row(ws, "张三")]
     assert h1[:8] == [
@@ -630,7 +631,7 @@ def test_change_log_lists_ended_and_new_pairs_with_reasons_and_masked_ids(night)
     assert path == settings.export_dir / "变动日志_20261120.xlsx"
     ws = openpyxl.load_workbook(path)["结对变动"]
     header, *body = _rows(ws)
-    assert header == export.LOG_COLUMNS
+    assert header == change_log.LOG_COLUMNS
     assert len(body) == 5
     by_code = {(r[1], r[13]): r for r in body}
     assert set(by_code) == {
@@ -759,31 +760,6 @@ def test_pairing_workbook_lists_all_1500_pairs_of_a_district(tmp_path):
     assert sum(ws.max_row - 1 for ws in wb.worksheets if ws.title in towns) == 1500
 
 
-def test_a_table_longer_than_a_sheet_continues_on_sheets_with_the_same_header(tmp_path):
-    """Excel holds 1,048,576 rows a sheet; a province's night-1 change sheet lists a million pairs.
-    The rows go on, in order, on ``<title>(2)``, ``<title>(3)`` ... each with the header row."""
-    from openpyxl import load_workbook
-
-    from rosterlink.export import workbooks as export
-
-    book = export._Book(stamp=dt.datetime(2026, 11, 25))
-    sheet = book.sheet("本次变化", (10, 10), columns=("序号", "姓名"))
-    sheet.max_rows = 4  # header + 3 data rows per sheet, instead of Excel's limit
-    for i in range(8):
-        sheet.row((i + 1, f"张{i + 1}"))
-    book.sheet("说明").row(("end",))
-    target = book.save(tmp_path / "long.xlsx")
-    wb = load_workbook(target, read_only=True)
-    assert wb.sheetnames == ["本次变化", "本次变化(2)", "本次变化(3)", "说明"]
-    seen = []
-    for name in wb.sheetnames[:3]:
-        rows = list(wb[name].iter_rows(values_only=True))
-        assert rows[0] == ("序号", "姓名"), name
-        assert len(rows) <= 4
-        seen += [r[0] for r in rows[1:]]
-    assert seen == list(range(1, 9))
-
-
 def test_a_night_with_more_new_pairs_than_the_change_sheet_lists_says_where_they_are(night, monkeypatch):
     """A province's first night makes a million pairs: 本次变化 lists every ended pair and the first
     new ones, then names the change log, which lists them all."""
@@ -798,7 +774,7 @@ def test_a_night_with_more_new_pairs_than_the_change_sheet_lists_says_where_they
     assert new_total >= 2
     assert ended
 
-    monkeypatch.setattr(export, "SHEET_LIST_MAX", 1)
+    monkeypatch.setattr(common, "SHEET_LIST_MAX", 1)
     rows = list(
         openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["本次变化"].iter_rows(
             min_row=2, values_only=True
@@ -815,3 +791,12 @@ def test_a_night_with_more_new_pairs_than_the_change_sheet_lists_says_where_they
         )
     )
     assert sum(1 for r in log_rows if r[1] == "新结对") == new_total
+
+
+def test_towns_are_listed_in_the_district_order_then_unknown_towns_then_no_town():
+    from rosterlink.core.spec import district, town_key, town_order
+
+    first, second = district().towns[:2]
+    towns = ["外镇", None, second, "别镇", first]
+    assert town_order(towns) == [first, second, "别镇", "外镇", None]
+    assert sorted(towns, key=town_key) == town_order(towns)

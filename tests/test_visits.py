@@ -15,7 +15,8 @@ import openpyxl
 import pytest
 
 from rosterlink import warehouse
-from rosterlink.followup import visits
+from rosterlink.export import opinions
+from rosterlink.followup import config, figures, match
 
 from loaded_rows import id_number
 
@@ -274,7 +275,7 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
     assert rejected == {row: code for row, code in facts["expected"].items() if code}
     assert q(url, "SELECT COUNT(*) FROM visit") == [(5,)]
     # a retried follow-through stage matches nothing twice and rejects nothing twice
-    again = visits.match(warehouse.connect(url), dt.date(2026, 10, 10))
+    again = match.match(warehouse.connect(url), dt.date(2026, 10, 10))
     assert (again["rows_matched"], again["rows_rejected"], again["households"]) == (0, {}, 4)
     assert q(url, "SELECT COUNT(*) FROM visit") == [(5,)]
     assert q(
@@ -284,7 +285,7 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
     ) == [(5,)]
 
     # the figures, counted by hand from the log above (night of 2026-10-10; deadline 2026-09-25)
-    fig = visits.headline(warehouse.connect(url))
+    fig = figures.headline(warehouse.connect(url))
     assert {
         k: fig[k]
         for k in (
@@ -375,10 +376,11 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
     assert sorted(r[0] for r in warn) == ["公款帮扶", "帮扶低于标准", "帮扶高于标准", "超期未走访"]
     # more overdue households than the sheet lists (a province before its first logs): the help and
     # public-fund lines stay, the overdue ones stop at the cap and a last line says how many and where
+    from rosterlink import export
     from rosterlink.core import settings as settings_mod
-    from rosterlink.export import workbooks as export
+    from rosterlink.export import common
 
-    monkeypatch.setattr(export, "SHEET_LIST_MAX", 0)
+    monkeypatch.setattr(common, "SHEET_LIST_MAX", 0)
     capped = settings_mod.Settings(
         intake_dir=district["intake"], warehouse_url=url, export_dir=district["exports"] / "capped"
     )
@@ -422,7 +424,7 @@ def test_opinions_reach_one_workbook_per_responsible_department_without_id_numbe
                     text = str(cell.value or "")
                     assert not any(i in text or i[:6] + "********" in text for i in ids), (path.name, text)
     lines = list(openpyxl.load_workbook(folder / "卫健局.xlsx")["意见建议"].iter_rows(values_only=True))
-    assert lines[0] == visits.OPINION_COLUMNS
+    assert lines[0] == opinions.OPINION_COLUMNS
     (line,) = lines[1:]
     assert line[9] == "希望提高看病报销比例"
     assert line[8] == "医疗"
@@ -503,7 +505,7 @@ def test_visit_history_carries_over_when_the_household_cadre_changes(district, s
 
 def test_on_postgresql_the_visit_logs_give_the_same_figures(district, pg_url, run_night):
     two_nights(district, pg_url, run_night)
-    fig = visits.headline(warehouse.connect(pg_url))
+    fig = figures.headline(warehouse.connect(pg_url))
     assert (
         fig["households"],
         fig["overdue"],
@@ -520,12 +522,12 @@ def test_on_postgresql_the_visit_logs_give_the_same_figures(district, pg_url, ru
 
 
 def test_problem_counts_and_fund_sources_follow_the_programme_words():
-    cfg = visits.FollowupConfig.load()
-    assert visits.count_items("1、看病贵；2、房屋漏雨", cfg) == 2
-    assert visits.count_items("（1）缺劳力（2）住房旧（3）孩子上学", cfg) == 3
-    assert visits.count_items("无", cfg) == 0
-    assert visits.count_items("3", cfg) == 3
-    assert visits.count_items("看病、吃药难", cfg) == 1
+    cfg = config.FollowupConfig.load()
+    assert config.count_items("1、看病贵；2、房屋漏雨", cfg) == 2
+    assert config.count_items("（1）缺劳力（2）住房旧（3）孩子上学", cfg) == 3
+    assert config.count_items("无", cfg) == 0
+    assert config.count_items("3", cfg) == 3
+    assert config.count_items("看病、吃药难", cfg) == 1
     assert [cfg.source_kind(s) for s in ("个人出资", "村集体经济", "财政专项资金", "", "单位工会")] == [
         "own",
         "public",
@@ -584,7 +586,7 @@ def test_sample_visit_logs_of_the_reference_district_give_the_generators_figures
                 x[:2] == (bad.sheet, bad.row) and x[2] == bad.field and x[3] in bad.codes for x in listed
             ), bad
     assert q(sqlite_url, "SELECT COUNT(*) FROM file_reconciliation WHERE balanced = 0") == [(0,)]
-    fig = visits.headline(warehouse.connect(sqlite_url))
+    fig = figures.headline(warehouse.connect(sqlite_url))
     assert {k: fig[k] for k in truth.followup} == truth.followup
     assert truth.followup["phone_only"] > 0
     assert 0 < truth.followup["overdue"] < truth.followup["households"] / 4

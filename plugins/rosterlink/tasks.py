@@ -15,6 +15,7 @@ import resource
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import sqlalchemy as sa
@@ -28,6 +29,10 @@ from rosterlink.intake import scan as intake
 from rosterlink.ops import faults, nightlock
 from rosterlink.privacy import pseudonymise
 from rosterlink.warehouse import dumps, insert_many, now, schema
+
+if TYPE_CHECKING:
+    from rosterlink.export import NightExports
+    from rosterlink.followup.match import MatchSummary
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +118,9 @@ def night_figures(eng: sa.Engine) -> dict:
             "FROM intake_file"
         ).one()
         out["rows"] = {"read": int(rows[0]), "loaded": int(rows[1]), "rejected": int(rows[2])}
-    from rosterlink.followup import visits
+    from rosterlink.followup import figures
 
-    out["followup"] = visits.headline(eng)
+    out["followup"] = figures.headline(eng)
     return out
 
 
@@ -454,11 +459,11 @@ def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> dict:
     return pairing.rebuild(_engine(settings), as_of, run_id, config)
 
 
-def follow_through(settings: Settings, as_of: dt.date, run_id: str) -> dict:
+def follow_through(settings: Settings, as_of: dt.date, run_id: str) -> MatchSummary:
     """Tie tonight's visit logs to the pairs (or reject them) and rebuild the follow-through figures."""
-    from rosterlink.followup import visits
+    from rosterlink.followup import match
 
-    return visits.match(_engine(settings), as_of, run_id)
+    return match.match(_engine(settings), as_of, run_id)
 
 
 def night_file_ids(settings: Settings, run_id: str, items: list[dict]) -> list[int]:
@@ -470,34 +475,33 @@ def night_file_ids(settings: Settings, run_id: str, items: list[dict]) -> list[i
     return sorted({*(i["file_id"] for i in items if i), *marked})
 
 
-def write_exports(settings: Settings, as_of: dt.date, file_ids: list[int]) -> dict:
+def write_exports(settings: Settings, as_of: dt.date, file_ids: list[int]) -> NightExports:
     """All of the night's workbooks in one call (the CLI's and the benchmarks' way; the DAG writes
     them in three parallel tasks: :func:`write_feedback`, :func:`write_pairing_workbook`,
     :func:`write_change_log`)."""
-    from rosterlink.export import workbooks as export
+    from rosterlink import export
 
     return export.write_all(_engine(settings), settings, as_of, file_ids)
 
 
 def write_feedback(settings: Settings, as_of: dt.date, file_ids: list[int]) -> dict:
     """The clerks' feedback workbooks and the departments' opinions workbooks."""
-    from rosterlink.export import workbooks as export
-    from rosterlink.followup import visits
+    from rosterlink import export
 
     eng = _engine(settings)
     feedback = export.write_feedback(eng, settings, file_ids)
-    opinions = visits.write_opinion_workbooks(eng, settings, as_of)
+    opinions = export.write_opinion_workbooks(eng, settings, as_of)
     return {"feedback": [str(p) for p in feedback], "opinions": [str(p) for p in opinions]}
 
 
 def write_pairing_workbook(settings: Settings, as_of: dt.date) -> dict:
-    from rosterlink.export import workbooks as export
+    from rosterlink import export
 
     return {"pairing": str(export.write_pairing_workbook(_engine(settings), settings, as_of))}
 
 
 def write_change_log(settings: Settings, as_of: dt.date) -> dict:
-    from rosterlink.export import workbooks as export
+    from rosterlink import export
 
     return {"change_log": str(export.write_change_log(_engine(settings), settings, as_of))}
 

@@ -16,8 +16,12 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rosterlink.core.paths import PACKAGE_CONFIG
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 def config_dir() -> Path:
@@ -138,6 +142,23 @@ def catalogue() -> Catalogue:
 
 def district() -> District:
     return _load_district(str(config_dir()))
+
+
+def town_order(towns: Iterable[str | None]) -> list[str | None]:
+    """The towns given, in the district's order; towns it does not know after them (sorted), then
+    None (town not known)."""
+    present = set(towns)
+    known = district().towns
+    rest = sorted(t for t in present if t not in known and t is not None)
+    return [t for t in known if t in present] + rest + ([None] if None in present else [])
+
+
+def town_key(town: str | None) -> tuple[int, str]:
+    """A sort key putting towns in the district's order, unknown towns after them, None last."""
+    known = district().towns
+    if town in known:
+        return (known.index(town), "")
+    return (len(known) + (1 if town is None else 0), town or "")
 
 
 def load_json(name: str) -> dict:

@@ -383,9 +383,9 @@ def figures(
 
 
 def _followup_headline(eng: sa.Engine) -> dict[str, Any]:
-    from rosterlink.followup import visits
+    from rosterlink.followup import figures
 
-    return visits.headline(eng)
+    return figures.headline(eng)
 
 
 # ================================================================================================
@@ -819,7 +819,7 @@ def render_page(data: dict[str, Any], *, warehouse: str, generated: dt.datetime)
         + "</div></section>"
     )
 
-    # --- follow-through (rosterlink.followup.visits): visits, help, opinions against the pairs
+    # --- follow-through (rosterlink.followup): visits, help, opinions against the pairs
     fu = data.get("followup") or {}
     if fu.get("households"):
         cols = (

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from rosterlink import warehouse
 from rosterlink.core import idnumber
-from rosterlink.followup.visits import FollowupConfig
+from rosterlink.followup.config import FollowupConfig
 from rosterlink.synthetic import sample
 from rosterlink.warehouse import schema
 
@@ -103,7 +103,7 @@ OPINIONS = (
 class VisitTruth:
     as_of: str
     files: dict[str, sample.FileTruth]
-    followup: dict  # the district's figures (rosterlink.followup.visits.headline keys)
+    followup: dict  # the district's figures (rosterlink.followup.figures.headline keys)
     departments: dict[str, int] = field(default_factory=dict)  # opinions per responsible department
 
     def to_json(self) -> str:
@@ -364,7 +364,7 @@ def _figures(
     as_of: dt.date,
     cfg: FollowupConfig,
 ) -> dict:
-    """The figures of rosterlink.followup.visits.headline, counted from the good rows written."""
+    """The figures of rosterlink.followup.figures.headline, counted from the good rows written."""
     of: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         of[r["_household"]].append(r)

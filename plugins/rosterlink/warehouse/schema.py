@@ -311,7 +311,7 @@ sa.Index("ix_intake_file_status", intake_file.c.status)
 
 
 # --- follow-through of the pairs (走访帮扶): visits and the nightly per-household figures -----------
-# One row per visit log row that matched a pair (rosterlink.followup.visits); the source row stays in
+# One row per visit log row that matched a pair (rosterlink.followup.match); the source row stays in
 # source_record. The household's key follows merges; the cadre is the one who made the visit.
 visit = sa.Table(
     "visit",

@@ -1,0 +1,303 @@
+"""The one workbook writer: every .xlsx the project writes for people goes through :class:`Book`.
+
+House rules built in: every string is masked for ID-/phone-shaped numbers (``masking.mask_text``,
+unless the book is made with ``mask=False``), stripped of characters XML cannot hold, passed
+through ``masking.defuse`` and written as text (``write_string``), so nothing coming from a
+spreadsheet can become a live formula. Workbooks are streamed by XlsxWriter in its constant-memory
+mode (a province's million pairs in flat memory; a table longer than a sheet goes on in
+continuation sheets ``<title>(2)``, ``<title>(3)`` ...), to a temporary file in the target folder
+that replaces the target only when complete (``os.replace``), with fixed document properties and
+zip timestamps so the same data gives the same bytes.
+
+Cells are styled with :class:`Style` (a fill, bold, a font size, wrapped text, a number format),
+combined with ``|``: ``sheet.row(values, BOLD | RED, styles={4: PERCENT})``. Each combination
+becomes one XlsxWriter format, built the first time it is used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import xlsxwriter
+
+from rosterlink.core.masking import defuse, mask_text
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a cell looks. The default is a plain cell; combine two with ``a | b`` (``b``'s fill,
+    size and number format win where it has them; bold and wrap add up)."""
+
+    fill: str | None = None  # solid background, "#RRGGBB"
+    bold: bool = False
+    size: float | None = None  # font size in points (the default font's size when None)
+    wrap: bool = False  # wrapped text, aligned to the top of the cell
+    num_format: str | None = None  # Excel number format, e.g. "0.0%"
+
+    def __or__(self, other: Style) -> Style:
+        return Style(
+            fill=other.fill or self.fill,
+            bold=self.bold or other.bold,
+            size=other.size or self.size,
+            wrap=self.wrap or other.wrap,
+            num_format=other.num_format or self.num_format,
+        )
+
+
+PLAIN = Style()
+RED = Style(fill="#FFC7CE")  # an error, something to act on
+YELLOW = Style(fill="#FFEB9C")  # a warning, a note
+GREEN = Style(fill="#C6EFCE")  # new tonight
+GREY = Style(fill="#D9D9D9")  # ended tonight
+BOLD = Style(bold=True)
+HEADER = Style(fill="#DDEBF7", bold=True)  # a table's header row
+TITLE = Style(bold=True, size=14.0)
+WRAP = Style(wrap=True)
+DATE_FORMAT = "yyyy-mm-dd"
+DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
+PERCENT = Style(num_format="0.0%")
+
+MAX_SHEET_ROWS = 1_048_576
+"""Rows an .xlsx sheet can hold (Excel's limit); a longer table continues on a sheet named
+``<title>(2)`` with the same header (a province's night-1 change sheet lists a million pairs).
+Read when a sheet is made."""
+
+_WORKBOOK_OPTIONS = {
+    "constant_memory": True,  # rows stream to disk as they are written: memory stays flat
+    "strings_to_numbers": False,
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+}
+# characters an XML 1.0 document cannot hold (the same set openpyxl refuses)
+_ILLEGAL_CHARACTERS = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
+_BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
+
+CellValue = str | float | dt.date | None
+Cell = tuple[CellValue, Any]
+"""A cell ready to write: ``(value, XlsxWriter format or None)``, as :meth:`Sheet.cell` makes it."""
+
+
+def date_tag(day: dt.date) -> str:
+    """``2026-11-20`` -> ``20261120``, the date in the names of the night's workbooks."""
+    return f"{day:%Y%m%d}"
+
+
+def midnight(day: dt.date) -> dt.datetime:
+    """The start of ``day``: the creation stamp of a workbook written for that night."""
+    return dt.datetime.combine(day, dt.time())
+
+
+def sheet_title(title: str, taken: Sequence[str]) -> str:
+    """A sheet name Excel accepts (31 characters, none of ``[]:*?/\\``), unique among ``taken``
+    regardless of case (``name(2)``, ``name(3)`` ...)."""
+    base = _BAD_SHEET_CHARS.sub("_", _ILLEGAL_CHARACTERS.sub("", title)).strip("'") or "Sheet"
+    base = base[:31]
+    name, n = base, 2
+    while name.lower() in (t.lower() for t in taken):
+        suffix = f"({n})"
+        name = base[: 31 - len(suffix)] + suffix
+        n += 1
+    return name
+
+
+@dataclass
+class Sheet:
+    """A sheet being written, row after row (constant memory: a written row cannot be changed)."""
+
+    book: Book
+    ws: Any  # the XlsxWriter worksheet written now (a continuation sheet once the first is full)
+    width: int
+    rows: int = 0
+    autofilter: bool = False
+    title: str = ""
+    widths: Sequence[float] = ()
+    columns: Sequence[str] = ()
+    freeze: bool = True
+    max_rows: int = MAX_SHEET_ROWS
+    parts: int = 1  # the sheet and its continuation sheets
+
+    def cell(self, value: object, style: Style = PLAIN) -> Cell | None:
+        """One cell: strings masked (where the book asks), defused and written as text; booleans
+        as 是/否; dates formatted; anything else that is not a number as its text. None and "" stay
+        empty (a blank cell when the style has a fill, else no cell at all)."""
+        out: CellValue
+        if value is None or value == "":
+            if style.fill is None:
+                return None
+            out = None
+        elif isinstance(value, bool):
+            out = "是" if value else "否"
+        elif isinstance(value, dt.date):
+            if not style.num_format:
+                fmt = DATETIME_FORMAT if isinstance(value, dt.datetime) else DATE_FORMAT
+                style = replace(style, num_format=fmt)
+            out = value
+        elif isinstance(value, float) and not math.isfinite(value):
+            out = str(value)
+        elif isinstance(value, (int, float, str)):
+            out = value
+        else:
+            out = str(value)  # anything else is shown as text
+        if isinstance(out, str):
+            out = self.book.text(out)
+        return (out, None if style == PLAIN else self.book.format(style))
+
+    def append(self, cells: Sequence[Cell | None]) -> None:
+        """Write one row of :meth:`cell` results (None leaves the cell out)."""
+        if self.rows >= self.max_rows:
+            self._continue()
+        ws, r = self.ws, self.rows
+        for c, cell in enumerate(cells):
+            if cell is None:
+                continue
+            value, fmt = cell
+            if value is None:
+                ws.write_blank(r, c, None, fmt)
+            elif isinstance(value, str):
+                ws.write_string(r, c, value, fmt)
+            elif isinstance(value, dt.date):
+                ws.write_datetime(r, c, value, fmt)
+            else:
+                ws.write_number(r, c, value, fmt)
+        self.rows += 1
+
+    def row(
+        self, values: Sequence[object], style: Style = PLAIN, *, styles: Mapping[int, Style] | None = None
+    ) -> None:
+        """One row of values in ``style``; ``styles`` adds to it by column index (``{4: WRAP}``)."""
+        styles = styles or {}
+        self.append([self.cell(v, style | styles[i] if i in styles else style) for i, v in enumerate(values)])
+
+    def header(self, names: Sequence[str]) -> None:
+        """A header row (bold, on the header fill)."""
+        self.append([self.cell(n, HEADER) for n in names])
+
+    def close_filter(self) -> None:
+        """Set the filter range over the rows written (the book does it when it saves)."""
+        if self.autofilter and self.width:
+            self.ws.autofilter(0, 0, max(self.rows, 1) - 1, self.width - 1)
+
+    def _continue(self) -> None:
+        """The sheet is full: close its filter range and go on writing on a continuation sheet."""
+        self.close_filter()
+        self.parts += 1
+        suffix = f"({self.parts})"
+        self.ws, self.rows = self.book.worksheet(f"{self.title[: 31 - len(suffix)]}{suffix}", self.widths), 0
+        if self.columns:
+            if self.freeze:
+                self.ws.freeze_panes(1, 0)
+            self.header(self.columns)
+
+
+@dataclass
+class Book:
+    """A streaming workbook (XlsxWriter, constant memory) with the house rules built in.
+
+    ``stamp`` is its fixed creation time (document properties); ``mask=False`` leaves strings
+    unmasked (they are still defused and written as text); ``before_replace`` is called once the
+    workbook is complete on disk, just before it replaces the target (where the exports' failpoint
+    hooks in)."""
+
+    stamp: dt.datetime
+    mask: bool = True
+    before_replace: Callable[[], object] | None = None
+    sheets: list[Sheet] = field(default_factory=list)
+    _formats: dict[Style, Any] = field(default_factory=dict)
+    _titles: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.wb = xlsxwriter.Workbook(None, _WORKBOOK_OPTIONS)
+        # fixed document properties: the same data gives the same bytes (XlsxWriter already gives
+        # every zip member a fixed timestamp)
+        self.wb.set_properties({"author": "rosterlink", "created": self.stamp})
+
+    def text(self, value: str) -> str:
+        """A string as it may appear in the workbook: masked (if asked), XML-safe, never a formula."""
+        s = _ILLEGAL_CHARACTERS.sub("", mask_text(value) if self.mask else value)
+        return str(defuse(s))
+
+    def format(self, style: Style) -> Any:
+        """The XlsxWriter format of a style, built once (formats are numbered in order of first use)."""
+        found = self._formats.get(style)
+        if found is None:
+            props: dict[str, object] = {}
+            if style.num_format:
+                props["num_format"] = style.num_format
+            if style.fill is not None:
+                props.update(pattern=1, bg_color=style.fill)
+            if style.bold or style.size:
+                props["bold"] = style.bold
+                if style.size:
+                    props["font_size"] = float(style.size)
+            if style.wrap:
+                props.update(text_wrap=True, valign="top")
+            found = self._formats[style] = self.wb.add_format(props)
+        return found
+
+    def worksheet(self, title: str, widths: Sequence[float] = ()) -> Any:
+        """A bare XlsxWriter worksheet with a unique, valid name and the column widths."""
+        ws = self.wb.add_worksheet(sheet_title(title, self._titles))
+        self._titles.append(ws.name)
+        for i, width in enumerate(widths):
+            ws.set_column(i, i, width)
+        return ws
+
+    def sheet(
+        self,
+        title: str,
+        widths: Sequence[float] = (),
+        *,
+        columns: Sequence[str] = (),
+        freeze: bool = True,
+        autofilter: bool = True,
+    ) -> Sheet:
+        """A new sheet; with ``columns`` it starts with a header row (frozen, with a filter)."""
+        ws = self.worksheet(title, widths)
+        sheet = Sheet(
+            self,
+            ws,
+            max(len(widths), len(columns)),
+            autofilter=bool(columns) and autofilter,
+            title=ws.name,
+            widths=widths,
+            columns=columns,
+            freeze=freeze,
+            max_rows=MAX_SHEET_ROWS,
+        )
+        if columns:
+            if freeze:
+                ws.freeze_panes(1, 0)
+            sheet.header(columns)
+        self.sheets.append(sheet)
+        return sheet
+
+    def save(self, target: Path) -> Path:
+        """Write atomically: a temporary file in the same folder, then ``os.replace``."""
+        if not self.sheets:
+            self.sheet("Sheet1")
+        for sheet in self.sheets:
+            sheet.close_filter()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".~", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            self.wb.filename = tmp
+            self.wb.close()
+            if self.before_replace is not None:
+                self.before_replace()
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target

@@ -1,0 +1,245 @@
+"""Feedback to the departments: one workbook per file of the night, beside the file.
+
+``<intake_dir>/<department>/feedback/<file stem>.结果.xlsx`` (sheets 汇总, 错误明细, 提示), in the
+department's own folder; ``intake_file.feedback_path`` is set, relative to the intake root. The
+clerk sees what became of the file, and every row to correct with the Excel row number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections import defaultdict
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from rosterlink.core.masking import mask_text
+from rosterlink.core.spec import DEPARTMENTS, catalogue
+from rosterlink.core.workbook import BOLD, HEADER, RED, TITLE, WRAP, YELLOW, Book, Style
+from rosterlink.export.common import new_book
+from rosterlink.intake.scan import FEEDBACK_DIR
+from rosterlink.warehouse import schema
+
+if TYPE_CHECKING:
+    from rosterlink.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATUS_LABELS = {
+    "loaded": "已导入",
+    "rejected": "整份退回",
+    "duplicate": "重复文件",
+    "pending": "处理中（未完成）",
+}
+INSTRUCTION_ERRORS = "请按“错误明细”表逐行修改后，将整份文件重新放入本文件夹。"
+INSTRUCTION_OK = "全部数据已导入，无需处理。"
+INSTRUCTION_WARN = "数据已导入。请查看“提示”表，核对有提示的行；如需更正，修改后将整份文件重新放入本文件夹。"
+INSTRUCTION_REJECTED = "整份文件未导入。请按上面的原因修改后，将整份文件重新放入本文件夹。"
+INSTRUCTION_DUPLICATE = "此文件与已导入的文件内容相同，无需处理。如需更正数据，请修改后重新放入本文件夹。"
+INSTRUCTION_PENDING = "本文件尚未处理完毕，结果将在下次处理后更新。"
+
+BEIJING = dt.timedelta(hours=8)  # intake_file times are UTC (warehouse.now())
+
+_BAD_NAME_CHARS = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
+
+
+def _feedback_name(department: str, file_name: str, *, keep_suffix: bool = False) -> str:
+    """``civil_affairs/2024/特困.xlsx`` -> ``2024_特困.结果.xlsx`` (subfolders flattened with ``_``)."""
+    path = PurePosixPath(file_name.replace("\\", "/"))
+    parts = list(path.parts)
+    if parts and parts[0] == department:
+        parts = parts[1:]
+    parts = [p for p in parts if p not in ("", ".", "..")] or ["file"]
+    last = parts[-1] if keep_suffix else (PurePosixPath(parts[-1]).stem or parts[-1])
+    stem = "_".join([*parts[:-1], last])
+    stem = _BAD_NAME_CHARS.sub("_", stem).lstrip(".~$_ ") or "file"
+    while len(stem.encode("utf-8")) > 200:
+        stem = stem[1:]
+    return f"{stem}.结果.xlsx"
+
+
+def _feedback_dir(intake_dir: Path, department: str) -> Path | None:
+    """The department's own feedback folder, or None if it is not safe to write there."""
+    if department not in DEPARTMENTS:
+        return None
+    root = intake_dir.resolve()
+    base = root / department
+    folder = base / FEEDBACK_DIR
+    for p in (base, folder):
+        if p.is_symlink() or (p.exists() and not p.is_dir()):
+            return None
+    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.resolve().is_relative_to(base.resolve()) or not base.resolve().is_relative_to(root):
+        return None
+    return folder
+
+
+def _finding_rows(conn: sa.Connection, table: sa.Table, file_id: int) -> list:
+    rows = conn.execute(
+        sa.select(
+            table.c.id,
+            table.c.sheet,
+            table.c.row_number,
+            table.c.field,
+            table.c.header,
+            table.c.value,
+            table.c.message,
+        )
+        .where(table.c.file_id == file_id)
+        .order_by(table.c.id)
+    ).all()
+    first_seen: dict[str, int] = {}
+    for r in rows:
+        first_seen.setdefault(r.sheet, len(first_seen))
+    return sorted(rows, key=lambda r: (first_seen[r.sheet], r.row_number, r.id))
+
+
+def _merged_rows(conn: sa.Connection, file_id: int) -> int:
+    s = schema.source_row
+    groups = (
+        sa.select(sa.func.count().label("n"))
+        .where(s.c.file_id == file_id)
+        .group_by(s.c.entity_kind, s.c.entity_key)
+        .having(sa.func.count() > 1)
+        .subquery()
+    )
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(groups.c.n), 0))).scalar_one())
+
+
+def _finding_sheet(book: Book, title: str, rows: list, style: Style) -> None:
+    fields = catalogue().fields
+    sheet = book.sheet(
+        title, (18, 8, 20, 26, 80), columns=("工作表", "行号", "列名", "填写内容", "问题及修改方法")
+    )
+    for r in rows:
+        spec = fields.get(r.field)
+        header = r.header or (spec.label if spec else (r.field or "（整行）"))
+        value = r.value
+        if spec is not None and spec.minor and value:
+            value = "（未成年人信息，不显示）"
+        sheet.row(
+            (
+                r.sheet,
+                r.row_number,
+                header,
+                mask_text(value) if value is not None else None,
+                mask_text(r.message),
+            ),
+            style,
+            styles={4: WRAP},
+        )
+
+
+def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
+    cat = catalogue()
+    rejected = _finding_rows(conn, schema.rejected_row, f.file_id)
+    warnings = _finding_rows(conn, schema.row_warning, f.file_id)
+    sheets = conn.execute(
+        sa.select(schema.intake_sheet).where(schema.intake_sheet.c.file_id == f.file_id)
+    ).all()
+    merged = _merged_rows(conn, f.file_id)
+
+    if f.status == "rejected":
+        instruction = INSTRUCTION_REJECTED
+    elif f.status == "duplicate":
+        instruction = INSTRUCTION_DUPLICATE
+    elif f.status == "pending":
+        instruction = INSTRUCTION_PENDING
+    elif rejected or (f.rows_rejected or 0):
+        instruction = INSTRUCTION_ERRORS
+    elif warnings:
+        instruction = INSTRUCTION_WARN
+    else:
+        instruction = INSTRUCTION_OK
+
+    stamp = f.processed_at or f.received_at or dt.datetime(2000, 1, 1)
+    book = new_book(stamp.replace(microsecond=0))
+    summary = book.sheet("汇总", (22, 60, 12, 12, 40), freeze=False)
+    summary.row(("报送文件处理结果",), TITLE)
+    dept_label = cat.departments.get(f.department, {}).get("label", f.department)
+    received = (f.received_at + BEIJING).strftime("%Y-%m-%d %H:%M") if f.received_at else ""
+    lines: list[tuple[str, object]] = [
+        ("文件名", f.file_name),
+        ("报送部门", dept_label),
+        ("接收时间（北京时间）", received),
+        ("处理结果", STATUS_LABELS.get(f.status, f.status)),
+    ]
+    if f.status in ("rejected", "duplicate") or f.message:
+        lines.append(("原因", mask_text(f.message) if f.message else ""))
+    lines += [
+        ("读取行数", f.rows_read or 0),
+        ("导入行数", f.rows_loaded or 0),
+        ("退回行数（见“错误明细”）", f.rows_rejected or 0),
+        ("有提示的行数（见“提示”）", f.rows_warned or 0),
+        ("与本文件其他行为同一家庭或人员、已合并的行数", merged),
+        ("处理说明", instruction),
+    ]
+    for label, value in lines:
+        red = label in ("原因",) or (label == "处理结果" and f.status == "rejected")
+        summary.append([summary.cell(label, BOLD), summary.cell(value, RED | WRAP if red else WRAP)])
+    if sheets:
+        summary.row(())
+        summary.row(("工作表", "名单类型", "表头所在行", "读取行数", "说明"), HEADER)
+        for s in sheets:
+            roster = cat.rosters.get(s.roster) if s.roster else None
+            summary.row(
+                (
+                    s.sheet,
+                    roster.label if roster else (s.roster or "未识别"),
+                    s.header_row,
+                    s.rows_read or 0,
+                    s.note,
+                ),
+                styles={4: WRAP},
+            )
+
+    _finding_sheet(book, "错误明细", rejected, RED)
+    if warnings:
+        _finding_sheet(book, "提示", warnings, YELLOW)
+    book.save(target)
+
+
+def write_feedback(eng: sa.Engine, settings: Settings, file_ids: list[int]) -> list[Path]:
+    """One feedback workbook per file of the night, in the file's own department folder.
+
+    Sets ``intake_file.feedback_path`` (relative to the intake root). A file whose department
+    folder is missing from the known departments or unsafe (a symlink) gets no feedback.
+    """
+    if not file_ids:
+        return []
+    t = schema.intake_file
+    root = settings.intake_dir.resolve()
+    written: list[Path] = []
+    with eng.connect() as conn:
+        files = conn.execute(
+            sa.select(t).where(t.c.file_id.in_(sorted(set(file_ids)))).order_by(t.c.file_id)
+        ).all()
+    # a stem shared by two files of one department tonight keeps the original extension in the name
+    names: dict[int, str] = {}
+    seen: dict[tuple[str, str], int] = defaultdict(int)
+    for f in files:
+        seen[(f.department, _feedback_name(f.department, f.file_name))] += 1
+    for f in files:
+        name = _feedback_name(f.department, f.file_name)
+        if seen[(f.department, name)] > 1:
+            name = _feedback_name(f.department, f.file_name, keep_suffix=True)
+        names[f.file_id] = name
+    for f in files:
+        folder = _feedback_dir(root, f.department)
+        if folder is None:
+            log.warning(
+                "feedback: no safe feedback folder for file_id=%s (department %s)", f.file_id, f.department
+            )
+            continue
+        target = folder / names[f.file_id]
+        with eng.connect() as conn:
+            _write_one_feedback(conn, f, target)
+        rel = target.relative_to(root).as_posix()
+        with eng.begin() as conn:
+            conn.execute(t.update().where(t.c.file_id == f.file_id).values(feedback_path=rel))
+        written.append(target)
+        log.info("feedback: file_id=%s written (%s)", f.file_id, f.status)
+    return written

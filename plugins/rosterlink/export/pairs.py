@@ -1,0 +1,109 @@
+"""The pairs as the pairing workbook and the change log show them: current and changed pairs, with
+their cadre and their target (household or key case) joined."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from rosterlink.core.masking import mask_id
+from rosterlink.core.spec import town_key
+from rosterlink.warehouse import schema
+
+ENDED, NEW = "结对结束", "新结对"
+
+
+@dataclass(frozen=True)
+class Pair:
+    pairing_id: int
+    target_kind: str
+    target_key: str
+    valid_from: dt.date
+    valid_to: dt.date | None
+    made_reason: str
+    end_reason: str | None
+    cadre_key: str
+    cadre_name: str | None
+    cadre_id: str | None
+    cadre_unit: str | None
+    cadre_rank: str | None
+    cadre_town: str | None
+    cadre_phone: str | None
+    # household or case
+    name: str | None
+    id_number: str | None
+    town: str | None
+    village: str | None
+    status: str | None
+
+    def change(self, as_of: dt.date) -> str:
+        """结对结束 (ended on or before ``as_of``), 新结对 (made on ``as_of``) or ""."""
+        if self.valid_to is not None and self.valid_to <= as_of:
+            return ENDED
+        return NEW if self.valid_from == as_of else ""
+
+
+def read_pairs(conn: sa.Connection, as_of: dt.date, *, current: bool, changed: bool) -> list[Pair]:
+    """Pairs current on ``as_of`` and/or made or ended on ``as_of``, with cadre and target joined."""
+    p, c, h, k = schema.pairing, schema.cadre, schema.household, schema.petition_case
+    is_current = sa.and_(p.c.valid_from <= as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
+    is_changed = sa.or_(p.c.valid_from == as_of, p.c.valid_to == as_of)
+    cond = sa.or_(*([is_current] if current else []), *([is_changed] if changed else []))
+    is_house = p.c.target_kind == "household"
+    query = (
+        sa.select(
+            p.c.pairing_id,
+            p.c.target_kind,
+            p.c.target_key,
+            p.c.valid_from,
+            p.c.valid_to,
+            p.c.made_reason,
+            p.c.end_reason,
+            p.c.cadre_key,
+            c.c.name.label("cadre_name"),
+            c.c.id_number.label("cadre_id"),
+            c.c.unit.label("cadre_unit"),
+            c.c.rank.label("cadre_rank"),
+            c.c.town.label("cadre_town"),
+            c.c.phone.label("cadre_phone"),
+            sa.case((is_house, h.c.head_name), else_=k.c.petitioner_name).label("name"),
+            sa.case((is_house, h.c.head_id_number), else_=k.c.case_number).label("id_number"),
+            sa.case((is_house, h.c.town), else_=k.c.town).label("town"),
+            sa.case((is_house, h.c.village), else_=None).label("village"),
+            sa.case((is_house, h.c.status), else_=k.c.status).label("status"),
+        )
+        .select_from(
+            p.outerjoin(c, c.c.cadre_key == p.c.cadre_key)
+            .outerjoin(h, sa.and_(is_house, h.c.household_key == p.c.target_key))
+            .outerjoin(k, sa.and_(p.c.target_kind == "case", k.c.case_key == p.c.target_key))
+        )
+        .where(cond)
+        .order_by(p.c.pairing_id)
+    )
+    return [Pair(**m) for m in conn.execute(query).mappings()]
+
+
+def changes(pairs: list[Pair], as_of: dt.date) -> list[Pair]:
+    """The pairs made or ended on ``as_of``, by town, ended first, then by target."""
+    changed = [q for q in pairs if q.change(as_of)]
+    return sorted(
+        changed,
+        key=lambda q: (
+            town_key(q.town),
+            q.change(as_of) != ENDED,
+            q.target_kind,
+            q.village or "",
+            q.name or "",
+            q.target_key,
+            q.pairing_id,
+        ),
+    )
+
+
+def masked_target(q: Pair) -> str | None:
+    """The household head's ID number masked, or the key case's number as it is."""
+    if q.id_number is None:
+        return None
+    return mask_id(q.id_number) if q.target_kind == "household" else q.id_number

@@ -1,0 +1,182 @@
+"""The one workbook writer (rosterlink.core.workbook), read back with openpyxl."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zipfile
+
+import openpyxl
+import pytest
+
+from rosterlink.core import workbook
+from rosterlink.core.workbook import BOLD, GREEN, HEADER, PERCENT, PLAIN, RED, TITLE, WRAP, Book, Style
+
+STAMP = dt.datetime(2026, 11, 25)
+FULL_ID = "370406195001011234"
+
+
+def _sheet_xml(path, n: int = 1) -> str:
+    with zipfile.ZipFile(path) as z:
+        return z.read(f"xl/worksheets/sheet{n}.xml").decode("utf-8")
+
+
+@pytest.mark.parametrize("value", ['=HYPERLINK("http://evil.example","x")', "+1", "-2", "@SUM(A1)", "=1+1"])
+def test_a_string_that_looks_like_a_formula_is_written_as_text(tmp_path, value):
+    book = Book(stamp=STAMP)
+    book.sheet("s").row((value,))
+    target = book.save(tmp_path / "f.xlsx")
+    assert "<f>" not in _sheet_xml(target)
+    cell = openpyxl.load_workbook(target)["s"]["A1"]
+    assert cell.data_type == "s"
+    assert cell.value == "'" + value
+
+
+def test_id_and_phone_numbers_in_strings_are_masked_unless_the_book_says_not_to(tmp_path):
+    text = f"户主{FULL_ID}，电话13912345678"
+    masked = Book(stamp=STAMP)
+    masked.sheet("s").row((text,))
+    plain = Book(stamp=STAMP, mask=False)
+    plain.sheet("s").row((text,))
+    a = openpyxl.load_workbook(masked.save(tmp_path / "a.xlsx"))["s"]["A1"].value
+    b = openpyxl.load_workbook(plain.save(tmp_path / "b.xlsx"))["s"]["A1"].value
+    assert a == "户主370406********1234，电话139****5678"
+    assert b == text
+
+
+def test_unmasked_strings_are_still_defused_and_stripped_of_characters_xml_cannot_hold(tmp_path):
+    book = Book(stamp=STAMP, mask=False)
+    book.sheet("s").row(("=1+1\x07",))
+    assert openpyxl.load_workbook(book.save(tmp_path / "f.xlsx"))["s"]["A1"].value == "'=1+1"
+
+
+def test_a_table_longer_than_the_row_limit_continues_on_sheets_with_the_same_header(tmp_path, monkeypatch):
+    """Excel holds 1,048,576 rows a sheet; the rows go on, in order, on ``<title>(2)``, ``<title>(3)``
+    ... each with the header row, frozen and filtered like the first."""
+    monkeypatch.setattr(workbook, "MAX_SHEET_ROWS", 4)  # header + 3 data rows per sheet
+    book = Book(stamp=STAMP)
+    sheet = book.sheet("本次变化", (10, 10), columns=("序号", "姓名"))
+    for i in range(8):
+        sheet.row((i + 1, f"张{i + 1}"))
+    book.sheet("说明").row(("end",))
+    wb = openpyxl.load_workbook(book.save(tmp_path / "long.xlsx"))
+    assert wb.sheetnames == ["本次变化", "本次变化(2)", "本次变化(3)", "说明"]
+    seen = []
+    for name in wb.sheetnames[:3]:
+        ws = wb[name]
+        rows = list(ws.iter_rows(values_only=True))
+        assert rows[0] == ("序号", "姓名"), name
+        assert len(rows) <= 4
+        assert ws.freeze_panes == "A2"
+        assert ws.auto_filter.ref == f"A1:B{len(rows)}"
+        seen += [r[0] for r in rows[1:]]
+    assert seen == list(range(1, 9))
+
+
+def test_a_long_sheet_title_keeps_its_suffix_within_31_characters(tmp_path, monkeypatch):
+    monkeypatch.setattr(workbook, "MAX_SHEET_ROWS", 2)
+    book = Book(stamp=STAMP)
+    sheet = book.sheet("很长的工作表名称" * 5, columns=("a",))
+    for i in range(3):
+        sheet.row((i,))
+    names = openpyxl.load_workbook(book.save(tmp_path / "t.xlsx")).sheetnames
+    assert [len(n) for n in names] == [31, 31, 31]
+    assert names[1].endswith("(2)")
+    assert names[2].endswith("(3)")
+
+
+def test_styles_reach_the_cell(tmp_path):
+    book = Book(stamp=STAMP)
+    sheet = book.sheet("s", columns=("名称", "比例"))
+    sheet.row(("标题",), TITLE)
+    sheet.row(("缺", 0.25), RED | BOLD, styles={1: PERCENT})
+    sheet.row(("很长的说明",), WRAP)
+    sheet.row((dt.date(2026, 11, 25), None), GREEN)
+    ws = openpyxl.load_workbook(book.save(tmp_path / "s.xlsx"))["s"]
+    header = ws["A1"]
+    assert header.font.b
+    assert header.fill.fgColor.rgb == "FFDDEBF7"
+    assert ws["A2"].font.b
+    assert ws["A2"].font.sz == 14
+    for ref in ("A3", "B3"):
+        assert ws[ref].fill.fill_type == "solid"
+        assert ws[ref].fill.fgColor.rgb == "FFFFC7CE"
+        assert ws[ref].font.b
+    assert ws["B3"].number_format == "0.0%"
+    assert ws["A3"].number_format == "General"
+    assert ws["A4"].alignment.wrap_text
+    assert ws["A4"].alignment.vertical == "top"
+    assert ws["A5"].number_format == "yyyy-mm-dd"
+    assert ws["A5"].fill.fgColor.rgb == "FFC6EFCE"
+    assert ws["B5"].value is None  # an empty cell with a fill is a blank cell that shows the fill
+    assert ws["B5"].fill.fgColor.rgb == "FFC6EFCE"
+
+
+def test_values_are_shown_as_people_read_them(tmp_path):
+    book = Book(stamp=STAMP)
+    sheet = book.sheet("s")
+    sheet.row((True, False, float("nan"), dt.datetime(2026, 11, 25, 8, 30), 3, None, ""))
+    ws = openpyxl.load_workbook(book.save(tmp_path / "v.xlsx"))["s"]
+    assert [c.value for c in ws[1]][:5] == ["是", "否", "nan", dt.datetime(2026, 11, 25, 8, 30), 3]
+    assert ws["C1"].data_type == "s"
+    assert ws["D1"].number_format == "yyyy-mm-dd hh:mm"
+    assert ws.max_column == 5  # None and "" without a fill write no cell
+
+
+def test_style_combination_adds_bold_and_wrap_and_takes_the_right_hand_fill_and_format():
+    combined = [RED | BOLD, HEADER | RED, BOLD | PERCENT, WRAP | PLAIN, TITLE | BOLD]
+    assert combined == [
+        Style(fill="#FFC7CE", bold=True),
+        Style(fill="#FFC7CE", bold=True),
+        Style(bold=True, num_format="0.0%"),
+        Style(wrap=True),
+        Style(bold=True, size=14),
+    ]
+
+
+def test_one_format_per_style_in_order_of_first_use():
+    book = Book(stamp=STAMP)
+    sheet = book.sheet("s")
+    a = sheet.cell("x", RED)
+    b = sheet.cell("y", RED)
+    c = sheet.cell(dt.date(2026, 1, 1), RED)
+    assert a is not None
+    assert b is not None
+    assert c is not None
+    assert a[1] is b[1]
+    assert c[1] is not a[1]
+    assert sheet.cell("z")[1] is None  # a plain cell has no format at all
+
+
+def test_the_same_content_gives_the_same_bytes_with_the_stamp_as_creation_time(tmp_path):
+    def write(name: str):
+        book = Book(stamp=STAMP)
+        book.sheet("s", columns=("a",)).row(("b",), RED)
+        return book.save(tmp_path / name)
+
+    first, second = write("1.xlsx"), write("2.xlsx")
+    assert first.read_bytes() == second.read_bytes()
+    props = openpyxl.load_workbook(first).properties
+    assert props.created == STAMP
+    assert props.creator == "rosterlink"
+
+
+def test_a_failure_before_the_replace_keeps_the_previous_workbook_and_no_temp_file(tmp_path):
+    target = tmp_path / "w.xlsx"
+    target.write_bytes(b"last night")
+
+    def fail() -> None:
+        raise OSError("no space left on device")
+
+    book = Book(stamp=STAMP, before_replace=fail)
+    book.sheet("s").row(("x",))
+    with pytest.raises(OSError, match="no space"):
+        book.save(target)
+    assert target.read_bytes() == b"last night"
+    assert [p.name for p in tmp_path.iterdir()] == ["w.xlsx"]
+
+
+def test_file_names_and_dates_of_the_night():
+    assert workbook.date_tag(dt.date(2026, 11, 5)) == "20261105"
+    assert workbook.midnight(dt.date(2026, 11, 5)) == dt.datetime(2026, 11, 5, 0, 0)
+    assert workbook.sheet_title("a/b:c", []) == "a_b_c"
+    assert workbook.sheet_title("Sheet", ["sheet"]) == "Sheet(2)"
