@@ -1,6 +1,6 @@
 """The probabilistic part of linking: a Fellegi–Sunter model (Splink 5, DuckDB in-process or Spark).
 
-Rows that carry a valid ID number are resolved by the ID alone (:mod:`rosterlink.link.night`). The rows
+Rows that carry a valid ID number are resolved by the ID alone (:mod:`rosterlink.link.exact`). The rows
 without one (an orphan family's guardian listed without an ID, mostly) are compared with Splink
 against the rows already resolved, field by field:
 
