@@ -41,12 +41,12 @@ def _child(url: str) -> int:
     """Run one night's link stage (in the child process) and print its summary as JSON."""
     from rosterlink import warehouse
     from rosterlink.link import backends as linkage_backends
-    from rosterlink.link import model as linkage
     from rosterlink.link import night as link
+    from rosterlink.link.config import load_config
 
     eng = warehouse.connect(url)
     started = time.perf_counter()
-    cfg = linkage.load_config()
+    cfg = load_config()
     backend = linkage_backends.backend_name(cfg)
     spark_start = None
     if backend == "spark":  # started here only to time it apart; the stage would start it on first use
@@ -114,7 +114,7 @@ def _answer_reviews(eng, evalset, index) -> Counter:
     """Decide every pending review from the truth, as a clerk would."""
     import sqlalchemy as sa
 
-    from rosterlink.link import night as link
+    from rosterlink.link import review
     from rosterlink.warehouse import schema
 
     r = schema.source_record
@@ -124,12 +124,12 @@ def _answer_reviews(eng, evalset, index) -> Counter:
         }
     decided: Counter = Counter()
     with eng.begin() as conn:
-        for row in link.pending_reviews(conn):
+        for row in review.pending_reviews(conn):
             a, b = loc.get(row.record_id_l), loc.get(row.record_id_r)
             if a not in index or b not in index:
                 continue
             same = evalset.rows[index[a]].truth == evalset.rows[index[b]].truth
-            link.decide(conn, row.review_id, "same" if same else "different", "benchmark (truth)")
+            review.decide(conn, row.review_id, "same" if same else "different", "benchmark (truth)")
             decided[f"{row.reason}:{'same' if same else 'different'}"] += 1
     return decided
 
@@ -204,9 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nnight {night}: {n_rows:,} new rows (inserted in {load_s:.1f}s)")
         jvm = f" + JVM {summary['jvm_peak_mb']:.0f} MB" if summary.get("jvm_peak_mb") else ""
         print(
-            f"  link stage: {summary['wall_seconds']:.1f}s wall, peak memory {summary['max_rss_mb']:.0f} MB{jvm} "
+            f"  link stage: {summary['wall_seconds']:.1f}s wall, "
+            f"peak memory {summary['max_rss_mb']:.0f} MB{jvm} "
             f"(model: {summary['model'].get('source')}, "
-            f"{summary['timings'].get('household_model', 0):.1f}s in training+scoring; backend {summary['backend']}"
+            f"{summary['timings'].get('household_model', 0):.1f}s in training+scoring; "
+            f"backend {summary['backend']}"
             + (
                 f", spark start {summary['spark_start_seconds']:.1f}s"
                 if summary["spark_start_seconds"]
@@ -220,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         clusters = summary["clusters"]
         print(
             f"  clusters: {clusters['households']:,} households, largest {clusters['largest']} rows, "
-            f"sizes {clusters['size_histogram']}; model-shaped 3+ row clusters {clusters['model_shaped_3plus']}, "
+            f"sizes {clusters['size_histogram']}; "
+            f"model-shaped 3+ row clusters {clusters['model_shaped_3plus']}, "
             f"density min {clusters['density_min']} median {clusters['density_median']}, "
             f"below 0.5: {clusters['density_below_half']}"
         )

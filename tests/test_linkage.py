@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
+from rosterlink.link import model as linkage
 from rosterlink.link import night as link
+from rosterlink.link import review, review_book
+from rosterlink.link.config import load_config
 
 from loaded_rows import Loader, hh, id_number
 
@@ -89,9 +92,7 @@ def test_same_name_in_another_village_stays_a_separate_household(db):
 
 def test_guardian_relation_gives_sex_and_keeps_a_grandmother_from_a_male_head_of_the_same_name(db):
     assert (
-        link.linkage.feature_row(
-            1, "李娜", None, "店子镇", None, None, {"relation": "祖母"}, link.linkage.load_config()
-        )["sex"]
+        linkage.feature_row(1, "李娜", None, "店子镇", None, None, {"relation": "祖母"}, load_config())["sex"]
         == "F"
     )
     db.file("civil_affairs", [hh("hardship", 1, "李娜", "hardship", phone=P1)])  # the ID says: a man
@@ -117,7 +118,8 @@ def test_uncertain_pair_is_queued_for_review_with_masked_records_and_evidence(db
     ((review_id, reason),) = reviews(db)
     assert reason == "model_uncertain"
     (display_l, display_r, evidence, prob) = db.q(
-        f"SELECT display_l, display_r, evidence, match_probability FROM link_review WHERE review_id={review_id}"
+        "SELECT display_l, display_r, evidence, match_probability FROM link_review "
+        f"WHERE review_id={review_id}"
     )[0]
     a, b = json.loads(display_l), json.loads(display_r)
     assert a["name"] == b["name"] == "刘桂芳"
@@ -130,8 +132,8 @@ def test_uncertain_pair_is_queued_for_review_with_masked_records_and_evidence(db
     assert levels["name"] == "exact"
     assert levels["town"] == "exact"
     assert levels["village"] == "null"
-    cfg = link.linkage.load_config()["thresholds"]
-    assert cfg["review"] <= prob < cfg["link"]
+    cfg = load_config().thresholds
+    assert cfg.review <= prob < cfg.link
     assert summary["reviews_queued"] == 1
 
 
@@ -221,7 +223,7 @@ def _uncertain_pair(db: Loader) -> int:
 def test_reviewer_same_merges_on_the_next_night_and_records_the_retired_key(db):
     review_id = _uncertain_pair(db)
     with db.eng.begin() as conn:
-        link.decide(conn, review_id, "same", "民政局 李科长")
+        review.decide(conn, review_id, "same", "民政局 李科长")
     summary = link.link(db.eng)
     assert [k for k, *_ in households(db)] == ["H000001"]
     assert categories(db, "H000001") == ["hardship", "orphan"]
@@ -244,7 +246,7 @@ def test_reviewer_different_survives_later_nights_and_rows_that_would_chain_them
     ((review_id, reason),) = reviews(db)
     assert reason == "model_uncertain"
     with db.eng.begin() as conn:
-        link.decide(conn, review_id, "different", "妇联 王主任")
+        review.decide(conn, review_id, "different", "妇联 王主任")
     link.link(db.eng)
     # later nights: a row that the model ties strongly to both (the village of 1, the phone of 2),
     # and the guardian's row sent again. Without the decision the first would chain 1 and 2.
@@ -268,7 +270,7 @@ def test_review_workbook_is_written_masked_and_its_filled_decisions_are_applied(
     db.file("civil_affairs", [hh("hardship", 1, "刘桂芳", "hardship", phone=P1)])
     db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=None)])
     link.link(db.eng, review_dir=review_dir)
-    path = review_dir / link.REVIEW_WORKBOOK
+    path = review_dir / review_book.REVIEW_WORKBOOK
     wb = load_workbook(path)
     ws = wb["待核实"]
     header = [c.value for c in ws[1]]
@@ -387,12 +389,12 @@ def test_review_loop_through_the_nightly_dag(tmp_path, sqlite_url, run_night):
     assert run_night(intake, sqlite_url, exports, as_of="2026-11-25") == "success"
     db = Loader(sqlite_url)
     assert len(households(db)) == 2
-    workbook = intake / "review" / link.REVIEW_WORKBOOK
+    workbook = intake / "review" / review_book.REVIEW_WORKBOOK
     wb = load_workbook(workbook)
     ws = wb["待核实"]
     header = [c.value for c in ws[1]]
     assert ws.max_row == 2
-    assert ws.cell(2, header.index("原因") + 1).value == link.REVIEW_REASONS["model_uncertain"]
+    assert ws.cell(2, header.index("原因") + 1).value == review.REVIEW_REASONS["model_uncertain"]
     ws.cell(2, header.index("核实结论") + 1).value = "同一"
     wb.save(workbook)
     # the review folder is not a department's: the workbook is never taken as a roster
@@ -434,7 +436,7 @@ def test_merged_household_keeps_the_cadre_of_the_household_it_absorbed(db):
         "SELECT cadre_key FROM pairing WHERE target_key='H000002' AND valid_to IS NULL"
     )
     with db.eng.begin() as conn:
-        link.decide(conn, review_id, "same", "妇联 王主任")
+        review.decide(conn, review_id, "same", "妇联 王主任")
     summary = night(3)
     assert db.q("SELECT household_key, status FROM household") == [("H000001", "active")]
     assert db.q("SELECT end_reason FROM pairing WHERE target_key='H000002'") == [("household_merged",)]

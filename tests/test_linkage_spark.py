@@ -33,8 +33,8 @@ import pytest
 
 from rosterlink import warehouse
 from rosterlink.link import backends as linkage_backends
-from rosterlink.link import model as linkage
 from rosterlink.link import night as link
+from rosterlink.link.config import load_config
 from rosterlink.synthetic import linkage_eval, sample
 
 
@@ -42,7 +42,7 @@ from rosterlink.synthetic import linkage_eval, sample
 def spark_ready() -> None:
     """Start the process's Spark session once (and fail with how to install it when it cannot)."""
     try:
-        linkage_backends.spark_session(linkage.load_config())
+        linkage_backends.spark_session(load_config())
     except linkage_backends.BackendUnavailable as exc:
         pytest.fail(f"Spark link backend unavailable: {exc}", pytrace=False)
 
@@ -51,7 +51,7 @@ def spark_ready() -> None:
 def backend(monkeypatch):
     def use(name: str) -> None:
         monkeypatch.setenv("ROSTERLINK_LINKAGE_BACKEND", name)
-        assert linkage_backends.backend_name(linkage.load_config()) == name
+        assert linkage_backends.backend_name(load_config()) == name
 
     return use
 
@@ -85,7 +85,7 @@ def _copy_models(src, dst) -> int:
 
     lm = schema.link_model
     with src.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(lm.select().order_by(lm.c.model_id))]
+        rows = [dict(m) for m in conn.execute(lm.select().order_by(lm.c.model_id)).mappings()]
     with dst.begin() as conn:
         for row in rows:
             conn.execute(lm.insert().values(row))
@@ -134,8 +134,12 @@ REGISTER = {
     "household": "SELECT household_key, head_name, town, village, status FROM household ORDER BY 1",
     "household_category": "SELECT household_key, category, status FROM household_category ORDER BY 1, 2",
     "cadre": "SELECT cadre_key, name, rank, status FROM cadre ORDER BY 1",
-    "pairing": "SELECT cadre_key, target_kind, target_key FROM pairing WHERE valid_to IS NULL ORDER BY 1, 2, 3",
-    "link_review": "SELECT entity_kind, reason, record_id_l, record_id_r, status FROM link_review ORDER BY 1, 2, 3, 4",
+    "pairing": (
+        "SELECT cadre_key, target_kind, target_key FROM pairing WHERE valid_to IS NULL ORDER BY 1, 2, 3"
+    ),
+    "link_review": (
+        "SELECT entity_kind, reason, record_id_l, record_id_r, status FROM link_review ORDER BY 1, 2, 3, 4"
+    ),
 }
 
 

@@ -250,13 +250,13 @@ def cmd_review(args: argparse.Namespace) -> int:
     """The link review queue: list it (masked), or record a reviewer's decision for the next night."""
     from rosterlink import warehouse
     from rosterlink.core import settings
-    from rosterlink.link import night as link
+    from rosterlink.link import review
 
     cfg = settings.load(warehouse_url=args.warehouse)
     eng = warehouse.connect(cfg.warehouse_url)
     if args.action == "list":
         with eng.connect() as conn:
-            rows = link.pending_reviews(conn, include_decided=args.all)
+            rows = review.pending_reviews(conn, include_decided=args.all)
         if not rows:
             print("the review queue is empty")
             return 0
@@ -264,25 +264,26 @@ def cmd_review(args: argparse.Namespace) -> int:
             a, b = json.loads(row.display_l), json.loads(row.display_r)
             state = row.status if row.decision is None else f"{row.status}:{row.decision}"
             prob = "" if row.match_probability is None else f" p={row.match_probability:.3f}"
-            print(
-                f"#{row.review_id} {row.entity_kind} {link.REVIEW_REASONS.get(row.reason, row.reason)} [{state}]{prob}"
-            )
+            reason = review.REVIEW_REASONS.get(row.reason, row.reason)
+            print(f"#{row.review_id} {row.entity_kind} {reason} [{state}]{prob}")
             for tag, side in (("A", a), ("B", b)):
                 print(
                     f"   {tag}: {side.get('name')} {side.get('id_number') or '-'} {side.get('town') or ''}"
-                    f"{side.get('village') or ''} {side.get('phone') or ''}  ({side.get('file')} 第{side.get('row')}行)"
+                    f"{side.get('village') or ''} {side.get('phone') or ''}  "
+                    f"({side.get('file')} 第{side.get('row')}行)"
                 )
-            print(f"   依据: {link.evidence_text(row)}")
+            print(f"   依据: {review.evidence_text(row)}")
         print(f"\n{len(rows)} item(s); decide with: rosterlink review decide ID same|different --by NAME")
         return 0
     try:
         with eng.begin() as conn:
-            row = link.decide(conn, args.review_id, args.decision, args.by, args.note, force=args.force)
-    except link.ReviewError as exc:
+            row = review.decide(conn, args.review_id, args.decision, args.by, args.note, force=args.force)
+    except review.ReviewError as exc:
         print(f"review: {exc}", file=sys.stderr)
         return 2
     print(
-        f"review #{row.review_id}: {row.decision} (by {row.decided_by}); applied by the next night's link stage"
+        f"review #{row.review_id}: {row.decision} (by {row.decided_by}); "
+        "applied by the next night's link stage"
     )
     return 0
 

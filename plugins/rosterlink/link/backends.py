@@ -22,20 +22,22 @@ Arrow tables (explicit schemas: an empty frame has no types to infer).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import threading
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from rosterlink.link.config import BACKENDS, LinkageConfig
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("duckdb", "spark")
 DEFAULT_MASTER = "local[2]"
 INSTALL_HINT = (
     "the Spark link backend needs pyspark and Java 17+: `make install` (or `make test`) installs the "
@@ -65,25 +67,18 @@ def _setting(variable: str, env: str, configured: object, default: str) -> str:
     return str(value).strip()
 
 
-def backend_name(cfg: dict) -> str:
-    name = _setting(
-        "rosterlink_linkage_backend", "ROSTERLINK_LINKAGE_BACKEND", cfg.get("backend"), "duckdb"
-    ).lower()
+def backend_name(cfg: LinkageConfig) -> str:
+    name = _setting("rosterlink_linkage_backend", "ROSTERLINK_LINKAGE_BACKEND", cfg.backend, "duckdb").lower()
     if name not in BACKENDS:
         raise ValueError(f"linkage backend {name!r}: expected one of {', '.join(BACKENDS)}")
     return name
 
 
-def spark_master(cfg: dict) -> str:
-    return _setting(
-        "rosterlink_spark_master",
-        "ROSTERLINK_SPARK_MASTER",
-        cfg.get("spark", {}).get("master"),
-        DEFAULT_MASTER,
-    )
+def spark_master(cfg: LinkageConfig) -> str:
+    return _setting("rosterlink_spark_master", "ROSTERLINK_SPARK_MASTER", cfg.spark.master, DEFAULT_MASTER)
 
 
-def open_engine(cfg: dict) -> Engine:
+def open_engine(cfg: LinkageConfig) -> Engine:
     """A fresh engine for one training or one scoring pass of the configured backend."""
     return SparkEngine(cfg) if backend_name(cfg) == "spark" else DuckDBEngine(cfg)
 
@@ -91,7 +86,7 @@ def open_engine(cfg: dict) -> Engine:
 # --- engines -------------------------------------------------------------------------------------------
 class Engine:
     name = "base"
-    api: object  # the Splink DatabaseAPI
+    api: Any  # the Splink DatabaseAPI
 
     def __init__(self) -> None:
         self._token = uuid.uuid4().hex[:8]
@@ -116,15 +111,15 @@ class Engine:
 class DuckDBEngine(Engine):
     name = "duckdb"
 
-    def __init__(self, cfg: dict) -> None:
+    def __init__(self, cfg: LinkageConfig) -> None:
         import duckdb
         from splink.backends.duckdb import DuckDBAPI
 
         super().__init__()
         self.con = duckdb.connect()
-        opts = cfg.get("duckdb", {})
-        self.con.execute(f"SET threads = {int(opts.get('threads', 2))}")
-        self.con.execute(f"SET memory_limit = '{opts.get('memory_limit', '2GB')}'")
+        opts = cfg.duckdb
+        self.con.execute(f"SET threads = {int(opts.threads)}")
+        self.con.execute(f"SET memory_limit = '{opts.memory_limit}'")
         self.con.execute("SET preserve_insertion_order = false")
         self.api = DuckDBAPI(connection=self.con)
 
@@ -157,7 +152,7 @@ def _check_spark() -> None:
         raise BackendUnavailable(f"no Java runtime found (java on PATH or JAVA_HOME): {INSTALL_HINT}")
 
 
-def spark_session(cfg: dict):
+def spark_session(cfg: LinkageConfig):
     """The process's SparkSession, created on first use with the configured master."""
     global _session, _session_master, _temp_dir
     master = spark_master(cfg)
@@ -175,18 +170,18 @@ def spark_session(cfg: dict):
         from pyspark.sql import SparkSession
         from splink.backends.spark import similarity_jar_location
 
-        opts = cfg.get("spark", {})
+        opts = cfg.spark
         local = master.startswith("local")
         builder = (
             SparkSession.builder.master(master)
-            .appName(str(opts.get("app_name", "rosterlink-link")))
+            .appName(str(opts.app_name))
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
             .config("spark.jars", similarity_jar_location())
-            .config("spark.log.level", str(opts.get("log_level", "ERROR")))
+            .config("spark.log.level", str(opts.log_level))
         )
         if local:  # a cluster keeps its own partition counts (or "conf" sets them)
-            partitions = str(int(opts.get("shuffle_partitions_local", 4)))
+            partitions = str(int(opts.shuffle_partitions_local))
             builder = (
                 builder.config("spark.sql.shuffle.partitions", partitions)
                 .config("spark.default.parallelism", partitions)
@@ -194,11 +189,11 @@ def spark_session(cfg: dict):
                 .config("spark.ui.showConsoleProgress", "false")
                 .config("spark.driver.host", "127.0.0.1")
                 .config("spark.driver.bindAddress", "127.0.0.1")
-                .config("spark.driver.memory", str(opts.get("driver_memory", "2g")))
+                .config("spark.driver.memory", str(opts.driver_memory))
             )
-        for key, value in (opts.get("conf") or {}).items():
+        for key, value in opts.conf.items():
             builder = builder.config(str(key), str(value))
-        checkpoint = opts.get("checkpoint_dir")
+        checkpoint = opts.checkpoint_dir
         if not checkpoint:
             if not local:
                 log.warning(
@@ -217,7 +212,7 @@ def spark_session(cfg: dict):
                 f"Spark did not start on {master} ({type(exc).__name__}: {exc}); {INSTALL_HINT}"
             ) from exc
         session.sparkContext.setCheckpointDir(str(checkpoint))
-        session.sparkContext.setLogLevel(str(opts.get("log_level", "ERROR")))
+        session.sparkContext.setLogLevel(str(opts.log_level))
         _session, _session_master = session, master
         log.info(
             "linkage: Spark %s session started on %s (%s shuffle partitions)",
@@ -233,10 +228,8 @@ def stop_spark() -> None:
     global _session, _session_master, _temp_dir
     with _lock:
         if _session is not None:
-            try:
+            with contextlib.suppress(Exception):  # the JVM may already be gone at exit
                 _session.stop()
-            except Exception:  # noqa: BLE001 - the JVM may already be gone at exit
-                pass
         _session = _session_master = None
         if _temp_dir:
             shutil.rmtree(_temp_dir, ignore_errors=True)
@@ -272,16 +265,16 @@ def _arrow(df: pd.DataFrame):
 class SparkEngine(Engine):
     name = "spark"
 
-    def __init__(self, cfg: dict) -> None:
+    def __init__(self, cfg: LinkageConfig) -> None:
         from splink.backends.spark import SparkAPI
 
         super().__init__()
         self.spark = spark_session(cfg)
-        opts = cfg.get("spark", {})
+        opts = cfg.spark
         self.api = SparkAPI(
             spark_session=self.spark,
-            break_lineage_method=str(opts.get("break_lineage_method", "parquet")),
-            num_partitions_on_repartition=opts.get("repartition_partitions"),
+            break_lineage_method=str(opts.break_lineage_method),
+            num_partitions_on_repartition=opts.repartition_partitions,
         )
         self._views: list[str] = []
 

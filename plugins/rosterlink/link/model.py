@@ -1,6 +1,6 @@
 """The probabilistic part of linking: a Fellegi–Sunter model (Splink 5, DuckDB in-process or Spark).
 
-Rows that carry a valid ID number are resolved by the ID alone (:mod:`rosterlink.link.night`). The rows
+Rows that carry a valid ID number are resolved by the ID alone (:mod:`rosterlink.link.exact`). The rows
 without one (an orphan family's guardian listed without an ID, mostly) are compared with Splink
 against the rows already resolved, field by field:
 
@@ -30,7 +30,6 @@ everything engine-specific is in :mod:`rosterlink.link.backends`.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -39,13 +38,13 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
-from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from rosterlink.core import idnumber
-from rosterlink.core.spec import PACKAGE_CONFIG, config_dir
 from rosterlink.link import backends as linkage_backends
+from rosterlink.link.config import COMPARISONS, LEVELS, LinkageConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +62,7 @@ FEATURES = (
     "birth",
     "id_number",
 )
-COMPARISONS = ("name", "town", "village", "phone", "sex", "birth")
-# level names, best first (the null level is implicit and carries no evidence)
-LEVELS = {
-    "name": ("exact", "pinyin", "fuzzy_pinyin", "one_char", "else"),
-    "town": ("exact", "else"),
-    "village": ("exact", "close", "else"),
-    "phone": ("exact", "one_digit", "else"),
-    "sex": ("exact", "else"),
-    "birth": ("exact", "year", "else"),
-}
+# COMPARISONS and their LEVELS (best first) are in rosterlink.link.config: the prior gives m and u for each
 LEVEL_LABELS_ZH = {
     "name": {
         "exact": "姓名相同",
@@ -94,20 +84,6 @@ LEVEL_LABELS_ZH = {
     },
 }
 TF_COLUMNS = {"name": "name_norm", "village": "village_key"}
-
-
-# --- configuration -----------------------------------------------------------------------------
-def load_config() -> dict:
-    """``linkage.json`` from ``ROSTERLINK_CONFIG_DIR`` if it holds one, else the packaged one."""
-    path = config_dir() / "linkage.json"
-    if not path.is_file():
-        path = PACKAGE_CONFIG / "linkage.json"
-    return _load_config(str(path))
-
-
-@lru_cache(maxsize=4)
-def _load_config(path: str) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 # --- features ------------------------------------------------------------------------------------
@@ -136,7 +112,13 @@ def split_name(name: str, compound: Iterable[str]) -> tuple[str, str]:
 def _char_pinyin(char: str) -> str:
     from pypinyin import Style, lazy_pinyin
 
-    return "".join(lazy_pinyin(char, style=Style.NORMAL, errors=lambda chars: list(chars)))
+    return "".join(lazy_pinyin(char, style=Style.NORMAL, errors=_as_written))
+
+
+def _as_written(chars: str) -> Any:
+    """pypinyin's ``errors`` hook: characters without a reading are kept as they are (as a list of
+    characters, which pypinyin accepts although its type hints say a string)."""
+    return list(chars)
 
 
 def _pinyin(text: str) -> str:
@@ -162,21 +144,21 @@ def fuzzy_syllable(syllable: str) -> str:
     return syllable
 
 
-def name_pinyin(name: str, cfg: dict) -> tuple[str, str, str, str]:
+def name_pinyin(name: str, cfg: LinkageConfig) -> tuple[str, str, str, str]:
     """(surname pinyin, full pinyin, fuzzy pinyin, given name) of a normalised name."""
-    surname, given = split_name(name, cfg.get("compound_surnames", ()))
-    surname_py = cfg.get("surname_pinyin", {}).get(surname) or _pinyin(surname)
+    surname, given = split_name(name, cfg.compound_surnames)
+    surname_py = cfg.surname_pinyin.get(surname) or _pinyin(surname)
     full = (surname_py + " " + _pinyin(given)).strip() if given else surname_py
     fuzzy = " ".join(fuzzy_syllable(s) for s in full.split(" "))
     return surname_py, full, fuzzy, given
 
 
-def village_key(value: object, cfg: dict) -> str | None:
+def village_key(value: object, cfg: LinkageConfig) -> str | None:
     """The village's stem: 东庄村, 东庄村委会 and 东 庄 all give 东庄."""
     if value is None:
         return None
     s = _SPACE.sub("", unicodedata.normalize("NFKC", str(value)))
-    for suffix in sorted(cfg.get("village_suffixes", ()), key=len, reverse=True):
+    for suffix in sorted(cfg.village_suffixes, key=len, reverse=True):
         if s.endswith(suffix) and len(s) > len(suffix):
             s = s[: -len(suffix)]
             break
@@ -200,7 +182,7 @@ def feature_row(
     village: object,
     phone: object,
     attrs: dict,
-    cfg: dict,
+    cfg: LinkageConfig,
 ) -> dict:
     n = norm_name(name)
     surname_py = full_py = fuzzy = given = None
@@ -214,7 +196,7 @@ def feature_row(
     else:
         sex = attrs.get("sex") if attrs.get("sex") in ("M", "F") else None
         if sex is None and attrs.get("relation"):
-            sex = cfg.get("relation_sex", {}).get(str(attrs["relation"]).strip())
+            sex = cfg.relation_sex.get(str(attrs["relation"]).strip())
     phone_s = re.sub(r"\D", "", str(phone)) if phone else ""
     return {
         "unique_id": int(record_id),
@@ -340,11 +322,11 @@ def settings(params: dict, *, tf: bool) -> dict:
     }
 
 
-def prior_parameters(cfg: dict) -> dict:
-    prior = cfg["prior"]
-    out = {"probability_two_random_records_match": prior["probability_two_random_records_match"]}
+def prior_parameters(cfg: LinkageConfig) -> dict:
+    prior = cfg.prior
+    out: dict[str, Any] = {"probability_two_random_records_match": prior.probability_two_random_records_match}
     for comp in COMPARISONS:
-        out[comp] = {level: list(prior[comp][level]) for level in LEVELS[comp]}
+        out[comp] = {level: list(prior.pair(comp, level)) for level in LEVELS[comp]}
     return out
 
 
@@ -383,7 +365,7 @@ def _quiet_splink() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def train(records: pd.DataFrame, entities: pd.DataFrame, cfg: dict, *, tf: bool) -> dict:
+def train(records: pd.DataFrame, entities: pd.DataFrame, cfg: LinkageConfig, *, tf: bool) -> dict:
     """Train the model without labels; return its parameters (JSON-able).
 
     ``records``: feature rows of every resolved and unresolved row (EM, the prior);
@@ -392,7 +374,7 @@ def train(records: pd.DataFrame, entities: pd.DataFrame, cfg: dict, *, tf: bool)
     from splink import Linker
 
     _quiet_splink()
-    training = cfg["training"]
+    training = cfg.training
     prior = prior_parameters(cfg)
     started = time.perf_counter()
     engine = linkage_backends.open_engine(cfg)
@@ -402,7 +384,7 @@ def train(records: pd.DataFrame, entities: pd.DataFrame, cfg: dict, *, tf: bool)
         linker = Linker(ent, settings(prior, tf=tf), log_level=None)
         _register_tf(engine, linker, tf_tables, "u")
         linker.training.estimate_u_using_random_sampling(
-            max_pairs=float(training["u_max_pairs"]), seed=int(training["seed"])
+            max_pairs=float(training.u_max_pairs), seed=int(training.seed)
         )
         with_u = _parameters_from_linker(linker, prior)
         params = {
@@ -413,16 +395,16 @@ def train(records: pd.DataFrame, entities: pd.DataFrame, cfg: dict, *, tf: bool)
         rec = engine.register(records[list(FEATURES)], "rl_records")
         linker = Linker(
             rec,
-            {**settings(params, tf=tf), "max_iterations": int(training["max_iterations"])},
+            {**settings(params, tf=tf), "max_iterations": int(training.max_iterations)},
             log_level=None,
         )
         _register_tf(engine, linker, tf_tables, "em")
         linker.training.estimate_probability_two_random_records_match(
-            ["l.id_number = r.id_number"], recall=float(training["id_rule_recall"])
+            ["l.id_number = r.id_number"], recall=float(training.id_rule_recall)
         )
         for rule in EM_RULES:
             linker.training.estimate_parameters_using_expectation_maximisation(
-                rule, max_pairs=float(training["em_max_pairs"])
+                rule, max_pairs=float(training.em_max_pairs)
             )
         params = _parameters_from_linker(linker, params)
     finally:
@@ -446,7 +428,7 @@ def _register_tf(engine, linker, tf_tables: dict[str, pd.DataFrame], tag: str) -
 class Scorer:
     """Score candidate pairs with a fixed model: new rows against existing ones, and among themselves."""
 
-    def __init__(self, params: dict, cfg: dict, entities: pd.DataFrame | None, *, tf: bool) -> None:
+    def __init__(self, params: dict, cfg: LinkageConfig, entities: pd.DataFrame | None, *, tf: bool) -> None:
         from splink import Linker
 
         _quiet_splink()
@@ -458,7 +440,7 @@ class Scorer:
         self.linker = Linker(seed, settings(params, tf=tf), log_level=None)
         if tf and entities is not None:
             _register_tf(self.engine, self.linker, term_frequencies(entities), "score")
-        self.threshold = float(cfg["thresholds"]["review"])
+        self.threshold = float(cfg.thresholds.review)
 
     def close(self) -> None:
         self.engine.close()

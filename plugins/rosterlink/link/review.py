@@ -1,0 +1,300 @@
+"""The review queue's rules: what goes to a person, what a decision means, how it is applied.
+
+Reasons a pair of rows is queued (:data:`REVIEW_REASONS`); tonight's queue (:class:`ReviewQueue`:
+a pair, or a conflict with the same signature, is never queued twice); recording a reviewer's
+decision (:func:`decide`, the ``rosterlink review decide`` command); reading one written in a
+workbook (:func:`parse_decision`); applying the decisions taken since the last night
+(:func:`apply_decisions`: "same" merges two households, the older key surviving; "different" keeps
+them apart for good and splits a row out of its household if they were together); and a pair as a
+clerk may see it (:func:`display`, masked; :func:`evidence_text`). The review workbook itself is
+:mod:`rosterlink.link.review_book`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+import sqlalchemy as sa
+
+from rosterlink.core.masking import mask_id, mask_phone
+from rosterlink.core.spec import catalogue
+from rosterlink.link.config import COMPARISONS
+from rosterlink.link.keys import key_number, older
+from rosterlink.link.model import norm_name
+from rosterlink.link.records import Kind, Record, shape
+from rosterlink.warehouse import dumps, now, schema
+
+REVIEW_REASONS = {
+    "model_uncertain": "模型无法确定是否同一户",
+    "cluster_bridge": "一条记录同时像两户，未自动合并",
+    "id_name_conflict": "同一身份证号，姓名不同",
+    "name_village_id_conflict": "同名同村，身份证号不同",
+}
+DECISIONS = ("same", "different")
+
+
+class ReviewError(Exception):
+    """A decision that cannot be recorded (unknown review, unknown decision, already applied)."""
+
+
+# --- tonight's queue -------------------------------------------------------------------------------
+class ReviewQueue:
+    """Every review ever queued (to queue nothing twice), the pairs reviewers kept apart, and
+    tonight's new reviews (inserted when the night is written)."""
+
+    def __init__(self, rows: Sequence[sa.Row]) -> None:
+        self.rows = rows
+        self.pairs = {(x.entity_kind, x.reason, x.record_id_l, x.record_id_r) for x in rows}
+        self.signatures: set[tuple] = set()
+        self.cannot: defaultdict[str, defaultdict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
+        for x in rows:
+            sig = json.loads(x.evidence or "{}").get("signature")
+            if sig:
+                self.signatures.add((x.entity_kind, x.reason, *sig))
+            if x.decision == "different":
+                self.cannot[x.entity_kind][x.record_id_l].add(x.record_id_r)
+                self.cannot[x.entity_kind][x.record_id_r].add(x.record_id_l)
+        self.new: list[dict] = []
+
+    @classmethod
+    def load(cls, conn: sa.Connection) -> ReviewQueue:
+        return cls(conn.execute(sa.select(schema.link_review)).all())
+
+    def queued(self, kind: str) -> set[tuple[str, int, int]]:
+        """(reason, left, right) of every pair of ``kind`` already queued."""
+        return {(reason, l_id, r_id) for k, reason, l_id, r_id in self.pairs if k == kind}
+
+    def add(
+        self,
+        kind: Kind,
+        reason: str,
+        l_id: int,
+        r_id: int,
+        *,
+        probability: float | None = None,
+        weight: float | None = None,
+        evidence: Mapping[str, object] | None = None,
+        signature: list | None = None,
+    ) -> bool:
+        """Queue a pair unless it (or a conflict with the same signature) was queued before."""
+        if (kind.kind, reason, l_id, r_id) in self.pairs:
+            return False
+        if signature is not None and (kind.kind, reason, *signature) in self.signatures:
+            return False
+        self.pairs.add((kind.kind, reason, l_id, r_id))
+        if signature is not None:
+            self.signatures.add((kind.kind, reason, *signature))
+        ev = dict(evidence or {})
+        if signature is not None:
+            ev["signature"] = signature
+        self.new.append(
+            {
+                "entity_kind": kind.kind,
+                "reason": reason,
+                "record_id_l": l_id,
+                "record_id_r": r_id,
+                "entity_key_l": kind.key_of(l_id),
+                "entity_key_r": kind.key_of(r_id),
+                "display_l": None,
+                "display_r": None,  # filled when written
+                "match_weight": None if weight is None else round(float(weight), 3),
+                "match_probability": None if probability is None else round(float(probability), 6),
+                "evidence": dumps(ev),
+                "status": "pending",
+                "created_at": now(),
+            }
+        )
+        kind.stats[f"review_{reason}"] += 1
+        return True
+
+
+def display(rec: Record, file_names: Mapping[int, str]) -> dict:
+    """A record as a clerk may see it: ID numbers and phones masked."""
+    return {
+        "department": rec.department,
+        "roster": rec.roster,
+        "roster_label": catalogue().rosters[rec.roster].label
+        if rec.roster in catalogue().rosters
+        else rec.roster,
+        "file": file_names.get(rec.file_id, ""),
+        "sheet": rec.sheet,
+        "row": rec.row_number,
+        "name": rec.name,
+        "id_number": mask_id(rec.raw_id) if rec.raw_id else None,
+        "town": rec.town,
+        "village": rec.village,
+        "phone": mask_phone(rec.phone) if rec.phone else None,
+        "category": rec.category,
+    }
+
+
+def evidence_text(row: sa.Row) -> str:
+    """Why a pair was queued, in a line a clerk can read."""
+    ev = json.loads(row.evidence or "{}")
+    if row.reason == "id_name_conflict":
+        names = "、".join(ev.get("names", []))
+        return f"同一身份证号写作两个姓名：{names}" + ("（同音）" if ev.get("pinyin_equal") else "")
+    if row.reason == "name_village_id_conflict":
+        return f"{ev.get('name', '')} 在 {ev.get('town', '')}{ev.get('village') or ''} 有两个身份证号"
+    parts = []
+    for comp in COMPARISONS:
+        item = ev.get(comp)
+        if item and item.get("level") != "null":
+            parts.append(f"{item['label']}({item['weight']:+.1f})")
+    return "；".join(parts)
+
+
+# --- reviewers' decisions --------------------------------------------------------------------------
+_SAME_WORDS = {"same", "y", "yes", "是", "相同", "同一", "同一户", "同一人", "是同一户", "是同一人", "合并"}
+_DIFFERENT_WORDS = {
+    "different",
+    "n",
+    "no",
+    "否",
+    "不同",
+    "不是",
+    "不同户",
+    "不是同一户",
+    "不是同一人",
+    "不同人",
+    "不是同一个",
+    "分开",
+}
+
+
+def parse_decision(text: object) -> str | None:
+    """ "same", "different" or None (not understood) for what a reviewer wrote."""
+    if text is None:
+        return None
+    s = norm_name(text)
+    if not s:
+        return None
+    s = s.lower()
+    if s in _SAME_WORDS:
+        return "same"
+    if s in _DIFFERENT_WORDS:
+        return "different"
+    return None
+
+
+def decide(
+    conn: sa.Connection,
+    review_id: int,
+    decision: str,
+    decided_by: str,
+    note: str | None = None,
+    *,
+    force: bool = False,
+) -> sa.Row:
+    """Record a reviewer's decision; the next night's link stage applies it."""
+    if decision not in DECISIONS:
+        raise ReviewError(f"decision must be one of {DECISIONS}")
+    lr = schema.link_review
+    row = conn.execute(sa.select(lr).where(lr.c.review_id == review_id)).first()
+    if row is None:
+        raise ReviewError(f"no review {review_id}")
+    if row.status == "decided" and row.applied_at is not None and not force:
+        raise ReviewError(
+            f"review {review_id} was decided ({row.decision}) and applied on {row.applied_at}; "
+            "use --force to change it (the next night applies the new decision)"
+        )
+    conn.execute(
+        lr.update()
+        .where(lr.c.review_id == review_id)
+        .values(
+            status="decided",
+            decision=decision,
+            decided_by=decided_by[:128],
+            decided_at=now(),
+            note=note,
+            applied_at=None,
+            outcome=None,
+        )
+    )
+    return conn.execute(sa.select(lr).where(lr.c.review_id == review_id)).one()
+
+
+def pending_reviews(conn: sa.Connection, include_decided: bool = False) -> list[sa.Row]:
+    lr = schema.link_review
+    q = sa.select(lr).order_by(lr.c.review_id)
+    if not include_decided:
+        q = q.where(lr.c.status == "pending")
+    return list(conn.execute(q).all())
+
+
+def apply_decisions(kinds: Mapping[str, Kind], queue: ReviewQueue) -> list[dict]:
+    """Apply every decision taken since the last night, oldest first; returns their outcomes."""
+    todo = sorted(
+        (x for x in queue.rows if x.status == "decided" and x.applied_at is None),
+        key=lambda x: (x.decided_at or dt.datetime.min, x.review_id),
+    )
+    applied = []
+    for x in todo:
+        kind = kinds.get(x.entity_kind)
+        outcome = _apply(kind, x) if kind else "unknown_kind"
+        applied.append({"review_id": x.review_id, "outcome": outcome})
+    return applied
+
+
+def _apply(kind: Kind, x: sa.Row) -> str:
+    kl, kr = kind.key_of(x.record_id_l), kind.key_of(x.record_id_r)
+    if kl is None or kr is None:
+        return "record_gone"
+    if x.decision == "same":
+        if kl == kr:
+            return "already_one"
+        survivor, retired = older((kl, kr)), max((kl, kr), key=key_number)
+        kind.merge_keys(survivor, retired)
+        if kind.kind == "household":
+            kind.merges.append(
+                {
+                    "retired_key": retired,
+                    "surviving_key": survivor,
+                    "merged_at": now(),
+                    "reason": "reviewer",
+                    "review_id": x.review_id,
+                    "match_probability": x.match_probability,
+                    "evidence": dumps(
+                        {"records": [x.record_id_l, x.record_id_r], "decided_by": x.decided_by}
+                    ),
+                }
+            )
+        kind.stats["reviewer_merges"] += 1
+        return f"merged {retired} into {survivor}"
+    if kl != kr:
+        return "kept_apart"
+    # "different" about two rows of one entity: the reviewer splits the newer row out, with the
+    # rows that are the same person as it (same ID and name, or an identical ID-less row)
+    odd = kind.recs[x.record_id_r]
+    group = [
+        m
+        for m in sorted(kind.members.get(kl, ()))
+        if m == odd.record_id
+        or (
+            kind.recs[m].norm == odd.norm
+            and kind.recs[m].id_number == odd.id_number
+            and (odd.id_number or shape(kind.recs[m]) == shape(odd))
+        )
+    ]
+    if len(group) == len(kind.members.get(kl, ())):
+        return "nothing_to_split"
+    new_key = kind.keys.new()
+    for m in group:
+        kind.move(m, new_key)
+        kind.split_rows.add(m)
+    kind.stats["reviewer_splits"] += 1
+    return f"split {len(group)} row(s) from {kl} into {new_key}"
+
+
+def record_applied(conn: sa.Connection, applied: Sequence[Mapping[str, object]]) -> None:
+    """Mark the decisions applied tonight, with their outcome."""
+    lr = schema.link_review
+    for item in applied:
+        conn.execute(
+            lr.update()
+            .where(lr.c.review_id == item["review_id"])
+            .values(applied_at=now(), outcome=item["outcome"])
+        )

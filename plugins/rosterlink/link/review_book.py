@@ -1,0 +1,217 @@
+"""The review workbook: ``<intake>/review/待核实.xlsx`` written with the pending queue (masked), and
+decisions filled into any workbook in that folder read back (the rules are :mod:`rosterlink.link.review`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from rosterlink.core.masking import defuse, mask_text
+from rosterlink.link.model import norm_name
+from rosterlink.link.review import REVIEW_REASONS, evidence_text, parse_decision, pending_reviews
+from rosterlink.warehouse import now, schema
+
+log = logging.getLogger(__name__)
+
+REVIEW_WORKBOOK = "待核实.xlsx"
+_REVIEW_COLUMNS = (
+    "编号",
+    "类别",
+    "原因",
+    "匹配概率",
+    "A 名单",
+    "A 行号",
+    "A 姓名",
+    "A 身份证号",
+    "A 镇街",
+    "A 村(居)",
+    "A 电话",
+    "B 名单",
+    "B 行号",
+    "B 姓名",
+    "B 身份证号",
+    "B 镇街",
+    "B 村(居)",
+    "B 电话",
+    "依据",
+    "核实结论",
+    "核实人",
+    "备注",
+)
+_REVIEW_WIDTHS = (8, 8, 26, 10, 24, 8, 10, 22, 12, 14, 15, 24, 8, 10, 22, 12, 14, 15, 50, 14, 10, 20)
+_KIND_LABEL = {"household": "家庭", "cadre": "干部"}
+_MAX_REVIEW_FILE_BYTES = 20 * 1024 * 1024
+
+
+def _review_cells(row: sa.Row) -> list[object]:
+    a, b = json.loads(row.display_l), json.loads(row.display_r)
+
+    def side(d: dict) -> list[object]:
+        where = f"{d.get('roster_label', '')} {d.get('file', '')}".strip()
+        return [
+            where,
+            d.get("row"),
+            d.get("name"),
+            d.get("id_number"),
+            d.get("town"),
+            d.get("village"),
+            d.get("phone"),
+        ]
+
+    prob = None if row.match_probability is None else round(float(row.match_probability), 4)
+    return [
+        row.review_id,
+        _KIND_LABEL.get(row.entity_kind, row.entity_kind),
+        REVIEW_REASONS.get(row.reason, row.reason),
+        prob,
+        *side(a),
+        *side(b),
+        evidence_text(row),
+        None,
+        None,
+        None,
+    ]
+
+
+def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
+    """``<review_dir>/待核实.xlsx``: the pending queue (masked), with a 核实结论 column to fill in.
+
+    Written atomically; left alone while Excel holds it open (a ``~$`` lock file beside it)."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    review_dir = Path(review_dir)
+    review_dir.mkdir(parents=True, exist_ok=True)
+    target = review_dir / REVIEW_WORKBOOK
+    if (review_dir / ("~$" + REVIEW_WORKBOOK)).exists():
+        log.info("link: %s is open in Excel; not rewritten tonight", REVIEW_WORKBOOK)
+        return None
+    with eng.connect() as conn:
+        rows = pending_reviews(conn)
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "待核实"
+
+    def put(r: int, c: int, value: object, sheet=None, **style: object) -> None:
+        cell = (sheet or ws).cell(r, c)
+        if isinstance(value, str):
+            cell.value = defuse(mask_text(value))
+            cell.data_type = "s"
+        else:
+            cell.value = value
+        for k, v in style.items():
+            setattr(cell, k, v)
+
+    for c, name in enumerate(_REVIEW_COLUMNS, 1):
+        put(1, c, name, font=Font(bold=True), fill=PatternFill("solid", fgColor="DDEBF7"))
+        ws.column_dimensions[get_column_letter(c)].width = _REVIEW_WIDTHS[c - 1]
+    for i, row in enumerate(rows, 2):
+        for c, value in enumerate(_review_cells(row), 1):
+            put(i, c, value, alignment=Alignment(wrap_text=c == 19, vertical="top"))
+    decision_col = get_column_letter(_REVIEW_COLUMNS.index("核实结论") + 1)
+    dv = DataValidation(type="list", formula1='"同一,不同"', allow_blank=True)
+    ws.add_data_validation(dv)
+    dv.add(f"{decision_col}2:{decision_col}{max(len(rows) + 1, 2) + 200}")
+    ws.freeze_panes = "B2"
+    info = wb.create_sheet("说明")
+    for r, text in enumerate(
+        (
+            "待核实记录：模型或规则无法确定两条记录是否为同一户（同一人），请核实。",
+            "在“核实结论”一列填写：同一（是同一户/同一人）或 不同（不是同一户/同一人）；"
+            "“核实人”填写您的姓名。",
+            "填好后保存本文件（或另存为任意名称放在本文件夹），当晚处理时生效，模型不会推翻人工结论。",
+            "身份证号、电话已脱敏；“依据”一列为各字段的比对结果和权重（正数支持同一，负数支持不同）。",
+            f"共 {len(rows)} 条待核实。",
+        ),
+        1,
+    ):
+        put(r, 1, text, sheet=info)
+    info.column_dimensions["A"].width = 100
+    fd, tmp = tempfile.mkstemp(prefix=".待核实-", suffix=".xlsx", dir=review_dir)
+    os.close(fd)
+    try:
+        wb.save(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def read_review_workbooks(conn: sa.Connection, review_dir: Path | None) -> dict:
+    """Decisions filled into workbooks in ``review_dir``: recorded for pending reviews (a review
+    already decided keeps its decision: change it with the CLI). Returns counts."""
+    out = {"files": 0, "decisions": 0, "unreadable": 0, "not_understood": 0}
+    if review_dir is None or not Path(review_dir).is_dir():
+        return out
+    from openpyxl import load_workbook
+
+    lr = schema.link_review
+    pending = {x.review_id for x in conn.execute(sa.select(lr.c.review_id).where(lr.c.status == "pending"))}
+    for path in sorted(Path(review_dir).glob("*.xlsx")):
+        if (
+            path.name.startswith(("~$", "."))
+            or path.is_symlink()
+            or path.stat().st_size > _MAX_REVIEW_FILE_BYTES
+        ):
+            continue
+        if (path.parent / ("~$" + path.name)).exists():
+            continue  # still open in Excel
+        try:
+            wb = load_workbook(path, read_only=True, data_only=True)
+        except Exception:  # noqa: BLE001 - a broken workbook must not stop the night
+            out["unreadable"] += 1
+            continue
+        out["files"] += 1
+        try:
+            ws = wb["待核实"] if "待核实" in wb.sheetnames else wb.worksheets[0]
+            rows = ws.iter_rows(values_only=True)
+            header = next(rows, None) or ()
+            names = [norm_name(h) for h in header]
+            try:
+                i_id, i_dec = names.index("编号"), names.index("核实结论")
+            except ValueError:
+                continue
+            i_by = names.index("核实人") if "核实人" in names else None
+            i_note = names.index("备注") if "备注" in names else None
+            for values in rows:
+                if values is None or len(values) <= max(i_id, i_dec):
+                    continue
+                try:
+                    review_id = int(str(values[i_id]).strip())
+                except (TypeError, ValueError):
+                    continue
+                if values[i_dec] in (None, ""):
+                    continue
+                decision = parse_decision(values[i_dec])
+                if decision is None:
+                    out["not_understood"] += 1
+                    continue
+                if review_id not in pending:
+                    continue
+                by = values[i_by] if i_by is not None and i_by < len(values) and values[i_by] else None
+                note = values[i_note] if i_note is not None and i_note < len(values) else None
+                conn.execute(
+                    lr.update()
+                    .where(lr.c.review_id == review_id, lr.c.status == "pending")
+                    .values(
+                        status="decided",
+                        decision=decision,
+                        decided_at=now(),
+                        decided_by=(f"{by}（{path.name}）" if by else f"workbook:{path.name}")[:128],
+                        note=str(note)[:500] if note else None,
+                    )
+                )
+                pending.discard(review_id)
+                out["decisions"] += 1
+        finally:
+            wb.close()
+    return out

@@ -1,0 +1,348 @@
+"""What the link stage writes to the warehouse, in one transaction: each row's entity key
+(``source_record``) and lineage (``source_row``), reviewers' decisions marked applied, tonight's
+review queue, household merges, the entity tables (``household``, ``household_category``,
+``cadre``, ``petition_case``, rebuilt from their rows, latest value wins), and the rows that
+describe an entity nobody listed moved to ``rejected_row``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+import sqlalchemy as sa
+
+from rosterlink.core.findings import message
+from rosterlink.core.spec import catalogue
+from rosterlink.link.records import Kind, Record
+from rosterlink.link.review import display, record_applied
+from rosterlink.link.state import Night
+from rosterlink.warehouse import dumps, insert_many, now, schema, update_many
+
+_UNKNOWN_REASON = {"household": "household_unknown", "cadre": "cadre_unknown", "case": "case_unknown"}
+
+
+def write(conn: sa.Connection, night: Night) -> None:
+    """Everything tonight decided (see the module's docstring)."""
+    r, s = schema.source_record, schema.source_row
+    file_names = dict(
+        conn.execute(sa.select(schema.intake_file.c.file_id, schema.intake_file.c.file_name)).all()
+    )
+    # reviewers' decisions applied
+    record_applied(conn, night.applied)
+    for kind in night.kinds.values():
+        upd = [{"_rid": rid, "_key": key} for rid, (key, _, _) in kind.assigned.items()]
+        upd += [{"_rid": rid, "_key": key} for rid, key in kind.moved.items() if not kind.recs[rid].pending]
+        update_many(conn, r, ["record_id"], [{"record_id": u["_rid"], "entity_key": u["_key"]} for u in upd])
+        insert_many(
+            conn,
+            s,
+            (
+                {
+                    "file_id": kind.recs[rid].file_id,
+                    "sheet": kind.recs[rid].sheet,
+                    "row_number": kind.recs[rid].row_number,
+                    "entity_kind": kind.kind,
+                    "entity_key": kind.moved.get(rid, key),
+                    "link_method": method,
+                    "match_probability": p,
+                }
+                for rid, (key, method, p) in sorted(kind.assigned.items())
+            ),
+        )
+        moved_old = [
+            {
+                "_f": kind.recs[rid].file_id,
+                "_s": kind.recs[rid].sheet,
+                "_n": kind.recs[rid].row_number,
+                "_key": key,
+            }
+            for rid, key in kind.moved.items()
+            if not kind.recs[rid].pending and rid not in kind.split_rows
+        ]
+        if moved_old:
+            conn.execute(
+                s.update()
+                .where(
+                    s.c.file_id == sa.bindparam("_f"),
+                    s.c.sheet == sa.bindparam("_s"),
+                    s.c.row_number == sa.bindparam("_n"),
+                )
+                .values(entity_key=sa.bindparam("_key")),
+                moved_old,
+            )
+        split = [
+            {
+                "_f": kind.recs[rid].file_id,
+                "_s": kind.recs[rid].sheet,
+                "_n": kind.recs[rid].row_number,
+                "_key": kind.moved[rid],
+            }
+            for rid in sorted(kind.split_rows)
+        ]
+        if split:
+            conn.execute(
+                s.update()
+                .where(
+                    s.c.file_id == sa.bindparam("_f"),
+                    s.c.sheet == sa.bindparam("_s"),
+                    s.c.row_number == sa.bindparam("_n"),
+                )
+                .values(entity_key=sa.bindparam("_key"), link_method="review_split", match_probability=None),
+                split,
+            )
+        reject_orphans(conn, kind.orphaned)
+        if kind.merges:
+            insert_many(conn, schema.household_merge, kind.merges)
+        for item in night.reviews.new:
+            if item["entity_kind"] == kind.kind and item["display_l"] is None:
+                item["display_l"] = dumps(display(kind.recs[item["record_id_l"]], file_names))
+                item["display_r"] = dumps(display(kind.recs[item["record_id_r"]], file_names))
+                item["entity_key_l"] = kind.key_of(item["record_id_l"])
+                item["entity_key_r"] = kind.key_of(item["record_id_r"])
+    if night.reviews.new:
+        insert_many(conn, schema.link_review, night.reviews.new)
+    write_households(conn, night.kinds["household"])
+    write_cadres(conn, night.kinds["cadre"])
+    # cases
+    update_many(
+        conn,
+        r,
+        ["record_id"],
+        [{"record_id": rid, "entity_key": key} for rid, key in night.cases.assigned.items()],
+    )
+    insert_many(
+        conn,
+        s,
+        (
+            {
+                "file_id": rec.file_id,
+                "sheet": rec.sheet,
+                "row_number": rec.row_number,
+                "entity_kind": "case",
+                "entity_key": night.cases.assigned[rec.record_id],
+                "link_method": "id",
+                "match_probability": None,
+            }
+            for rec in night.cases.rows
+            if rec.record_id in night.cases.assigned
+        ),
+    )
+    reject_orphans(conn, night.cases.orphaned)
+    upsert_cases(conn, set(night.cases.assigned.values()))
+
+
+# --- entity tables ------------------------------------------------------------------------------
+def _latest(values: list) -> object:
+    """The most recent non-empty value (records are in load order)."""
+    for value in reversed(values):
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def write_households(conn: sa.Connection, kind: Kind) -> None:
+    """Rebuild the households tonight touched from their rows; drop the retired ones."""
+    h, hc = schema.household, schema.household_category
+    if kind.retired:
+        retired = sorted(kind.retired)
+        for chunk in _chunks(retired, 500):
+            conn.execute(hc.delete().where(hc.c.household_key.in_(chunk)))
+            conn.execute(h.delete().where(h.c.household_key.in_(chunk)))
+    touched = kind.touched - kind.retired
+    if not touched:
+        return
+    existing = {
+        row.household_key: row
+        for row in conn.execute(
+            sa.select(
+                h.c.household_key,
+                h.c.head_name,
+                h.c.head_id_number,
+                h.c.town,
+                h.c.village,
+                h.c.phone,
+                h.c.first_seen_file,
+            )
+        )
+    }
+    categories: dict[str, set[str]] = defaultdict(set)
+    for k2, category in conn.execute(sa.select(hc.c.household_key, hc.c.category)):
+        categories[k2].add(category)
+    inserts, updates, cat_insert, cat_delete = [], [], [], []
+    for key in sorted(touched):
+        recs = sorted((kind.recs[m] for m in kind.members.get(key, ())), key=lambda x: x.record_id)
+        if not recs:
+            continue
+        with_id = [x for x in recs if x.id_number]
+        values = {
+            # the name as written next to an ID number is the authoritative one
+            "head_name": _latest([x.name for x in with_id]) or _latest([x.name for x in recs]),
+            "head_id_number": _latest([x.id_number or x.raw_id for x in recs]),
+            "town": _latest([x.town for x in recs]),
+            "village": _latest([x.village for x in recs]),
+            "phone": _latest([x.phone for x in recs]),
+            "first_seen_file": recs[0].file_id,
+        }
+        old = existing.get(key)
+        if old is None:
+            inserts.append(
+                {"household_key": key, **values, "head_name": values["head_name"] or "", "status": "active"}
+            )
+        else:
+            change = {k: v for k, v in values.items() if v is not None and getattr(old, k) != v}
+            if change:
+                updates.append((key, change))
+        wanted = {x.category for x in recs if x.category}
+        for category in sorted(wanted - categories.get(key, set())):
+            cat_insert.append({"household_key": key, "category": category, "status": "active"})
+        for category in sorted(categories.get(key, set()) - wanted):
+            cat_delete.append((key, category))
+    insert_many(conn, h, inserts)
+    _bulk_update(conn, h, "household_key", updates)
+    for key, category in cat_delete:
+        conn.execute(hc.delete().where(hc.c.household_key == key, hc.c.category == category))
+    insert_many(conn, hc, cat_insert)
+
+
+def write_cadres(conn: sa.Connection, kind: Kind) -> None:
+    """Rebuild the cadres tonight touched from their rows."""
+    c = schema.cadre
+    touched = kind.touched - kind.retired
+    if not touched:
+        return
+    existing = {row.cadre_key: row for row in conn.execute(sa.select(c))}
+    inserts, updates = [], []
+    for key in sorted(touched):
+        recs = sorted((kind.recs[m] for m in kind.members.get(key, ())), key=lambda x: x.record_id)
+        if not recs:
+            continue
+        attrs = [json.loads(x.attrs) for x in recs]
+        values = {
+            "name": _latest([x.name for x in recs]),
+            "id_number": _latest([x.id_number or x.raw_id for x in recs]),
+            "phone": _latest([x.phone for x in recs]),
+            "town": _latest([a.get("linked_town") for a in attrs]),
+            "sex": _latest([a.get("sex") for a in attrs]),
+            "rank": _latest([a.get("rank") for a in attrs]),
+            "rank_title": _latest([a.get("rank_title") for a in attrs]),
+            "unit": _latest([a.get("unit") for a in attrs]),
+            "post": _latest([a.get("post") for a in attrs]),
+        }
+        old = existing.get(key)
+        if old is None:
+            inserts.append({"cadre_key": key, **values, "name": values["name"] or "", "status": "active"})
+        else:
+            change = {k: v for k, v in values.items() if v is not None and getattr(old, k) != v}
+            if change:
+                updates.append((key, change))
+    insert_many(conn, c, inserts)
+    _bulk_update(conn, c, "cadre_key", updates)
+
+
+def _bulk_update(conn: sa.Connection, table: sa.Table, key_col: str, updates: list[tuple[str, dict]]) -> None:
+    """executemany per set of changed columns."""
+    by_cols: dict[tuple, list[dict]] = defaultdict(list)
+    for key, change in updates:
+        cols = tuple(sorted(change))
+        by_cols[cols].append({"_key": key, **{f"_v_{k}": v for k, v in change.items()}})
+    for cols, rows in by_cols.items():
+        conn.execute(
+            table.update()
+            .where(table.c[key_col] == sa.bindparam("_key"))
+            .values(**{k: sa.bindparam(f"_v_{k}") for k in cols}),
+            rows,
+        )
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def reject_orphans(conn: sa.Connection, orphaned: Sequence[Record | sa.Row]) -> None:
+    """An event for an entity nobody listed cannot be applied: reject it, fix the file's counts."""
+    if not orphaned:
+        return
+    fields = catalogue().fields
+    f, r = schema.intake_file, schema.source_record
+    for rec in orphaned:
+        kind = rec.kind if isinstance(rec, Record) else rec.entity_kind
+        kind_field = "case_number" if kind == "case" else catalogue().rosters[rec.roster].person["id_number"]
+        header = _header_of(conn, rec.file_id, rec.sheet, kind_field) or fields[kind_field].label
+        code = _UNKNOWN_REASON[kind]
+        conn.execute(
+            schema.rejected_row.insert().values(
+                file_id=rec.file_id,
+                sheet=rec.sheet,
+                row_number=rec.row_number,
+                field=kind_field,
+                header=header,
+                value=None,
+                reason_code=code,
+                message=message(code, header=header),
+                created_at=now(),
+            )
+        )
+        conn.execute(r.delete().where(r.c.record_id == rec.record_id))
+        conn.execute(
+            f.update()
+            .where(f.c.file_id == rec.file_id)
+            .values(rows_loaded=f.c.rows_loaded - 1, rows_rejected=f.c.rows_rejected + 1)
+        )
+
+
+def _header_of(conn: sa.Connection, file_id: int, sheet: str, field_name: str) -> str | None:
+    s = schema.intake_sheet
+    headers = conn.execute(sa.select(s.c.headers).where(s.c.file_id == file_id, s.c.sheet == sheet)).scalar()
+    return json.loads(headers).get(field_name) if headers else None
+
+
+def upsert_cases(conn: sa.Connection, keys: set[str]) -> None:
+    """Rebuild the descriptive columns of touched cases from all their records (latest wins)."""
+    if not keys:
+        return
+    r = schema.source_record
+    rows = conn.execute(
+        sa.select(r)
+        .where(r.c.entity_key.in_(sorted(keys)), r.c.entity_kind == "case")
+        .order_by(r.c.record_id)
+    ).all()
+    by_key: dict[str, list[sa.Row]] = defaultdict(list)
+    for rec in rows:
+        by_key[rec.entity_key].append(rec)
+    k = schema.petition_case
+    present = set(conn.execute(sa.select(k.c.case_key).where(k.c.case_key.in_(sorted(by_key)))).scalars())
+    inserts, updates = [], []
+    for key, recs in sorted(by_key.items()):
+        attrs = [json.loads(rec.attrs) for rec in recs]
+        values = {
+            "case_number": recs[0].case_number,
+            "petitioner_name": _latest([rec.person_name for rec in recs]),
+            "petitioner_id_number": _latest([rec.id_number for rec in recs]),
+            "town": _latest([rec.town for rec in recs]),
+            **{
+                f: _latest([a.get(f) for a in attrs])
+                for f in (
+                    "topic",
+                    "summary",
+                    "responsible_unit",
+                    "work_team",
+                    "resolution_plan",
+                    "stabilisation_measures",
+                )
+            },
+            "registered_on": _as_date(_latest([a.get("registered_date") for a in attrs])),
+        }
+        if key in present:
+            updates.append((key, {c: v for c, v in values.items() if v is not None}))
+        else:
+            inserts.append({"case_key": key, **values, "status": "open"})
+    insert_many(conn, k, inserts)
+    _bulk_update(conn, k, "case_key", updates)
+
+
+def _as_date(value: object) -> object:
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value
