@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from rosterlink.core.masking import defuse, mask_text
+from rosterlink.core.workbook import WRAP, Book
 from rosterlink.link.model import norm_name
 from rosterlink.link.review import REVIEW_REASONS, evidence_text, parse_decision, pending_reviews
 from rosterlink.warehouse import now, schema
@@ -80,14 +78,11 @@ def _review_cells(row: sa.Row) -> list[object]:
 
 
 def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
-    """``<review_dir>/待核实.xlsx``: the pending queue (masked), with a 核实结论 column to fill in.
+    """``<review_dir>/待核实.xlsx``: the pending queue (masked), with a 核实结论 column to fill in
+    (a list of 同一 / 不同 to choose from).
 
-    Written atomically; left alone while Excel holds it open (a ``~$`` lock file beside it)."""
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font, PatternFill
-    from openpyxl.utils import get_column_letter
-    from openpyxl.worksheet.datavalidation import DataValidation
-
+    Written through the project's one workbook writer (strings masked, defused, written as text),
+    atomically; left alone while Excel holds it open (a ``~$`` lock file beside it)."""
     review_dir = Path(review_dir)
     review_dir.mkdir(parents=True, exist_ok=True)
     target = review_dir / REVIEW_WORKBOOK
@@ -96,54 +91,31 @@ def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
         return None
     with eng.connect() as conn:
         rows = pending_reviews(conn)
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "待核实"
-
-    def put(r: int, c: int, value: object, sheet=None, **style: object) -> None:
-        cell = (sheet or ws).cell(r, c)
-        if isinstance(value, str):
-            cell.value = defuse(mask_text(value))
-            cell.data_type = "s"
-        else:
-            cell.value = value
-        for k, v in style.items():
-            setattr(cell, k, v)
-
-    for c, name in enumerate(_REVIEW_COLUMNS, 1):
-        put(1, c, name, font=Font(bold=True), fill=PatternFill("solid", fgColor="DDEBF7"))
-        ws.column_dimensions[get_column_letter(c)].width = _REVIEW_WIDTHS[c - 1]
-    for i, row in enumerate(rows, 2):
-        for c, value in enumerate(_review_cells(row), 1):
-            put(i, c, value, alignment=Alignment(wrap_text=c == 19, vertical="top"))
-    decision_col = get_column_letter(_REVIEW_COLUMNS.index("核实结论") + 1)
-    dv = DataValidation(type="list", formula1='"同一,不同"', allow_blank=True)
-    ws.add_data_validation(dv)
-    dv.add(f"{decision_col}2:{decision_col}{max(len(rows) + 1, 2) + 200}")
-    ws.freeze_panes = "B2"
-    info = wb.create_sheet("说明")
-    for r, text in enumerate(
-        (
-            "待核实记录：模型或规则无法确定两条记录是否为同一户（同一人），请核实。",
-            "在“核实结论”一列填写：同一（是同一户/同一人）或 不同（不是同一户/同一人）；"
-            "“核实人”填写您的姓名。",
-            "填好后保存本文件（或另存为任意名称放在本文件夹），当晚处理时生效，模型不会推翻人工结论。",
-            "身份证号、电话已脱敏；“依据”一列为各字段的比对结果和权重（正数支持同一，负数支持不同）。",
-            f"共 {len(rows)} 条待核实。",
-        ),
+    book = Book(stamp=now())
+    sheet = book.sheet("待核实", _REVIEW_WIDTHS, columns=_REVIEW_COLUMNS, freeze=False, autofilter=False)
+    sheet.ws.freeze_panes(1, 1)  # the header row and the review number stay in view
+    evidence = _REVIEW_COLUMNS.index("依据")
+    for row in rows:
+        sheet.row(_review_cells(row), styles={evidence: WRAP})
+    decision = _REVIEW_COLUMNS.index("核实结论")
+    last = max(len(rows) + 1, 2) + 200
+    sheet.ws.data_validation(
         1,
+        decision,
+        last - 1,
+        decision,
+        {"validate": "list", "source": ["同一", "不同"], "ignore_blank": True},
+    )
+    info = book.sheet("说明", (100,), freeze=False)
+    for text in (
+        "待核实记录：模型或规则无法确定两条记录是否为同一户（同一人），请核实。",
+        "在“核实结论”一列填写：同一（是同一户/同一人）或 不同（不是同一户/同一人）；“核实人”填写您的姓名。",
+        "填好后保存本文件（或另存为任意名称放在本文件夹），当晚处理时生效，模型不会推翻人工结论。",
+        "身份证号、电话已脱敏；“依据”一列为各字段的比对结果和权重（正数支持同一，负数支持不同）。",
+        f"共 {len(rows)} 条待核实。",
     ):
-        put(r, 1, text, sheet=info)
-    info.column_dimensions["A"].width = 100
-    fd, tmp = tempfile.mkstemp(prefix=".待核实-", suffix=".xlsx", dir=review_dir)
-    os.close(fd)
-    try:
-        wb.save(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+        info.row([text])
+    return book.save(target)
 
 
 def read_review_workbooks(conn: sa.Connection, review_dir: Path | None) -> dict:
