@@ -1045,7 +1045,6 @@ def create_app(
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from rosterlink import warehouse
-    from rosterlink.cli import warehouse_display
     from rosterlink.core.settings import normalise_url
     from rosterlink.validate import datadocs
 
@@ -1073,7 +1072,7 @@ def create_app(
     def _data() -> tuple[dict[str, Any], str]:
         cfg = load_settings()
         eng = warehouse.engine(cfg.warehouse_url)
-        return figures(eng, cfg.export_dir), warehouse_display(normalise_url(cfg.warehouse_url))
+        return figures(eng, cfg.export_dir), warehouse.display_url(normalise_url(cfg.warehouse_url))
 
     @app.get("/", response_class=HTMLResponse)
     def page(_user: Any = Depends(require)) -> HTMLResponse:  # noqa: B008
