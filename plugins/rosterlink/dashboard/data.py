@@ -110,8 +110,9 @@ def figures(
     (``tonight``) and the whole ledger (``all``); ``households``: category -> status -> count;
     ``pairs_by_town``; ``load_spread``: kind -> rank -> {load: cadres} with min/max/spread;
     ``cases``: open key cases, those without a county-level leader and the five-ones gaps;
-    ``link_review``: the review backlog (``available`` False while that table is absent);
-    ``rejections``: tonight's most frequent rejection reasons.
+    ``rejections``: tonight's most frequent rejection reasons; from :mod:`rosterlink.figures`:
+    ``households_by_status``, ``pairs_current`` (kind -> pairs), ``link_review`` (the review queue,
+    ``available`` False while that table is absent) and the ``followup`` headline (with ``by_town``).
     """
     inspector = sa.inspect(eng)
     if not (inspector.has_table("night_run") and inspector.has_table("intake_file")):
