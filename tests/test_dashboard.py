@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from rosterlink import warehouse
+from rosterlink import figures, warehouse
 from rosterlink.core import paths, settings
 from rosterlink.dashboard import app as dashboard
+from rosterlink.dashboard import charts
+from rosterlink.dashboard import data as dashboard_data
+from rosterlink.dashboard import page as dashboard_page
 from rosterlink.validate import datadocs
 from rosterlink.warehouse import schema
 
@@ -234,7 +237,7 @@ def test_migration_creates_the_dashboard_views(seeded):
     url, _ = seeded
     views = set(sa.inspect(warehouse.engine(url)).get_view_names())
     assert set(DASHBOARD_VIEWS) <= views
-    assert set(DASHBOARD_VIEWS) == set(dashboard.VIEW_COLUMNS)
+    assert set(DASHBOARD_VIEWS) == set(dashboard_data.VIEW_COLUMNS)
 
 
 def test_dashboard_views_follow_the_house_sql_style():
@@ -247,7 +250,7 @@ def test_dashboard_views_follow_the_house_sql_style():
 
 def test_figures_match_the_seeded_warehouse(seeded):
     url, exports = seeded
-    f = dashboard.figures(warehouse.engine(url), exports)
+    f = dashboard_data.figures(warehouse.engine(url), exports)
     assert f["ready"]
     assert f["night"]["run_id"] == "night-b"
     assert f["night"]["as_of"] == "2026-11-26"
@@ -324,11 +327,11 @@ def test_figures_are_the_same_before_the_views_exist(seeded):
     """A warehouse migrated before the views were added is read through the views' own SQL."""
     url, exports = seeded
     eng = warehouse.engine(url)
-    with_views = dashboard.figures(eng, exports)
+    with_views = dashboard_data.figures(eng, exports)
     with eng.begin() as conn:
         for name in DASHBOARD_VIEWS:
             conn.exec_driver_sql(f"DROP VIEW {name}")
-    assert dashboard.figures(eng, exports) == with_views
+    assert dashboard_data.figures(eng, exports) == with_views
 
 
 def test_rejected_rows_per_reason_count_each_row_once(seeded):
@@ -350,9 +353,9 @@ def test_link_review_backlog_is_na_until_the_table_exists_then_counts_pending_it
     eng = warehouse.engine(url)
     with eng.begin() as conn:  # a warehouse from before the link-review queue
         conn.exec_driver_sql("DROP TABLE IF EXISTS link_review")
-    assert dashboard.figures(eng, exports)["link_review"]["available"] is False
-    page = dashboard.render_page(
-        dashboard.figures(eng, exports), warehouse="x", generated=dt.datetime(2026, 1, 1)
+    assert dashboard_data.figures(eng, exports)["link_review"]["available"] is False
+    page = dashboard_page.render_page(
+        dashboard_data.figures(eng, exports), warehouse="x", generated=dt.datetime(2026, 1, 1)
     )
     assert '<span data-figure="link_review.backlog">n/a</span>' in page
     with eng.begin() as conn:
@@ -366,7 +369,7 @@ def test_link_review_backlog_is_na_until_the_table_exists_then_counts_pending_it
             "(3, 'id_name_conflict', 'pending', NULL, NULL), (4, 'cluster_bridge', 'decided', 'same', NULL), "
             "(5, 'model_uncertain', 'decided', 'different', '2026-11-26 02:00:00')"
         )
-    review = dashboard.figures(eng, exports)["link_review"]
+    review = dashboard_data.figures(eng, exports)["link_review"]
     assert review == {
         "available": True,
         "backlog": 3,
@@ -375,16 +378,18 @@ def test_link_review_backlog_is_na_until_the_table_exists_then_counts_pending_it
         "by_reason": {"id_name_conflict": 1, "model_uncertain": 2},
         "awaiting_apply": 1,
     }
-    page = dashboard.render_page(
-        dashboard.figures(eng, exports), warehouse="x", generated=dt.datetime(2026, 1, 1)
+    page = dashboard_page.render_page(
+        dashboard_data.figures(eng, exports), warehouse="x", generated=dt.datetime(2026, 1, 1)
     )
     assert '<span data-figure="link_review.backlog">3</span>' in page
 
 
 def test_page_shows_the_figures_and_never_an_id_number_or_phone(seeded):
     url, exports = seeded
-    data = dashboard.figures(warehouse.engine(url), exports)
-    page = dashboard.render_page(data, warehouse="sqlite:///w.db", generated=dt.datetime(2026, 11, 26, 3, 0))
+    data = dashboard_data.figures(warehouse.engine(url), exports)
+    page = dashboard_page.render_page(
+        data, warehouse="sqlite:///w.db", generated=dt.datetime(2026, 11, 26, 3, 0)
+    )
     assert not ID_NUMBER.search(page)
     assert not PHONE.search(page)
     assert not ID_NUMBER.search(json.dumps(data))
@@ -412,11 +417,177 @@ def test_page_shows_the_figures_and_never_an_id_number_or_phone(seeded):
 
 def test_page_of_an_empty_warehouse_says_no_night_has_run(tmp_path):
     eng = warehouse.engine(f"sqlite:///{tmp_path / 'empty.db'}")
-    data = dashboard.figures(eng, tmp_path)
+    data = dashboard_data.figures(eng, tmp_path)
     assert data == {"ready": False}
-    assert 'data-figure="ready"' in dashboard.render_page(
+    assert 'data-figure="ready"' in dashboard_page.render_page(
         data, warehouse="x", generated=dt.datetime(2026, 1, 1)
     )
+
+
+def test_a_warehouse_value_holding_markup_is_escaped_on_the_page(seeded):
+    url, exports = seeded
+    script = '<script>alert("x")</script>'
+    with warehouse.engine(url).begin() as conn:
+        conn.execute(sa.text("UPDATE household SET town = :t WHERE household_key = 'H4'"), {"t": script})
+        conn.execute(sa.text("UPDATE petition_case SET town = :t WHERE case_key = 'K3'"), {"t": script})
+        conn.execute(sa.text("UPDATE rejected_row SET field = :t WHERE file_id = 4"), {"t": script})
+    page = dashboard_page.render_page(
+        dashboard_data.figures(warehouse.engine(url), exports),
+        warehouse=script,
+        generated=dt.datetime(2026, 1, 1),
+    )
+    assert "<script" not in page.lower()
+    escaped = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;"
+    assert page.count(escaped) >= 5  # warehouse, town rows and chart labels, the case's town, the rejection
+    assert f'data-figure="pairs.{escaped}.households">1<' in page  # in an attribute too
+
+
+def test_the_page_links_its_stylesheet_and_inlines_no_style(seeded):
+    url, exports = seeded
+    page = dashboard_page.render_page(
+        dashboard_data.figures(warehouse.engine(url), exports),
+        warehouse="x",
+        generated=dt.datetime(2026, 1, 1),
+    )
+    assert '<link rel="stylesheet" href="static/dashboard.css">' in page
+    assert "<style" not in page
+    assert "style=" not in page  # the page's CSP allows no inline style
+    assert ".card-value" in (dashboard_page.STATIC_DIR / dashboard_page.STYLESHEET).read_text(
+        encoding="utf-8"
+    )
+
+
+def test_page_numbers_and_times_read_as_people_expect():
+    assert dashboard_page.number(1234567) == "1,234,567"
+    assert dashboard_page.number(None) == "n/a"
+    assert dashboard_page.number("2026-11-26") == "2026-11-26"
+    assert dashboard_page.beijing(dt.datetime(2026, 11, 25, 18, 30)) == "2026-11-26 02:30 北京时间"
+    assert dashboard_page.beijing("2026-11-25T18:30:00+00:00") == "2026-11-26 02:30 北京时间"
+    assert dashboard_page.beijing(None) == "—"
+
+
+def test_bar_chart_scales_bars_to_the_longest_row_and_draws_no_zero_part():
+    chart = charts.hbar_chart(
+        "t",
+        [("a", [("loaded", 30), ("rejected", 10)]), ("b", [("loaded", 20), ("rejected", 0)])],
+        {"loaded": "L"},
+    )
+    assert (chart.width, chart.height) == (520, 24 + 2 * 24 + 4)
+    a, b = chart.rows
+    assert [bar.width for bar in a.bars] == ["255.0", "85.0"]  # 340 px for the longest total, 40
+    assert [bar.x for bar in a.bars] == ["120.0", "375.0"]
+    assert [bar.width for bar in b.bars] == ["170.0"]  # the zero part is not drawn
+    assert (a.total.text, a.total.x, b.total.x) == ("40", "464.0", "294.0")
+    assert a.bars[1].colour == charts.PALETTE["rejected"]
+    assert a.bars[0].title == "a · L: 30"
+    assert [(entry.x, entry.text) for entry in chart.legend] == [(120, "L")]
+    assert charts.hbar_chart("t", [], {}).empty
+
+
+def test_column_chart_stacks_series_and_thins_labels_of_many_nights():
+    labels = [f"2026-11-{d:02d}" for d in range(1, 31)]
+    chart = charts.column_chart(
+        "t", labels, {"loaded": "L", "rejected": "R"}, {"loaded": [10] * 30, "rejected": [0] * 29 + [30]}
+    )
+    assert chart.peak is not None
+    assert chart.peak.text == "40"
+    last = chart.columns[-1]
+    assert [(bar.y, bar.height) for bar in last.bars] == [("130.0", "36.0"), ("22.0", "108.0")]
+    shown = [c.label.text for c in chart.columns if c.label]
+    assert shown == [
+        "11-01",
+        "11-03",
+        "11-05",
+        "11-07",
+        "11-09",
+        "11-11",
+        "11-13",
+        "11-15",
+        "11-17",
+        "11-19",
+        "11-21",
+        "11-23",
+        "11-25",
+        "11-27",
+        "11-29",
+    ]
+    assert charts.column_chart("t", [], {}, {}).empty
+
+
+def test_headline_figures_count_the_warehouse_once_for_every_reader(seeded):
+    url, _ = seeded
+    eng = warehouse.engine(url)
+    head = figures.headline_figures(eng)
+    assert head["files"] == {"loaded": 3, "rejected": 1, "duplicate": 1}
+    assert head["rows"] == {"read": 19, "loaded": 16, "rejected": 3}
+    assert head["households"] == {"active": 3, "exited": 1}
+    assert head["categories_active"] == {"hardship": 2, "orphan": 1, "old_member": 1}
+    assert head["cadres"] == {
+        "county:active": 2,
+        "section:active": 1,
+        "section:departed": 1,
+        "ordinary:active": 1,
+    }
+    assert head["cases"] == {"open": 3, "closed": 1}
+    assert head["pairs_current"] == {"household": 3, "case": 2}
+    assert head["review"]["available"] is True
+    assert head["review"]["backlog"] == 0
+    night = figures.night_figures(eng)
+    assert list(night) == [
+        "files",
+        "households",
+        "categories_active",
+        "cadres",
+        "cases",
+        "pairs_current",
+        "link_review",
+        "rows",
+        "followup",
+    ]
+    assert night["link_review"] == {}
+    assert night["pairs_current"] == head["pairs_current"]
+    # the dashboard shows the same counts
+    shown = dashboard_data.figures(eng)
+    assert shown["households_by_status"] == head["households"]
+    assert shown["pairs_current"] == head["pairs_current"]
+    assert shown["link_review"] == head["review"]
+
+
+def test_review_queue_counts_pending_items_by_reason_and_is_absent_without_its_table(seeded):
+    url, _ = seeded
+    eng = warehouse.engine(url)
+    with eng.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO link_review (entity_kind, reason, record_id_l, record_id_r, display_l, display_r, "
+            "evidence, status, created_at) VALUES "
+            "('household', 'model_uncertain', 1, 2, '{}', '{}', '', 'pending', '2026-11-26'), "
+            "('household', 'model_uncertain', 1, 3, '{}', '{}', '', 'pending', '2026-11-26'), "
+            "('household', 'cluster_bridge', 1, 4, '{}', '{}', '', 'decided', '2026-11-26')"
+        )
+    with eng.connect() as conn:
+        queue = figures.review_queue(conn)
+    assert (queue["backlog"], queue["total"], queue["by_reason"], queue["awaiting_apply"]) == (
+        2,
+        3,
+        {"model_uncertain": 2},
+        1,
+    )
+    assert figures.night_figures(eng)["link_review"] == {"model_uncertain": 2}
+    with eng.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE link_review")
+    with eng.connect() as conn:
+        assert figures.review_queue(conn)["available"] is False
+    assert figures.night_figures(eng)["link_review"] == {}
+
+
+def test_cli_figures_prints_the_night_figures_as_json(seeded, capsys):
+    from rosterlink import cli
+
+    url, _ = seeded
+    assert cli.main(["figures", "--warehouse", url]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(json.dumps(figures.night_figures(warehouse.engine(url))))
+    assert printed["rows"] == {"read": 19, "loaded": 16, "rejected": 3}
 
 
 # --- the app and its protection ------------------------------------------------------------------
@@ -439,6 +610,11 @@ def test_app_serves_page_json_and_data_docs_to_an_allowed_user(app_settings):
     assert 'data-figure="cases.open">3<' in page.text
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert page.headers["cache-control"] == "no-store"
+    assert "style-src 'self';" in page.headers["content-security-policy"]  # the stylesheet, no inline style
+    css = client.get("/static/dashboard.css")
+    assert css.status_code == 200
+    assert css.headers["content-type"].startswith("text/css")
+    assert ".card-value" in css.text
     assert client.get("/api/figures").json()["cases"]["open"] == 3
     docs = client.get("/data-docs/2026-11-26/index.html")
     assert docs.status_code == 200
@@ -489,6 +665,7 @@ def test_real_airflow_auth_refuses_requests_without_a_valid_airflow_token(airflo
     client = _client(dashboard.create_app(settings_loader=lambda: app_settings))
     assert client.get("/api/figures").status_code == 401
     assert client.get("/data-docs/2026-11-26/index.html").status_code == 401
+    assert client.get("/static/dashboard.css").status_code == 401
     browser = client.get("/", headers={"accept": "text/html"}, follow_redirects=False)
     assert browser.status_code == 303
     assert browser.headers["location"].startswith("/auth/login?next=")

@@ -20,8 +20,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rosterlink.core.paths import DATA_DIR, PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from rosterlink.figures import NightFigures
 
 
 def prepare_airflow(home: Path | None = None) -> Path:
@@ -104,7 +108,7 @@ def _night_result(run) -> dict | None:
         return XComModel.deserialize_value(row) if row is not None else None
 
 
-def run_nightly(conf: dict, verbose: bool = False) -> tuple[str, dict | None, dict, Path]:
+def run_nightly(conf: dict, verbose: bool = False) -> tuple[str, NightFigures | None, dict, Path]:
     """Run ``rosterlink_nightly`` once via ``dag.test``; return (state, figures, where, Airflow log path).
 
     ``figures`` is None when the warehouse cannot be read after a failed night."""
@@ -121,6 +125,7 @@ def run_nightly(conf: dict, verbose: bool = False) -> tuple[str, dict | None, di
     state = str(getattr(run.state, "value", run.state))
     from rosterlink import tasks, warehouse
     from rosterlink.core import settings
+    from rosterlink.figures import night_figures
 
     result = _night_result(run)
     if result and result.get("where"):
@@ -128,14 +133,14 @@ def run_nightly(conf: dict, verbose: bool = False) -> tuple[str, dict | None, di
     # the night did not get to its end: read the warehouse the CLI's own settings point at
     cfg = settings.load(**{k: conf.get(k) for k in ("intake_dir", "warehouse_url", "export_dir")})
     try:
-        figures = tasks.night_figures(warehouse.connect(cfg.warehouse_url))
+        figures = night_figures(warehouse.connect(cfg.warehouse_url))
     except Exception as exc:  # noqa: BLE001 - an unreachable warehouse is what the failed night reports
         print(f"  (the warehouse could not be read: {type(exc).__name__})")
         figures = None
     return state, figures, tasks.where(cfg), log_path
 
 
-def _print_summary(state: str, figures: dict | None, where: dict) -> None:
+def _print_summary(state: str, figures: NightFigures | None, where: dict) -> None:
     print(f"\nrosterlink night: {state}")
     if figures is None:
         print(f"  warehouse:              {where['warehouse']}")
@@ -172,13 +177,6 @@ def _print_summary(state: str, figures: dict | None, where: dict) -> None:
     print(f"  warehouse:              {where['warehouse']}")
     print(f"  exports:                {where['exports']}")
     print(f"  clerk feedback:         {where['intake']}/<department>/feedback/")
-
-
-def warehouse_display(url: str) -> str:
-    """A URL without its password, for printing."""
-    from rosterlink.warehouse import display_url
-
-    return display_url(url)
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
@@ -238,11 +236,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from rosterlink import tasks, warehouse
+    from rosterlink import warehouse
     from rosterlink.core import settings
+    from rosterlink.figures import night_figures
 
     cfg = settings.load(warehouse_url=args.warehouse)
-    print(json.dumps(tasks.night_figures(warehouse.connect(cfg.warehouse_url)), ensure_ascii=False, indent=2))
+    print(json.dumps(night_figures(warehouse.connect(cfg.warehouse_url)), ensure_ascii=False, indent=2))
     return 0
 
 
@@ -313,7 +312,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     verb = "would be" if report.dry_run else "were"
     print(
         f"purge{' (dry run, nothing changed)' if report.dry_run else ''}: "
-        f"warehouse {warehouse_display(cfg.warehouse_url)}"
+        f"warehouse {warehouse.display_url(cfg.warehouse_url)}"
     )
     print(f"  raw values older than {report.older_than_days} days (validated before {report.cutoff} UTC):")
     print(f"    rejected_row lines blanked:  {report.rejected_values}")
@@ -330,6 +329,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def cmd_analytics_copy(args: argparse.Namespace) -> int:
     """A pseudonymised copy of the public tables for analysts (IDs as HMAC tokens, no phones)."""
+    from rosterlink import warehouse
     from rosterlink.core import settings
     from rosterlink.privacy import pseudonymise
 
@@ -344,10 +344,8 @@ def cmd_analytics_copy(args: argparse.Namespace) -> int:
     except pseudonymise.CopyRefused as exc:
         print(f"analytics-copy refused: {exc}", file=sys.stderr)
         return 2
-    print(
-        f"pseudonymised copy of {warehouse_display(cfg.warehouse_url)} written to {warehouse_display(args.to)} "
-        f"(key id {pseudonymise.key_id(key)})"
-    )
+    source, target = warehouse.display_url(cfg.warehouse_url), warehouse.display_url(args.to)
+    print(f"pseudonymised copy of {source} written to {target} (key id {pseudonymise.key_id(key)})")
     for table, n in counts.items():
         print(f"  {table:<20} {n} rows")
     print("  ID numbers are HMAC-SHA256 tokens, phones dropped, names masked (张某), free text dropped")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import sqlalchemy as sa
 
-from rosterlink import warehouse
+from rosterlink import figures, warehouse
 from rosterlink.core.findings import FileRejected, Finding, message
 from rosterlink.core.masking import mask_text
 from rosterlink.core.settings import Settings
@@ -74,10 +74,12 @@ def begin_night(settings: Settings, run_id: str, as_of: dt.date) -> dict:
     return {"run_id": run_id, "as_of": as_of.isoformat()}
 
 
-def finish_night(settings: Settings, run_id: str, summary: dict, status: str = "success") -> dict:
+def finish_night(
+    settings: Settings, run_id: str, summary: dict, status: str = "success"
+) -> figures.NightFigures:
     eng = _engine(settings)
-    figures = night_figures(eng)
-    summary = {**summary, "figures": figures}
+    counts = night_figures(eng)
+    summary = {**summary, "figures": counts}
     n = schema.night_run
     with eng.begin() as conn:
         conn.execute(
@@ -85,7 +87,7 @@ def finish_night(settings: Settings, run_id: str, summary: dict, status: str = "
             .where(n.c.run_id == run_id)
             .values(finished_at=now(), status=status, summary=dumps(summary))
         )
-    return figures
+    return counts
 
 
 def where(settings: Settings) -> dict:
@@ -98,30 +100,9 @@ def where(settings: Settings) -> dict:
     }
 
 
-def night_figures(eng: sa.Engine) -> dict:
-    """The headline numbers of the warehouse as it stands (what the CLI prints)."""
-    q = {
-        "files": "SELECT status, COUNT(*) FROM intake_file GROUP BY status",
-        "households": "SELECT status, COUNT(*) FROM household GROUP BY status",
-        "categories_active": "SELECT category, COUNT(*) FROM household_category WHERE status='active' GROUP BY category",
-        "cadres": "SELECT rank || ':' || status, COUNT(*) FROM cadre GROUP BY rank, status",
-        "cases": "SELECT status, COUNT(*) FROM petition_case GROUP BY status",
-        "pairs_current": "SELECT target_kind, COUNT(*) FROM pairing WHERE valid_to IS NULL GROUP BY target_kind",
-        "link_review": "SELECT reason, COUNT(*) FROM link_review WHERE status='pending' GROUP BY reason",
-    }
-    out: dict = {}
-    with eng.connect() as conn:
-        for name, sql in q.items():
-            out[name] = {str(k): int(v) for k, v in conn.exec_driver_sql(sql).all()}
-        rows = conn.exec_driver_sql(
-            "SELECT COALESCE(SUM(rows_read),0), COALESCE(SUM(rows_loaded),0), COALESCE(SUM(rows_rejected),0) "
-            "FROM intake_file"
-        ).one()
-        out["rows"] = {"read": int(rows[0]), "loaded": int(rows[1]), "rejected": int(rows[2])}
-    from rosterlink.followup import figures
-
-    out["followup"] = figures.headline(eng)
-    return out
+def night_figures(eng: sa.Engine) -> figures.NightFigures:
+    """The headline numbers of the warehouse as it stands (what the CLI prints): :mod:`rosterlink.figures`."""
+    return figures.night_figures(eng)
 
 
 # --- intake ----------------------------------------------------------------------------------------
