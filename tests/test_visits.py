@@ -393,10 +393,10 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
     assert summary[0][:6] == (TOWN, 4, 3, 1, 1, 0)
 
     # the Airflow page's follow-through section shows the same counts
-    from rosterlink.dashboard import app as dashboard
+    from rosterlink.dashboard import data, page
 
-    page = dashboard.render_page(
-        dashboard.figures(warehouse.connect(url)), warehouse="w", generated=dt.datetime(2026, 10, 10, 8)
+    html = page.render_page(
+        data.figures(warehouse.connect(url)), warehouse="w", generated=dt.datetime(2026, 10, 10, 8)
     )
     for key, value in (
         ("followup.overdue", "1"),
@@ -405,7 +405,7 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
         (f"followup.{TOWN}.problems_found", "4"),
         (f"followup.{TOWN}.help_value", "5,320"),
     ):
-        assert f'data-figure="{key}">{value}<' in page, key
+        assert f'data-figure="{key}">{value}<' in html, key
 
 
 def test_opinions_reach_one_workbook_per_responsible_department_without_id_numbers(
