@@ -133,10 +133,10 @@ def generate_intake(intake: Path, seed: int = 20261201) -> dict:
     import random
 
     from rosterlink.core import spec
-    from rosterlink.synthetic import sample
+    from rosterlink.synthetic import population, writers
 
-    pop, _ = sample._build_population(seed, 1.0)  # scale 1 of the province config
-    fill = sample._fill_date(1)
+    pop, _ = population.build_population(seed, 1.0)  # scale 1 of the province config
+    fill = population.fill_date(1)
     towns = list(pop.towns)
     empty_bad = {k: [] for k in pop.bad}
     files: dict[str, dict] = {}
@@ -153,22 +153,22 @@ def generate_intake(intake: Path, seed: int = 20261201) -> dict:
         sub = dataclasses.replace(
             pop, towns=tuple(pair), hardship=[h for h in pop.hardship if h.town in pair], **part(i)
         )
-        write(sample._write_hardship, f"civil_affairs/特困家庭花名册_{'、'.join(pair)}.xlsx", sub, fill)
+        write(writers.write_hardship, f"civil_affairs/特困家庭花名册_{'、'.join(pair)}.xlsx", sub, fill)
     for i, town in enumerate(towns):
         sub = dataclasses.replace(
             pop, towns=(town,), orphan=[f for f in pop.orphan if f.town == town], **part(i)
         )
-        write(sample._write_orphan, f"womens_federation/失亲儿童家庭名单_{town}.xls", sub, fill)
+        write(writers.write_orphan, f"womens_federation/失亲儿童家庭名单_{town}.xls", sub, fill)
         sub = dataclasses.replace(pop, cadres=[c for c in pop.cadres if c.linked_town == town], **part(i))
-        write(sample._write_cadres, f"organization/干部花名册_{town}.xlsx", sub, fill)
+        write(writers.write_cadres, f"organization/干部花名册_{town}.xlsx", sub, fill)
         sub = dataclasses.replace(
             pop, towns=(town,), old_member=[m for m in pop.old_member if m.town == town], **part(i)
         )
-        write(sample._write_old_members, f"organization/建国前入党老党员名册_{town}.csv", sub)
+        write(writers.write_old_members, f"organization/建国前入党老党员名册_{town}.csv", sub)
     for i, pair in enumerate(_groups(towns, 5)):
         sub = dataclasses.replace(pop, cases=[c for c in pop.cases if c.town in pair], **part(i))
-        write(sample._write_cases, f"petition/重点信访案件台账_{'、'.join(pair)}.csv", sub)
-    counts, _ = sample._state(pop)
+        write(writers.write_cases, f"petition/重点信访案件台账_{'、'.join(pair)}.csv", sub)
+    counts, _ = population.state(pop)
     return {"district": spec.district().name, "counts": counts, "files": files}
 
 

@@ -1,6 +1,6 @@
 """A labelled evaluation set for linkage, built from the sample generator's population, with truth.
 
-:func:`generate` takes the reference district's synthetic population (``sample._build_population``:
+:func:`generate` takes the reference district's synthetic population (``population.build_population``:
 the same people, names, towns, villages and phones as the sample intake) and writes it out the way
 the load stage would leave it in ``source_record``, over two nights, with the problems real rosters
 have and the answer for every row (``truth``: the head's / guardian's / cadre's canonical ID):
@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from rosterlink.core import idnumber
-from rosterlink.synthetic import sample
+from rosterlink.synthetic import population
+from rosterlink.synthetic.population import Household
 from rosterlink.warehouse import dumps, insert_many, now, schema
 
 DEFAULT_SEED = 20261125
@@ -319,7 +320,7 @@ class EvalSet:
 
 
 def _mobile(rng: random.Random) -> str:
-    return rng.choice(sample._MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}"
+    return rng.choice(population.MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}"
 
 
 def _variant_village(village: str, rng: random.Random) -> str:
@@ -378,14 +379,14 @@ def _other_valid_id(id18: str, rng: random.Random, taken: set[str]) -> str:
 def generate(seed: int = DEFAULT_SEED, scale: float = 1.0, rates: dict | None = None) -> EvalSet:
     """The evaluation rows for ``scale`` times the reference district, over two nights."""
     rates = {**RATES, **(rates or {})}
-    pop, reg = sample._build_population(seed, scale)
+    pop, reg = population.build_population(seed, scale)
     rng = random.Random(f"{seed}:linkage-eval")
     taken = set(reg.ids)
     hardship = list(pop.hardship)
     free = list(range(len(hardship)))
     rng.shuffle(free)
 
-    def take_hardship() -> sample._Household | None:
+    def take_hardship() -> Household | None:
         return hardship[free.pop()] if free else None
 
     # --- overlaps: the same person in two departments --------------------------------------------
@@ -399,7 +400,7 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0, rates: dict | None = 
             fam.town, fam.village, fam.phone = h.town, h.village, h.phone
             fam.relation = rng.choice(RELATIONS_BY_SEX[h.head.sex])
             guardian_heads.add(i)
-    old_heads: list[tuple[sample._Household, sample._Household]] = []
+    old_heads: list[tuple[Household, Household]] = []
     for m in pop.old_member:
         if rng.random() < rates["old_member_heads_hardship"]:
             h = take_hardship()
@@ -498,7 +499,7 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0, rates: dict | None = 
     # --- night 1: orphan list (guardians; some without ID) ---------------------------------------------
     f_orph = "womens_federation/失亲儿童家庭名单.xls"
 
-    def orphan_rows(fam: sample._Household, night: int, file: str, no_id: bool, overlap: bool) -> None:
+    def orphan_rows(fam: Household, night: int, file: str, no_id: bool, overlap: bool) -> None:
         tags: list[str] = ["no_id"] if no_id else []
         if overlap:
             tags.append("heads_hardship")

@@ -30,7 +30,8 @@ import sqlalchemy as sa
 from rosterlink import warehouse
 from rosterlink.core import idnumber
 from rosterlink.followup.visits import FollowupConfig
-from rosterlink.synthetic import sample
+from rosterlink.synthetic import sample, writers
+from rosterlink.synthetic.truth import BadRow, FileTruth
 from rosterlink.warehouse import schema
 
 HEADERS = [
@@ -102,7 +103,7 @@ OPINIONS = (
 @dataclass
 class VisitTruth:
     as_of: str
-    files: dict[str, sample.FileTruth]
+    files: dict[str, FileTruth]
     followup: dict  # the district's figures (rosterlink.followup.visits.headline keys)
     departments: dict[str, int] = field(default_factory=dict)  # opinions per responsible department
 
@@ -419,18 +420,18 @@ def _write(out_dir: Path, as_of: dt.date, rows: list[dict], bad: list, rng: rand
     files = {}
     for side, items in entries.items():
         rel = rels[side]
-        rec = sample._FileRecord(rel, "visits", "visit", "csv" if side else "xlsx", "gbk" if side else None)  # noqa: SLF001
+        rec = writers.FileRecord(rel, "visits", "visit", "csv" if side else "xlsx", "gbk" if side else None)  # noqa: SLF001
         values = []
         for i, (r, _) in enumerate(items):
             day = r["visit_date"]
             shown = (
                 day
                 if isinstance(day, str)
-                else (day.isoformat() if side else sample._Cell(day, "yyyy-mm-dd"))
+                else (day.isoformat() if side else writers.Cell(day, "yyyy-mm-dd"))
             )
             values.append([i + 1 if c == "seq" else shown if c == "visit_date" else r.get(c) for c in COLS])
         if side:
-            (out_dir / rel).write_bytes(sample._csv_bytes(HEADERS, values, "gbk"))  # noqa: SLF001
+            (out_dir / rel).write_bytes(writers.csv_bytes(HEADERS, values, "gbk"))  # noqa: SLF001
             sheet, numbers = Path(rel).stem, [i + 2 for i in range(len(values))]
             rec.sheet(sheet, 1, len(values))
         else:
@@ -439,7 +440,7 @@ def _write(out_dir: Path, as_of: dt.date, rows: list[dict], bad: list, rng: rand
             wb = Workbook()
             ws = wb.active
             ws.title = sheet = "走访记录"
-            header_row, numbers, blanks, footers = sample._xlsx_sheet(  # noqa: SLF001
+            header_row, numbers, blanks, footers = writers.xlsx_sheet(  # noqa: SLF001
                 ws,
                 title="山亭区结对帮扶走访记录（区直部门）",
                 subtitle=f"填报日期:{as_of.year}年{as_of.month}月{as_of.day}日",
@@ -448,13 +449,13 @@ def _write(out_dir: Path, as_of: dt.date, rows: list[dict], bad: list, rng: rand
                 footers=[None, "制表人:办公室"],
                 text_cols=(3, 5),
             )
-            sample._save_xlsx(wb, out_dir / rel)  # noqa: SLF001
+            writers.save_xlsx(wb, out_dir / rel)  # noqa: SLF001
             rec.sheet(sheet, header_row, len(values), blanks, footers)
         for (r, why), number in zip(items, numbers, strict=True):
             if why is not None:
                 fld, kind, codes = why
                 rec.truth.bad_rows.append(
-                    sample.BadRow(sheet, number, fld, HEADERS[COLS.index(fld)], kind, list(codes))
+                    BadRow(sheet, number, fld, HEADERS[COLS.index(fld)], kind, list(codes))
                 )
         files[rel] = rec.done(entities=sum(1 for _, why in items if why is None))
     return files
