@@ -138,7 +138,7 @@ def generate_intake(intake: Path, seed: int = 20261201) -> dict:
     pop, _ = population.build_population(seed, 1.0)  # scale 1 of the province config
     fill = population.fill_date(1)
     towns = list(pop.towns)
-    empty_bad = {k: [] for k in pop.bad}
+    empty_bad = population.no_bad_rows()
     files: dict[str, dict] = {}
 
     def part(i: int) -> dict:

@@ -35,8 +35,8 @@ from pathlib import Path
 
 from rosterlink.core import spec
 from rosterlink.synthetic import population, sample, writers
-from rosterlink.synthetic.population import Round
-from rosterlink.synthetic.truth import FileTruth
+from rosterlink.synthetic.population import Bad, Case, Entity, Round, RoundBad
+from rosterlink.synthetic.truth import Counts, FileTruth
 
 __all__ = ["Churn", "NightFiles", "first_night_for"]
 
@@ -55,7 +55,7 @@ class NightFiles:
     as_of: dt.date
     files: dict[str, FileTruth]  # relative path -> what a correct pipeline makes of it
     changes: dict[str, int]  # how many of each change the night's files carry (good rows only)
-    expected: dict  # counts after the night (sample.Truth.counts shape)
+    expected: Counts  # counts after the night (sample.Truth.counts shape)
     seconds: float = 0.0
 
     @property
@@ -136,7 +136,9 @@ class Churn:
         files[rel] = writers.write_closures(self.out_dir, rel, rnd, rng(rel))
         if opens:
             rel = rels["case"]
-            only_new = dataclasses.replace(pop, cases=opens, bad={"case": []}, warn={**pop.warn, "case": {}})
+            only_new = dataclasses.replace(
+                pop, cases=opens, bad=population.no_bad_rows(), warn={**pop.warn, "case": {}}
+            )
             files[rel] = writers.write_cases(self.out_dir, rel, only_new, rng(rel))
         changes = {
             "exits": len(rnd.exits),
@@ -148,7 +150,7 @@ class Churn:
         }
         return files, changes
 
-    def _open_cases(self, night: int, day: dt.date) -> list:
+    def _open_cases(self, night: int, day: dt.date) -> list[Case]:
         """Newly registered cases, numbered after every number already handed out this year."""
         pop = self._pop
         count = max(1, round(self.case_open_share * self._base["cases"]))
@@ -169,13 +171,22 @@ class Churn:
 
 def _redated(rnd: Round, day: dt.date) -> Round:
     """The round with every change dated ``day`` (closures: not before the case's registration)."""
-    bad = {}
-    for roster, rows in rnd.bad.items():
-        bad[roster] = []
+
+    def redated(rows: list[Bad[Entity]]) -> list[Bad[Entity]]:
+        out = []
         for b in rows:
             if "date" in b.extra:
-                b = dataclasses.replace(b, extra={**b.extra, "date": day})
-            bad[roster].append(b)
+                extra = b.extra.copy()
+                extra["date"] = day
+                b = dataclasses.replace(b, extra=extra)
+            out.append(b)
+        return out
+
+    bad: RoundBad = {
+        "hardship_adjustment": redated(rnd.bad["hardship_adjustment"]),
+        "cadre_change": redated(rnd.bad["cadre_change"]),
+        "case_closure": redated(rnd.bad["case_closure"]),
+    }
     return dataclasses.replace(
         rnd,
         fill_date=day,

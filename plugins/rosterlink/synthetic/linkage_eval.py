@@ -33,13 +33,14 @@ import hashlib
 import json
 import random
 from collections import Counter, defaultdict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
 from rosterlink.core import idnumber
 from rosterlink.synthetic import population
-from rosterlink.synthetic.population import Household
+from rosterlink.synthetic.population import Household, Person
 from rosterlink.warehouse import dumps, insert_many, now, schema
 
 DEFAULT_SEED = 20261125
@@ -369,6 +370,7 @@ def _messy_contact(
 
 def _other_valid_id(id18: str, rng: random.Random, taken: set[str]) -> str:
     born = idnumber.birth_date(id18)
+    assert born is not None  # a generated ID carries its birth date
     while True:
         new = idnumber.make(id18[:6], born, rng.randrange(500) * 2 + (1 if idnumber.sex(id18) == "M" else 0))
         if new not in taken:
@@ -507,7 +509,7 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0, rates: dict | None = 
         if no_id:
             name = _perturb_name(name, rng, rates, tags)
             village, phone = _messy_contact(village, phone, rng, rates, tags)
-        children = list(fam.children) or [(None, "父母双亡")]
+        children: list[tuple[Person | None, str]] = [*fam.children] or [(None, "父母双亡")]
         if rng.random() < rates["duplicate_orphan"]:
             children.append(children[0])
             tags = [*tags, "duplicate_in_file"]
@@ -757,7 +759,7 @@ def load(eng: sa.Engine, evalset: EvalSet, night: int) -> dict[tuple[int, int], 
     with eng.begin() as conn:
         for file, members in by_file.items():
             first = evalset.rows[members[0]]
-            file_id = conn.execute(
+            inserted = conn.execute(
                 schema.intake_file.insert().values(
                     department=first.department,
                     file_name=f"eval/night{night}/{file}",
@@ -771,7 +773,9 @@ def load(eng: sa.Engine, evalset: EvalSet, night: int) -> dict[tuple[int, int], 
                     received_at=now(),
                     processed_at=now(),
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert inserted is not None
+            file_id = inserted[0]
             stamp = now()
 
             def records(file_id: int = file_id, members: list[int] = members, stamp: dt.datetime = stamp):
@@ -802,10 +806,10 @@ def load(eng: sa.Engine, evalset: EvalSet, night: int) -> dict[tuple[int, int], 
     return index
 
 
-def pairwise(predicted: list[object], truth: list[object]) -> dict:
+def pairwise(predicted: Sequence[Hashable], truth: Sequence[Hashable]) -> dict[str, float]:
     """Pairwise precision, recall and F1 of a clustering (one label per row) against the truth."""
 
-    def pairs(counts: Counter) -> int:
+    def pairs(counts: Counter[Hashable]) -> int:
         return sum(n * (n - 1) // 2 for n in counts.values())
 
     pred_pairs = pairs(Counter(predicted))

@@ -10,11 +10,15 @@ people. The writers (:mod:`rosterlink.synthetic.writers`) turn them into files.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypedDict, TypeVar
 
 from rosterlink.core import idnumber, spec
+from rosterlink.synthetic.truth import Active, Counts
 
 NIGHT1_FILL_DATE = dt.date(2026, 11, 20)
 
@@ -34,12 +38,15 @@ OUTSIDE_TOWNS = (
 # vocabulary (all synthetic)
 
 _SURNAMES_COMMON = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何林高罗"
-_SURNAMES_OTHER = "郑梁谢宋唐许韩冯邓曹彭田董袁于蒋蔡杜程魏苏吕丁任姚卢姜崔谭范金石贾夏付方白邹孟秦邱尹薛闫段侯史陶褚颜孔种满"
+_SURNAMES_OTHER = (
+    "郑梁谢宋唐许韩冯邓曹彭田董袁于蒋蔡杜程魏苏吕丁任姚卢姜崔谭范金石贾夏付方白邹"  # one string, two lines
+    "孟秦邱尹薛闫段侯史陶褚颜孔种满"
+)
 _GIVEN = {
-    (
-        "adult",
-        "M",
-    ): "伟强磊军勇杰涛明超刚平辉鹏华飞鑫波斌宇浩凯健俊旭宁龙林东亮成建国庆文志海山峰玉德兴福贵昌春永广新学民金宝生长友振家利全",
+    ("adult", "M"): (
+        "伟强磊军勇杰涛明超刚平辉鹏华飞鑫波斌宇浩凯健俊旭宁龙林东亮成建国庆文志海山峰"
+        "玉德兴福贵昌春永广新学民金宝生长友振家利全"
+    ),
     ("adult", "F"): "芳娜敏静丽艳娟霞燕玲桂英秀兰梅红萍琴云莲凤洁琳婷雪慧倩颖佳欣悦晶月彩春巧菊荣翠美玉珍荷",
     ("child", "M"): "子梓浩宇轩一诺俊博泽睿思嘉铭辰逸航皓宸煜峻哲瑞晨阳",
     ("child", "F"): "梓涵欣怡雨思佳梦可紫馨若乐萱彤瑶诗语婉雅琪琳悦晨妍",
@@ -245,22 +252,28 @@ MOBILE_PREFIXES = (
 )
 
 
-def weighted(rng: random.Random, pairs) -> str:
+def weighted(rng: random.Random, pairs: Sequence[tuple[str, int]]) -> str:
+    """One of ``pairs``' names, drawn with the pairs' weights."""
     return rng.choices([p[0] for p in pairs], weights=[p[-1] for p in pairs])[0]
 
 
+# ---------------------------------------------------------------------------------------------
 # population
 
 
 @dataclass
 class Person:
-    name: str | None
+    """One synthetic person: name, canonical 18-digit ID, sex."""
+
+    name: str
     id18: str
     sex: str  # "M" | "F"
 
 
 @dataclass
 class Household:
+    """A hardship household (head), an orphan family (guardian and children) or a pre-1949 member."""
+
     category: str  # hardship | orphan | old_member
     head: Person  # hardship head / orphan guardian / old member
     town: str
@@ -277,6 +290,8 @@ class Household:
 
 @dataclass
 class Cadre:
+    """A cadre as the organisation department lists them (unit, post, rank, the town they help)."""
+
     person: Person
     unit: str
     post: str
@@ -286,11 +301,14 @@ class Cadre:
 
     @property
     def rank(self) -> str:
+        """The rank's code (county / section / ordinary)."""
         return _RANK_CODE[self.rank_label]
 
 
 @dataclass
 class Case:
+    """A key petition case (number XF<year>-<seq>, petitioner, topic, responsible unit)."""
+
     number: str
     petitioner: Person
     town: str
@@ -301,12 +319,56 @@ class Case:
     status: str
 
 
+Entity = TypeVar("Entity", Household, Cadre, Case)
+
+
+class BadExtra(TypedDict, total=False):
+    """What a bad row needs besides its entity."""
+
+    person: Person  # numeric_id: whose ID, stored as a number, loses its last digits
+    type: str  # night >= 2: the change type written on the row (退出, 新增, 调离)
+    reason: str  # hardship adjustment: the reason written on the row
+    value: str  # bad_date: the malformed date text
+    date: dt.date  # night >= 2, a fresh person's row: the change date
+
+
 @dataclass
-class Bad:
+class Bad(Generic[Entity]):
+    """A row that must be rejected: ``kind`` (one of ``BAD_KINDS``) in ``field`` of ``entity``'s row."""
+
     kind: str
     field: str
-    entity: object  # Household | Cadre | Case, a fresh one (or, night >= 2, an existing one)
-    extra: dict = field(default_factory=dict)
+    entity: Entity  # a fresh one (or, night >= 2, an existing one)
+    extra: BadExtra = dataclasses.field(default_factory=lambda: BadExtra())
+
+
+class NightOneBad(TypedDict):
+    """Night 1's bad rows, by roster kind."""
+
+    hardship: list[Bad[Household]]
+    orphan: list[Bad[Household]]
+    cadre: list[Bad[Cadre]]
+    old_member: list[Bad[Household]]
+    case: list[Bad[Case]]
+
+
+class RoundBad(TypedDict):
+    """A later night's bad rows, by roster kind."""
+
+    hardship_adjustment: list[Bad[Household]]
+    cadre_change: list[Bad[Cadre]]
+    case_closure: list[Bad[Case]]
+
+
+def no_bad_rows() -> NightOneBad:
+    """Night-1 bad rows of no roster (for writing a population's files without them)."""
+    return {"hardship": [], "orphan": [], "cadre": [], "old_member": [], "case": []}
+
+
+class _Places(TypedDict):
+    towns: tuple[str, ...]
+    weights: list[float]
+    villages: dict[str, list[str]]
 
 
 class Registry:
@@ -374,6 +436,8 @@ def _scaled(value: int, scale: float) -> int:
 
 @dataclass
 class Population:
+    """The district's entities now, night 1's bad rows and the warning rows (see :func:`build_population`)."""
+
     towns: tuple[str, ...]
     villages: dict[str, list[str]]
     hardship: list[Household]
@@ -381,7 +445,7 @@ class Population:
     old_member: list[Household]
     cadres: list[Cadre]
     cases: list[Case]
-    bad: dict[str, list[Bad]]  # roster kind -> night-1 bad rows
+    bad: NightOneBad  # roster kind -> night-1 bad rows
     namesakes: list[list[str]]
     picker: PostPicker = field(default_factory=lambda: PostPicker())
     # roster kind -> entity key (head/guardian/cadre ID, case number) -> (kind, field, value to write)
@@ -389,6 +453,7 @@ class Population:
     closed_cases: list[Case] = field(default_factory=list)
 
     def warned(self) -> set[str]:
+        """Keys (IDs, case numbers) of the entities whose night-1 row carries a warning."""
         return {key for per_roster in self.warn.values() for key in per_roster}
 
 
@@ -413,7 +478,16 @@ def _town_weights(rng: random.Random, towns: tuple[str, ...]) -> list[float]:
     return [0.6 + 0.8 * rng.random() for _ in towns]
 
 
-def _hardship_household(rng, reg, towns, weights, villages, *, town=None, region=None) -> Household:
+def _hardship_household(
+    rng: random.Random,
+    reg: Registry,
+    towns: tuple[str, ...],
+    weights: list[float],
+    villages: dict[str, list[str]],
+    *,
+    town: str | None = None,
+    region: str | None = None,
+) -> Household:
     head = reg.person(rng, born=(1938, 1996), sex="M" if rng.random() < 0.7 else "F", region=region)
     town = town or rng.choices(towns, weights=weights)[0]
     village = rng.choice(villages[town]) if town in villages else rng.choice(_VILLAGE_FIRST) + "庄村"
@@ -429,13 +503,23 @@ def _hardship_household(rng, reg, towns, weights, villages, *, town=None, region
     )
 
 
-def _orphan_family(rng, reg, towns, weights, villages, *, children=1, town=None, region=None) -> Household:
+def _orphan_family(
+    rng: random.Random,
+    reg: Registry,
+    towns: tuple[str, ...],
+    weights: list[float],
+    villages: dict[str, list[str]],
+    *,
+    children: int = 1,
+    town: str | None = None,
+    region: str | None = None,
+) -> Household:
     relation = weighted(rng, _RELATION_WEIGHTS)
     sex, born, same_surname = _RELATIONS[relation]
     guardian = reg.person(rng, born=born, sex=sex, region=region)
     town = town or rng.choices(towns, weights=weights)[0]
     village = rng.choice(villages[town]) if town in villages else rng.choice(_VILLAGE_FIRST) + "庄村"
-    kids = []
+    kids: list[tuple[Person, str]] = []
     for _ in range(children):
         surname = guardian.name[0] if same_surname and guardian.name else None
         child = reg.person(rng, born=(2009, 2022), style="child", surname=surname, home_share=0.95)
@@ -451,10 +535,21 @@ def _orphan_family(rng, reg, towns, weights, villages, *, children=1, town=None,
     )
 
 
-def _old_member(rng, reg, towns, weights, villages, *, legacy: bool, town=None, region=None) -> Household:
+def _old_member(
+    rng: random.Random,
+    reg: Registry,
+    towns: tuple[str, ...],
+    weights: list[float],
+    villages: dict[str, list[str]],
+    *,
+    legacy: bool,
+    town: str | None = None,
+    region: str | None = None,
+) -> Household:
     sex = "M" if rng.random() < 0.85 else "F"
     person = reg.person(rng, born=(1914, 1931), style="old", sex=sex, home_share=0.95, region=region)
     born = idnumber.birth_date(person.id18)
+    assert born is not None  # a generated ID carries its birth date
     earliest = max(dt.date(1937, 1, 1), dt.date(born.year + 16, born.month, 1))
     latest = dt.date(1949, 9, 30)
     joined = earliest + dt.timedelta(days=rng.randrange((latest - earliest).days + 1))
@@ -543,12 +638,21 @@ def _cadre_units(towns: tuple[str, ...]) -> tuple[list[str], list[float]]:
 
 
 def unit_order(towns: tuple[str, ...]) -> dict[str, int]:
+    """Unit -> its place in a cadre roster (leadership, departments, then the towns' governments)."""
     order = list(_LEADERSHIP_UNITS) + list(_DEPARTMENTS) + [_town_gov(t) for t in towns]
     return {u: i for i, u in enumerate(order)}
 
 
 def _new_cadre(
-    rng, reg, towns, picker, rank_label: str, *, linked_town=None, born=None, digits_only=False
+    rng: random.Random,
+    reg: Registry,
+    towns: tuple[str, ...],
+    picker: PostPicker,
+    rank_label: str,
+    *,
+    linked_town: str | None = None,
+    born: tuple[int, int] | None = None,
+    digits_only: bool = False,
 ) -> Cadre:
     units, weights = _cadre_units(towns)
     unit = rng.choices(units, weights=weights)[0]
@@ -562,10 +666,20 @@ def _new_cadre(
 
 
 def case_number(year: int, seq: int) -> str:
+    """The petition office's case number: ``XF2026-0007``."""
     return f"XF{year}-{seq:04d}"
 
 
-def new_case(rng, reg, towns, *, registered: dt.date, town=None, region=None) -> Case:
+def new_case(
+    rng: random.Random,
+    reg: Registry,
+    towns: tuple[str, ...],
+    *,
+    registered: dt.date,
+    town: str | None = None,
+    region: str | None = None,
+) -> Case:
+    """A fresh open case registered on ``registered`` (its number is given later, in registration order)."""
     town = town or rng.choice(towns)
     topic = rng.choice(list(_TOPICS))
     summary, unit = rng.choice(_TOPICS[topic])
@@ -576,16 +690,17 @@ def new_case(rng, reg, towns, *, registered: dt.date, town=None, region=None) ->
     )
 
 
-def _numeric_id_person(rng, reg, **kw) -> Person:
+def _numeric_id_person(rng: random.Random, reg: Registry, *, born: tuple[int, int]) -> Person:
     """A person whose ID, once stored as a double, loses digits and fails the checksum."""
     while True:
-        p = reg.person(rng, digits_only=True, **kw)
+        p = reg.person(rng, digits_only=True, born=born)
         rounded = str(int(float(int(p.id18))))
         if rounded != p.id18 and not idnumber.is_valid_checksum(rounded):
             return p
 
 
 def build_population(seed: int, scale: float) -> tuple[Population, Registry]:
+    """Night 1's district: ``config/district.json``'s reference counts times ``scale``, seeded by ``seed``."""
     district = spec.district()
     towns = district.towns
     ref = district.reference_counts
@@ -668,10 +783,9 @@ def build_population(seed: int, scale: float) -> tuple[Population, Registry]:
     def outside() -> tuple[str, str]:
         return rng.choice(OUTSIDE_TOWNS)
 
-    bad: dict[str, list[Bad]] = {}
-    hw = dict(towns=towns, weights=weights, villages=villages)
+    hw: _Places = {"towns": towns, "weights": weights, "villages": villages}
     o_town, o_region = outside()
-    bad["hardship"] = [
+    bad_hardship: list[Bad[Household]] = [
         Bad(
             "numeric_id",
             "head_id_number",
@@ -685,7 +799,7 @@ def build_population(seed: int, scale: float) -> tuple[Population, Registry]:
         Bad("formula_name", "head_name", _hardship_household(rng, reg, **hw)),
     ]
     o_town, o_region = outside()
-    bad["orphan"] = [
+    bad_orphan: list[Bad[Household]] = [
         Bad(
             "numeric_id",
             "guardian_id_number",
@@ -697,7 +811,7 @@ def build_population(seed: int, scale: float) -> tuple[Population, Registry]:
         Bad("empty_name", "child_name", _orphan_family(rng, reg, **hw)),
         Bad("formula_name", "guardian_name", _orphan_family(rng, reg, **hw)),
     ]
-    bad["cadre"] = [
+    bad_cadre: list[Bad[Cadre]] = [
         Bad(
             "numeric_id",
             "id_number",
@@ -711,7 +825,7 @@ def build_population(seed: int, scale: float) -> tuple[Population, Registry]:
         Bad("missing_required", "rank", _new_cadre(rng, reg, towns, picker, "副科级")),
     ]
     o_town, o_region = outside()
-    bad["old_member"] = [
+    bad_old_member: list[Bad[Household]] = [
         Bad("numeric_id_text", "id_number", _old_member(rng, reg, **hw, legacy=False)),
         Bad("bad_checksum", "id_number", _old_member(rng, reg, **hw, legacy=False)),
         Bad("bad_birthdate", "id_number", _old_member(rng, reg, **hw, legacy=True)),
@@ -723,7 +837,7 @@ def build_population(seed: int, scale: float) -> tuple[Population, Registry]:
     def bad_case_day() -> dt.date:
         return dt.date(2025, 6, 1) + dt.timedelta(days=rng.randrange(500))
 
-    bad["case"] = [
+    bad_case: list[Bad[Case]] = [
         Bad("bad_checksum", "petitioner_id_number", new_case(rng, reg, towns, registered=bad_case_day())),
         Bad(
             "town_outside",
@@ -734,17 +848,22 @@ def build_population(seed: int, scale: float) -> tuple[Population, Registry]:
         Bad("formula_name", "petitioner_name", new_case(rng, reg, towns, registered=bad_case_day())),
         Bad("numeric_id_text", "petitioner_id_number", new_case(rng, reg, towns, registered=bad_case_day())),
     ]
-    for b in bad["case"]:
-        if b.kind == "town_outside":
-            b.entity.unit = "区信访局"
+    for bad_row in bad_case:
+        if bad_row.kind == "town_outside":
+            bad_row.entity.unit = "区信访局"
+    bad: NightOneBad = {
+        "hardship": bad_hardship,
+        "orphan": bad_orphan,
+        "cadre": bad_cadre,
+        "old_member": bad_old_member,
+        "case": bad_case,
+    }
     # number all cases (good and bad) per year in registration order
-    all_cases = sorted(
-        cases + [b.entity for b in bad["case"]], key=lambda c: (c.registered, c.petitioner.id18)
-    )
+    all_cases = sorted(cases + [b.entity for b in bad_case], key=lambda c: (c.registered, c.petitioner.id18))
     per_year: dict[int, int] = {}
-    for c in all_cases:
-        per_year[c.registered.year] = per_year.get(c.registered.year, 0) + 1
-        c.number = case_number(c.registered.year, per_year[c.registered.year])
+    for case in all_cases:
+        per_year[case.registered.year] = per_year.get(case.registered.year, 0) + 1
+        case.number = case_number(case.registered.year, per_year[case.registered.year])
 
     # warnings on true entities (they load): chosen away from the namesakes
     taken = {i for pair in namesakes for i in pair}
@@ -767,9 +886,9 @@ def build_population(seed: int, scale: float) -> tuple[Population, Registry]:
         warn["cadre"][c_town.person.id18] = ("town_outside", "linked_town", rng.choice(OUTSIDE_TOWNS)[0])
         warn["cadre"][c_phone.person.id18] = ("phone_invalid", "phone", _mobile(rng)[:9])
     if cases:
-        c = rng.choice(cases)
-        bad_day = f"{c.registered.year}年13月{c.registered.day}日"
-        warn["case"][c.number] = ("bad_date", "registered_date", bad_day)
+        warned_case = rng.choice(cases)
+        bad_day = f"{warned_case.registered.year}年13月{warned_case.registered.day}日"
+        warn["case"][warned_case.number] = ("bad_date", "registered_date", bad_day)
 
     pop = Population(towns, villages, hardship, orphan, old, cadres, cases, bad, namesakes, picker, warn)
     return pop, reg
@@ -777,6 +896,8 @@ def build_population(seed: int, scale: float) -> tuple[Population, Registry]:
 
 @dataclass
 class Round:
+    """One later night's changes (already applied to the population) and its bad rows."""
+
     night: int
     fill_date: dt.date
     exits: list[tuple[Household, str, str, dt.date]]  # household, 退出/脱困, reason, date
@@ -784,10 +905,11 @@ class Round:
     departures: list[tuple[Cadre, str, dt.date]]  # cadre, 调离/退休, date
     joins: list[tuple[Cadre, dt.date]]
     closures: list[tuple[Case, dt.date]]
-    bad: dict[str, list[Bad]]
+    bad: RoundBad
 
 
 def fill_date(night: int) -> dt.date:
+    """The date the offices fill night ``night``'s files (night 1: 2026-11-20, then a day a night)."""
     return NIGHT1_FILL_DATE + dt.timedelta(days=night - 1)
 
 
@@ -797,7 +919,7 @@ def apply_round(pop: Population, reg: Registry, seed: int, night: int, base: dic
     fill = fill_date(night)
     towns = pop.towns
     weights = [1.0] * len(towns)
-    hw = dict(towns=towns, weights=weights, villages=pop.villages)
+    hw: _Places = {"towns": towns, "weights": weights, "villages": pop.villages}
 
     def day() -> dt.date:
         # night 2 reports the changes of the month before its list; later nights report the changes
@@ -857,7 +979,7 @@ def apply_round(pop: Population, reg: Registry, seed: int, night: int, base: dic
     stay_c = [c for c in cadres if c.person.id18 not in leaving]
     closing = {c.number for c, _ in closures}
     stay_k = [c for c in cases if c.number not in closing]
-    bad: dict[str, list[Bad]] = {"hardship_adjustment": [], "cadre_change": [], "case_closure": []}
+    bad: RoundBad = {"hardship_adjustment": [], "cadre_change": [], "case_closure": []}
     if stay_h:
         bad["hardship_adjustment"].append(
             Bad(
@@ -906,19 +1028,21 @@ def apply_round(pop: Population, reg: Registry, seed: int, night: int, base: dic
     pop.cadres = [c for c in pop.cadres if c.person.id18 not in leaving] + [c for c, _ in joins]
     pop.closed_cases += [c for c, _ in closures]
     pop.cases = [c for c in pop.cases if c.number not in closing]
-    for c, _ in closures:
-        c.status = "已销号"
+    for case, _ in closures:
+        case.status = "已销号"
     return Round(night, fill, exits, adds, departures, joins, closures, bad)
 
 
-def state(pop: Population) -> tuple[dict, dict]:
-    def ids(items) -> list[str]:
+def state(pop: Population) -> tuple[Counts, Active]:
+    """The counts and sorted ID lists a correct pipeline must reach for ``pop`` (the truth's shape)."""
+
+    def ids(items: list[Household]) -> list[str]:
         return sorted(x.head.id18 for x in items)
 
-    cadres_by_rank = {
+    cadres_by_rank: dict[str, list[str]] = {
         r: sorted(c.person.id18 for c in pop.cadres if c.rank == r) for r in ("county", "section", "ordinary")
     }
-    active = {
+    active: Active = {
         "households": {
             "hardship": ids(pop.hardship),
             "orphan": ids(pop.orphan),
@@ -928,7 +1052,7 @@ def state(pop: Population) -> tuple[dict, dict]:
         "open_cases": sorted(c.number for c in pop.cases),
         "closed_cases": sorted(c.number for c in pop.closed_cases),
     }
-    counts = {
+    counts: Counts = {
         "households": {
             "hardship": len(pop.hardship),
             "orphan": len(pop.orphan),

@@ -47,7 +47,7 @@ from rosterlink.synthetic.population import (
     fill_date,
     state,
 )
-from rosterlink.synthetic.truth import BAD_KINDS, WARNING_KINDS, BadRow, FileTruth, SheetInfo, Truth
+from rosterlink.synthetic.truth import BAD_KINDS, WARNING_KINDS, BadRow, Changes, FileTruth, SheetInfo, Truth
 from rosterlink.synthetic.writers import FORMULA_NAME
 
 __all__ = [
@@ -142,7 +142,7 @@ def generate(
             out_dir, files["old_member"], pop, wrng(files["old_member"])
         )
         written[files["case"]] = writers.write_cases(out_dir, files["case"], pop, wrng(files["case"]))
-        changes = {
+        changes: Changes = {
             "exited_household_ids": [],
             "exit_types": {},
             "new_household_ids": [],
@@ -209,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         truth = generate(args.out, seed=args.seed, scale=args.scale, night=args.night, truth_path=args.truth)
     except ValueError as exc:
         parser.error(str(exc))
+    except ModuleNotFoundError as exc:
+        if exc.name != "xlwt":
+            raise
+        parser.exit(1, f"{exc}\n")
     for rel, f in truth.files.items():
         print(f"{rel}\t{f.format}\trows={f.rows}\tgood={f.good_rows}\tbad={len(f.bad_rows)}")
     c = truth.counts

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict
 
 # What each bad-row kind is, and the reason codes (config/messages.json) a pipeline may give it.
 BAD_KINDS: dict[str, tuple[str, ...]] = {
@@ -35,8 +36,67 @@ WARNING_KINDS: dict[str, tuple[str, ...]] = {
 }
 
 
+class HouseholdCounts(TypedDict):
+    hardship: int
+    orphan: int
+    old_member: int
+    total: int
+
+
+class CaseCounts(TypedDict):
+    open: int
+    closed: int
+    total: int
+
+
+class Counts(TypedDict):
+    """Entity counts after a night."""
+
+    households: HouseholdCounts
+    orphan_children: int
+    cadres: dict[str, int]  # county, section, ordinary, total
+    cases: CaseCounts
+
+
+class ActiveHouseholds(TypedDict):
+    hardship: list[str]
+    orphan: list[str]
+    old_member: list[str]
+
+
+class Active(TypedDict):
+    """Sorted ID lists after a night: households by category (head or guardian ID), cadres by rank."""
+
+    households: ActiveHouseholds
+    cadres: dict[str, list[str]]
+    open_cases: list[str]
+    closed_cases: list[str]
+
+
+class Changes(TypedDict):
+    """What a night's files change (empty on night 1)."""
+
+    exited_household_ids: list[str]
+    exit_types: dict[str, str]  # head ID -> 退出 | 脱困
+    new_household_ids: list[str]
+    departed_cadre_ids: list[str]
+    new_cadre_ids: list[str]
+    new_cadre_ranks: dict[str, str]  # cadre ID -> rank code
+    closed_case_numbers: list[str]
+
+
+class Duplicate(TypedDict):
+    """A good row repeating an entity listed earlier in the same sheet."""
+
+    sheet: str
+    row: int
+    first_row: int
+
+
 @dataclass
 class BadRow:
+    """A row a correct pipeline must reject (or, in ``warning_rows``, load with a flagged value)."""
+
     sheet: str  # sheet name (the file's stem for CSV)
     row: int  # Excel row number as the clerk sees it (CSV: line number, header = line 1)
     field: str  # canonical field name
@@ -47,6 +107,8 @@ class BadRow:
 
 @dataclass
 class SheetInfo:
+    """Where a sheet's header, data, blank and footer rows are."""
+
     name: str
     header_row: int  # Excel row (CSV line) of the header; rows above it are title/filler rows
     rows: int  # data rows written in this sheet (good + bad, blank rows and footers excluded)
@@ -56,6 +118,8 @@ class SheetInfo:
 
 @dataclass
 class FileTruth:
+    """One written file and what a correct pipeline makes of it."""
+
     path: str  # relative to out_dir, POSIX separators
     department: str
     roster: str  # roster kind (config/rosters.json)
@@ -67,7 +131,7 @@ class FileTruth:
     duplicate_rows: int  # good rows repeating an entity already listed earlier in the same file
     entities: int  # distinct entities among the good rows (households, families, cadres, cases, changes)
     bad_rows: list[BadRow]
-    duplicates: list[dict] = field(default_factory=list)  # {sheet, row, first_row}: same entity twice
+    duplicates: list[Duplicate] = field(default_factory=list)  # {sheet, row, first_row}: same entity twice
     warning_rows: list[BadRow] = field(default_factory=list)  # good rows with a flagged value (WARNING_KINDS)
 
 
@@ -86,19 +150,19 @@ class Truth:
     fill_date: str
     district: str
     files: dict[str, FileTruth]
-    counts: dict
-    active: dict
-    changes: dict
+    counts: Counts
+    active: Active
+    changes: Changes
     namesakes: list[list[str]] = field(default_factory=list)  # distinct people sharing a name
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=1, sort_keys=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict) -> Truth:
+    def from_dict(cls, data: dict[str, Any]) -> Truth:
         files = {
             path: FileTruth(
                 **{

@@ -18,13 +18,19 @@ import datetime as dt
 import io
 import random
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rosterlink.core import idnumber, spec
 from rosterlink.synthetic import population
-from rosterlink.synthetic.population import Bad, Cadre, Household, Person, Population, Round
+from rosterlink.synthetic.population import Bad, Cadre, Case, Household, Person, Population, Round
 from rosterlink.synthetic.truth import BAD_KINDS, WARNING_KINDS, BadRow, FileTruth, SheetInfo
+
+if TYPE_CHECKING:
+    from openpyxl import Workbook
+    from openpyxl.worksheet.worksheet import Worksheet
 
 FIXED_TIMESTAMP = dt.datetime(2026, 11, 20, 9, 0, 0)
 _ZIP_TIME = (2026, 11, 20, 9, 0, 0)
@@ -32,6 +38,11 @@ _EXCEL_EPOCH = dt.date(1899, 12, 30)
 FORMULA_NAME = '=HYPERLINK("http://x","点我")'
 _FW_DIGITS = str.maketrans("0123456789Xx", "０１２３４５６７８９Ｘｘ")
 _SEX_LABEL = {"M": "男", "F": "女"}
+XLWT_MISSING = "the sample's legacy .xls file needs xlwt: pip install -e '.[sample]'"
+
+Row = Sequence[object] | None  # a sheet row's cell values (None: a blank row)
+Footer = str | list[tuple[int, str, int]] | None  # see xlsx_sheet
+RowWarning = tuple[str, str, object]  # (kind, field, value to write) of a warning row
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,7 +130,7 @@ def _numeric_id_value(person: Person) -> float:
 # writers
 
 
-def save_xlsx(wb, path: Path) -> None:
+def save_xlsx(wb: Workbook, path: Path) -> None:
     """Save with fixed properties and fixed zip timestamps: same content -> same bytes."""
     from openpyxl.writer.excel import ExcelWriter
 
@@ -140,16 +151,17 @@ def save_xlsx(wb, path: Path) -> None:
     path.write_bytes(out.getvalue())
 
 
-def _runs(rows: list, col: int) -> list[tuple[int, int]]:
+def _runs(rows: Sequence[Row], col: int) -> list[tuple[int, int]]:
     """(first, last) index of runs of >= 2 consecutive non-blank rows with the same value in col."""
     out = []
     i = 0
     while i < len(rows):
-        if rows[i] is None or rows[i][col] is None:
+        row = rows[i]
+        if row is None or row[col] is None:
             i += 1
             continue
         j = i
-        while j + 1 < len(rows) and rows[j + 1] is not None and rows[j + 1][col] == rows[i][col]:
+        while j + 1 < len(rows) and (below := rows[j + 1]) is not None and below[col] == row[col]:
             j += 1
         if j > i:
             out.append((i, j))
@@ -158,16 +170,16 @@ def _runs(rows: list, col: int) -> list[tuple[int, int]]:
 
 
 def xlsx_sheet(
-    ws,
+    ws: Worksheet,
     *,
     title: str,
     subtitle: str | None,
     headers: list[str],
-    rows: list,
-    merge_cols=(),
-    footers=(),
-    widths=(),
-    text_cols=(),
+    rows: Sequence[Row],
+    merge_cols: Sequence[int] = (),
+    footers: Sequence[Footer] = (),
+    widths: Sequence[float] = (),
+    text_cols: Sequence[int] = (),
 ) -> tuple[int, list[int | None], list[int], list[int]]:
     """Write one sheet; ``rows`` items are lists of cell values or None (a blank row).
 
@@ -213,7 +225,8 @@ def xlsx_sheet(
                 continue
             fmt = None
             if isinstance(v, Cell):
-                v, fmt = v.value, v.number_format
+                fmt = v.number_format
+                v = v.value
             cell = ws.cell(rn, c + 1)
             cell.value = v
             if isinstance(v, str):
@@ -243,7 +256,8 @@ def xlsx_sheet(
     return header_row, numbers, blanks, footer_rows
 
 
-def csv_bytes(headers: list[str], rows: list[list[object]], encoding: str) -> bytes:
+def csv_bytes(headers: list[str], rows: Sequence[Sequence[object]], encoding: str) -> bytes:
+    """A CSV file as an office exports it: header line, CRLF line ends, None as an empty field."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(headers)
@@ -260,19 +274,31 @@ class FileRecord:
     ) -> None:
         self.truth = FileTruth(path, department, roster, fmt, encoding, [], 0, 0, 0, 0, [])
 
-    def sheet(self, name: str, header_row: int, rows: int, blanks=(), footers=()) -> None:
+    def sheet(
+        self, name: str, header_row: int, rows: int, blanks: Sequence[int] = (), footers: Sequence[int] = ()
+    ) -> None:
+        """A sheet of ``rows`` data rows under the header at ``header_row``."""
         self.truth.sheets.append(SheetInfo(name, header_row, rows, list(blanks), list(footers)))
         self.truth.rows += rows
 
-    def bad(self, sheet: str, row: int, b: Bad, header: str) -> None:
+    def bad(
+        self, sheet: str, row: int | None, b: Bad[Household] | Bad[Cadre] | Bad[Case], header: str
+    ) -> None:
+        """Row ``row`` (the clerk's row number) of ``sheet`` is bad row ``b``."""
+        assert row is not None  # a bad row is written, never a blank
         self.truth.bad_rows.append(BadRow(sheet, row, b.field, header, b.kind, list(BAD_KINDS[b.kind])))
 
-    def warn(self, sheet: str, row: int, warning: tuple[str, str, object], headers, fields) -> None:
+    def warn(
+        self, sheet: str, row: int | None, warning: RowWarning, headers: Sequence[str], fields: Sequence[str]
+    ) -> None:
+        """Row ``row`` of ``sheet`` loads with a flagged value (``warning``)."""
+        assert row is not None  # a warning row is written, never a blank
         kind, fld, _ = warning
         header = headers[list(fields).index(fld)]
         self.truth.warning_rows.append(BadRow(sheet, row, fld, header, kind, list(WARNING_KINDS[kind])))
 
     def done(self, entities: int, duplicates: int = 0) -> FileTruth:
+        """The file's truth, bad and warning rows in sheet and row order."""
         t = self.truth
         t.bad_rows.sort(key=lambda b: ([s.name for s in t.sheets].index(b.sheet), b.row))
         t.warning_rows.sort(key=lambda b: ([s.name for s in t.sheets].index(b.sheet), b.row))
@@ -283,7 +309,13 @@ class FileRecord:
 
 
 def _apply_person_bad(
-    b: Bad, values: dict, rng: random.Random, *, name_key: str, id_key: str, id18: str
+    b: Bad[Household] | Bad[Cadre] | Bad[Case],
+    values: dict[str, object],
+    rng: random.Random,
+    *,
+    name_key: str,
+    id_key: str,
+    id18: str,
 ) -> None:
     """Put the bad row's defect into its cell values (dict keyed by canonical field)."""
     if b.kind == "numeric_id":
@@ -346,7 +378,7 @@ _HARDSHIP_HEADERS = (
 _REMARKS = ("低保户", "残疾人家庭", "独居老人", "重病患者", "五保户")
 
 
-def _hardship_values(h: Household, rng: random.Random) -> dict:
+def _hardship_values(h: Household, rng: random.Random) -> dict[str, object]:
     income: object = int(h.income) if float(h.income).is_integer() else h.income
     r = rng.random()
     if r < 0.04:
@@ -367,7 +399,14 @@ def _hardship_values(h: Household, rng: random.Random) -> dict:
     }
 
 
+def _put_warning(values: dict[str, object], warning: RowWarning | None) -> None:
+    """A warning row's flagged value replaces the field's (a warning without a value keeps it)."""
+    if warning is not None and warning[2] is not None:
+        values[warning[1]] = warning[2]
+
+
 def write_hardship(out_dir: Path, rel: str, pop: Population, rng: random.Random, fill: dt.date) -> FileTruth:
+    """The civil affairs office's hardship roster: .xlsx, two sheets of towns, merged town cells."""
     from openpyxl import Workbook
 
     rec = FileRecord(rel, "civil_affairs", "hardship", "xlsx")
@@ -380,8 +419,8 @@ def write_hardship(out_dir: Path, rel: str, pop: Population, rng: random.Random,
     dup_pool = [h for h in pop.hardship if h.head.id18 not in pop.warn["hardship"]]
     n_dup = min(n_dup, len(dup_pool))
     dup_ids = {h.head.id18 for h in rng.sample(dup_pool, n_dup)}
-    bad_by_town: dict[str, list[Bad]] = {}
-    outside_bad = []
+    bad_by_town: dict[str, list[Bad[Household]]] = {}
+    outside_bad: list[Bad[Household]] = []
     for b in pop.bad["hardship"]:
         if b.entity.town in towns:
             bad_by_town.setdefault(b.entity.town, []).append(b)
@@ -389,9 +428,11 @@ def write_hardship(out_dir: Path, rel: str, pop: Population, rng: random.Random,
             outside_bad.append(b)
     village_rank = {t: {v: i for i, v in enumerate(vs)} for t, vs in pop.villages.items()}
 
+    # an item: (good | dup | bad, the household, its bad row) or None for a blank row
+    Item = tuple[str, Household, Bad[Household] | None]
     for s, (sheet_name, sheet_towns) in enumerate(parts):
         ws = wb.create_sheet(sheet_name)
-        items: list = []  # (kind, household or bad) or None
+        items: list[Item | None] = []
         blank_before = {rng.randint(1, 2)} if s == 0 else set(rng.sample(range(1, 6), rng.randint(0, 2)))
         groups = 0
         for town in sheet_towns:
@@ -399,13 +440,13 @@ def write_hardship(out_dir: Path, rel: str, pop: Population, rng: random.Random,
                 (h for h in pop.hardship if h.town == town),
                 key=lambda h: (village_rank[town][h.village], h.head.id18),
             )
-            entries: list = [("good", h) for h in group]
+            entries: list[Item] = [("good", h, None) for h in group]
             for h in group:
                 if h.head.id18 in dup_ids:
-                    at = entries.index(("good", h))
-                    entries.insert(rng.randint(at + 1, len(entries)), ("dup", h))
+                    at = entries.index(("good", h, None))
+                    entries.insert(rng.randint(at + 1, len(entries)), ("dup", h, None))
             for b in bad_by_town.get(town, []):
-                entries.insert(rng.randint(0, len(entries)), ("bad", b))
+                entries.insert(rng.randint(0, len(entries)), ("bad", b.entity, b))
             if not entries:
                 continue
             if groups in blank_before and items:
@@ -413,39 +454,37 @@ def write_hardship(out_dir: Path, rel: str, pop: Population, rng: random.Random,
             groups += 1
             items.extend(entries)
         if s == len(parts) - 1:
-            items.extend(("bad", b) for b in outside_bad)
-        rows: list = []
+            items.extend(("bad", b.entity, b) for b in outside_bad)
+        rows: list[Row] = []
         seq = 0
         households = 0
         for item in items:
             if item is None:
                 rows.append(None)
                 continue
-            kind, obj = item
+            kind, h, bad = item
             seq += 1
-            if kind == "bad":
-                values = _hardship_values(obj.entity, rng)
+            values = _hardship_values(h, rng)
+            if bad is not None:
                 _apply_person_bad(
-                    obj, values, rng, name_key="head_name", id_key="head_id_number", id18=obj.entity.head.id18
+                    bad, values, rng, name_key="head_name", id_key="head_id_number", id18=h.head.id18
                 )
             else:
-                values = _hardship_values(obj, rng)
                 households += kind == "good"
-                _, fld, value = pop.warn["hardship"].get(obj.head.id18, (None, None, None))
-                if value is not None:
-                    values[fld] = value
+                _put_warning(values, pop.warn["hardship"].get(h.head.id18))
             values["seq"] = seq
             rows.append([values.get(k) for k in _HARDSHIP_COLS])
         headers = _HARDSHIP_HEADERS[s % 2]
-        footers = [
+        footers: list[Footer] = [
             None,
             [(1, f"合计:{households}户", 4)],
             "制表人:孙丽        审核人:刘强" if s == 0 else [(2, "制表人:孙丽", 1), (6, "审核人:刘强", 1)],
         ]
+        district = spec.district().name
         header_row, numbers, blanks, footer_rows = xlsx_sheet(
             ws,
-            title=f"{spec.district().name}特困家庭花名册",
-            subtitle=f"填报单位(盖章):{spec.district().name}民政局    填报日期:{fill.year}年{fill.month}月{fill.day}日",
+            title=f"{district}特困家庭花名册",
+            subtitle=f"填报单位(盖章):{district}民政局    填报日期:{fill.year}年{fill.month}月{fill.day}日",
             headers=headers,
             rows=rows,
             merge_cols=(1,),
@@ -456,15 +495,17 @@ def write_hardship(out_dir: Path, rel: str, pop: Population, rng: random.Random,
         rec.sheet(sheet_name, header_row, sum(1 for x in rows if x is not None), blanks, footer_rows)
         first_row: dict[str, int] = {}
         for item, rn in zip(items, numbers, strict=True):
-            if item is not None and item[0] == "bad":
-                b = item[1]
-                rec.bad(sheet_name, rn, b, headers[_HARDSHIP_COLS.index(b.field)])
-            elif item is not None and item[0] == "good":
-                first_row[item[1].head.id18] = rn
-                if item[1].head.id18 in pop.warn["hardship"]:
-                    rec.warn(sheet_name, rn, pop.warn["hardship"][item[1].head.id18], headers, _HARDSHIP_COLS)
+            if item is None or rn is None:
+                continue
+            kind, h, bad = item
+            if bad is not None:
+                rec.bad(sheet_name, rn, bad, headers[_HARDSHIP_COLS.index(bad.field)])
+            elif kind == "good":
+                first_row[h.head.id18] = rn
+                if h.head.id18 in pop.warn["hardship"]:
+                    rec.warn(sheet_name, rn, pop.warn["hardship"][h.head.id18], headers, _HARDSHIP_COLS)
         for item, rn in zip(items, numbers, strict=True):
-            if item is not None and item[0] == "dup":
+            if item is not None and rn is not None and item[0] == "dup":
                 first = first_row[item[1].head.id18]
                 rec.truth.duplicates.append({"sheet": sheet_name, "row": rn, "first_row": first})
     save_xlsx(wb, out_dir / rel)
@@ -499,10 +540,10 @@ _ORPHAN_HEADERS = [
 ]
 
 
-def _orphan_rows(f: Household, rng: random.Random) -> list[dict]:
+def _orphan_rows(f: Household, rng: random.Random) -> list[dict[str, object]]:
     guardian_id = _messy_id(f.head.id18, rng)
     phone = _messy_phone(f.phone, rng, numeric_ok=True)
-    out = []
+    out: list[dict[str, object]] = []
     for child, situation in f.children:
         out.append(
             {
@@ -521,41 +562,45 @@ def _orphan_rows(f: Household, rng: random.Random) -> list[dict]:
 
 
 def write_orphan(out_dir: Path, rel: str, pop: Population, rng: random.Random, fill: dt.date) -> FileTruth:
-    import xlwt
+    """The women's federation's orphan-family list: legacy .xls (xlwt), village cells merged down."""
+    try:
+        import xlwt
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(XLWT_MISSING, name="xlwt") from exc
 
     rec = FileRecord(rel, "womens_federation", "orphan", "xls")
     town_rank = {t: i for i, t in enumerate(pop.towns)}
     village_rank = {t: {v: i for i, v in enumerate(vs)} for t, vs in pop.villages.items()}
 
-    def key(f: Household) -> tuple:
+    def key(f: Household) -> tuple[int, int, str]:
         village = village_rank.get(f.town, {}).get(f.village, 99)
         return (town_rank.get(f.town, len(pop.towns)), village, f.head.id18)
 
-    entries = [("good", f) for f in pop.orphan] + [("bad", b) for b in pop.bad["orphan"]]
-    entries.sort(key=lambda e: key(e[1] if e[0] == "good" else e[1].entity))
-    rows: list[list] = []
-    owners: list = []
-    for kind, obj in entries:
-        fam = obj if kind == "good" else obj.entity
+    # (family, its bad row or None), in roster order
+    entries: list[tuple[Household, Bad[Household] | None]] = [(f, None) for f in pop.orphan]
+    entries += [(b.entity, b) for b in pop.bad["orphan"]]
+    entries.sort(key=lambda e: key(e[0]))
+    rows: list[list[object]] = []
+    owners: list[tuple[Household, Bad[Household] | None]] = []
+    for fam, bad in entries:
         for values in _orphan_rows(fam, rng):
-            if kind == "bad":
-                if obj.kind == "numeric_id":
-                    values["guardian_id_number"] = _numeric_id_value(obj.extra["person"])
+            if bad is not None:
+                if bad.kind == "numeric_id":
+                    values["guardian_id_number"] = _numeric_id_value(bad.extra["person"])
                 else:
                     _apply_person_bad(
-                        obj,
+                        bad,
                         values,
                         rng,
-                        name_key="child_name" if obj.field == "child_name" else "guardian_name",
+                        name_key="child_name" if bad.field == "child_name" else "guardian_name",
                         id_key="guardian_id_number",
                         id18=fam.head.id18,
                     )
-            elif fam.head.id18 in pop.warn["orphan"]:
-                _, fld, value = pop.warn["orphan"][fam.head.id18]
-                values[fld] = value
+            else:
+                _put_warning(values, pop.warn["orphan"].get(fam.head.id18))
             values["seq"] = len(rows) + 1
             rows.append([values.get(k) for k in _ORPHAN_COLS])
-            owners.append((kind, obj))
+            owners.append((fam, bad))
 
     wb = xlwt.Workbook(encoding="utf-8")
     sheet_name = "失亲儿童家庭"
@@ -604,11 +649,11 @@ def write_orphan(out_dir: Path, rel: str, pop: Population, rng: random.Random, f
     (out_dir / rel).write_bytes(buf.getvalue())
 
     rec.sheet(sheet_name, 2, len(rows), [blank + 1], [blank + 2, blank + 3])  # Excel = 0-based + 1
-    for i, (kind, obj) in enumerate(owners):
-        if kind == "bad":
-            rec.bad(sheet_name, first + i + 1, obj, _ORPHAN_HEADERS[_ORPHAN_COLS.index(obj.field)])
-        elif obj.head.id18 in pop.warn["orphan"]:
-            warning = pop.warn["orphan"][obj.head.id18]
+    for i, (fam, bad) in enumerate(owners):
+        if bad is not None:
+            rec.bad(sheet_name, first + i + 1, bad, _ORPHAN_HEADERS[_ORPHAN_COLS.index(bad.field)])
+        elif fam.head.id18 in pop.warn["orphan"]:
+            warning = pop.warn["orphan"][fam.head.id18]
             rec.warn(sheet_name, first + i + 1, warning, _ORPHAN_HEADERS, _ORPHAN_COLS)
     return rec.done(entities=families)
 
@@ -626,7 +671,7 @@ def _pad_name(name: str | None, rng: random.Random, share: float) -> str | None:
     return name
 
 
-def _cadre_values(c: Cadre, rng: random.Random, pad: float = 0.15) -> dict:
+def _cadre_values(c: Cadre, rng: random.Random, pad: float = 0.15) -> dict[str, object]:
     return {
         "name": _pad_name(c.person.name, rng, pad),
         "sex": _SEX_LABEL[c.person.sex],
@@ -640,29 +685,27 @@ def _cadre_values(c: Cadre, rng: random.Random, pad: float = 0.15) -> dict:
 
 
 def write_cadres(out_dir: Path, rel: str, pop: Population, rng: random.Random, fill: dt.date) -> FileTruth:
+    """The organisation department's cadre roster: .xlsx, unit merged down, an instructions sheet."""
     from openpyxl import Workbook
 
     rec = FileRecord(rel, "organization", "cadre", "xlsx")
     order = population.unit_order(pop.towns)
     rank_order = {r: i for i, r in enumerate(population.RANK_ORDER)}
 
-    def key(c: Cadre) -> tuple:
+    def key(c: Cadre) -> tuple[int, int, str]:
         return (order.get(c.unit, len(order)), rank_order[c.rank_label], c.person.id18)
 
-    entries = [("good", c) for c in pop.cadres] + [("bad", b) for b in pop.bad["cadre"]]
-    entries.sort(key=lambda e: key(e[1] if e[0] == "good" else e[1].entity))
-    rows = []
-    for i, (kind, obj) in enumerate(entries):
-        if kind == "good":
-            values = _cadre_values(obj, rng)
-            _, fld, value = pop.warn["cadre"].get(obj.person.id18, (None, None, None))
-            if value is not None:
-                values[fld] = value
+    entries: list[tuple[Cadre, Bad[Cadre] | None]] = [(c, None) for c in pop.cadres]
+    entries += [(b.entity, b) for b in pop.bad["cadre"]]
+    entries.sort(key=lambda e: key(e[0]))
+    rows: list[Row] = []
+    for i, (cadre, bad) in enumerate(entries):
+        if bad is None:
+            values = _cadre_values(cadre, rng)
+            _put_warning(values, pop.warn["cadre"].get(cadre.person.id18))
         else:
-            values = _cadre_values(obj.entity, rng, pad=0.0)
-            _apply_person_bad(
-                obj, values, rng, name_key="name", id_key="id_number", id18=obj.entity.person.id18
-            )
+            values = _cadre_values(cadre, rng, pad=0.0)
+            _apply_person_bad(bad, values, rng, name_key="name", id_key="id_number", id18=cadre.person.id18)
         values["seq"] = i + 1
         rows.append([values.get(k) for k in _CADRE_COLS])
     wb = Workbook()
@@ -693,11 +736,11 @@ def write_cadres(out_dir: Path, rel: str, pop: Population, rng: random.Random, f
     notes.column_dimensions["A"].width = 70
     save_xlsx(wb, out_dir / rel)
     rec.sheet("干部名册", header_row, len(rows), blanks, footer_rows)
-    for (kind, obj), rn in zip(entries, numbers, strict=True):
-        if kind == "bad":
-            rec.bad("干部名册", rn, obj, _CADRE_HEADERS[_CADRE_COLS.index(obj.field)])
-        elif obj.person.id18 in pop.warn["cadre"]:
-            rec.warn("干部名册", rn, pop.warn["cadre"][obj.person.id18], _CADRE_HEADERS, _CADRE_COLS)
+    for (cadre, bad), rn in zip(entries, numbers, strict=True):
+        if bad is not None:
+            rec.bad("干部名册", rn, bad, _CADRE_HEADERS[_CADRE_COLS.index(bad.field)])
+        elif cadre.person.id18 in pop.warn["cadre"]:
+            rec.warn("干部名册", rn, pop.warn["cadre"][cadre.person.id18], _CADRE_HEADERS, _CADRE_COLS)
     return rec.done(entities=len(pop.cadres))
 
 
@@ -708,22 +751,19 @@ _OLD_FIELDS = ("seq", "name", "sex", "id_number", "joined_date", "town", "villag
 
 
 def write_old_members(out_dir: Path, rel: str, pop: Population, rng: random.Random) -> FileTruth:
+    """The organisation department's pre-1949 party members: GBK .csv, a third with 15-digit IDs."""
     rec = FileRecord(rel, "organization", "old_member", "csv", "gbk")
     town_rank = {t: i for i, t in enumerate(pop.towns)}
-    entries = [("good", m) for m in pop.old_member] + [("bad", b) for b in pop.bad["old_member"]]
-    entries.sort(
-        key=lambda e: (
-            town_rank.get((e[1] if e[0] == "good" else e[1].entity).town, 99),
-            (e[1] if e[0] == "good" else e[1].entity).head.id18,
-        )
-    )
-    rows = []
-    for i, (kind, obj) in enumerate(entries):
-        m = obj if kind == "good" else obj.entity
+    entries: list[tuple[Household, Bad[Household] | None]] = [(m, None) for m in pop.old_member]
+    entries += [(b.entity, b) for b in pop.bad["old_member"]]
+    entries.sort(key=lambda e: (town_rank.get(e[0].town, 99), e[0].head.id18))
+    rows: list[list[object]] = []
+    for i, (m, bad) in enumerate(entries):
         id_value = m.id15 if m.id15 else _messy_id(m.head.id18, rng).replace("\u3000", " ")
         if m.id15 and rng.random() < 0.1:
             id_value = m.id15[:6] + " " + m.id15[6:]
-        values = {
+        assert m.joined is not None  # every old member joined the party on a known day
+        values: dict[str, object] = {
             "seq": i + 1,
             "name": m.head.name,
             "sex": _SEX_LABEL[m.head.sex],
@@ -733,19 +773,20 @@ def write_old_members(out_dir: Path, rel: str, pop: Population, rng: random.Rand
             "village": m.village,
             "phone": _messy_phone(m.phone, rng, numeric_ok=False),
         }
-        if kind == "bad":
-            if obj.kind == "bad_birthdate":
+        if bad is not None:
+            if bad.kind == "bad_birthdate":
+                assert m.id15 is not None  # the bad birth date is written into a 15-digit ID
                 values["id_number"] = m.id15[:8] + "13" + m.id15[10:]  # month 13
             else:
-                _apply_person_bad(obj, values, rng, name_key="name", id_key="id_number", id18=m.head.id18)
+                _apply_person_bad(bad, values, rng, name_key="name", id_key="id_number", id18=m.head.id18)
         rows.append([values.get(k) for k in _OLD_FIELDS])
     rows.append([None] * len(_OLD_HEADERS))  # the empty line Excel leaves at the end of an export
     (out_dir / rel).write_bytes(csv_bytes(_OLD_HEADERS, rows, "gbk"))
     sheet = Path(rel).stem
     rec.sheet(sheet, 1, len(rows) - 1, [len(rows) + 1])
-    for i, (kind, obj) in enumerate(entries):
-        if kind == "bad":
-            rec.bad(sheet, i + 2, obj, _OLD_HEADERS[_OLD_FIELDS.index(obj.field)])
+    for i, (_, bad) in enumerate(entries):
+        if bad is not None:
+            rec.bad(sheet, i + 2, bad, _OLD_HEADERS[_OLD_FIELDS.index(bad.field)])
     return rec.done(entities=len(pop.old_member))
 
 
@@ -778,14 +819,15 @@ _CASE_FIELDS = (
 
 
 def write_cases(out_dir: Path, rel: str, pop: Population, rng: random.Random) -> FileTruth:
+    """The petition office's key-case ledger: UTF-8-with-BOM .csv, in case-number order."""
     rec = FileRecord(rel, "petition", "case", "csv", "utf-8-sig")
-    entries = [("good", c) for c in pop.cases] + [("bad", b) for b in pop.bad["case"]]
-    entries.sort(key=lambda e: (e[1] if e[0] == "good" else e[1].entity).number)
-    rows = []
-    for i, (kind, obj) in enumerate(entries):
-        c = obj if kind == "good" else obj.entity
+    entries: list[tuple[Case, Bad[Case] | None]] = [(c, None) for c in pop.cases]
+    entries += [(b.entity, b) for b in pop.bad["case"]]
+    entries.sort(key=lambda e: e[0].number)
+    rows: list[list[object]] = []
+    for i, (c, bad) in enumerate(entries):
         summary = c.summary.replace("，", ",") if rng.random() < 0.3 else c.summary  # ASCII commas: quoted
-        values = {
+        values: dict[str, object] = {
             "seq": i + 1,
             "case_number": c.number,
             "petitioner_name": c.petitioner.name,
@@ -797,27 +839,26 @@ def write_cases(out_dir: Path, rel: str, pop: Population, rng: random.Random) ->
             "registered_date": _messy_date_csv(c.registered, rng),
             "case_status": c.status,
         }
-        if kind == "bad":
+        if bad is not None:
             _apply_person_bad(
-                obj,
+                bad,
                 values,
                 rng,
                 name_key="petitioner_name",
                 id_key="petitioner_id_number",
                 id18=c.petitioner.id18,
             )
-        elif c.number in pop.warn["case"]:
-            _, fld, value = pop.warn["case"][c.number]
-            values[fld] = value
+        else:
+            _put_warning(values, pop.warn["case"].get(c.number))
         rows.append([values.get(k) for k in _CASE_FIELDS])
     (out_dir / rel).write_bytes(csv_bytes(_CASE_HEADERS, rows, "utf-8-sig"))
     sheet = Path(rel).stem
     rec.sheet(sheet, 1, len(rows))
-    for i, (kind, obj) in enumerate(entries):
-        if kind == "bad":
-            rec.bad(sheet, i + 2, obj, _CASE_HEADERS[_CASE_FIELDS.index(obj.field)])
-        elif obj.number in pop.warn["case"]:
-            rec.warn(sheet, i + 2, pop.warn["case"][obj.number], _CASE_HEADERS, _CASE_FIELDS)
+    for i, (c, bad) in enumerate(entries):
+        if bad is not None:
+            rec.bad(sheet, i + 2, bad, _CASE_HEADERS[_CASE_FIELDS.index(bad.field)])
+        elif c.number in pop.warn["case"]:
+            rec.warn(sheet, i + 2, pop.warn["case"][c.number], _CASE_HEADERS, _CASE_FIELDS)
     return rec.done(entities=len(pop.cases))
 
 
@@ -853,54 +894,56 @@ _ADJ_HEADERS = [
 ]
 
 
+def _change_date(b: Bad[Household] | Bad[Cadre], rng: random.Random) -> Cell:
+    """A change row's date cell: the malformed text of a bad_date row, else the change date, messed."""
+    return Cell(b.extra["value"]) if b.kind == "bad_date" else _messy_date_xlsx(b.extra["date"], rng)
+
+
 def write_adjustments(out_dir: Path, rel: str, rnd: Round, pop: Population, rng: random.Random) -> FileTruth:
+    """Night >= 2, civil affairs: the hardship adjustment list (.xlsx; exits and additions)."""
     from openpyxl import Workbook
 
     rec = FileRecord(rel, "civil_affairs", "hardship_adjustment", "xlsx")
     town_rank = {t: i for i, t in enumerate(pop.towns)}
-    entries: list = []
+    # (household, its bad row or None, adjustment type, reason, date cell)
+    entries: list[tuple[Household, Bad[Household] | None, str, str, Cell]] = []
     for h, kind, reason, day in rnd.exits:
-        entries.append(("good", h, kind, reason, _messy_date_xlsx(day, rng)))
+        entries.append((h, None, kind, reason, _messy_date_xlsx(day, rng)))
     for h, reason, day in rnd.adds:
-        entries.append(("good", h, "新增", reason, _messy_date_xlsx(day, rng)))
+        entries.append((h, None, "新增", reason, _messy_date_xlsx(day, rng)))
     for b in rnd.bad["hardship_adjustment"]:
-        date = Cell(b.extra["value"]) if b.kind == "bad_date" else _messy_date_xlsx(b.extra["date"], rng)
-        entries.append(("bad", b, b.extra["type"], b.extra["reason"], date))
-    entries.sort(
-        key=lambda e: (
-            town_rank.get((e[1] if e[0] == "good" else e[1].entity).town, 99),
-            (e[1] if e[0] == "good" else e[1].entity).head.id18,
-        )
-    )
-    rows = []
-    for i, (kind, obj, adj_type, reason, date) in enumerate(entries):
-        h = obj if kind == "good" else obj.entity
+        date = _change_date(b, rng)
+        entries.append((b.entity, b, b.extra["type"], b.extra["reason"], date))
+    entries.sort(key=lambda e: (town_rank.get(e[0].town, 99), e[0].head.id18))
+    rows: list[Row] = []
+    for i, (h, bad, adj_type, reason, date) in enumerate(entries):
         values = _hardship_values(h, rng)
         values.update(seq=i + 1, adjustment_type=adj_type, adjustment_date=date, adjustment_reason=reason)
-        if kind == "bad" and obj.kind != "bad_date":
+        if bad is not None and bad.kind != "bad_date":
             _apply_person_bad(
-                obj, values, rng, name_key="head_name", id_key="head_id_number", id18=h.head.id18
+                bad, values, rng, name_key="head_name", id_key="head_id_number", id18=h.head.id18
             )
         rows.append([values.get(k) for k in _ADJ_COLS])
     wb = Workbook()
     ws = wb.active
     ws.title = "动态调整"
     fill = rnd.fill_date
+    district = spec.district().name
     header_row, numbers, blanks, footer_rows = xlsx_sheet(
         ws,
-        title=f"{spec.district().name}特困家庭动态调整名单",
-        subtitle=f"填报单位(盖章):{spec.district().name}民政局    填报日期:{fill.year}年{fill.month}月{fill.day}日",
+        title=f"{district}特困家庭动态调整名单",
+        subtitle=f"填报单位(盖章):{district}民政局    填报日期:{fill.year}年{fill.month}月{fill.day}日",
         headers=_ADJ_HEADERS,
         rows=rows,
-        footers=[None, f"合计:退出{sum(1 for e in rnd.exits)}户,新增{len(rnd.adds)}户", "制表人:孙丽"],
+        footers=[None, f"合计:退出{len(rnd.exits)}户,新增{len(rnd.adds)}户", "制表人:孙丽"],
         widths=(6, 10, 10, 22, 12, 12, 8, 12, 12, 15, 14, 28),
         text_cols=(3,),
     )
     save_xlsx(wb, out_dir / rel)
     rec.sheet("动态调整", header_row, len(rows), blanks, footer_rows)
-    for e, rn in zip(entries, numbers, strict=True):
-        if e[0] == "bad":
-            rec.bad("动态调整", rn, e[1], _ADJ_HEADERS[_ADJ_COLS.index(e[1].field)])
+    for (_, bad, *_), rn in zip(entries, numbers, strict=True):
+        if bad is not None:
+            rec.bad("动态调整", rn, bad, _ADJ_HEADERS[_ADJ_COLS.index(bad.field)])
     return rec.done(entities=len(rnd.exits) + len(rnd.adds))
 
 
@@ -937,33 +980,34 @@ _CHANGE_HEADERS = [
 def write_cadre_changes(
     out_dir: Path, rel: str, rnd: Round, pop: Population, rng: random.Random
 ) -> FileTruth:
+    """Night >= 2, organisation department: the cadre change list (.xlsx; departures and joins)."""
     from openpyxl import Workbook
 
     rec = FileRecord(rel, "organization", "cadre_change", "xlsx")
-    entries: list = []
+    # (cadre, its bad row or None, change type, date cell)
+    entries: list[tuple[Cadre, Bad[Cadre] | None, str, Cell]] = []
     for c, kind, day in rnd.departures:
-        entries.append(("good", c, kind, _messy_date_xlsx(day, rng)))
+        entries.append((c, None, kind, _messy_date_xlsx(day, rng)))
     for c, day in rnd.joins:
-        entries.append(("good", c, "新增", _messy_date_xlsx(day, rng)))
+        entries.append((c, None, "新增", _messy_date_xlsx(day, rng)))
     for b in rnd.bad["cadre_change"]:
-        date = Cell(b.extra["value"]) if b.kind == "bad_date" else _messy_date_xlsx(b.extra["date"], rng)
-        entries.append(("bad", b, b.extra["type"], date))
+        date = _change_date(b, rng)
+        entries.append((b.entity, b, b.extra["type"], date))
     kind_rank = {"调离": 0, "退休": 1, "新增": 2}
     order = population.unit_order(pop.towns)
 
-    def key(e: tuple) -> tuple:
-        c = e[1] if e[0] == "good" else e[1].entity
+    def key(e: tuple[Cadre, Bad[Cadre] | None, str, Cell]) -> tuple[int, int, int, str]:
+        c = e[0]
         unit = order.get(c.unit, len(order))
         return (kind_rank[e[2]], unit, population.RANK_ORDER.index(c.rank_label), c.person.id18)
 
     entries.sort(key=key)
-    rows = []
-    for i, (kind, obj, change, date) in enumerate(entries):
-        c = obj if kind == "good" else obj.entity
+    rows: list[Row] = []
+    for i, (c, bad, change, date) in enumerate(entries):
         values = _cadre_values(c, rng, pad=0.1)
         values.update(seq=i + 1, change_type=change, change_date=date)
-        if kind == "bad" and obj.kind != "bad_date":
-            _apply_person_bad(obj, values, rng, name_key="name", id_key="id_number", id18=c.person.id18)
+        if bad is not None and bad.kind != "bad_date":
+            _apply_person_bad(bad, values, rng, name_key="name", id_key="id_number", id18=c.person.id18)
         rows.append([values.get(k) for k in _CHANGE_COLS])
     wb = Workbook()
     ws = wb.active
@@ -981,9 +1025,9 @@ def write_cadre_changes(
     )
     save_xlsx(wb, out_dir / rel)
     rec.sheet("干部变动", header_row, len(rows), blanks, footer_rows)
-    for e, rn in zip(entries, numbers, strict=True):
-        if e[0] == "bad":
-            rec.bad("干部变动", rn, e[1], _CHANGE_HEADERS[_CHANGE_COLS.index(e[1].field)])
+    for (_, bad, *_), rn in zip(entries, numbers, strict=True):
+        if bad is not None:
+            rec.bad("干部变动", rn, bad, _CHANGE_HEADERS[_CHANGE_COLS.index(bad.field)])
     return rec.done(entities=len(rnd.departures) + len(rnd.joins))
 
 
@@ -993,22 +1037,19 @@ _CLOSURE_HEADERS = ["序号", "案件编号", "办理状态", "销号时间"]
 
 
 def write_closures(out_dir: Path, rel: str, rnd: Round, rng: random.Random) -> FileTruth:
+    """Night >= 2, petition office: the case closure list (UTF-8-with-BOM .csv)."""
     rec = FileRecord(rel, "petition", "case_closure", "csv", "utf-8-sig")
-    entries = [("good", c, _messy_date_csv(day, rng)) for c, day in rnd.closures]
-    entries += [("bad", b, b.extra["value"]) for b in rnd.bad["case_closure"]]
-    entries.sort(key=lambda e: (e[1] if e[0] == "good" else e[1].entity).number)
-    rows = [
-        [i + 1, (obj if kind == "good" else obj.entity).number, "已销号", date]
-        for i, (kind, obj, date) in enumerate(entries)
+    # (case, its bad row or None, closure date text)
+    entries: list[tuple[Case, Bad[Case] | None, str]] = [
+        (c, None, _messy_date_csv(day, rng)) for c, day in rnd.closures
     ]
+    entries += [(b.entity, b, b.extra["value"]) for b in rnd.bad["case_closure"]]
+    entries.sort(key=lambda e: e[0].number)
+    rows = [[i + 1, c.number, "已销号", date] for i, (c, _, date) in enumerate(entries)]
     (out_dir / rel).write_bytes(csv_bytes(_CLOSURE_HEADERS, rows, "utf-8-sig"))
     sheet = Path(rel).stem
     rec.sheet(sheet, 1, len(rows))
-    for i, (kind, obj, _) in enumerate(entries):
-        if kind == "bad":
-            rec.bad(sheet, i + 2, obj, "销号时间")
+    for i, (_, bad, _) in enumerate(entries):
+        if bad is not None:
+            rec.bad(sheet, i + 2, bad, "销号时间")
     return rec.done(entities=len(rnd.closures))
-
-
-# ---------------------------------------------------------------------------------------------
-# entry points
