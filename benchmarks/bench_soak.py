@@ -112,7 +112,7 @@ def run_night(workdir: Path, night: int, as_of: str) -> dict:
             "export.workbooks",
             "link.night",
             "intake.normalise",
-            "pairing.engine",
+            "pairing.rebuild",
             "intake.read",
             "validate.run",
         ):

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from rosterlink import status, warehouse
 from rosterlink.ops import faults
-from rosterlink.pairing import engine as pairing
+from rosterlink.pairing import rebuild as pairing
 from rosterlink.warehouse import schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -702,7 +702,7 @@ def test_a_rebuild_killed_mid_write_leaves_last_nights_pairs(pg_url):
     script = textwrap.dedent(f"""
         import datetime as dt
         from rosterlink import warehouse
-        from rosterlink.pairing import engine as pairing
+        from rosterlink.pairing import rebuild as pairing
         pairing.rebuild(warehouse.connect({pg_url!r}), dt.date(2026, 11, 21), "run-2")
     """)
     env = {**os.environ, "ROSTERLINK_FAILPOINT": "pairing.mid=kill"}

@@ -71,7 +71,7 @@ def refresh(
     is asked, inside the same transaction, how many current pairs they end; if too many, the
     exception rolls the transaction back and nothing is changed.
     """
-    from rosterlink.pairing import engine as pairing
+    from rosterlink.pairing import rebuild as pairing
 
     as_of = as_of or dt.date.today()
     with eng.begin() as conn:
