@@ -204,9 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nnight {night}: {n_rows:,} new rows (inserted in {load_s:.1f}s)")
         jvm = f" + JVM {summary['jvm_peak_mb']:.0f} MB" if summary.get("jvm_peak_mb") else ""
         print(
-            f"  link stage: {summary['wall_seconds']:.1f}s wall, peak memory {summary['max_rss_mb']:.0f} MB{jvm} "
+            f"  link stage: {summary['wall_seconds']:.1f}s wall, "
+            f"peak memory {summary['max_rss_mb']:.0f} MB{jvm} "
             f"(model: {summary['model'].get('source')}, "
-            f"{summary['timings'].get('household_model', 0):.1f}s in training+scoring; backend {summary['backend']}"
+            f"{summary['timings'].get('household_model', 0):.1f}s in training+scoring; "
+            f"backend {summary['backend']}"
             + (
                 f", spark start {summary['spark_start_seconds']:.1f}s"
                 if summary["spark_start_seconds"]
@@ -220,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         clusters = summary["clusters"]
         print(
             f"  clusters: {clusters['households']:,} households, largest {clusters['largest']} rows, "
-            f"sizes {clusters['size_histogram']}; model-shaped 3+ row clusters {clusters['model_shaped_3plus']}, "
+            f"sizes {clusters['size_histogram']}; "
+            f"model-shaped 3+ row clusters {clusters['model_shaped_3plus']}, "
             f"density min {clusters['density_min']} median {clusters['density_median']}, "
             f"below 0.5: {clusters['density_below_half']}"
         )

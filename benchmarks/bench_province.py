@@ -1,7 +1,7 @@
 """Province benchmark: a province-sized night on PostgreSQL under the CeleryExecutor.
 
-    .venv/bin/python benchmarks/bench_province.py                       # 1,000,000 households, 100,000 cadres,
-                                                                        # 40 files; nights with 1 and 2 workers
+    .venv/bin/python benchmarks/bench_province.py   # 1,000,000 households, 100,000 cadres,
+                                                    # 40 files; nights with 1 and 2 workers
     .venv/bin/python benchmarks/bench_province.py --households 50000 --cadres 5000 --workers 2
     .venv/bin/python benchmarks/bench_province.py --workdir /tmp/province --keep --json province.json
 
@@ -316,7 +316,8 @@ def run_night(workdir: Path, intake_src: Path, config: Path, workers: int, timeo
             ).all()
             run_span = conn.execute(
                 sa.text(
-                    "SELECT start_date, end_date FROM dag_run WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"
+                    "SELECT start_date, end_date FROM dag_run "
+                    "WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"
                 ),
                 {"r": run_id},
             ).one()
@@ -463,8 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     c = truth["counts"]
     print(
-        f"truth: households {c['households']['total']:,} ({c['households']}), cadres {c['cadres']['total']:,}, "
-        f"open cases {c['cases']['open']:,}"
+        f"truth: households {c['households']['total']:,} ({c['households']}), "
+        f"cadres {c['cadres']['total']:,}, open cases {c['cases']['open']:,}"
     )
     results = []
     if not args.generate_only:
@@ -477,9 +478,10 @@ def main(argv: list[str] | None = None) -> int:
             if "error" not in wh:
                 print(
                     f"check: rows read {wh['rows_read']:,} = loaded {wh['rows_loaded']:,} + rejected "
-                    f"{wh['rows_rejected']:,}; generator: {rows_read:,} rows, {good:,} good; households active "
-                    f"{wh['households_active']:,} of {c['households']['total']:,}; cadres active "
-                    f"{wh['cadres_active']:,} of {c['cadres']['total']:,}; pairs {wh['pairs_current']:,}"
+                    f"{wh['rows_rejected']:,}; generator: {rows_read:,} rows, {good:,} good; "
+                    f"households active {wh['households_active']:,} of {c['households']['total']:,}; "
+                    f"cadres active {wh['cadres_active']:,} of {c['cadres']['total']:,}; "
+                    f"pairs {wh['pairs_current']:,}"
                 )
     if args.json:
         args.json.write_text(
