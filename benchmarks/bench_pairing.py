@@ -26,7 +26,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-from rosterlink.pairing.engine import CASE, HOUSEHOLD, PairingConfig, plan_night, solve
+from rosterlink.pairing.plan import plan_night
+from rosterlink.pairing.solve import CASE, HOUSEHOLD, PairingConfig, solve
 
 RANK_SHARE = {"county": 38 / 1457, "section": 1088 / 1457, "ordinary": 331 / 1457}
 

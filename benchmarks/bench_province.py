@@ -1,7 +1,7 @@
 """Province benchmark: a province-sized night on PostgreSQL under the CeleryExecutor.
 
-    .venv/bin/python benchmarks/bench_province.py                       # 1,000,000 households, 100,000 cadres,
-                                                                        # 40 files; nights with 1 and 2 workers
+    .venv/bin/python benchmarks/bench_province.py   # 1,000,000 households, 100,000 cadres,
+                                                    # 40 files; nights with 1 and 2 workers
     .venv/bin/python benchmarks/bench_province.py --households 50000 --cadres 5000 --workers 2
     .venv/bin/python benchmarks/bench_province.py --workdir /tmp/province --keep --json province.json
 
@@ -133,12 +133,12 @@ def generate_intake(intake: Path, seed: int = 20261201) -> dict:
     import random
 
     from rosterlink.core import spec
-    from rosterlink.synthetic import sample
+    from rosterlink.synthetic import population, writers
 
-    pop, _ = sample._build_population(seed, 1.0)  # scale 1 of the province config
-    fill = sample._fill_date(1)
+    pop, _ = population.build_population(seed, 1.0)  # scale 1 of the province config
+    fill = population.fill_date(1)
     towns = list(pop.towns)
-    empty_bad = {k: [] for k in pop.bad}
+    empty_bad = population.no_bad_rows()
     files: dict[str, dict] = {}
 
     def part(i: int) -> dict:
@@ -153,22 +153,22 @@ def generate_intake(intake: Path, seed: int = 20261201) -> dict:
         sub = dataclasses.replace(
             pop, towns=tuple(pair), hardship=[h for h in pop.hardship if h.town in pair], **part(i)
         )
-        write(sample._write_hardship, f"civil_affairs/特困家庭花名册_{'、'.join(pair)}.xlsx", sub, fill)
+        write(writers.write_hardship, f"civil_affairs/特困家庭花名册_{'、'.join(pair)}.xlsx", sub, fill)
     for i, town in enumerate(towns):
         sub = dataclasses.replace(
             pop, towns=(town,), orphan=[f for f in pop.orphan if f.town == town], **part(i)
         )
-        write(sample._write_orphan, f"womens_federation/失亲儿童家庭名单_{town}.xls", sub, fill)
+        write(writers.write_orphan, f"womens_federation/失亲儿童家庭名单_{town}.xls", sub, fill)
         sub = dataclasses.replace(pop, cadres=[c for c in pop.cadres if c.linked_town == town], **part(i))
-        write(sample._write_cadres, f"organization/干部花名册_{town}.xlsx", sub, fill)
+        write(writers.write_cadres, f"organization/干部花名册_{town}.xlsx", sub, fill)
         sub = dataclasses.replace(
             pop, towns=(town,), old_member=[m for m in pop.old_member if m.town == town], **part(i)
         )
-        write(sample._write_old_members, f"organization/建国前入党老党员名册_{town}.csv", sub)
+        write(writers.write_old_members, f"organization/建国前入党老党员名册_{town}.csv", sub)
     for i, pair in enumerate(_groups(towns, 5)):
         sub = dataclasses.replace(pop, cases=[c for c in pop.cases if c.town in pair], **part(i))
-        write(sample._write_cases, f"petition/重点信访案件台账_{'、'.join(pair)}.csv", sub)
-    counts, _ = sample._state(pop)
+        write(writers.write_cases, f"petition/重点信访案件台账_{'、'.join(pair)}.csv", sub)
+    counts, _ = population.state(pop)
     return {"district": spec.district().name, "counts": counts, "files": files}
 
 
@@ -316,7 +316,8 @@ def run_night(workdir: Path, intake_src: Path, config: Path, workers: int, timeo
             ).all()
             run_span = conn.execute(
                 sa.text(
-                    "SELECT start_date, end_date FROM dag_run WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"
+                    "SELECT start_date, end_date FROM dag_run "
+                    "WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"
                 ),
                 {"r": run_id},
             ).one()
@@ -463,8 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     c = truth["counts"]
     print(
-        f"truth: households {c['households']['total']:,} ({c['households']}), cadres {c['cadres']['total']:,}, "
-        f"open cases {c['cases']['open']:,}"
+        f"truth: households {c['households']['total']:,} ({c['households']}), "
+        f"cadres {c['cadres']['total']:,}, open cases {c['cases']['open']:,}"
     )
     results = []
     if not args.generate_only:
@@ -477,9 +478,10 @@ def main(argv: list[str] | None = None) -> int:
             if "error" not in wh:
                 print(
                     f"check: rows read {wh['rows_read']:,} = loaded {wh['rows_loaded']:,} + rejected "
-                    f"{wh['rows_rejected']:,}; generator: {rows_read:,} rows, {good:,} good; households active "
-                    f"{wh['households_active']:,} of {c['households']['total']:,}; cadres active "
-                    f"{wh['cadres_active']:,} of {c['cadres']['total']:,}; pairs {wh['pairs_current']:,}"
+                    f"{wh['rows_rejected']:,}; generator: {rows_read:,} rows, {good:,} good; "
+                    f"households active {wh['households_active']:,} of {c['households']['total']:,}; "
+                    f"cadres active {wh['cadres_active']:,} of {c['cadres']['total']:,}; "
+                    f"pairs {wh['pairs_current']:,}"
                 )
     if args.json:
         args.json.write_text(

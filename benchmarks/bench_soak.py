@@ -1,6 +1,6 @@
 """Soak benchmark: many consecutive nights with churn on one warehouse, figures per night, a verdict.
 
-    .venv/bin/python benchmarks/bench_soak.py                          # 30 nights, 10 x the reference district
+    .venv/bin/python benchmarks/bench_soak.py   # 30 nights, 10 x the reference district
     .venv/bin/python benchmarks/bench_soak.py --nights 5 --scale 1 --json soak.json
     .venv/bin/python benchmarks/bench_soak.py --workdir /tmp/soak --keep   # keep intake, warehouse, exports
 
@@ -28,6 +28,7 @@ verdict; nothing here is a timed test assertion.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -112,7 +113,7 @@ def run_night(workdir: Path, night: int, as_of: str) -> dict:
             "export",
             "link.night",
             "intake.normalise",
-            "pairing.engine",
+            "pairing.rebuild",
             "intake.read",
             "validate.run",
         ):
@@ -218,7 +219,8 @@ def warehouse_state(url: str, run_id: str) -> dict:
                 "SELECT COUNT(*) FROM pairing p LEFT JOIN household h ON p.target_kind = 'household' "
                 "AND h.household_key = p.target_key LEFT JOIN petition_case k ON p.target_kind = 'case' "
                 "AND k.case_key = p.target_key JOIN cadre c ON c.cadre_key = p.cadre_key "
-                "WHERE p.valid_to IS NULL AND (c.status <> 'active' OR h.status = 'exited' OR k.status = 'closed')"
+                "WHERE p.valid_to IS NULL "
+                "AND (c.status <> 'active' OR h.status = 'exited' OR k.status = 'closed')"
             ),
             "warehouse_mb": round(Path(url.split("///", 1)[1]).stat().st_size / 2**20, 1),
         }
@@ -264,7 +266,8 @@ def child_night(workdir: Path, night: int, as_of: str) -> dict:
 
 
 HEAD = (
-    f"{'night':>5} {'as_of':>10} {'files':>5} {'wall s':>7} {'stage s':>7} {'cpu s':>6} {'load':>4} {'RSS MB':>7} "
+    f"{'night':>5} {'as_of':>10} {'files':>5} {'wall s':>7} {'stage s':>7} {'cpu s':>6} {'load':>4} "
+    f"{'RSS MB':>7} "
     f"{'read':>7} {'loaded':>7} {'rej':>4} {'hh act':>7} {'hh exit':>7} {'cadres':>6} {'cases':>5} "
     f"{'pairs':>6} {'ended':>6} {'review':>6} {'src_rec':>8} {'stg':>3} {'db MB':>6} {'out MB':>6}"
 )
@@ -389,7 +392,7 @@ def verdict(results: list[dict], plans: dict[int, dict], quiet: list[int]) -> di
 
     # growth: per-night increments of each table, nights 2..last churn night
     churn = [r for r in done if r["night"] > 1 and r["night"] not in quiet]
-    churn_tables = {}
+    churn_tables: dict[str, list[int]] = {}
     prev = {r["night"]: r for r in done}
     for r in churn:
         p = prev.get(r["night"] - 1)
@@ -458,14 +461,14 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", type=Path, default=None, help="intake, warehouse, exports (default: temp)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    parser.add_argument("--_night", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--_night", dest="child_night", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--_as-of", dest="as_of", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--_out", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--_out", dest="child_out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args._night is not None:  # the child: one night
-        result = run_night(args.workdir, args._night, args.as_of)
-        args._out.write_text(json.dumps(result, ensure_ascii=False, default=str), encoding="utf-8")
+    if args.child_night is not None:  # the child: one night
+        result = run_night(args.workdir, args.child_night, args.as_of)
+        args.child_out.write_text(json.dumps(result, ensure_ascii=False, default=str), encoding="utf-8")
         return 0
 
     from rosterlink.synthetic import churn
@@ -515,12 +518,14 @@ def main(argv: list[str] | None = None) -> int:
     done = [r for r in results if "seconds" in r]
     if done:
         print(
-            "\nper stage, nights 2..N with input (wall s; CPU s of the child; trend = CPU last third / first third):"
+            "\nper stage, nights 2..N with input "
+            "(wall s; CPU s of the child; trend = CPU last third / first third):"
         )
         later = [r for r in done if r["night"] > 1 and r["night"] not in quiet]
         first = done[0]
         print(
-            f"  {'stage':9} {'night 1':>8} {'mean':>7} {'max':>7} {'cpu mean':>8} {'trend':>6} {'cpu s/night':>11}"
+            f"  {'stage':9} {'night 1':>8} {'mean':>7} {'max':>7} {'cpu mean':>8} {'trend':>6} "
+            f"{'cpu s/night':>11}"
         )
         for name in STAGES:
             values = [r["seconds"].get(name, 0.0) for r in later]
@@ -533,8 +538,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         last = done[-1]["state"]["tables"]
         print("\ntable rows after the last night (growth per churn night, mean):")
-        growth = {}
-        for r0, r1 in zip(done, done[1:]):
+        growth: dict[str, list[int]] = {}
+        for r0, r1 in itertools.pairwise(done):
             if r1["night"] in quiet or r1["night"] == 1:
                 continue
             for t in last:
@@ -548,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
         out_last = last_d["disk"]["exports_mb"] + last_d["disk"]["feedback_mb"]
         print(
             f"\ndisk after the last night: warehouse {last_d['state']['warehouse_mb']} MB "
-            f"(+{(last_d['state']['warehouse_mb'] - first_d['state']['warehouse_mb']) / nights:.2f} MB/night after "
+            f"(+{(last_d['state']['warehouse_mb'] - first_d['state']['warehouse_mb']) / nights:.2f} "
+            "MB/night after "
             f"night 1); exports {last_d['disk']['exports_files']} files {last_d['disk']['exports_mb']} MB, "
             f"feedback {last_d['disk']['feedback_files']} files {last_d['disk']['feedback_mb']} MB "
             f"(+{(out_last - out_first) / nights:.2f} MB/night: dated workbooks, kept)"
@@ -558,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nverdict:")
     for name, c in checks.items():
         print(
-            f"  [{'ok' if c['ok'] else 'FAIL'}] {name}: {json.dumps(c['seen'], ensure_ascii=False, default=str)}"
+            f"  [{'ok' if c['ok'] else 'FAIL'}] {name}: "
+            f"{json.dumps(c['seen'], ensure_ascii=False, default=str)}"
         )
     ok = all(c["ok"] for c in checks.values())
     print(

@@ -125,7 +125,8 @@ def rate(rows: int, seconds: float) -> dict:
 def bench(kind: str, rows: int, files: int) -> dict:
     from rosterlink import status, tasks, warehouse
     from rosterlink.core import settings as settings_mod
-    from rosterlink.pairing import engine as pairing
+    from rosterlink.pairing import rebuild as pairing
+    from rosterlink.pairing.solve import PairingConfig
     from rosterlink.warehouse import schema
 
     out: dict = {"engine": kind, "household_rows": rows, "cadres": rows // 10, "files": files}
@@ -230,9 +231,7 @@ def bench(kind: str, rows: int, files: int) -> dict:
         out["status_first"] = {"seconds": round(time.perf_counter() - t0 + _refresh(status, eng, NIGHT1), 2)}
         t0 = time.perf_counter()
         per = -(-rows // max(rows // 10, 1))  # as bench_pairing's province: every household placed
-        config = pairing.PairingConfig(
-            max_households={"county": per + 2, "section": 2 * per, "ordinary": 2 * per}
-        )
+        config = PairingConfig(max_households={"county": per + 2, "section": 2 * per, "ordinary": 2 * per})
         summary = pairing.rebuild(eng, NIGHT1, "bench-1", config)
         out["pairing_rebuild"] = {
             "seconds": round(time.perf_counter() - t0, 2),
@@ -276,7 +275,7 @@ def bench(kind: str, rows: int, files: int) -> dict:
         conn = eng.connect()  # the status SQL alone (compute + write), rolled back
         trans = conn.begin()
         t0 = time.perf_counter()
-        changed = status._write(conn)
+        changed = status.write(conn)
         out["status_second_sql_only"] = {"seconds": round(time.perf_counter() - t0, 2), "changed": changed}
         trans.rollback()
         conn.close()

@@ -158,10 +158,12 @@ def api_server(env: dict[str, str], log_path: Path, timeout: float = 180) -> Ite
             if proc.poll() is not None:
                 sys.stdout.write(tail(log_path))
                 raise RuntimeError(f"api-server exited with {proc.returncode}; see {log_path}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2) as r,
+            ):
+                if r.status == 200:
+                    break
             if time.monotonic() > deadline:
                 sys.stdout.write(tail(log_path))
                 raise RuntimeError(f"api-server not healthy after {timeout:.0f} s; see {log_path}")
@@ -188,7 +190,9 @@ def server_env(work: Path, env: dict[str, str]) -> tuple[dict[str, str], str]:
     return {
         **env,
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
@@ -378,7 +382,8 @@ WORKBOOK_CSS = """
 body { margin: 0; padding: 14px; background: #e7eaee; font-family: "Noto Sans CJK SC", "Noto Sans SC",
        "Microsoft YaHei", sans-serif; font-size: 14px; color: #000; }
 .sheets { display: inline-flex; flex-direction: column; gap: 14px; }
-.window { background: #fff; border: 1px solid #9aa3ad; box-shadow: 0 1px 3px rgba(0,0,0,.15); width: max-content; }
+.window { background: #fff; border: 1px solid #9aa3ad; box-shadow: 0 1px 3px rgba(0,0,0,.15);
+          width: max-content; }
 .titlebar { background: #217346; color: #fff; padding: 5px 10px; font-size: 13px; }
 .titlebar .note { float: right; margin-left: 24px; opacity: .85; }
 table.grid { border-collapse: collapse; table-layout: fixed; width: max-content; }
@@ -413,7 +418,8 @@ def workbook_html(path: Path, *, sheets: tuple[str, ...] = ("汇总", "错误明
     finally:
         wb.close()
     return (
-        f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>{html.escape(path.name)}</title>'
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+        f"<title>{html.escape(path.name)}</title>"
         f'<style>{WORKBOOK_CSS}</style></head><body><div class="sheets">{"".join(parts)}</div></body></html>'
     )
 

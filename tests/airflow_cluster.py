@@ -19,6 +19,7 @@ containers the default callable already tells them apart).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -375,21 +376,15 @@ class AirflowCluster:
             _signal_group(c.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for c in self.components.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 c.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
         for c in self.components.values():
             _signal_group(c.process.pid, signal.SIGKILL)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 c.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
         for pid in self.marked_pids():
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -584,7 +579,5 @@ def _die_with_parent() -> None:
 
 
 def _signal_group(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)  # start_new_session: the group id is the component's pid
-    except (ProcessLookupError, PermissionError):
-        pass

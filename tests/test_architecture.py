@@ -129,7 +129,11 @@ def test_no_import_cycles_between_modules():
     for module, imports in graph.items():
         for target, _top, _line in imports:
             # a package's __init__ and its own submodules import each other by design (re-exports)
-            if target != module and not module.startswith(target + ".") and not target.startswith(module + "."):
+            if (
+                target != module
+                and not module.startswith(target + ".")
+                and not target.startswith(module + ".")
+            ):
                 edges[module].add(target)
     cycles = _cycles(set(graph), edges)
     assert cycles == []

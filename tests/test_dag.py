@@ -83,7 +83,7 @@ def test_an_alert_names_the_night_task_and_error_type_but_never_a_value(tmp_path
     monkeypatch.delenv("ROSTERLINK_ALERT_WEBHOOK", raising=False)
     secret = "370406196005040019"
     alerts.send(
-        alerts._alert(
+        alerts.alert_payload(
             {"run_id": "scheduled__2026-11-25"},
             "load_files",
             ValueError(f"bad row with {secret} and 13812345678"),

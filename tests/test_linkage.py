@@ -411,7 +411,7 @@ def test_merged_household_keeps_the_cadre_of_the_household_it_absorbed(db):
     import datetime as dt
 
     from rosterlink import status
-    from rosterlink.pairing import engine as pairing
+    from rosterlink.pairing import rebuild as pairing
 
     from loaded_rows import cadre
 

@@ -238,7 +238,7 @@ def test_towns_accept_full_names_and_unambiguous_short_forms():
 
 
 def test_unknown_town_is_rejected_with_the_town_list():
-    value, code, extra = normalise_town("火星镇")
+    value, code, _ = normalise_town("火星镇")
     assert (value, code) == (None, "town_unknown")
     _, findings = normalise_table(table("hardship", [{"town": "火星镇"}], {"town": "镇(街)"}))
     (finding,) = findings

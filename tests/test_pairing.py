@@ -14,8 +14,10 @@ from scipy.optimize import linear_sum_assignment
 
 from rosterlink import warehouse
 from rosterlink.core.idnumber import make
-from rosterlink.pairing import engine as pairing
-from rosterlink.pairing.engine import PairingConfig, plan_ends, plan_night, rebuild, solve
+from rosterlink.pairing import rebuild as pairing
+from rosterlink.pairing.plan import plan_night
+from rosterlink.pairing.rebuild import plan_ends, rebuild
+from rosterlink.pairing.solve import PairingConfig, solve
 from rosterlink.warehouse import schema
 
 NIGHT1 = dt.date(2026, 11, 20)
@@ -661,7 +663,7 @@ def test_the_rebuild_is_one_transaction(tmp_path, monkeypatch):
     add(eng, households=[H("H007")])
     before = table(eng)
     seen = {}
-    real_insert = pairing._insert_pairs
+    real_insert = pairing.insert_pairs
 
     def insert_then_fail(conn, rows):
         real_insert(conn, rows)
@@ -677,7 +679,7 @@ def test_the_rebuild_is_one_transaction(tmp_path, monkeypatch):
         reader.dispose()
         raise RuntimeError("crash after the writes")
 
-    monkeypatch.setattr(pairing, "_insert_pairs", insert_then_fail)
+    monkeypatch.setattr(pairing, "insert_pairs", insert_then_fail)
     with pytest.raises(RuntimeError):
         rebuild(eng, NIGHT2, "run-2")
     assert seen == {"rows": 6, "ended": 0}
@@ -702,7 +704,7 @@ def test_on_postgresql_the_nights_behave_the_same_and_atomically(pg_url, tmp_pat
     def fail(conn, rows):
         raise RuntimeError("crash")
 
-    monkeypatch.setattr(pairing, "_insert_pairs", fail)
+    monkeypatch.setattr(pairing, "insert_pairs", fail)
     with pytest.raises(RuntimeError):
         rebuild(pg, NIGHT2, "run-2")
     pd.testing.assert_frame_equal(before, table(pg))
@@ -891,7 +893,7 @@ def test_plan_night_on_dataframes_keeps_every_surviving_pair():
 
 def test_config_rejects_unknown_and_negative_settings():
     assert PairingConfig.from_mapping({"town_penalty": 10}).town_penalty == 10
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown pairing settings"):
         PairingConfig.from_mapping({"town_penalti": 10})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="load_step must be a non-negative integer"):
         PairingConfig(load_step=-1)

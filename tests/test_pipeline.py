@@ -142,7 +142,8 @@ def test_second_night_exits_adds_and_leaves_other_pairs_untouched(district, sqli
         sqlite_url,
         """SELECT p.pairing_id, p.end_reason, p.valid_to, h.head_id_number, c.id_number
                              FROM pairing p JOIN cadre c ON c.cadre_key = p.cadre_key
-                             LEFT JOIN household h ON p.target_kind='household' AND h.household_key = p.target_key
+                             LEFT JOIN household h ON p.target_kind='household'
+                                  AND h.household_key = p.target_key
                              WHERE p.valid_to IS NOT NULL""",
     )
     for _, reason, valid_to, head_id, cadre_id in ended:
@@ -284,7 +285,8 @@ def test_pin_spreadsheet_from_the_organization_department_is_honoured(district, 
         """
         SELECT c.id_number, c.name, h.head_id_number FROM cadre c, household h
         WHERE c.status = 'active' AND h.status = 'active' AND h.head_id_number IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM pairing p WHERE p.cadre_key = c.cadre_key AND p.target_key = h.household_key)
+          AND NOT EXISTS (SELECT 1 FROM pairing p
+                          WHERE p.cadre_key = c.cadre_key AND p.target_key = h.household_key)
         ORDER BY c.cadre_key, h.household_key LIMIT 1""",
     )
     ((county_id, county_name, case_number),) = q(
@@ -316,8 +318,10 @@ def test_pin_spreadsheet_from_the_organization_department_is_honoured(district, 
         sqlite_url,
         """SELECT c.id_number, p.target_kind, COALESCE(h.head_id_number, k.case_number)
                               FROM pairing p JOIN cadre c ON c.cadre_key = p.cadre_key
-                              LEFT JOIN household h ON p.target_kind = 'household' AND h.household_key = p.target_key
-                              LEFT JOIN petition_case k ON p.target_kind = 'case' AND k.case_key = p.target_key
+                              LEFT JOIN household h ON p.target_kind = 'household'
+                                   AND h.household_key = p.target_key
+                              LEFT JOIN petition_case k ON p.target_kind = 'case'
+                                   AND k.case_key = p.target_key
                               WHERE p.valid_to IS NULL AND p.made_reason = 'pinned' ORDER BY 2, 1""",
     )
     assert pinned == sorted(

@@ -173,9 +173,9 @@ def hardship_sheet(name: str = "花名册", count: int = 3) -> Sheet:
     return Sheet(name, [[TITLE], HARDSHIP_HEADER, *(household(i) for i in range(1, count + 1))], ["A1:I1"])
 
 
-def reject_code(path: Path, department: str = "civil_affairs", limits: Limits = Limits()) -> str:
+def reject_code(path: Path, department: str = "civil_affairs", limits: Limits | None = None) -> str:
     with pytest.raises(FileRejected) as caught:
-        read.read_file(path, department, limits)
+        read.read_file(path, department, limits or Limits())
     return caught.value.code
 
 

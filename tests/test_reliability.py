@@ -27,7 +27,9 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 # what a night leaves that must not depend on how many attempts it took
 SNAPSHOT = {
-    "intake_file": "SELECT file_id, file_name, status, rows_read, rows_loaded, rows_rejected FROM intake_file",
+    "intake_file": (
+        "SELECT file_id, file_name, status, rows_read, rows_loaded, rows_rejected FROM intake_file"
+    ),
     "household": "SELECT household_key, head_name, head_id_number, town, village, status FROM household",
     "household_category": "SELECT household_key, category, status FROM household_category",
     "cadre": "SELECT cadre_key, name, id_number, rank, unit, town, status FROM cadre",
@@ -35,7 +37,10 @@ SNAPSHOT = {
     "source_row": "SELECT file_id, sheet, row_number, entity_kind, entity_key FROM source_row",
     "rejected_row": "SELECT file_id, sheet, row_number, field, reason_code FROM rejected_row",
     "source_record": "SELECT file_id, sheet, row_number, entity_key FROM source_record",
-    "pairing": "SELECT cadre_key, target_kind, target_key, valid_from, valid_to, end_reason, made_reason FROM pairing",
+    "pairing": (
+        "SELECT cadre_key, target_kind, target_key, valid_from, valid_to, end_reason, made_reason "
+        "FROM pairing"
+    ),
 }
 
 

@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import re
+import sys
 import time
 import unicodedata
 import zipfile
@@ -124,7 +125,7 @@ def test_other_seed_gives_other_people(tmp_path):
 
 
 def test_xlsx_has_fixed_properties_and_zip_times(full):
-    out, t1, _ = full
+    out, _, _ = full
     rel = night_files(1)["hardship"]
     wb = openpyxl.load_workbook(out / rel)
     assert wb.properties.created == wb.properties.modified == dt.datetime(2026, 11, 20, 9, 0)
@@ -385,7 +386,7 @@ def test_numeric_id_in_xls_is_a_number_cell(full):
 
 
 def test_gbk_csv_is_not_utf8(full):
-    out, t1, _ = full
+    out, _, _ = full
     raw = (out / night_files(1)["old_member"]).read_bytes()
     with pytest.raises(UnicodeDecodeError):
         raw.decode("utf-8")
@@ -444,7 +445,7 @@ def test_hardship_xlsx_layout(full):
 
 
 def test_cadre_xlsx_and_orphan_xls_merges(full):
-    out, t1, _ = full
+    out, _, _ = full
     wb = openpyxl.load_workbook(out / night_files(1)["cadre"])
     assert wb.sheetnames == ["干部名册", "填表说明"]
     ws = wb["干部名册"]
@@ -485,7 +486,7 @@ def test_dates_come_in_several_shapes(full):
 
 
 def test_night2_is_consistent_with_night1(full):
-    out, t1, t2 = full
+    _, t1, t2 = full
     ch = t2.changes
     n1_hardship = set(t1.active["households"]["hardship"])
     n1_people = {i for ids in t1.active["households"].values() for i in ids}
@@ -525,7 +526,7 @@ def test_night2_files_are_new_and_leave_night1_alone(full):
 
 
 def test_night2_rows_match_changes(full):
-    out, t1, t2 = full
+    out, _, t2 = full
     files = night_files(2)
     adj = {}
     for _, _, row, bad in data_rows(out, t2, files["hardship_adjustment"]):
@@ -567,7 +568,7 @@ def test_night2_rows_match_changes(full):
 
 
 def test_truth_json_roundtrip(full, tmp_path):
-    out, t1, t2 = full
+    out, _, t2 = full
     path = tmp_path / "t.json"
     t = generate(tmp_path / "in", scale=0.05, truth_path=path)
     assert Truth.load(path) == t
@@ -575,7 +576,7 @@ def test_truth_json_roundtrip(full, tmp_path):
 
 
 def test_truth_path_inside_out_dir_is_refused(tmp_path):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="outside out_dir"):
         generate(tmp_path / "in", scale=0.05, truth_path=tmp_path / "in" / "truth.json")
     assert not (tmp_path / "in").exists()
 
@@ -594,6 +595,20 @@ def test_cli(tmp_path, capsys):
     assert Truth.load(tmp_path / "t.json").night == 1
     assert main(["--out", str(tmp_path / "in"), "--scale", "0.05", "--night", "2"]) == 0
     assert "open_cases=" in capsys.readouterr().out
+
+
+def test_cli_without_xlwt_says_which_extra_to_install(tmp_path, monkeypatch, capsys):
+    from rosterlink import cli
+
+    monkeypatch.setitem(sys.modules, "xlwt", None)  # import xlwt now fails, as when it is not installed
+    assert cli.main(["sample", "--out", str(tmp_path / "in"), "--scale", "0.05"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "pip install -e '.[sample]'" in err
+    with pytest.raises(SystemExit) as exited:
+        main(["--out", str(tmp_path / "in2"), "--scale", "0.05"])
+    assert exited.value.code == 1
+    assert "pip install -e '.[sample]'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("night", [3, 5])

@@ -90,7 +90,7 @@ def _extra_orphan_file(intake: Path) -> dict[str, str]:
                 "联系电话",
             ]
         )
-        for n, (label, child) in enumerate(children.items()):
+        for n, child in enumerate(children.values()):
             w.writerow(
                 [
                     f"韩{'雨晨思悦'[n]}彤",
@@ -265,7 +265,8 @@ rl_settings_probe()
 
 
 def test_warehouse_url_precedence_inside_an_airflow_task(tmp_path, airflow_db, monkeypatch):
-    """run conf > connection rosterlink_warehouse > Variable rosterlink_warehouse_url > ROSTERLINK_WAREHOUSE_URL,
+    """run conf > connection rosterlink_warehouse > Variable rosterlink_warehouse_url >
+    ROSTERLINK_WAREHOUSE_URL,
     and the pseudonym key from the connection rosterlink_pseudonym beats the environment."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
@@ -394,10 +395,12 @@ def test_a_rejected_or_flagged_childs_id_is_not_quoted_even_masked(night):
     listed = q(
         night["url"],
         """
-        SELECT r.reason_code, r.value, r.message, 'rejected' FROM rejected_row r JOIN intake_file f USING (file_id)
+        SELECT r.reason_code, r.value, r.message, 'rejected'
+        FROM rejected_row r JOIN intake_file f USING (file_id)
         WHERE r.field = 'child_id_number'
         UNION ALL
-        SELECT w.reason_code, w.value, w.message, 'warning' FROM row_warning w JOIN intake_file f USING (file_id)
+        SELECT w.reason_code, w.value, w.message, 'warning'
+        FROM row_warning w JOIN intake_file f USING (file_id)
         WHERE w.field = 'child_id_number'""",
     )
     kinds = {(code, kind) for code, _, _, kind in listed}
@@ -447,7 +450,7 @@ def test_analytics_copy_replaces_ids_drops_phones_masks_names_and_keeps_tokens_s
     assert copied.keys() == real.keys()
     assert len(real) > 100
     assert any(phone for _, _, phone in real.values())
-    for key, (name, idn, phone) in real.items():
+    for key, (name, idn, _) in real.items():
         c_name, c_id, c_phone = copied[key]
         assert c_phone is None
         assert c_name == name[0] + "某"
@@ -725,7 +728,8 @@ def test_purge_blanks_old_rejected_values_and_keeps_the_ledger_reconciled(aged):
     ]
     assert q(aged, "SELECT value FROM row_warning") == [(None,)]
     assert q(aged, "SELECT COUNT(*) FROM staged_row") == [(0,)]
-    # what must stay, stays: ledger, listed rows (file, sheet, row, field, header, reason), pairs, reconciliation
+    # what must stay, stays: ledger, listed rows (file, sheet, row, field, header, reason), pairs,
+    # reconciliation
     assert q(aged, LEDGER) == ledger
     assert q(aged, LISTED) == listed
     assert q(aged, "SELECT * FROM pairing ORDER BY pairing_id") == pairs

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from rosterlink import status, warehouse
 from rosterlink.ops import faults
-from rosterlink.pairing import engine as pairing
+from rosterlink.pairing import rebuild as pairing
 from rosterlink.warehouse import schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,12 +170,17 @@ def test_copy_rows_belong_to_the_transaction_and_a_rollback_removes_them(pg_url)
     eng = warehouse.connect(pg_url)
     with eng.begin() as conn:
         _file(conn)
-    with pytest.raises(RuntimeError), eng.begin() as conn:
-        warehouse.insert_many(conn, schema.staged_row, _staged(50))
-        # a reader outside the transaction does not see them
-        with warehouse.engine(pg_url).connect() as other:
-            assert other.execute(sa.select(sa.func.count()).select_from(schema.staged_row)).scalar() == 0
-        raise RuntimeError("rolled back")
+
+    def insert_then_fail() -> None:
+        with eng.begin() as conn:
+            warehouse.insert_many(conn, schema.staged_row, _staged(50))
+            # a reader outside the transaction does not see them
+            with warehouse.engine(pg_url).connect() as other:
+                assert other.execute(sa.select(sa.func.count()).select_from(schema.staged_row)).scalar() == 0
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError, match="rolled back"):
+        insert_then_fail()
     with eng.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.staged_row)).scalar() == 0
 
@@ -561,15 +566,17 @@ def test_the_planner_uses_the_indexes_for_the_nights_lookups(pg_url):
     _scale_world(eng)
     queries = {
         # status: one entity's events of a roster, latest first
-        "ix_source_record_roster_event": "SELECT event, event_date FROM source_record WHERE roster = 'cadre_change' AND entity_key = 'H000012' "
-        "ORDER BY event_date DESC, record_id DESC",
+        "ix_source_record_roster_event": "SELECT event, event_date FROM source_record "
+        "WHERE roster = 'cadre_change' AND entity_key = 'H000012' ORDER BY event_date DESC, record_id DESC",
         # link: the rows of a kind not linked yet
-        "ix_source_record_kind_key": "SELECT record_id FROM source_record WHERE entity_kind = 'case' AND entity_key IS NULL",
+        "ix_source_record_kind_key": "SELECT record_id FROM source_record "
+        "WHERE entity_kind = 'case' AND entity_key IS NULL",
         # load: a file's valid staged rows
-        "ix_staged_row_file_state": "SELECT row_number FROM staged_row WHERE file_id = 3 AND state = 'rejected'",
+        "ix_staged_row_file_state": "SELECT row_number FROM staged_row "
+        "WHERE file_id = 3 AND state = 'rejected'",
         # pairing, dashboard, exports: the current pair of a target
-        "ix_pairing_current_target": "SELECT cadre_key FROM pairing WHERE valid_to IS NULL AND target_kind = 'household' "
-        "AND target_key = 'H000042'",
+        "ix_pairing_current_target": "SELECT cadre_key FROM pairing "
+        "WHERE valid_to IS NULL AND target_kind = 'household' AND target_key = 'H000042'",
         # exports: pairs made / ended tonight
         "ix_pairing_valid_from": "SELECT pairing_id FROM pairing WHERE valid_from = DATE '2026-06-01'",
         "ix_pairing_valid_to": "SELECT pairing_id FROM pairing WHERE valid_to = DATE '2026-06-01'",
@@ -702,7 +709,7 @@ def test_a_rebuild_killed_mid_write_leaves_last_nights_pairs(pg_url):
     script = textwrap.dedent(f"""
         import datetime as dt
         from rosterlink import warehouse
-        from rosterlink.pairing import engine as pairing
+        from rosterlink.pairing import rebuild as pairing
         pairing.rebuild(warehouse.connect({pg_url!r}), dt.date(2026, 11, 21), "run-2")
     """)
     env = {**os.environ, "ROSTERLINK_FAILPOINT": "pairing.mid=kill"}

@@ -230,7 +230,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
             print(f"{rel}\t{f.format}\trows={f.rows}\tgood={f.good_rows}\tbad={len(f.bad_rows)}")
         print(f"visit logs up to {day} written to {out}/visits")
         return 0
-    sample.generate(out, seed=args.seed, scale=args.scale, night=args.night, truth_path=truth)
+    try:
+        sample.generate(out, seed=args.seed, scale=args.scale, night=args.night, truth_path=truth)
+    except ModuleNotFoundError as exc:
+        if exc.name != "xlwt":
+            raise
+        print(exc, file=sys.stderr)  # the one line saying which extra to install
+        return 1
     print(f"sample intake (night {args.night}, scale {args.scale}) written to {out}")
     return 0
 

@@ -71,11 +71,11 @@ def refresh(
     is asked, inside the same transaction, how many current pairs they end; if too many, the
     exception rolls the transaction back and nothing is changed.
     """
-    from rosterlink.pairing import engine as pairing
+    from rosterlink.pairing import rebuild as pairing
 
     as_of = as_of or dt.date.today()
     with eng.begin() as conn:
-        changed = _write(conn)
+        changed = write(conn)
         plan = pairing.plan_ends(conn, as_of)
         total, ending, by_reason = plan["total_current"], plan["ending"], plan["by_reason"]
         if total and ending / total > max_end_share and not allow_mass_end:
@@ -94,7 +94,7 @@ def refresh(
     return summary
 
 
-def _write(conn: sa.Connection) -> dict[str, int]:
+def write(conn: sa.Connection) -> dict[str, int]:
     """Compute and write tonight's statuses in SQL (``sql/status/*.sql``) on ``conn``'s transaction;
     returns how many households, cadres and cases changed, by new status."""
     _compute_sql(conn)

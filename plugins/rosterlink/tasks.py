@@ -434,7 +434,7 @@ def refresh_statuses(settings: Settings, as_of: dt.date, allow_mass_end: bool = 
 
 def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> dict:
     from rosterlink.core.spec import load_json
-    from rosterlink.pairing import engine as pairing
+    from rosterlink.pairing import rebuild as pairing
 
     config = pairing.PairingConfig.from_mapping(load_json("pairing.json"))
     return pairing.rebuild(_engine(settings), as_of, run_id, config)

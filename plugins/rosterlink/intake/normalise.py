@@ -43,7 +43,7 @@ import numbers
 import re
 import unicodedata
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 import pandas as pd
 
@@ -96,7 +96,8 @@ def is_blank(raw: object) -> bool:
         return False
 
 
-def _is_number(raw: object) -> bool:
+def _is_number(raw: object) -> TypeGuard[float]:
+    """An int or float cell value (numpy scalars included), never a bool."""
     return isinstance(raw, numbers.Number) and not isinstance(raw, bool)
 
 
@@ -279,7 +280,7 @@ def excel_serial_to_date(serial: float) -> dt.date | None:
     """Excel 1900 date system: 1 = 1900-01-01, 60 = the non-existent 1900-02-29 (None)."""
     if not math.isfinite(serial) or serial < 1 or serial >= 2958466:  # 9999-12-31
         return None
-    days = int(math.floor(serial))
+    days = math.floor(serial)
     if days == 60:
         return None
     if days < 60:

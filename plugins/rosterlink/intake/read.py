@@ -54,7 +54,7 @@ import re
 import time
 import unicodedata
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -165,7 +165,7 @@ class ReadResult:
 # --------------------------------------------------------------------------- public API
 
 
-def read_file(path: Path, department: str, limits: Limits = Limits()) -> ReadResult:
+def read_file(path: Path, department: str, limits: Limits | None = None) -> ReadResult:
     """Read every sheet of ``path`` that holds a roster of ``department``.
 
     Raises ``FileRejected``: any code of :func:`inspect_file`, ``file_empty`` (no cell at all),
@@ -173,8 +173,10 @@ def read_file(path: Path, department: str, limits: Limits = Limits()) -> ReadRes
     department's roster), ``file_encoding``, ``file_too_many_columns``, ``file_too_large``,
     ``file_corrupt`` / ``file_unreadable`` (the parser failed; ``detail`` is the exception type).
     ``ValueError`` for an unknown department (a configuration error, not the file's fault).
+    ``limits``: the file safety limits (default: :class:`Limits`' defaults).
     """
     path = Path(path)
+    checks = limits or Limits()
     if department not in catalogue().departments:
         raise ValueError(f"unknown department {department!r}")
     with contextlib.suppress(OSError):  # an unreadable file is _inspect's to reject
@@ -184,10 +186,10 @@ def read_file(path: Path, department: str, limits: Limits = Limits()) -> ReadRes
                 path.name,
                 _human_bytes(path.stat().st_size),
             )
-    container = _inspect(path, limits)
+    container = _inspect(path, checks)
     notes: list[str] = []
     if container == "csv":
-        return _guarded(lambda: _read_grids([_csv_grid(path, limits)], department, notes, source=path.name))
+        return _guarded(lambda: _read_grids([_csv_grid(path, checks)], department, notes, source=path.name))
 
     def read_workbook() -> ReadResult:
         if path.suffix.lower() == {"zip": ".xlsx", "ole": ".xls"}[container]:
@@ -198,7 +200,7 @@ def read_file(path: Path, department: str, limits: Limits = Limits()) -> ReadRes
                 book = calamine.CalamineWorkbook.from_filelike(handle)
         try:
             return _read_grids(
-                _workbook_grids(book, limits, notes, source=path.name), department, notes, source=path.name
+                _workbook_grids(book, checks, notes, source=path.name), department, notes, source=path.name
             )
         finally:
             book.close()
@@ -470,7 +472,7 @@ class _Grid:
     """
 
     name: str
-    rows: list[list[object]]
+    rows: Sequence[Sequence[object]]
     numbers: list[int] | None = None
     merges: list[tuple[int, int, int, int]] = field(default_factory=list)
 
@@ -492,8 +494,9 @@ def _workbook_grids(
             continue
         started = time.perf_counter()
         sheet = book.get_sheet_by_name(meta.name)
-        if sheet.end is not None:  # None: an empty sheet
-            _check_extent(sheet.end[0] + 1, sheet.end[1] + 1, limits)
+        end = sheet.end  # None: an empty sheet
+        if end is not None:
+            _check_extent(end[0] + 1, end[1] + 1, limits)
         merges = [(r0, c0, r1, c1) for (r0, c0), (r1, c1) in (sheet.merged_cell_ranges or [])]
         # skip_empty_area=False: row i is Excel row i + 1 even when the first rows are empty.
         rows = sheet.to_python(skip_empty_area=False)
@@ -503,7 +506,7 @@ def _workbook_grids(
                 source,
                 meta.name,
                 len(rows),
-                sheet.end[1] + 1,
+                end[1] + 1 if end is not None else 0,
                 time.perf_counter() - started,
             )
         yield _Grid(meta.name, rows, merges=merges)
@@ -513,7 +516,7 @@ def _csv_grid(path: Path, limits: Limits) -> _Grid:
     """All records of a CSV file; ``numbers`` are the lines where the records start."""
     text = _decode_csv(path.read_bytes())
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text))
-    rows: list[list[object]] = []
+    rows: list[Sequence[object]] = []
     numbers: list[int] = []
     previous_end = 0
     progress = _Progress()
@@ -546,7 +549,7 @@ def _decode_csv(data: bytes) -> str:
     UTF-8 first: UTF-8 bytes also decode as GB18030, into nonsense. A UTF-8 byte-order mark is
     stripped and settles the question: such a file is UTF-8 or it is broken.
     """
-    encodings = ("utf-8", "gb18030")
+    encodings: tuple[str, ...] = ("utf-8", "gb18030")
     if data.startswith(codecs.BOM_UTF8):
         data, encodings = data[len(codecs.BOM_UTF8) :], ("utf-8",)
     for encoding in encodings:
@@ -590,7 +593,7 @@ class _Band:
     """A candidate header: one row, or two or three when a cell is merged down from the first."""
 
     last: int  # index of the band's last row
-    cells: list[list[object]]
+    cells: Sequence[Sequence[object]]
     keys: list[list[tuple[str, str]]]  # per cell: header_key, and the same without a trailing "(…)"
 
 
@@ -695,7 +698,7 @@ def _is_empty(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _is_blank(row: list[object]) -> bool:
+def _is_blank(row: Sequence[object]) -> bool:
     return all(_is_empty(value) for value in row)
 
 
@@ -703,7 +706,7 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))
 
 
-def _is_blank_or_footer(row: list[object]) -> bool:
+def _is_blank_or_footer(row: Sequence[object]) -> bool:
     """Blank, or a footer: first non-empty cell starts with 合计/制表人/…, or a lone cell naming one."""
     first = next((value for value in row if not _is_empty(value)), None)
     if first is None:
@@ -716,12 +719,12 @@ def _is_blank_or_footer(row: list[object]) -> bool:
     return any(word in text for word in FOOTER_WORDS) and sum(not _is_empty(v) for v in row) == 1
 
 
-def _is_header_repeat(row: list[object], header: _Header) -> bool:
+def _is_header_repeat(row: Sequence[object], header: _Header) -> bool:
     """An exact copy of the header row (page headers pasted into the data when printing)."""
     return all(col < len(row) and row[col] == header.texts[name] for name, col in header.columns.items())
 
 
-def _cell(row: list[object], col: int | None) -> object:
+def _cell(row: Sequence[object], col: int | None) -> object:
     if col is None or col >= len(row):
         return None
     value = row[col]

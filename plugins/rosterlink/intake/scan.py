@@ -174,7 +174,9 @@ def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[dict]:
                 )
             else:
                 row.update(status="pending")
-            file_id = conn.execute(t.insert().values(**row)).inserted_primary_key[0]
+            inserted = conn.execute(t.insert().values(**row)).inserted_primary_key
+            assert inserted is not None  # a single-row INSERT
+            file_id = inserted[0]
             log.info("ledger: file %s recorded as %s (file_id=%s)", item.file_name, row["status"], file_id)
             if row["status"] == "pending":
                 todo.append({"file_id": file_id, "department": item.department, "file_name": item.file_name})

@@ -31,7 +31,8 @@ def alert_dir() -> Path:
     return Path(os.environ.get("ROSTERLINK_ALERT_DIR") or DATA_DIR / "alerts")
 
 
-def _alert(context: dict, task_id: str, exc: BaseException | None) -> dict:
+def alert_payload(context: dict, task_id: str, exc: BaseException | None) -> dict:
+    """The alert for a failed task: night, task, error type and masked message (never a row value)."""
     from rosterlink.core.masking import mask_text
 
     return {
@@ -72,7 +73,7 @@ def night_failed(context: dict) -> None:
     exc = context.get("exception")
     task_id = getattr(ti, "task_id", "?")
     log.error("rosterlink night %s failed in task %s: %s", context.get("run_id"), task_id, type(exc).__name__)
-    send(_alert(context, task_id, exc))
+    send(alert_payload(context, task_id, exc))
     try:
         from rosterlink import warehouse
         from rosterlink.core import settings
@@ -94,6 +95,7 @@ def night_failed(context: dict) -> None:
                     summary=warehouse.dumps({"failed_task": task_id, "error": mask_text(str(exc))[:2000]}),
                 )
             )
-        nightlock.release(eng, context.get("run_id"))  # only ever this run's own lease
+        if (run_id := context.get("run_id")) is not None:
+            nightlock.release(eng, run_id)  # only ever this run's own lease
     except Exception as err:  # noqa: BLE001 - the warehouse may be the thing that is down
         log.error("could not record the failure in the warehouse: %s", type(err).__name__)

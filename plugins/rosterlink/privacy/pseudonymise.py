@@ -104,10 +104,10 @@ def secret(required: bool = True) -> bytes | None:
         if not required:
             return None
         raise NoSecret(
-            f"no pseudonymisation key: set the environment variable {KEY_ENV} (or, inside Airflow, the "
-            f"password of the connection {KEY_CONN_ID!r}) to a secret of at least {MIN_KEY_CHARS} characters, "
-            "e.g. from: python -c 'import secrets; print(secrets.token_hex(32))'. Keep it: the same key gives "
-            "the same tokens in every copy."
+            f"no pseudonymisation key: set the environment variable {KEY_ENV} (or, inside Airflow, "
+            f"the password of the connection {KEY_CONN_ID!r}) to a secret of at least {MIN_KEY_CHARS} "
+            "characters, e.g. from: python -c 'import secrets; print(secrets.token_hex(32))'. Keep it: "
+            "the same key gives the same tokens in every copy."
         )
     if len(value) < MIN_KEY_CHARS:
         raise NoSecret(f"the pseudonymisation key from {origin} is shorter than {MIN_KEY_CHARS} characters")

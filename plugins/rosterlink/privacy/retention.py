@@ -58,7 +58,8 @@ class RetentionRefused(Exception):
 
 
 def configured_days(value: object = None) -> int:
-    """The age in days for raw values: ``value`` if given, else ``$ROSTERLINK_PURGE_REJECTED_DAYS``, else 365."""
+    """The age in days for raw values: ``value`` if given, else ``$ROSTERLINK_PURGE_REJECTED_DAYS``,
+    else 365."""
     raw = value if value is not None else os.environ.get(PURGE_DAYS_ENV) or DEFAULT_PURGE_DAYS
     try:
         days = int(str(raw).strip())

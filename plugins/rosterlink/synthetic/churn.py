@@ -3,7 +3,7 @@
 :class:`Churn` keeps one synthetic district in memory and writes, night after night, what the
 departments would drop: night 1 is ``sample.generate(night=1)`` (the whole district, ``scale``
 times the reference size); every later night is one round of the sample generator's own changes
-(``sample._apply_round``: about 3 % of the hardship households exit and 2 % are added through
+(:func:`population.apply_round`: about 3 % of the hardship households exit and 2 % are added through
 the adjustment list, 2 % of the cadres leave and 1 % join through the change list, 10 % of the
 open cases are closed through the closure list, each list with its deliberately bad rows) plus a
 petition ledger of newly registered cases (as many as were closed), so the case book does not run
@@ -33,7 +33,10 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rosterlink.synthetic import sample
+from rosterlink.core import spec
+from rosterlink.synthetic import population, sample, writers
+from rosterlink.synthetic.population import Bad, Case, Entity, Round, RoundBad
+from rosterlink.synthetic.truth import Counts, FileTruth
 
 __all__ = ["Churn", "NightFiles", "first_night_for"]
 
@@ -43,16 +46,16 @@ def first_night_for(nights: int, today: dt.date | None = None) -> dt.date:
 
     Never later than the sample's own fill date (its night-1 files are dated then)."""
     today = today or dt.date.today()
-    return min(sample.NIGHT1_FILL_DATE, today - dt.timedelta(days=nights - 1))
+    return min(population.NIGHT1_FILL_DATE, today - dt.timedelta(days=nights - 1))
 
 
 @dataclass
 class NightFiles:
     night: int
     as_of: dt.date
-    files: dict[str, sample.FileTruth]  # relative path -> what a correct pipeline makes of it
+    files: dict[str, FileTruth]  # relative path -> what a correct pipeline makes of it
     changes: dict[str, int]  # how many of each change the night's files carry (good rows only)
-    expected: dict  # counts after the night (sample.Truth.counts shape)
+    expected: Counts  # counts after the night (sample.Truth.counts shape)
     seconds: float = 0.0
 
     @property
@@ -69,12 +72,12 @@ class Churn:
     out_dir: Path
     seed: int = sample.DEFAULT_SEED
     scale: float = 1.0
-    first_night: dt.date = field(default_factory=lambda: sample.NIGHT1_FILL_DATE)
+    first_night: dt.date = field(default_factory=lambda: population.NIGHT1_FILL_DATE)
     case_open_share: float = 0.10  # of the night-1 case count, opened each night
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
-        self._pop, self._reg = sample._build_population(self.seed, self.scale)
+        self._pop, self._reg = population.build_population(self.seed, self.scale)
         self._base = {
             "hardship": len(self._pop.hardship),
             "cadres": len(self._pop.cadres),
@@ -99,16 +102,16 @@ class Churn:
         else:
             files, changes = self._change_night(night)
         self._last = night
-        expected, _ = sample._state(self._pop)
+        expected, _ = population.state(self._pop)
         return NightFiles(
             night, self.as_of(night), files, changes, expected, round(time.perf_counter() - started, 2)
         )
 
     # ------------------------------------------------------------------------------------------
 
-    def _change_night(self, night: int) -> tuple[dict[str, sample.FileTruth], dict[str, int]]:
+    def _change_night(self, night: int) -> tuple[dict[str, FileTruth], dict[str, int]]:
         pop, day = self._pop, self.as_of(night)
-        rnd = sample._apply_round(pop, self._reg, self.seed, night, self._base)
+        rnd = population.apply_round(pop, self._reg, self.seed, night, self._base)
         rnd = _redated(rnd, day)
         opens = self._open_cases(night, day)
         stamp = f"{day:%Y%m%d}"
@@ -118,23 +121,25 @@ class Churn:
             "case_closure": f"petition/信访案件销号名单_{stamp}.csv",
             "case": f"petition/重点信访案件台账_新登记_{stamp}.csv",
         }
-        for dept in sample.spec.DEPARTMENTS:
+        for dept in spec.DEPARTMENTS:
             (self.out_dir / dept).mkdir(parents=True, exist_ok=True)
 
         def rng(rel: str) -> random.Random:
             return random.Random(f"{self.seed}:churn:{night}:{rel}")
 
-        files: dict[str, sample.FileTruth] = {}
+        files: dict[str, FileTruth] = {}
         rel = rels["hardship_adjustment"]
-        files[rel] = sample._write_adjustments(self.out_dir, rel, rnd, pop, rng(rel))
+        files[rel] = writers.write_adjustments(self.out_dir, rel, rnd, pop, rng(rel))
         rel = rels["cadre_change"]
-        files[rel] = sample._write_cadre_changes(self.out_dir, rel, rnd, pop, rng(rel))
+        files[rel] = writers.write_cadre_changes(self.out_dir, rel, rnd, pop, rng(rel))
         rel = rels["case_closure"]
-        files[rel] = sample._write_closures(self.out_dir, rel, rnd, rng(rel))
+        files[rel] = writers.write_closures(self.out_dir, rel, rnd, rng(rel))
         if opens:
             rel = rels["case"]
-            only_new = dataclasses.replace(pop, cases=opens, bad={"case": []}, warn={**pop.warn, "case": {}})
-            files[rel] = sample._write_cases(self.out_dir, rel, only_new, rng(rel))
+            only_new = dataclasses.replace(
+                pop, cases=opens, bad=population.no_bad_rows(), warn={**pop.warn, "case": {}}
+            )
+            files[rel] = writers.write_cases(self.out_dir, rel, only_new, rng(rel))
         changes = {
             "exits": len(rnd.exits),
             "adds": len(rnd.adds),
@@ -145,7 +150,7 @@ class Churn:
         }
         return files, changes
 
-    def _open_cases(self, night: int, day: dt.date) -> list:
+    def _open_cases(self, night: int, day: dt.date) -> list[Case]:
         """Newly registered cases, numbered after every number already handed out this year."""
         pop = self._pop
         count = max(1, round(self.case_open_share * self._base["cases"]))
@@ -156,23 +161,32 @@ class Churn:
         seq = max((int(n[len(prefix) :]) for n in taken if n.startswith(prefix)), default=0)
         opened = []
         for _ in range(count):
-            case = sample._new_case(rng, self._reg, pop.towns, registered=day)
+            case = population.new_case(rng, self._reg, pop.towns, registered=day)
             seq += 1
-            case.number = sample._case_number(day.year, seq)
+            case.number = population.case_number(day.year, seq)
             opened.append(case)
         pop.cases.extend(opened)
         return opened
 
 
-def _redated(rnd: sample._Round, day: dt.date) -> sample._Round:
+def _redated(rnd: Round, day: dt.date) -> Round:
     """The round with every change dated ``day`` (closures: not before the case's registration)."""
-    bad = {}
-    for roster, rows in rnd.bad.items():
-        bad[roster] = []
+
+    def redated(rows: list[Bad[Entity]]) -> list[Bad[Entity]]:
+        out = []
         for b in rows:
             if "date" in b.extra:
-                b = dataclasses.replace(b, extra={**b.extra, "date": day})
-            bad[roster].append(b)
+                extra = b.extra.copy()
+                extra["date"] = day
+                b = dataclasses.replace(b, extra=extra)
+            out.append(b)
+        return out
+
+    bad: RoundBad = {
+        "hardship_adjustment": redated(rnd.bad["hardship_adjustment"]),
+        "cadre_change": redated(rnd.bad["cadre_change"]),
+        "case_closure": redated(rnd.bad["case_closure"]),
+    }
     return dataclasses.replace(
         rnd,
         fill_date=day,

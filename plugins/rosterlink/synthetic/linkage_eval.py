@@ -1,6 +1,6 @@
 """A labelled evaluation set for linkage, built from the sample generator's population, with truth.
 
-:func:`generate` takes the reference district's synthetic population (``sample._build_population``:
+:func:`generate` takes the reference district's synthetic population (``population.build_population``:
 the same people, names, towns, villages and phones as the sample intake) and writes it out the way
 the load stage would leave it in ``source_record``, over two nights, with the problems real rosters
 have and the answer for every row (``truth``: the head's / guardian's / cadre's canonical ID):
@@ -33,12 +33,14 @@ import hashlib
 import json
 import random
 from collections import Counter, defaultdict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
 from rosterlink.core import idnumber
-from rosterlink.synthetic import sample
+from rosterlink.synthetic import population
+from rosterlink.synthetic.population import Household, Person
 from rosterlink.warehouse import dumps, insert_many, now, schema
 
 DEFAULT_SEED = 20261125
@@ -319,7 +321,7 @@ class EvalSet:
 
 
 def _mobile(rng: random.Random) -> str:
-    return rng.choice(sample._MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}"
+    return rng.choice(population.MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}"
 
 
 def _variant_village(village: str, rng: random.Random) -> str:
@@ -368,6 +370,7 @@ def _messy_contact(
 
 def _other_valid_id(id18: str, rng: random.Random, taken: set[str]) -> str:
     born = idnumber.birth_date(id18)
+    assert born is not None  # a generated ID carries its birth date
     while True:
         new = idnumber.make(id18[:6], born, rng.randrange(500) * 2 + (1 if idnumber.sex(id18) == "M" else 0))
         if new not in taken:
@@ -378,14 +381,14 @@ def _other_valid_id(id18: str, rng: random.Random, taken: set[str]) -> str:
 def generate(seed: int = DEFAULT_SEED, scale: float = 1.0, rates: dict | None = None) -> EvalSet:
     """The evaluation rows for ``scale`` times the reference district, over two nights."""
     rates = {**RATES, **(rates or {})}
-    pop, reg = sample._build_population(seed, scale)
+    pop, reg = population.build_population(seed, scale)
     rng = random.Random(f"{seed}:linkage-eval")
     taken = set(reg.ids)
     hardship = list(pop.hardship)
     free = list(range(len(hardship)))
     rng.shuffle(free)
 
-    def take_hardship() -> sample._Household | None:
+    def take_hardship() -> Household | None:
         return hardship[free.pop()] if free else None
 
     # --- overlaps: the same person in two departments --------------------------------------------
@@ -399,7 +402,7 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0, rates: dict | None = 
             fam.town, fam.village, fam.phone = h.town, h.village, h.phone
             fam.relation = rng.choice(RELATIONS_BY_SEX[h.head.sex])
             guardian_heads.add(i)
-    old_heads: list[tuple[sample._Household, sample._Household]] = []
+    old_heads: list[tuple[Household, Household]] = []
     for m in pop.old_member:
         if rng.random() < rates["old_member_heads_hardship"]:
             h = take_hardship()
@@ -498,7 +501,7 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0, rates: dict | None = 
     # --- night 1: orphan list (guardians; some without ID) ---------------------------------------------
     f_orph = "womens_federation/失亲儿童家庭名单.xls"
 
-    def orphan_rows(fam: sample._Household, night: int, file: str, no_id: bool, overlap: bool) -> None:
+    def orphan_rows(fam: Household, night: int, file: str, no_id: bool, overlap: bool) -> None:
         tags: list[str] = ["no_id"] if no_id else []
         if overlap:
             tags.append("heads_hardship")
@@ -506,7 +509,7 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0, rates: dict | None = 
         if no_id:
             name = _perturb_name(name, rng, rates, tags)
             village, phone = _messy_contact(village, phone, rng, rates, tags)
-        children = list(fam.children) or [(None, "父母双亡")]
+        children: list[tuple[Person | None, str]] = [*fam.children] or [(None, "父母双亡")]
         if rng.random() < rates["duplicate_orphan"]:
             children.append(children[0])
             tags = [*tags, "duplicate_in_file"]
@@ -756,7 +759,7 @@ def load(eng: sa.Engine, evalset: EvalSet, night: int) -> dict[tuple[int, int], 
     with eng.begin() as conn:
         for file, members in by_file.items():
             first = evalset.rows[members[0]]
-            file_id = conn.execute(
+            inserted = conn.execute(
                 schema.intake_file.insert().values(
                     department=first.department,
                     file_name=f"eval/night{night}/{file}",
@@ -770,7 +773,9 @@ def load(eng: sa.Engine, evalset: EvalSet, night: int) -> dict[tuple[int, int], 
                     received_at=now(),
                     processed_at=now(),
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert inserted is not None
+            file_id = inserted[0]
             stamp = now()
 
             def records(file_id: int = file_id, members: list[int] = members, stamp: dt.datetime = stamp):
@@ -801,10 +806,10 @@ def load(eng: sa.Engine, evalset: EvalSet, night: int) -> dict[tuple[int, int], 
     return index
 
 
-def pairwise(predicted: list[object], truth: list[object]) -> dict:
+def pairwise(predicted: Sequence[Hashable], truth: Sequence[Hashable]) -> dict[str, float]:
     """Pairwise precision, recall and F1 of a clustering (one label per row) against the truth."""
 
-    def pairs(counts: Counter) -> int:
+    def pairs(counts: Counter[Hashable]) -> int:
         return sum(n * (n - 1) // 2 for n in counts.values())
 
     pred_pairs = pairs(Counter(predicted))

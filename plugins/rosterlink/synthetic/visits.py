@@ -30,7 +30,8 @@ import sqlalchemy as sa
 from rosterlink import warehouse
 from rosterlink.core import idnumber
 from rosterlink.followup.config import FollowupConfig
-from rosterlink.synthetic import sample
+from rosterlink.synthetic import sample, writers
+from rosterlink.synthetic.truth import BadRow, FileTruth
 from rosterlink.warehouse import schema
 
 HEADERS = [
@@ -102,7 +103,7 @@ OPINIONS = (
 @dataclass
 class VisitTruth:
     as_of: str
-    files: dict[str, sample.FileTruth]
+    files: dict[str, FileTruth]
     followup: dict  # the district's figures (rosterlink.followup.figures.headline keys)
     departments: dict[str, int] = field(default_factory=dict)  # opinions per responsible department
 
@@ -176,7 +177,7 @@ def generate(
     rows: list[dict] = []  # good rows: the visit, plus its truth
     bad: list[tuple[dict, str, str, tuple[str, ...]]] = []  # (row, field, kind, codes)
 
-    def row(q: _Pair, day: dt.date, kind: str, **extra: object) -> dict:
+    def row(q: _Pair, day: dt.date, kind: str | None, **extra: object) -> dict:
         return {
             "unit": q.unit,
             "cadre_name": q.cadre_name,
@@ -405,7 +406,7 @@ def _write(out_dir: Path, as_of: dt.date, rows: list[dict], bad: list, rng: rand
         entries[is_town(r)].append((r, None))
     dups = {b[0]["_after"]: b for b in bad if b[2] == "duplicate_visit"}
     for side in (False, True):
-        out = []
+        out: list[tuple[dict, tuple | None]] = []
         for r, _ in entries[side]:
             out.append((r, None))
             if id(r) in dups:
@@ -419,18 +420,19 @@ def _write(out_dir: Path, as_of: dt.date, rows: list[dict], bad: list, rng: rand
     files = {}
     for side, items in entries.items():
         rel = rels[side]
-        rec = sample._FileRecord(rel, "visits", "visit", "csv" if side else "xlsx", "gbk" if side else None)  # noqa: SLF001
+        rec = writers.FileRecord(rel, "visits", "visit", "csv" if side else "xlsx", "gbk" if side else None)
         values = []
+        numbers: list[int | None]
         for i, (r, _) in enumerate(items):
             day = r["visit_date"]
             shown = (
                 day
                 if isinstance(day, str)
-                else (day.isoformat() if side else sample._Cell(day, "yyyy-mm-dd"))
+                else (day.isoformat() if side else writers.Cell(day, "yyyy-mm-dd"))
             )
             values.append([i + 1 if c == "seq" else shown if c == "visit_date" else r.get(c) for c in COLS])
         if side:
-            (out_dir / rel).write_bytes(sample._csv_bytes(HEADERS, values, "gbk"))  # noqa: SLF001
+            (out_dir / rel).write_bytes(writers.csv_bytes(HEADERS, values, "gbk"))
             sheet, numbers = Path(rel).stem, [i + 2 for i in range(len(values))]
             rec.sheet(sheet, 1, len(values))
         else:
@@ -439,7 +441,7 @@ def _write(out_dir: Path, as_of: dt.date, rows: list[dict], bad: list, rng: rand
             wb = Workbook()
             ws = wb.active
             ws.title = sheet = "走访记录"
-            header_row, numbers, blanks, footers = sample._xlsx_sheet(  # noqa: SLF001
+            header_row, numbers, blanks, footers = writers.xlsx_sheet(
                 ws,
                 title="山亭区结对帮扶走访记录（区直部门）",
                 subtitle=f"填报日期:{as_of.year}年{as_of.month}月{as_of.day}日",
@@ -448,13 +450,14 @@ def _write(out_dir: Path, as_of: dt.date, rows: list[dict], bad: list, rng: rand
                 footers=[None, "制表人:办公室"],
                 text_cols=(3, 5),
             )
-            sample._save_xlsx(wb, out_dir / rel)  # noqa: SLF001
+            writers.save_xlsx(wb, out_dir / rel)
             rec.sheet(sheet, header_row, len(values), blanks, footers)
-        for (r, why), number in zip(items, numbers, strict=True):
+        for (_, why), number in zip(items, numbers, strict=True):
             if why is not None:
+                assert number is not None  # a bad row is written, never a blank
                 fld, kind, codes = why
                 rec.truth.bad_rows.append(
-                    sample.BadRow(sheet, number, fld, HEADERS[COLS.index(fld)], kind, list(codes))
+                    BadRow(sheet, number, fld, HEADERS[COLS.index(fld)], kind, list(codes))
                 )
         files[rel] = rec.done(entities=sum(1 for _, why in items if why is None))
     return files
