@@ -38,7 +38,7 @@ AS_OF = "2026-11-25"
 ID_NUMBER = re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])")
 PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 @contextlib.contextmanager
@@ -84,7 +84,9 @@ def test_dashboard_in_the_airflow_ui_shows_the_warehouse_figures(tmp_path, run_n
     passwords.write_text(json.dumps({USER: PASSWORD}), encoding="utf-8")
     env = {
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
@@ -191,8 +193,8 @@ def test_dashboard_in_the_airflow_ui_shows_the_warehouse_figures(tmp_path, run_n
             loads = _q(
                 url,
                 """SELECT c.rank, COUNT(p.pairing_id) FROM cadre c LEFT JOIN pairing p
-                               ON p.cadre_key = c.cadre_key AND p.target_kind = 'household' AND p.valid_to IS NULL
-                               WHERE c.status = 'active' GROUP BY c.cadre_key, c.rank""",
+                   ON p.cadre_key = c.cadre_key AND p.target_kind = 'household' AND p.valid_to IS NULL
+                   WHERE c.status = 'active' GROUP BY c.cadre_key, c.rank""",
             )
             for rank in {r for r, _ in loads}:
                 mine = [n for r, n in loads if r == rank]
@@ -293,7 +295,7 @@ def test_feedback_workbook_drawn_for_the_readme_shows_what_the_clerk_sees(tmp_pa
     section = page[page.index('data-sheet="错误明细"') :]
     section = section[: section.index("</section>")]
     # every rejected row, as the workbook holds it, on the red fill; widths from the workbook
-    for sheet_name, row_number, header, value, _ in rejected:
+    for _sheet, row_number, header, value, _ in rejected:
         assert f"<div>{row_number}</div>" in section
         assert html_escape(header) in section
         if value:

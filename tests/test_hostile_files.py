@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import openpyxl
+import pytest
 
 from rosterlink import warehouse
 from rosterlink.synthetic import sample
@@ -51,6 +52,7 @@ def macro_workbook(path: Path) -> None:
         dst.writestr("xl/vbaProject.bin", b"\xd0\xcf\x11\xe0 macro")
 
 
+@pytest.mark.slow
 def test_hostile_files_are_rejected_and_the_night_goes_on(tmp_path, sqlite_url, run_night):
     intake = tmp_path / "intake"
     truth = sample.generate(intake, scale=0.05).to_dict()

@@ -295,6 +295,7 @@ def test_review_workbook_is_written_masked_and_its_filled_decisions_are_applied(
     assert load_workbook(path)["待核实"].max_row == 1  # nothing left to check
 
 
+@pytest.mark.slow
 def test_review_cli_lists_masked_items_and_records_a_decision(db, sqlite_url):
     db.file("civil_affairs", [hh("hardship", 1, "刘桂芳", "hardship", phone=P1)])
     db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=None)])
@@ -374,6 +375,7 @@ def test_household_evidence_lists_every_row_and_department_behind_a_household(db
 
 
 # --- the review loop through the nightly DAG -----------------------------------------------------------
+@pytest.mark.slow
 def test_review_loop_through_the_nightly_dag(tmp_path, sqlite_url, run_night):
     intake = tmp_path / "intake"
     (intake / "civil_affairs").mkdir(parents=True)

@@ -37,6 +37,8 @@ from rosterlink.link import night as link
 from rosterlink.link.config import load_config
 from rosterlink.synthetic import linkage_eval, sample
 
+pytestmark = pytest.mark.spark
+
 
 @pytest.fixture(scope="module")
 def spark_ready() -> None:

@@ -124,6 +124,7 @@ def test_reference_district_night_one_on_sqlite_matches_the_reference_figures(
     ) == [(0,)]
 
 
+@pytest.mark.slow
 def test_second_night_exits_adds_and_leaves_other_pairs_untouched(district, sqlite_url, run_night):
     sample.generate(district["intake"], night=1, scale=0.2)
     assert run_night(district["intake"], sqlite_url, district["exports"], as_of="2026-11-25") == "success"
@@ -174,6 +175,7 @@ def test_second_night_exits_adds_and_leaves_other_pairs_untouched(district, sqli
     assert new_ids <= made
 
 
+@pytest.mark.slow
 def test_same_night_run_twice_changes_nothing(district, sqlite_url, run_night):
     sample.generate(district["intake"], night=1, scale=0.1)
     tables = ["household", "household_category", "cadre", "petition_case", "source_row", "rejected_row"]
@@ -190,6 +192,7 @@ def test_same_night_run_twice_changes_nothing(district, sqlite_url, run_night):
     )
 
 
+@pytest.mark.slow
 def test_resent_file_and_broken_file_do_not_stop_the_night(district, sqlite_url, run_night):
     truth = sample.generate(district["intake"], night=1, scale=0.1).to_dict()
     broken = district["intake"] / "civil_affairs" / "损坏的名单.xlsx"
@@ -223,6 +226,7 @@ def test_resent_file_and_broken_file_do_not_stop_the_night(district, sqlite_url,
     assert q(sqlite_url, "SELECT COUNT(*) FROM intake_file") == [(len(truth["files"]) + 2,)]
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_night_on_postgres_matches_truth(district, pg_url, run_night):
     truth = sample.generate(district["intake"], night=1, scale=0.2)
@@ -230,6 +234,7 @@ def test_night_on_postgres_matches_truth(district, pg_url, run_night):
     check_night_against_truth(pg_url, truth)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_second_night_on_postgres(district, pg_url, run_night):
     sample.generate(district["intake"], night=1, scale=0.1)
@@ -239,6 +244,7 @@ def test_second_night_on_postgres(district, pg_url, run_night):
     check_night_against_truth(pg_url, truth2)
 
 
+@pytest.mark.slow
 def test_unreachable_warehouse_fails_the_night_and_marks_nothing(district, run_night, monkeypatch):
     import http.server
     import json
@@ -274,6 +280,7 @@ def test_unreachable_warehouse_fails_the_night_and_marks_nothing(district, run_n
     assert received == [alert]
 
 
+@pytest.mark.slow
 def test_pin_spreadsheet_from_the_organization_department_is_honoured(district, sqlite_url, run_night):
     import openpyxl
 

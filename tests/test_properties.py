@@ -634,6 +634,7 @@ IDENTITY = {
 @settings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
+@pytest.mark.slow
 @given(plan=file_plan())
 def test_every_data_row_of_a_roster_file_ends_loaded_or_rejected_at_its_excel_row(wh, plan):
     path = new_path(wh, plan.department, "." + plan.fmt)

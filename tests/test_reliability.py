@@ -94,12 +94,14 @@ def _interrupted_then_rerun(base: Path, url: str, failpoint: str) -> None:
 @pytest.mark.parametrize(
     "failpoint", ["load.mid=kill", "link.mid=kill", "pairing.mid=kill", "export.write=kill"]
 )
+@pytest.mark.slow
 def test_night_killed_midway_is_completed_by_the_next_run_exactly(tmp_path, reference, failpoint):
     url = f"sqlite:///{tmp_path / 'w.db'}"
     _interrupted_then_rerun(tmp_path, url, failpoint)
     assert snapshot(url) == reference[1]
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.parametrize("failpoint", ["load.mid=kill", "link.mid=kill", "pairing.mid=kill"])
 def test_night_killed_midway_on_postgres_is_completed_by_the_next_run_exactly(
@@ -109,6 +111,7 @@ def test_night_killed_midway_on_postgres_is_completed_by_the_next_run_exactly(
     assert snapshot(pg_url) == reference[1]
 
 
+@pytest.mark.slow
 def test_a_second_night_while_one_runs_is_locked_out_with_a_clear_message(tmp_path, sqlite_url):
     eng = warehouse.connect(sqlite_url)
     with nightlock.held(eng, "scheduled__2026-11-25"):
@@ -143,6 +146,7 @@ def test_lock_heartbeat_keeps_a_long_task_locked(sqlite_url):
             nightlock.acquire(eng, "intruder", stale=1.0)
 
 
+@pytest.mark.slow
 def test_full_disk_while_writing_exports_keeps_last_nights_workbooks(tmp_path, sqlite_url):
     sample.generate(tmp_path / "intake", scale=0.05)
     first = cli(night_args(tmp_path, sqlite_url, "2026-11-25"))
@@ -159,6 +163,7 @@ def test_full_disk_while_writing_exports_keeps_last_nights_workbooks(tmp_path, s
     assert snapshot(sqlite_url)["pairing"] == pairs_before
 
 
+@pytest.mark.slow
 def test_no_full_id_or_phone_in_cli_output_or_airflow_logs(tmp_path, airflow_db):
     sample.generate(tmp_path / "intake", scale=0.1)
     url = f"sqlite:///{tmp_path / 'w.db'}"
@@ -171,6 +176,7 @@ def test_no_full_id_or_phone_in_cli_output_or_airflow_logs(tmp_path, airflow_db)
         assert not FULL_PHONE.findall(text), FULL_PHONE.findall(text)[:3]
 
 
+@pytest.mark.slow
 def test_full_disk_while_writing_the_pairings_keeps_last_nights_tables(tmp_path, sqlite_url):
     sample.generate(tmp_path / "intake", scale=0.05)
     assert cli(night_args(tmp_path, sqlite_url, "2026-11-25")).returncode == 0

@@ -186,6 +186,7 @@ def _file_text(path: Path) -> str:
 
 
 # --- secrets from connections ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_night_takes_its_warehouse_from_the_airflow_connection(night):
     assert night["state"] == "success"
     files = dict(q(night["url"], "SELECT file_name, status FROM intake_file"))
@@ -200,6 +201,7 @@ def test_the_night_takes_its_warehouse_from_the_airflow_connection(night):
         assert not q(f"sqlite:///{default}", f"SELECT 1 FROM night_run WHERE run_id = '{night['run_id']}'")
 
 
+@pytest.mark.slow
 def test_the_cli_summary_reports_the_warehouse_the_connection_gave(tmp_path, airflow_db):
     # the CLI cannot see Airflow connections itself: the night's last task tells it what it used
     intake = tmp_path / "intake"
@@ -426,6 +428,7 @@ def _token(value: str) -> str:
     return hmac.new(KEY.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
+@pytest.mark.slow
 def test_analytics_copy_replaces_ids_drops_phones_masks_names_and_keeps_tokens_stable(night, tmp_path):
     first, second = f"sqlite:///{tmp_path / 'a1.db'}", f"sqlite:///{tmp_path / 'a2.db'}"
     done = cli(
@@ -500,6 +503,7 @@ def _warehouse_text_engine(eng: sa.Engine) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 def test_analytics_copy_refuses_without_a_key_and_never_overwrites_a_warehouse(night, tmp_path):
     target = tmp_path / "a.db"
     done = cli(
@@ -708,6 +712,7 @@ LEDGER = "SELECT file_id, status, rows_read, rows_loaded, rows_rejected FROM int
 LISTED = "SELECT file_id, sheet, row_number, field, header, reason_code FROM rejected_row ORDER BY id"
 
 
+@pytest.mark.slow
 def test_purge_blanks_old_rejected_values_and_keeps_the_ledger_reconciled(aged):
     ledger, listed = q(aged, LEDGER), q(aged, LISTED)
     pairs = q(aged, "SELECT * FROM pairing ORDER BY pairing_id")
@@ -744,6 +749,7 @@ def test_purge_blanks_old_rejected_values_and_keeps_the_ledger_reconciled(aged):
     )
 
 
+@pytest.mark.slow
 def test_purge_dry_run_and_the_configured_age(aged):
     before = q(aged, "SELECT value, message FROM rejected_row ORDER BY id")
     dry = cli(["purge", "--warehouse", aged, "--dry-run"], env={"ROSTERLINK_PURGE_REJECTED_DAYS": "5"})
@@ -767,6 +773,7 @@ def test_purge_dry_run_and_the_configured_age(aged):
     assert "whole number" in bad.stderr
 
 
+@pytest.mark.slow
 def test_purge_refuses_to_cut_pairing_history_under_three_years(aged):
     pairs = q(aged, "SELECT * FROM pairing ORDER BY pairing_id")
     for days in ("0", "365", "1095"):
@@ -788,6 +795,7 @@ def test_purge_refuses_to_cut_pairing_history_under_three_years(aged):
     assert q(aged, LEDGER)[0][1:] == ("loaded", 4, 2, 2)
 
 
+@pytest.mark.slow
 def test_purge_waits_for_no_night(aged):
     eng = warehouse.connect(aged)
     nightlock.acquire(eng, "manual__a-night")

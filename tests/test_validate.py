@@ -444,6 +444,7 @@ def roster_rows(draw):
     return kind, rows
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=roster_rows())
 def test_every_row_is_valid_xor_rejected(case):

@@ -255,6 +255,7 @@ def two_nights(district: dict, url: str, run_night) -> dict:
     return facts
 
 
+@pytest.mark.slow
 def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a_hand_count(
     district, sqlite_url, run_night, monkeypatch
 ):
@@ -408,6 +409,7 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
         assert f'data-figure="{key}">{value}<' in html, key
 
 
+@pytest.mark.slow
 def test_opinions_reach_one_workbook_per_responsible_department_without_id_numbers(
     district, sqlite_url, run_night
 ):
@@ -435,6 +437,7 @@ def test_opinions_reach_one_workbook_per_responsible_department_without_id_numbe
     )  # traceable to the visit
 
 
+@pytest.mark.slow
 def test_visit_history_carries_over_when_the_household_cadre_changes(district, sqlite_url, run_night):
     facts = two_nights(district, sqlite_url, run_night)
     url, x, y = sqlite_url, facts["x"], facts["y"]
@@ -503,6 +506,7 @@ def test_visit_history_carries_over_when_the_household_cadre_changes(district, s
     assert by_cadre[CADRES[y][0]] == ("active", 4, 3, 0)
 
 
+@pytest.mark.slow
 def test_on_postgresql_the_visit_logs_give_the_same_figures(district, pg_url, run_night):
     two_nights(district, pg_url, run_night)
     fig = figures.headline(warehouse.connect(pg_url))
@@ -542,6 +546,7 @@ def test_problem_counts_and_fund_sources_follow_the_programme_words():
     assert cfg.department(None, "感谢党和政府") == cfg.default_department
 
 
+@pytest.mark.slow
 def test_sample_visit_logs_of_the_reference_district_give_the_generators_figures(
     tmp_path, sqlite_url, run_night
 ):

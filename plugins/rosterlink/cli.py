@@ -160,7 +160,8 @@ def _print_summary(state: str, figures: NightFigures | None, where: dict) -> Non
     fu = figures.get("followup") or {}
     if fu.get("households"):
         print(
-            f"  follow-through:         {fu['households']} paired households: {fu['visited_in_person']} visited in "
+            f"  follow-through:         {fu['households']} paired households: "
+            f"{fu['visited_in_person']} visited in "
             f"person, {fu['not_visited_in_person']} not yet ({fu['phone_only']} by phone only, "
             f"{fu['never_contacted']} never contacted), {fu['overdue']} overdue"
         )
