@@ -65,6 +65,7 @@ import python_calamine as calamine
 from rosterlink.core.findings import FileRejected, message
 from rosterlink.core.settings import Limits
 from rosterlink.core.spec import RosterSpec, catalogue, header_key
+from rosterlink.core.tables import SheetTable
 
 __all__ = ["ReadResult", "SheetTable", "inspect_file", "read_file"]
 
@@ -141,22 +142,6 @@ FOOTER_WORDS = (
 
 
 @dataclass
-class SheetTable:
-    """One recognised sheet.
-
-    ``frame`` (object dtype): ``_row`` (int, the clerk's Excel row number, or the CSV line number
-    where the record starts), then one column per field of the roster, in the roster's order;
-    fields missing from the sheet are all None.
-    """
-
-    sheet: str
-    roster: str
-    header_row: int
-    headers: dict[str, str]
-    frame: pd.DataFrame
-
-
-@dataclass
 class ReadResult:
     tables: list[SheetTable]
     notes: list[str] = field(default_factory=list)
@@ -164,8 +149,10 @@ class ReadResult:
 
 # --------------------------------------------------------------------------- public API
 
+_DEFAULT_LIMITS = Limits()
 
-def read_file(path: Path, department: str, limits: Limits = Limits()) -> ReadResult:
+
+def read_file(path: Path, department: str, limits: Limits = _DEFAULT_LIMITS) -> ReadResult:
     """Read every sheet of ``path`` that holds a roster of ``department``.
 
     Raises ``FileRejected``: any code of :func:`inspect_file`, ``file_empty`` (no cell at all),

@@ -63,6 +63,7 @@ from rosterlink.core import settings
 from rosterlink.core.findings import ERROR, WARNING, Finding
 from rosterlink.core.masking import mask_text
 from rosterlink.core.spec import catalogue, district
+from rosterlink.core.tables import SheetTable
 from rosterlink.intake.normalise import enum_choices, is_blank, make_finding
 
 if TYPE_CHECKING:
@@ -433,7 +434,7 @@ def _as_date(value: Any) -> dt.date | None:
 
 
 def validate_table(
-    table: Any, frame: pd.DataFrame, findings: list[Finding], expectations_dir: Path | None = None
+    table: SheetTable, frame: pd.DataFrame, findings: list[Finding], expectations_dir: Path | None = None
 ) -> Validation:
     """Run ``expectations/<table.roster>.json`` on the normalised ``frame``; split rows.
 
@@ -496,9 +497,9 @@ def validate_table(
         for row in failed:
             failures.setdefault((row, name), []).append((level, meta.get("reason_code", "unknown"), meta))
 
-    raw_frame = getattr(table, "frame", None)
+    raw_frame = table.frame
     raw_position: dict[int, int] = {}
-    if isinstance(raw_frame, pd.DataFrame) and "_row" in raw_frame.columns:
+    if "_row" in raw_frame.columns:
         raw_position = {int(r): i for i, r in enumerate(raw_frame["_row"])}
 
     def raw_value(row: int, name: str) -> Any:
