@@ -118,7 +118,7 @@ def create_views(eng: sa.Engine) -> None:
     with eng.begin() as conn:
         if eng.dialect.name == "sqlite":
             views_now = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'view'")
-            have: dict[str, str] = dict(views_now.tuples().all())
+            have: dict[str, str] = dict(views_now.all())
             if all(have.get(name) == sql for name, sql in wanted.items()):
                 return
         for path in reversed(views):
