@@ -20,14 +20,27 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 
+if TYPE_CHECKING:
+    from rosterlink.core.payloads import FileItem, ScannedFile
+
 TZ = "Asia/Shanghai"
-RETRIES = int(os.environ.get("ROSTERLINK_TASK_RETRIES", "2"))
-RETRY_DELAY = dt.timedelta(seconds=int(os.environ.get("ROSTERLINK_RETRY_DELAY_SECONDS", "60")))
+
+
+def _retries() -> tuple[int, dt.timedelta]:
+    """Task retries and their delay, read through the table of environment variables (its defaults)."""
+    from rosterlink.core.environment import value  # the standard library only: cheap at parse time
+
+    delay = dt.timedelta(seconds=int(value("ROSTERLINK_RETRY_DELAY_SECONDS")))
+    return int(value("ROSTERLINK_TASK_RETRIES")), delay
+
+
+RETRIES, RETRY_DELAY = _retries()
 
 
 def _settings():
@@ -96,28 +109,28 @@ def _on_failure(context) -> None:
 )
 def rosterlink_nightly():
     @task
-    def begin_night() -> dict:
+    def begin_night() -> Mapping[str, Any]:
         from rosterlink import tasks
 
         with _night() as (settings, run_id):
             return tasks.begin_night(settings, run_id, _as_of())
 
     @task
-    def scan_intake(_night_started: dict) -> list[dict]:
+    def scan_intake(_night_started: dict) -> list[ScannedFile]:
         from rosterlink import tasks
 
         with _night() as (settings, run_id):
             return tasks.scan(settings, run_id)
 
     @task(map_index_template="{{ task.op_kwargs['item']['file_name'] }}")
-    def read_file(item: dict) -> dict:
+    def read_file(item: ScannedFile) -> Mapping[str, Any]:
         from rosterlink import tasks
 
         with _night() as (settings, _):
             return tasks.read_file(settings, item)
 
     @task(map_index_template="{{ task.op_kwargs['item']['file_name'] }}")
-    def validate_file(item: dict) -> dict:
+    def validate_file(item: FileItem) -> Mapping[str, Any]:
         from rosterlink import tasks
 
         with _night() as (settings, _):
@@ -136,7 +149,7 @@ def rosterlink_nightly():
             return datadocs.build_night(settings, list(items or []), as_of=_as_of(), run_id=run_id)
 
     @task(trigger_rule="none_failed")
-    def load_files(items: list[dict] | None) -> dict:
+    def load_files(items: list[FileItem] | None) -> Mapping[str, Any]:
         from rosterlink import tasks
 
         with _night() as (settings, _):
@@ -173,7 +186,7 @@ def rosterlink_nightly():
 
     # the night's workbooks: three tasks, so that with several workers they are written at once
     @task(trigger_rule="none_failed")
-    def write_feedback(scanned: list[dict], _followed: dict | None) -> dict:
+    def write_feedback(scanned: list[ScannedFile], _followed: dict | None) -> dict:
         from rosterlink import tasks
 
         with _night() as (settings, run_id):

@@ -10,7 +10,6 @@ import json
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
 
 import pandas as pd
 import pytest
@@ -21,6 +20,7 @@ from rosterlink.core import idnumber, spec
 from rosterlink.core.findings import ERROR, WARNING, _messages
 from rosterlink.core.paths import PROJECT_ROOT
 from rosterlink.core.spec import catalogue, district
+from rosterlink.core.tables import SheetTable
 from rosterlink.intake.normalise import normalise_table
 from rosterlink.validate.run import SuiteError, Validation, validate_table
 from rosterlink.validate.suites import CONDITIONAL_REQUIRED, build_suite, main, suite_path, suite_text
@@ -30,17 +30,6 @@ KINDS = sorted(catalogue().rosters)
 TODAY = dt.date.today()
 FULL_ID = re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9X](?![0-9])")  # an ID-shaped number
 FULL_PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
-
-
-@dataclass
-class Table:
-    """Stand-in for ``rosterlink.intake.read.SheetTable`` (same attributes, duck typed)."""
-
-    sheet: str
-    roster: str
-    frame: pd.DataFrame
-    header_row: int = 3
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 def an_id(seq: int = 1, region: str = "370406", born: dt.date = dt.date(1975, 3, 4)) -> str:
@@ -71,11 +60,11 @@ def good_row(kind: str, seq: int = 1) -> dict:
     return {name: good_value(name, seq) for name in catalogue().rosters[kind].fields}
 
 
-def make_table(kind: str, rows: list[dict], headers: dict[str, str] | None = None) -> Table:
+def make_table(kind: str, rows: list[dict], headers: dict[str, str] | None = None) -> SheetTable:
     fields = catalogue().rosters[kind].fields
     records = [{"_row": 5 + i, **{f: r.get(f) for f in fields}} for i, r in enumerate(rows)]
     frame = pd.DataFrame(records, columns=["_row", *fields], dtype=object)
-    return Table("Sheet1", kind, frame, headers=headers or {})
+    return SheetTable("Sheet1", kind, 3, headers or {}, frame)
 
 
 def run(kind: str, rows: list[dict], headers: dict[str, str] | None = None) -> Validation:
@@ -90,7 +79,7 @@ def only(findings, row: int = 5, field_name: str | None = None):
     return hits[0]
 
 
-def assert_partition(table: Table, result: Validation) -> None:
+def assert_partition(table: SheetTable, result: Validation) -> None:
     rows = set(table.frame["_row"])
     valid = set(result.valid["_row"])
     rejected = {f.row_number for f in result.rejected}

@@ -1,9 +1,14 @@
 """Run settings: where the intake, warehouse and exports are, and the safety limits.
 
 Precedence, highest first: values passed explicitly (DAG run conf / CLI flags), then, only inside a
-running Airflow task, the Airflow connection ``rosterlink_warehouse`` (warehouse URL only), then
-Airflow Variables (``rosterlink_intake_dir`` ...), then environment variables
-(``ROSTERLINK_INTAKE_DIR`` ...), then defaults under the project's ``data/`` folder.
+running Airflow task (or in Airflow's API server, for the dashboard), the Airflow connection
+``rosterlink_warehouse`` (warehouse URL only), then Airflow Variables (``rosterlink_intake_dir``
+...), then environment variables (``ROSTERLINK_INTAKE_DIR`` ..., all listed in
+:mod:`rosterlink.core.environment`), then defaults under the project's ``data/`` folder.
+
+Airflow is asked by :func:`airflow_variable` and :func:`airflow_connection`, the package's only
+readers of Variables and connections: through the Task SDK inside a task, through the metadata
+database and secrets backends in the API server.
 
 The connection sits above the Variable because a connection is where Airflow keeps credentials
 (secret backends, masked in logs); a URL with a password does not belong in a Variable. Its URI
@@ -13,11 +18,16 @@ SQLAlchemy 2 accepts; a ``sqlite`` connection's path is taken from its schema (o
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Protocol
 
+from rosterlink.core import environment
 from rosterlink.core.paths import DATA_DIR, EXPECTATIONS_DIR
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,7 @@ class Settings:
         return self.intake_dir.parent / (self.intake_dir.name + "_archive")
 
     def with_overrides(self, **values: object) -> Settings:
-        clean = {k: v for k, v in values.items() if v not in (None, "")}
+        clean: dict[str, Any] = {k: v for k, v in values.items() if v not in (None, "")}
         for key in ("intake_dir", "export_dir", "expectations_dir"):
             if key in clean:
                 clean[key] = Path(str(clean[key])).expanduser().resolve()
@@ -60,36 +70,21 @@ class Settings:
 
 
 _KEYS = ("intake_dir", "warehouse_url", "export_dir", "expectations_dir")
-
-
-def _from_airflow_variables() -> dict[str, str]:
-    """Airflow Variables override the environment, but only when running inside Airflow."""
-    if not os.environ.get("AIRFLOW_CTX_DAG_ID"):
-        return {}
-    try:
-        from airflow.sdk import Variable
-    except ImportError:  # pragma: no cover - Airflow is a dependency
-        return {}
-    found = {}
-    for key in _KEYS:
-        try:
-            value = Variable.get(f"rosterlink_{key}", default=None)
-        except Exception:  # noqa: BLE001 - no variable store reachable: environment wins
-            value = None
-        if value:
-            found[key] = value
-    return found
-
-
-def normalise_url(url: str) -> str:
-    """Accept the URLs people paste: ``postgres://`` and ``postgresql://`` mean psycopg 3 here."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
 WAREHOUSE_CONN_ID = "rosterlink_warehouse"
+
+
+class AirflowConnection(Protocol):
+    """What the package reads of an Airflow connection (the Task SDK's or the server's class)."""
+
+    @property
+    def conn_type(self) -> str | None: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def schema(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    def get_uri(self) -> str: ...
 
 
 def in_airflow_task() -> bool:
@@ -105,19 +100,62 @@ def in_airflow_task() -> bool:
     return True
 
 
-def airflow_connection(conn_id: str):
-    """The Airflow connection ``conn_id`` when running inside an Airflow task and it exists, else None."""
-    if not in_airflow_task():
-        return None
+def airflow_variable(key: str, *, server: bool = False) -> str | None:
+    """The Airflow Variable ``key``; None when it is not set or Airflow is not there to ask.
+
+    Inside a running task through the Task SDK (``airflow.sdk.Variable``: a worker has no metadata
+    database, the API server answers for it). ``server=True`` is for a process of Airflow's own
+    with the metadata database and the secrets backends (the API server, where the dashboard
+    runs): there ``airflow.models.Variable`` answers. Anywhere else (the CLI, a test, a DAG file
+    being parsed) Airflow is not asked.
+    """
     try:
-        from airflow.sdk import Connection
+        if in_airflow_task():
+            from airflow.sdk import Variable
 
-        return Connection.get(conn_id)
-    except Exception:  # noqa: BLE001 - not defined (AirflowNotFoundException) or no store reachable
+            found = Variable.get(key, default=None)
+        elif server:
+            from airflow.models.variable import Variable as StoredVariable
+
+            found = StoredVariable.get(key, default_var=None)
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - no variable store reachable: the environment decides
+        log.debug("Airflow Variable %s not readable; using the environment", key)
         return None
+    return str(found) if found else None
 
 
-def connection_url(conn) -> str:
+def airflow_connection(conn_id: str, *, server: bool = False) -> AirflowConnection | None:
+    """The Airflow connection ``conn_id``; None when it is not defined or Airflow is not there to ask.
+
+    Where it is asked as for :func:`airflow_variable`: inside a running task through the Task SDK
+    (``airflow.sdk.Connection``), with ``server=True`` through the server's secrets backends
+    (``Connection.get_connection_from_secrets``: ``AIRFLOW_CONN_*``, then the metadata database).
+    """
+    try:
+        if in_airflow_task():
+            from airflow.sdk import Connection
+
+            return Connection.get(conn_id)
+        if server:
+            from airflow.models.connection import Connection as StoredConnection
+
+            return StoredConnection.get_connection_from_secrets(conn_id)
+    except Exception:  # noqa: BLE001 - not defined (AirflowNotFoundException) or no store reachable
+        log.debug("no Airflow connection %s", conn_id)
+    return None
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URLs people paste: ``postgres://`` and ``postgresql://`` mean psycopg 3 here."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def connection_url(conn: AirflowConnection) -> str:
     """A SQLAlchemy 2 URL for an Airflow connection (``postgres://`` -> ``postgresql+psycopg://``)."""
     kind = (conn.conn_type or "").lower()
     if kind == "sqlite":
@@ -126,29 +164,55 @@ def connection_url(conn) -> str:
     return normalise_url(conn.get_uri())
 
 
-def _from_airflow_connection() -> dict[str, str]:
-    conn = airflow_connection(WAREHOUSE_CONN_ID)
-    if conn is None:
-        return {}
-    return {"warehouse_url": connection_url(conn)}
+def _from_environment() -> dict[str, str | None]:
+    return {
+        "intake_dir": environment.get("ROSTERLINK_INTAKE_DIR"),
+        "warehouse_url": environment.get("ROSTERLINK_WAREHOUSE_URL"),
+        "export_dir": environment.get("ROSTERLINK_EXPORT_DIR"),
+        "expectations_dir": environment.get("ROSTERLINK_EXPECTATIONS_DIR"),
+    }
+
+
+def _from_airflow(server: bool) -> dict[str, str]:
+    """The ``rosterlink_*`` Variables, then the warehouse connection above them."""
+    found = {}
+    for key in _KEYS:
+        value = airflow_variable(f"rosterlink_{key}", server=server)
+        if value:
+            found[key] = value
+    conn = airflow_connection(WAREHOUSE_CONN_ID, server=server)
+    if conn is not None:
+        found["warehouse_url"] = connection_url(conn)
+    return found
 
 
 def load(**overrides: object) -> Settings:
-    env = {k: os.environ.get(f"ROSTERLINK_{k.upper()}") for k in _KEYS}
+    """The settings, highest first: ``overrides``, Airflow (only inside a running task), the
+    environment, the defaults."""
+    return _load(overrides, server=False)
+
+
+def load_in_server(**overrides: object) -> Settings:
+    """:func:`load` in a process of Airflow's own with its metadata database (the API server, where
+    the dashboard runs): the Variables and the connection are read there (``server=True`` of
+    :func:`airflow_variable`), as the night's tasks read them through the Task SDK."""
+    return _load(overrides, server=True)
+
+
+def _load(overrides: dict[str, object], *, server: bool) -> Settings:
     default = Settings(
         intake_dir=(DATA_DIR / "intake").resolve(),
         warehouse_url=f"sqlite:///{(DATA_DIR / 'warehouse.db').resolve()}",
         export_dir=(DATA_DIR / "exports").resolve(),
-        archive=os.environ.get("ROSTERLINK_ARCHIVE", "") in ("1", "true", "yes"),
-        max_end_share=float(os.environ.get("ROSTERLINK_MAX_END_SHARE", "0.10")),
+        archive=environment.value("ROSTERLINK_ARCHIVE") in ("1", "true", "yes"),
+        max_end_share=float(environment.value("ROSTERLINK_MAX_END_SHARE")),
         limits=Limits(
-            max_file_bytes=int(os.environ.get("ROSTERLINK_MAX_FILE_BYTES", Limits.max_file_bytes)),
-            settle_seconds=float(os.environ.get("ROSTERLINK_SETTLE_SECONDS", Limits.settle_seconds)),
+            max_file_bytes=int(environment.value("ROSTERLINK_MAX_FILE_BYTES")),
+            settle_seconds=float(environment.value("ROSTERLINK_SETTLE_SECONDS")),
         ),
     )
     return (
-        default.with_overrides(**env)
-        .with_overrides(**_from_airflow_variables())
-        .with_overrides(**_from_airflow_connection())
+        default.with_overrides(**_from_environment())
+        .with_overrides(**_from_airflow(server))
         .with_overrides(**overrides)
     )

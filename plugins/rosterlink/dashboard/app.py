@@ -50,24 +50,7 @@ def _airflow_settings() -> Settings:
     connection on top when Airflow is reachable (the precedence the night's tasks use)."""
     from rosterlink.core import settings
 
-    overrides: dict[str, str] = {}
-    try:
-        from airflow.models.variable import Variable
-
-        for key in ("warehouse_url", "export_dir"):
-            value = Variable.get(f"rosterlink_{key}", default_var=None)
-            if value:
-                overrides[key] = value
-    except Exception:  # noqa: BLE001 - no metadata DB reachable: the environment decides
-        log.debug("dashboard: Airflow Variables not readable; using the environment")
-    try:  # the connection ranks above the Variable, as it does for the night's tasks
-        from airflow.models.connection import Connection
-
-        conn = Connection.get_connection_from_secrets(settings.WAREHOUSE_CONN_ID)
-        overrides["warehouse_url"] = settings.connection_url(conn)
-    except Exception:  # noqa: BLE001 - not defined (AirflowNotFoundException) or no store reachable
-        log.debug("dashboard: no %s connection", settings.WAREHOUSE_CONN_ID)
-    return settings.load(**overrides)
+    return settings.load_in_server()
 
 
 def airflow_reader() -> Callable:

@@ -1,6 +1,6 @@
 """Raw cells -> canonical values: one pure function per field type, and one per table.
 
-Input: a ``SheetTable`` from :mod:`rosterlink.intake.read` (only ``sheet``, ``roster``, ``headers`` and
+Input: a ``SheetTable`` of :mod:`rosterlink.core.tables` (only ``sheet``, ``roster``, ``headers`` and
 ``frame`` are used). ``frame`` holds ``_row`` (the clerk's Excel row number) and one column per
 roster field with raw cell values (str, int, float, datetime/date or None).
 
@@ -51,6 +51,7 @@ from rosterlink.core import idnumber
 from rosterlink.core.findings import Finding, message, severity
 from rosterlink.core.masking import mask_value
 from rosterlink.core.spec import catalogue, district, header_key
+from rosterlink.core.tables import SheetTable
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -580,7 +581,7 @@ def make_finding(
     )
 
 
-def normalise_table(table: Any) -> tuple[pd.DataFrame, list[Finding]]:
+def normalise_table(table: SheetTable) -> tuple[pd.DataFrame, list[Finding]]:
     """Normalise every field of ``table.frame`` for ``table.roster``.
 
     Returns ``(frame, findings)``: ``frame`` has the same rows in the same order (same index),

@@ -65,6 +65,7 @@ import python_calamine as calamine
 from rosterlink.core.findings import FileRejected, message
 from rosterlink.core.settings import Limits
 from rosterlink.core.spec import RosterSpec, catalogue, header_key
+from rosterlink.core.tables import SheetTable
 
 __all__ = ["ReadResult", "SheetTable", "inspect_file", "read_file"]
 
@@ -138,22 +139,6 @@ FOOTER_WORDS = (
     "说明",
 )
 """A row holding a single non-empty cell that contains one of these is a footer (``山亭区合计:936户``)."""
-
-
-@dataclass
-class SheetTable:
-    """One recognised sheet.
-
-    ``frame`` (object dtype): ``_row`` (int, the clerk's Excel row number, or the CSV line number
-    where the record starts), then one column per field of the roster, in the roster's order;
-    fields missing from the sheet are all None.
-    """
-
-    sheet: str
-    roster: str
-    header_row: int
-    headers: dict[str, str]
-    frame: pd.DataFrame
 
 
 @dataclass

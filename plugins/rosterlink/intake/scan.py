@@ -21,6 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from rosterlink.core.findings import message
+from rosterlink.core.payloads import ScannedFile
 from rosterlink.core.settings import Settings
 from rosterlink.core.spec import DEPARTMENTS
 from rosterlink.warehouse import now, schema
@@ -112,14 +113,14 @@ def walk(intake_dir: Path, settle_seconds: float = 0.0) -> list[Found]:
     return [f for f in found if f.path not in busy]
 
 
-def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[dict]:
+def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[ScannedFile]:
     """Record new files in the ledger; return the files to read tonight (pending ones).
 
     A file left ``pending`` by a night that died is returned again (same ``file_id``).
     """
     ensure_folders(settings.intake_dir)
     t = schema.intake_file
-    todo: list[dict] = []
+    todo: list[ScannedFile] = []
     found = walk(settings.intake_dir, settings.limits.settle_seconds)
     _retire_vanished(eng, settings, {f.file_name for f in found})
     for item in found:
@@ -138,7 +139,9 @@ def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[dict]:
             if seen is not None:
                 if seen.status == "pending":
                     todo.append(
-                        {"file_id": seen.file_id, "department": item.department, "file_name": item.file_name}
+                        ScannedFile(
+                            file_id=seen.file_id, department=item.department, file_name=item.file_name
+                        )
                     )
                 continue
             row = {
@@ -179,7 +182,9 @@ def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[dict]:
             file_id = inserted[0]
             log.info("ledger: file %s recorded as %s (file_id=%s)", item.file_name, row["status"], file_id)
             if row["status"] == "pending":
-                todo.append({"file_id": file_id, "department": item.department, "file_name": item.file_name})
+                todo.append(
+                    ScannedFile(file_id=file_id, department=item.department, file_name=item.file_name)
+                )
     todo.sort(key=lambda f: f["file_id"])
     return todo
 

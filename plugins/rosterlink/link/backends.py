@@ -52,14 +52,9 @@ class BackendUnavailable(RuntimeError):
 
 # --- which backend ---------------------------------------------------------------------------------
 def _airflow_variable(name: str) -> str | None:
-    if not os.environ.get("AIRFLOW_CTX_DAG_ID"):
-        return None
-    try:
-        from airflow.sdk import Variable
+    from rosterlink.core.settings import airflow_variable
 
-        return Variable.get(name, default=None) or None
-    except Exception:  # noqa: BLE001 - no variable store reachable: the environment wins
-        return None
+    return airflow_variable(name)
 
 
 def _setting(variable: str, env: str, configured: object, default: str) -> str:

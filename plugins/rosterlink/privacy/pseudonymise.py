@@ -32,25 +32,27 @@ target that holds a warehouse or tables it did not write.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import re
-import unicodedata
 from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from rosterlink.core import idnumber, settings
 from rosterlink.core.masking import mask_text
 from rosterlink.core.paths import SQL_DIR
+from rosterlink.core.pseudonym import (
+    KEY_CONN_ID,
+    KEY_ENV,
+    NoSecret,
+    canonical_id,
+    key_id,
+    secret,
+    token,
+)
 from rosterlink.core.settings import normalise_url
 from rosterlink.warehouse import insert_many, now, schema
 
-KEY_ENV = "ROSTERLINK_PSEUDONYM_KEY"
-KEY_CONN_ID = "rosterlink_pseudonym"
-MIN_KEY_CHARS = 16
 MARKER_TABLE = "pseudonym_copy"
 
 TABLES = (
@@ -84,59 +86,8 @@ RULES: dict[str, dict[str, str]] = {
 _WAREHOUSE_ONLY = ("alembic_version", "source_record", "staged_row", "night_run", "night_lock")
 
 
-class NoSecret(Exception):
-    """No (usable) pseudonymisation key is configured."""
-
-
 class CopyRefused(Exception):
     """The target is not a place an analytics copy may be written to."""
-
-
-def secret(required: bool = True) -> bytes | None:
-    """The pseudonymisation key: Airflow connection ``rosterlink_pseudonym`` (password) inside an
-    Airflow task, else ``$ROSTERLINK_PSEUDONYM_KEY``. None (``required=False``) or :class:`NoSecret`
-    when neither is set; a key shorter than 16 characters is always refused."""
-    conn = settings.airflow_connection(KEY_CONN_ID)
-    value, origin = (conn.password if conn is not None else None), f"Airflow connection {KEY_CONN_ID!r}"
-    if not value:
-        value, origin = os.environ.get(KEY_ENV), f"${KEY_ENV}"
-    if not value:
-        if not required:
-            return None
-        raise NoSecret(
-            f"no pseudonymisation key: set the environment variable {KEY_ENV} (or, inside Airflow, "
-            f"the password of the connection {KEY_CONN_ID!r}) to a secret of at least {MIN_KEY_CHARS} "
-            "characters, e.g. from: python -c 'import secrets; print(secrets.token_hex(32))'. Keep it: "
-            "the same key gives the same tokens in every copy."
-        )
-    if len(value) < MIN_KEY_CHARS:
-        raise NoSecret(f"the pseudonymisation key from {origin} is shorter than {MIN_KEY_CHARS} characters")
-    return value.encode("utf-8")
-
-
-def canonical_id(value: object) -> str | None:
-    """An ID number as the warehouse keeps it: NFKC, no spaces, upper-case X, 15 digits upgraded."""
-    if value is None:
-        return None
-    s = re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(value))).upper()
-    if not s:
-        return None
-    if len(s) == 15 and s.isdigit():
-        s = idnumber.upgrade_15(s)
-    return s
-
-
-def token(key: bytes, id_number: object) -> str | None:
-    """HMAC-SHA256 (hex) of the normalised ID number under ``key``; None for an empty value."""
-    s = canonical_id(id_number)
-    if s is None:
-        return None
-    return hmac.new(key, s.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def key_id(key: bytes) -> str:
-    """A short public fingerprint of the key: two copies with the same key id have joinable tokens."""
-    return hmac.new(key, b"rosterlink pseudonym key id", hashlib.sha256).hexdigest()[:12]
 
 
 def mask_name(name: object) -> str | None:

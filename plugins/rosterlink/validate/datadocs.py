@@ -44,7 +44,8 @@ import sqlalchemy as sa
 from rosterlink import warehouse
 from rosterlink.core.findings import ERROR, Finding
 from rosterlink.core.spec import catalogue, district
-from rosterlink.warehouse import schema
+from rosterlink.warehouse import schema, staging
+from rosterlink.warehouse.staging import StagedSheet
 
 if TYPE_CHECKING:
     from rosterlink.core.settings import Settings
@@ -104,37 +105,16 @@ class SheetResult:
 # staged rows -> the frames the suites ran on
 
 
-def _staged_sheets(
-    conn: sa.Connection, file_ids: list[int] | None
-) -> list[tuple[sa.Row, sa.Row, list[sa.Row]]]:
-    """(ledger row, intake_sheet row, staged rows) per sheet with a roster, in file/sheet order."""
-    f, s, st = schema.intake_file, schema.intake_sheet, schema.staged_row
-    query = sa.select(s).where(s.c.roster.is_not(None)).order_by(s.c.file_id, s.c.sheet)
-    if file_ids is not None:
-        query = query.where(s.c.file_id.in_(sorted(set(file_ids)) or [-1]))
+def _staged_sheets(conn: sa.Connection, file_ids: list[int] | None) -> list[tuple[sa.Row, StagedSheet]]:
+    """(ledger row, staged sheet) per sheet with a roster and staged rows, in file/sheet order."""
+    f = schema.intake_file
     out = []
-    for sheet in conn.execute(query).all():
-        staged = conn.execute(
-            sa.select(st)
-            .where(st.c.file_id == sheet.file_id, st.c.sheet == sheet.sheet)
-            .order_by(st.c.row_number)
-        ).all()
-        if not staged:
+    for staged in staging.read_sheets(conn, file_ids):
+        if staged.table.frame.empty:
             continue
-        ledger = conn.execute(sa.select(f).where(f.c.file_id == sheet.file_id)).one()
-        out.append((ledger, sheet, staged))
+        ledger = conn.execute(sa.select(f).where(f.c.file_id == staged.file_id)).one()
+        out.append((ledger, staged))
     return out
-
-
-def _frame(roster: str, staged: list[sa.Row]) -> tuple[pd.DataFrame, list[Finding]]:
-    """The normalised frame and findings exactly as ``tasks.validate_file`` rebuilds them."""
-    fields = catalogue().rosters[roster].fields
-    frame = pd.DataFrame(
-        [{"_row": row.row_number, **json.loads(row.payload)} for row in staged],
-        columns=["_row", *fields],
-    ).astype(object)
-    findings = [Finding(**f) for row in staged for f in json.loads(row.findings or "[]")]
-    return frame, findings
 
 
 def _gx_batch(roster: str, frame: pd.DataFrame, findings: list[Finding]) -> pd.DataFrame:
@@ -237,12 +217,12 @@ def build(
         }
         suites: dict[str, Any] = {}
         results: list[SheetResult] = []
-        for ledger, sheet, staged in sheets:
-            roster = sheet.roster
+        for ledger, staged in sheets:
+            sheet, findings = staged.table, staged.findings
+            roster, frame = sheet.roster, sheet.frame
             if roster not in suites:
                 with validate.suite_path(roster, expectations_dir).open(encoding="utf-8") as f:
                     suites[roster] = context.suites.add(gx.ExpectationSuite(**json.load(f)))
-            frame, findings = _frame(roster, staged)
             asset = source.add_dataframe_asset(_asset_name(ledger.file_id, sheet.sheet))
             definition = context.validation_definitions.add(
                 gx.ValidationDefinition(
@@ -278,6 +258,11 @@ def build(
     return results
 
 
+def _local_images(text: str, src: str) -> str:
+    """Every remote ``<img src>`` of a page pointed at ``src`` (the local logo)."""
+    return _REMOTE_IMAGE.sub(lambda m: m.group(1) + src + m.group(2), text)
+
+
 def _finish_site(site: Path, results: list[SheetResult], *, run_id: str, as_of: dt.date) -> None:
     """Offline pages: CDN tags out, our stylesheet in; our own index instead of GX's JS-only one."""
     (site / STYLESHEET).parent.mkdir(parents=True, exist_ok=True)
@@ -288,7 +273,7 @@ def _finish_site(site: Path, results: list[SheetResult], *, run_id: str, as_of: 
         href = os.path.relpath(site / STYLESHEET, page.parent).replace(os.sep, "/")
         logo = os.path.relpath(site / LOGO, page.parent).replace(os.sep, "/")
         text = _CDN_TAG.sub("", text)
-        text = _REMOTE_IMAGE.sub(lambda m: m.group(1) + html.escape(logo) + m.group(2), text)
+        text = _local_images(text, html.escape(logo))
         text = _HEAD_END.sub(f'<link rel="stylesheet" href="{html.escape(href)}"></head>', text, count=1)
         page.write_text(text, encoding="utf-8")
     for item in results:

@@ -33,6 +33,7 @@ import pandas as pd
 from rosterlink.core.findings import ERROR, WARNING, Finding
 from rosterlink.core.masking import mask_text
 from rosterlink.core.spec import catalogue, district
+from rosterlink.core.tables import SheetTable
 from rosterlink.intake.normalise import enum_choices, is_blank, make_finding
 from rosterlink.validate.suites import date_column, err_column, region_column, suite_path
 
@@ -158,7 +159,7 @@ def _as_date(value: Any) -> dt.date | None:
 
 
 def validate_table(
-    table: Any, frame: pd.DataFrame, findings: list[Finding], expectations_dir: Path | None = None
+    table: SheetTable, frame: pd.DataFrame, findings: list[Finding], expectations_dir: Path | None = None
 ) -> Validation:
     """Run ``expectations/<table.roster>.json`` on the normalised ``frame``; split rows.
 
@@ -221,9 +222,9 @@ def validate_table(
         for row in failed:
             failures.setdefault((row, name), []).append((level, meta.get("reason_code", "unknown"), meta))
 
-    raw_frame = getattr(table, "frame", None)
+    raw_frame = table.frame
     raw_position: dict[int, int] = {}
-    if isinstance(raw_frame, pd.DataFrame) and "_row" in raw_frame.columns:
+    if "_row" in raw_frame.columns:
         raw_position = {int(r): i for i, r in enumerate(raw_frame["_row"])}
 
     def raw_value(row: int, name: str) -> Any:

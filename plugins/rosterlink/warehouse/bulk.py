@@ -51,7 +51,9 @@ def _copy_rows(conn: sa.Connection, table: sa.Table, rows: Iterable[dict]) -> in
     quote = conn.dialect.identifier_preparer
     sql = f"COPY {quote.format_table(table)} ({', '.join(quote.quote(n) for n in names)}) FROM STDIN"
     total = 0
-    with conn.connection.driver_connection.cursor() as cursor, cursor.copy(sql) as copy:
+    driver = conn.connection.driver_connection
+    assert driver is not None  # a live connection (COPY runs inside the caller's transaction)
+    with driver.cursor() as cursor, cursor.copy(sql) as copy:
         for row in itertools.chain((first,), iterator):
             values = [row[name] for name in names]
             for i, process in processors:

@@ -117,7 +117,8 @@ def create_views(eng: sa.Engine) -> None:
     wanted = {path.stem: _view_sql(path) for path in views}
     with eng.begin() as conn:
         if eng.dialect.name == "sqlite":
-            have = dict(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'view'").all())
+            views_now = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'view'")
+            have: dict[str, str] = dict(views_now.all())
             if all(have.get(name) == sql for name, sql in wanted.items()):
                 return
         for path in reversed(views):

@@ -1,0 +1,37 @@
+"""What the nightly DAG's tasks pass each other through XCom, and their small summaries.
+
+Only file ids, names and counts: rows travel through the warehouse (``staged_row``), never
+through XCom. The mapped tasks pass a file on as it grows: :class:`ScannedFile` from the scan,
+then :class:`FileItem` with the read and validate stages' status and counts.
+"""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+
+class ScannedFile(TypedDict):
+    """A file the scan found pending: one mapped read task each."""
+
+    file_id: int
+    department: str
+    file_name: str
+
+
+class FileItem(ScannedFile):
+    """A file after the read stage (``read`` or ``rejected``) and the validate stage (``validated``)."""
+
+    status: NotRequired[str]  # read | rejected | validated
+    reason_code: NotRequired[str]  # why a file was rejected whole
+    rows_read: NotRequired[int]
+    rows_rejected: NotRequired[int]
+
+
+class NightStarted(TypedDict):
+    run_id: str
+    as_of: str  # YYYY-MM-DD
+
+
+class LoadSummary(TypedDict):
+    files_loaded: int
+    rows_loaded: int

@@ -1,0 +1,70 @@
+"""The validate stage as the night runs it, one mapped task per file: run each staged sheet's GX
+suite, quarantine the failures (``rejected_row``, ``row_warning``) and mark the staged rows valid
+or rejected for the load stage.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+from rosterlink.core.findings import Finding
+from rosterlink.core.masking import mask_text
+from rosterlink.core.payloads import FileItem
+from rosterlink.core.spec import catalogue
+from rosterlink.validate import run as validate
+from rosterlink.warehouse import insert_many, now, schema, staging
+
+log = logging.getLogger(__name__)
+
+
+def validate_file(eng: sa.Engine, item: FileItem) -> FileItem:
+    """Run the roster's GX suite over one file's staged rows; quarantine the failures.
+
+    A file the read stage did not read (rejected whole) is passed on as it is."""
+    if item.get("status") != "read":
+        return item
+    file_id = item["file_id"]
+    rejected_rows = warned_rows = 0
+    with eng.begin() as conn:
+        for table in (schema.rejected_row, schema.row_warning):
+            conn.execute(table.delete().where(table.c.file_id == file_id))
+        for staged in staging.read_sheets(conn, [file_id]):
+            sheet = staged.table
+            outcome = validate.validate_table(sheet, sheet.frame, staged.findings)
+            for target, found in (
+                (schema.rejected_row, outcome.rejected),
+                (schema.row_warning, outcome.warnings),
+            ):
+                insert_many(
+                    conn, target, (_finding_row(file_id, sheet.sheet, sheet.headers, fd) for fd in found)
+                )
+            bad = {fd.row_number for fd in outcome.rejected}
+            rejected_rows += len(bad)
+            warned_rows += len({fd.row_number for fd in outcome.warnings} - bad)
+            staging.mark_sheet(conn, file_id, sheet.sheet, bad)
+        f = schema.intake_file
+        conn.execute(
+            f.update()
+            .where(f.c.file_id == file_id)
+            .values(rows_rejected=rejected_rows, rows_warned=warned_rows)
+        )
+    log.info("file_id=%s validated: %d rows rejected, %d flagged", file_id, rejected_rows, warned_rows)
+    return FileItem(**{**item, "status": "validated", "rows_rejected": rejected_rows})
+
+
+def _finding_row(file_id: int, sheet: str, headers: dict[str, str], fd: Finding) -> dict[str, object]:
+    """A ``rejected_row`` / ``row_warning`` row: the header as the clerk wrote it, the value masked."""
+    labels = catalogue().fields
+    return {
+        "file_id": file_id,
+        "sheet": fd.sheet or sheet,
+        "row_number": fd.row_number,
+        "field": fd.field,
+        "reason_code": fd.reason_code,
+        "message": fd.message,
+        "header": headers.get(fd.field) or (labels[fd.field].label if fd.field in labels else None),
+        "value": mask_text(fd.value) if fd.value is not None else None,
+        "created_at": now(),
+    }

@@ -1,0 +1,167 @@
+"""The staging table (``staged_row``, with ``intake_sheet``): rows between reading and loading.
+
+The read stage writes each recognised sheet's normalised rows here (:func:`write_sheet`), the
+validate stage and the night's Data Docs read a sheet back as the :class:`SheetTable` it was
+(:func:`read_sheets`) and mark its rows valid or rejected (:func:`mark_sheet`), the load stage
+takes the valid rows (:func:`valid_rows`), and the night's last task clears the rows of finished
+files (:func:`clear_finished`). Rows travel this way, never through XCom.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from rosterlink.core.findings import Finding
+from rosterlink.core.spec import catalogue
+from rosterlink.core.tables import SheetTable
+from rosterlink.warehouse import schema
+from rosterlink.warehouse.bulk import insert_many
+from rosterlink.warehouse.db import dumps
+
+
+@dataclass
+class StagedSheet:
+    """One staged sheet: ``table.frame`` holds the normalised rows as staged (``_row`` then the
+    roster's fields, object dtype, in row order), ``findings`` the normaliser's findings for them."""
+
+    file_id: int
+    table: SheetTable
+    findings: list[Finding]
+
+
+@dataclass(frozen=True)
+class StagedRow:
+    """A valid staged row, as the load stage reads it."""
+
+    sheet: str
+    row_number: int
+    roster: str
+    payload: dict[str, Any]
+
+
+def clear_file(conn: sa.Connection, file_id: int) -> None:
+    """Remove what an earlier, interrupted attempt at this file left behind (staged rows, sheets,
+    rejected rows and warnings)."""
+    for table in (schema.staged_row, schema.rejected_row, schema.row_warning, schema.intake_sheet):
+        conn.execute(table.delete().where(table.c.file_id == file_id))
+
+
+def write_notes(conn: sa.Connection, file_id: int, notes: Sequence[str]) -> None:
+    """The read stage's notes on a file (a skipped sheet ...), as sheets ``(说明1)``, ``(说明2)`` ..."""
+    for number, note in enumerate(notes, start=1):
+        conn.execute(
+            schema.intake_sheet.insert().values(
+                file_id=file_id, sheet=f"(说明{number})", roster=None, note=note
+            )
+        )
+
+
+def write_sheet(
+    conn: sa.Connection, file_id: int, table: SheetTable, frame: pd.DataFrame, findings: Iterable[Finding]
+) -> int:
+    """Stage a sheet: its ``intake_sheet`` entry and one ``staged_row`` per row of the normalised
+    ``frame`` with the row's findings. Returns the number of rows."""
+    by_row: dict[int, list[dict]] = {}
+    for finding in findings:
+        by_row.setdefault(finding.row_number, []).append(finding.as_dict())
+    conn.execute(
+        schema.intake_sheet.insert().values(
+            file_id=file_id,
+            sheet=table.sheet,
+            roster=table.roster,
+            header_row=table.header_row,
+            headers=dumps(table.headers),
+            rows_read=len(frame),
+        )
+    )
+    insert_many(
+        conn,
+        schema.staged_row,
+        (
+            {
+                "file_id": file_id,
+                "sheet": table.sheet,
+                "row_number": int(rec["_row"]),
+                "roster": table.roster,
+                "payload": dumps({k: v for k, v in rec.items() if k != "_row"}),
+                "findings": dumps(by_row.get(int(rec["_row"]), [])),
+                "state": "normalised",
+            }
+            for rec in _records(frame)
+        ),
+    )
+    return len(frame)
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """DataFrame rows as plain Python dicts (NaN/NA -> None) for JSON."""
+    clean = frame.astype(object).where(pd.notna(frame), None)
+    return [{str(k): v for k, v in rec.items()} for rec in clean.to_dict(orient="records")]
+
+
+def read_sheets(conn: sa.Connection, file_ids: Sequence[int] | None = None) -> list[StagedSheet]:
+    """The staged sheets with a roster of ``file_ids`` (of every staged file if None), in file and
+    sheet order, each rebuilt as the :class:`SheetTable` it was read as (with the normalised rows)."""
+    s, st = schema.intake_sheet, schema.staged_row
+    query = sa.select(s).where(s.c.roster.is_not(None)).order_by(s.c.file_id, s.c.sheet)
+    if file_ids is not None:
+        query = query.where(s.c.file_id.in_(sorted(set(file_ids)) or [-1]))
+    out = []
+    for sheet in conn.execute(query).all():
+        staged = conn.execute(
+            sa.select(st)
+            .where(st.c.file_id == sheet.file_id, st.c.sheet == sheet.sheet)
+            .order_by(st.c.row_number)
+        ).all()
+        fields = catalogue().rosters[sheet.roster].fields
+        frame = pd.DataFrame(
+            [{"_row": row.row_number, **json.loads(row.payload)} for row in staged],
+            columns=["_row", *fields],
+        ).astype(object)
+        table = SheetTable(
+            sheet=sheet.sheet,
+            roster=sheet.roster,
+            header_row=sheet.header_row,
+            headers=json.loads(sheet.headers or "{}"),
+            frame=frame,
+        )
+        findings = [Finding(**f) for row in staged for f in json.loads(row.findings or "[]")]
+        out.append(StagedSheet(sheet.file_id, table, findings))
+    return out
+
+
+def mark_sheet(conn: sa.Connection, file_id: int, sheet: str, rejected_rows: Iterable[int]) -> None:
+    """A validated sheet: every staged row ``valid``, but ``rejected_rows`` ``rejected``."""
+    st = schema.staged_row
+    conn.execute(st.update().where(st.c.file_id == file_id, st.c.sheet == sheet).values(state="valid"))
+    bad = sorted(set(rejected_rows))
+    if bad:
+        conn.execute(
+            st.update()
+            .where(st.c.file_id == file_id, st.c.sheet == sheet, st.c.row_number.in_(bad))
+            .values(state="rejected")
+        )
+
+
+def valid_rows(conn: sa.Connection, file_id: int) -> Iterator[StagedRow]:
+    """A file's valid staged rows, in sheet and row order (each payload parsed as it is reached)."""
+    st = schema.staged_row
+    rows = conn.execute(
+        sa.select(st.c.sheet, st.c.row_number, st.c.roster, st.c.payload)
+        .where(st.c.file_id == file_id, st.c.state == "valid")
+        .order_by(st.c.sheet, st.c.row_number)
+    ).all()
+    return (StagedRow(r.sheet, r.row_number, r.roster, json.loads(r.payload)) for r in rows)
+
+
+def clear_finished(conn: sa.Connection) -> int:
+    """Remove the staged rows of every file that is no longer pending; returns how many."""
+    st, f = schema.staged_row, schema.intake_file
+    done = sa.select(f.c.file_id).where(f.c.status != "pending")
+    return conn.execute(st.delete().where(st.c.file_id.in_(done))).rowcount or 0

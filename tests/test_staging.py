@@ -1,0 +1,120 @@
+"""The staging table as the stages use it: a sheet written by the read stage comes back as the
+same ``SheetTable`` (normalised rows, findings); validation marks rows; the load stage takes only
+the valid ones and keeps no child's ID number."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from rosterlink import warehouse
+from rosterlink.core import pseudonym
+from rosterlink.core.findings import WARNING, Finding
+from rosterlink.core.spec import catalogue
+from rosterlink.core.tables import SheetTable
+from rosterlink.warehouse import load, schema, staging
+
+ID = "370406198203040016"
+
+
+def _hardship_table(rows: list[dict]) -> SheetTable:
+    fields = catalogue().rosters["hardship"].fields
+    frame = pd.DataFrame(
+        [{"_row": 4 + i, **{f: r.get(f) for f in fields}} for i, r in enumerate(rows)],
+        columns=["_row", *fields],
+        dtype=object,
+    )
+    return SheetTable("困难户", "hardship", 3, {"head_name": "户主"}, frame)
+
+
+@pytest.fixture
+def eng(sqlite_url):
+    eng = warehouse.connect(sqlite_url)
+    with eng.begin() as conn:
+        conn.execute(
+            schema.intake_file.insert().values(
+                file_id=1,
+                department="civil_affairs",
+                file_name="civil_affairs/a.xlsx",
+                sha256="0" * 64,
+                size_bytes=1,
+                received_at=warehouse.now(),
+                status="pending",
+            )
+        )
+    return eng
+
+
+def test_a_staged_sheet_reads_back_as_the_sheet_table_it_was(eng):
+    table = _hardship_table(
+        [{"head_name": "张三", "head_id_number": ID, "household_size": "3"}, {"head_name": "李四"}]
+    )
+    findings = [Finding("困难户", 5, "head_id_number", "id_missing", "缺少身份证号", WARNING)]
+    with eng.begin() as conn:
+        staging.write_notes(conn, 1, ["跳过了工作表 说明"])
+        assert staging.write_sheet(conn, 1, table, table.frame, findings) == 2
+    with eng.connect() as conn:
+        (staged,) = staging.read_sheets(conn, [1])  # the note is no sheet with a roster
+        assert staging.read_sheets(conn, [2]) == []
+    assert isinstance(staged.table, SheetTable)
+    assert (staged.file_id, staged.table.sheet, staged.table.roster) == (1, "困难户", "hardship")
+    assert (staged.table.header_row, staged.table.headers) == (3, {"head_name": "户主"})
+    back = staged.table.frame
+    assert list(back.columns) == list(table.frame.columns)
+    assert back.where(pd.notna(back), None).to_dict("records") == table.frame.to_dict("records")
+    assert staged.findings == findings
+
+
+def test_only_valid_rows_reach_the_load_and_a_file_loads_once(eng):
+    rows = [{"head_name": "张三", "head_id_number": ID, "town": "店子镇"}, {"head_name": "李四"}]
+    table = _hardship_table(rows)
+    with eng.begin() as conn:
+        staging.write_sheet(conn, 1, table, table.frame, [])
+        staging.mark_sheet(conn, 1, "困难户", {5})
+        f = schema.intake_file
+        conn.execute(f.update().where(f.c.file_id == 1).values(rows_read=2, rows_rejected=1))
+    with eng.connect() as conn:
+        valid = list(staging.valid_rows(conn, 1))
+    assert [(r.sheet, r.row_number) for r in valid] == [("困难户", 4)]
+    assert valid[0].payload["head_id_number"] == ID
+
+    assert list(load.load_files(eng, [1])) == [load.LoadedFile(1, 1)]
+    assert list(load.load_files(eng, [1])) == []  # loaded: not again
+    with eng.connect() as conn:
+        record = conn.execute(sa.select(schema.source_record)).one()
+        ledger = conn.execute(sa.select(schema.intake_file)).one()
+        assert staging.clear_finished(conn) == 2
+    assert (record.person_name, record.id_number, record.town) == ("张三", ID, "店子镇")
+    assert (ledger.status, ledger.rows_loaded) == ("loaded", 1)
+
+
+def test_a_file_that_does_not_reconcile_is_not_loaded(eng):
+    table = _hardship_table([{"head_name": "张三"}])
+    with eng.begin() as conn:
+        staging.write_sheet(conn, 1, table, table.frame, [])
+        staging.mark_sheet(conn, 1, "困难户", [])
+        f = schema.intake_file
+        conn.execute(f.update().where(f.c.file_id == 1).values(rows_read=5, rows_rejected=0))
+    with pytest.raises(load.ReconciliationError):
+        list(load.load_files(eng, [1]))
+    with eng.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.source_record)).scalar() == 0
+        assert conn.execute(sa.select(schema.intake_file.c.status)).scalar() == "pending"
+
+
+def test_a_child_id_number_is_kept_only_as_birth_month_and_keyed_token():
+    child = "370406201503040028"
+    row = staging.StagedRow(
+        "孤儿", 4, "orphan", {"child_name": "小明", "child_id_number": child, "guardian_name": "王五"}
+    )
+    key = b"a-key-of-sixteen-chars"
+    record = load.to_record(1, "civil_affairs", row, key)
+    attrs = json.loads(record["attrs"])
+    assert child not in json.dumps(record, default=str)
+    assert attrs["child_birth_ym"] == "2015-03"
+    assert attrs["child_id_token"] == pseudonym.token(key, child)
+    assert record["person_name"] == "王五"
+    assert "child_id_token" not in json.loads(load.to_record(1, "civil_affairs", row)["attrs"])
