@@ -56,7 +56,7 @@ def database(kind: str):
         from rosterlink import warehouse
 
         warehouse.engine.cache_clear()
-        warehouse.db._migrated.cache_clear()
+        warehouse.db.forget_migrations()
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()

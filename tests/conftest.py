@@ -116,7 +116,7 @@ def fresh_pg_database():
 
         warehouse.engine(url).dispose()
         warehouse.engine.cache_clear()
-        warehouse.db._migrated.cache_clear()
+        warehouse.db.forget_migrations()
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()

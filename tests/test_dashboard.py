@@ -850,8 +850,8 @@ def test_dashboard_reads_the_warehouse_named_by_the_airflow_connection(monkeypat
 
     monkeypatch.setenv("AIRFLOW_CONN_ROSTERLINK_WAREHOUSE", "postgres://reporter@db.example:5432/rosterlink")
     assert (
-        dashboard._airflow_settings().warehouse_url
+        dashboard.airflow_settings().warehouse_url
         == "postgresql+psycopg://reporter@db.example:5432/rosterlink"
     )
     monkeypatch.delenv("AIRFLOW_CONN_ROSTERLINK_WAREHOUSE")
-    assert dashboard._airflow_settings().warehouse_url.startswith("sqlite:///")
+    assert dashboard.airflow_settings().warehouse_url.startswith("sqlite:///")

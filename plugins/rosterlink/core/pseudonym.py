@@ -17,6 +17,7 @@ import hmac
 import os
 import re
 import unicodedata
+from typing import Literal, overload
 
 from rosterlink.core import idnumber, settings
 
@@ -27,6 +28,12 @@ MIN_KEY_CHARS = 16
 
 class NoSecret(Exception):
     """No (usable) pseudonymisation key is configured."""
+
+
+@overload
+def secret(required: Literal[True] = ...) -> bytes: ...
+@overload
+def secret(required: bool) -> bytes | None: ...
 
 
 def secret(required: bool = True) -> bytes | None:

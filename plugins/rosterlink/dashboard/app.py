@@ -19,7 +19,7 @@ Airflow's own ``get_user`` dependency and asks the configured auth manager
 Airflow's login page, anything else gets 401; a user without read access to the DAG gets 403.
 
 The warehouse is ``settings.load().warehouse_url``, or the ``rosterlink_warehouse`` Airflow
-connection / ``rosterlink_warehouse_url`` Variable (:func:`_airflow_settings`).
+connection / ``rosterlink_warehouse_url`` Variable (:func:`airflow_settings`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 DAG_ID = "rosterlink_nightly"
 
 
-def _airflow_settings() -> Settings:
+def airflow_settings() -> Settings:
     """``settings.load()``, with the ``rosterlink_*`` Airflow Variables and the ``rosterlink_warehouse``
     connection on top when Airflow is reachable (the precedence the night's tasks use)."""
     from rosterlink.core import settings
@@ -123,7 +123,7 @@ def create_app(
     from rosterlink.validate import datadocs
 
     require = authorize or airflow_reader()
-    load_settings = settings_loader or _airflow_settings
+    load_settings = settings_loader or airflow_settings
     to_login = login_url or airflow_login_url
 
     app = FastAPI(title="rosterlink dashboard", docs_url=None, redoc_url=None, openapi_url=None)

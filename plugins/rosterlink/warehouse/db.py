@@ -140,6 +140,12 @@ def _migrated(url: str) -> bool:
     return True
 
 
+def forget_migrations() -> None:
+    """Forget which warehouses this process has migrated: the next :func:`connect` migrates again
+    (for tests and benchmarks that drop and recreate a database under the same URL)."""
+    _migrated.cache_clear()
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
