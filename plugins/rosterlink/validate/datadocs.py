@@ -130,7 +130,7 @@ def _gx_batch(roster: str, frame: pd.DataFrame, findings: list[Finding]) -> pd.D
             continue
         if is_blank(frame[f.field].iloc[position[f.row_number]]):
             dropped.setdefault((f.row_number, f.field), f.reason_code)
-    return validate._gx_frame(roster, frame, dropped)  # noqa: SLF001 - the one definition of the batch
+    return validate.gx_frame(roster, frame, dropped)  # the one definition of the batch
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def _summarise(result: Any, sheet: SheetResult) -> None:
         if res.success:
             continue
         meta = dict(res.expectation_config.meta or {})
-        rows = validate._failed_rows(res.result or {})  # noqa: SLF001 - same reading of GX's row lists
+        rows = validate.failed_rows(res.result or {})  # the same reading of GX's row lists
         severity = meta.get("severity", ERROR)
         (error_rows if severity == ERROR else warning_rows).update(rows)
         sheet.failed.append(
@@ -193,7 +193,7 @@ def build(
     ``target`` (replaced whole). Returns one :class:`SheetResult` per sheet."""
     from rosterlink.validate import run as validate
 
-    gx = validate._gx()  # noqa: SLF001 - lazy GX import with analytics off
+    gx = validate.import_gx()  # lazy GX import with analytics off
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

@@ -66,7 +66,8 @@ class Validation:
 _RUNNERS: dict[tuple[str, int, int], Any] = {}
 
 
-def _gx() -> Any:
+def import_gx() -> Any:
+    """Great Expectations, imported when a suite first runs (about 3 s), with analytics off."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
 
@@ -78,7 +79,7 @@ def _runner(path: Path) -> Any:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _RUNNERS:
-        gx = _gx()
+        gx = import_gx()
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         context = gx.get_context(mode="ephemeral")
@@ -117,7 +118,8 @@ def _raised(exception_info: Any) -> str | None:
     return None
 
 
-def _failed_rows(result: dict[str, Any]) -> list[int]:
+def failed_rows(result: dict[str, Any]) -> list[int]:
+    """The row numbers (``_row``) an expectation's COMPLETE result lists as unexpected."""
     rows: list[int] = []
     for item in result.get("unexpected_index_list") or []:
         value = item.get("_row") if isinstance(item, dict) else item
@@ -128,7 +130,7 @@ def _failed_rows(result: dict[str, Any]) -> list[int]:
     return rows
 
 
-def _gx_frame(roster_kind: str, frame: pd.DataFrame, dropped: dict[tuple[int, str], str]) -> pd.DataFrame:
+def gx_frame(roster_kind: str, frame: pd.DataFrame, dropped: dict[tuple[int, str], str]) -> pd.DataFrame:
     """The normalised frame plus helper columns ``_err_*``, ``_date_*`` and ``_region_*``."""
     cat = catalogue()
     roster = cat.rosters[roster_kind]
@@ -196,7 +198,7 @@ def validate_table(
         "today": dt.date.today().isoformat(),
     }
     result = runner.run(
-        batch_parameters={"dataframe": _gx_frame(table.roster, frame, dropped)},
+        batch_parameters={"dataframe": gx_frame(table.roster, frame, dropped)},
         expectation_parameters=params,
         result_format=RESULT_FORMAT,
     )
@@ -215,7 +217,7 @@ def validate_table(
         if res.success:
             continue
         level = meta.get("severity", ERROR)
-        failed = _failed_rows(res.result or {})
+        failed = failed_rows(res.result or {})
         if not failed and level == ERROR:
             raise SuiteError(f"{path.name}: {config.type} failed without row numbers (not a row check)")
         name = meta.get("field") or config.kwargs.get("column")
