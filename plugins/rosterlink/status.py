@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import TypedDict
 
 import sqlalchemy as sa
 
@@ -62,9 +63,18 @@ def _as_date(value: object) -> dt.date | None:
     return dt.date.fromisoformat(str(value)[:10])
 
 
+class StatusSummary(TypedDict):
+    """What the status refresh did: the ``refresh_statuses`` task's result."""
+
+    pairs_current: int
+    pairs_to_end: int  # current pairs tonight's statuses end (the pairing stage ends them)
+    to_end_by_reason: dict[str, int]
+    changed: dict[str, int]  # households, cadres and cases whose status changed, by new status
+
+
 def refresh(
     eng: sa.Engine, max_end_share: float = 0.10, allow_mass_end: bool = False, as_of: dt.date | None = None
-) -> dict:
+) -> StatusSummary:
     """Recompute and write statuses in one transaction, unless the night would end too many pairs.
 
     The statuses are written first and the pairing engine's own plan (:func:`pairing.plan_ends`)
@@ -84,12 +94,12 @@ def refresh(
                 f"by reason {by_reason}), more than the allowed {max_end_share:.0%}. Nothing was changed. "
                 "Check the adjustment and change files; if they are right, rerun with allow_mass_end."
             )
-    summary = {
-        "pairs_current": total,
-        "pairs_to_end": ending,
-        "to_end_by_reason": by_reason,
-        "changed": changed,
-    }
+    summary = StatusSummary(
+        pairs_current=total,
+        pairs_to_end=ending,
+        to_end_by_reason=by_reason,
+        changed=changed,
+    )
     log.info("status: %s", summary)
     return summary
 

@@ -19,7 +19,15 @@ import sqlalchemy as sa
 
 from rosterlink import figures, warehouse
 from rosterlink.core import pseudonym
-from rosterlink.core.payloads import FileItem, LoadSummary, NightStarted, ScannedFile
+from rosterlink.core.payloads import (
+    ChangeLogWritten,
+    FeedbackWritten,
+    FileItem,
+    LoadSummary,
+    NightStarted,
+    PairingWorkbookWritten,
+    ScannedFile,
+)
 from rosterlink.core.settings import Settings
 from rosterlink.intake import scan as intake
 from rosterlink.ops import faults, nightlock
@@ -29,6 +37,9 @@ from rosterlink.warehouse import load as load_stage
 if TYPE_CHECKING:
     from rosterlink.export import NightExports
     from rosterlink.followup.match import MatchSummary
+    from rosterlink.link.night import LinkSummary
+    from rosterlink.pairing.rebuild import PairingSummary
+    from rosterlink.status import StatusSummary
 
 log = logging.getLogger(__name__)
 
@@ -142,19 +153,19 @@ def load(settings: Settings, items: list[FileItem], day: str | None = None) -> L
 
 
 # --- later stages ----------------------------------------------------------------------------------
-def link(settings: Settings) -> dict:
+def link(settings: Settings) -> LinkSummary:
     from rosterlink.link import night as link_stage
 
     return link_stage.link(_engine(settings), review_dir=settings.review_dir)
 
 
-def refresh_statuses(settings: Settings, as_of: dt.date, allow_mass_end: bool = False) -> dict:
+def refresh_statuses(settings: Settings, as_of: dt.date, allow_mass_end: bool = False) -> StatusSummary:
     from rosterlink import status
 
     return status.refresh(_engine(settings), settings.max_end_share, allow_mass_end, as_of)
 
 
-def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> dict:
+def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> PairingSummary:
     from rosterlink.core.spec import load_json
     from rosterlink.pairing import rebuild as pairing
 
@@ -187,26 +198,28 @@ def write_exports(settings: Settings, as_of: dt.date, file_ids: list[int]) -> Ni
     return export.write_all(_engine(settings), settings, as_of, file_ids)
 
 
-def write_feedback(settings: Settings, as_of: dt.date, file_ids: list[int]) -> dict:
+def write_feedback(settings: Settings, as_of: dt.date, file_ids: list[int]) -> FeedbackWritten:
     """The clerks' feedback workbooks and the departments' opinions workbooks."""
     from rosterlink import export
 
     eng = _engine(settings)
     feedback = export.write_feedback(eng, settings, file_ids)
     opinions = export.write_opinion_workbooks(eng, settings, as_of)
-    return {"feedback": [str(p) for p in feedback], "opinions": [str(p) for p in opinions]}
+    return FeedbackWritten(feedback=[str(p) for p in feedback], opinions=[str(p) for p in opinions])
 
 
-def write_pairing_workbook(settings: Settings, as_of: dt.date) -> dict:
+def write_pairing_workbook(settings: Settings, as_of: dt.date) -> PairingWorkbookWritten:
     from rosterlink import export
 
-    return {"pairing": str(export.write_pairing_workbook(_engine(settings), settings, as_of))}
+    return PairingWorkbookWritten(
+        pairing=str(export.write_pairing_workbook(_engine(settings), settings, as_of))
+    )
 
 
-def write_change_log(settings: Settings, as_of: dt.date) -> dict:
+def write_change_log(settings: Settings, as_of: dt.date) -> ChangeLogWritten:
     from rosterlink import export
 
-    return {"change_log": str(export.write_change_log(_engine(settings), settings, as_of))}
+    return ChangeLogWritten(change_log=str(export.write_change_log(_engine(settings), settings, as_of)))
 
 
 def clear_staging(settings: Settings) -> int:

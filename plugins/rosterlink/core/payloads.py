@@ -35,3 +35,18 @@ class NightStarted(TypedDict):
 class LoadSummary(TypedDict):
     files_loaded: int
     rows_loaded: int
+
+
+class FeedbackWritten(TypedDict):
+    """The ``write_feedback`` task's result: the workbooks written tonight."""
+
+    feedback: list[str]  # one feedback workbook per file a clerk dropped
+    opinions: list[str]  # one opinions workbook per responsible department
+
+
+class PairingWorkbookWritten(TypedDict):
+    pairing: str
+
+
+class ChangeLogWritten(TypedDict):
+    change_log: str

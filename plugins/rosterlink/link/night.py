@@ -46,6 +46,7 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any, NotRequired, TypedDict
 
 import sqlalchemy as sa
 
@@ -61,7 +62,28 @@ from rosterlink.ops import faults
 log = logging.getLogger(__name__)
 
 
-def link(eng: sa.Engine, *, review_dir: Path | None = None, config: LinkageConfig | None = None) -> dict:
+class LinkSummary(TypedDict):
+    """What a night's link stage did: the ``link_entities`` task's result."""
+
+    rows_linked: int
+    rows_rejected_unknown_entity: int
+    created: dict[str, int]  # new households, cadres and cases
+    household: dict[str, int]  # rows by how they were linked (rows_id, rows_model, ...), keys issued
+    cadre: dict[str, int]
+    reviews_queued: int
+    decisions_applied: list[dict[str, Any]]
+    merges: list[dict[str, Any]]
+    model: dict[str, Any]
+    timings: dict[str, float]
+    clusters: dict[str, Any]
+    review_workbook: NotRequired[str]
+    review_decisions_read: NotRequired[dict[str, Any]]
+    seconds: NotRequired[float]
+
+
+def link(
+    eng: sa.Engine, *, review_dir: Path | None = None, config: LinkageConfig | None = None
+) -> LinkSummary:
     """Link every unlinked ``source_record``; upsert entities; write ``source_row``. One transaction.
 
     ``review_dir``: the review folder (``<intake>/review``): decisions in workbooks found there are
@@ -99,7 +121,7 @@ def link(eng: sa.Engine, *, review_dir: Path | None = None, config: LinkageConfi
     return result
 
 
-def summary(night: Night) -> dict:
+def summary(night: Night) -> LinkSummary:
     """What the night did, for the task's result and the logs."""
     h, c = night.kinds["household"], night.kinds["cadre"]
     sizes = Counter(len(m) for k, m in h.members.items() if m)

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import time
+from typing import Any, NotRequired, TypedDict
 
 import pandas as pd
 import sqlalchemy as sa
@@ -20,6 +21,39 @@ from rosterlink.ops import faults
 from rosterlink.pairing.plan import MERGED, PINNED, UNPLACED_LISTED, NightPlan, plan_night
 from rosterlink.pairing.solve import CASE, HOUSEHOLD, Assignment, PairingConfig, object_array, solve
 from rosterlink.warehouse import dumps, insert_many, schema
+
+
+class PairingChecks(TypedDict):
+    """The programme's rules counted on the pairs as written tonight (all 0 on a good night)."""
+
+    households_without_cadre: int
+    cases_without_leader: int
+    targets_with_several_pairs: int
+    pairs_on_inactive: int
+
+
+class PairingSummary(PairingChecks):
+    """What :func:`rebuild` did: the ``rebuild_pairings`` task's result."""
+
+    as_of: str
+    run_id: str
+    ended: dict[str, int]  # pairs ended tonight, by reason
+    made: dict[str, int]  # pairs made tonight, by reason
+    kept: int
+    unplaced: dict[str, list[str]]  # target keys left without a cadre (at most UNPLACED_LISTED a kind)
+    unplaced_reasons: dict[str, int]
+    unplaced_total: int
+    carried_after_merge: int
+    pins: dict[str, Any]
+    same_town_share: float | None
+    same_town_share_made: float | None
+    household_load_spread: dict[str, dict[str, int]]
+    case_load_spread: dict[str, dict[str, int]]
+    cost: dict[str, Any]
+    ended_total: NotRequired[int]
+    made_total: NotRequired[int]
+    seconds: NotRequired[float]
+
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +309,9 @@ def _carried_rows(plan: NightPlan, state: dict, cfg: PairingConfig) -> list[dict
     return rows
 
 
-def rebuild(eng: sa.Engine, as_of: dt.date, run_id: str, config: PairingConfig | None = None) -> dict:
+def rebuild(
+    eng: sa.Engine, as_of: dt.date, run_id: str, config: PairingConfig | None = None
+) -> PairingSummary:
     """Tonight's pairs, in ONE transaction: end, keep, pin, solve for freed and new targets, write.
 
     That transaction is the swap: readers (dashboard, exports, ``current_pairing``) see last night's
@@ -360,7 +396,7 @@ def rebuild(eng: sa.Engine, as_of: dt.date, run_id: str, config: PairingConfig |
     return summary
 
 
-def _checks(conn: sa.Connection) -> dict[str, int]:
+def _checks(conn: sa.Connection) -> PairingChecks:
     """The programme's rules, counted on what is now written (same transaction)."""
     h, k, c, p = schema.household, schema.petition_case, schema.cadre, schema.pairing
     cur = sa.select(p.c.target_key).where(p.c.valid_to.is_(None))
@@ -411,8 +447,8 @@ def _summary(
     state: dict,
     as_of: dt.date,
     run_id: str,
-    checks: dict,
-) -> dict:
+    checks: PairingChecks,
+) -> PairingSummary:
     made = pd.Series([r["made_reason"] for r in rows], dtype=object)
     # same-town share over all current household pairs after tonight
     hh_town = dict(
