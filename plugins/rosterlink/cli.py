@@ -2,7 +2,9 @@
 
 ``rosterlink nightly`` runs the nightly DAG once through Airflow itself (``dag.test()``: the real
 task code, mapped tasks, XComs and trigger rules, in-process) on a private Airflow home, then
-prints the night's figures. It exits non-zero when the night fails.
+prints the night's figures. It exits non-zero when the night fails. Before Airflow starts it checks
+the date, the warehouse and the folders (:func:`preflight`) and says what is wrong, one line a
+problem (exit code 2).
 ``rosterlink sample`` writes the bundled sample intake for the reference district.
 ``rosterlink review list|decide`` shows the link review queue and records reviewers' decisions.
 ``rosterlink purge`` blanks the raw values of rejected rows older than the retention age.
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING
 from rosterlink.core.paths import DATA_DIR, PROJECT_ROOT
 
 if TYPE_CHECKING:
+    from rosterlink.core.settings import Settings
     from rosterlink.figures import NightFigures
 
 
@@ -54,6 +59,144 @@ def _airflow_version() -> str:
     from importlib.metadata import version
 
     return version("apache-airflow")
+
+
+# ------------------------------------------------------------------------------------------------
+# The checks a night must pass before Airflow starts: each problem is one line a person can act on.
+
+AS_OF_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}")
+WAREHOUSE_TIMEOUT_SECONDS = 5
+
+
+class NightNotStarted(Exception):
+    """The night was refused before it started; the message is the line a person reads."""
+
+
+def parse_as_of(text: str) -> dt.date:
+    """The night's date from ``--as-of``: a real calendar date written YYYY-MM-DD.
+
+    Raises :class:`NightNotStarted` saying what is wrong (``garbage``, ``2026-02-30``)."""
+    if not AS_OF_FORMAT.fullmatch(text.strip()):
+        raise NightNotStarted(f"--as-of {text!r} is not a date written YYYY-MM-DD (for example 2026-11-26)")
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise NightNotStarted(f"--as-of {text} is not a real date: {exc}") from None
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _creatable_folder_problem(folder: Path, what: str) -> str | None:
+    """Why ``folder`` cannot be used or created and written to, or None when it can."""
+    if folder.exists():
+        if not folder.is_dir():
+            return f"the {what} {folder} is not a folder (it is a file)"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"the {what} {folder} is not writable"
+        return None
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        return f"the {what} {folder} cannot be created: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"the {what} {folder} cannot be created: {existing} is not writable"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    from rosterlink.core.masking import mask_text
+
+    cause = getattr(exc, "orig", None) or exc
+    lines = [ln.strip() for ln in str(cause).splitlines() if ln.strip()]
+    return mask_text(lines[0] if lines else type(cause).__name__)[:300]
+
+
+def check_warehouse(url: str, timeout: int = WAREHOUSE_TIMEOUT_SECONDS) -> str | None:
+    """Why the warehouse at ``url`` cannot be used tonight, or None when it answers ``SELECT 1``.
+
+    A SQLite file that does not exist yet is fine when its folder can be created (the night creates
+    it); nothing is created here. A server gets ``timeout`` seconds to answer."""
+    import sqlalchemy as sa
+
+    from rosterlink import warehouse
+    from rosterlink.core.settings import normalise_url
+
+    url = normalise_url(url)
+    try:
+        parsed = sa.engine.make_url(url)
+    except Exception as exc:  # noqa: BLE001 - any unreadable URL is the one problem reported
+        return f"the warehouse URL is not a database URL: {_first_line(exc)}"
+    shown = warehouse.display_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            return None
+        path = Path(parsed.database)
+        if not path.exists():
+            problem = _creatable_folder_problem(path.parent, "warehouse folder")
+            return f"the warehouse {shown} cannot be created: {problem}" if problem else None
+        connect_args: dict[str, object] = {"timeout": timeout}
+    elif parsed.get_backend_name() == "postgresql":
+        connect_args = {"connect_timeout": timeout}
+    else:
+        connect_args = {}
+    try:
+        eng = sa.create_engine(url, connect_args=connect_args, poolclass=sa.pool.NullPool)
+        try:
+            with eng.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+                if parsed.get_backend_name() == "sqlite":  # reads the header: is it a database?
+                    conn.execute(sa.text("SELECT count(*) FROM sqlite_master"))
+        finally:
+            eng.dispose()
+    except Exception as exc:  # noqa: BLE001 - whatever stops the connection is the line reported
+        message = _first_line(exc)
+        if parsed.password:
+            message = message.replace(str(parsed.password), "***")
+        return f"the warehouse {shown} does not answer: {message}"
+    return None
+
+
+def preflight(cfg: Settings, as_of: str | None = None, *, create_intake: bool = False) -> list[str]:
+    """What stops tonight's night from running, checked in seconds before Airflow starts.
+
+    The date (a real YYYY-MM-DD), the warehouse (answers ``SELECT 1``), the intake folder (exists
+    and is a folder: a mistyped path must not become an empty intake; ``create_intake`` creates it
+    with its department folders), the export folder (exists or can be created, and is writable).
+    Returns one line per problem; an empty list means the night may start."""
+    problems = []
+    if as_of:
+        try:
+            parse_as_of(as_of)
+        except NightNotStarted as exc:
+            problems.append(str(exc))
+    warehouse_problem = check_warehouse(cfg.warehouse_url)
+    if warehouse_problem:
+        problems.append(warehouse_problem)
+    intake = cfg.intake_dir
+    if not intake.exists() and create_intake:
+        problem = _creatable_folder_problem(intake, "intake folder")
+        if problem:
+            problems.append(problem)
+        else:
+            from rosterlink.intake.scan import ensure_folders
+
+            ensure_folders(intake)
+    elif not intake.exists():
+        problems.append(
+            f"the intake folder {intake} does not exist (a mistyped path?); "
+            "give --create-intake to create it with its department folders"
+        )
+    elif not intake.is_dir():
+        problems.append(f"the intake folder {intake} is not a folder (it is a file)")
+    elif not os.access(intake, os.R_OK | os.W_OK | os.X_OK):
+        problems.append(f"the intake folder {intake} is not readable and writable")
+    export_problem = _creatable_folder_problem(cfg.export_dir, "export folder")
+    if export_problem:
+        problems.append(export_problem)
+    return problems
 
 
 @contextlib.contextmanager
@@ -180,6 +323,19 @@ def _print_summary(state: str, figures: NightFigures | None, where: dict) -> Non
     print(f"  clerk feedback:         {where['intake']}/<department>/feedback/")
 
 
+def night_settings(conf: dict) -> Settings:
+    """The settings the night will run with, as far as the CLI can know them: its flags, the
+    environment, and the warehouse connection when it is given in the environment
+    (``AIRFLOW_CONN_ROSTERLINK_WAREHOUSE`` as a URI; one in Airflow's database is not seen here)."""
+    from rosterlink.core import settings
+
+    cfg = settings.load(**{k: conf.get(k) for k in ("intake_dir", "warehouse_url", "export_dir")})
+    in_env = os.environ.get("AIRFLOW_CONN_" + settings.WAREHOUSE_CONN_ID.upper(), "").strip()
+    if not conf.get("warehouse_url") and "://" in in_env and not in_env.startswith("{"):
+        return dataclasses.replace(cfg, warehouse_url=settings.normalise_url(in_env))
+    return cfg
+
+
 def cmd_nightly(args: argparse.Namespace) -> int:
     conf = {
         "intake_dir": str(Path(args.intake).resolve()) if args.intake else None,
@@ -191,6 +347,11 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     for key in ("intake_dir", "warehouse_url", "export_dir"):
         if conf[key]:
             os.environ[f"ROSTERLINK_{key.upper()}"] = conf[key]
+    problems = preflight(night_settings(conf), args.as_of, create_intake=args.create_intake)
+    if problems:
+        for problem in problems:
+            print(f"rosterlink nightly not started: {problem}", file=sys.stderr)
+        return 2
     state, figures, where, log_path = run_nightly(conf, verbose=args.verbose)
     if state != "success":
         print(f"\nthe night did not succeed; the reason is in the Airflow log: {log_path}")
@@ -359,88 +520,207 @@ def cmd_analytics_copy(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rosterlink", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples as written; every option's default shown after its help (an option
+    whose default depends on the settings says so in its own words instead)."""
 
-    p = sub.add_parser("nightly", help="run the nightly DAG once through Airflow and print a summary")
-    p.add_argument("--intake", help="intake root (default $ROSTERLINK_INTAKE_DIR or data/intake)")
-    p.add_argument(
-        "--warehouse", help="SQLAlchemy URL (default $ROSTERLINK_WAREHOUSE_URL or data/warehouse.db)"
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and "%(default)" not in text
+            and not any(default is unset for unset in (None, False, True, argparse.SUPPRESS))
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+WAREHOUSE_HELP = "SQLAlchemy URL of the warehouse (default: $ROSTERLINK_WAREHOUSE_URL or data/warehouse.db)"
+
+
+def _command(sub, name: str, purpose: str, examples: str, description: str = "") -> argparse.ArgumentParser:
+    """A subcommand with its purpose line (the help in the command list and the first line of its
+    own ``--help``), an optional longer description, and examples after the options."""
+    return sub.add_parser(
+        name,
+        help=purpose,
+        description=purpose[0].upper() + purpose[1:] + "." + (f"\n\n{description}" if description else ""),
+        epilog="examples:\n" + examples,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--exports", help="export folder (default $ROSTERLINK_EXPORT_DIR or data/exports)")
-    p.add_argument("--as-of", help="the night's date YYYY-MM-DD (default: today in Asia/Shanghai)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``rosterlink`` command line: every command with a purpose line and examples, every
+    option with help text and its default."""
+    from rosterlink import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rosterlink",
+        description="Department rosters -> one hardship register and one set of cadre pairings, nightly.\n"
+        "Run `rosterlink COMMAND --help` for what a command does, its options and examples.",
+        epilog="examples:\n  rosterlink sample --out data/intake\n  rosterlink nightly\n"
+        "  rosterlink nightly --help",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _command(
+        sub,
+        "nightly",
+        "run the nightly DAG once through Airflow and print a summary",
+        "  rosterlink nightly\n"
+        "  rosterlink nightly --as-of 2026-11-26\n"
+        "  rosterlink nightly --intake /srv/intake --warehouse postgresql+psycopg://etl@db/rosters "
+        "--exports /srv/exports\n"
+        "  rosterlink nightly --intake /srv/new-intake --create-intake",
+        "Before Airflow starts it checks, in seconds, that the date is a real YYYY-MM-DD, that the\n"
+        "warehouse answers, that the intake folder exists and that the export folder can be written;\n"
+        "a problem is one line on stderr and exit code 2. A failed night exits 1.",
+    )
+    p.add_argument("--intake", help="intake root (default: $ROSTERLINK_INTAKE_DIR or data/intake)")
+    p.add_argument("--warehouse", help=WAREHOUSE_HELP)
+    p.add_argument("--exports", help="export folder (default: $ROSTERLINK_EXPORT_DIR or data/exports)")
+    p.add_argument("--as-of", help="the night's date, YYYY-MM-DD (default: today in Asia/Shanghai)")
+    p.add_argument(
+        "--create-intake",
+        action="store_true",
+        help="create the intake folder and its department folders if it does not exist "
+        "(default: a missing intake folder is refused)",
+    )
     p.add_argument(
         "--allow-mass-end",
         action="store_true",
-        help="accept a night that ends more pairs than the configured share",
+        help="accept a night that ends more pairs than the configured share (default: such a night stops)",
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="show Airflow's own log on the terminal")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show Airflow's own log on the terminal (default: only progress lines; the log goes to a file)",
+    )
     p.set_defaults(func=cmd_nightly)
 
-    p = sub.add_parser("sample", help="write the sample intake for the reference district")
-    p.add_argument("--out", default=str(DATA_DIR / "intake"))
-    p.add_argument("--night", type=int, default=1)
-    p.add_argument("--seed", type=int, default=20261125)
-    p.add_argument("--scale", type=float, default=1.0)
-    p.add_argument("--truth", help="also write the generator's ground truth (JSON) here")
+    p = _command(
+        sub,
+        "sample",
+        "write the sample intake for the reference district",
+        "  rosterlink sample --out data/intake\n"
+        "  rosterlink sample --out data/intake --night 2 --truth data/truth/night2.json\n"
+        "  rosterlink sample --visits --out data/intake --as-of 2026-11-26",
+        "Synthetic department rosters (no real person), night 1 or the changes of night 2; with\n"
+        "--visits, the units' visit logs for the pairs already in the warehouse.",
+    )
+    p.add_argument("--out", default=str(DATA_DIR / "intake"), help="the intake root to write into")
+    p.add_argument("--night", type=int, default=1, help="which night's files: 1 (first) or 2 (changes)")
+    p.add_argument("--seed", type=int, default=20261125, help="random seed (same seed, same files)")
+    p.add_argument("--scale", type=float, default=1.0, help="size relative to the reference district")
+    p.add_argument(
+        "--truth", help="also write the generator's ground truth (JSON) here (default: not written)"
+    )
     p.add_argument(
         "--visits",
         action="store_true",
-        help="write the units' visit logs (visits/) for the pairs in the warehouse instead",
+        help="write the units' visit logs (visits/) for the pairs in the warehouse instead "
+        "(default: write the rosters)",
     )
-    p.add_argument("--warehouse", help="with --visits: the warehouse holding the pairs (default: settings)")
-    p.add_argument("--as-of", help="with --visits: log visits up to this date (default: today)")
+    p.add_argument(
+        "--warehouse", help="with --visits: the warehouse holding the pairs (default: the settings)"
+    )
+    p.add_argument("--as-of", help="with --visits: log visits up to this date, YYYY-MM-DD (default: today)")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("figures", help="print the warehouse's headline figures as JSON")
-    p.add_argument("--warehouse")
+    p = _command(
+        sub,
+        "figures",
+        "print the warehouse's headline figures as JSON",
+        "  rosterlink figures\n  rosterlink figures --warehouse sqlite:///data/warehouse.db",
+    )
+    p.add_argument("--warehouse", help=WAREHOUSE_HELP)
     p.set_defaults(func=cmd_figures)
 
-    p = sub.add_parser("review", help="the link review queue: list it, or decide an item")
-    p.add_argument("--warehouse")
-    review = p.add_subparsers(dest="action", required=True)
-    q = review.add_parser("list", help="pending items (ID numbers and phones masked)")
-    q.add_argument("--all", action="store_true", help="decided items too")
-    q = review.add_parser(
-        "decide", help="record a decision; the next night applies it and the model never overrides it"
+    p = _command(
+        sub,
+        "review",
+        "the link review queue: list it, or decide an item",
+        "  rosterlink review list\n  rosterlink review decide 12 same --by 王科长 --note 同一户主",
     )
-    q.add_argument("review_id", type=int)
-    q.add_argument("decision", choices=["same", "different"])
-    q.add_argument("--by", required=True, help="who decided (recorded with the decision)")
-    q.add_argument("--note")
-    q.add_argument("--force", action="store_true", help="change a decision already applied")
+    p.add_argument("--warehouse", help=WAREHOUSE_HELP)
+    review = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = _command(
+        review,
+        "list",
+        "list the pending items (ID numbers and phones masked)",
+        "  rosterlink review list\n  rosterlink review list --all",
+    )
+    q.add_argument("--all", action="store_true", help="decided items too (default: pending items only)")
+    q = _command(
+        review,
+        "decide",
+        "record a decision; the next night applies it and the model never overrides it",
+        "  rosterlink review decide 12 same --by 王科长\n"
+        "  rosterlink review decide 12 different --by 王科长 --note 不同户 --force",
+    )
+    q.add_argument("review_id", type=int, help="the item's number (#N in `rosterlink review list`)")
+    q.add_argument("decision", choices=["same", "different"], help="same person or household, or different")
+    q.add_argument("--by", required=True, help="who decided (recorded with the decision; required)")
+    q.add_argument("--note", help="a note recorded with the decision (default: none)")
+    q.add_argument(
+        "--force", action="store_true", help="change a decision already applied (default: refused)"
+    )
     p.set_defaults(func=cmd_review)
 
-    p = sub.add_parser("purge", help="blank the raw values of rejected rows older than the retention age")
-    p.add_argument("--warehouse")
+    p = _command(
+        sub,
+        "purge",
+        "blank the raw values of rejected rows older than the retention age",
+        "  rosterlink purge --dry-run\n"
+        "  rosterlink purge --older-than-days 180\n"
+        "  rosterlink purge --ended-pairs-older-than-days 1100 --dry-run",
+    )
+    p.add_argument("--warehouse", help=WAREHOUSE_HELP)
     p.add_argument(
         "--older-than-days",
         type=int,
         default=None,
-        help="age in days (default $ROSTERLINK_PURGE_REJECTED_DAYS or 365)",
+        help="age in days (default: $ROSTERLINK_PURGE_REJECTED_DAYS or 365)",
     )
     p.add_argument(
         "--ended-pairs-older-than-days",
         type=int,
         default=None,
-        help="also delete pairs that ended more than this many days ago (at least 1096: three years)",
+        help="also delete pairs that ended more than this many days ago, at least 1096: three years "
+        "(default: ended pairs are kept)",
     )
-    p.add_argument("--dry-run", action="store_true", help="print the counts only, change nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the counts only, change nothing (default: purge)"
+    )
     p.set_defaults(func=cmd_purge)
 
-    p = sub.add_parser(
-        "analytics-copy", help="write a pseudonymised copy of the warehouse to another database"
+    p = _command(
+        sub,
+        "analytics-copy",
+        "write a pseudonymised copy of the warehouse to another database",
+        "  ROSTERLINK_PSEUDONYM_KEY=... rosterlink analytics-copy --to sqlite:///data/analytics.db",
     )
     p.add_argument(
-        "--to", required=True, help="SQLAlchemy URL of the copy (an empty database or an earlier copy)"
+        "--to",
+        required=True,
+        help="SQLAlchemy URL of the copy (an empty database or an earlier copy; required)",
     )
     p.add_argument(
-        "--warehouse", help="the warehouse to copy (default $ROSTERLINK_WAREHOUSE_URL or data/warehouse.db)"
+        "--warehouse",
+        help="SQLAlchemy URL of the warehouse to copy "
+        "(default: $ROSTERLINK_WAREHOUSE_URL or data/warehouse.db)",
     )
     p.set_defaults(func=cmd_analytics_copy)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return args.func(args)
 
 
