@@ -9,7 +9,7 @@ import openpyxl
 import pytest
 
 from rosterlink.core import workbook
-from rosterlink.core.workbook import BOLD, GREEN, HEADER, PERCENT, PLAIN, RED, TITLE, WRAP, Book, Style
+from rosterlink.core.workbook import BOLD, GREEN, HEADER, PERCENT, PLAIN, RED, TITLE, TOP, WRAP, Book, Style
 
 STAMP = dt.datetime(2026, 11, 25)
 FULL_ID = "370406195001011234"
@@ -109,6 +109,17 @@ def test_styles_reach_the_cell(tmp_path):
     assert ws["A5"].fill.fgColor.rgb == "FFC6EFCE"
     assert ws["B5"].value is None  # an empty cell with a fill is a blank cell that shows the fill
     assert ws["B5"].fill.fgColor.rgb == "FFC6EFCE"
+
+
+def test_a_row_beside_a_wrapped_cell_can_read_from_the_top(tmp_path):
+    book = Book(stamp=STAMP)
+    sheet = book.sheet("s", columns=("编号", "依据"))
+    sheet.row((7, "很长的说明"), TOP, styles={1: WRAP})
+    ws = openpyxl.load_workbook(book.save(tmp_path / "s.xlsx"))["s"]
+    assert ws["A2"].alignment.vertical == "top"
+    assert not ws["A2"].alignment.wrap_text
+    assert ws["B2"].alignment.vertical == "top"
+    assert ws["B2"].alignment.wrap_text
 
 
 def test_values_are_shown_as_people_read_them(tmp_path):

@@ -36,13 +36,14 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Style:
     """How a cell looks. The default is a plain cell; combine two with ``a | b`` (``b``'s fill,
-    size and number format win where it has them; bold and wrap add up)."""
+    size and number format win where it has them; bold, wrap and top add up)."""
 
     fill: str | None = None  # solid background, "#RRGGBB"
     bold: bool = False
     size: float | None = None  # font size in points (the default font's size when None)
     wrap: bool = False  # wrapped text, aligned to the top of the cell
     num_format: str | None = None  # Excel number format, e.g. "0.0%"
+    top: bool = False  # aligned to the top of the cell (rows beside a wrapped cell read from the top)
 
     def __or__(self, other: Style) -> Style:
         return Style(
@@ -51,6 +52,7 @@ class Style:
             size=other.size or self.size,
             wrap=self.wrap or other.wrap,
             num_format=other.num_format or self.num_format,
+            top=self.top or other.top,
         )
 
 
@@ -63,6 +65,7 @@ BOLD = Style(bold=True)
 HEADER = Style(fill="#DDEBF7", bold=True)  # a table's header row
 TITLE = Style(bold=True, size=14.0)
 WRAP = Style(wrap=True)
+TOP = Style(top=True)
 DATE_FORMAT = "yyyy-mm-dd"
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
 PERCENT = Style(num_format="0.0%")
@@ -241,6 +244,8 @@ class Book:
                     props["font_size"] = float(style.size)
             if style.wrap:
                 props.update(text_wrap=True, valign="top")
+            elif style.top:
+                props["valign"] = "top"
             found = self._formats[style] = self.wb.add_format(props)
         return found
 

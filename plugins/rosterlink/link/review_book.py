@@ -10,7 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from rosterlink.core.workbook import WRAP, Book
+from rosterlink.core.workbook import TOP, WRAP, Book
 from rosterlink.link.model import norm_name
 from rosterlink.link.review import REVIEW_REASONS, evidence_text, parse_decision, pending_reviews
 from rosterlink.warehouse import now, schema
@@ -96,7 +96,7 @@ def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
     sheet.ws.freeze_panes(1, 1)  # the header row and the review number stay in view
     evidence = _REVIEW_COLUMNS.index("依据")
     for row in rows:
-        sheet.row(_review_cells(row), styles={evidence: WRAP})
+        sheet.row(_review_cells(row), TOP, styles={evidence: WRAP})
     decision = _REVIEW_COLUMNS.index("核实结论")
     last = max(len(rows) + 1, 2) + 200
     sheet.ws.data_validation(
