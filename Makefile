@@ -32,7 +32,7 @@ install: $(STAMP)
 DEMO_PAIRED_ON ?= 2026-08-03
 demo: $(DEMO_STAMP)
 	rm -rf data/intake data/exports data/warehouse.db data/truth
-	$(BIN)/rosterlink sample --out data/intake --night 1 --truth data/truth/night1.json
+	$(BIN)/rosterlink sample --out data/intake --night 1 --supplement --truth data/truth/night1.json
 	$(BIN)/rosterlink nightly --as-of $(DEMO_PAIRED_ON)
 	$(BIN)/rosterlink sample --visits --out data/intake --truth data/truth/visits.json
 	$(BIN)/rosterlink nightly

@@ -628,3 +628,49 @@ def test_changes_of_later_nights_are_dated_on_their_night_never_before_an_earlie
                     dates += [dt.date.fromisoformat(d) for d in frame[column] if isinstance(d, str)]
     assert dates, night_files(night)
     assert all(d == fill for d in dates), sorted(set(dates))
+
+
+# --- make demo's supplementary list: the model links, the review queue fills --------------------------
+
+
+def test_supplementary_list_is_linked_by_the_model_and_fills_the_review_queue(tmp_path, run_night):
+    """`make demo` writes the town federations' list of guardians without ID numbers, so a newcomer
+    sees what the product does with them: the re-reports as listed join their family by the model,
+    the miswritten ones wait in the review queue (待核实.xlsx) for a person, not merged by a guess."""
+    import sqlalchemy as sa
+
+    from rosterlink.synthetic import supplement
+    from rosterlink.synthetic.sample import DEFAULT_SEED
+
+    intake = tmp_path / "intake"
+    generate(intake, seed=DEFAULT_SEED)
+    extra = supplement.write(intake, seed=DEFAULT_SEED)
+    assert (intake / extra.rel).is_file()
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    assert run_night(intake, url, tmp_path / "exports", "2026-08-03") == "success"
+
+    eng = sa.create_engine(url)
+    with eng.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT r.person_name, r.village, r.id_number, s.link_method, s.entity_key,"
+                " (SELECT MIN(o.entity_key) FROM source_record o WHERE o.id_number IS NOT NULL"
+                "   AND o.roster = 'orphan' AND o.person_name = r.person_name AND o.village = r.village)"
+                " FROM source_record r JOIN intake_file f ON f.file_id = r.file_id"
+                " JOIN source_row s ON s.file_id = r.file_id AND s.sheet = r.sheet"
+                "  AND s.row_number = r.row_number"
+                " WHERE f.file_name = :p"
+            ),
+            {"p": extra.rel},
+        ).all()
+        pending = conn.execute(
+            sa.text("SELECT COUNT(*) FROM link_review WHERE status = 'pending'")
+        ).scalar_one()
+    assert len(rows) == extra.rows
+    assert all(r[2] is None for r in rows)  # no guardian ID on the list: every row went to the model
+    as_listed = [r for r in rows if r[5] is not None]  # name and village as on the main list
+    assert len(as_listed) >= extra.exact_families
+    assert all(r[3] == "model" and r[4] == r[5] for r in as_listed), as_listed  # joined their family
+    assert 1 <= pending <= extra.doubtful_families * 2
+    book = tmp_path / "intake" / "review" / "待核实.xlsx"
+    assert book.is_file()

@@ -394,6 +394,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
         return 0
     try:
         sample.generate(out, seed=args.seed, scale=args.scale, night=args.night, truth_path=truth)
+        if args.supplement and args.night == 1:
+            from rosterlink.synthetic import supplement
+
+            extra = supplement.write(out, seed=args.seed, scale=args.scale)
+            print(
+                f"{extra.rel}\txlsx\trows={extra.rows}\tguardians without ID: {extra.exact_families} "
+                f"as listed, {extra.doubtful_families} doubtful (not in the truth)"
+            )
     except ModuleNotFoundError as exc:
         if exc.name != "xlwt":
             raise
@@ -630,6 +638,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--warehouse", help="with --visits: the warehouse holding the pairs (default: the settings)"
     )
     p.add_argument("--as-of", help="with --visits: log visits up to this date, YYYY-MM-DD (default: today)")
+    p.add_argument(
+        "--supplement",
+        action="store_true",
+        help="with night 1: also the town federations' supplementary list, guardians without ID numbers, "
+        "a few of them doubtful (what make demo writes; default: not written)",
+    )
     p.set_defaults(func=cmd_sample)
 
     p = _command(
