@@ -615,3 +615,14 @@ def test_a_killed_build_leaves_nothing_and_a_rerun_of_the_night_builds_its_docs(
     # a night with no file of its own still gets no pages
     tasks.begin_night(cfg, "night-2", dt.date(2026, 11, 26))
     assert datadocs.build_night(cfg, [], as_of=dt.date(2026, 11, 26), run_id="night-2")["data_docs"] is None
+
+
+def test_kept_validation_results_hold_no_full_id_or_phone(docs_night):
+    from rosterlink.validate import datadocs
+
+    cfg, _ = docs_night
+    (kept,) = datadocs.results_dir(cfg.export_dir).glob("file*.json")
+    text = kept.read_text(encoding="utf-8")
+    assert not FULL_ID.search(text)
+    assert not FULL_PHONE.search(text)
+    assert json.loads(text)["sheets"][0]["result"]["results"]  # GX's own result, kept

@@ -102,11 +102,11 @@ def keep(directory: Path, item: dict[str, Any], sheets: list[dict[str, Any]]) ->
     ``result`` (:func:`rosterlink.validate.run.kept_result`: GX's JSON, row numbers only)."""
     directory.mkdir(parents=True, exist_ok=True)
     target = _kept_path(directory, item["file_id"])
-    data = {
+    data = {  # names masked here already: nothing below needs them whole
         "file_id": int(item["file_id"]),
         "department": item.get("department"),
-        "file_name": item.get("file_name"),
-        "sheets": sheets,
+        "file_name": mask_text(item.get("file_name") or ""),
+        "sheets": [{**s, "sheet": mask_text(s.get("sheet") or "")} for s in sheets],
     }
     fd, tmp = tempfile.mkstemp(prefix=".keep-", dir=directory)
     try:
@@ -248,7 +248,7 @@ def _checks(result: dict[str, Any], headers: dict[str, str]) -> tuple[list[Check
         state = "ok" if res.get("success") else ("bad" if severity == ERROR else "warn")
         checks.append(
             Check(
-                column=headers.get(name or "") or label,
+                column=mask_text(headers.get(name or "") or label),
                 field_label=label,
                 rule=_rule(str(config.get("type")), str(meta.get("reason_code") or ""), name, meta),
                 severity=severity,
