@@ -44,6 +44,7 @@ from rosterlink import warehouse
 from rosterlink.core.findings import ERROR
 from rosterlink.core.masking import mask_text
 from rosterlink.core.spec import catalogue
+from rosterlink.ops import faults
 from rosterlink.warehouse import schema
 
 if TYPE_CHECKING:
@@ -319,6 +320,7 @@ def build(kept: list[dict[str, Any]], target: Path, *, run_id: str, as_of: dt.da
                     encoding="utf-8",
                 )
                 results.append(item)
+                faults.point("datadocs.build")  # the kill test: a build killed half-way
         lines = [
             {
                 "sheet": r,
