@@ -2,9 +2,8 @@
 ### rosterlink nightly
 
 Takes every new file the departments and units dropped into their intake folders, reads, normalises and
-validates it (one mapped task per file), documents the validation as offline pages built from the
-validate tasks' Great Expectations results (Data Docs, `<exports>/data_docs/<night>/`, linked from
-the rosterlink dashboard), loads the good rows into the
+validates it (one mapped task per file), renders the validate tasks' GX results as offline Data Docs
+(`<exports>/data_docs/<night>/`, linked from the rosterlink dashboard), loads the good rows into the
 warehouse, links them to households, cadres and cases, refreshes statuses from explicit change
 rows, rebuilds the pairings, ties the units' visit logs to the pairs (follow-through figures), and
 writes feedback workbooks for the clerks, the pairing workbook for the organization department and
