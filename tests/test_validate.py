@@ -499,23 +499,28 @@ def _hardship_workbook(intake, file_id_number: str):
     return path
 
 
-@pytest.fixture
-def docs_night(tmp_path):
+def _docs_night(tmp_path, url: str):
     """One night's files read and validated through ``rosterlink.tasks`` (the DAG's callables)."""
     from rosterlink import tasks
     from rosterlink.core import settings as rl_settings
 
     intake = tmp_path / "intake"
     _hardship_workbook(intake, an_id(99))
-    cfg = rl_settings.load(
-        intake_dir=str(intake),
-        warehouse_url=f"sqlite:///{tmp_path / 'w.db'}",
-        export_dir=str(tmp_path / "exports"),
-    )
+    cfg = rl_settings.load(intake_dir=str(intake), warehouse_url=url, export_dir=str(tmp_path / "exports"))
     tasks.begin_night(cfg, "night-1", DOCS_NIGHT)
     items = [tasks.validate_file(cfg, tasks.read_file(cfg, i)) for i in tasks.scan(cfg, "night-1")]
     assert [i["status"] for i in items] == ["validated"]
     return cfg, items
+
+
+@pytest.fixture
+def docs_night(tmp_path):
+    return _docs_night(tmp_path, f"sqlite:///{tmp_path / 'w.db'}")
+
+
+@pytest.fixture
+def docs_night_pg(tmp_path, pg_url):
+    return _docs_night(tmp_path, pg_url)
 
 
 def _site_text(site) -> dict[str, str]:
@@ -590,11 +595,12 @@ def test_data_docs_are_built_from_the_validate_tasks_results_without_running_a_s
     assert sorted(s["rows"] for s in sheets) == [4, 4]
 
 
-def test_a_killed_build_leaves_nothing_and_a_rerun_of_the_night_builds_its_docs(docs_night):
+@pytest.mark.parametrize("night", ["docs_night", pytest.param("docs_night_pg", marks=pytest.mark.postgres)])
+def test_a_killed_build_leaves_nothing_and_a_rerun_of_the_night_builds_its_docs(night, request):
     from rosterlink import tasks
     from rosterlink.validate import datadocs
 
-    cfg, items = docs_night
+    cfg, items = request.getfixturevalue(night)
     tasks.load(cfg, items)
     # the first run was killed while writing the pages: a half-written .building-* folder, no pages
     root = datadocs.docs_root(cfg.export_dir)
