@@ -184,7 +184,7 @@ _RULES: dict[str, str] = {
     "value_invalid": "能识别为有效的值（整理时无法识别、只得置空的值记为不符）",
     "name_invalid": "是真实姓名：不含数字或符号",
     "id_invalid": "是 18 位身份证号（前 17 位数字，末位数字或 X）",
-    "id_region_unknown": "身份证号前 6 位是本省常见的地区码",
+    "id_region_unknown": "身份证号前 6 位是本地区已知的地区码",
     "town_unknown": "是本区的镇街之一：{towns}",
     "date_invalid": "是可识别的日期（年-月-日）",
     "date_out_of_range": "日期不早于 1900-01-01，不晚于今天",
@@ -453,7 +453,8 @@ p.meta { color: #52606d; margin-top: 0; }
 table { border-collapse: collapse; margin: .5rem 0 1rem; }
 th, td { border: 1px solid #d5dbe1; padding: .25rem .5rem; vertical-align: top; text-align: left; }
 th { background: #eef2f6; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; }
+td.n, td.dept { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.dept { text-align: left; }
 tr.bad td { background: #fff4f4; }
 tr.warn td { background: #fffbea; }
 .status { white-space: nowrap; font-weight: 600; }
