@@ -2,7 +2,7 @@
 ### rosterlink nightly
 
 Takes every new file the departments and units dropped into their intake folders, reads, normalises and
-validates it (one mapped task per file), documents the validation as Great Expectations Data Docs
+validates it (one mapped task per file), renders the validate tasks' GX results as offline Data Docs
 (`<exports>/data_docs/<night>/`, linked from the rosterlink dashboard), loads the good rows into the
 warehouse, links them to households, cadres and cases, refreshes statuses from explicit change
 rows, rebuilds the pairings, ties the units' visit logs to the pairs (follow-through figures), and
@@ -138,8 +138,8 @@ def rosterlink_nightly():
 
     @task(trigger_rule="none_failed")
     def document_validation(items: list[dict] | None) -> dict:
-        """The night's Great Expectations Data Docs, from the staged rows (cleared by the night's last
-        task), in parallel with loading and the stages after it.
+        """The night's validation pages (Data Docs), rendered from the GX results the validate tasks
+        kept (no suite runs again), in parallel with loading and the stages after it.
 
         ``datadocs.build_night`` never raises: documentation that cannot be written is logged and the
         night goes on."""

@@ -721,7 +721,7 @@ def test_plugin_registers_the_app_and_a_nav_entry_without_importing_the_dashboar
 
 # --- the night's Data Docs -----------------------------------------------------------------------
 @pytest.mark.slow
-def test_data_docs_rerun_the_suites_over_the_nights_staged_rows(tmp_path):
+def test_data_docs_document_every_sheet_the_night_validated(tmp_path):
     from rosterlink import tasks
     from rosterlink.synthetic import sample
 
@@ -758,7 +758,8 @@ def test_data_docs_rerun_the_suites_over_the_nights_staged_rows(tmp_path):
     # a second build of the same night replaces the site whole
     again = datadocs.build_night(cfg, items, as_of=dt.date(2026, 11, 25), run_id="night-1")
     assert again["data_docs"] == str(site)
-    assert sorted(p.name for p in site.parent.iterdir()) == ["2026-11-25"]
+    # (beside the night's site only the validate tasks' kept results, no half-built folder)
+    assert sorted(p.name for p in site.parent.iterdir()) == [datadocs.RESULTS_DIR, "2026-11-25"]
 
 
 def test_data_docs_failure_never_fails_the_night(tmp_path):

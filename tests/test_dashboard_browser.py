@@ -8,6 +8,7 @@ Needs /usr/bin/chromium (``scripts/ensure-system-deps.sh`` installs it; ``make t
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -325,3 +326,100 @@ def test_feedback_workbook_drawn_for_the_readme_shows_what_the_clerk_sees(tmp_pa
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert width > 1000
     assert height > 400
+
+
+def _hardship_book(path: Path, rows: list[tuple[str, str]]) -> None:
+    """A civil affairs roster as a clerk saves it: a title row, the header, one row per (name, ID)."""
+    import openpyxl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "特困家庭"
+    ws.append(["山亭区特困家庭花名册"])
+    ws.append(["户主姓名", "身份证号码", "镇街", "村(居)", "家庭人口"])
+    for name, id_number in rows:
+        ws.append([name, id_number, "店子镇", "东村", "3"])
+    wb.save(path)
+
+
+def test_data_docs_show_statuses_and_a_working_filter_in_chromium_with_the_network_blocked(tmp_path):
+    """Issue 13's check: the night's validation pages, opened from disk in headless Chromium with
+    every request that is not a file aborted, show each sheet's status and filter to failed only."""
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium: run scripts/ensure-system-deps.sh")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    from rosterlink import tasks
+    from rosterlink.core import idnumber
+
+    def an_id(seq: int) -> str:
+        return idnumber.make("370406", dt.date(1975, 3, 4), seq)
+
+    intake = tmp_path / "intake"
+    _hardship_book(intake / "civil_affairs" / "店子镇特困.xlsx", [("张一", an_id(1)), ("张二", an_id(2))])
+    _hardship_book(intake / "civil_affairs" / "东村特困.xlsx", [("李一", an_id(3)), ("李二", "")])
+    cfg = settings.load(
+        intake_dir=str(intake),
+        warehouse_url=f"sqlite:///{tmp_path / 'w.db'}",
+        export_dir=str(tmp_path / "exports"),
+    )
+    items = [tasks.validate_file(cfg, tasks.read_file(cfg, i)) for i in tasks.scan(cfg, "night-1")]
+    result = datadocs.build_night(cfg, items, as_of=dt.date.fromisoformat(AS_OF), run_id="night-1")
+    site = datadocs.night_dir(cfg.export_dir, AS_OF)
+    assert result["sheets"] == 2
+
+    blocked: list[str] = []
+
+    def only_files(route) -> None:
+        if route.request.url.startswith("file:"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1300, "height": 900}, offline=True)
+            context.route("**/*", only_files)
+            page = context.new_page()
+            page.set_default_timeout(15_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto((site / "index.html").as_uri())
+
+            ok, bad = page.locator("#sheets tr.ok"), page.locator("#sheets tr.bad")
+            assert ok.count() == 1
+            assert bad.count() == 1
+            assert ok.locator(".status").inner_text().strip() == "通过"
+            assert bad.locator(".status").inner_text().strip() == "未通过"
+            mark = bad.locator(".status svg").bounding_box()
+            assert mark
+            assert mark["width"] > 0
+            assert "东村特困.xlsx" in bad.inner_text()
+            assert bad.locator('[data-figure="error_rows"]').inner_text() == "1"
+            # the filter: failed only, then everything again
+            page.get_by_label("只看未全部通过的工作表").check()
+            assert not ok.is_visible()
+            assert bad.is_visible()
+            page.get_by_label("只看未全部通过的工作表").uncheck()
+            assert ok.is_visible()
+
+            # the failing sheet's page: its rules on the clerk's columns, with the same filter
+            with page.expect_navigation():
+                bad.get_by_role("link", name="结果页").click()
+            unmet = page.locator("#checks tr.bad")
+            assert unmet.count() >= 1
+            assert "身份证号码" in unmet.first.inner_text()
+            assert unmet.first.locator(".status").inner_text().strip() == "不满足"
+            met = page.locator("#checks tr.ok")
+            assert met.first.is_visible()
+            page.get_by_label("只看未满足的规则").check()
+            assert not met.first.is_visible()
+            assert unmet.first.is_visible()
+            assert not ID_NUMBER.search(page.content())
+            page.screenshot(path=str(tmp_path / "data-docs-sheet.png"), full_page=True)
+            assert errors == []
+        finally:
+            browser.close()
+    assert blocked == [], f"the pages asked for something outside the site: {blocked[:5]}"

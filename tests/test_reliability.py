@@ -112,6 +112,31 @@ def test_night_killed_midway_on_postgres_is_completed_by_the_next_run_exactly(
 
 
 @pytest.mark.slow
+def test_a_night_killed_while_writing_its_data_docs_gets_them_from_the_rerun(tmp_path):
+    """Issue 15: SIGKILL half-way through the night's Data Docs; the rerun of the night removes the
+    half-written ``.building-*`` folder and writes the night's pages (from the kept results when
+    the files were loaded before the kill)."""
+    from rosterlink.validate import datadocs
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    sample.generate(tmp_path / "intake", scale=0.05)
+    root = datadocs.docs_root(tmp_path / "exports")
+    killed = cli(night_args(tmp_path, url), env={"ROSTERLINK_FAILPOINT": "datadocs.build=kill"})
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-2000:])
+    assert [p.name for p in root.iterdir() if p.name.startswith(".building-")]
+    assert not (root / "2026-11-25" / "index.html").exists()
+    again = cli(night_args(tmp_path, url), env={"ROSTERLINK_LOCK_STALE_SECONDS": "0"})
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert not [p.name for p in root.iterdir() if p.name.startswith((".building-", ".old-"))]
+    site = root / "2026-11-25"
+    index = (site / "index.html").read_text(encoding="utf-8")
+    with warehouse.connect(url).connect() as conn:
+        files = conn.exec_driver_sql("SELECT COUNT(*) FROM intake_file WHERE status = 'loaded'").scalar()
+    assert files
+    assert len(set(re.findall(r'data-file-id="(\d+)"', index))) == files
+
+
+@pytest.mark.slow
 def test_a_second_night_while_one_runs_is_locked_out_with_a_clear_message(tmp_path, sqlite_url):
     eng = warehouse.connect(sqlite_url)
     with nightlock.held(eng, "scheduled__2026-11-25"):

@@ -468,3 +468,167 @@ def test_fifteen_hundred_rows_validate_quickly():
     assert len(result.rejected) == 30
     assert len(result.valid) == 1470
     assert elapsed < 3.0, elapsed
+
+
+# ------------------------------------------------------------------- the night's Data Docs (issues 13-15)
+# A real workbook dropped by the civil affairs clerk, through the tasks the DAG calls: a clean
+# sheet, and a sheet (named with a phone) whose rows miss an ID number; the file is named with a
+# full ID number. Synthetic IDs only.
+DOCS_NIGHT = dt.date(2026, 11, 25)
+DOCS_HEADERS = ["户主姓名", "身份证号码", "镇街", "村(居)", "家庭人口", "联系电话"]
+SHEET_PHONE = "13812345678"
+
+
+def _hardship_workbook(intake, file_id_number: str):
+    import openpyxl
+
+    folder = intake / "civil_affairs"
+    folder.mkdir(parents=True)
+    wb = openpyxl.Workbook()
+    good = wb.active
+    good.title = "合格名单"
+    bad = wb.create_sheet(f"联系人{SHEET_PHONE}")
+    for ws, rows in ((good, range(1, 5)), (bad, range(5, 9))):
+        ws.append(["山亭区特困家庭花名册"])
+        ws.append(DOCS_HEADERS)
+        for seq in rows:
+            id_cell = "" if ws is bad and seq % 2 else an_id(seq)  # rows 3 and 5 of the bad sheet: no ID
+            ws.append([f"张{'一二三四五六七八'[seq - 1]}", id_cell, "店子镇", "东村", "3", "13912340000"])
+    path = folder / f"核对{file_id_number}.xlsx"
+    wb.save(path)
+    return path
+
+
+def _docs_night(tmp_path, url: str):
+    """One night's files read and validated through ``rosterlink.tasks`` (the DAG's callables)."""
+    from rosterlink import tasks
+    from rosterlink.core import settings as rl_settings
+
+    intake = tmp_path / "intake"
+    _hardship_workbook(intake, an_id(99))
+    cfg = rl_settings.load(intake_dir=str(intake), warehouse_url=url, export_dir=str(tmp_path / "exports"))
+    tasks.begin_night(cfg, "night-1", DOCS_NIGHT)
+    items = [tasks.validate_file(cfg, tasks.read_file(cfg, i)) for i in tasks.scan(cfg, "night-1")]
+    assert [i["status"] for i in items] == ["validated"]
+    return cfg, items
+
+
+@pytest.fixture
+def docs_night(tmp_path):
+    return _docs_night(tmp_path, f"sqlite:///{tmp_path / 'w.db'}")
+
+
+@pytest.fixture
+def docs_night_pg(tmp_path, pg_url):
+    return _docs_night(tmp_path, pg_url)
+
+
+def _site_text(site) -> dict[str, str]:
+    return {p.relative_to(site).as_posix(): p.read_text(encoding="utf-8") for p in site.rglob("*.html")}
+
+
+def test_data_docs_show_statuses_on_the_clerks_columns_offline_and_masked(docs_night):
+    from rosterlink.validate import datadocs
+
+    cfg, items = docs_night
+    result = datadocs.build_night(cfg, items, as_of=DOCS_NIGHT, run_id="night-1")
+    site = datadocs.night_dir(cfg.export_dir, DOCS_NIGHT)
+    assert result == {"data_docs": str(site), "sheets": 2}
+    pages = _site_text(site)
+    index = pages["index.html"]
+    # no URL of any kind: nothing to fetch, no icon font, no jQuery
+    for name, text in pages.items():
+        assert not re.search(r"(https?:)?//[a-z0-9]", text, re.I), name
+        assert "<script" not in text, name
+        assert "font-awesome" not in text.lower(), name
+        assert "$(" not in text, name
+        # names masked on every page and in the page file names
+        assert not FULL_ID.search(text), name
+        assert not FULL_PHONE.search(text), name
+        assert not FULL_ID.search(name)
+        assert not FULL_PHONE.search(name)
+        # no internal helper column, no nameless data asset
+        assert not re.search(r"_(err|region|date)_", text), name
+        assert "Data asset" not in text, name
+    # the index: one line per sheet, named by department, (masked) file and sheet, with a status
+    # in words and a figure per line equal to the rows the night rejected
+    assert index.count("<tr class=") == 2
+    assert "民政局" in index
+    assert f"核对{an_id(99)[:6]}********{an_id(99)[-4:]}.xlsx" in index
+    assert "联系人138****5678" in index
+    assert re.search(r'<tr class="ok".*?>通过</span>.*?合格名单', index, re.S)
+    assert re.search(r'<tr class="bad".*?>未通过</span>.*?联系人138', index, re.S)
+    assert 'id="failed-only"' in index
+    shown = [int(n) for n in re.findall(r'data-figure="error_rows">(\d+)<', index)]
+    assert sum(shown) == items[0]["rows_rejected"] == 2
+    # the failing sheet's page: the rule on the ID column as the clerk headed it, row numbers only
+    (page,) = [t for n, t in pages.items() if n.startswith("sheets/") and "联系人138" in t]
+    failing = re.search(r'<tr class="bad">(.*?)</tr>', page, re.S)
+    assert failing
+    assert "身份证号码" in failing.group(1)
+    assert "必填，不能为空" in failing.group(1)
+    assert "整行退回" in failing.group(1)
+    assert "第 3、5 行" in failing.group(1)
+    assert ">满足</span>" in page  # the rules the sheet met are listed as met
+
+
+def test_data_docs_are_built_from_the_validate_tasks_results_without_running_a_suite(docs_night, monkeypatch):
+    import great_expectations as gx
+
+    from rosterlink import tasks
+    from rosterlink.validate import datadocs
+
+    cfg, items = docs_night
+    tasks.load(cfg, items)
+    tasks.clear_staging(cfg)  # the rows the night read are gone, as after the night's last task
+
+    def no_suite_run(*_a, **_k):
+        raise AssertionError("a suite ran again")
+
+    monkeypatch.setattr(gx.ValidationDefinition, "run", no_suite_run)
+    monkeypatch.setattr(gx.Checkpoint, "run", no_suite_run)
+    result = datadocs.build_night(cfg, items, as_of=DOCS_NIGHT, run_id="night-1")
+    assert result["sheets"] == 2
+    site = datadocs.night_dir(cfg.export_dir, DOCS_NIGHT)
+    sheets = json.loads((site / "results.json").read_text(encoding="utf-8"))["sheets"]
+    assert sum(s["error_rows"] for s in sheets) == items[0]["rows_rejected"] == 2
+    assert sorted(s["rows"] for s in sheets) == [4, 4]
+
+
+@pytest.mark.parametrize("night", ["docs_night", pytest.param("docs_night_pg", marks=pytest.mark.postgres)])
+def test_a_killed_build_leaves_nothing_and_a_rerun_of_the_night_builds_its_docs(night, request):
+    from rosterlink import tasks
+    from rosterlink.validate import datadocs
+
+    cfg, items = request.getfixturevalue(night)
+    tasks.load(cfg, items)
+    # the first run was killed while writing the pages: a half-written .building-* folder, no pages
+    root = datadocs.docs_root(cfg.export_dir)
+    leftover = root / f".building-{DOCS_NIGHT.isoformat()}-k1ll3d"
+    (leftover / "sheets").mkdir(parents=True)
+    (leftover / "sheets" / "file000001-1.html").write_text("<html>half", encoding="utf-8")
+    site = datadocs.night_dir(cfg.export_dir, DOCS_NIGHT)
+    assert not site.exists()
+    # the rerun of the night: its files are loaded, nothing new to validate
+    tasks.begin_night(cfg, "night-1-rerun", DOCS_NIGHT)
+    rerun = [tasks.validate_file(cfg, tasks.read_file(cfg, i)) for i in tasks.scan(cfg, "night-1-rerun")]
+    assert rerun == []
+    result = datadocs.build_night(cfg, rerun, as_of=DOCS_NIGHT, run_id="night-1-rerun")
+    assert result == {"data_docs": str(site), "sheets": 2}
+    assert (site / "index.html").is_file()
+    assert not [p.name for p in root.iterdir() if p.name.startswith((".building-", ".old-"))]
+    assert datadocs.nights_with_docs(cfg.export_dir) == [DOCS_NIGHT.isoformat()]
+    # a night with no file of its own still gets no pages
+    tasks.begin_night(cfg, "night-2", dt.date(2026, 11, 26))
+    assert datadocs.build_night(cfg, [], as_of=dt.date(2026, 11, 26), run_id="night-2")["data_docs"] is None
+
+
+def test_kept_validation_results_hold_no_full_id_or_phone(docs_night):
+    from rosterlink.validate import datadocs
+
+    cfg, _ = docs_night
+    (kept,) = datadocs.results_dir(cfg.export_dir).glob("file*.json")
+    text = kept.read_text(encoding="utf-8")
+    assert not FULL_ID.search(text)
+    assert not FULL_PHONE.search(text)
+    assert json.loads(text)["sheets"][0]["result"]["results"]  # GX's own result, kept

@@ -126,10 +126,11 @@ def read_file(settings: Settings, item: ScannedFile) -> FileItem:
 
 
 def validate_file(settings: Settings, item: FileItem) -> FileItem:
-    """Validate one file's staged rows (:func:`rosterlink.validate.stage.validate_file`)."""
-    from rosterlink.validate import stage
+    """Validate one file's staged rows (:func:`rosterlink.validate.stage.validate_file`), keeping
+    the GX results for the night's Data Docs (:mod:`rosterlink.validate.datadocs`)."""
+    from rosterlink.validate import datadocs, stage
 
-    return stage.validate_file(_engine(settings), item)
+    return stage.validate_file(_engine(settings), item, datadocs.results_dir(settings.export_dir))
 
 
 def load(settings: Settings, items: list[FileItem], day: str | None = None) -> LoadSummary:
@@ -225,8 +226,8 @@ def write_change_log(settings: Settings, as_of: dt.date) -> ChangeLogWritten:
 def clear_staging(settings: Settings) -> int:
     """Remove the staged rows of every file that is no longer pending (loaded, rejected, duplicate).
 
-    Loading leaves a file's staged rows in place, so that the night's Data Docs can be built from
-    them while the rest of the night runs; the night's last task clears them. A file still pending
+    Loading leaves a file's staged rows in place; the night's last task clears them. (The night's
+    Data Docs do not read them: they are built from the results the validate tasks kept.) A file still pending
     (a night killed before loading it) keeps its rows: the next night reads it again anyway."""
     with _engine(settings).begin() as conn:
         cleared = staging.clear_finished(conn)

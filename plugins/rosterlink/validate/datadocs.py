@@ -1,73 +1,75 @@
-"""Great Expectations Data Docs for a night: a static HTML site per night under the exports.
+"""The night's validation reports ("Data Docs"): static HTML pages built from the GX results the
+validate tasks kept, readable offline, under ``<export_dir>/data_docs/<YYYY-MM-DD>/``.
 
-``build_night`` re-runs the roster suites (``expectations/<roster>.json``, the same suites and the
-same result format as :mod:`rosterlink.validate.run`) over the night's staged rows, i.e. every row the
-night read, the ones about to be rejected included, and renders the results with GX's own site
-builder into ``<export_dir>/data_docs/<as_of>/``:
+The suites run once, in the ``validate_file`` tasks (:mod:`rosterlink.validate.run`, real Great
+Expectations ``ValidationDefinition`` runs); each task keeps its file's
+``ExpectationSuiteValidationResult`` JSON (row numbers only, never a cell value) with
+:func:`keep` in ``<export_dir>/data_docs/.results/file<id>.json``. :func:`build_night` renders
+those results, without running any suite again, into:
 
-- ``index.html``: our index (one line per validated sheet: department, file, sheet, rows, rows
-  failing an error / a warning expectation, expectations met), readable without JavaScript;
-- ``validations/...html``: GX's validation result pages, one per sheet;
-- ``expectations/...html``: GX's pages for the suites used tonight.
+- ``index.html``: one line per validated sheet (department, file, sheet, roster, rows, rows
+  failing an error / a warning expectation, expectations met, a status in words and an inline
+  SVG mark) with a "failed only" filter (a checkbox and CSS: no script at all);
+- ``sheets/file<id>-<n>.html``: one page per sheet, each expectation in Chinese on the column as
+  the clerk wrote its header (or the field's Chinese name), its status, the number of rows that
+  failed it and the first row numbers, with the same filter;
+- ``results.json``: the figures of the index, for tools.
 
-It must run while the staged rows are still there: after ``validate_file`` and before the night's
-last task clears them (the DAG's ``document_validation`` task runs beside ``load_files`` and the
-stages after it). Only row
-numbers ever reach the pages (``exclude_unexpected_values``), never a cell value, so no ID number
-or phone can appear in them. GX's page templates load Bootstrap/jQuery from public CDNs, which this
-machine cannot reach: those tags are removed and a small local stylesheet is linked instead, so
-the pages read the same offline.
-
-A site is built in a temporary folder beside the target and swapped in whole; the last
-``KEEP_NIGHTS`` nights are kept. ``build_night`` never raises: a night does not fail because its
-documentation could not be written (the error's type is logged and returned).
+The pages carry no URL at all (no font, script or stylesheet from outside; the CSS is inline):
+they render the same with no network. File and sheet names are masked (:func:`mask_text`) on the
+pages; page file names hold only file ids. A site is built in a ``.building-*`` folder beside the
+target and swapped in whole; leftovers of a build that was killed are removed by the next build.
+The last ``KEEP_NIGHTS`` nights are kept, and kept results for as many days. ``build_night`` never
+raises: a night does not fail because its documentation could not be written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import logging
 import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
-import pandas as pd
 import sqlalchemy as sa
 
 from rosterlink import warehouse
-from rosterlink.core.findings import ERROR, Finding
-from rosterlink.core.spec import catalogue, district
-from rosterlink.warehouse import schema, staging
-from rosterlink.warehouse.staging import StagedSheet
+from rosterlink.core.findings import ERROR
+from rosterlink.core.masking import mask_text
+from rosterlink.core.spec import catalogue
+from rosterlink.ops import faults
+from rosterlink.warehouse import schema
 
 if TYPE_CHECKING:
+    import jinja2
+
     from rosterlink.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DOCS_DIR = "data_docs"
-SITE_NAME = "rosterlink"
+RESULTS_DIR = ".results"
 KEEP_NIGHTS = 60
+EXAMPLE_ROWS = 10  # row numbers shown per failed expectation
+TEMPLATES_DIR = Path(__file__).parent / "templates"
 _NIGHT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-_CDN_TAG = re.compile(
-    r"<script\b[^>]*\bsrc=[\"']https?://[^\"']*[\"'][^>]*>\s*</script>|<link\b[^>]*\bhref=[\"']https?://[^\"']*[\"'][^>]*/?>",
-    re.IGNORECASE,
-)
-_REMOTE_IMAGE = re.compile(r"(<img\b[^>]*\bsrc=[\"'])https?://[^\"']*([\"'])", re.IGNORECASE)
-_HEAD_END = re.compile(r"</head>", re.IGNORECASE)
-STYLESHEET = "static/styles/rosterlink.css"
-LOGO = "static/images/logo-long.png"
+_LEFTOVER = re.compile(r"^\.(building|old)-")
 
 
 def docs_root(export_dir: Path | str) -> Path:
     return Path(export_dir) / DOCS_DIR
+
+
+def results_dir(export_dir: Path | str) -> Path:
+    """Where the validate tasks keep their GX results: ``<export_dir>/data_docs/.results``."""
+    return docs_root(export_dir) / RESULTS_DIR
 
 
 def night_dir(export_dir: Path | str, as_of: dt.date | str) -> Path:
@@ -85,212 +87,271 @@ def nights_with_docs(export_dir: Path | str) -> list[str]:
     return sorted(p.name for p in root.iterdir() if _NIGHT.match(p.name) and (p / "index.html").is_file())
 
 
+# --------------------------------------------------------------------------------------------
+# the validate tasks' results, kept
+
+
+def _kept_path(directory: Path, file_id: int) -> Path:
+    return directory / f"file{int(file_id):06d}.json"
+
+
+def keep(directory: Path, item: dict[str, Any], sheets: list[dict[str, Any]]) -> Path:
+    """Keep one file's validation results for the night's pages (replaces the file's earlier ones).
+
+    ``item``: the validate task's file (``file_id``, ``department``, ``file_name``); ``sheets``:
+    per sheet ``sheet``, ``roster``, ``headers`` (field -> header as written), ``rows`` and
+    ``result`` (:func:`rosterlink.validate.run.kept_result`: GX's JSON, row numbers only)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = _kept_path(directory, item["file_id"])
+    data = {  # names masked here already: nothing below needs them whole
+        "file_id": int(item["file_id"]),
+        "department": item.get("department"),
+        "file_name": mask_text(item.get("file_name") or ""),
+        "sheets": [{**s, "sheet": mask_text(s.get("sheet") or "")} for s in sheets],
+    }
+    fd, tmp = tempfile.mkstemp(prefix=".keep-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, default=str)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _read_kept(directory: Path, file_id: int) -> dict[str, Any] | None:
+    path = _kept_path(directory, file_id)
+    try:
+        with path.open(encoding="utf-8") as f:
+            data: dict[str, Any] = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# GX results -> what the pages show
+
+
+@dataclass
+class Check:
+    """One expectation of a sheet's suite, as a clerk reads it."""
+
+    column: str  # the header as written in the file, or the field's Chinese name
+    field_label: str  # the field's Chinese name (shown when the header differs)
+    rule: str  # what is expected, in Chinese
+    severity: str  # error | warning
+    state: str  # ok | warn | bad
+    unexpected: int = 0
+    percent: float = 0.0
+    examples: list[int] = field(default_factory=list)
+    expectation: str = ""  # GX's expectation type, for the technical reader
+
+
 @dataclass
 class SheetResult:
     file_id: int
     department: str
-    file_name: str
-    sheet: str
+    file_name: str  # masked
+    sheet: str  # masked
     roster: str
     rows: int
     error_rows: int = 0
     warning_rows: int = 0
     evaluated: int = 0
     successful: int = 0
-    page: str | None = None  # path of GX's validation page, relative to the site
+    page: str | None = None  # the sheet's page, relative to the site
     failed: list[dict[str, Any]] = field(default_factory=list)  # expectation, field, code, severity, rows
 
-
-# --------------------------------------------------------------------------------------------
-# staged rows -> the frames the suites ran on
-
-
-def _staged_sheets(conn: sa.Connection, file_ids: list[int] | None) -> list[tuple[sa.Row, StagedSheet]]:
-    """(ledger row, staged sheet) per sheet with a roster and staged rows, in file/sheet order."""
-    f = schema.intake_file
-    out = []
-    for staged in staging.read_sheets(conn, file_ids):
-        if staged.table.frame.empty:
-            continue
-        ledger = conn.execute(sa.select(f).where(f.c.file_id == staged.file_id)).one()
-        out.append((ledger, staged))
-    return out
+    @property
+    def state(self) -> str:
+        if self.error_rows:
+            return "bad"
+        return "warn" if self.successful < self.evaluated else "ok"
 
 
-def _gx_batch(roster: str, frame: pd.DataFrame, findings: list[Finding]) -> pd.DataFrame:
-    """The frame with the helper columns the suites check (as ``validate.validate_table`` builds it)."""
-    from rosterlink.intake.normalise import is_blank
+def _rows(result: dict[str, Any]) -> list[int]:
     from rosterlink.validate import run as validate
 
-    fields = set(catalogue().rosters[roster].fields)
-    position = {int(r): i for i, r in enumerate(frame["_row"])}
-    dropped: dict[tuple[int, str], str] = {}
-    for f in findings:
-        if f.row_number not in position or f.field not in fields:
-            continue
-        if is_blank(frame[f.field].iloc[position[f.row_number]]):
-            dropped.setdefault((f.row_number, f.field), f.reason_code)
-    return validate.gx_frame(roster, frame, dropped)  # the one definition of the batch
+    return validate.failed_rows(result)  # the same reading of GX's row lists as the validate task
+
+
+_ENUM_RULE = "取值须为：{choices}"
+_RULES: dict[str, str] = {
+    "required_missing": "必填，不能为空",
+    "id_missing": "必填，不能为空",
+    "value_invalid": "能识别为有效的值（整理时无法识别、只得置空的值记为不符）",
+    "name_invalid": "是真实姓名：不含数字或符号",
+    "id_invalid": "是 18 位身份证号（前 17 位数字，末位数字或 X）",
+    "id_region_unknown": "身份证号前 6 位是本地区已知的地区码",
+    "town_unknown": "是本区的镇街之一：{towns}",
+    "date_invalid": "是可识别的日期（年-月-日）",
+    "date_out_of_range": "日期不早于 1900-01-01，不晚于今天",
+    "phone_invalid": "是 11 位手机号或带区号的固定电话",
+    "int_invalid": "是不小于 0 的整数",
+    "money_invalid": "是不小于 0 的金额（元）",
+    "code_invalid": "是有效的编号",
+    "text_formula": "不以 =、+、-、@ 开头（防止被当作公式）",
+}
+
+
+def _rule(kind: str, code: str, name: str | None, meta: dict[str, Any]) -> str:
+    from rosterlink.core.spec import district
+    from rosterlink.intake.normalise import enum_choices
+
+    cat = catalogue()
+    spec = cat.fields.get(name or "")
+    if kind == "expect_column_values_to_not_be_null":
+        text = "必填，不能为空"
+    elif code == "enum_invalid" and spec is not None and spec.enum:
+        text = _ENUM_RULE.format(choices=enum_choices(spec.enum))
+    elif code in _RULES:
+        text = _RULES[code].format(towns="、".join(district().towns))
+    else:
+        text = code or kind
+    if meta.get("condition"):
+        text += f"（条件：{meta['condition']}）"
+    return text
+
+
+def _checks(result: dict[str, Any], headers: dict[str, str]) -> tuple[list[Check], SheetResult]:
+    """The expectations of one GX suite result, and the sheet's figures (file fields left blank)."""
+    cat = catalogue()
+    figures = SheetResult(0, "", "", "", "", 0)
+    stats = result.get("statistics") or {}
+    figures.evaluated = int(stats.get("evaluated_expectations") or 0)
+    figures.successful = int(stats.get("successful_expectations") or 0)
+    error_rows: set[int] = set()
+    warning_rows: set[int] = set()
+    checks = []
+    for res in result.get("results") or []:
+        config = res.get("expectation_config") or {}
+        meta = dict(config.get("meta") or {})
+        kwargs = config.get("kwargs") or {}
+        name = meta.get("field") or kwargs.get("column")
+        spec = cat.fields.get(name or "")
+        label = spec.label if spec is not None else str(name)
+        severity = meta.get("severity", ERROR)
+        detail = res.get("result") or {}
+        rows = sorted(set(_rows(detail)))
+        if not res.get("success"):
+            (error_rows if severity == ERROR else warning_rows).update(rows)
+            figures.failed.append(
+                {
+                    "expectation": config.get("type"),
+                    "field": name,
+                    "reason_code": meta.get("reason_code"),
+                    "severity": severity,
+                    "rows": len(rows),
+                }
+            )
+        state = "ok" if res.get("success") else ("bad" if severity == ERROR else "warn")
+        checks.append(
+            Check(
+                column=mask_text(headers.get(name or "") or label),
+                field_label=label,
+                rule=_rule(str(config.get("type")), str(meta.get("reason_code") or ""), name, meta),
+                severity=severity,
+                state=state,
+                unexpected=int(detail.get("unexpected_count") or len(rows)) if state != "ok" else 0,
+                percent=float(detail.get("unexpected_percent") or 0.0) if state != "ok" else 0.0,
+                examples=rows[:EXAMPLE_ROWS],
+                expectation=str(config.get("type") or ""),
+            )
+        )
+    figures.error_rows = len(error_rows)
+    figures.warning_rows = len(warning_rows - error_rows)
+    order = {"bad": 0, "warn": 1, "ok": 2}
+    checks.sort(key=lambda c: order[c.state])  # stable: suite order within a state
+    return checks, figures
 
 
 # --------------------------------------------------------------------------------------------
 # building the site
 
 
-def _asset_name(file_id: int, sheet: str) -> str:
-    clean = re.sub(r"[\\/:*?\"<>|\s]+", "_", sheet).strip("._") or "sheet"
-    return f"file{file_id:05d}-{clean}"
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
-def _site_config(base_directory: Path) -> dict[str, Any]:
-    return {
-        "class_name": "SiteBuilder",
-        "show_how_to_buttons": False,
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(base_directory)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    }
-
-
-def _summarise(result: Any, sheet: SheetResult) -> None:
-    from rosterlink.validate import run as validate
-
-    error_rows: set[int] = set()
-    warning_rows: set[int] = set()
-    stats = result.statistics or {}
-    sheet.evaluated = int(stats.get("evaluated_expectations") or 0)
-    sheet.successful = int(stats.get("successful_expectations") or 0)
-    for res in result.results:
-        if res.success:
-            continue
-        meta = dict(res.expectation_config.meta or {})
-        rows = validate.failed_rows(res.result or {})  # the same reading of GX's row lists
-        severity = meta.get("severity", ERROR)
-        (error_rows if severity == ERROR else warning_rows).update(rows)
-        sheet.failed.append(
-            {
-                "expectation": res.expectation_config.type,
-                "column": res.expectation_config.kwargs.get("column"),
-                "field": meta.get("field"),
-                "reason_code": meta.get("reason_code"),
-                "severity": severity,
-                "rows": len(set(rows)),
-            }
-        )
-    sheet.error_rows = len(error_rows)
-    sheet.warning_rows = len(warning_rows - error_rows)
-
-
-def build(
-    eng: sa.Engine,
-    target: Path,
-    *,
-    run_id: str,
-    as_of: dt.date,
-    expectations_dir: Path,
-    file_ids: list[int] | None = None,
-) -> list[SheetResult]:
-    """Validate the staged rows of ``file_ids`` (all staged files if None) and write the site to
-    ``target`` (replaced whole). Returns one :class:`SheetResult` per sheet."""
-    from rosterlink.validate import run as validate
-
-    gx = validate.import_gx()  # lazy GX import with analytics off
-    from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    with eng.connect() as conn:
-        sheets = _staged_sheets(conn, file_ids)
-
+def build(kept: list[dict[str, Any]], target: Path, *, run_id: str, as_of: dt.date) -> list[SheetResult]:
+    """Render the kept results of the night's files (:func:`keep`'s JSON) into ``target``
+    (replaced whole). Returns one :class:`SheetResult` per sheet."""
+    cat = catalogue()
+    env = _environment()
     target.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".building-{target.name}-", dir=target.parent))
     try:
-        context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        for name in list(context.get_config().data_docs_sites or {}):
-            context.delete_data_docs_site(name)
-        context.add_data_docs_site(SITE_NAME, _site_config(building))
-        source = context.data_sources.add_pandas("rosterlink")
-        run = RunIdentifier(run_name=run_id, run_time=dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC))
-        params = {
-            "towns": list(district().towns),
-            "region_codes": list(district().known_region_codes),
-            "today": dt.date.today().isoformat(),
-        }
-        suites: dict[str, Any] = {}
+        (building / "sheets").mkdir()
         results: list[SheetResult] = []
-        for ledger, staged in sheets:
-            sheet, findings = staged.table, staged.findings
-            roster, frame = sheet.roster, sheet.frame
-            if roster not in suites:
-                with validate.suite_path(roster, expectations_dir).open(encoding="utf-8") as f:
-                    suites[roster] = context.suites.add(gx.ExpectationSuite(**json.load(f)))
-            asset = source.add_dataframe_asset(_asset_name(ledger.file_id, sheet.sheet))
-            definition = context.validation_definitions.add(
-                gx.ValidationDefinition(
-                    name=asset.name,
-                    data=asset.add_batch_definition_whole_dataframe("night"),
-                    suite=suites[roster],
+        for doc in sorted(kept, key=lambda d: int(d["file_id"])):
+            department = str(doc.get("department") or "")
+            dept_label = cat.departments.get(department, {}).get("label", department)
+            file_name = mask_text(doc.get("file_name") or "")
+            for n, sheet in enumerate(doc.get("sheets") or [], start=1):
+                roster = str(sheet.get("roster") or "")
+                checks, item = _checks(sheet.get("result") or {}, dict(sheet.get("headers") or {}))
+                item.file_id, item.department, item.roster = int(doc["file_id"]), department, roster
+                item.file_name, item.sheet = file_name, mask_text(sheet.get("sheet") or "")
+                item.rows = int(sheet.get("rows") or 0)
+                item.page = f"sheets/file{item.file_id:06d}-{n}.html"
+                roster_label = cat.rosters[roster].label if roster in cat.rosters else roster
+                (building / item.page).write_text(
+                    env.get_template("datadocs_sheet.html").render(
+                        as_of=as_of.isoformat(),
+                        run_id=mask_text(run_id),
+                        sheet=item,
+                        department_label=dept_label,
+                        roster_label=roster_label,
+                        suite=f"expectations/{roster}.json",
+                        checks=checks,
+                        css=_CSS,
+                    ),
+                    encoding="utf-8",
                 )
-            )
-            checkpoint = context.checkpoints.add(
-                gx.Checkpoint(
-                    name=f"night:{asset.name}",
-                    validation_definitions=[definition],
-                    result_format=validate.RESULT_FORMAT,
-                )
-            )
-            outcome = checkpoint.run(
-                batch_parameters={"dataframe": _gx_batch(roster, frame, findings)},
-                expectation_parameters=params,
-                run_id=run,
-            )
-            item = SheetResult(
-                ledger.file_id, ledger.department, ledger.file_name, sheet.sheet, roster, len(frame)
-            )
-            for result in outcome.run_results.values():
-                _summarise(result, item)
-            results.append(item)
-        context.build_data_docs(site_names=[SITE_NAME])
-        _finish_site(building, results, run_id=run_id, as_of=as_of)
+                results.append(item)
+                faults.point("datadocs.build")  # the kill test: a build killed half-way
+        lines = [
+            {
+                "sheet": r,
+                "department_label": cat.departments.get(r.department, {}).get("label", r.department),
+                "roster_label": cat.rosters[r.roster].label if r.roster in cat.rosters else r.roster,
+            }
+            for r in results
+        ]
+        (building / "index.html").write_text(
+            env.get_template("datadocs_index.html").render(
+                as_of=as_of.isoformat(), run_id=mask_text(run_id), lines=lines, css=_CSS
+            ),
+            encoding="utf-8",
+        )
+        (building / "results.json").write_text(
+            json.dumps(
+                {
+                    "as_of": as_of.isoformat(),
+                    "run_id": run_id,
+                    "sheets": [dict(vars(r)) for r in results],
+                },
+                ensure_ascii=False,
+                indent=1,
+            ),
+            encoding="utf-8",
+        )
         _swap_in(building, target)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
     return results
-
-
-def _local_images(text: str, src: str) -> str:
-    """Every remote ``<img src>`` of a page pointed at ``src`` (the local logo)."""
-    return _REMOTE_IMAGE.sub(lambda m: m.group(1) + src + m.group(2), text)
-
-
-def _finish_site(site: Path, results: list[SheetResult], *, run_id: str, as_of: dt.date) -> None:
-    """Offline pages: CDN tags out, our stylesheet in; our own index instead of GX's JS-only one."""
-    (site / STYLESHEET).parent.mkdir(parents=True, exist_ok=True)
-    (site / STYLESHEET).write_text(_CSS, encoding="utf-8")
-    pages = sorted(p for p in site.rglob("*.html"))
-    for page in pages:
-        text = page.read_text(encoding="utf-8")
-        href = os.path.relpath(site / STYLESHEET, page.parent).replace(os.sep, "/")
-        logo = os.path.relpath(site / LOGO, page.parent).replace(os.sep, "/")
-        text = _CDN_TAG.sub("", text)
-        text = _local_images(text, html.escape(logo))
-        text = _HEAD_END.sub(f'<link rel="stylesheet" href="{html.escape(href)}"></head>', text, count=1)
-        page.write_text(text, encoding="utf-8")
-    for item in results:
-        found = sorted(site.glob(f"validations/**/*{_asset_name(item.file_id, item.sheet)}.html"))
-        item.page = found[-1].relative_to(site).as_posix() if found else None
-    (site / "gx_index.html").unlink(missing_ok=True)
-    if (site / "index.html").exists():
-        (site / "index.html").rename(site / "gx_index.html")
-    (site / "index.html").write_text(_index_html(site, results, run_id=run_id, as_of=as_of), encoding="utf-8")
-    (site / "results.json").write_text(
-        json.dumps(
-            {"as_of": as_of.isoformat(), "run_id": run_id, "sheets": [vars(r) for r in results]},
-            ensure_ascii=False,
-            indent=1,
-        ),
-        encoding="utf-8",
-    )
 
 
 def _swap_in(building: Path, target: Path) -> None:
@@ -305,10 +366,38 @@ def _swap_in(building: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _prune(root: Path, keep: int) -> None:
+def clean_leftovers(root: Path) -> int:
+    """Remove the ``.building-*`` / ``.old-*`` folders a killed build left (one night runs at a
+    time, so none of them belongs to a build still running). Returns how many were removed."""
+    if not root.is_dir():
+        return 0
+    stale = [p for p in root.iterdir() if _LEFTOVER.match(p.name) and p.is_dir()]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(stale)
+
+
+def _prune(root: Path, keep_nights: int) -> None:
     nights = sorted(p for p in root.iterdir() if p.is_dir() and _NIGHT.match(p.name))
-    for stale in nights[:-keep] if keep > 0 else []:
+    for stale in nights[:-keep_nights] if keep_nights > 0 else []:
         shutil.rmtree(stale, ignore_errors=True)
+    kept = root / RESULTS_DIR
+    if kept.is_dir() and keep_nights > 0:
+        horizon = time.time() - keep_nights * 86400
+        for p in kept.glob("file*.json"):
+            if p.stat().st_mtime < horizon:
+                p.unlink(missing_ok=True)
+
+
+def _night_files(settings: Settings, as_of: dt.date, run_id: str) -> list[int]:
+    """Files scanned by any run of the night ``as_of`` (the first run and its reruns) or by this run."""
+    f, n = schema.intake_file, schema.night_run
+    runs = sa.select(n.c.run_id).where(n.c.as_of == as_of)
+    with warehouse.connect(settings.warehouse_url).connect() as conn:
+        found = conn.execute(
+            sa.select(f.c.file_id).where(sa.or_(f.c.run_id.in_(runs), f.c.run_id == run_id))
+        ).scalars()
+        return sorted(int(i) for i in found)
 
 
 def build_night(
@@ -319,37 +408,35 @@ def build_night(
     run_id: str,
     keep: int = KEEP_NIGHTS,
 ) -> dict:
-    """The night's Data Docs under ``<export_dir>/data_docs/<as_of>/``; never raises.
+    """The night's pages under ``<export_dir>/data_docs/<as_of>/``, from the kept results of the
+    night's files; never raises.
 
-    ``items``: the mapped ``validate_file`` results (only files whose status is ``validated`` are
-    documented); None documents every file with staged rows.
-    Returns ``{"data_docs": path or None, "sheets": n}`` (and ``"error"``: the exception's type).
-
-    A night that validated no file (nothing new dropped, or a re-run of a night whose files are
-    already loaded) leaves the night's site as it is: ``{"data_docs": path or None, "sheets": 0,
-    "skipped": True}``; a re-run must not replace the first run's pages with an empty site.
+    ``items``: the mapped ``validate_file`` results. The pages cover the files validated tonight
+    and every other file of the same night (scanned by an earlier run of it) whose results are
+    kept. When no file was validated tonight and the night's pages exist, they are left as they
+    are; when they do not (the first run was killed while writing them, and its files are loaded
+    by now), they are built from the kept results. Returns ``{"data_docs": path or None,
+    "sheets": n}``, ``"skipped": True`` when nothing was written, ``"error"`` (the exception's
+    type) when the pages could not be written.
     """
-    file_ids = None
-    if items is not None:
-        file_ids = [i["file_id"] for i in items if i and i.get("status") == "validated"]
     target = night_dir(settings.export_dir, as_of)
-    if file_ids == []:
-        log.info("data docs for %s: no file validated tonight; site left as it is", as_of)
-        return {
-            "data_docs": str(target) if (target / "index.html").is_file() else None,
-            "sheets": 0,
-            "skipped": True,
-        }
+    root = target.parent
+    tonight = [int(i["file_id"]) for i in items or [] if i and i.get("status") == "validated"]
     try:
-        results = build(
-            warehouse.connect(settings.warehouse_url),
-            target,
-            run_id=run_id,
-            as_of=as_of,
-            expectations_dir=settings.expectations_dir,
-            file_ids=file_ids,
-        )
-        _prune(target.parent, keep)
+        if clean_leftovers(root):
+            log.info("data docs: removed what a killed build left in %s", root.name)
+        if items is not None and not tonight and (target / "index.html").is_file():
+            log.info("data docs for %s: no file validated tonight; pages left as they are", as_of)
+            return {"data_docs": str(target), "sheets": 0, "skipped": True}
+        file_ids = sorted({*tonight, *_night_files(settings, as_of, run_id)})
+        directory = results_dir(settings.export_dir)
+        kept = [d for d in (_read_kept(directory, i) for i in file_ids) if d is not None]
+        if not kept:
+            log.info("data docs for %s: no validation results for this night", as_of)
+            exists = (target / "index.html").is_file()
+            return {"data_docs": str(target) if exists else None, "sheets": 0, "skipped": True}
+        results = build(kept, target, run_id=run_id, as_of=as_of)
+        _prune(root, keep)
     except Exception as exc:  # noqa: BLE001 - documentation never fails the night
         log.warning("data docs for %s not built: %s", as_of, type(exc).__name__)
         return {"data_docs": None, "sheets": 0, "error": type(exc).__name__}
@@ -357,64 +444,24 @@ def build_night(
     return {"data_docs": str(target), "sheets": len(results)}
 
 
-# --------------------------------------------------------------------------------------------
-# our index page
-
-
-def _index_html(site: Path, results: list[SheetResult], *, run_id: str, as_of: dt.date) -> str:
-    cat = catalogue()
-    e = html.escape
-    rows = []
-    for r in results:
-        dept = cat.departments.get(r.department, {}).get("label", r.department)
-        roster = cat.rosters[r.roster].label if r.roster in cat.rosters else r.roster
-        suite_page = site / "expectations" / SITE_NAME / f"{r.roster}.html"
-        suite = (
-            f'<a href="{e(quote(suite_page.relative_to(site).as_posix()))}">{e(roster)}</a>'
-            if suite_page.exists()
-            else e(roster)
-        )
-        page = f'<a href="{e(quote(r.page))}">结果页</a>' if r.page else ""
-        state = "ok" if r.error_rows == 0 else "bad"
-        rows.append(
-            f'<tr class="{state}" data-file-id="{r.file_id}"><td>{e(dept)}</td><td>{e(r.file_name)}</td>'
-            f"<td>{e(r.sheet)}</td><td>{suite}</td><td class=n>{r.rows}</td>"
-            f'<td class=n data-figure="error_rows">{r.error_rows}</td>'
-            f'<td class=n data-figure="warning_rows">{r.warning_rows}</td>'
-            f"<td class=n>{r.successful}/{r.evaluated}</td><td>{page}</td></tr>"
-        )
-    body = (
-        "\n".join(rows) or '<tr><td colspan="9">本夜没有需要校验的文件 (no file validated tonight)</td></tr>'
-    )
-    return f"""<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8">
-<title>Data Docs {e(as_of.isoformat())}</title>
-<link rel="stylesheet" href="{STYLESHEET}"></head>
-<body class="rl-index">
-<h1>数据校验报告 Data Docs · {e(as_of.isoformat())}</h1>
-<p>Great Expectations suites (<code>expectations/&lt;roster&gt;.json</code>) re-run over every row read
-tonight, before loading. Run <code>{e(run_id)}</code>. Pages show row numbers only, never cell values.</p>
-<table><thead><tr><th>部门</th><th>文件</th><th>工作表</th><th>名册 / suite</th><th>行数</th>
-<th>错误行</th><th>提示行</th><th>通过的期望</th><th>GX</th></tr></thead>
-<tbody>
-{body}
-</tbody></table>
-</body></html>
-"""
-
-
 _CSS = """
 body { font-family: "Noto Sans CJK SC", "Noto Sans SC", "Microsoft YaHei", system-ui, sans-serif;
        margin: 1.5rem; color: #1f2933; line-height: 1.45; }
 a { color: #0b5cad; }
+h1 { font-size: 1.4rem; margin-bottom: .3rem; }
+p.meta { color: #52606d; margin-top: 0; }
 table { border-collapse: collapse; margin: .5rem 0 1rem; }
 th, td { border: 1px solid #d5dbe1; padding: .25rem .5rem; vertical-align: top; text-align: left; }
 th { background: #eef2f6; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; }
+td.n, td.dept { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.dept { text-align: left; }
 tr.bad td { background: #fff4f4; }
-h1 { font-size: 1.4rem; } h2, h3, h4, h5, h6 { font-size: 1.05rem; }
-img { max-height: 2.5rem; }
-.hide-succeeded-validations-column-section-target-child, .d-none { display: none; }
-ul { padding-left: 1.3rem; }
-footer, .ge-footer { display: none; }
+tr.warn td { background: #fffbea; }
+.status { white-space: nowrap; font-weight: 600; }
+.status svg { width: 1em; height: 1em; vertical-align: -0.15em; margin-right: .25em; }
+tr.ok .status { color: #1b7f3b; } tr.warn .status { color: #9a6700; } tr.bad .status { color: #b42318; }
+.filter { margin: .5rem 0; }
+#failed-only:checked ~ table tr.ok { display: none; }
+small, code.gx { color: #7b8794; }
+.summary span { margin-right: 1rem; }
 """

@@ -52,6 +52,9 @@ class Validation:
     valid: pd.DataFrame  # the normalised rows that pass (same columns)
     rejected: list[Finding] = field(default_factory=list)  # error findings; a row may have several
     warnings: list[Finding] = field(default_factory=list)  # rows still loaded, but flagged
+    # GX's ExpectationSuiteValidationResult as JSON, row numbers only (:func:`kept_result`): what
+    # the night's Data Docs are built from (None for an empty sheet, which no suite ran on)
+    gx_result: dict[str, Any] | None = None
 
     @property
     def rejected_rows(self) -> list[int]:
@@ -104,6 +107,26 @@ RESULT_FORMAT = {
     "return_unexpected_index_query": False,
     "partial_unexpected_count": 0,
 }
+
+
+_VALUE_KEYS = (
+    "unexpected_list",
+    "partial_unexpected_list",
+    "partial_unexpected_counts",
+    "unexpected_index_query",
+)
+
+
+def kept_result(result: Any) -> dict[str, Any]:
+    """GX's suite validation result as JSON, with every list that could carry a cell value removed
+    (``exclude_unexpected_values`` already keeps them out; this makes sure): row numbers only."""
+    data = result.to_json_dict()
+    for res in data.get("results") or []:
+        detail = res.get("result")
+        if isinstance(detail, dict):
+            for key in _VALUE_KEYS:
+                detail.pop(key, None)
+    return data
 
 
 def _raised(exception_info: Any) -> str | None:
@@ -281,4 +304,6 @@ def validate_table(
     warnings = sorted((f for f in flagged if f.row_number not in rejected_rows), key=order)
     keep = [r not in rejected_rows for r in rows]
     valid = frame.loc[keep]
-    return Validation(valid=valid, rejected=sorted(errors, key=order), warnings=warnings)
+    return Validation(
+        valid=valid, rejected=sorted(errors, key=order), warnings=warnings, gx_result=kept_result(result)
+    )

@@ -1,11 +1,14 @@
 """The validate stage as the night runs it, one mapped task per file: run each staged sheet's GX
-suite, quarantine the failures (``rejected_row``, ``row_warning``) and mark the staged rows valid
-or rejected for the load stage.
+suite, quarantine the failures (``rejected_row``, ``row_warning``), mark the staged rows valid
+or rejected for the load stage, and keep the GX results for the night's Data Docs
+(:func:`rosterlink.validate.datadocs.keep`: the pages are built from them, no suite runs twice).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -19,14 +22,17 @@ from rosterlink.warehouse import insert_many, now, schema, staging
 log = logging.getLogger(__name__)
 
 
-def validate_file(eng: sa.Engine, item: FileItem) -> FileItem:
+def validate_file(eng: sa.Engine, item: FileItem, keep_dir: Path | None = None) -> FileItem:
     """Run the roster's GX suite over one file's staged rows; quarantine the failures.
 
-    A file the read stage did not read (rejected whole) is passed on as it is."""
+    A file the read stage did not read (rejected whole) is passed on as it is. With ``keep_dir``
+    (``datadocs.results_dir(export_dir)``), the sheets' GX results are kept there for the night's
+    Data Docs; results that cannot be kept are logged and never fail the file."""
     if item.get("status") != "read":
         return item
     file_id = item["file_id"]
     rejected_rows = warned_rows = 0
+    kept: list[dict[str, Any]] = []
     with eng.begin() as conn:
         for table in (schema.rejected_row, schema.row_warning):
             conn.execute(table.delete().where(table.c.file_id == file_id))
@@ -44,6 +50,16 @@ def validate_file(eng: sa.Engine, item: FileItem) -> FileItem:
             rejected_rows += len(bad)
             warned_rows += len({fd.row_number for fd in outcome.warnings} - bad)
             staging.mark_sheet(conn, file_id, sheet.sheet, bad)
+            if outcome.gx_result is not None:
+                kept.append(
+                    {
+                        "sheet": sheet.sheet,
+                        "roster": sheet.roster,
+                        "headers": dict(sheet.headers),
+                        "rows": len(sheet.frame),
+                        "result": outcome.gx_result,
+                    }
+                )
         f = schema.intake_file
         conn.execute(
             f.update()
@@ -51,6 +67,15 @@ def validate_file(eng: sa.Engine, item: FileItem) -> FileItem:
             .values(rows_rejected=rejected_rows, rows_warned=warned_rows)
         )
     log.info("file_id=%s validated: %d rows rejected, %d flagged", file_id, rejected_rows, warned_rows)
+    if keep_dir is not None:
+        from rosterlink.validate import datadocs
+
+        try:
+            datadocs.keep(keep_dir, dict(item), kept)
+        except OSError as exc:  # the Data Docs of this file are lost; the night goes on
+            log.warning(
+                "file_id=%s: validation results not kept for Data Docs: %s", file_id, type(exc).__name__
+            )
     return FileItem(**{**item, "status": "validated", "rows_rejected": rejected_rows})
 
 
