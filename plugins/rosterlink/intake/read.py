@@ -602,12 +602,14 @@ def _known_aliases() -> frozenset[str]:
     return frozenset(header_key(alias) for spec in catalogue().fields.values() for alias in spec.aliases)
 
 
-def _group_prefixes(grid: _Grid, first: int, row: int) -> dict[int, str]:
-    """Column -> group prefix for the cells of ``row`` under a cell merged across columns on a row
-    of the band above it (``儿童信息`` over 姓名 / 身份证号 gives ``儿童``)."""
+def _group_prefixes(
+    grid: _Grid, across: list[tuple[int, int, int, int]], first: int, row: int
+) -> dict[int, str]:
+    """Column -> group prefix for the cells of ``row`` under a cell merged across columns
+    (``across``) on a row of the band above it (``儿童信息`` over 姓名 / 身份证号 gives ``儿童``)."""
     prefixes: dict[int, str] = {}
-    for r0, c0, r1, c1 in grid.merges:
-        if not (first <= r0 < row and r1 < row and c1 > c0):
+    for r0, c0, r1, c1 in across:
+        if not (first <= r0 < row and r1 < row):
             continue
         group = grid.rows[r0][c0] if c0 < len(grid.rows[r0]) else None
         if not isinstance(group, str):
@@ -619,13 +621,15 @@ def _group_prefixes(grid: _Grid, first: int, row: int) -> dict[int, str]:
     return prefixes
 
 
-def _band_keys(grid: _Grid, first: int, last: int, known: frozenset[str]) -> list[list[tuple[str, ...]]]:
+def _band_keys(
+    grid: _Grid, across: list[tuple[int, int, int, int]], first: int, last: int, known: frozenset[str]
+) -> list[list[tuple[str, ...]]]:
     """Per cell of the band, the keys to try. A cell under a group header whose group and own text
     together name a known header (``儿童`` + ``姓名``) is that header and nothing else: ``姓名``
     under ``儿童信息`` must never be taken for a household head's name."""
     keys: list[list[tuple[str, ...]]] = []
     for index in range(first, last + 1):
-        prefixes = _group_prefixes(grid, first, index) if index > first else {}
+        prefixes = _group_prefixes(grid, across, first, index) if index > first else {}
         row_keys: list[tuple[str, ...]] = []
         for col, cell in enumerate(grid.rows[index]):
             key, bare = _cell_keys(cell)
@@ -638,13 +642,15 @@ def _band_keys(grid: _Grid, first: int, last: int, known: frozenset[str]) -> lis
     return keys
 
 
-def _groups_above(grid: _Grid, first: int, known: frozenset[str]) -> bool:
+def _groups_above(
+    grid: _Grid, across: list[tuple[int, int, int, int]], first: int, known: frozenset[str]
+) -> bool:
     """Row ``first`` holds a group header over the next row (a merged-across cell whose text and a
     cell below it together name a known header)."""
     if first + 1 >= len(grid.rows):
         return False
     below = grid.rows[first + 1]
-    for col, prefix in _group_prefixes(grid, first, first + 1).items():
+    for col, prefix in _group_prefixes(grid, across, first, first + 1).items():
         if col < len(below):
             key, bare = _cell_keys(below[col])
             if key and (prefix + key in known or prefix + bare in known):
@@ -656,17 +662,18 @@ def _header_bands(grid: _Grid) -> list[_Band]:
     """Candidate headers starting on each of the first :data:`HEADER_SCAN_ROWS` non-blank rows."""
     bands: list[_Band] = []
     known = _known_aliases()
+    across = [m for m in grid.merges if m[3] > m[1]]  # merged across columns: group headers, titles
     for first, row in enumerate(grid.rows):
         if len(bands) == HEADER_SCAN_ROWS:
             break
         if _is_blank(row):
             continue
         ends = [r1 for r0, _, r1, _ in grid.merges if r0 == first and r1 > r0]
-        if not ends and _groups_above(grid, first, known):
+        if not ends and _groups_above(grid, across, first, known):
             ends = [first + 1]
         last = min(max(ends, default=first), first + 2, len(grid.rows) - 1)
         cells = grid.rows[first : last + 1]
-        bands.append(_Band(last, cells, _band_keys(grid, first, last, known)))
+        bands.append(_Band(last, cells, _band_keys(grid, across, first, last, known)))
     return bands
 
 
