@@ -197,6 +197,13 @@ def test_file_name_in_gbk_bytes_is_rejected_with_a_reason_and_the_others_are_rea
     # the next night does not record it again, and does not queue it
     again = intake.scan(warehouse.connect(sqlite_url), cfg, "night-2")
     assert [t["file_name"] for t in again] == ["petition/正常.xlsx"]
+    # the clerk's feedback is named and titled as the clerk sees the file in Windows
+    (written,) = feedback.write_feedback(warehouse.connect(sqlite_url), cfg, [bad.file_id])
+    assert written == cfg.intake_dir / "civil_affairs" / "feedback" / "特困名单.结果.xlsx"
+    book = openpyxl.load_workbook(written, read_only=True)
+    summary = dict(r[:2] for r in book["汇总"].iter_rows(values_only=True) if len(r) >= 2)
+    assert summary["文件名"] == "civil_affairs/特困名单.xlsx"
+    assert summary["原因"] == bad.message
     assert len(_ledger(sqlite_url)) == 2
 
 

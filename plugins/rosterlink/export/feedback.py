@@ -22,7 +22,7 @@ from rosterlink.core.masking import mask_text
 from rosterlink.core.spec import DEPARTMENTS, catalogue
 from rosterlink.core.workbook import BOLD, HEADER, RED, TITLE, WRAP, YELLOW, Book, Style
 from rosterlink.export.common import new_book
-from rosterlink.intake.scan import FEEDBACK_DIR, UNSORTED
+from rosterlink.intake.scan import FEEDBACK_DIR, UNSORTED, readable_name
 from rosterlink.warehouse import schema
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
     )
     received = (f.received_at + BEIJING).strftime("%Y-%m-%d %H:%M") if f.received_at else ""
     lines: list[tuple[str, object]] = [
-        ("文件名", f.file_name),
+        ("文件名", readable_name(f.file_name)),
         ("报送部门", dept_label),
         ("接收时间（北京时间）", received),
         ("处理结果", STATUS_LABELS.get(f.status, f.status)),
@@ -236,11 +236,11 @@ def _unique_names(eng: sa.Engine, files: Sequence[sa.Row]) -> dict[int, str]:
             owners[path.casefold()].add(file_name)
     seen: dict[tuple[str, str], int] = defaultdict(int)
     for f in files:
-        seen[(f.department, _feedback_name(f.department, f.file_name))] += 1
+        seen[(f.department, _feedback_name(f.department, readable_name(f.file_name)))] += 1
     names: dict[int, str] = {}
     for f in files:
-        base = _feedback_name(f.department, f.file_name)
-        full = _feedback_name(f.department, f.file_name, keep_suffix=True)
+        base = _feedback_name(f.department, readable_name(f.file_name))
+        full = _feedback_name(f.department, readable_name(f.file_name), keep_suffix=True)
         candidates = [full] if seen[(f.department, base)] > 1 else [base, full]
         candidates.append(full.removesuffix(".结果.xlsx") + f"({f.file_id}).结果.xlsx")
         for name in candidates:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -57,6 +58,20 @@ class Found:
     file_name: str  # relative to the intake root, posix separators (undecodable bytes as \\xNN)
     unsafe: bool
     bad_name: str | None = None  # a name that is not UTF-8: best-effort GBK reading, for display
+
+
+_ESCAPED_RUN = re.compile(r"(?:\\x[0-9a-f]{2})+")
+
+
+def readable_name(file_name: str) -> str:
+    """A ledger ``file_name`` as a clerk would recognise it: the ``\\xNN`` bytes of a name that was
+    not UTF-8 decoded best-effort as GBK (``\\xcc\\xd8\\xc0\\xa7.xlsx`` -> ``特困.xlsx``)."""
+
+    def gbk(run: re.Match[str]) -> str:
+        raw = bytes.fromhex(run.group(0).replace("\\x", ""))
+        return raw.decode("gb18030", errors="replace")
+
+    return _ESCAPED_RUN.sub(gbk, file_name)
 
 
 def _ignored(name: str) -> bool:
