@@ -29,7 +29,6 @@ import datetime as dt
 import io
 import re
 import unicodedata
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from rosterlink.core import idnumber
 from rosterlink.core import settings as settings_mod
 from rosterlink.core.findings import FileRejected, _messages
 from rosterlink.core.spec import catalogue, district, header_key
-from rosterlink.intake import read
+from rosterlink.intake import read, scan
 from rosterlink.intake.normalise import normalise_value
 from rosterlink.warehouse import schema
 
@@ -585,7 +584,7 @@ def _ledger_entry(cfg, department: str, rel: str) -> int:
             schema.intake_file.insert().values(
                 department=department,
                 file_name=rel,
-                sha256=uuid.uuid4().hex * 2,
+                sha256=scan.sha256_of(cfg.intake_dir / rel),  # as the scan records it
                 size_bytes=1,
                 status="pending",
                 received_at=warehouse.now(),

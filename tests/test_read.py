@@ -482,7 +482,9 @@ def test_file_in_wrong_department_is_rejected(tmp_path):
         read.read_file(path, "civil_affairs")
 
     assert caught.value.code == "file_wrong_department"
-    assert caught.value.message_zh == message("file_wrong_department", roster="干部名册", owner="组织部")
+    assert caught.value.message_zh == message(
+        "file_wrong_department", roster="干部名册", owner="组织部", folder="organization"
+    )
 
 
 # --------------------------------------------------------------------------- legacy .xls

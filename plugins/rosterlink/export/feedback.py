@@ -1,7 +1,8 @@
 """Feedback to the departments: one workbook per file of the night, beside the file.
 
 ``<intake_dir>/<department>/feedback/<file stem>.结果.xlsx`` (sheets 汇总, 错误明细, 提示), in the
-department's own folder; ``intake_file.feedback_path`` is set, relative to the intake root. The
+department's own folder (a file found outside the department folders: ``<intake_dir>/feedback/``);
+one name per file, never shared; ``intake_file.feedback_path`` is set, relative to the intake root. The
 clerk sees what became of the file, and every row to correct with the Excel row number.
 """
 
@@ -11,6 +12,7 @@ import datetime as dt
 import logging
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -20,7 +22,7 @@ from rosterlink.core.masking import mask_text
 from rosterlink.core.spec import DEPARTMENTS, catalogue
 from rosterlink.core.workbook import BOLD, HEADER, RED, TITLE, WRAP, YELLOW, Book, Style
 from rosterlink.export.common import new_book
-from rosterlink.intake.scan import FEEDBACK_DIR
+from rosterlink.intake.scan import FEEDBACK_DIR, UNSORTED, readable_name
 from rosterlink.warehouse import schema
 
 if TYPE_CHECKING:
@@ -38,6 +40,8 @@ INSTRUCTION_ERRORS = "请按“错误明细”表逐行修改后，将整份文�
 INSTRUCTION_OK = "全部数据已导入，无需处理。"
 INSTRUCTION_WARN = "数据已导入。请查看“提示”表，核对有提示的行；如需更正，修改后将整份文件重新放入本文件夹。"
 INSTRUCTION_REJECTED = "整份文件未导入。请按上面的原因修改后，将整份文件重新放入本文件夹。"
+INSTRUCTION_MOVE = "整份文件未导入。请按上面的原因把文件移到所属部门的文件夹（无需修改内容）。"
+INSTRUCTION_CHANGED = "本次未导入。改动后的文件将在下次处理时自动读取，无需处理。"
 INSTRUCTION_DUPLICATE = "此文件与已导入的文件内容相同，无需处理。如需更正数据，请修改后重新放入本文件夹。"
 INSTRUCTION_PENDING = "本文件尚未处理完毕，结果将在下次处理后更新。"
 
@@ -61,12 +65,19 @@ def _feedback_name(department: str, file_name: str, *, keep_suffix: bool = False
     return f"{stem}.结果.xlsx"
 
 
+def _feedback_rel(department: str) -> str:
+    """The feedback folder relative to the intake root: the department's own, or the root's
+    ``feedback/`` for files found outside the department folders."""
+    return f"{department}/{FEEDBACK_DIR}" if department in DEPARTMENTS else FEEDBACK_DIR
+
+
 def _feedback_dir(intake_dir: Path, department: str) -> Path | None:
-    """The department's own feedback folder, or None if it is not safe to write there."""
-    if department not in DEPARTMENTS:
+    """The department's own feedback folder (the root's for a file found outside the department
+    folders), or None if it is not safe to write there."""
+    if department not in DEPARTMENTS and department != UNSORTED:
         return None
     root = intake_dir.resolve()
-    base = root / department
+    base = root / department if department in DEPARTMENTS else root
     folder = base / FEEDBACK_DIR
     for p in (base, folder):
         if p.is_symlink() or (p.exists() and not p.is_dir()):
@@ -142,7 +153,11 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
     ).all()
     merged = _merged_rows(conn, f.file_id)
 
-    if f.status == "rejected":
+    if f.status == "rejected" and f.reason_code in ("file_misplaced", "file_wrong_department"):
+        instruction = INSTRUCTION_MOVE
+    elif f.status == "rejected" and f.reason_code == "file_changed_during_read":
+        instruction = INSTRUCTION_CHANGED
+    elif f.status == "rejected":
         instruction = INSTRUCTION_REJECTED
     elif f.status == "duplicate":
         instruction = INSTRUCTION_DUPLICATE
@@ -159,10 +174,12 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
     book = new_book(stamp.replace(microsecond=0))
     summary = book.sheet("汇总", (22, 60, 12, 12, 40), freeze=False)
     summary.row(("报送文件处理结果",), TITLE)
-    dept_label = cat.departments.get(f.department, {}).get("label", f.department)
+    dept_label = cat.departments.get(f.department, {}).get(
+        "label", "（未放入部门文件夹）" if f.department == UNSORTED else f.department
+    )
     received = (f.received_at + BEIJING).strftime("%Y-%m-%d %H:%M") if f.received_at else ""
     lines: list[tuple[str, object]] = [
-        ("文件名", f.file_name),
+        ("文件名", readable_name(f.file_name)),
         ("报送部门", dept_label),
         ("接收时间（北京时间）", received),
         ("处理结果", STATUS_LABELS.get(f.status, f.status)),
@@ -202,11 +219,46 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
     book.save(target)
 
 
+def _unique_names(eng: sa.Engine, files: Sequence[sa.Row]) -> dict[int, str]:
+    """Each file's feedback workbook name, never one another file's feedback has (tonight or on an
+    earlier night): ``2024/特困.xlsx`` and ``2024_特困.xlsx`` both flatten to ``2024_特困``, so the
+    later one gets ``2024_特困.xlsx.结果.xlsx`` or, failing that, its ledger number in the name.
+
+    A stem shared by two files of one department tonight keeps the original extension in both
+    names. A file sent again under the same name keeps its name (its new feedback replaces the
+    old). Names are compared case-insensitively (a Windows share)."""
+    t = schema.intake_file
+    owners: dict[str, set[str]] = defaultdict(set)  # feedback path (casefolded) -> file names
+    with eng.connect() as conn:
+        for path, file_name in conn.execute(
+            sa.select(t.c.feedback_path, t.c.file_name).where(t.c.feedback_path.is_not(None))
+        ):
+            owners[path.casefold()].add(file_name)
+    seen: dict[tuple[str, str], int] = defaultdict(int)
+    for f in files:
+        seen[(f.department, _feedback_name(f.department, readable_name(f.file_name)))] += 1
+    names: dict[int, str] = {}
+    for f in files:
+        base = _feedback_name(f.department, readable_name(f.file_name))
+        full = _feedback_name(f.department, readable_name(f.file_name), keep_suffix=True)
+        candidates = [full] if seen[(f.department, base)] > 1 else [base, full]
+        candidates.append(full.removesuffix(".结果.xlsx") + f"({f.file_id}).结果.xlsx")
+        for name in candidates:
+            key = f"{_feedback_rel(f.department)}/{name}".casefold()
+            if owners[key] <= {f.file_name} or name is candidates[-1]:
+                owners[key].add(f.file_name)
+                names[f.file_id] = name
+                break
+    return names
+
+
 def write_feedback(eng: sa.Engine, settings: Settings, file_ids: list[int]) -> list[Path]:
-    """One feedback workbook per file of the night, in the file's own department folder.
+    """One feedback workbook per file of the night, in the file's own department folder
+    (``<intake>/feedback/`` for a file found outside the department folders), under a name no
+    other file's feedback has (:func:`_unique_names`).
 
     Sets ``intake_file.feedback_path`` (relative to the intake root). A file whose department
-    folder is missing from the known departments or unsafe (a symlink) gets no feedback.
+    folder is unsafe (a symlink) gets no feedback.
     """
     if not file_ids:
         return []
@@ -217,16 +269,7 @@ def write_feedback(eng: sa.Engine, settings: Settings, file_ids: list[int]) -> l
         files = conn.execute(
             sa.select(t).where(t.c.file_id.in_(sorted(set(file_ids)))).order_by(t.c.file_id)
         ).all()
-    # a stem shared by two files of one department tonight keeps the original extension in the name
-    names: dict[int, str] = {}
-    seen: dict[tuple[str, str], int] = defaultdict(int)
-    for f in files:
-        seen[(f.department, _feedback_name(f.department, f.file_name))] += 1
-    for f in files:
-        name = _feedback_name(f.department, f.file_name)
-        if seen[(f.department, name)] > 1:
-            name = _feedback_name(f.department, f.file_name, keep_suffix=True)
-        names[f.file_id] = name
+    names = _unique_names(eng, files)
     for f in files:
         folder = _feedback_dir(root, f.department)
         if folder is None:

@@ -19,13 +19,16 @@ Steps, in order:
    record starts). Hidden sheets are skipped with a note; empty sheets silently. A CSV's "sheet"
    is the file name without its extension.
 3. Header detection, roster by roster (the same header means different fields in different
-   rosters: ``姓名`` is ``head_name`` in ``hardship`` but ``name`` in ``cadre``). The first of the
-   first :data:`HEADER_SCAN_ROWS` non-blank rows on which all ``signature`` fields of a roster of
-   this department are found is the header. Several rosters matching: longest signature, then
-   most fields found, then the department's order. A header cell merged down over the next row
-   makes a two-row header (per column the lower cell wins; ``header_row`` is the lower row). No
-   roster of this department but one of another: the whole file is ``file_wrong_department``.
-   Neither: the sheet is skipped with a note (naming the missing column when only one is).
+   rosters: ``姓名`` is ``head_name`` in ``hardship`` but ``name`` in ``cadre``), over every roster
+   of every department: a sheet is what its headers say, whatever folder it is in. The first of
+   the first :data:`HEADER_SCAN_ROWS` non-blank rows on which all ``signature`` fields of a roster
+   are found is the header. Several rosters matching: longest signature, then most fields found,
+   then the folder's own department first. A header cell merged down over the next row makes a
+   two-row header (per column the lower cell wins; ``header_row`` is the lower row); so does a
+   group header merged across columns (``儿童信息`` / ``监护人信息`` over ``姓名`` / ``身份证号``:
+   the cells below read as ``儿童姓名``, ``监护人身份证号``). The best match another department's
+   roster: the whole file is ``file_wrong_department`` (naming the folder it belongs in). None:
+   the sheet is skipped with a note (naming the missing column when only one is).
 4. Data rows: everything below the header except blank rows, footers (``合计:936户``,
    ``制表人:…``) and exact repeats of the header row. Vertically merged cells in the data area
    are filled with their top-left value (calamine reports merged ranges for xlsx and xls).
@@ -150,8 +153,9 @@ class ReadResult:
 # --------------------------------------------------------------------------- public API
 
 
-def read_file(path: Path, department: str, limits: Limits | None = None) -> ReadResult:
-    """Read every sheet of ``path`` that holds a roster of ``department``.
+def read_file(path: Path, department: str | None, limits: Limits | None = None) -> ReadResult:
+    """Read every sheet of ``path`` that holds a roster of ``department`` (None: of any department,
+    to tell where a file dropped outside the department folders belongs).
 
     Raises ``FileRejected``: any code of :func:`inspect_file`, ``file_empty`` (no cell at all),
     ``file_no_roster`` (no sheet recognised), ``file_wrong_department`` (a sheet holds another
@@ -162,7 +166,7 @@ def read_file(path: Path, department: str, limits: Limits | None = None) -> Read
     """
     path = Path(path)
     checks = limits or Limits()
-    if department not in catalogue().departments:
+    if department is not None and department not in catalogue().departments:
         raise ValueError(f"unknown department {department!r}")
     with contextlib.suppress(OSError):  # an unreadable file is _inspect's to reject
         if path.stat().st_size > PROGRESS_BYTES:
@@ -575,11 +579,15 @@ _TRAILING_NOTE = re.compile(r"\([^()]*\)$")
 
 @dataclass(frozen=True)
 class _Band:
-    """A candidate header: one row, or two or three when a cell is merged down from the first."""
+    """A candidate header: one row, or two or three when a cell is merged down from the first, or
+    two under a group header (``儿童信息`` merged across the ``姓名`` / ``身份证号`` cells below it)."""
 
     last: int  # index of the band's last row
     cells: Sequence[Sequence[object]]
-    keys: list[list[tuple[str, str]]]  # per cell: header_key, and the same without a trailing "(…)"
+    keys: list[list[tuple[str, ...]]]  # per cell: the header_keys to try, in order
+
+
+_GROUP_SUFFIX = re.compile(r"(基本信息|基本情况|信息|情况)$")
 
 
 def _cell_keys(cell: object) -> tuple[str, str]:
@@ -589,18 +597,83 @@ def _cell_keys(cell: object) -> tuple[str, str]:
     return key, _TRAILING_NOTE.sub("", key)
 
 
+def _known_aliases() -> frozenset[str]:
+    """Every header alias of every field of the catalogue, as ``header_key``s."""
+    return frozenset(header_key(alias) for spec in catalogue().fields.values() for alias in spec.aliases)
+
+
+def _group_prefixes(
+    grid: _Grid, across: list[tuple[int, int, int, int]], first: int, row: int
+) -> dict[int, str]:
+    """Column -> group prefix for the cells of ``row`` under a cell merged across columns
+    (``across``) on a row of the band above it (``儿童信息`` over 姓名 / 身份证号 gives ``儿童``)."""
+    prefixes: dict[int, str] = {}
+    for r0, c0, r1, c1 in across:
+        if not (first <= r0 < row and r1 < row):
+            continue
+        group = grid.rows[r0][c0] if c0 < len(grid.rows[r0]) else None
+        if not isinstance(group, str):
+            continue
+        prefix = _GROUP_SUFFIX.sub("", header_key(group))
+        if prefix:
+            for col in range(c0, c1 + 1):
+                prefixes[col] = prefix
+    return prefixes
+
+
+def _band_keys(
+    grid: _Grid, across: list[tuple[int, int, int, int]], first: int, last: int, known: frozenset[str]
+) -> list[list[tuple[str, ...]]]:
+    """Per cell of the band, the keys to try. A cell under a group header whose group and own text
+    together name a known header (``儿童`` + ``姓名``) is that header and nothing else: ``姓名``
+    under ``儿童信息`` must never be taken for a household head's name."""
+    keys: list[list[tuple[str, ...]]] = []
+    for index in range(first, last + 1):
+        prefixes = _group_prefixes(grid, across, first, index) if index > first else {}
+        row_keys: list[tuple[str, ...]] = []
+        for col, cell in enumerate(grid.rows[index]):
+            key, bare = _cell_keys(cell)
+            prefix = prefixes.get(col)
+            if key and prefix and (prefix + key in known or prefix + bare in known):
+                row_keys.append((prefix + key, prefix + bare))
+            else:
+                row_keys.append((key, bare))
+        keys.append(row_keys)
+    return keys
+
+
+def _groups_above(
+    grid: _Grid, across: list[tuple[int, int, int, int]], first: int, known: frozenset[str]
+) -> bool:
+    """Row ``first`` holds a group header over the next row (a merged-across cell whose text and a
+    cell below it together name a known header)."""
+    if first + 1 >= len(grid.rows):
+        return False
+    below = grid.rows[first + 1]
+    for col, prefix in _group_prefixes(grid, across, first, first + 1).items():
+        if col < len(below):
+            key, bare = _cell_keys(below[col])
+            if key and (prefix + key in known or prefix + bare in known):
+                return True
+    return False
+
+
 def _header_bands(grid: _Grid) -> list[_Band]:
     """Candidate headers starting on each of the first :data:`HEADER_SCAN_ROWS` non-blank rows."""
     bands: list[_Band] = []
+    known = _known_aliases()
+    across = [m for m in grid.merges if m[3] > m[1]]  # merged across columns: group headers, titles
     for first, row in enumerate(grid.rows):
         if len(bands) == HEADER_SCAN_ROWS:
             break
         if _is_blank(row):
             continue
         ends = [r1 for r0, _, r1, _ in grid.merges if r0 == first and r1 > r0]
+        if not ends and _groups_above(grid, across, first, known):
+            ends = [first + 1]
         last = min(max(ends, default=first), first + 2, len(grid.rows) - 1)
         cells = grid.rows[first : last + 1]
-        bands.append(_Band(last, cells, [[_cell_keys(cell) for cell in r] for r in cells]))
+        bands.append(_Band(last, cells, _band_keys(grid, across, first, last, known)))
     return bands
 
 
@@ -631,8 +704,8 @@ def _map_band(band: _Band, aliases: dict[str, str]) -> tuple[dict[str, int], dic
         for r in reversed(range(len(band.cells))):
             if col >= len(band.keys[r]):
                 continue
-            key, bare = band.keys[r][col]
-            name = (aliases.get(key) or aliases.get(bare)) if key else None
+            candidates = band.keys[r][col]
+            name = next((aliases[k] for k in candidates if k and k in aliases), None)
             if name is not None:
                 if name not in columns:
                     columns[name], texts[name] = col, str(band.cells[r][col])
@@ -786,16 +859,23 @@ def _fill_merged(
 
 
 def _read_grids(
-    grids: Iterator[_Grid] | list[_Grid], department: str, notes: list[str], source: str = ""
+    grids: Iterator[_Grid] | list[_Grid], department: str | None, notes: list[str], source: str = ""
 ) -> ReadResult:
     """Detect each grid's roster; a sheet of another department rejects the whole file.
+
+    Each sheet is recognised by its headers against every roster of every department (the best
+    match, ties going to ``department``'s own); ``department`` None: any department's roster is
+    read (what a file outside the department folders holds).
 
     ``notes`` may already hold notes added while the grids are produced (hidden sheets).
     """
     cat = catalogue()
-    own = _with_aliases(cat.rosters_of(department))
-    others = _with_aliases(
-        [r for dept in cat.departments if dept != department for r in cat.rosters_of(dept)]
+    own_rosters = cat.rosters_of(department) if department is not None else []
+    own = _with_aliases(own_rosters)
+    # Every roster of every department, the folder's own first (a tie goes to the folder): a sheet
+    # is what its headers say it is, whatever folder it was dropped into.
+    every = _with_aliases(
+        own_rosters + [r for dept in cat.departments if dept != department for r in cat.rosters_of(dept)]
     )
     tables: list[SheetTable] = []
     seen_cells = False
@@ -804,18 +884,18 @@ def _read_grids(
             continue  # Excel's empty Sheet2/Sheet3: nothing to say
         seen_cells = True
         bands = _header_bands(grid)
-        header = _find_header(bands, own)
+        header = _find_header(bands, every)
+        if header is not None and department is not None and header.roster.department != department:
+            owner = header.roster.department
+            raise FileRejected(
+                "file_wrong_department",
+                detail=header.roster.kind,
+                roster=header.roster.label,
+                owner=cat.departments[owner]["label"],
+                folder=owner,
+            )
         if header is None:
-            foreign = _find_header(bands, others)
-            if foreign is not None:
-                owner = cat.departments[foreign.roster.department]["label"]
-                raise FileRejected(
-                    "file_wrong_department",
-                    detail=foreign.roster.kind,
-                    roster=foreign.roster.label,
-                    owner=owner,
-                )
-            notes.append(_no_header_note(grid.name, bands, own))
+            notes.append(_no_header_note(grid.name, bands, own or every))
             continue
         table = _table(grid, header, source)
         if table.frame.empty:

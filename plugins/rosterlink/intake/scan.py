@@ -1,11 +1,22 @@
-"""Intake: find new files in the department folders and record each exactly once in the ledger.
+"""Intake: find new files in the intake folder and record each exactly once in the ledger.
 
 The ledger (``intake_file``) identifies a file by its path relative to the intake root and the
-SHA-256 of its bytes. The same bytes dropped again under another name are recorded as
-``duplicate`` and not loaded again; a corrected file dropped under the same name is new. Files are
-never deleted. A file still being written (modified in the last few seconds, or with an Excel lock
-file beside it) is left for the next scan. Symlinks and anything resolving outside the intake root
-are rejected without being read.
+SHA-256 of its bytes. The same bytes as a file loaded (or queued tonight) dropped again under
+another name are recorded as ``duplicate`` and not loaded again; a rejected file's bytes are not
+"already imported", so a copy of a rejected file is read (and a duplicate whose original was
+rejected after all is queued on the next scan). A corrected file dropped under the same name is
+new. Files are never deleted. A file still being written (modified in the last few seconds, or
+with an Excel lock file beside it) is left for the next scan. Symlinks and anything resolving
+outside the intake root are rejected without being read.
+
+Every file a person dropped is recorded, wherever it is: a file at the intake root or in a folder
+other than the department folders is recorded under the department :data:`UNSORTED` (the read
+stage tells which department folder it belongs in, and rejects it); a file whose name is not
+valid UTF-8 (GBK bytes from an unzipped Windows archive or a Samba share) is rejected at once with
+its name decoded best-effort for display. Only what the product itself writes in the intake tree
+is passed over: ``<department>/feedback/`` and the root's ``feedback/`` (the feedback workbooks),
+``review/`` (the link review queue), Excel's ``~$`` lock files, hidden ``.`` files and the
+desktop files the operating system leaves (``Thumbs.db``, ``desktop.ini``).
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -29,15 +41,57 @@ from rosterlink.warehouse import now, schema
 log = logging.getLogger(__name__)
 
 FEEDBACK_DIR = "feedback"
-_IGNORED_PREFIXES = (".", "~$", "_")
+"""The feedback workbooks' folder: in each department folder, and at the intake root for files
+found outside the department folders."""
+REVIEW_DIR = "review"
+"""The link review queue's folder at the intake root (``Settings.review_dir``)."""
+UNSORTED = "unsorted"
+"""The ledger's department for a file found outside the department folders."""
+_IGNORED_PREFIXES = (".", "~$")
+_IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
 
 
 @dataclass(frozen=True)
 class Found:
     department: str
     path: Path  # absolute
-    file_name: str  # relative to the intake root, posix separators
+    file_name: str  # relative to the intake root, posix separators (undecodable bytes as \\xNN)
     unsafe: bool
+    bad_name: str | None = None  # a name that is not UTF-8: best-effort GBK reading, for display
+
+
+_ESCAPED_RUN = re.compile(r"(?:\\x[0-9a-f]{2})+")
+
+
+def readable_name(file_name: str) -> str:
+    """A ledger ``file_name`` as a clerk would recognise it: the ``\\xNN`` bytes of a name that was
+    not UTF-8 decoded best-effort as GBK (``\\xcc\\xd8\\xc0\\xa7.xlsx`` -> ``特困.xlsx``)."""
+
+    def gbk(run: re.Match[str]) -> str:
+        raw = bytes.fromhex(run.group(0).replace("\\x", ""))
+        return raw.decode("gb18030", errors="replace")
+
+    return _ESCAPED_RUN.sub(gbk, file_name)
+
+
+def _ignored(name: str) -> bool:
+    return name.startswith(_IGNORED_PREFIXES) or name.lower() in _IGNORED_NAMES
+
+
+def _found(department: str, path: Path, root: Path) -> Found | None:
+    """One file as the ledger will see it (None: not a regular file and not unsafe)."""
+    rel = path.relative_to(root).as_posix()
+    unsafe = path.is_symlink() or not path.resolve().is_relative_to(root) or ".." in Path(rel).parts
+    if not unsafe and not path.is_file():
+        return None
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:  # os.fsdecode left surrogates for bytes that are not UTF-8
+        raw = os.fsencode(rel)
+        shown = raw.decode("utf-8", errors="backslashreplace")
+        guess = os.fsencode(path.name).decode("gb18030", errors="replace")
+        return Found(department, path, shown, unsafe, bad_name=guess)
+    return Found(department, path, rel, unsafe)
 
 
 def ensure_folders(intake_dir: Path) -> None:
@@ -76,36 +130,48 @@ def _still_written(candidates: list[Found], settle_seconds: float) -> set[Path]:
 
 
 def walk(intake_dir: Path, settle_seconds: float = 0.0) -> list[Found]:
-    """Every candidate file under the department folders, in a stable order."""
+    """Every candidate file under the intake folder, in a stable order: the department folders'
+    files under their department, every other file a person dropped under :data:`UNSORTED`."""
     root = intake_dir.resolve()
     found: list[Found] = []
-    for department in DEPARTMENTS:
-        base = root / department
+    bases: list[tuple[str, Path]] = [(d, root / d) for d in DEPARTMENTS]
+    for entry in sorted(root.iterdir()) if root.is_dir() else []:
+        if entry.name in DEPARTMENTS:
+            continue  # walked below
+        if entry.name in (FEEDBACK_DIR, REVIEW_DIR) and entry.is_dir() and not entry.is_symlink():
+            continue  # the product's own folders
+        if _ignored(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            bases.append((UNSORTED, entry))
+        else:
+            item = _found(UNSORTED, entry, root)
+            if item is not None:
+                found.append(item)
+    for department, base in bases:
         if not base.is_dir():
             continue
         for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
             here = Path(dirpath)
             dirnames[:] = sorted(
-                d for d in dirnames if d != FEEDBACK_DIR and not d.startswith(_IGNORED_PREFIXES)
+                d
+                for d in dirnames
+                if not _ignored(d) and not (here == base and department != UNSORTED and d == FEEDBACK_DIR)
             )
             for name in sorted(filenames):
-                if name.startswith(_IGNORED_PREFIXES):
+                if _ignored(name):
                     continue
-                path = here / name
-                rel = path.relative_to(root).as_posix()
-                unsafe = (
-                    path.is_symlink() or not path.resolve().is_relative_to(root) or ".." in Path(rel).parts
-                )
-                if not unsafe and not path.is_file():
-                    continue
-                found.append(Found(department, path, rel, unsafe))
+                item = _found(department, here / name, root)
+                if item is not None:
+                    found.append(item)
     # directories that are symlinks are not followed by os.walk; report them as unsafe too
-    for department in DEPARTMENTS:
-        base = root / department
-        if base.is_dir():
+    for department, base in bases:
+        if base.is_dir() and not base.is_symlink():
             for entry in sorted(base.rglob("*")):
                 if entry.is_symlink() and entry.is_dir():
-                    found.append(Found(department, entry, entry.relative_to(root).as_posix(), True))
+                    item = _found(department, entry, root)
+                    if item is not None:
+                        found.append(item)
     busy = _still_written([f for f in found if not f.unsafe], settle_seconds)
     for item in found:
         if item.path in busy:
@@ -116,7 +182,8 @@ def walk(intake_dir: Path, settle_seconds: float = 0.0) -> list[Found]:
 def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[ScannedFile]:
     """Record new files in the ledger; return the files to read tonight (pending ones).
 
-    A file left ``pending`` by a night that died is returned again (same ``file_id``).
+    A file left ``pending`` by a night that died is returned again (same ``file_id``); so is a
+    ``duplicate`` whose original has since been rejected (nothing with its bytes is loaded).
     """
     ensure_folders(settings.intake_dir)
     t = schema.intake_file
@@ -137,7 +204,26 @@ def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[ScannedFile]:
                 )
             ).first()
             if seen is not None:
-                if seen.status == "pending":
+                status = seen.status
+                if status == "duplicate" and _original(conn, digest, seen.file_id) is None:
+                    status = "pending"
+                    conn.execute(
+                        t.update()
+                        .where(t.c.file_id == seen.file_id)
+                        .values(
+                            status="pending",
+                            reason_code=None,
+                            message=None,
+                            duplicate_of=None,
+                            processed_at=None,
+                            run_id=run_id,
+                        )
+                    )
+                    log.info(
+                        "ledger: file_id=%s is no longer a duplicate (its original was not loaded); queued",
+                        seen.file_id,
+                    )
+                if status == "pending":
                     todo.append(
                         ScannedFile(
                             file_id=seen.file_id, department=item.department, file_name=item.file_name
@@ -153,18 +239,20 @@ def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[ScannedFile]:
                 "run_id": run_id,
             }
             original = None
-            if not item.unsafe:
-                original = conn.execute(
-                    sa.select(t.c.file_id, t.c.file_name)
-                    .where(t.c.sha256 == digest, t.c.status != "duplicate")
-                    .order_by(t.c.file_id)
-                    .limit(1)
-                ).first()
+            if not item.unsafe and item.bad_name is None and item.department != UNSORTED:
+                original = _original(conn, digest)
             if item.unsafe:
                 row.update(
                     status="rejected",
                     reason_code="file_outside_intake",
                     message=message("file_outside_intake"),
+                    processed_at=now(),
+                )
+            elif item.bad_name is not None:
+                row.update(
+                    status="rejected",
+                    reason_code="file_name_encoding",
+                    message=message("file_name_encoding", guess=item.bad_name),
                     processed_at=now(),
                 )
             elif original is not None:
@@ -187,6 +275,21 @@ def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[ScannedFile]:
                 )
     todo.sort(key=lambda f: f["file_id"])
     return todo
+
+
+def _original(conn: sa.Connection, digest: str, other_than: int | None = None) -> sa.Row | None:
+    """The first file with these bytes that is loaded or queued (in a department folder): what makes
+    another copy a duplicate. A rejected file's bytes were never imported."""
+    t = schema.intake_file
+    query = (
+        sa.select(t.c.file_id, t.c.file_name)
+        .where(t.c.sha256 == digest, t.c.status.in_(("loaded", "pending")), t.c.department != UNSORTED)
+        .order_by(t.c.file_id)
+        .limit(1)
+    )
+    if other_than is not None:
+        query = query.where(t.c.file_id != other_than)
+    return conn.execute(query).first()
 
 
 def _retire_vanished(eng: sa.Engine, settings: Settings, present: set[str]) -> None:
