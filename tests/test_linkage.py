@@ -447,3 +447,40 @@ def test_merged_household_keeps_the_cadre_of_the_household_it_absorbed(db):
     ) == [(guardian_cadre, "merged")]
     assert summary["carried_after_merge"] == 1
     assert summary["households_without_cadre"] == 0
+
+
+def _truncate_sheet_xml(path: Path, keep: float = 0.6) -> None:
+    """Cut the first worksheet's XML short inside a well-formed zip, as a copy interrupted while
+    saving leaves it: the workbook opens, its rows break while being read."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        parts = {name: z.read(name) for name in z.namelist()}
+    sheet = next(n for n in parts if n.startswith("xl/worksheets/sheet"))
+    parts[sheet] = parts[sheet][: int(len(parts[sheet]) * keep)]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+
+
+def test_a_truncated_review_workbook_is_counted_unreadable_and_the_night_goes_on(db, tmp_path):
+    review_dir = tmp_path / "review"
+    db.file("civil_affairs", [hh("hardship", 1, "刘桂芳", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=None)])
+    link.link(db.eng, review_dir=review_dir)
+    # a reviewer's copy, filled in, then cut short on its way back into review/
+    wb = load_workbook(review_dir / review_book.REVIEW_WORKBOOK)
+    ws = wb["待核实"]
+    header = [c.value for c in ws[1]]
+    ws.cell(2, header.index("核实结论") + 1).value = "同一"
+    for r in range(3, 200):  # enough rows that the cut falls inside the rows
+        ws.cell(r, 1).value = f"附注{r}"
+    broken = review_dir / "待核实-李科长.xlsx"
+    wb.save(broken)
+    _truncate_sheet_xml(broken)
+    db.file("civil_affairs", [hh("hardship", 2, "王秀兰", "hardship")])
+    summary = link.link(db.eng, review_dir=review_dir)
+    assert summary["review_decisions_read"]["unreadable"] == 1
+    assert summary["review_decisions_read"]["decisions"] == 0  # nothing taken from a broken file
+    assert [k for k, *_ in households(db)] == ["H000001", "H000002", "H000003"]
+    assert [r for _, r in reviews(db)] == ["model_uncertain"]  # still waiting for a readable answer

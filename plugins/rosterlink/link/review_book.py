@@ -124,8 +124,6 @@ def read_review_workbooks(conn: sa.Connection, review_dir: Path | None) -> dict:
     out = {"files": 0, "decisions": 0, "unreadable": 0, "not_understood": 0}
     if review_dir is None or not Path(review_dir).is_dir():
         return out
-    from openpyxl import load_workbook
-
     lr = schema.link_review
     pending = {x.review_id for x in conn.execute(sa.select(lr.c.review_id).where(lr.c.status == "pending"))}
     for path in sorted(Path(review_dir).glob("*.xlsx")):
@@ -138,52 +136,67 @@ def read_review_workbooks(conn: sa.Connection, review_dir: Path | None) -> dict:
         if (path.parent / ("~$" + path.name)).exists():
             continue  # still open in Excel
         try:
-            wb = load_workbook(path, read_only=True, data_only=True)
+            found = _decisions_in(path)
         except Exception:  # noqa: BLE001 - a broken workbook must not stop the night
+            # opening, or reading its rows (a file cut short breaks only then): nothing is taken
+            # from a file that could not be read to its end
+            log.warning("link: review workbook %s unreadable; its decisions are not applied", path.name)
             out["unreadable"] += 1
             continue
         out["files"] += 1
-        try:
-            ws = wb["待核实"] if "待核实" in wb.sheetnames else wb.worksheets[0]
-            rows = ws.iter_rows(values_only=True)
-            header = next(rows, None) or ()
-            names = [norm_name(h) for h in header]
-            try:
-                i_id, i_dec = names.index("编号"), names.index("核实结论")
-            except ValueError:
+        for review_id, raw_decision, by, note in found:
+            decision = parse_decision(raw_decision)
+            if decision is None:
+                out["not_understood"] += 1
                 continue
-            i_by = names.index("核实人") if "核实人" in names else None
-            i_note = names.index("备注") if "备注" in names else None
-            for values in rows:
-                if values is None or len(values) <= max(i_id, i_dec):
-                    continue
-                try:
-                    review_id = int(str(values[i_id]).strip())
-                except (TypeError, ValueError):
-                    continue
-                if values[i_dec] in (None, ""):
-                    continue
-                decision = parse_decision(values[i_dec])
-                if decision is None:
-                    out["not_understood"] += 1
-                    continue
-                if review_id not in pending:
-                    continue
-                by = values[i_by] if i_by is not None and i_by < len(values) and values[i_by] else None
-                note = values[i_note] if i_note is not None and i_note < len(values) else None
-                conn.execute(
-                    lr.update()
-                    .where(lr.c.review_id == review_id, lr.c.status == "pending")
-                    .values(
-                        status="decided",
-                        decision=decision,
-                        decided_at=now(),
-                        decided_by=(f"{by}（{path.name}）" if by else f"workbook:{path.name}")[:128],
-                        note=str(note)[:500] if note else None,
-                    )
+            if review_id not in pending:
+                continue
+            conn.execute(
+                lr.update()
+                .where(lr.c.review_id == review_id, lr.c.status == "pending")
+                .values(
+                    status="decided",
+                    decision=decision,
+                    decided_at=now(),
+                    decided_by=(f"{by}（{path.name}）" if by else f"workbook:{path.name}")[:128],
+                    note=str(note)[:500] if note else None,
                 )
-                pending.discard(review_id)
-                out["decisions"] += 1
-        finally:
-            wb.close()
+            )
+            pending.discard(review_id)
+            out["decisions"] += 1
     return out
+
+
+def _decisions_in(path: Path) -> list[tuple[int, object, object, object]]:
+    """``(review_id, 核实结论, 核实人, 备注)`` of every filled-in row, the whole file read before any
+    is used; raises whatever a broken file raises (opening it or reading its rows)."""
+    from openpyxl import load_workbook
+
+    wb = load_workbook(path, read_only=True, data_only=True)
+    found: list[tuple[int, object, object, object]] = []
+    try:
+        ws = wb["待核实"] if "待核实" in wb.sheetnames else wb.worksheets[0]
+        rows = ws.iter_rows(values_only=True)
+        header = next(rows, None) or ()
+        names = [norm_name(h) for h in header]
+        try:
+            i_id, i_dec = names.index("编号"), names.index("核实结论")
+        except ValueError:
+            return []
+        i_by = names.index("核实人") if "核实人" in names else None
+        i_note = names.index("备注") if "备注" in names else None
+        for values in rows:
+            if values is None or len(values) <= max(i_id, i_dec):
+                continue
+            try:
+                review_id = int(str(values[i_id]).strip())
+            except (TypeError, ValueError):
+                continue
+            if values[i_dec] in (None, ""):
+                continue
+            by = values[i_by] if i_by is not None and i_by < len(values) and values[i_by] else None
+            note = values[i_note] if i_note is not None and i_note < len(values) else None
+            found.append((review_id, values[i_dec], by, note))
+    finally:
+        wb.close()
+    return found
