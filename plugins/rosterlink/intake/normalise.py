@@ -337,7 +337,8 @@ def normalise_date(raw: object, today: dt.date | None = None) -> Normalised:
     """ISO ``YYYY-MM-DD`` from a date cell, an Excel serial number (42594 -> 2016-08-12),
     ``2016年8月12日``, ``2016.8.12``, ``2016/08/12``, ``2016-08-12``, ``20160812`` or
     ``2016年8月`` (first of the month). Unparseable: ``date_invalid``; before 1900 or after
-    today: ``date_out_of_range``. A bare year is not a date."""
+    ``today`` (the night's ``as_of``; the machine's date when not given): ``date_out_of_range``
+    (extra ``as_of``). A bare year is not a date."""
     if is_blank(raw):
         return OK_EMPTY
     try:
@@ -346,8 +347,9 @@ def normalise_date(raw: object, today: dt.date | None = None) -> Normalised:
         day = None
     if day is None:
         return Normalised(None, "date_invalid", {})
-    if day < _EARLIEST or day > (today or dt.date.today()):
-        return Normalised(None, "date_out_of_range", {})
+    last = today or dt.date.today()
+    if day < _EARLIEST or day > last:
+        return Normalised(None, "date_out_of_range", {"as_of": last.isoformat()})
     return Normalised(day.isoformat(), None, {})
 
 
@@ -567,7 +569,7 @@ def make_finding(
     header = (getattr(table, "headers", None) or {}).get(field) or spec.label
     # a child's value is never quoted, not even masked: the header and row number say what to fix
     shown = MINOR_HIDDEN if spec.minor else display_value(spec.type, raw)
-    values: dict[str, Any] = {"length": "", "towns": "", "choices": ""}
+    values: dict[str, Any] = {"length": "", "towns": "", "choices": "", "as_of": "今天"}
     values.update(extra or {})
     values["header"], values["value"] = header, shown
     return Finding(
@@ -581,8 +583,11 @@ def make_finding(
     )
 
 
-def normalise_table(table: SheetTable) -> tuple[pd.DataFrame, list[Finding]]:
+def normalise_table(table: SheetTable, today: dt.date | None = None) -> tuple[pd.DataFrame, list[Finding]]:
     """Normalise every field of ``table.frame`` for ``table.roster``.
+
+    ``today``: the night's ``as_of`` (default: the machine's date). No date, and no birth date in
+    an ID number, may be later: a change dated after the night does not take effect that night.
 
     Returns ``(frame, findings)``: ``frame`` has the same rows in the same order (same index),
     column ``_row`` (int64) then one column per roster field (object dtype, None when empty or
@@ -592,7 +597,7 @@ def normalise_table(table: SheetTable) -> tuple[pd.DataFrame, list[Finding]]:
     raw_frame: pd.DataFrame = table.frame
     towns = district().towns
     regions = district().known_region_codes
-    today = dt.date.today()
+    today = today or dt.date.today()
     out: dict[str, list[Any]] = {"_row": [int(r) for r in raw_frame["_row"]]}
     per_row: list[list[Finding]] = [[] for _ in range(len(raw_frame))]
     for field in roster.fields:

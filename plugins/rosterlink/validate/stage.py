@@ -5,6 +5,7 @@ or rejected for the load stage.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import sqlalchemy as sa
@@ -19,8 +20,10 @@ from rosterlink.warehouse import insert_many, now, schema, staging
 log = logging.getLogger(__name__)
 
 
-def validate_file(eng: sa.Engine, item: FileItem) -> FileItem:
+def validate_file(eng: sa.Engine, item: FileItem, as_of: dt.date | None = None) -> FileItem:
     """Run the roster's GX suite over one file's staged rows; quarantine the failures.
+
+    ``as_of``: the night's date (default: the machine's): the suites' ``today``.
 
     A file the read stage did not read (rejected whole) is passed on as it is."""
     if item.get("status") != "read":
@@ -32,7 +35,7 @@ def validate_file(eng: sa.Engine, item: FileItem) -> FileItem:
             conn.execute(table.delete().where(table.c.file_id == file_id))
         for staged in staging.read_sheets(conn, [file_id]):
             sheet = staged.table
-            outcome = validate.validate_table(sheet, sheet.frame, staged.findings)
+            outcome = validate.validate_table(sheet, sheet.frame, staged.findings, today=as_of)
             for target, found in (
                 (schema.rejected_row, outcome.rejected),
                 (schema.row_warning, outcome.warnings),
