@@ -21,7 +21,7 @@ from rosterlink.core.findings import Finding
 from rosterlink.core.spec import catalogue
 from rosterlink.core.tables import SheetTable
 from rosterlink.warehouse import schema
-from rosterlink.warehouse.bulk import insert_many
+from rosterlink.warehouse.bulk import insert_many, update_many
 from rosterlink.warehouse.db import dumps
 
 
@@ -158,6 +158,35 @@ def valid_rows(conn: sa.Connection, file_id: int) -> Iterator[StagedRow]:
         .order_by(st.c.sheet, st.c.row_number)
     ).all()
     return (StagedRow(r.sheet, r.row_number, r.roster, json.loads(r.payload)) for r in rows)
+
+
+def minor_fields(roster: str) -> tuple[str, ...]:
+    """The fields of ``roster`` that hold a child's data (``"minor": true`` in ``rosters.json``)."""
+    cat = catalogue()
+    return tuple(f for f in cat.rosters[roster].fields if cat.fields[f].minor)
+
+
+def forget_minors(conn: sa.Connection, file_id: int) -> int:
+    """Blank a child's data (the ``minor`` fields) in every staged row of a file, valid or rejected:
+    the load stage calls it in the file's transaction, so that no child's ID number stays in the
+    staging table once the file is loaded, whatever happens to the rest of the night. Returns how
+    many rows were rewritten."""
+    st = schema.staged_row
+    rosters = [r for r in catalogue().rosters if minor_fields(r)]
+    rows = conn.execute(
+        sa.select(st.c.file_id, st.c.sheet, st.c.row_number, st.c.roster, st.c.payload).where(
+            st.c.file_id == file_id, st.c.roster.in_(rosters or [""])
+        )
+    ).all()
+    changed = []
+    for row in rows:
+        payload = json.loads(row.payload)
+        minors = [f for f in minor_fields(row.roster) if payload.get(f) is not None]
+        if minors:
+            payload.update(dict.fromkeys(minors))
+            key = {"file_id": row.file_id, "sheet": row.sheet, "row_number": row.row_number}
+            changed.append({**key, "payload": dumps(payload)})
+    return update_many(conn, st, ["file_id", "sheet", "row_number"], changed)
 
 
 def clear_finished(conn: sa.Connection) -> int:
