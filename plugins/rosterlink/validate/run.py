@@ -247,6 +247,8 @@ def validate_table(
             extra["choices"] = enum_choices(spec.enum)
         if meta.get("condition"):
             extra["condition"] = meta["condition"]
+        if meta.get("max_length"):
+            extra["max"] = meta["max_length"]
         raw = raw_value(row, name)
         extra["length"] = len(str(raw)) if raw is not None else 0
         return make_finding(table, row, name, code, raw, extra, level=level)

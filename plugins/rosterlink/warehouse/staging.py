@@ -62,6 +62,15 @@ def write_notes(conn: sa.Connection, file_id: int, notes: Sequence[str]) -> None
         )
 
 
+HEADER_MAX = 255
+"""The most characters of a header kept (``rejected_row.header`` and ``row_warning.header``)."""
+
+
+def shorten_header(text: str) -> str:
+    """A header as written, cut to :data:`HEADER_MAX` characters (ending ``…``) when longer."""
+    return text if len(text) <= HEADER_MAX else text[: HEADER_MAX - 1] + "…"
+
+
 def write_sheet(
     conn: sa.Connection, file_id: int, table: SheetTable, frame: pd.DataFrame, findings: Iterable[Finding]
 ) -> int:
@@ -76,7 +85,8 @@ def write_sheet(
             sheet=table.sheet,
             roster=table.roster,
             header_row=table.header_row,
-            headers=dumps(table.headers),
+            # every later stage quotes a header from here: kept short enough for the warehouse
+            headers=dumps({f: shorten_header(str(h)) for f, h in table.headers.items()}),
             rows_read=len(frame),
         )
     )
