@@ -217,6 +217,28 @@ def decide(
     return conn.execute(sa.select(lr).where(lr.c.review_id == review_id)).one()
 
 
+def doubt_order(lr: sa.Table = schema.link_review) -> tuple[sa.ColumnElement, ...]:
+    """Most doubtful first: a rule's conflict (no probability: only a person can settle it), then
+    the match probability nearest 0.5, then the oldest."""
+    p = lr.c.match_probability
+    return (sa.case((p.is_(None), 0.0), else_=sa.func.abs(p - 0.5)), lr.c.review_id)
+
+
+def most_doubtful(conn: sa.Connection, limit: int) -> list[sa.Row]:
+    """At most ``limit`` pending reviews, the most doubtful first (:func:`doubt_order`)."""
+    lr = schema.link_review
+    return list(
+        conn.execute(sa.select(lr).where(lr.c.status == "pending").order_by(*doubt_order()).limit(limit))
+    )
+
+
+def pending_by_reason(conn: sa.Connection) -> dict[str, int]:
+    """How many reviews are pending, by reason."""
+    lr = schema.link_review
+    q = sa.select(lr.c.reason, sa.func.count()).where(lr.c.status == "pending").group_by(lr.c.reason)
+    return {reason: int(n) for reason, n in conn.execute(q).all()}
+
+
 def pending_reviews(conn: sa.Connection, include_decided: bool = False) -> list[sa.Row]:
     lr = schema.link_review
     q = sa.select(lr).order_by(lr.c.review_id)

@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from rosterlink.core.workbook import TOP, WRAP, Book
 from rosterlink.link.model import norm_name
-from rosterlink.link.review import REVIEW_REASONS, evidence_text, parse_decision, pending_reviews
+from rosterlink.link.review import (
+    REVIEW_REASONS,
+    evidence_text,
+    most_doubtful,
+    parse_decision,
+    pending_by_reason,
+)
 from rosterlink.warehouse import now, schema
 
 log = logging.getLogger(__name__)
@@ -77,9 +84,14 @@ def _review_cells(row: sa.Row) -> list[object]:
     ]
 
 
-def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
+def export_review_workbook(eng: sa.Engine, review_dir: Path, max_items: int = 2000) -> Path | None:
     """``<review_dir>/待核实.xlsx``: the pending queue (masked), with a 核实结论 column to fill in
     (a list of 同一 / 不同 to choose from).
+
+    At most ``max_items`` (``review_workbook_max`` of ``linkage.json``), the most doubtful first
+    (:func:`~rosterlink.link.review.doubt_order`): what a person is asked stays bounded, and so does
+    the memory it takes. The rest stay pending in the warehouse, counted by reason in a closing
+    line and on the 说明 sheet; they come up on later nights as the listed ones are decided.
 
     Written through the project's one workbook writer (strings masked, defused, written as text),
     atomically; left alone while Excel holds it open (a ``~$`` lock file beside it)."""
@@ -90,13 +102,28 @@ def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
         log.info("link: %s is open in Excel; not rewritten tonight", REVIEW_WORKBOOK)
         return None
     with eng.connect() as conn:
-        rows = pending_reviews(conn)
+        rows = most_doubtful(conn, max(max_items, 0))
+        by_reason = pending_by_reason(conn)
+    total = sum(by_reason.values())
+    rest = total - len(rows)
     book = Book(stamp=now())
     sheet = book.sheet("待核实", _REVIEW_WIDTHS, columns=_REVIEW_COLUMNS, freeze=False, autofilter=False)
     sheet.ws.freeze_panes(1, 1)  # the header row and the review number stay in view
     evidence = _REVIEW_COLUMNS.index("依据")
     for row in rows:
         sheet.row(_review_cells(row), TOP, styles={evidence: WRAP})
+    if rest > 0:
+        listed = Counter(row.reason for row in rows)
+        left = "、".join(
+            f"{REVIEW_REASONS.get(reason, reason)} {n - listed[reason]} 条"
+            for reason, n in sorted(by_reason.items())
+            if n > listed[reason]
+        )
+        summary = (
+            f"共 {total} 条待核实，本表列出最难确定的 {len(rows)} 条；另有 {rest} 条未列出（{left}），"
+            "保留在数据库中，本表核实后，下一晚会列出下一批。"
+        )
+        sheet.row([summary])
     decision = _REVIEW_COLUMNS.index("核实结论")
     last = max(len(rows) + 1, 2) + 200
     sheet.ws.data_validation(
@@ -112,7 +139,13 @@ def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
         "在“核实结论”一列填写：同一（是同一户/同一人）或 不同（不是同一户/同一人）；“核实人”填写您的姓名。",
         "填好后保存本文件（或另存为任意名称放在本文件夹），当晚处理时生效，模型不会推翻人工结论。",
         "身份证号、电话已脱敏；“依据”一列为各字段的比对结果和权重（正数支持同一，负数支持不同）。",
-        f"共 {len(rows)} 条待核实。",
+        f"共 {total} 条待核实。"
+        + (
+            f"本表列出最难确定的 {len(rows)} 条（模型最拿不准的在前），其余 {rest} 条保留在数据库中，"
+            "本表核实后，下一晚会列出下一批；也可用 rosterlink review list 查看全部。"
+            if rest > 0
+            else ""
+        ),
     ):
         info.row([text])
     return book.save(target)
