@@ -31,6 +31,10 @@ Every per-field function is pure, never raises, and returns a :class:`Normalised
 ``(value_or_None, reason_code_or_None, extra)`` where ``extra`` holds additional message values
 (e.g. ``{"length": 17}`` for ``id_bad_length``). A code with a non-None value is a warning.
 
+An ID number in a field marked ``adult`` (a head's, guardian's, cadre's) whose birth date makes
+its holder under 18 on the night's date is dropped (``id_minor_as_adult``, the value never
+quoted): a child's ID number is never kept as a grown-up's.
+
 ID numbers in numeric cells are refused (``id_numeric_cell``): Excel keeps 15 significant digits,
 so the last digits are gone; the number is never rounded or reconstructed.
 """
@@ -563,12 +567,16 @@ def make_finding(
     raw: object,
     extra: dict[str, Any] | None = None,
     level: str | None = None,
+    *,
+    hidden: bool = False,
 ) -> Finding:
-    """A finding for one cell: Chinese message with the clerk's header and the masked value."""
+    """A finding for one cell: Chinese message with the clerk's header and the masked value
+    (``hidden``: not even masked, as for a child's)."""
     spec = catalogue().fields[field]
     header = (getattr(table, "headers", None) or {}).get(field) or spec.label
     # a child's value is never quoted, not even masked: the header and row number say what to fix
-    shown = MINOR_HIDDEN if spec.minor else display_value(spec.type, raw)
+    hidden = hidden or spec.minor
+    shown = MINOR_HIDDEN if hidden else display_value(spec.type, raw)
     values: dict[str, Any] = {"length": "", "towns": "", "choices": "", "as_of": "今天"}
     values.update(extra or {})
     values["header"], values["value"] = header, shown
@@ -579,8 +587,19 @@ def make_finding(
         reason_code=code,
         message=message(code, **values),
         severity=level or severity(code),
-        value=None if spec.minor else (shown or None),
+        value=None if hidden else (shown or None),
     )
+
+
+ADULT_AGE = 18
+
+
+def age_on(id18: str, day: dt.date) -> int | None:
+    """Whole years of age on ``day`` by the birth date an ID number carries."""
+    born = idnumber.birth_date(id18)
+    if born is None:
+        return None
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
 
 def normalise_table(table: SheetTable, today: dt.date | None = None) -> tuple[pd.DataFrame, list[Finding]]:
@@ -601,12 +620,23 @@ def normalise_table(table: SheetTable, today: dt.date | None = None) -> tuple[pd
     out: dict[str, list[Any]] = {"_row": [int(r) for r in raw_frame["_row"]]}
     per_row: list[list[Finding]] = [[] for _ in range(len(raw_frame))]
     for field in roster.fields:
-        field_type = catalogue().fields[field].type
+        spec = catalogue().fields[field]
+        field_type = spec.type
         present = field in raw_frame.columns
         raw_values: Iterable[Any] = raw_frame[field] if present else [None] * len(raw_frame)
         column: list[Any] = []
         for i, raw in enumerate(raw_values):
             result = normalise_value(field_type, raw, towns=towns, known_regions=regions, today=today)
+            if spec.adult and isinstance(result.value, str):
+                age = age_on(result.value, today)
+                if age is not None and age < ADULT_AGE:
+                    # a child's ID in a head's (guardian's, cadre's) column: never kept, never quoted
+                    column.append(None)
+                    found = make_finding(
+                        table, out["_row"][i], field, "id_minor_as_adult", raw, {"age": age}, hidden=True
+                    )
+                    per_row[i].append(found)
+                    continue
             column.append(result.value)
             if result.code:
                 per_row[i].append(make_finding(table, out["_row"][i], field, result.code, raw, result.extra))
