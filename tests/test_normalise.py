@@ -672,3 +672,57 @@ def test_a_childs_id_as_guardian_or_head_is_rejected_and_never_stored(tmp_path, 
     assert sorted(names) == ["王秀兰", "赵刚"]
     for number in (child, nearly):
         assert not any(number in v or number[-6:] in v for v in stored)
+
+
+# --- one row per family member -------------------------------------------------------------------------
+def test_a_roster_with_a_row_per_family_member_makes_one_household_per_head(tmp_path, sqlite_url):
+    """户主姓名, 成员姓名, 与户主关系 and each member's ID number: the head's own row is the household,
+    the members' rows are grouped under it (each accounted for, with a reason), a family without
+    the head's own row is named; no member becomes a household, no member's ID is kept."""
+    import sqlalchemy as sa
+    from intake_files import intake, ledger, rows, run_stages, write_xlsx
+
+    from rosterlink import tasks, warehouse
+    from rosterlink.warehouse import schema
+
+    head = an_id(born=dt.date(1962, 4, 5), seq=401)
+    wife = an_id(born=dt.date(1964, 8, 9), seq=402)
+    son = an_id(born=dt.date(2015, 1, 2), seq=403)
+    other_wife = an_id(born=dt.date(1970, 3, 3), seq=404)
+    cfg = intake(tmp_path, sqlite_url)
+    path = write_xlsx(
+        cfg.intake_dir / "civil_affairs" / "特困家庭成员名单.xlsx",
+        "特困家庭成员名单",
+        ["户主姓名", "成员姓名", "与户主关系", "身份证号码", "镇街", "村(居)"],
+        [
+            ["张建国", "张建国", "户主", head, "店子镇", "东庄村"],
+            ["张建国", "李桂兰", "妻子", wife, "店子镇", "东庄村"],
+            ["张建国", "张小宝", "儿子", son, "店子镇", "东庄村"],
+            ["王明", "赵秀英", "妻子", other_wife, "店子镇", "西庄村"],
+        ],
+    )
+    file_id = run_stages(cfg, "civil_affairs", path, dt.date(2026, 11, 25))
+    tasks.link(cfg)
+    entry = ledger(cfg, file_id)
+    assert (entry["rows_read"], entry["rows_loaded"], entry["rows_rejected"]) == (4, 1, 3)
+    rejected = sorted(
+        (r["row_number"], r["reason_code"], r["message"]) for r in rows(cfg, schema.rejected_row, file_id)
+    )
+    assert [r[:2] for r in rejected] == [(4, "member_row"), (5, "member_row"), (6, "member_row_no_head")]
+    assert "户主“张建国”家的家庭成员（妻子），已归入该户" in rejected[0][2]
+    assert "没有户主本人的一行" in rejected[2][2]
+    with warehouse.connect(sqlite_url).connect() as conn:
+        households = conn.execute(
+            sa.select(schema.household.c.head_name, schema.household.c.head_id_number)
+        ).all()
+        (attrs,) = conn.execute(sa.select(schema.source_record.c.attrs)).scalars().all()
+        stored = [
+            str(v)
+            for table in (schema.source_record, schema.staged_row, schema.rejected_row, schema.household)
+            for row in conn.execute(sa.select(table)).all()
+            for v in row
+        ]
+    assert [tuple(h) for h in households] == [("张建国", head)]
+    assert '"household_size": 3' in attrs
+    for number in (wife, son, other_wife):
+        assert not any(number in v for v in stored)

@@ -641,10 +641,57 @@ def normalise_table(table: SheetTable, today: dt.date | None = None) -> tuple[pd
             if result.code:
                 per_row[i].append(make_finding(table, out["_row"][i], field, result.code, raw, result.extra))
         out[field] = column
+    if {"member_relation", "head_name", "head_id_number"} <= set(roster.fields):
+        _group_members(table, out, per_row)
     frame = pd.DataFrame({k: pd.Series(v, dtype="int64" if k == "_row" else object) for k, v in out.items()})
     frame.index = raw_frame.index
     findings = [f for row in per_row for f in row]
     return frame, findings
+
+
+HEAD_RELATIONS = frozenset({"户主", "本人", "户主本人"})
+"""What ``与户主关系`` says on the head's own row of a roster listing every family member."""
+
+
+def _group_members(table: SheetTable, out: dict[str, list[Any]], per_row: list[list[Finding]]) -> None:
+    """A roster with one row per family member (``成员姓名`` / ``与户主关系`` columns): the head's
+    own row is the household; every other member's row is grouped under it (rejected with
+    ``member_row``, its ID number, a member's and not the head's, dropped and never quoted) and
+    counted into the head's ``household_size`` when that is empty. Members whose head has no row of
+    their own get ``member_row_no_head``: the clerk adds the head's row."""
+    n = len(out["_row"])
+    relation = out["member_relation"]
+    member = out.get("member_name", [None] * n)
+    head = out["head_name"]
+
+    def is_head(i: int) -> bool:  # the relation says so, or the member is the head by name
+        if head[i] is None or member[i] == head[i]:
+            return True  # no head's name: not a member's row to group (its own checks reject it)
+        if relation[i] is not None:
+            return str(relation[i]) in HEAD_RELATIONS
+        return member[i] is None
+
+    if all(is_head(i) for i in range(n)):
+        return  # one row per household: nothing to group
+    family: dict[tuple, list[int]] = {}
+    for i in range(n):
+        family.setdefault(
+            (head[i], out.get("town", [None] * n)[i], out.get("village", [None] * n)[i]), []
+        ).append(i)
+    for rows in family.values():
+        heads = [i for i in rows if is_head(i)]
+        if heads and "household_size" in out and out["household_size"][heads[0]] is None:
+            out["household_size"][heads[0]] = len(rows)
+        for i in rows:
+            if i in heads:
+                continue
+            code = "member_row" if heads else "member_row_no_head"
+            out["head_id_number"][i] = None
+            per_row[i] = [f for f in per_row[i] if f.field != "head_id_number"]
+            extra = {"head": head[i] or "", "relation": relation[i] or member[i] or "家庭成员"}
+            per_row[i].append(
+                make_finding(table, out["_row"][i], "head_id_number", code, None, extra, hidden=True)
+            )
 
 
 __all__ = [
