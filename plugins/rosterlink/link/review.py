@@ -61,7 +61,12 @@ class ReviewQueue:
 
     @classmethod
     def load(cls, conn: sa.Connection) -> ReviewQueue:
-        return cls(conn.execute(sa.select(schema.link_review)).all())
+        """Every review, without the two records as shown to people (the bulk of a large queue,
+        needed only by the workbook and the CLI)."""
+        lr = schema.link_review
+        return cls(
+            conn.execute(sa.select(*(c for c in lr.c if c.name not in ("display_l", "display_r")))).all()
+        )
 
     def queued(self, kind: str) -> set[tuple[str, int, int]]:
         """(reason, left, right) of every pair of ``kind`` already queued."""
