@@ -157,3 +157,28 @@ def test_a_night_that_fails_after_loading_leaves_no_childs_id_in_the_staging_tab
     assert staged, "the staged row is still there for the night's Data Docs"
     assert json.loads(staged[0])["guardian_id_number"] == guardian_id
     assert not any(child_id in v for v in stored)
+
+
+@pytest.mark.postgres
+def test_on_postgresql_loading_a_file_clears_the_childs_id_from_its_staged_rows(tmp_path, pg_url):
+    """The same rule through the load stage on PostgreSQL (the bulk update's COPY path)."""
+    from intake_files import intake, run_stages, write_xlsx
+
+    from rosterlink.core import idnumber
+
+    child_id = idnumber.make("370406", dt.date(2016, 3, 4), 7)
+    cfg = intake(tmp_path, pg_url)
+    path = write_xlsx(
+        cfg.intake_dir / "womens_federation" / "失亲儿童家庭名单.xlsx",
+        "失亲儿童家庭名单",
+        ["儿童姓名", "儿童身份证号", "监护人姓名", "与儿童关系", "镇街", "村(居)"],
+        [
+            ["刘小明", child_id, "刘桂芳", "祖母", "店子镇", "东庄村"],
+            ["王小红", child_id, "", "祖母", "店子镇", "东庄村"],
+        ],
+    )
+    run_stages(cfg, "womens_federation", path, dt.date(2026, 11, 25))
+    with warehouse.connect(pg_url).connect() as conn:
+        staged = conn.execute(sa.select(schema.staged_row.c.state, schema.staged_row.c.payload)).all()
+    assert sorted(state for state, _ in staged) == ["rejected", "valid"]  # 王小红 has no guardian
+    assert not any(child_id in payload for _, payload in staged)
