@@ -127,14 +127,14 @@ def rosterlink_nightly():
         from rosterlink import tasks
 
         with _night() as (settings, _):
-            return tasks.read_file(settings, item)
+            return tasks.read_file(settings, item, _as_of())
 
     @task(map_index_template="{{ task.op_kwargs['item']['file_name'] }}")
     def validate_file(item: FileItem) -> Mapping[str, Any]:
         from rosterlink import tasks
 
         with _night() as (settings, _):
-            return tasks.validate_file(settings, item)
+            return tasks.validate_file(settings, item, _as_of())
 
     @task(trigger_rule="none_failed")
     def document_validation(items: list[dict] | None) -> dict:

@@ -447,3 +447,84 @@ def test_merged_household_keeps_the_cadre_of_the_household_it_absorbed(db):
     ) == [(guardian_cadre, "merged")]
     assert summary["carried_after_merge"] == 1
     assert summary["households_without_cadre"] == 0
+
+
+def _truncate_sheet_xml(path: Path, keep: float = 0.6) -> None:
+    """Cut the first worksheet's XML short inside a well-formed zip, as a copy interrupted while
+    saving leaves it: the workbook opens, its rows break while being read."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        parts = {name: z.read(name) for name in z.namelist()}
+    sheet = next(n for n in parts if n.startswith("xl/worksheets/sheet"))
+    parts[sheet] = parts[sheet][: int(len(parts[sheet]) * keep)]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+
+
+def test_a_truncated_review_workbook_is_counted_unreadable_and_the_night_goes_on(db, tmp_path):
+    review_dir = tmp_path / "review"
+    db.file("civil_affairs", [hh("hardship", 1, "刘桂芳", "hardship", phone=P1)])
+    db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=None)])
+    link.link(db.eng, review_dir=review_dir)
+    # a reviewer's copy, filled in, then cut short on its way back into review/
+    wb = load_workbook(review_dir / review_book.REVIEW_WORKBOOK)
+    ws = wb["待核实"]
+    header = [c.value for c in ws[1]]
+    ws.cell(2, header.index("核实结论") + 1).value = "同一"
+    for r in range(3, 200):  # enough rows that the cut falls inside the rows
+        ws.cell(r, 1).value = f"附注{r}"
+    broken = review_dir / "待核实-李科长.xlsx"
+    wb.save(broken)
+    _truncate_sheet_xml(broken)
+    db.file("civil_affairs", [hh("hardship", 2, "王秀兰", "hardship")])
+    summary = link.link(db.eng, review_dir=review_dir)
+    assert summary["review_decisions_read"]["unreadable"] == 1
+    assert summary["review_decisions_read"]["decisions"] == 0  # nothing taken from a broken file
+    assert [k for k, *_ in households(db)] == ["H000001", "H000002", "H000003"]
+    assert [r for _, r in reviews(db)] == ["model_uncertain"]  # still waiting for a readable answer
+
+
+# --- a queue bigger than people can take ------------------------------------------------------------
+_NAMES = ["刘桂芳", "王秀兰", "张桂英", "李秀珍", "陈玉兰", "杨凤英", "赵淑珍", "黄秀云"]
+
+
+def test_review_workbook_lists_the_most_doubtful_up_to_the_cap_and_summarises_the_rest(db, tmp_path):
+    """Many same-name households: the workbook lists at most ``review_workbook_max`` items, the
+    most doubtful (probability nearest 0.5; a rule's conflict before any) first, and says how many
+    more wait in the warehouse; none of them is lost."""
+    import dataclasses
+
+    review_dir = tmp_path / "review"
+    cfg = dataclasses.replace(load_config(), review_workbook_max=3)
+    heads, guardians = [], []
+    for i, name in enumerate(_NAMES):
+        heads.append(hh("hardship", 10 + i, name, "hardship", phone=P1 if i % 2 else None))
+        guardians.append(hh("orphan", None, name, "orphan", village=None, phone=P1 if i % 3 == 0 else None))
+    db.file("civil_affairs", heads)
+    db.file("womens_federation", guardians)
+    db.file("organization", [hh("old_member", 40, "刘桂芳", "old_member")])  # same name and village, other ID
+    link.link(db.eng, review_dir=review_dir, config=cfg)
+    pending = db.q("SELECT review_id, reason, match_probability FROM link_review WHERE status='pending'")
+    assert len(pending) > 3
+    doubt = sorted(pending, key=lambda x: (0.0 if x[2] is None else abs(x[2] - 0.5), x[0]))
+    wb = load_workbook(review_dir / review_book.REVIEW_WORKBOOK)
+    ws = wb["待核实"]
+    listed = [r for r in ws.iter_rows(min_row=2, values_only=True) if isinstance(r[0], int)]
+    assert [r[0] for r in listed] == [x[0] for x in doubt[:3]]
+    assert listed[0][2] == review.REVIEW_REASONS["name_village_id_conflict"]  # only a person can settle it
+    closing = ws.cell(ws.max_row, 1).value
+    assert f"共 {len(pending)} 条待核实" in closing
+    assert f"另有 {len(pending) - 3} 条未列出" in closing
+    assert f"其余 {len(pending) - 3} 条保留在数据库中" in " ".join(str(c.value) for c in wb["说明"]["A"])
+    # decided in the workbook, the next night lists the next most doubtful ones
+    header = [c.value for c in ws[1]]
+    for r in range(2, 5):
+        ws.cell(r, header.index("核实结论") + 1).value = "不同"
+    wb.save(review_dir / review_book.REVIEW_WORKBOOK)
+    summary = link.link(db.eng, review_dir=review_dir, config=cfg)
+    assert summary["review_decisions_read"]["decisions"] == 3
+    ws = load_workbook(review_dir / review_book.REVIEW_WORKBOOK)["待核实"]
+    again = [r[0] for r in ws.iter_rows(min_row=2, values_only=True) if isinstance(r[0], int)]
+    assert again == [x[0] for x in doubt[3:6]]

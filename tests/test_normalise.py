@@ -605,3 +605,124 @@ def test_normalise_table_keeps_every_row(cells):
     assert len(frame) == len(rows)
     assert list(frame["_row"]) == [4 + i for i in range(len(rows))]
     assert {f.row_number for f in findings} <= set(frame["_row"])
+
+
+# --- a child's ID number where a grown-up's belongs ---------------------------------------------------
+def test_a_childs_id_as_guardian_or_head_is_rejected_and_never_stored(tmp_path, sqlite_url):
+    """The orphan list with the child's ID typed into the guardian's column, and a hardship list
+    whose 户主 is 9 on the night's date: each row rejected with its age and a reason, the number
+    kept nowhere; the grown-ups' rows load."""
+    import sqlalchemy as sa
+    from intake_files import intake, ledger, rows, run_stages, write_xlsx
+
+    from rosterlink import warehouse
+    from rosterlink.warehouse import schema
+
+    as_of = dt.date(2026, 11, 25)
+    child = an_id(born=dt.date(2017, 6, 1), seq=301)  # 9 on the night
+    nearly = an_id(born=dt.date(2008, 11, 26), seq=302)  # 18 tomorrow: still a minor tonight
+    grown = an_id(born=dt.date(2008, 11, 25), seq=303)  # 18 today
+    gran = an_id(born=dt.date(1956, 2, 3), seq=304)
+    cfg = intake(tmp_path, sqlite_url)
+    orphan = write_xlsx(
+        cfg.intake_dir / "womens_federation" / "失亲儿童家庭名单.xlsx",
+        "失亲儿童家庭名单",
+        ["儿童姓名", "儿童身份证号", "监护人姓名", "监护人身份证号", "与儿童关系", "镇街", "村(居)"],
+        [
+            ["刘小明", child, "刘桂芳", child, "祖母", "店子镇", "东庄村"],
+            ["王小红", None, "王秀兰", gran, "祖母", "店子镇", "东庄村"],
+        ],
+    )
+    hardship = write_xlsx(
+        cfg.intake_dir / "civil_affairs" / "特困家庭名单.xlsx",
+        "特困家庭名单",
+        ["户主姓名", "身份证号码", "镇街", "村(居)"],
+        [
+            ["张小宝", child, "店子镇", "西庄村"],
+            ["李明", nearly, "店子镇", "西庄村"],
+            ["赵刚", grown, "店子镇", "西庄村"],
+        ],
+    )
+    ids = [
+        run_stages(cfg, "womens_federation", orphan, as_of),
+        run_stages(cfg, "civil_affairs", hardship, as_of),
+    ]
+    assert [(ledger(cfg, i)["rows_loaded"], ledger(cfg, i)["rows_rejected"]) for i in ids] == [(1, 1), (1, 2)]
+    rejected = sorted(
+        (r["row_number"], r["field"], r["reason_code"], r["message"], r["value"])
+        for i in ids
+        for r in rows(cfg, schema.rejected_row, i)
+    )
+    assert [r[:3] for r in rejected] == [
+        (3, "guardian_id_number", "id_minor_as_adult"),
+        (3, "head_id_number", "id_minor_as_adult"),
+        (4, "head_id_number", "id_minor_as_adult"),
+    ]
+    assert "未满18周岁（9岁）" in rejected[0][3]
+    assert "未满18周岁（17岁）" in rejected[2][3]
+    assert all(r[4] is None for r in rejected)
+    with warehouse.connect(sqlite_url).connect() as conn:
+        stored = [
+            str(v)
+            for table in (schema.source_record, schema.staged_row, schema.rejected_row, schema.row_warning)
+            for row in conn.execute(sa.select(table)).all()
+            for v in row
+        ]
+        names = conn.execute(sa.select(schema.source_record.c.person_name)).scalars().all()
+    assert sorted(names) == ["王秀兰", "赵刚"]
+    for number in (child, nearly):
+        assert not any(number in v or number[-6:] in v for v in stored)
+
+
+# --- one row per family member -------------------------------------------------------------------------
+def test_a_roster_with_a_row_per_family_member_makes_one_household_per_head(tmp_path, sqlite_url):
+    """户主姓名, 成员姓名, 与户主关系 and each member's ID number: the head's own row is the household,
+    the members' rows are grouped under it (each accounted for, with a reason), a family without
+    the head's own row is named; no member becomes a household, no member's ID is kept."""
+    import sqlalchemy as sa
+    from intake_files import intake, ledger, rows, run_stages, write_xlsx
+
+    from rosterlink import tasks, warehouse
+    from rosterlink.warehouse import schema
+
+    head = an_id(born=dt.date(1962, 4, 5), seq=401)
+    wife = an_id(born=dt.date(1964, 8, 9), seq=402)
+    son = an_id(born=dt.date(2015, 1, 2), seq=403)
+    other_wife = an_id(born=dt.date(1970, 3, 3), seq=404)
+    cfg = intake(tmp_path, sqlite_url)
+    path = write_xlsx(
+        cfg.intake_dir / "civil_affairs" / "特困家庭成员名单.xlsx",
+        "特困家庭成员名单",
+        ["户主姓名", "成员姓名", "与户主关系", "身份证号码", "镇街", "村(居)"],
+        [
+            ["张建国", "张建国", "户主", head, "店子镇", "东庄村"],
+            ["张建国", "李桂兰", "妻子", wife, "店子镇", "东庄村"],
+            ["张建国", "张小宝", "儿子", son, "店子镇", "东庄村"],
+            ["王明", "赵秀英", "妻子", other_wife, "店子镇", "西庄村"],
+        ],
+    )
+    file_id = run_stages(cfg, "civil_affairs", path, dt.date(2026, 11, 25))
+    tasks.link(cfg)
+    entry = ledger(cfg, file_id)
+    assert (entry["rows_read"], entry["rows_loaded"], entry["rows_rejected"]) == (4, 1, 3)
+    rejected = sorted(
+        (r["row_number"], r["reason_code"], r["message"]) for r in rows(cfg, schema.rejected_row, file_id)
+    )
+    assert [r[:2] for r in rejected] == [(4, "member_row"), (5, "member_row"), (6, "member_row_no_head")]
+    assert "户主“张建国”家的家庭成员（妻子），已归入该户" in rejected[0][2]
+    assert "没有户主本人的一行" in rejected[2][2]
+    with warehouse.connect(sqlite_url).connect() as conn:
+        households = conn.execute(
+            sa.select(schema.household.c.head_name, schema.household.c.head_id_number)
+        ).all()
+        (attrs,) = conn.execute(sa.select(schema.source_record.c.attrs)).scalars().all()
+        stored = [
+            str(v)
+            for table in (schema.source_record, schema.staged_row, schema.rejected_row, schema.household)
+            for row in conn.execute(sa.select(table)).all()
+            for v in row
+        ]
+    assert [tuple(h) for h in households] == [("张建国", head)]
+    assert '"household_size": 3' in attrs
+    for number in (wife, son, other_wife):
+        assert not any(number in v for v in stored)

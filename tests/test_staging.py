@@ -4,6 +4,7 @@ the valid ones and keeps no child's ID number."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pandas as pd
@@ -118,3 +119,66 @@ def test_a_child_id_number_is_kept_only_as_birth_month_and_keyed_token():
     assert attrs["child_id_token"] == pseudonym.token(key, child)
     assert record["person_name"] == "王五"
     assert "child_id_token" not in json.loads(load.to_record(1, "civil_affairs", row)["attrs"])
+
+
+# --- a child's ID number at every moment after loading ----------------------------------------------
+@pytest.mark.slow
+def test_a_night_that_fails_after_loading_leaves_no_childs_id_in_the_staging_table(
+    tmp_path, sqlite_url, run_night, monkeypatch
+):
+    """The night stops in the link stage, after its files are loaded: the night's last task, which
+    clears the staging table, never runs. No child's full ID number may stay behind until the next
+    good night."""
+    from intake_files import write_xlsx
+
+    from rosterlink.core import idnumber
+
+    child_id = idnumber.make("370406", dt.date(2016, 3, 4), 7)
+    guardian_id = idnumber.make("370406", dt.date(1958, 3, 4), 8)
+    intake = tmp_path / "intake"
+    write_xlsx(
+        intake / "womens_federation" / "失亲儿童家庭名单.xlsx",
+        "失亲儿童家庭名单",
+        ["儿童姓名", "儿童身份证号", "监护人姓名", "监护人身份证号", "与儿童关系", "镇街", "村(居)"],
+        [["刘小明", child_id, "刘桂芳", guardian_id, "祖母", "店子镇", "东庄村"]],
+    )
+    monkeypatch.setenv("ROSTERLINK_FAILPOINT", "link.mid=fail")
+    assert run_night(intake, sqlite_url, tmp_path / "exports", as_of="2026-11-25") == "failed"
+    eng = warehouse.connect(sqlite_url)
+    with eng.connect() as conn:
+        assert conn.execute(sa.select(schema.intake_file.c.status)).scalars().all() == ["loaded"]
+        staged = conn.execute(sa.select(schema.staged_row.c.payload)).scalars().all()
+        stored = [
+            str(v)
+            for table in (schema.source_record, schema.staged_row, schema.rejected_row, schema.row_warning)
+            for row in conn.execute(sa.select(table)).all()
+            for v in row
+        ]
+    assert staged, "the staged row is still there for the night's Data Docs"
+    assert json.loads(staged[0])["guardian_id_number"] == guardian_id
+    assert not any(child_id in v for v in stored)
+
+
+@pytest.mark.postgres
+def test_on_postgresql_loading_a_file_clears_the_childs_id_from_its_staged_rows(tmp_path, pg_url):
+    """The same rule through the load stage on PostgreSQL (the bulk update's COPY path)."""
+    from intake_files import intake, run_stages, write_xlsx
+
+    from rosterlink.core import idnumber
+
+    child_id = idnumber.make("370406", dt.date(2016, 3, 4), 7)
+    cfg = intake(tmp_path, pg_url)
+    path = write_xlsx(
+        cfg.intake_dir / "womens_federation" / "失亲儿童家庭名单.xlsx",
+        "失亲儿童家庭名单",
+        ["儿童姓名", "儿童身份证号", "监护人姓名", "与儿童关系", "镇街", "村(居)"],
+        [
+            ["刘小明", child_id, "刘桂芳", "祖母", "店子镇", "东庄村"],
+            ["王小红", child_id, "", "祖母", "店子镇", "东庄村"],
+        ],
+    )
+    run_stages(cfg, "womens_federation", path, dt.date(2026, 11, 25))
+    with warehouse.connect(pg_url).connect() as conn:
+        staged = conn.execute(sa.select(schema.staged_row.c.state, schema.staged_row.c.payload)).all()
+    assert sorted(state for state, _ in staged) == ["rejected", "valid"]  # 王小红 has no guardian
+    assert not any(child_id in payload for _, payload in staged)

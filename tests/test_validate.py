@@ -632,3 +632,43 @@ def test_kept_validation_results_hold_no_full_id_or_phone(docs_night):
     assert not FULL_ID.search(text)
     assert not FULL_PHONE.search(text)
     assert json.loads(text)["sheets"][0]["result"]["results"]  # GX's own result, kept
+
+
+# --- the night's date, not the machine's clock ----------------------------------------------------
+def test_a_change_dated_after_the_nights_as_of_is_refused_with_the_nights_date(tmp_path, sqlite_url):
+    """A night re-run for an earlier date (the machine's clock is later): an exit dated after that
+    night must not take effect in it. Through the stages the DAG runs, on a real workbook."""
+    from intake_files import intake, ledger, rows, run_stages, write_xlsx
+
+    from rosterlink.warehouse import schema
+
+    as_of = TODAY - dt.timedelta(days=60)
+    later = as_of + dt.timedelta(days=15)  # after the night, before the machine's today
+    cfg = intake(tmp_path, sqlite_url)
+    path = write_xlsx(
+        cfg.intake_dir / "civil_affairs" / "特困家庭动态调整名单.xlsx",
+        "特困家庭动态调整名单",
+        ["调整类型", "户主姓名", "身份证号码", "镇街", "村(居)", "调整日期", "调整原因"],
+        [
+            ["退出", "张秀英", an_id(1), "店子镇", "东庄村", as_of.isoformat(), "脱困"],
+            ["退出", "王秀兰", an_id(2), "店子镇", "东庄村", later.isoformat(), "脱困"],
+        ],
+    )
+    file_id = run_stages(cfg, "civil_affairs", path, as_of)
+    entry = ledger(cfg, file_id)
+    assert (entry["status"], entry["rows_read"], entry["rows_loaded"], entry["rows_rejected"]) == (
+        "loaded",
+        2,
+        1,
+        1,
+    )
+    (rejected,) = rows(cfg, schema.rejected_row, file_id)
+    assert (rejected["row_number"], rejected["field"], rejected["reason_code"]) == (
+        4,
+        "adjustment_date",
+        "date_out_of_range",
+    )
+    assert f"不能晚于本次处理日期{as_of.isoformat()}" in rejected["message"]
+    assert [
+        (r["person_name"], r["event"], r["event_date"]) for r in rows(cfg, schema.source_record, file_id)
+    ] == [("张秀英", "exit", as_of)]

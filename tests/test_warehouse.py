@@ -110,3 +110,73 @@ def test_the_parallel_tasks_of_a_night_can_all_migrate_at_once_on_sqlite(tmp_pat
 def test_the_parallel_tasks_of_a_night_can_all_migrate_at_once_on_postgres(pg_url):
     for code, err in _parallel_migrations(pg_url, rounds=5):
         assert code == 0, err
+
+
+# --- length limits: a row rejected with a reason on every engine, never a failed night -----------------
+def _long_cells_night(tmp_path, url: str) -> dict:
+    """A hardship list with a 150-character 村(居) under a 300-character header, and a case ledger
+    with a 150-character 责任单位, through the stages the DAG runs (read, validate, load, link)."""
+    import datetime as dt
+
+    from intake_files import intake, ledger, rows, run_stages, write_xlsx
+
+    from rosterlink import tasks
+    from rosterlink.core import idnumber
+
+    cfg = intake(tmp_path, url)
+    long_text = "东庄村第一村民小组（原西庄村、北庄村合并）" * 7  # 147 characters, then 3 more
+    long_text += "一二三"
+    header = "村(居)(" + "请填写行政村或社区的全称，不要填写自然村或村民小组名称；" * 10 + ")"
+    assert (len(long_text), len(header) > 255) == (150, True)
+    born = dt.date(1960, 5, 4)
+    hardship = write_xlsx(
+        cfg.intake_dir / "civil_affairs" / "特困家庭名单.xlsx",
+        "特困家庭名单",
+        ["户主姓名", "身份证号码", "镇街", header, "家庭人口"],
+        [
+            ["张秀英", idnumber.make("370406", born, 1), "店子镇", long_text, 3],
+            ["王秀兰", idnumber.make("370406", born, 2), "店子镇", "东庄村", 2],
+        ],
+    )
+    case = write_xlsx(
+        cfg.intake_dir / "petition" / "重点信访案件台账.xlsx",
+        "重点信访案件台账",
+        ["案件编号", "信访人姓名", "镇街", "诉求类别", "责任单位", "登记日期", "办理状态"],
+        [
+            ["XF-2026-001", "李娜", "店子镇", "土地", long_text, "2026-03-01", "在办"],
+            ["XF-2026-002", "赵强", "店子镇", "土地", "店子镇政府", "2026-03-01", "在办"],
+        ],
+    )
+    as_of = dt.date(2026, 11, 25)
+    ids = [run_stages(cfg, "civil_affairs", hardship, as_of), run_stages(cfg, "petition", case, as_of)]
+    tasks.link(cfg)
+    return {
+        "ledger": [ledger(cfg, i) for i in ids],
+        "rejected": [r for i in ids for r in rows(cfg, schema.rejected_row, i)],
+        "url": cfg.warehouse_url,
+    }
+
+
+def _assert_long_cells_rejected_per_row(out: dict) -> None:
+    counts = [(x["status"], x["rows_read"], x["rows_loaded"], x["rows_rejected"]) for x in out["ledger"]]
+    assert counts == [("loaded", 2, 1, 1), ("loaded", 2, 1, 1)]
+    got = sorted((r["row_number"], r["field"], r["reason_code"]) for r in out["rejected"])
+    assert got == [(3, "responsible_unit", "text_too_long"), (3, "village", "text_too_long")]
+    by_field = {r["field"]: r for r in out["rejected"]}
+    assert "（150个字），最多128个字" in by_field["village"]["message"]
+    assert len(by_field["village"]["header"]) <= 255
+    assert by_field["village"]["header"].startswith("村(居)")
+    eng = warehouse.connect(out["url"])
+    with eng.connect() as conn:
+        assert conn.exec_driver_sql("SELECT head_name FROM household").scalars().all() == ["王秀兰"]
+        cases = conn.exec_driver_sql("SELECT case_number FROM petition_case").scalars().all()
+    assert cases == ["XF-2026-002"]
+
+
+def test_overlong_village_unit_and_header_are_row_rejections_on_sqlite(tmp_path, sqlite_url):
+    _assert_long_cells_rejected_per_row(_long_cells_night(tmp_path, sqlite_url))
+
+
+@pytest.mark.postgres
+def test_overlong_village_unit_and_header_are_row_rejections_on_postgres(tmp_path, pg_url):
+    _assert_long_cells_rejected_per_row(_long_cells_night(tmp_path, pg_url))

@@ -118,19 +118,20 @@ def scan(settings: Settings, run_id: str) -> list[ScannedFile]:
     return intake.scan(_engine(settings), settings, run_id)
 
 
-def read_file(settings: Settings, item: ScannedFile) -> FileItem:
-    """Read and normalise one file into ``staged_row`` (:func:`rosterlink.intake.stage.read_file`)."""
+def read_file(settings: Settings, item: ScannedFile, as_of: dt.date | None = None) -> FileItem:
+    """Read and normalise one file into ``staged_row`` (:func:`rosterlink.intake.stage.read_file`);
+    no date may be later than the night's ``as_of``."""
     from rosterlink.intake import stage
 
-    return stage.read_file(_engine(settings), settings, item)
+    return stage.read_file(_engine(settings), settings, item, as_of)
 
 
-def validate_file(settings: Settings, item: FileItem) -> FileItem:
-    """Validate one file's staged rows (:func:`rosterlink.validate.stage.validate_file`), keeping
-    the GX results for the night's Data Docs (:mod:`rosterlink.validate.datadocs`)."""
+def validate_file(settings: Settings, item: FileItem, as_of: dt.date | None = None) -> FileItem:
+    """Validate one file's staged rows (:func:`rosterlink.validate.stage.validate_file`) as of the
+    night, keeping the GX results for the night's Data Docs (:mod:`rosterlink.validate.datadocs`)."""
     from rosterlink.validate import datadocs, stage
 
-    return stage.validate_file(_engine(settings), item, datadocs.results_dir(settings.export_dir))
+    return stage.validate_file(_engine(settings), item, as_of, datadocs.results_dir(settings.export_dir))
 
 
 def load(settings: Settings, items: list[FileItem], day: str | None = None) -> LoadSummary:

@@ -35,6 +35,8 @@ class FieldSpec:
     label: str  # the header a clerk would expect to see (Chinese)
     aliases: tuple[str, ...]
     minor: bool = False  # data about a child: never shown in any output
+    adult: bool = False  # an ID number of a grown-up (a head, guardian, cadre): under 18 refused
+    max_length: int | None = None  # the most characters the warehouse keeps (a longer value: row rejected)
 
     @property
     def enum(self) -> str | None:
@@ -103,6 +105,8 @@ def _load_catalogue(directory: str) -> Catalogue:
             label=f["label"],
             aliases=tuple(f["aliases"]),
             minor=bool(f.get("minor", False)),
+            adult=bool(f.get("adult", False)),
+            max_length=int(f["max_length"]) if f.get("max_length") else None,
         )
         for name, f in data["fields"].items()
     }

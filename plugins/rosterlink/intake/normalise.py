@@ -31,6 +31,10 @@ Every per-field function is pure, never raises, and returns a :class:`Normalised
 ``(value_or_None, reason_code_or_None, extra)`` where ``extra`` holds additional message values
 (e.g. ``{"length": 17}`` for ``id_bad_length``). A code with a non-None value is a warning.
 
+An ID number in a field marked ``adult`` (a head's, guardian's, cadre's) whose birth date makes
+its holder under 18 on the night's date is dropped (``id_minor_as_adult``, the value never
+quoted): a child's ID number is never kept as a grown-up's.
+
 ID numbers in numeric cells are refused (``id_numeric_cell``): Excel keeps 15 significant digits,
 so the last digits are gone; the number is never rounded or reconstructed.
 """
@@ -337,7 +341,8 @@ def normalise_date(raw: object, today: dt.date | None = None) -> Normalised:
     """ISO ``YYYY-MM-DD`` from a date cell, an Excel serial number (42594 -> 2016-08-12),
     ``2016年8月12日``, ``2016.8.12``, ``2016/08/12``, ``2016-08-12``, ``20160812`` or
     ``2016年8月`` (first of the month). Unparseable: ``date_invalid``; before 1900 or after
-    today: ``date_out_of_range``. A bare year is not a date."""
+    ``today`` (the night's ``as_of``; the machine's date when not given): ``date_out_of_range``
+    (extra ``as_of``). A bare year is not a date."""
     if is_blank(raw):
         return OK_EMPTY
     try:
@@ -346,8 +351,9 @@ def normalise_date(raw: object, today: dt.date | None = None) -> Normalised:
         day = None
     if day is None:
         return Normalised(None, "date_invalid", {})
-    if day < _EARLIEST or day > (today or dt.date.today()):
-        return Normalised(None, "date_out_of_range", {})
+    last = today or dt.date.today()
+    if day < _EARLIEST or day > last:
+        return Normalised(None, "date_out_of_range", {"as_of": last.isoformat()})
     return Normalised(day.isoformat(), None, {})
 
 
@@ -561,13 +567,17 @@ def make_finding(
     raw: object,
     extra: dict[str, Any] | None = None,
     level: str | None = None,
+    *,
+    hidden: bool = False,
 ) -> Finding:
-    """A finding for one cell: Chinese message with the clerk's header and the masked value."""
+    """A finding for one cell: Chinese message with the clerk's header and the masked value
+    (``hidden``: not even masked, as for a child's)."""
     spec = catalogue().fields[field]
     header = (getattr(table, "headers", None) or {}).get(field) or spec.label
     # a child's value is never quoted, not even masked: the header and row number say what to fix
-    shown = MINOR_HIDDEN if spec.minor else display_value(spec.type, raw)
-    values: dict[str, Any] = {"length": "", "towns": "", "choices": ""}
+    hidden = hidden or spec.minor
+    shown = MINOR_HIDDEN if hidden else display_value(spec.type, raw)
+    values: dict[str, Any] = {"length": "", "towns": "", "choices": "", "as_of": "今天"}
     values.update(extra or {})
     values["header"], values["value"] = header, shown
     return Finding(
@@ -577,12 +587,26 @@ def make_finding(
         reason_code=code,
         message=message(code, **values),
         severity=level or severity(code),
-        value=None if spec.minor else (shown or None),
+        value=None if hidden else (shown or None),
     )
 
 
-def normalise_table(table: SheetTable) -> tuple[pd.DataFrame, list[Finding]]:
+ADULT_AGE = 18
+
+
+def age_on(id18: str, day: dt.date) -> int | None:
+    """Whole years of age on ``day`` by the birth date an ID number carries."""
+    born = idnumber.birth_date(id18)
+    if born is None:
+        return None
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def normalise_table(table: SheetTable, today: dt.date | None = None) -> tuple[pd.DataFrame, list[Finding]]:
     """Normalise every field of ``table.frame`` for ``table.roster``.
+
+    ``today``: the night's ``as_of`` (default: the machine's date). No date, and no birth date in
+    an ID number, may be later: a change dated after the night does not take effect that night.
 
     Returns ``(frame, findings)``: ``frame`` has the same rows in the same order (same index),
     column ``_row`` (int64) then one column per roster field (object dtype, None when empty or
@@ -592,24 +616,82 @@ def normalise_table(table: SheetTable) -> tuple[pd.DataFrame, list[Finding]]:
     raw_frame: pd.DataFrame = table.frame
     towns = district().towns
     regions = district().known_region_codes
-    today = dt.date.today()
+    today = today or dt.date.today()
     out: dict[str, list[Any]] = {"_row": [int(r) for r in raw_frame["_row"]]}
     per_row: list[list[Finding]] = [[] for _ in range(len(raw_frame))]
     for field in roster.fields:
-        field_type = catalogue().fields[field].type
+        spec = catalogue().fields[field]
+        field_type = spec.type
         present = field in raw_frame.columns
         raw_values: Iterable[Any] = raw_frame[field] if present else [None] * len(raw_frame)
         column: list[Any] = []
         for i, raw in enumerate(raw_values):
             result = normalise_value(field_type, raw, towns=towns, known_regions=regions, today=today)
+            if spec.adult and isinstance(result.value, str):
+                age = age_on(result.value, today)
+                if age is not None and age < ADULT_AGE:
+                    # a child's ID in a head's (guardian's, cadre's) column: never kept, never quoted
+                    column.append(None)
+                    found = make_finding(
+                        table, out["_row"][i], field, "id_minor_as_adult", raw, {"age": age}, hidden=True
+                    )
+                    per_row[i].append(found)
+                    continue
             column.append(result.value)
             if result.code:
                 per_row[i].append(make_finding(table, out["_row"][i], field, result.code, raw, result.extra))
         out[field] = column
+    if {"member_relation", "head_name", "head_id_number"} <= set(roster.fields):
+        _group_members(table, out, per_row)
     frame = pd.DataFrame({k: pd.Series(v, dtype="int64" if k == "_row" else object) for k, v in out.items()})
     frame.index = raw_frame.index
     findings = [f for row in per_row for f in row]
     return frame, findings
+
+
+HEAD_RELATIONS = frozenset({"户主", "本人", "户主本人"})
+"""What ``与户主关系`` says on the head's own row of a roster listing every family member."""
+
+
+def _group_members(table: SheetTable, out: dict[str, list[Any]], per_row: list[list[Finding]]) -> None:
+    """A roster with one row per family member (``成员姓名`` / ``与户主关系`` columns): the head's
+    own row is the household; every other member's row is grouped under it (rejected with
+    ``member_row``, its ID number, a member's and not the head's, dropped and never quoted) and
+    counted into the head's ``household_size`` when that is empty. Members whose head has no row of
+    their own get ``member_row_no_head``: the clerk adds the head's row."""
+    n = len(out["_row"])
+    relation = out["member_relation"]
+    member = out.get("member_name", [None] * n)
+    head = out["head_name"]
+
+    def is_head(i: int) -> bool:  # the relation says so, or the member is the head by name
+        if head[i] is None or member[i] == head[i]:
+            return True  # no head's name: not a member's row to group (its own checks reject it)
+        if relation[i] is not None:
+            return str(relation[i]) in HEAD_RELATIONS
+        return member[i] is None
+
+    if all(is_head(i) for i in range(n)):
+        return  # one row per household: nothing to group
+    family: dict[tuple, list[int]] = {}
+    for i in range(n):
+        family.setdefault(
+            (head[i], out.get("town", [None] * n)[i], out.get("village", [None] * n)[i]), []
+        ).append(i)
+    for rows in family.values():
+        heads = [i for i in rows if is_head(i)]
+        if heads and "household_size" in out and out["household_size"][heads[0]] is None:
+            out["household_size"][heads[0]] = len(rows)
+        for i in rows:
+            if i in heads:
+                continue
+            code = "member_row" if heads else "member_row_no_head"
+            out["head_id_number"][i] = None
+            per_row[i] = [f for f in per_row[i] if f.field != "head_id_number"]
+            extra = {"head": head[i] or "", "relation": relation[i] or member[i] or "家庭成员"}
+            per_row[i].append(
+                make_finding(table, out["_row"][i], "head_id_number", code, None, extra, hidden=True)
+            )
 
 
 __all__ = [

@@ -15,6 +15,7 @@ it belongs in, and rejected as ``file_misplaced``.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import posixpath
 from pathlib import Path
@@ -32,8 +33,12 @@ from rosterlink.warehouse import now, schema, staging
 log = logging.getLogger(__name__)
 
 
-def read_file(eng: sa.Engine, settings: Settings, item: ScannedFile) -> FileItem:
-    """Read and normalise one file into ``staged_row``; a file that cannot be read is rejected whole."""
+def read_file(
+    eng: sa.Engine, settings: Settings, item: ScannedFile, as_of: dt.date | None = None
+) -> FileItem:
+    """Read and normalise one file into ``staged_row``; a file that cannot be read is rejected whole.
+
+    ``as_of``: the night's date (default: the machine's); a date after it is refused."""
     file_id = item["file_id"]
     path = settings.intake_dir / item["file_name"]
     if item["department"] == UNSORTED:
@@ -63,7 +68,7 @@ def read_file(eng: sa.Engine, settings: Settings, item: ScannedFile) -> FileItem
         staging.clear_file(conn, file_id)
         staging.write_notes(conn, file_id, result.notes)
         for table in result.tables:
-            frame, findings = normalise.normalise_table(table)
+            frame, findings = normalise.normalise_table(table, as_of)
             rows_read += staging.write_sheet(conn, file_id, table, frame, findings)
         f = schema.intake_file
         conn.execute(f.update().where(f.c.file_id == file_id).values(rows_read=rows_read))

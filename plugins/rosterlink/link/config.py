@@ -247,11 +247,14 @@ class LinkageConfig(_Section):
     compound_surnames: tuple[str, ...]
     village_suffixes: tuple[str, ...]  # stripped from a village name to get its stem
     prior: Prior
+    # the most review items 待核实.xlsx lists (the most doubtful first); the rest stay in the
+    # warehouse, summarised in the workbook, and come up as the listed ones are decided
+    review_workbook_max: int = 2000
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise LinkageConfigError(f"'backend' must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        for name in ("guard_min_rows", "max_reviews_per_row", "tf_min_entities"):
+        for name in ("guard_min_rows", "max_reviews_per_row", "tf_min_entities", "review_workbook_max"):
             if getattr(self, name) < 0:
                 raise LinkageConfigError(f"{name!r} must not be negative")
 

@@ -114,7 +114,7 @@ def link(
         faults.point("link.mid")  # kill tests: the process dies with tonight's links written, uncommitted
         result = summary(night)
     if review_dir is not None:
-        result["review_workbook"] = str(export_review_workbook(eng, review_dir))
+        result["review_workbook"] = str(export_review_workbook(eng, review_dir, cfg.review_workbook_max))
     result["review_decisions_read"] = read
     result["seconds"] = round(time.perf_counter() - started, 2)
     log.info("link: %s", {k: v for k, v in result.items() if k not in ("clusters",)})

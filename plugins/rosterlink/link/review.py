@@ -61,7 +61,12 @@ class ReviewQueue:
 
     @classmethod
     def load(cls, conn: sa.Connection) -> ReviewQueue:
-        return cls(conn.execute(sa.select(schema.link_review)).all())
+        """Every review, without the two records as shown to people (the bulk of a large queue,
+        needed only by the workbook and the CLI)."""
+        lr = schema.link_review
+        return cls(
+            conn.execute(sa.select(*(c for c in lr.c if c.name not in ("display_l", "display_r")))).all()
+        )
 
     def queued(self, kind: str) -> set[tuple[str, int, int]]:
         """(reason, left, right) of every pair of ``kind`` already queued."""
@@ -215,6 +220,28 @@ def decide(
         )
     )
     return conn.execute(sa.select(lr).where(lr.c.review_id == review_id)).one()
+
+
+def doubt_order(lr: sa.Table = schema.link_review) -> tuple[sa.ColumnElement, ...]:
+    """Most doubtful first: a rule's conflict (no probability: only a person can settle it), then
+    the match probability nearest 0.5, then the oldest."""
+    p = lr.c.match_probability
+    return (sa.case((p.is_(None), 0.0), else_=sa.func.abs(p - 0.5)), lr.c.review_id)
+
+
+def most_doubtful(conn: sa.Connection, limit: int) -> list[sa.Row]:
+    """At most ``limit`` pending reviews, the most doubtful first (:func:`doubt_order`)."""
+    lr = schema.link_review
+    return list(
+        conn.execute(sa.select(lr).where(lr.c.status == "pending").order_by(*doubt_order()).limit(limit))
+    )
+
+
+def pending_by_reason(conn: sa.Connection) -> dict[str, int]:
+    """How many reviews are pending, by reason."""
+    lr = schema.link_review
+    q = sa.select(lr.c.reason, sa.func.count()).where(lr.c.status == "pending").group_by(lr.c.reason)
+    return {reason: int(n) for reason, n in conn.execute(q).all()}
 
 
 def pending_reviews(conn: sa.Connection, include_decided: bool = False) -> list[sa.Row]:

@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from rosterlink.core.workbook import TOP, WRAP, Book
 from rosterlink.link.model import norm_name
-from rosterlink.link.review import REVIEW_REASONS, evidence_text, parse_decision, pending_reviews
+from rosterlink.link.review import (
+    REVIEW_REASONS,
+    evidence_text,
+    most_doubtful,
+    parse_decision,
+    pending_by_reason,
+)
 from rosterlink.warehouse import now, schema
 
 log = logging.getLogger(__name__)
@@ -77,9 +84,14 @@ def _review_cells(row: sa.Row) -> list[object]:
     ]
 
 
-def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
+def export_review_workbook(eng: sa.Engine, review_dir: Path, max_items: int = 2000) -> Path | None:
     """``<review_dir>/待核实.xlsx``: the pending queue (masked), with a 核实结论 column to fill in
     (a list of 同一 / 不同 to choose from).
+
+    At most ``max_items`` (``review_workbook_max`` of ``linkage.json``), the most doubtful first
+    (:func:`~rosterlink.link.review.doubt_order`): what a person is asked stays bounded, and so does
+    the memory it takes. The rest stay pending in the warehouse, counted by reason in a closing
+    line and on the 说明 sheet; they come up on later nights as the listed ones are decided.
 
     Written through the project's one workbook writer (strings masked, defused, written as text),
     atomically; left alone while Excel holds it open (a ``~$`` lock file beside it)."""
@@ -90,13 +102,28 @@ def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
         log.info("link: %s is open in Excel; not rewritten tonight", REVIEW_WORKBOOK)
         return None
     with eng.connect() as conn:
-        rows = pending_reviews(conn)
+        rows = most_doubtful(conn, max(max_items, 0))
+        by_reason = pending_by_reason(conn)
+    total = sum(by_reason.values())
+    rest = total - len(rows)
     book = Book(stamp=now())
     sheet = book.sheet("待核实", _REVIEW_WIDTHS, columns=_REVIEW_COLUMNS, freeze=False, autofilter=False)
     sheet.ws.freeze_panes(1, 1)  # the header row and the review number stay in view
     evidence = _REVIEW_COLUMNS.index("依据")
     for row in rows:
         sheet.row(_review_cells(row), TOP, styles={evidence: WRAP})
+    if rest > 0:
+        listed = Counter(row.reason for row in rows)
+        left = "、".join(
+            f"{REVIEW_REASONS.get(reason, reason)} {n - listed[reason]} 条"
+            for reason, n in sorted(by_reason.items())
+            if n > listed[reason]
+        )
+        summary = (
+            f"共 {total} 条待核实，本表列出最难确定的 {len(rows)} 条；另有 {rest} 条未列出（{left}），"
+            "保留在数据库中，本表核实后，下一晚会列出下一批。"
+        )
+        sheet.row([summary])
     decision = _REVIEW_COLUMNS.index("核实结论")
     last = max(len(rows) + 1, 2) + 200
     sheet.ws.data_validation(
@@ -112,7 +139,13 @@ def export_review_workbook(eng: sa.Engine, review_dir: Path) -> Path | None:
         "在“核实结论”一列填写：同一（是同一户/同一人）或 不同（不是同一户/同一人）；“核实人”填写您的姓名。",
         "填好后保存本文件（或另存为任意名称放在本文件夹），当晚处理时生效，模型不会推翻人工结论。",
         "身份证号、电话已脱敏；“依据”一列为各字段的比对结果和权重（正数支持同一，负数支持不同）。",
-        f"共 {len(rows)} 条待核实。",
+        f"共 {total} 条待核实。"
+        + (
+            f"本表列出最难确定的 {len(rows)} 条（模型最拿不准的在前），其余 {rest} 条保留在数据库中，"
+            "本表核实后，下一晚会列出下一批；也可用 rosterlink review list 查看全部。"
+            if rest > 0
+            else ""
+        ),
     ):
         info.row([text])
     return book.save(target)
@@ -124,8 +157,6 @@ def read_review_workbooks(conn: sa.Connection, review_dir: Path | None) -> dict:
     out = {"files": 0, "decisions": 0, "unreadable": 0, "not_understood": 0}
     if review_dir is None or not Path(review_dir).is_dir():
         return out
-    from openpyxl import load_workbook
-
     lr = schema.link_review
     pending = {x.review_id for x in conn.execute(sa.select(lr.c.review_id).where(lr.c.status == "pending"))}
     for path in sorted(Path(review_dir).glob("*.xlsx")):
@@ -138,52 +169,67 @@ def read_review_workbooks(conn: sa.Connection, review_dir: Path | None) -> dict:
         if (path.parent / ("~$" + path.name)).exists():
             continue  # still open in Excel
         try:
-            wb = load_workbook(path, read_only=True, data_only=True)
+            found = _decisions_in(path)
         except Exception:  # noqa: BLE001 - a broken workbook must not stop the night
+            # opening, or reading its rows (a file cut short breaks only then): nothing is taken
+            # from a file that could not be read to its end
+            log.warning("link: review workbook %s unreadable; its decisions are not applied", path.name)
             out["unreadable"] += 1
             continue
         out["files"] += 1
-        try:
-            ws = wb["待核实"] if "待核实" in wb.sheetnames else wb.worksheets[0]
-            rows = ws.iter_rows(values_only=True)
-            header = next(rows, None) or ()
-            names = [norm_name(h) for h in header]
-            try:
-                i_id, i_dec = names.index("编号"), names.index("核实结论")
-            except ValueError:
+        for review_id, raw_decision, by, note in found:
+            decision = parse_decision(raw_decision)
+            if decision is None:
+                out["not_understood"] += 1
                 continue
-            i_by = names.index("核实人") if "核实人" in names else None
-            i_note = names.index("备注") if "备注" in names else None
-            for values in rows:
-                if values is None or len(values) <= max(i_id, i_dec):
-                    continue
-                try:
-                    review_id = int(str(values[i_id]).strip())
-                except (TypeError, ValueError):
-                    continue
-                if values[i_dec] in (None, ""):
-                    continue
-                decision = parse_decision(values[i_dec])
-                if decision is None:
-                    out["not_understood"] += 1
-                    continue
-                if review_id not in pending:
-                    continue
-                by = values[i_by] if i_by is not None and i_by < len(values) and values[i_by] else None
-                note = values[i_note] if i_note is not None and i_note < len(values) else None
-                conn.execute(
-                    lr.update()
-                    .where(lr.c.review_id == review_id, lr.c.status == "pending")
-                    .values(
-                        status="decided",
-                        decision=decision,
-                        decided_at=now(),
-                        decided_by=(f"{by}（{path.name}）" if by else f"workbook:{path.name}")[:128],
-                        note=str(note)[:500] if note else None,
-                    )
+            if review_id not in pending:
+                continue
+            conn.execute(
+                lr.update()
+                .where(lr.c.review_id == review_id, lr.c.status == "pending")
+                .values(
+                    status="decided",
+                    decision=decision,
+                    decided_at=now(),
+                    decided_by=(f"{by}（{path.name}）" if by else f"workbook:{path.name}")[:128],
+                    note=str(note)[:500] if note else None,
                 )
-                pending.discard(review_id)
-                out["decisions"] += 1
-        finally:
-            wb.close()
+            )
+            pending.discard(review_id)
+            out["decisions"] += 1
     return out
+
+
+def _decisions_in(path: Path) -> list[tuple[int, object, object, object]]:
+    """``(review_id, 核实结论, 核实人, 备注)`` of every filled-in row, the whole file read before any
+    is used; raises whatever a broken file raises (opening it or reading its rows)."""
+    from openpyxl import load_workbook
+
+    wb = load_workbook(path, read_only=True, data_only=True)
+    found: list[tuple[int, object, object, object]] = []
+    try:
+        ws = wb["待核实"] if "待核实" in wb.sheetnames else wb.worksheets[0]
+        rows = ws.iter_rows(values_only=True)
+        header = next(rows, None) or ()
+        names = [norm_name(h) for h in header]
+        try:
+            i_id, i_dec = names.index("编号"), names.index("核实结论")
+        except ValueError:
+            return []
+        i_by = names.index("核实人") if "核实人" in names else None
+        i_note = names.index("备注") if "备注" in names else None
+        for values in rows:
+            if values is None or len(values) <= max(i_id, i_dec):
+                continue
+            try:
+                review_id = int(str(values[i_id]).strip())
+            except (TypeError, ValueError):
+                continue
+            if values[i_dec] in (None, ""):
+                continue
+            by = values[i_by] if i_by is not None and i_by < len(values) and values[i_by] else None
+            note = values[i_note] if i_note is not None and i_note < len(values) else None
+            found.append((review_id, values[i_dec], by, note))
+    finally:
+        wb.close()
+    return found

@@ -184,15 +184,21 @@ def _as_date(value: Any) -> dt.date | None:
 
 
 def validate_table(
-    table: SheetTable, frame: pd.DataFrame, findings: list[Finding], expectations_dir: Path | None = None
+    table: SheetTable,
+    frame: pd.DataFrame,
+    findings: list[Finding],
+    expectations_dir: Path | None = None,
+    today: dt.date | None = None,
 ) -> Validation:
     """Run ``expectations/<table.roster>.json`` on the normalised ``frame``; split rows.
 
     ``frame``: ``_row`` plus one column per roster field, as returned by ``normalise_table``;
     ``findings``: the normaliser's findings for it. ``Validation.valid`` is the subset of
     ``frame`` that passes (same columns, order and index labels). Raises :class:`SuiteError` if
-    the suite cannot run and ``ValueError`` if ``_row`` is not unique.
+    the suite cannot run and ``ValueError`` if ``_row`` is not unique. ``today``: the night's
+    ``as_of`` (default: the machine's date), the latest date a row may carry.
     """
+    today = today or dt.date.today()
     cat = catalogue()
     roster = cat.rosters[table.roster]
     rows = [int(r) for r in frame["_row"]]
@@ -218,7 +224,7 @@ def validate_table(
     params = {
         "towns": list(district().towns),
         "region_codes": list(district().known_region_codes),
-        "today": dt.date.today().isoformat(),
+        "today": today.isoformat(),
     }
     result = runner.run(
         batch_parameters={"dataframe": gx_frame(table.roster, frame, dropped)},
@@ -259,11 +265,13 @@ def validate_table(
 
     def generic(row: int, name: str, code: str, level: str, meta: dict[str, Any]) -> Finding:
         spec = cat.fields[name]
-        extra: dict[str, Any] = {"towns": "、".join(district().towns)}
+        extra: dict[str, Any] = {"towns": "、".join(district().towns), "as_of": today.isoformat()}
         if spec.enum:
             extra["choices"] = enum_choices(spec.enum)
         if meta.get("condition"):
             extra["condition"] = meta["condition"]
+        if meta.get("max_length"):
+            extra["max"] = meta["max_length"]
         raw = raw_value(row, name)
         extra["length"] = len(str(raw)) if raw is not None else 0
         return make_finding(table, row, name, code, raw, extra, level=level)

@@ -6,6 +6,7 @@ or rejected for the load stage, and keep the GX results for the night's Data Doc
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,13 @@ from rosterlink.warehouse import insert_many, now, schema, staging
 log = logging.getLogger(__name__)
 
 
-def validate_file(eng: sa.Engine, item: FileItem, keep_dir: Path | None = None) -> FileItem:
+def validate_file(
+    eng: sa.Engine, item: FileItem, as_of: dt.date | None = None, keep_dir: Path | None = None
+) -> FileItem:
     """Run the roster's GX suite over one file's staged rows; quarantine the failures.
 
-    A file the read stage did not read (rejected whole) is passed on as it is. With ``keep_dir``
+    ``as_of``: the night's date (default: the machine's): the suites' ``today``. A file the read
+    stage did not read (rejected whole) is passed on as it is. With ``keep_dir``
     (``datadocs.results_dir(export_dir)``), the sheets' GX results are kept there for the night's
     Data Docs; results that cannot be kept are logged and never fail the file."""
     if item.get("status") != "read":
@@ -38,7 +42,7 @@ def validate_file(eng: sa.Engine, item: FileItem, keep_dir: Path | None = None) 
             conn.execute(table.delete().where(table.c.file_id == file_id))
         for staged in staging.read_sheets(conn, [file_id]):
             sheet = staged.table
-            outcome = validate.validate_table(sheet, sheet.frame, staged.findings)
+            outcome = validate.validate_table(sheet, sheet.frame, staged.findings, today=as_of)
             for target, found in (
                 (schema.rejected_row, outcome.rejected),
                 (schema.row_warning, outcome.warnings),

@@ -30,7 +30,8 @@ Per field they hold:
   at run time), enum codes in set, dates ``YYYY-MM-DD`` and (helper column ``_date_<field>``)
   between 1900-01-01 and the parameter ``today``, phone regex, names without digits/symbols,
   non-negative numbers; always warnings: ID region (helper ``_region_<field>``) in the
-  parameter ``region_codes``, text not starting with ``= + - @``;
+  parameter ``region_codes``, text not starting with ``= + - @``; text no longer than the
+  field's ``max_length`` (``text_too_long``, error: the warehouse keeps no more);
 - conditional rules (:data:`CONDITIONAL_REQUIRED`, code because ``rosters.json`` has no place
   for them): a ``cadre_change`` row of type ``join`` must carry ``rank`` and ``unit``, written as
   GX ``row_condition`` objects (``{"type": "comparison", ...}``: the string form with
@@ -233,6 +234,20 @@ def build_suite(kind: str) -> dict[str, Any]:
                     field_name=name,
                     code="text_formula",
                     level=WARNING,
+                )
+            )
+        if spec.max_length:
+            # the warehouse keeps this many characters (a VARCHAR on PostgreSQL): a longer value
+            # rejects its row, the same on every engine
+            exps.append(
+                _expectation(
+                    "expect_column_value_lengths_to_be_between",
+                    name,
+                    {"max_value": spec.max_length},
+                    field_name=name,
+                    code="text_too_long",
+                    level=ERROR,
+                    max_length=spec.max_length,
                 )
             )
     for rule in CONDITIONAL_REQUIRED.get(kind, []):

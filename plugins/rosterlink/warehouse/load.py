@@ -6,7 +6,7 @@ still ``pending`` for the next attempt. Rows read must equal rows loaded plus ro
 
 A child's ID number is never stored: only what the programme needs, its birth year-month, and
 with a pseudonymisation key a keyed token (:func:`rosterlink.core.pseudonym.token`) to recognise
-the same child again.
+the same child again; and the file's staged rows lose it in the transaction that loads the file.
 """
 
 from __future__ import annotations
@@ -118,6 +118,9 @@ def load_files(
             count = insert_many(
                 conn, r, (to_record(file_id, ledger.department, row, pseudonym_key) for row in staged)
             )
+            # the staged copies of a child's data go in the same transaction: a night that fails
+            # after this file is loaded leaves no child's ID number in the staging table
+            staging.forget_minors(conn, file_id)
             if midway is not None:
                 midway()
             if ledger.rows_read != count + ledger.rows_rejected:

@@ -21,7 +21,7 @@ from rosterlink.core.findings import Finding
 from rosterlink.core.spec import catalogue
 from rosterlink.core.tables import SheetTable
 from rosterlink.warehouse import schema
-from rosterlink.warehouse.bulk import insert_many
+from rosterlink.warehouse.bulk import insert_many, update_many
 from rosterlink.warehouse.db import dumps
 
 
@@ -62,6 +62,15 @@ def write_notes(conn: sa.Connection, file_id: int, notes: Sequence[str]) -> None
         )
 
 
+HEADER_MAX = 255
+"""The most characters of a header kept (``rejected_row.header`` and ``row_warning.header``)."""
+
+
+def shorten_header(text: str) -> str:
+    """A header as written, cut to :data:`HEADER_MAX` characters (ending ``…``) when longer."""
+    return text if len(text) <= HEADER_MAX else text[: HEADER_MAX - 1] + "…"
+
+
 def write_sheet(
     conn: sa.Connection, file_id: int, table: SheetTable, frame: pd.DataFrame, findings: Iterable[Finding]
 ) -> int:
@@ -76,7 +85,8 @@ def write_sheet(
             sheet=table.sheet,
             roster=table.roster,
             header_row=table.header_row,
-            headers=dumps(table.headers),
+            # every later stage quotes a header from here: kept short enough for the warehouse
+            headers=dumps({f: shorten_header(str(h)) for f, h in table.headers.items()}),
             rows_read=len(frame),
         )
     )
@@ -158,6 +168,35 @@ def valid_rows(conn: sa.Connection, file_id: int) -> Iterator[StagedRow]:
         .order_by(st.c.sheet, st.c.row_number)
     ).all()
     return (StagedRow(r.sheet, r.row_number, r.roster, json.loads(r.payload)) for r in rows)
+
+
+def minor_fields(roster: str) -> tuple[str, ...]:
+    """The fields of ``roster`` that hold a child's data (``"minor": true`` in ``rosters.json``)."""
+    cat = catalogue()
+    return tuple(f for f in cat.rosters[roster].fields if cat.fields[f].minor)
+
+
+def forget_minors(conn: sa.Connection, file_id: int) -> int:
+    """Blank a child's data (the ``minor`` fields) in every staged row of a file, valid or rejected:
+    the load stage calls it in the file's transaction, so that no child's ID number stays in the
+    staging table once the file is loaded, whatever happens to the rest of the night. Returns how
+    many rows were rewritten."""
+    st = schema.staged_row
+    rosters = [r for r in catalogue().rosters if minor_fields(r)]
+    rows = conn.execute(
+        sa.select(st.c.file_id, st.c.sheet, st.c.row_number, st.c.roster, st.c.payload).where(
+            st.c.file_id == file_id, st.c.roster.in_(rosters or [""])
+        )
+    ).all()
+    changed = []
+    for row in rows:
+        payload = json.loads(row.payload)
+        minors = [f for f in minor_fields(row.roster) if payload.get(f) is not None]
+        if minors:
+            payload.update(dict.fromkeys(minors))
+            key = {"file_id": row.file_id, "sheet": row.sheet, "row_number": row.row_number}
+            changed.append({**key, "payload": dumps(payload)})
+    return update_many(conn, st, ["file_id", "sheet", "row_number"], changed)
 
 
 def clear_finished(conn: sa.Connection) -> int:
