@@ -286,3 +286,15 @@ def test_gbk_csv_without_a_header_is_still_no_roster(tmp_path):
     with pytest.raises(FileRejected) as caught:
         read.read_file(path, "civil_affairs")
     assert caught.value.code == "file_no_roster"
+
+
+def test_a_value_without_a_cell_reference_far_down_is_still_measured(tmp_path):
+    from test_read import write_plain_xlsx
+
+    far = '<row r="1000001"><c t="inlineStr"><is><t>x</t></is></c></row>'
+    rows: list[list[object]] = [HEADER, household(1)]
+    path = write_plain_xlsx(tmp_path / "a.xlsx", rows, extra=far)
+
+    with pytest.raises(FileRejected) as caught:
+        read.read_file(path, "civil_affairs")
+    assert caught.value.code == "file_too_large"

@@ -27,9 +27,15 @@ Steps, in order:
    makes a two-row header (per column the lower cell wins; ``header_row`` is the lower row). No
    roster of this department but one of another: the whole file is ``file_wrong_department``.
    Neither: the sheet is skipped with a note (naming the missing column when only one is).
+   Several columns naming the same field: a visible one before a hidden one, then one holding
+   data before an empty one (filled columns that differ are noted). A sheet without a column the
+   roster requires is skipped with a note; a file left with no sheet is rejected whole, naming
+   the column (one message, not one per row).
 4. Data rows: everything below the header except blank rows, footers (``合计:936户``,
    ``制表人:…``) and exact repeats of the header row. Vertically merged cells in the data area
    are filled with their top-left value (calamine reports merged ranges for xlsx and xls).
+   Rows hidden in Excel (xlsx) are read like any other, with a note naming them. A CSV cell
+   written ``="370406…"`` (the keep-as-text trick) is read as the text Excel shows.
 
 Values are raw: str, int, float (numeric cells: an 18-digit ID in a numeric cell arrives as a
 float, so the normaliser can refuse it), date/datetime (date cells; also time/timedelta or bool
@@ -177,7 +183,9 @@ def read_file(path: Path, department: str, limits: Limits | None = None) -> Read
 
     Raises ``FileRejected``: any code of :func:`inspect_file`, ``file_empty`` (no cell at all),
     ``file_no_roster`` (no sheet recognised), ``file_wrong_department`` (a sheet holds another
-    department's roster), ``file_encoding``, ``file_too_many_columns``, ``file_too_large``,
+    department's roster), ``file_encoding``, ``file_encoding_big5`` (a Big5 CSV),
+    ``file_missing_columns`` (no sheet read, one lacking a required column),
+    ``file_too_many_columns``, ``file_too_large``,
     ``file_corrupt`` / ``file_unreadable`` (the parser failed; ``detail`` is the exception type).
     ``ValueError`` for an unknown department (a configuration error, not the file's fault).
     ``limits``: the file safety limits (default: :class:`Limits`' defaults).
@@ -342,16 +350,15 @@ def _worksheet_parts(archive: zipfile.ZipFile) -> list[str]:
     return sorted(parts & names)
 
 
-_VALUED_CELL = re.compile(
-    rb'<(?:\w+:)?c\b[^>]*?\sr\s*=\s*["\']([A-Z]{1,3})(\d{1,10})["\'][^>]*(?<!/)>\s*<(?:\w+:)?(?:v|is|f)\b'
-)
-"""A ``<c r="…">`` that holds a value (``<v>``), an inline string (``<is>``) or a formula (``<f>``).
+_VALUED_CELL = re.compile(rb'\sr="([A-Z]{1,3})(\d{1,10})"[^>]*(?<!/)>\s*<(?:\w+:)?(?:v|is|f)\b')
+"""The ``r="…"`` of a cell that holds a value (``<v>``), an inline string (``<is>``) or a formula
+(``<f>``); only cells have column letters in ``r``.
 
 A formatted empty cell (``<c r="A1048576" s="1"/>``, what a clerk leaves by formatting a whole
 column) holds none: calamine skips it, and so does the extent."""
-_UNREFERENCED_CELL = re.compile(rb"<(?:\w+:)?c\b(?![^>]*\sr\s*=)[^>]*(?<!/)>\s*<(?:\w+:)?(?:v|is|f)\b")
-"""A valued cell without ``r``: calamine places it after the previous cell, in the current row."""
-_ROW_REF = re.compile(rb'<(?:\w+:)?row\b[^>]*?\sr\s*=\s*["\'](\d{1,10})["\']')
+_UNREFERENCED_CELL = re.compile(rb"<(?:\w+:)?c(?:>|\s(?![^>]*\sr=)[^>]*(?<!/)>\s*<(?:\w+:)?(?:v|is|f)\b)")
+"""A cell without ``r`` (holding a value): calamine places it after the previous cell, in the current row."""
+_ROW_REF = re.compile(rb'<(?:\w+:)?row\b[^>]*?\sr="(\d{1,10})"')
 _SCAN_OVERLAP = 1024
 """Bytes carried from one 1 MB chunk to the next, so that a match cut by the boundary is found
 whole in the next buffer (a cell's start tag and the start of its value are far shorter)."""
@@ -362,7 +369,7 @@ def _xml_sheet_extent(archive: zipfile.ZipFile, part: str) -> tuple[int, int]:
 
     The data's extent, not the formatting's: formatted empty cells (``<c r="XFD1048576" s="1"/>``)
     and empty ``<row>`` elements do not count. calamine places a cell by its ``r`` reference;
-    should a valued cell come without one, every ``<row r="…">`` counts as well (the old, cautious
+    should a cell come without one, every ``<row r="…">`` counts as well (the old, cautious
     measure). Such cells are physically in the file and bounded by the uncompressed-size limit.
     """
     max_row, max_column, unreferenced = 0, 0, False
@@ -372,9 +379,13 @@ def _xml_sheet_extent(archive: zipfile.ZipFile, part: str) -> tuple[int, int]:
             buffer = tail + chunk
             refs = _VALUED_CELL.findall(buffer)
             if refs:
-                max_row = max(max_row, max(int(number) for _, number in refs))
+                max_row = max(max_row, max(map(int, {number for _, number in refs})))
                 max_column = max(max_column, *(_column_number(letters) for letters in {c for c, _ in refs}))
-            unreferenced = unreferenced or _UNREFERENCED_CELL.search(buffer) is not None
+            if not unreferenced:
+                # cheap counts first: cell tags beyond the r="…" of cells and rows call for the search
+                tags = sum(buffer.count(tag) for tag in (b"<c ", b"<c>", b":c ", b":c>"))
+                if tags > buffer.count(b' r="') - buffer.count(b"<row ") - buffer.count(b":row "):
+                    unreferenced = _UNREFERENCED_CELL.search(buffer) is not None
             if unreferenced:
                 max_row = max(max_row, *(int(number) for number in _ROW_REF.findall(buffer)), 0)
             tail = buffer[-_SCAN_OVERLAP:]
@@ -602,6 +613,9 @@ def _scan_hidden(archive: zipfile.ZipFile, part: str) -> _Hidden:
     with archive.open(part) as stream:
         while chunk := stream.read(1 << 20):
             buffer = tail + chunk
+            if b"hidden" not in buffer:
+                tail = buffer[-_SCAN_OVERLAP:]
+                continue
             for tag, into_rows in ((_ROW_TAG, True), (_COL_TAG, False)):
                 for match in tag.finditer(buffer):
                     attributes = match.group(1)
