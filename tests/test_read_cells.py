@@ -10,20 +10,28 @@ numbers are synthetic (``idnumber.make``).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import openpyxl
 import pytest
 import xlsxwriter
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rosterlink import warehouse
 from rosterlink.core import idnumber
 from rosterlink.core.findings import FileRejected, message
 from rosterlink.core.settings import Limits, Settings
-from rosterlink.intake import read, scan
+from rosterlink.core.spec import catalogue
+from rosterlink.intake import normalise, read, scan
 from rosterlink.intake import stage as intake_stage
 from rosterlink.validate import stage as validate_stage
+
+XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+"""What no xlsx (XML 1.0) may hold: an output holding it breaks or is garbled."""
+FIELD_TYPES = {spec.type for spec in catalogue().fields.values()}
 
 HEADER = ["序号", "户主姓名", "户主身份证号", "镇街", "村(居)", "致困原因"]
 
@@ -141,6 +149,26 @@ def test_hidden_rows_are_loaded_with_a_note_for_the_clerk(tmp_path, sqlite_url):
 
     assert [r["_row"] for r in night.staged()] == [2, 3, 4]
     assert night.notes() == [message("sheet_hidden_rows", sheet="花名册", rows="第3行")]
+
+
+def test_legacy_xls_hidden_column_loses_and_hidden_rows_are_noted(tmp_path):
+    import xlwt
+
+    book = xlwt.Workbook(encoding="utf-8")
+    ws = book.add_sheet("花名册")
+    rows = [["户主姓名", "身份证号", "镇街", "身份证号", "致困原因"]]
+    rows += [[f"测试{NAMES[seq]}", an_id(100 + seq), "店子镇", an_id(seq), "因病"] for seq in (1, 2, 3)]
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            ws.write(r, c, value)
+    ws.col(1).hidden = True
+    ws.row(2).hidden = True  # Excel row 3
+    book.save(str(tmp_path / "老表.xls"))
+
+    result = read.read_file(tmp_path / "老表.xls", "civil_affairs")
+
+    assert result.tables[0].frame["head_id_number"].tolist() == [an_id(1), an_id(2), an_id(3)]
+    assert result.notes == [message("sheet_hidden_rows", sheet="花名册", rows="第3行")]
 
 
 # --------------------------------------------------------------------------- 3. ="…" in CSV
@@ -298,3 +326,12 @@ def test_a_value_without_a_cell_reference_far_down_is_still_measured(tmp_path):
     with pytest.raises(FileRejected) as caught:
         read.read_file(path, "civil_affairs")
     assert caught.value.code == "file_too_large"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=30), st.sampled_from(sorted(FIELD_TYPES)))
+def test_no_normalised_value_or_shown_value_holds_a_character_no_output_may_hold(raw, field_type):
+    value = normalise.normalise_value(field_type, raw).value
+
+    for text in (value, normalise.display_value(field_type, raw)):
+        assert not (isinstance(text, str) and XML_ILLEGAL.search(text)), repr(text)

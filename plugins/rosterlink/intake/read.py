@@ -34,7 +34,7 @@ Steps, in order:
 4. Data rows: everything below the header except blank rows, footers (``合计:936户``,
    ``制表人:…``) and exact repeats of the header row. Vertically merged cells in the data area
    are filled with their top-left value (calamine reports merged ranges for xlsx and xls).
-   Rows hidden in Excel (xlsx) are read like any other, with a note naming them. A CSV cell
+   Rows hidden in Excel (xlsx and BIFF8 .xls) are read like any other, with a note naming them. A CSV cell
    written ``="370406…"`` (the keep-as-text trick) is read as the text Excel shows.
 
 Values are raw: str, int, float (numeric cells: an 18-digit ID in a numeric cell arrives as a
@@ -221,7 +221,7 @@ def read_file(path: Path, department: str, limits: Limits | None = None) -> Read
         else:  # a renamed file (.xls holding xlsx, or the reverse): calamine sniffs the content
             with path.open("rb") as handle:
                 book = calamine.CalamineWorkbook.from_filelike(handle)
-        hidden = _xlsx_hidden(path) if container == "zip" else {}
+        hidden = _xlsx_hidden(path) if container == "zip" else _xls_hidden(path.read_bytes())
         try:
             return _read_grids(
                 _workbook_grids(book, checks, notes, source=path.name, hidden=hidden),
@@ -437,6 +437,12 @@ _END_OF_CHAIN = 0xFFFFFFFE
 
 def _ole_entry_names(data: bytes) -> set[str]:
     """Names of the storages and streams in a compound file (MS-CFB), reading only the directory."""
+    return {name for name, _, _, _ in _ole_entries(data)[0]}
+
+
+def _ole_entries(data: bytes) -> tuple[list[tuple[str, int, int, int]], Callable[[int, int], bytes]]:
+    """A compound file's directory, ``(name, kind, first sector, size)`` per entry, and a reader
+    of a stream kept in regular sectors (``read(first sector, size)``, following the FAT)."""
 
     def u32(buffer: bytes, offset: int) -> int:
         return int.from_bytes(buffer[offset : offset + 4], "little")
@@ -463,20 +469,84 @@ def _ole_entry_names(data: bytes) -> set[str]:
     fat_bytes = b"".join(sector(number) for number in fat_sectors[:fat_count])
     fat = [u32(fat_bytes, 4 * i) for i in range(len(fat_bytes) // 4)]
 
-    names: set[str] = set()
-    current, seen = first_directory, set()
-    while current != _END_OF_CHAIN:
-        if current in seen or current >= len(fat):
-            raise ValueError("broken directory chain")
-        seen.add(current)
-        block = sector(current)
+    def chain(first: int) -> Iterator[int]:
+        current, seen = first, set()
+        while current != _END_OF_CHAIN:
+            if current in seen or current >= len(fat):
+                raise ValueError("broken sector chain")
+            seen.add(current)
+            yield current
+            current = fat[current]
+
+    def read(first: int, length: int) -> bytes:
+        return b"".join(sector(number) for number in chain(first))[:length]
+
+    entries: list[tuple[str, int, int, int]] = []
+    for number in chain(first_directory):
+        block = sector(number)
         for offset in range(0, size, 128):
             entry = block[offset : offset + 128]
             length, kind = int.from_bytes(entry[0x40:0x42], "little"), entry[0x42]
             if kind in (1, 2, 5) and 2 <= length <= 64:
-                names.add(entry[: length - 2].decode("utf-16-le", errors="replace"))
-        current = fat[current]
-    return names
+                name = entry[: length - 2].decode("utf-16-le", errors="replace")
+                entries.append((name, kind, u32(entry, 0x74), u32(entry, 0x78)))
+    return entries, read
+
+
+_BIFF_BOUNDSHEET, _BIFF_ROW, _BIFF_COLINFO, _BIFF_EOF = 0x0085, 0x0208, 0x007D, 0x000A
+_OLE_MINI_CUTOFF = 4096
+
+
+def _xls_hidden(data: bytes) -> dict[str, _Hidden]:
+    """Hidden rows (``ROW`` records, ``fDyZero``) and columns (``COLINFO``, ``fHidden``) of each
+    worksheet of a BIFF8 .xls, by sheet name; anything unexpected gives no hidden rows or columns."""
+    try:
+        entries, read = _ole_entries(data)
+        stream = next(
+            (
+                (first, size)
+                for name, kind, first, size in entries
+                if kind == 2 and name in ("Workbook", "Book")
+            ),
+            None,
+        )
+        if stream is None or stream[1] < _OLE_MINI_CUTOFF:
+            return {}  # a workbook this small is kept in the mini stream: not worth the reading
+        book = read(*stream)
+        sheets: list[tuple[str, int]] = []
+        for kind, body, _ in _biff_records(book, 0):
+            if kind == _BIFF_BOUNDSHEET and len(body) > 8 and body[5] == 0:  # a worksheet
+                count, wide = body[6], body[7] & 1
+                text = body[8 : 8 + count * (2 if wide else 1)]
+                sheets.append(
+                    (text.decode("utf-16-le" if wide else "latin-1"), int.from_bytes(body[:4], "little"))
+                )
+            elif kind == _BIFF_EOF:
+                break
+        found: dict[str, _Hidden] = {}
+        for name, position in sheets:
+            hidden = found.setdefault(name, _Hidden())
+            for kind, body, _ in _biff_records(book, position):
+                if kind == _BIFF_ROW and len(body) >= 14 and body[12] & 0x20:
+                    hidden.rows.add(int.from_bytes(body[:2], "little"))
+                elif kind == _BIFF_COLINFO and len(body) >= 10 and body[8] & 0x01:
+                    hidden.columns.append(
+                        (int.from_bytes(body[:2], "little"), int.from_bytes(body[2:4], "little"))
+                    )
+                elif kind == _BIFF_EOF:
+                    break
+        return found
+    except Exception:  # noqa: BLE001 - the file passed the safety checks; no hints is no harm
+        return {}
+
+
+def _biff_records(book: bytes, offset: int) -> Iterator[tuple[int, bytes, int]]:
+    """``(type, body, offset)`` of each BIFF record from ``offset`` on."""
+    while offset + 4 <= len(book):
+        kind = int.from_bytes(book[offset : offset + 2], "little")
+        length = int.from_bytes(book[offset + 2 : offset + 4], "little")
+        yield kind, book[offset + 4 : offset + 4 + length], offset
+        offset += 4 + length
 
 
 def _human_bytes(size: int) -> str:
