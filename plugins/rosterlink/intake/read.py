@@ -34,8 +34,8 @@ Steps, in order:
 4. Data rows: everything below the header except blank rows, footers (``合计:936户``,
    ``制表人:…``) and exact repeats of the header row. Vertically merged cells in the data area
    are filled with their top-left value (calamine reports merged ranges for xlsx and xls).
-   Rows hidden in Excel (xlsx and BIFF8 .xls) are read like any other, with a note naming them. A CSV cell
-   written ``="370406…"`` (the keep-as-text trick) is read as the text Excel shows.
+   Rows hidden in Excel (xlsx and BIFF8 .xls) are read like any other, with a note naming them.
+   A CSV cell written ``="370406…"`` (the keep-as-text trick) is read as the text Excel shows.
 
 Values are raw: str, int, float (numeric cells: an 18-digit ID in a numeric cell arrives as a
 float, so the normaliser can refuse it), date/datetime (date cells; also time/timedelta or bool
