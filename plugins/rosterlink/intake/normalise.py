@@ -79,9 +79,22 @@ _NULL_WORDS = frozenset({"nan", "NaN", "None", "null", "NULL", "NaT", "N/A", "n/
 _FORMULA_START = ("=", "+", "-", "@")
 
 
+_LINE_CONTROLS = re.compile("[\x0b\x0c]")
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+"""Characters no xlsx (XML 1.0) may hold, nor any output: C0 controls but tab, line feed and
+carriage return (DEL too), lone surrogates, U+FFFE/U+FFFF. Word's vertical tab (a manual line
+break, ``\x0b``) and form feed (``\x0c``) become a space; the others are removed."""
+
+
+def printable(text: str) -> str:
+    """``text`` without the characters no output may hold (a header as written, for messages)."""
+    return _XML_ILLEGAL.sub("", _LINE_CONTROLS.sub(" ", text))
+
+
 def _clean_str(raw: str) -> str:
-    """NFKC, zero-width characters removed, trimmed."""
-    return _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", raw)).strip()
+    """NFKC, control characters and zero-width characters removed, trimmed."""
+    text = unicodedata.normalize("NFKC", _XML_ILLEGAL.sub("", _LINE_CONTROLS.sub(" ", raw)))
+    return _ZERO_WIDTH.sub("", text).strip()
 
 
 def is_blank(raw: object) -> bool:
@@ -573,7 +586,7 @@ def make_finding(
     """A finding for one cell: Chinese message with the clerk's header and the masked value
     (``hidden``: not even masked, as for a child's)."""
     spec = catalogue().fields[field]
-    header = (getattr(table, "headers", None) or {}).get(field) or spec.label
+    header = printable((getattr(table, "headers", None) or {}).get(field) or spec.label)
     # a child's value is never quoted, not even masked: the header and row number say what to fix
     hidden = hidden or spec.minor
     shown = MINOR_HIDDEN if hidden else display_value(spec.type, raw)
@@ -713,4 +726,5 @@ __all__ = [
     "normalise_text",
     "normalise_town",
     "normalise_value",
+    "printable",
 ]

@@ -10,8 +10,9 @@ Steps, in order:
    (zip for xlsx, OLE2 for xls, told by magic bytes, so a renamed file is read by its content),
    zip bomb, macros (``vbaProject.bin``, VBA storages, Excel 4.0 macro sheets), password
    protection (``EncryptedPackage``; calamine's ``PasswordError`` for .xls), and for xlsx the
-   row/column extent of every worksheet, read from the XML itself: calamine allocates a sheet's
-   whole rectangle, so a 5 KB file with one cell at ``CV1000000`` must never reach it.
+   row/column extent of the cells holding data in every worksheet, read from the XML itself:
+   calamine allocates a sheet's whole rectangle, so a 5 KB file with one cell at ``CV1000000``
+   must never reach it (formatted empty cells do not count: calamine skips them too).
    CSV: NUL bytes and UTF-16 byte-order marks.
 2. Cells are read with python-calamine (xlsx/xls) or the ``csv`` module (sniffed delimiter,
    strict UTF-8 then strict GB18030). Each sheet becomes a grid of raw values whose row index maps
@@ -29,9 +30,15 @@ Steps, in order:
    the cells below read as ``儿童姓名``, ``监护人身份证号``). The best match another department's
    roster: the whole file is ``file_wrong_department`` (naming the folder it belongs in). None:
    the sheet is skipped with a note (naming the missing column when only one is).
+   Several columns naming the same field: a visible one before a hidden one, then one holding
+   data before an empty one (filled columns that differ are noted). A sheet without a column the
+   roster requires is skipped with a note; a file left with no sheet is rejected whole, naming
+   the column (one message, not one per row).
 4. Data rows: everything below the header except blank rows, footers (``合计:936户``,
    ``制表人:…``) and exact repeats of the header row. Vertically merged cells in the data area
    are filled with their top-left value (calamine reports merged ranges for xlsx and xls).
+   Rows hidden in Excel (xlsx and BIFF8 .xls) are read like any other, with a note naming them.
+   A CSV cell written ``="370406…"`` (the keep-as-text trick) is read as the text Excel shows.
 
 Values are raw: str, int, float (numeric cells: an 18-digit ID in a numeric cell arrives as a
 float, so the normaliser can refuse it), date/datetime (date cells; also time/timedelta or bool
@@ -50,6 +57,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import html
 import io
 import logging
 import posixpath
@@ -125,8 +133,24 @@ FOOTER_PREFIXES = (
     "备注",
     "说明",
     "注:",
+    "经办人",
+    "单位(盖章)",
+    "单位盖章",
+    "领导签字",
+    "领导签名",
+    "日期:",
+    "统计时间",
+    "统计日期",
+    "以下空白",
+    "(以下空白)",
+    "以下无",
+    "(以下无",
 )
-"""A row whose first non-empty cell starts with one of these (after NFKC, spaces removed) is a footer."""
+"""A row whose first non-empty cell starts with one of these (after NFKC, spaces removed) is a footer.
+
+A first cell that is exactly ``日期`` (its date in the next cell) is one too (:data:`FOOTER_EXACT`)."""
+
+FOOTER_EXACT = ("日期",)
 
 FOOTER_WORDS = (
     "合计",
@@ -140,6 +164,10 @@ FOOTER_WORDS = (
     "负责人",
     "备注",
     "说明",
+    "经办人",
+    "盖章",
+    "签字",
+    "以下空白",
 )
 """A row holding a single non-empty cell that contains one of these is a footer (``山亭区合计:936户``)."""
 
@@ -159,7 +187,9 @@ def read_file(path: Path, department: str | None, limits: Limits | None = None) 
 
     Raises ``FileRejected``: any code of :func:`inspect_file`, ``file_empty`` (no cell at all),
     ``file_no_roster`` (no sheet recognised), ``file_wrong_department`` (a sheet holds another
-    department's roster), ``file_encoding``, ``file_too_many_columns``, ``file_too_large``,
+    department's roster), ``file_encoding``, ``file_encoding_big5`` (a Big5 CSV),
+    ``file_missing_columns`` (no sheet read, one lacking a required column),
+    ``file_too_many_columns``, ``file_too_large``,
     ``file_corrupt`` / ``file_unreadable`` (the parser failed; ``detail`` is the exception type).
     ``ValueError`` for an unknown department (a configuration error, not the file's fault).
     ``limits``: the file safety limits (default: :class:`Limits`' defaults).
@@ -178,7 +208,15 @@ def read_file(path: Path, department: str | None, limits: Limits | None = None) 
     container = _inspect(path, checks)
     notes: list[str] = []
     if container == "csv":
-        return _guarded(lambda: _read_grids([_csv_grid(path, checks)], department, notes, source=path.name))
+        try:
+            return _guarded(
+                lambda: _read_grids([_csv_grid(path, checks)], department, notes, source=path.name)
+            )
+        except FileRejected as exc:
+            # Big5 bytes decode as GBK without an error, into nonsense with no header in it
+            if exc.code == "file_no_roster" and _looks_like_big5(path.read_bytes()):
+                raise FileRejected("file_encoding_big5", detail="Big5") from None
+            raise
 
     def read_workbook() -> ReadResult:
         if path.suffix.lower() == {"zip": ".xlsx", "ole": ".xls"}[container]:
@@ -187,9 +225,13 @@ def read_file(path: Path, department: str | None, limits: Limits | None = None) 
         else:  # a renamed file (.xls holding xlsx, or the reverse): calamine sniffs the content
             with path.open("rb") as handle:
                 book = calamine.CalamineWorkbook.from_filelike(handle)
+        hidden = _xlsx_hidden(path) if container == "zip" else _xls_hidden(path.read_bytes())
         try:
             return _read_grids(
-                _workbook_grids(book, checks, notes, source=path.name), department, notes, source=path.name
+                _workbook_grids(book, checks, notes, source=path.name, hidden=hidden),
+                department,
+                notes,
+                source=path.name,
             )
         finally:
             book.close()
@@ -312,28 +354,45 @@ def _worksheet_parts(archive: zipfile.ZipFile) -> list[str]:
     return sorted(parts & names)
 
 
-_CELL_REF = re.compile(rb'\sr="([A-Z]{0,3})(\d{1,10})"')
-"""``r="…"`` of a ``<row>`` (digits only) or a ``<c>`` (column letters and row)."""
+_VALUED_CELL = re.compile(rb'\sr="([A-Z]{1,3})(\d{1,10})"[^>]*(?<!/)>\s*<(?:\w+:)?(?:v|is|f)\b')
+"""The ``r="…"`` of a cell that holds a value (``<v>``), an inline string (``<is>``) or a formula
+(``<f>``); only cells have column letters in ``r``.
+
+A formatted empty cell (``<c r="A1048576" s="1"/>``, what a clerk leaves by formatting a whole
+column) holds none: calamine skips it, and so does the extent."""
+_UNREFERENCED_CELL = re.compile(rb"<(?:\w+:)?c(?:>|\s(?![^>]*\sr=)[^>]*(?<!/)>\s*<(?:\w+:)?(?:v|is|f)\b)")
+"""A cell without ``r`` (holding a value): calamine places it after the previous cell, in the current row."""
+_ROW_REF = re.compile(rb'<(?:\w+:)?row\b[^>]*?\sr="(\d{1,10})"')
+_SCAN_OVERLAP = 1024
+"""Bytes carried from one 1 MB chunk to the next, so that a match cut by the boundary is found
+whole in the next buffer (a cell's start tag and the start of its value are far shorter)."""
 
 
 def _xml_sheet_extent(archive: zipfile.ZipFile, part: str) -> tuple[int, int]:
-    """Highest row and column number referenced in a worksheet's XML, streamed in 1 MB chunks.
+    """Highest row and column number of a cell holding data in a worksheet's XML, streamed in 1 MB chunks.
 
-    calamine places a cell by its ``r`` reference; cells without one follow the previous cell, so
-    they are physically in the file and bounded by the uncompressed-size limit.
+    The data's extent, not the formatting's: formatted empty cells (``<c r="XFD1048576" s="1"/>``)
+    and empty ``<row>`` elements do not count. calamine places a cell by its ``r`` reference;
+    should a cell come without one, every ``<row r="…">`` counts as well (the old, cautious
+    measure). Such cells are physically in the file and bounded by the uncompressed-size limit.
     """
-    max_row, max_column = 0, 0
+    max_row, max_column, unreferenced = 0, 0, False
     tail = b""
     with archive.open(part) as stream:
         while chunk := stream.read(1 << 20):
             buffer = tail + chunk
-            # A reference cut by the chunk boundary is matched whole in the next buffer (the
-            # overlap); its cut prefix can only be smaller.
-            refs = _CELL_REF.findall(buffer)
+            refs = _VALUED_CELL.findall(buffer)
             if refs:
-                max_row = max(max_row, max(int(number) for _, number in refs))
+                max_row = max(max_row, max(map(int, {number for _, number in refs})))
                 max_column = max(max_column, *(_column_number(letters) for letters in {c for c, _ in refs}))
-            tail = buffer[-32:]
+            if not unreferenced:
+                # cheap counts first: cell tags beyond the r="…" of cells and rows call for the search
+                tags = sum(buffer.count(tag) for tag in (b"<c ", b"<c>", b":c ", b":c>"))
+                if tags > buffer.count(b' r="') - buffer.count(b"<row ") - buffer.count(b":row "):
+                    unreferenced = _UNREFERENCED_CELL.search(buffer) is not None
+            if unreferenced:
+                max_row = max(max_row, *(int(number) for number in _ROW_REF.findall(buffer)), 0)
+            tail = buffer[-_SCAN_OVERLAP:]
     return max_row, max_column
 
 
@@ -382,6 +441,12 @@ _END_OF_CHAIN = 0xFFFFFFFE
 
 def _ole_entry_names(data: bytes) -> set[str]:
     """Names of the storages and streams in a compound file (MS-CFB), reading only the directory."""
+    return {name for name, _, _, _ in _ole_entries(data)[0]}
+
+
+def _ole_entries(data: bytes) -> tuple[list[tuple[str, int, int, int]], Callable[[int, int], bytes]]:
+    """A compound file's directory, ``(name, kind, first sector, size)`` per entry, and a reader
+    of a stream kept in regular sectors (``read(first sector, size)``, following the FAT)."""
 
     def u32(buffer: bytes, offset: int) -> int:
         return int.from_bytes(buffer[offset : offset + 4], "little")
@@ -408,20 +473,84 @@ def _ole_entry_names(data: bytes) -> set[str]:
     fat_bytes = b"".join(sector(number) for number in fat_sectors[:fat_count])
     fat = [u32(fat_bytes, 4 * i) for i in range(len(fat_bytes) // 4)]
 
-    names: set[str] = set()
-    current, seen = first_directory, set()
-    while current != _END_OF_CHAIN:
-        if current in seen or current >= len(fat):
-            raise ValueError("broken directory chain")
-        seen.add(current)
-        block = sector(current)
+    def chain(first: int) -> Iterator[int]:
+        current, seen = first, set()
+        while current != _END_OF_CHAIN:
+            if current in seen or current >= len(fat):
+                raise ValueError("broken sector chain")
+            seen.add(current)
+            yield current
+            current = fat[current]
+
+    def read(first: int, length: int) -> bytes:
+        return b"".join(sector(number) for number in chain(first))[:length]
+
+    entries: list[tuple[str, int, int, int]] = []
+    for number in chain(first_directory):
+        block = sector(number)
         for offset in range(0, size, 128):
             entry = block[offset : offset + 128]
             length, kind = int.from_bytes(entry[0x40:0x42], "little"), entry[0x42]
             if kind in (1, 2, 5) and 2 <= length <= 64:
-                names.add(entry[: length - 2].decode("utf-16-le", errors="replace"))
-        current = fat[current]
-    return names
+                name = entry[: length - 2].decode("utf-16-le", errors="replace")
+                entries.append((name, kind, u32(entry, 0x74), u32(entry, 0x78)))
+    return entries, read
+
+
+_BIFF_BOUNDSHEET, _BIFF_ROW, _BIFF_COLINFO, _BIFF_EOF = 0x0085, 0x0208, 0x007D, 0x000A
+_OLE_MINI_CUTOFF = 4096
+
+
+def _xls_hidden(data: bytes) -> dict[str, _Hidden]:
+    """Hidden rows (``ROW`` records, ``fDyZero``) and columns (``COLINFO``, ``fHidden``) of each
+    worksheet of a BIFF8 .xls, by sheet name; anything unexpected gives no hidden rows or columns."""
+    try:
+        entries, read = _ole_entries(data)
+        stream = next(
+            (
+                (first, size)
+                for name, kind, first, size in entries
+                if kind == 2 and name in ("Workbook", "Book")
+            ),
+            None,
+        )
+        if stream is None or stream[1] < _OLE_MINI_CUTOFF:
+            return {}  # a workbook this small is kept in the mini stream: not worth the reading
+        book = read(*stream)
+        sheets: list[tuple[str, int]] = []
+        for kind, body, _ in _biff_records(book, 0):
+            if kind == _BIFF_BOUNDSHEET and len(body) > 8 and body[5] == 0:  # a worksheet
+                count, wide = body[6], body[7] & 1
+                text = body[8 : 8 + count * (2 if wide else 1)]
+                sheets.append(
+                    (text.decode("utf-16-le" if wide else "latin-1"), int.from_bytes(body[:4], "little"))
+                )
+            elif kind == _BIFF_EOF:
+                break
+        found: dict[str, _Hidden] = {}
+        for name, position in sheets:
+            hidden = found.setdefault(name, _Hidden())
+            for kind, body, _ in _biff_records(book, position):
+                if kind == _BIFF_ROW and len(body) >= 14 and body[12] & 0x20:
+                    hidden.rows.add(int.from_bytes(body[:2], "little"))
+                elif kind == _BIFF_COLINFO and len(body) >= 10 and body[8] & 0x01:
+                    hidden.columns.append(
+                        (int.from_bytes(body[:2], "little"), int.from_bytes(body[2:4], "little"))
+                    )
+                elif kind == _BIFF_EOF:
+                    break
+        return found
+    except Exception:  # noqa: BLE001 - the file passed the safety checks; no hints is no harm
+        return {}
+
+
+def _biff_records(book: bytes, offset: int) -> Iterator[tuple[int, bytes, int]]:
+    """``(type, body, offset)`` of each BIFF record from ``offset`` on."""
+    while offset + 4 <= len(book):
+        kind = int.from_bytes(book[offset : offset + 2], "little")
+        length = int.from_bytes(book[offset + 2 : offset + 4], "little")
+        yield kind, book[offset + 4 : offset + 4 + length], offset
+        offset += 4 + length
 
 
 def _human_bytes(size: int) -> str:
@@ -464,15 +593,33 @@ class _Grid:
     rows: Sequence[Sequence[object]]
     numbers: list[int] | None = None
     merges: list[tuple[int, int, int, int]] = field(default_factory=list)
+    hidden: _Hidden | None = None
 
     def number(self, index: int) -> int:
         return self.numbers[index] if self.numbers is not None else index + 1
 
 
+@dataclass
+class _Hidden:
+    """A worksheet's hidden rows (indexes into ``rows``) and hidden columns (inclusive index ranges)."""
+
+    rows: set[int] = field(default_factory=set)
+    columns: list[tuple[int, int]] = field(default_factory=list)
+
+    def column(self, index: int) -> bool:
+        return any(first <= index <= last for first, last in self.columns)
+
+
 def _workbook_grids(
-    book: calamine.CalamineWorkbook, limits: Limits, notes: list[str], source: str = ""
+    book: calamine.CalamineWorkbook,
+    limits: Limits,
+    notes: list[str],
+    source: str = "",
+    hidden: dict[str, _Hidden] | None = None,
 ) -> Iterator[_Grid]:
-    """Visible worksheets, one at a time; hidden ones are noted and skipped."""
+    """Visible worksheets, one at a time; hidden ones are noted and skipped.
+
+    ``hidden``: each sheet's hidden rows and columns by sheet name (:func:`_xlsx_hidden`)."""
     for meta in book.sheets_metadata:
         if meta.typ == calamine.SheetTypeEnum.MacroSheet:
             raise FileRejected("file_macro", detail="Excel 4.0 macro sheet")
@@ -498,7 +645,65 @@ def _workbook_grids(
                 end[1] + 1 if end is not None else 0,
                 time.perf_counter() - started,
             )
-        yield _Grid(meta.name, rows, merges=merges)
+        yield _Grid(meta.name, rows, merges=merges, hidden=(hidden or {}).get(meta.name))
+
+
+_SHEET_ENTRY = re.compile(rb"<(?:\w+:)?sheet\b([^>]*)>")
+_ROW_TAG = re.compile(rb"<(?:\w+:)?row\b([^>]*)>")
+_COL_TAG = re.compile(rb"<(?:\w+:)?col\b([^>]*)>")
+_HIDDEN_ATTRIBUTE = re.compile(rb"""\shidden\s*=\s*["'](?:1|true)["']""")
+_NUMBER_ATTRIBUTE = re.compile(rb"""\s(r|min|max)\s*=\s*["'](\d{1,10})["']""")
+
+
+def _xlsx_hidden(path: Path) -> dict[str, _Hidden]:
+    """Hidden rows and columns of each worksheet of an xlsx file, by sheet name (calamine does not
+    report them). Read from the XML, streamed; anything unexpected gives no hidden rows or columns."""
+    found: dict[str, _Hidden] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            targets: dict[bytes, str] = {}
+            if "xl/_rels/workbook.xml.rels" in names:
+                for relation in _RELATIONSHIP.finditer(archive.read("xl/_rels/workbook.xml.rels")):
+                    attributes = dict(_ATTRIBUTE.findall(relation.group(1)))
+                    target = attributes.get(b"Target", b"").decode("utf-8", errors="replace")
+                    absolute = target.startswith("/")
+                    part = target.lstrip("/") if absolute else posixpath.normpath("xl/" + target)
+                    targets[attributes.get(b"Id", b"")] = part
+            for entry in _SHEET_ENTRY.finditer(archive.read("xl/workbook.xml")):
+                attributes = dict(_ATTRIBUTE.findall(entry.group(1)))
+                part = targets.get(attributes.get(b"id", b""), "")
+                if part in names:
+                    name = html.unescape(attributes.get(b"name", b"").decode("utf-8", errors="replace"))
+                    found[name] = _scan_hidden(archive, part)
+    except Exception:  # noqa: BLE001 - the archive passed the safety checks; no hints is no harm
+        return {}
+    return found
+
+
+def _scan_hidden(archive: zipfile.ZipFile, part: str) -> _Hidden:
+    hidden = _Hidden()
+    tail = b""
+    with archive.open(part) as stream:
+        while chunk := stream.read(1 << 20):
+            buffer = tail + chunk
+            if b"hidden" not in buffer:
+                tail = buffer[-_SCAN_OVERLAP:]
+                continue
+            for tag, into_rows in ((_ROW_TAG, True), (_COL_TAG, False)):
+                for match in tag.finditer(buffer):
+                    attributes = match.group(1)
+                    if not _HIDDEN_ATTRIBUTE.search(attributes):
+                        continue
+                    numbers = {key: int(value) for key, value in _NUMBER_ATTRIBUTE.findall(attributes)}
+                    if into_rows and b"r" in numbers:
+                        hidden.rows.add(numbers[b"r"] - 1)
+                    elif not into_rows and b"min" in numbers:
+                        first = numbers[b"min"] - 1
+                        hidden.columns.append((first, numbers.get(b"max", first + 1) - 1))
+            tail = buffer[-_SCAN_OVERLAP:]
+    hidden.columns = sorted(set(hidden.columns))
+    return hidden
 
 
 def _csv_grid(path: Path, limits: Limits) -> _Grid:
@@ -519,6 +724,7 @@ def _csv_grid(path: Path, limits: Limits) -> _Grid:
                 columns=len(record),
                 limit=limits.max_columns,
             )
+        record = [_unwrap_text_formula(value) for value in record]
         if len(rows) >= limits.max_rows:
             raise FileRejected(
                 "file_too_large",
@@ -547,6 +753,60 @@ def _decode_csv(data: bytes) -> str:
         except UnicodeDecodeError:
             continue
     raise FileRejected("file_encoding")
+
+
+_TEXT_FORMULA = re.compile(r'^\s*="(.*)"\s*$', re.DOTALL)
+
+
+def _unwrap_text_formula(value: str) -> str:
+    """``="370406…"`` -> ``370406…``: the usual trick to keep an ID as text in a CSV file.
+
+    Excel shows such a cell as the quoted text (``""`` inside it as ``"``), and so is it read.
+    """
+    if not value.startswith(("=", " ", "\t")):
+        return value
+    found = _TEXT_FORMULA.match(value)
+    if found is None or '"' in found.group(1).replace('""', ""):
+        return value
+    return found.group(1).replace('""', '"')
+
+
+def _looks_like_big5(data: bytes) -> bool:
+    """Bytes that are Big5 (traditional Chinese), not UTF-8 or GBK, told apart by what GBK makes of them.
+
+    Big5 decodes as GBK without an error, but about half of the characters it gives lie outside
+    GB2312 (the common simplified characters); a real GBK roster has almost none there.
+    """
+    if data.startswith(codecs.BOM_UTF8):
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return False
+    try:
+        data.decode("big5hkscs")
+        as_gbk = data.decode("gb18030")
+    except UnicodeDecodeError:
+        return False
+    wide = [char for char in as_gbk if ord(char) >= 0x2E80]
+    if not wide:
+        return False
+    rare = sum(1 for char in wide if not _in_gb2312(char))
+    return rare >= BIG5_RARE_SHARE * len(wide)
+
+
+BIG5_RARE_SHARE = 0.2
+"""Share of GBK-decoded characters outside GB2312 above which a CSV file is taken for Big5."""
+
+
+def _in_gb2312(char: str) -> bool:
+    try:
+        char.encode("gb2312")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -772,7 +1032,7 @@ def _is_blank_or_footer(row: Sequence[object]) -> bool:
     if not isinstance(first, str):
         return False
     text = _squash(first)
-    if text.startswith(FOOTER_PREFIXES):
+    if text.startswith(FOOTER_PREFIXES) or text in FOOTER_EXACT:
         return True
     return any(word in text for word in FOOTER_WORDS) and sum(not _is_empty(v) for v in row) == 1
 
@@ -879,6 +1139,7 @@ def _read_grids(
     )
     tables: list[SheetTable] = []
     seen_cells = False
+    short: dict[str, str] = {}  # the first sheet skipped for a missing required column
     for grid in grids:
         if all(_is_blank(row) for row in grid.rows):
             continue  # Excel's empty Sheet2/Sheet3: nothing to say
@@ -897,13 +1158,119 @@ def _read_grids(
         if header is None:
             notes.append(_no_header_note(grid.name, bands, own or every))
             continue
+        header = _prefer_columns(grid, bands, header, notes)
+        missing = _missing_required(header)
+        if missing:
+            values = {"sheet": grid.name, "roster": header.roster.label, "missing": missing}
+            short = short or values
+            notes.append(message("sheet_missing_columns", **values))
+            continue
         table = _table(grid, header, source)
         if table.frame.empty:
             notes.append(message("sheet_no_rows", sheet=grid.name, roster=header.roster.label))
+        notes.extend(_hidden_rows_note(grid, table))
         tables.append(table)
     if not tables:
+        if short:  # one message for the file, naming the column: not one per row
+            raise FileRejected("file_missing_columns", detail="required column missing", **short)
         raise FileRejected("file_no_roster" if seen_cells or notes else "file_empty")
     return ReadResult(tables=tables, notes=notes)
+
+
+def _missing_required(header: _Header) -> str:
+    """The roster's required columns the header lacks, as the clerk reads them (``“镇街”``), or ``""``.
+
+    Such a sheet is not read: every one of its rows would be rejected for the same empty column."""
+    fields = catalogue().fields
+    return "、".join(
+        f"“{fields[name].label}”" for name in header.roster.required if name not in header.columns
+    )
+
+
+def _rows_text(numbers: Sequence[int], shown: int = 10) -> str:
+    """``第3、5、7行``; past ``shown`` rows ``第3、5、…、40行（共25行）``."""
+    listed = "、".join(str(n) for n in numbers[:shown])
+    if len(numbers) <= shown:
+        return f"第{listed}行"
+    return f"第{listed}、…、{numbers[-1]}行（共{len(numbers)}行）"
+
+
+def _column_letters(index: int) -> str:
+    """0 -> ``A``, 26 -> ``AA``: the column as Excel names it."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(65 + remainder) + letters
+    return letters
+
+
+def _hidden_rows_note(grid: _Grid, table: SheetTable) -> list[str]:
+    """Rows read although hidden in Excel: loaded as any other, with a note so the clerk knows."""
+    if grid.hidden is None or not grid.hidden.rows:
+        return []
+    hidden = {grid.number(index) for index in grid.hidden.rows if index < len(grid.rows)}
+    loaded = sorted(int(number) for number in table.frame["_row"] if int(number) in hidden)
+    return [message("sheet_hidden_rows", sheet=grid.name, rows=_rows_text(loaded))] if loaded else []
+
+
+def _prefer_columns(grid: _Grid, bands: list[_Band], header: _Header, notes: list[str]) -> _Header:
+    """Of several columns with a header of the same field: a visible one before a hidden one, then
+    one holding data before an empty one; columns holding different data are noted.
+
+    Header detection takes the first column per field; this only changes the choice among the
+    columns of the same band that name the same field.
+    """
+    band = next((b for b in bands if b.last == header.last_row), None)
+    if band is None:
+        return header
+    ((_, aliases),) = _with_aliases([header.roster])
+    candidates: dict[str, list[tuple[int, str]]] = {}
+    for col in range(max(len(row) for row in band.cells)):
+        for r in reversed(range(len(band.cells))):
+            if col >= len(band.keys[r]):
+                continue
+            key, bare = band.keys[r][col]
+            name = (aliases.get(key) or aliases.get(bare)) if key else None
+            if name is not None:
+                candidates.setdefault(name, []).append((col, str(band.cells[r][col])))
+                break
+    doubled = {
+        name: found
+        for name, found in candidates.items()
+        if len(found) > 1 and header.columns.get(name) in {col for col, _ in found}
+    }
+    if not doubled:
+        return header
+    data = [
+        (index, grid.rows[index])
+        for index in range(header.last_row + 1, len(grid.rows))
+        if not _is_blank_or_footer(grid.rows[index])
+    ]
+    columns, texts = dict(header.columns), dict(header.texts)
+    for name, found in doubled.items():
+        hidden = grid.hidden
+        visible = [(col, text) for col, text in found if hidden is None or not hidden.column(col)] or found
+        filled = [(col, t) for col, t in visible if any(not _is_empty(_cell(row, col)) for _, row in data)]
+        columns[name], texts[name] = (filled or visible)[0]
+        differing = [
+            grid.number(index)
+            for index, row in data
+            if len({_squash(str(v)) for v in (_cell(row, col) for col, _ in filled) if not _is_empty(v)}) > 1
+        ]
+        if differing:
+            notes.append(
+                message(
+                    "sheet_duplicate_columns",
+                    sheet=grid.name,
+                    count=len(filled),
+                    header=texts[name],
+                    columns="、".join(_column_letters(col) for col, _ in filled),
+                    chosen=_column_letters(columns[name]),
+                    rows=_rows_text(differing),
+                )
+            )
+    return _Header(header.roster, header.last_row, columns, texts)
 
 
 def _no_header_note(sheet: str, bands: list[_Band], rosters: _Aliased) -> str:

@@ -17,6 +17,7 @@ from rosterlink.core.findings import Finding
 from rosterlink.core.masking import mask_text
 from rosterlink.core.payloads import FileItem
 from rosterlink.core.spec import catalogue
+from rosterlink.intake.normalise import printable
 from rosterlink.validate import run as validate
 from rosterlink.warehouse import insert_many, now, schema, staging
 
@@ -86,6 +87,7 @@ def validate_file(
 def _finding_row(file_id: int, sheet: str, headers: dict[str, str], fd: Finding) -> dict[str, object]:
     """A ``rejected_row`` / ``row_warning`` row: the header as the clerk wrote it, the value masked."""
     labels = catalogue().fields
+    header = headers.get(fd.field) or (labels[fd.field].label if fd.field in labels else "")
     return {
         "file_id": file_id,
         "sheet": fd.sheet or sheet,
@@ -93,7 +95,7 @@ def _finding_row(file_id: int, sheet: str, headers: dict[str, str], fd: Finding)
         "field": fd.field,
         "reason_code": fd.reason_code,
         "message": fd.message,
-        "header": headers.get(fd.field) or (labels[fd.field].label if fd.field in labels else None),
+        "header": printable(header) or None,  # as the clerk wrote it, without control characters
         "value": mask_text(fd.value) if fd.value is not None else None,
         "created_at": now(),
     }
