@@ -24,7 +24,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rosterlink.core.paths import DATA_DIR, PROJECT_ROOT
 
@@ -324,7 +324,7 @@ def _counts(counts: dict[str, int] | None) -> str:
     return f"{sum(counts.values()):,} ({parts})"
 
 
-def _rows(rows: Mapping[str, int]) -> str:
+def _rows(rows: Mapping[str, Any]) -> str:
     return f"read {rows['read']:,}, loaded {rows['loaded']:,}, rejected {rows['rejected']:,}"
 
 
