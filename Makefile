@@ -76,10 +76,19 @@ bench-large: $(STAMP)
 bench-province: $(STAMP)
 	$(BIN)/python benchmarks/bench_province.py --workers 2,1 --workdir data/province --keep
 
-# Airflow with its UI on http://127.0.0.1:8080 (see README: Running Airflow with its UI)
+# Airflow with its UI on http://127.0.0.1:$(PORT), this machine only (see README: Running Airflow with
+# its UI). `airflow standalone` starts its components as a plain `airflow`, so the virtualenv's bin/
+# goes first on PATH; the plugins folder brings the Rosterlink page (Browse -> Rosterlink). The admin
+# password is printed at the first start and kept in $(AIRFLOW_UI_HOME)/simple_auth_manager_passwords.json.generated.
+PORT ?= 8080
+AIRFLOW_UI_HOME ?= data/airflow-ui
 airflow-ui: $(STAMP)
-	AIRFLOW_HOME=$(CURDIR)/data/airflow-ui AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 $(BIN)/airflow standalone
+	@echo "Airflow UI: http://127.0.0.1:$(PORT)  user admin, password in $(abspath $(AIRFLOW_UI_HOME))/simple_auth_manager_passwords.json.generated"
+	PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(abspath $(AIRFLOW_UI_HOME))" \
+	AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" AIRFLOW__CORE__PLUGINS_FOLDER="$(CURDIR)/plugins" \
+	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(PORT) AIRFLOW__API__BASE_URL=http://127.0.0.1:$(PORT) \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__PARALLELISM=4 GX_ANALYTICS_ENABLED=False \
+	$(BIN)/airflow standalone
 
 # The README's screenshots (docs/screenshots/*.png): a sample night, the Airflow API server with the
 # dashboard plugin, headless Chromium (see scripts/screenshots.py); scratch files under data/screenshots/

@@ -1,19 +1,15 @@
 """
 ### rosterlink nightly
 
-Takes every new file the departments and units dropped into their intake folders, reads, normalises and
-validates it (one mapped task per file), renders the validate tasks' GX results as offline Data Docs
-(`<exports>/data_docs/<night>/`, linked from the rosterlink dashboard), loads the good rows into the
-warehouse, links them to households, cadres and cases, refreshes statuses from explicit change
-rows, rebuilds the pairings, ties the units' visit logs to the pairs (follow-through figures), and
-writes feedback workbooks for the clerks, the pairing workbook for the organization department and
-the opinions heard on visits for the departments that can act on them.
+Takes every new file dropped into the intake folders, reads, normalises and validates it (one mapped
+task per file; Data Docs under `<exports>/data_docs/<night>/` from the GX results it kept), loads
+the good rows, links them to households, cadres and cases, refreshes statuses, rebuilds the pairings, ties the visit logs to the
+pairs, and writes the clerks' feedback, the pairing workbook, the change log and the opinions.
 
-Settings come from the run conf (`intake_dir`, `warehouse_url`, `export_dir`, `as_of`,
-`allow_mass_end`), then Airflow Variables `rosterlink_*`, then `ROSTERLINK_*` environment variables.
-Every task calls one plain function of `rosterlink.tasks` (`document_validation`: of
-`rosterlink.validate.datadocs`). Data Docs are built in parallel with loading and the stages after it; the
-three workbook tasks run in parallel; `finish_night` clears the staging table and records the figures.
+Settings: the run conf (the params), then Airflow Variables `rosterlink_*`, then `ROSTERLINK_*`
+environment variables. Every task calls one plain function of `rosterlink.tasks`. A task is retried
+only for what a retry can cure (a dropped connection), never for a bad date, a refused login or a
+missing folder. File names are shown with ID numbers and phones masked.
 """
 
 from __future__ import annotations
@@ -30,6 +26,7 @@ if TYPE_CHECKING:
     from rosterlink.core.payloads import FileItem, ScannedFile
 
 TZ = "Asia/Shanghai"
+TEXT = ["null", "string"]  # an optional text param
 
 
 def _retries() -> tuple[int, dt.timedelta]:
@@ -43,16 +40,15 @@ def _retries() -> tuple[int, dt.timedelta]:
 RETRIES, RETRY_DELAY = _retries()
 
 
-def _settings():
-    from rosterlink.core import settings
+def _masked(name: str) -> str:  # a file's name as the UI shows it (a mapped task's name)
+    from rosterlink.core.masking import mask_text
 
-    params = get_current_context()["params"]
-    return settings.load(**{k: params.get(k) for k in ("intake_dir", "warehouse_url", "export_dir")})
+    return mask_text(name)
 
 
 def _as_of() -> dt.date:
     context = get_current_context()
-    if context["params"].get("as_of"):
+    if context["params"].get("as_of"):  # a real YYYY-MM-DD: the Param's format "date" checks it
         return dt.date.fromisoformat(context["params"]["as_of"])
     moment = context.get("logical_date") or context["dag_run"].run_after
     return pendulum.instance(moment).in_timezone(TZ).date()
@@ -62,25 +58,28 @@ def _as_of() -> dt.date:
 def _night(last: bool = False):
     """Settings and run id for a task, with the night's lease on the warehouse held throughout.
 
-    A night locked out by another one fails at once (no retries) with the lock's message.
-    """
-    from airflow.sdk.exceptions import AirflowFailException
-
+    What no retry can cure (``rosterlink.ops.errors``) fails the task at once with a masked reason."""
     from rosterlink import tasks
-    from rosterlink.ops import nightlock
+    from rosterlink.core import settings as config
+    from rosterlink.ops import errors
 
-    settings, run_id = _settings(), get_current_context()["run_id"]
-    try:
+    with errors.fail_fast():
+        params, run_id = get_current_context()["params"], get_current_context()["run_id"]
+        settings = config.load(**{k: params.get(k) for k in ("intake_dir", "warehouse_url", "export_dir")})
         with tasks.night(settings, run_id, last=last):
             yield settings, run_id
-    except nightlock.NightLocked as exc:
-        raise AirflowFailException(str(exc)) from None
 
 
 def _on_failure(context) -> None:
-    from rosterlink.ops.alerts import night_failed
+    from rosterlink.ops import alerts
 
-    night_failed(context)
+    alerts.night_failed(context)
+
+
+def _on_retry(context) -> None:  # "attempt 1 failed, retrying in 60 s" in the log and the CLI
+    from rosterlink.ops import alerts
+
+    alerts.task_retrying(context)
 
 
 @dag(
@@ -95,16 +94,17 @@ def _on_failure(context) -> None:
         "retries": RETRIES,
         "retry_delay": RETRY_DELAY,
         "on_failure_callback": _on_failure,
+        "on_retry_callback": _on_retry,
+        "show_return_value_in_logs": False,  # file names: in XCom, not in the task log
     },
-    params={
-        "intake_dir": Param(None, type=["null", "string"]),
-        "warehouse_url": Param(None, type=["null", "string"]),
-        "export_dir": Param(None, type=["null", "string"]),
-        "as_of": Param(
-            None, type=["null", "string"], description="night date YYYY-MM-DD (default: logical date)"
-        ),
-        "allow_mass_end": Param(False, type="boolean"),
+    params={  # empty: the settings (Variables rosterlink_*, connection rosterlink_warehouse, environment)
+        "intake_dir": Param(None, type=TEXT, description="intake root folder (empty: settings)"),
+        "warehouse_url": Param(None, type=TEXT, description="SQLAlchemy URL (empty: settings)"),
+        "export_dir": Param(None, type=TEXT, description="export folder (empty: settings)"),
+        "as_of": Param(None, type=TEXT, format="date", description="night YYYY-MM-DD (empty: run date)"),
+        "allow_mass_end": Param(False, type="boolean", description="accept a night ending many pairs"),
     },
+    user_defined_filters={"masked": _masked},
     doc_md=__doc__,
 )
 def rosterlink_nightly():
@@ -122,14 +122,14 @@ def rosterlink_nightly():
         with _night() as (settings, run_id):
             return tasks.scan(settings, run_id)
 
-    @task(map_index_template="{{ task.op_kwargs['item']['file_name'] }}")
+    @task(map_index_template="{{ task.op_kwargs['item']['file_name'] | masked }}")
     def read_file(item: ScannedFile) -> Mapping[str, Any]:
         from rosterlink import tasks
 
         with _night() as (settings, _):
             return tasks.read_file(settings, item, _as_of())
 
-    @task(map_index_template="{{ task.op_kwargs['item']['file_name'] }}")
+    @task(map_index_template="{{ task.op_kwargs['item']['file_name'] | masked }}")
     def validate_file(item: FileItem) -> Mapping[str, Any]:
         from rosterlink import tasks
 
@@ -138,11 +138,8 @@ def rosterlink_nightly():
 
     @task(trigger_rule="none_failed")
     def document_validation(items: list[dict] | None) -> dict:
-        """The night's validation pages (Data Docs), rendered from the GX results the validate tasks
-        kept (no suite runs again), in parallel with loading and the stages after it.
-
-        ``datadocs.build_night`` never raises: documentation that cannot be written is logged and the
-        night goes on."""
+        """The night's validation pages, rendered from the GX results the validate tasks kept (no
+        suite runs again), beside loading; never raises (pages that cannot be written are logged)."""
         from rosterlink.validate import datadocs
 
         with _night() as (settings, run_id):
@@ -190,9 +187,8 @@ def rosterlink_nightly():
         from rosterlink import tasks
 
         with _night() as (settings, run_id):
-            return tasks.write_feedback(
-                settings, _as_of(), tasks.night_file_ids(settings, run_id, scanned or [])
-            )
+            file_ids = tasks.night_file_ids(settings, run_id, scanned or [])
+            return tasks.write_feedback(settings, _as_of(), file_ids)
 
     @task(trigger_rule="none_failed")
     def write_pairing_workbook(_followed: dict | None) -> dict:
@@ -228,7 +224,7 @@ def rosterlink_nightly():
                 run_id,
                 {"pairing": pairs, "followup": followed, "exports": written, "data_docs": documented},
             )
-        return {"exports": written, "figures": figures, "where": tasks.where(settings)}
+        return tasks.night_result(settings, run_id, figures, written, documented)
 
     night = begin_night()
     scanned = scan_intake(night)

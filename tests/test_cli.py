@@ -8,6 +8,8 @@ metadata database) behind, which is what answering in seconds means here.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import re
 import subprocess
@@ -24,7 +26,7 @@ from rosterlink.core.spec import DEPARTMENTS
 UNREACHABLE = "postgresql+psycopg://nobody:s3cret@127.0.0.1:1/x"
 
 
-def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def run_cli(tmp_path: Path, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -35,13 +37,14 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
             "ROSTERLINK_DATA_DIR": str(tmp_path / "data"),
             "AIRFLOW_HOME": str(tmp_path / "airflow"),
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+            **(extra or {}),
         }
     )
     return subprocess.run(
         [sys.executable, "-m", "rosterlink.cli", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=900,
         env=env,
         cwd=tmp_path,
     )
@@ -235,3 +238,74 @@ def test_version_prints_the_package_version(tmp_path):
     done = run_cli(tmp_path, "--version")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"rosterlink {rosterlink.__version__}"
+
+
+def test_a_warehouse_connection_given_as_json_in_the_environment_is_the_one_checked(tmp_path):
+    args = night(tmp_path)
+    del args[args.index("--warehouse") : args.index("--warehouse") + 2]
+    conn = json.dumps(
+        {"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "nobody", "password": "s3cret"}
+        | {"schema": "x"}
+    )
+    done = run_cli(tmp_path, *args, extra={"AIRFLOW_CONN_ROSTERLINK_WAREHOUSE": conn})
+    line = assert_refused_before_airflow(done, tmp_path)
+    assert "the warehouse postgresql+psycopg://nobody:***@127.0.0.1:1/x does not answer" in line
+    assert "s3cret" not in line
+
+
+def intake_files(intake: Path) -> set[Path]:
+    return {
+        p
+        for p in intake.rglob("*")
+        if p.is_file() and not {"feedback", "review"} & set(p.relative_to(intake).parts)
+    }
+
+
+def section(out: str, title: str) -> dict[str, str]:
+    """``label: value`` lines of one section of the night's summary."""
+    body = out.split(f"\n{title}\n", 1)[1].split("\n\n", 1)[0]
+    return {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in body.splitlines()) if v}
+
+
+@pytest.mark.slow
+def test_the_summary_tells_tonight_from_all_nights_and_lists_what_was_written(tmp_path):
+    from rosterlink.core import idnumber
+    from rosterlink.synthetic import sample
+
+    intake = tmp_path / "intake"
+    sample.generate(intake, scale=0.05, night=1)
+    first = run_cli(tmp_path, *night(tmp_path, "--as-of", "2026-11-25"))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    before = intake_files(intake)
+
+    # night 2: the departments' changes, and a clerk's file named after a person (ID and phone)
+    sample.generate(intake, scale=0.05, night=2)
+    person_id, phone = idnumber.make("370406", dt.date(1960, 5, 4), 1), "13812345678"
+    (intake / "civil_affairs" / f"补报_{person_id}_{phone}.csv").write_text(
+        "姓名,身份证号\n", encoding="utf-8"
+    )
+    tonight_files = len(intake_files(intake) - before)
+    second = run_cli(tmp_path, *night(tmp_path, "--as-of", "2026-11-26"))
+    out = second.stdout
+    assert second.returncode == 0, out[-3000:] + second.stderr[-3000:]
+
+    tonight, all_nights = section(out, "tonight:"), section(out, "all nights (the warehouse as it stands):")
+    assert tonight["files"].startswith(f"{tonight_files} (")
+    assert all_nights["files"].startswith(f"{len(intake_files(intake))} (")
+    assert re.fullmatch(r"read [\d,]+, loaded [\d,]+, rejected [\d,]+", tonight["rows"])
+    summary = out.split("\nrosterlink night: ", 1)[1]
+    assert not re.search(r"\{'|'\}|\{\}", summary), "a Python dict in the summary"
+    assert "task resources" not in out  # only with -v
+
+    written = section(out, "written tonight:")
+    for label in ("pairing workbook", "change log", "clerk feedback", "Data Docs", "link review queue"):
+        assert label in written, f"{label} not listed:\n{out}"
+    assert Path(written["pairing workbook"]).is_file()
+    assert Path(written["Data Docs"]).is_file()
+
+    # the file name is shown masked on the terminal and in the Airflow logs
+    logs = [p.read_text(errors="replace") for p in (tmp_path / "airflow").rglob("*.log")]
+    for text in [out, second.stderr, *logs]:
+        assert person_id not in text
+        assert phone not in text
+    assert "补报_" in out  # shown, masked

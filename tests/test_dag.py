@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rosterlink.ops import alerts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,3 +118,29 @@ def test_data_docs_and_the_three_workbooks_do_not_hold_up_the_night(nightly_dag)
         assert {"follow_through", "rebuild_pairings"} <= upstream(book)
     assert books | {"document_validation", "follow_through"} <= upstream("finish_night")
     assert dag.get_task("finish_night").downstream_task_ids == set()
+
+
+def test_every_param_is_described_and_the_trigger_form_refuses_a_bad_night_date(nightly_dag, tmp_path):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    params = nightly_dag.params
+    for name in ("intake_dir", "warehouse_url", "export_dir", "as_of", "allow_mass_end"):
+        assert params.get_param(name).description, f"param {name} has no description"
+    as_of = params.get_param("as_of")
+    assert as_of.schema["format"] == "date"  # the UI's trigger form shows a date field
+    assert as_of.resolve("2026-11-26") == "2026-11-26"
+    assert as_of.resolve(None) is None
+    for bad in ("2026-02-30", "garbage", "26.11.2026"):
+        with pytest.raises(ParamValidationError):
+            as_of.resolve(bad)
+    # a run asked for with a bad date is refused before any task starts
+    with pytest.raises(ParamValidationError, match="as_of"):
+        nightly_dag.test(
+            run_conf={
+                "intake_dir": str(tmp_path / "intake"),
+                "warehouse_url": f"sqlite:///{tmp_path / 'w.db'}",
+                "export_dir": str(tmp_path / "exports"),
+                "as_of": "2026-02-30",
+            }
+        )
+    assert not (tmp_path / "w.db").exists()

@@ -24,11 +24,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rosterlink.core.paths import DATA_DIR, PROJECT_ROOT
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from rosterlink.core.settings import Settings
     from rosterlink.figures import NightFigures
 
@@ -217,6 +219,7 @@ def airflow_output_to(log_path: Path, verbose: bool):
     handler = logging.StreamHandler(progress)
     handler.setFormatter(logging.Formatter("  %(asctime)s  %(message)s", "%H:%M:%S"))
     handler.setLevel(logging.INFO)
+    handler.addFilter(_progress_line)
     package_log = logging.getLogger("rosterlink")
     package_log.addHandler(handler)
     package_log.setLevel(logging.INFO)
@@ -236,6 +239,17 @@ def airflow_output_to(log_path: Path, verbose: bool):
             progress.close()
 
 
+def _progress_line(record: logging.LogRecord) -> bool:
+    """A progress line on the terminal: not the per-task resource lines (those show with ``-v``), and
+    masked (a file name may hold an ID number or a phone)."""
+    if record.name == "rosterlink.resources":
+        return False
+    from rosterlink.core.masking import mask_text
+
+    record.msg, record.args = mask_text(record.getMessage()), None
+    return True
+
+
 def _night_result(run) -> dict | None:
     """What the night's last task returned (figures and where the outputs are), from its XCom: the
     task resolved the settings inside Airflow (Variables, connections) as the CLI cannot."""
@@ -251,10 +265,22 @@ def _night_result(run) -> dict | None:
         return XComModel.deserialize_value(row) if row is not None else None
 
 
-def run_nightly(conf: dict, verbose: bool = False) -> tuple[str, NightFigures | None, dict, Path]:
-    """Run ``rosterlink_nightly`` once via ``dag.test``; return (state, figures, where, Airflow log path).
+@dataclasses.dataclass
+class NightOutcome:
+    """What ``rosterlink nightly`` reports: the run's state, the figures of all nights (None when the
+    warehouse cannot be read after a failed night), tonight's figures, the files written tonight,
+    where the outputs are, and the Airflow log."""
 
-    ``figures`` is None when the warehouse cannot be read after a failed night."""
+    state: str
+    figures: NightFigures | None
+    tonight: dict | None
+    written: list
+    where: dict
+    log_path: Path
+
+
+def run_nightly(conf: dict, verbose: bool = False) -> NightOutcome:
+    """Run ``rosterlink_nightly`` once via ``dag.test`` and collect what the summary shows."""
     home = prepare_airflow()
     from airflow.dag_processing.dagbag import DagBag
 
@@ -267,73 +293,107 @@ def run_nightly(conf: dict, verbose: bool = False) -> tuple[str, NightFigures | 
         run = bag.get_dag("rosterlink_nightly").test(run_conf=conf)
     state = str(getattr(run.state, "value", run.state))
     from rosterlink import tasks, warehouse
-    from rosterlink.core import settings
     from rosterlink.figures import night_figures
 
     result = _night_result(run)
     if result and result.get("where"):
-        return state, result["figures"], result["where"], log_path
+        return NightOutcome(
+            state,
+            result["figures"],
+            result.get("tonight"),
+            [(str(w[0]), str(w[1])) for w in result.get("written") or []],
+            result["where"],
+            log_path,
+        )
     # the night did not get to its end: read the warehouse the CLI's own settings point at
-    cfg = settings.load(**{k: conf.get(k) for k in ("intake_dir", "warehouse_url", "export_dir")})
+    cfg = night_settings(conf)
     try:
         figures = night_figures(warehouse.connect(cfg.warehouse_url))
+        tonight = tasks.tonight_figures(cfg, run.run_id)
     except Exception as exc:  # noqa: BLE001 - an unreachable warehouse is what the failed night reports
         print(f"  (the warehouse could not be read: {type(exc).__name__})")
-        figures = None
-    return state, figures, tasks.where(cfg), log_path
+        figures, tonight = None, None
+    return NightOutcome(state, figures, tonight, [], tasks.where(cfg), log_path)
 
 
-def _print_summary(state: str, figures: NightFigures | None, where: dict) -> None:
-    print(f"\nrosterlink night: {state}")
-    if figures is None:
-        print(f"  warehouse:              {where['warehouse']}")
-        return
-    print(f"  files by status:        {figures['files']}")
-    rows = figures["rows"]
-    print(f"  rows read/loaded/rejected: {rows['read']} / {rows['loaded']} / {rows['rejected']}")
-    print(f"  households by status:   {figures['households']}")
-    print(f"  active by category:     {figures['categories_active']}")
-    print(f"  cadres (rank:status):   {figures['cadres']}")
-    print(f"  key cases:              {figures['cases']}")
-    print(f"  current pairs:          {figures['pairs_current']}")
-    print(
-        f"  link review pending:    {figures['link_review'] or 0}"
-        + (f"  -> {where['review']}/待核实.xlsx" if figures["link_review"] else "")
-    )
-    fu = figures.get("followup") or {}
-    if fu.get("households"):
-        print(
-            f"  follow-through:         {fu['households']} paired households: "
-            f"{fu['visited_in_person']} visited in "
-            f"person, {fu['not_visited_in_person']} not yet ({fu['phone_only']} by phone only, "
-            f"{fu['never_contacted']} never contacted), {fu['overdue']} overdue"
-        )
-        print(
-            f"  visits logged:          {fu['in_person_visits']} in person, {fu['phone_contacts']} by phone; "
-            f"problems found/solved {fu['problems_found']} / {fu['problems_solved']}; "
-            f"visit history carried over to a new cadre for {fu['carried_over']} households"
-        )
-        print(
-            f"  help given:             {fu['help_value']:.0f} yuan; households above / below the band "
-            f"{fu['help_above_band']} / {fu['help_below_band']}; entries from public funds "
-            f"{fu['public_fund_entries']}; opinions heard {fu['opinions']}"
-        )
+def _counts(counts: dict[str, int] | None) -> str:
+    """``{'loaded': 7, 'rejected': 1}`` as a person reads it: ``8 (loaded 7, rejected 1)``."""
+    if not counts:
+        return "0"
+    parts = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{sum(counts.values()):,} ({parts})"
+
+
+def _rows(rows: Mapping[str, Any]) -> str:
+    return f"read {rows['read']:,}, loaded {rows['loaded']:,}, rejected {rows['rejected']:,}"
+
+
+def _print_summary(outcome: NightOutcome) -> None:
+    """The night in plain lines: tonight's files and rows, then the warehouse over all nights, then
+    the files written tonight. File names and paths are masked (an ID or phone in a file name)."""
+    from rosterlink.core.masking import mask_text
+
+    figures, where = outcome.figures, outcome.where
+    print(f"\nrosterlink night: {outcome.state}")
+    if outcome.tonight is not None:
+        print("\ntonight:")
+        print(f"  files:                  {_counts(outcome.tonight['files'])}")
+        print(f"  rows:                   {_rows(outcome.tonight['rows'])}")
+    if figures is not None:
+        print("\nall nights (the warehouse as it stands):")
+        print(f"  files:                  {_counts(figures['files'])}")
+        print(f"  rows:                   {_rows(figures['rows'])}")
+        print(f"  households:             {_counts(figures['households'])}")
+        print(f"  active by category:     {_counts(figures['categories_active'])}")
+        print(f"  cadres (rank:status):   {_counts(figures['cadres'])}")
+        print(f"  key cases:              {_counts(figures['cases'])}")
+        print(f"  current pairs:          {_counts(figures['pairs_current'])}")
+        pending = sum((figures.get("link_review") or {}).values())
+        print(f"  link review pending:    {_counts(figures.get('link_review'))}")
+        if pending:
+            print(f"                          decide in {mask_text(where['review'])}/待核实.xlsx")
+        fu = figures.get("followup") or {}
+        if fu.get("households"):
+            print(
+                f"  follow-through:         {fu['households']} paired households: "
+                f"{fu['visited_in_person']} visited in "
+                f"person, {fu['not_visited_in_person']} not yet ({fu['phone_only']} by phone only, "
+                f"{fu['never_contacted']} never contacted), {fu['overdue']} overdue"
+            )
+            print(
+                f"  visits logged:          {fu['in_person_visits']} in person, {fu['phone_contacts']} by "
+                f"phone; problems found/solved {fu['problems_found']} / {fu['problems_solved']}; "
+                f"visit history carried over to a new cadre for {fu['carried_over']} households"
+            )
+            print(
+                f"  help given:             {fu['help_value']:.0f} yuan; households above / below the "
+                f"band {fu['help_above_band']} / {fu['help_below_band']}; entries from public funds "
+                f"{fu['public_fund_entries']}; opinions heard {fu['opinions']}"
+            )
+    if outcome.written:
+        print("\nwritten tonight:")
+        for label, path in outcome.written:
+            print(f"  {label + ':':<24}{mask_text(path)}")
+    print()
     print(f"  warehouse:              {where['warehouse']}")
-    print(f"  exports:                {where['exports']}")
-    print(f"  clerk feedback:         {where['intake']}/<department>/feedback/")
+    print(f"  exports:                {mask_text(where['exports'])}")
+    print(f"  clerk feedback:         {mask_text(where['intake'])}/<department>/feedback/")
 
 
 def night_settings(conf: dict) -> Settings:
     """The settings the night will run with, as far as the CLI can know them: its flags, the
     environment, and the warehouse connection when it is given in the environment
-    (``AIRFLOW_CONN_ROSTERLINK_WAREHOUSE`` as a URI; one in Airflow's database is not seen here)."""
+    (``AIRFLOW_CONN_ROSTERLINK_WAREHOUSE``, URI or JSON, read by ``settings.airflow_connection``;
+    one in Airflow's database is not seen here)."""
     from rosterlink.core import settings
 
     cfg = settings.load(**{k: conf.get(k) for k in ("intake_dir", "warehouse_url", "export_dir")})
-    in_env = os.environ.get("AIRFLOW_CONN_" + settings.WAREHOUSE_CONN_ID.upper(), "").strip()
-    if not conf.get("warehouse_url") and "://" in in_env and not in_env.startswith("{"):
-        return dataclasses.replace(cfg, warehouse_url=settings.normalise_url(in_env))
-    return cfg
+    if conf.get("warehouse_url"):
+        return cfg
+    conn = settings.airflow_connection(settings.WAREHOUSE_CONN_ID, environment=True)
+    if conn is None:
+        return cfg
+    return dataclasses.replace(cfg, warehouse_url=settings.connection_url(conn))
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
@@ -352,12 +412,12 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"rosterlink nightly not started: {problem}", file=sys.stderr)
         return 2
-    state, figures, where, log_path = run_nightly(conf, verbose=args.verbose)
-    if state != "success":
-        print(f"\nthe night did not succeed; the reason is in the Airflow log: {log_path}")
-        _print_failure(log_path)
-    _print_summary(state, figures, where)
-    return 0 if state == "success" else 1
+    outcome = run_nightly(conf, verbose=args.verbose)
+    if outcome.state != "success":
+        print(f"\nthe night did not succeed; the reason is in the Airflow log: {outcome.log_path}")
+        _print_failure(outcome.log_path)
+    _print_summary(outcome)
+    return 0 if outcome.state == "success" else 1
 
 
 def _print_failure(log_path: Path) -> None:

@@ -23,12 +23,13 @@ from typing import TypedDict
 import sqlalchemy as sa
 
 from rosterlink import warehouse
+from rosterlink.ops.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
 
-class NightRefused(Exception):
-    """The night's inputs would end too many pairs; nothing was written."""
+class NightRefused(PermanentError):
+    """The night's inputs would end too many pairs; nothing was written (never retried)."""
 
 
 _TEMP = {

@@ -13,6 +13,7 @@ import logging
 import resource
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -30,7 +31,7 @@ from rosterlink.core.payloads import (
 )
 from rosterlink.core.settings import Settings
 from rosterlink.intake import scan as intake
-from rosterlink.ops import faults, nightlock
+from rosterlink.ops import faults, logmask, nightlock
 from rosterlink.warehouse import dumps, now, schema, staging
 from rosterlink.warehouse import load as load_stage
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from rosterlink.status import StatusSummary
 
 log = logging.getLogger(__name__)
+resources_log = logging.getLogger("rosterlink.resources")  # the CLI shows these lines only with -v
 
 
 def _engine(settings: Settings) -> sa.Engine:
@@ -58,12 +60,13 @@ def night(settings: Settings, run_id: str, last: bool = False) -> Iterator[None]
     operator sizes workers by (``benchmarks/bench_province.py`` collects them from the task logs).
     """
     started = time.perf_counter()
+    logmask.install()  # file names may hold an ID number or a phone
     try:
         with nightlock.held(_engine(settings), run_id, release_after=last):
             yield
     finally:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        log.info(
+        resources_log.info(
             "task resources: peak_rss_mb=%.0f cpu_s=%.1f wall_s=%.1f",
             usage.ru_maxrss / 1024,
             usage.ru_utime + usage.ru_stime,
@@ -104,6 +107,59 @@ def where(settings: Settings) -> dict[str, str]:
         "exports": str(settings.export_dir),
         "intake": str(settings.intake_dir),
         "review": str(settings.review_dir),
+    }
+
+
+def tonight_figures(settings: Settings, run_id: str) -> dict:
+    """What this night did, apart from the warehouse as it stands: the files it recorded, by status,
+    and their rows read / loaded / rejected."""
+    f = schema.intake_file
+    with _engine(settings).connect() as conn:
+        by_status = {
+            str(status): int(n)
+            for status, n in conn.execute(
+                sa.select(f.c.status, sa.func.count()).where(f.c.run_id == run_id).group_by(f.c.status)
+            )
+        }
+        read, loaded, rejected = conn.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(f.c.rows_read), 0),
+                sa.func.coalesce(sa.func.sum(f.c.rows_loaded), 0),
+                sa.func.coalesce(sa.func.sum(f.c.rows_rejected), 0),
+            ).where(f.c.run_id == run_id)
+        ).one()
+    return {"files": by_status, "rows": {"read": int(read), "loaded": int(loaded), "rejected": int(rejected)}}
+
+
+def written_tonight(settings: Settings, exports: dict, documented: dict | None) -> list[list[str]]:
+    """The files this night wrote, as [what, path] (lists: they travel through XCom): the pairing
+    workbook, the change log, the departments' opinions, the clerks' feedback, the night's Data
+    Docs and the link review queue."""
+    written: list[list[str]] = []
+    for label, key in (("pairing workbook", "pairing"), ("change log", "change_log")):
+        if exports.get(key):
+            written.append([label, str(exports[key])])
+    written += [["opinions", str(path)] for path in exports.get("opinions") or []]
+    written += [["clerk feedback", str(path)] for path in exports.get("feedback") or []]
+    if documented and documented.get("data_docs") and not documented.get("skipped"):
+        written.append(["Data Docs", str(Path(documented["data_docs"]) / "index.html")])
+    review = settings.review_dir / "待核实.xlsx"
+    if review.is_file():
+        written.append(["link review queue", str(review)])
+    return written
+
+
+def night_result(
+    settings: Settings, run_id: str, night: figures.NightFigures, exports: dict, documented: dict | None
+) -> dict:
+    """What the night's last task returns (the ``rosterlink nightly`` summary reads it): the
+    figures of all nights, tonight's, the files written tonight and where everything is."""
+    return {
+        "exports": exports,
+        "figures": night,
+        "tonight": tonight_figures(settings, run_id),
+        "written": written_tonight(settings, exports, documented),
+        "where": where(settings),
     }
 
 

@@ -134,7 +134,8 @@ _TABLE = (
     EnvVar(
         "ROSTERLINK_FAILPOINT",
         None,
-        "tests only: `<point>=kill` (or `=enospc`, or anything else: an error) fails the code at that point",
+        "tests only: `<point>=kill` (or `=enospc`, `=connreset`, or anything else: an error) fails the "
+        "code at that point",
     ),
 )
 

@@ -126,12 +126,16 @@ def airflow_variable(key: str, *, server: bool = False) -> str | None:
     return str(found) if found else None
 
 
-def airflow_connection(conn_id: str, *, server: bool = False) -> AirflowConnection | None:
+def airflow_connection(
+    conn_id: str, *, server: bool = False, environment: bool = False
+) -> AirflowConnection | None:
     """The Airflow connection ``conn_id``; None when it is not defined or Airflow is not there to ask.
 
     Where it is asked as for :func:`airflow_variable`: inside a running task through the Task SDK
     (``airflow.sdk.Connection``), with ``server=True`` through the server's secrets backends
     (``Connection.get_connection_from_secrets``: ``AIRFLOW_CONN_*``, then the metadata database).
+    ``environment=True`` (the ``rosterlink`` command before Airflow starts) reads only
+    ``AIRFLOW_CONN_<CONN_ID>`` from the environment, as a URI or as JSON, without importing Airflow.
     """
     try:
         if in_airflow_task():
@@ -142,9 +146,49 @@ def airflow_connection(conn_id: str, *, server: bool = False) -> AirflowConnecti
             from airflow.models.connection import Connection as StoredConnection
 
             return StoredConnection.get_connection_from_secrets(conn_id)
+        if environment:
+            return _connection_in_environment(conn_id)
     except Exception:  # noqa: BLE001 - not defined (AirflowNotFoundException) or no store reachable
         log.debug("no Airflow connection %s", conn_id)
     return None
+
+
+@dataclass(frozen=True)
+class _EnvironmentConnection:
+    """An ``AIRFLOW_CONN_*`` connection as the package reads it (:class:`AirflowConnection`)."""
+
+    conn_type: str | None
+    host: str | None
+    schema: str | None
+    password: str | None
+    uri: str
+
+    def get_uri(self) -> str:
+        return self.uri
+
+
+def _connection_in_environment(conn_id: str) -> AirflowConnection | None:
+    """``AIRFLOW_CONN_<CONN_ID>`` as Airflow accepts it: a URI, or JSON with ``conn_type``, ``host``,
+    ``port``, ``login``, ``password``, ``schema``."""
+    import json
+    from urllib.parse import quote, urlsplit
+
+    raw = os.environ.get("AIRFLOW_CONN_" + conn_id.upper(), "").strip()
+    if not raw:
+        return None
+    if raw.startswith("{"):
+        data = json.loads(raw)
+        kind = str(data.get("conn_type") or "")
+        host, schema, password = data.get("host") or "", data.get("schema") or "", data.get("password")
+        login = quote(str(data.get("login") or ""), safe="")
+        auth = login + (":" + quote(str(password), safe="") if password else "")
+        netloc = (auth + "@" if auth else "") + str(host) + (f":{data['port']}" if data.get("port") else "")
+        uri = f"{kind}://{netloc}/{quote(str(schema), safe='/')}" if kind else ""
+        return _EnvironmentConnection(kind, str(host), str(schema), password, uri)
+    if "://" not in raw:
+        return None
+    parts = urlsplit(raw)
+    return _EnvironmentConnection(parts.scheme, parts.hostname, parts.path[1:], parts.password, raw)
 
 
 def normalise_url(url: str) -> str:

@@ -68,6 +68,26 @@ def send(alert: dict) -> None:
             log.error("could not post the alert to the webhook: %s", type(err).__name__)
 
 
+def task_retrying(context: dict) -> None:
+    """A task failed and will be tried again: one line saying which attempt failed, how long the
+    night waits, and why (masked). Airflow calls it as the tasks' ``on_retry_callback``; the
+    ``rosterlink nightly`` command shows it among its progress lines."""
+    from rosterlink.ops.errors import reason
+
+    ti = context.get("task_instance") or context.get("ti")
+    task = context.get("task")
+    delay = getattr(task, "retry_delay", None)
+    seconds = int(delay.total_seconds()) if delay is not None else 0
+    exc = context.get("exception")
+    log.warning(
+        "%s: attempt %s failed, retrying in %d s (%s)",
+        getattr(ti, "task_id", "?"),
+        getattr(ti, "try_number", "?"),
+        seconds,
+        reason(exc) if exc is not None else "no exception",
+    )
+
+
 def night_failed(context: dict) -> None:
     ti = context.get("task_instance") or context.get("ti")
     exc = context.get("exception")

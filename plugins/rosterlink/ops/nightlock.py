@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 
+from rosterlink.ops.errors import PermanentError
 from rosterlink.warehouse import schema
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,8 @@ def stale_seconds() -> float:
     return float(os.environ.get("ROSTERLINK_LOCK_STALE_SECONDS", "300"))
 
 
-class NightLocked(Exception):
-    """Another night holds the warehouse."""
+class NightLocked(PermanentError):
+    """Another night holds the warehouse (no retry: the task fails at once, see :mod:`.errors`)."""
 
 
 def now() -> dt.datetime:
