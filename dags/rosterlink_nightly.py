@@ -4,7 +4,8 @@
 Takes every new file dropped into the intake folders, reads, normalises and validates it (one mapped
 task per file; Data Docs under `<exports>/data_docs/<night>/` from the GX results it kept), loads
 the good rows, links them to households, cadres and cases, refreshes statuses, rebuilds the
-pairings, ties the visit logs to the pairs, and writes the clerks' feedback, the pairing workbook, the change log and the opinions.
+pairings, ties the visit logs to the pairs, and writes the clerks' feedback, the pairing
+workbook, the change log and the opinions.
 
 Settings: the run conf (the params), then Airflow Variables `rosterlink_*`, then `ROSTERLINK_*`
 environment variables. Every task calls one plain function of `rosterlink.tasks`. A task is retried
