@@ -293,8 +293,8 @@ def test_the_summary_tells_tonight_from_all_nights_and_lists_what_was_written(tm
     assert tonight["files"].startswith(f"{tonight_files} (")
     assert all_nights["files"].startswith(f"{len(intake_files(intake))} (")
     assert re.fullmatch(r"read [\d,]+, loaded [\d,]+, rejected [\d,]+", tonight["rows"])
-    summary = out.split("\nrosterlink night: ", 1)[1]
-    assert not re.search(r"\{'|'\}|\{\}", summary), "a Python dict in the summary"
+    assert not re.search(r"\{'|'\}|\{\}|\[\]", out), "a Python dict or list on the terminal"
+    assert re.match(r"by ID number [\d,]+", tonight["rows linked"])  # how tonight's rows were linked
     assert "task resources" not in out  # only with -v
 
     written = section(out, "written tonight:")

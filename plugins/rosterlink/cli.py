@@ -318,10 +318,9 @@ def run_nightly(conf: dict, verbose: bool = False) -> NightOutcome:
 
 def _counts(counts: dict[str, int] | None) -> str:
     """``{'loaded': 7, 'rejected': 1}`` as a person reads it: ``8 (loaded 7, rejected 1)``."""
-    if not counts:
-        return "0"
-    parts = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    return f"{sum(counts.values()):,} ({parts})"
+    from rosterlink.core.plain import counts as plain
+
+    return plain(counts)
 
 
 def _rows(rows: Mapping[str, Any]) -> str:
@@ -339,6 +338,20 @@ def _print_summary(outcome: NightOutcome) -> None:
         print("\ntonight:")
         print(f"  files:                  {_counts(outcome.tonight['files'])}")
         print(f"  rows:                   {_rows(outcome.tonight['rows'])}")
+        linked = outcome.tonight.get("linked") or {}
+        if linked:
+            words = {
+                "id": "by ID number",
+                "model": "by the model",
+                "new": "new",
+                "review_split": "kept apart",
+            }
+            parts = ", ".join(
+                f"{words.get(k, k)} {linked[k]:,}"
+                for k in (*words, *sorted(set(linked) - set(words)))
+                if k in linked
+            )
+            print(f"  rows linked:            {parts}")
     if figures is not None:
         print("\nall nights (the warehouse as it stands):")
         print(f"  files:                  {_counts(figures['files'])}")

@@ -23,6 +23,7 @@ from typing import TypedDict
 import sqlalchemy as sa
 
 from rosterlink import warehouse
+from rosterlink.core import plain
 from rosterlink.ops.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,13 @@ def refresh(
         to_end_by_reason=by_reason,
         changed=changed,
     )
-    log.info("status: %s", summary)
+    log.info(
+        "status: %s current pairs, %s to end (%s); statuses changed: %s",
+        f"{total:,}",
+        f"{ending:,}",
+        plain.counts(by_reason),
+        plain.counts(changed),
+    )
     return summary
 
 

@@ -112,7 +112,9 @@ def where(settings: Settings) -> dict[str, str]:
 
 def tonight_figures(settings: Settings, run_id: str) -> dict:
     """What this night did, apart from the warehouse as it stands: the files it recorded, by status,
-    and their rows read / loaded / rejected."""
+    their rows read / loaded / rejected, and how the loaded rows found their household, cadre or case
+    (``linked``: link method -> rows; ``id`` an ID number or case number, ``model`` the linkage
+    model, ``new`` a new entity, ``review_split`` kept apart by a reviewer)."""
     f = schema.intake_file
     with _engine(settings).connect() as conn:
         by_status = {
@@ -128,7 +130,21 @@ def tonight_figures(settings: Settings, run_id: str) -> dict:
                 sa.func.coalesce(sa.func.sum(f.c.rows_rejected), 0),
             ).where(f.c.run_id == run_id)
         ).one()
-    return {"files": by_status, "rows": {"read": int(read), "loaded": int(loaded), "rejected": int(rejected)}}
+        r = schema.source_row
+        linked = {
+            str(method or "id"): int(n)
+            for method, n in conn.execute(
+                sa.select(r.c.link_method, sa.func.count())
+                .select_from(r.join(f, f.c.file_id == r.c.file_id))
+                .where(f.c.run_id == run_id)
+                .group_by(r.c.link_method)
+            )
+        }
+    return {
+        "files": by_status,
+        "rows": {"read": int(read), "loaded": int(loaded), "rejected": int(rejected)},
+        "linked": linked,
+    }
 
 
 def written_tonight(settings: Settings, exports: dict, documented: dict | None) -> list[list[str]]:

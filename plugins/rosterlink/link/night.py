@@ -50,6 +50,7 @@ from typing import Any, NotRequired, TypedDict
 
 import sqlalchemy as sa
 
+from rosterlink.core import plain
 from rosterlink.link import store
 from rosterlink.link.config import LinkageConfig, load_config
 from rosterlink.link.exact import link_cadres, link_cases
@@ -117,7 +118,17 @@ def link(
         result["review_workbook"] = str(export_review_workbook(eng, review_dir, cfg.review_workbook_max))
     result["review_decisions_read"] = read
     result["seconds"] = round(time.perf_counter() - started, 2)
-    log.info("link: %s", {k: v for k, v in result.items() if k not in ("clusters",)})
+    log.info(
+        "link: %s rows linked in %.1f s; new: %s; %d review items queued, %d decisions applied, "
+        "%d merges; model: %s",
+        f"{result['rows_linked']:,}",
+        result["seconds"],
+        plain.counts(result["created"]),
+        result["reviews_queued"],
+        len(result["decisions_applied"]),
+        len(result["merges"]),
+        result["model"].get("source", "not needed"),
+    )
     return result
 
 

@@ -17,6 +17,7 @@ from typing import Any, NotRequired, TypedDict
 import pandas as pd
 import sqlalchemy as sa
 
+from rosterlink.core import plain
 from rosterlink.ops import faults
 from rosterlink.pairing.plan import MERGED, PINNED, UNPLACED_LISTED, NightPlan, plan_night
 from rosterlink.pairing.solve import CASE, HOUSEHOLD, Assignment, PairingConfig, object_array, solve
@@ -387,8 +388,8 @@ def rebuild(
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     log.info(
         "pairing: ended %s, made %s, kept %d, unplaced %d, cases without leader %d",
-        summary["ended"],
-        summary["made"],
+        plain.counts(summary["ended"]),
+        plain.counts(summary["made"]),
         summary["kept"],
         summary["unplaced_total"],
         summary["cases_without_leader"],
