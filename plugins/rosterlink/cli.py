@@ -715,7 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--supplement",
         action="store_true",
         help="with night 1: also the town federations' supplementary list, guardians without ID numbers, "
-        "a few of them doubtful (what make demo writes; default: not written)",
+        "a few of them doubtful as make demo writes it (default: not written)",
     )
     p.set_defaults(func=cmd_sample)
 
