@@ -36,6 +36,7 @@ STATUS_LABELS = {
 }
 INSTRUCTION_ERRORS = "请按“错误明细”表逐行修改后，将整份文件重新放入本文件夹。"
 INSTRUCTION_OK = "全部数据已导入，无需处理。"
+INSTRUCTION_RESENT_OK = "数据已处理：与之前报送内容相同的行已计入，无需处理；新增和更新的行已导入。"
 INSTRUCTION_WARN = "数据已导入。请查看“提示”表，核对有提示的行；如需更正，修改后将整份文件重新放入本文件夹。"
 INSTRUCTION_REJECTED = "整份文件未导入。请按上面的原因修改后，将整份文件重新放入本文件夹。"
 INSTRUCTION_DUPLICATE = "此文件与已导入的文件内容相同，无需处理。如需更正数据，请修改后重新放入本文件夹。"
@@ -109,6 +110,19 @@ def _merged_rows(conn: sa.Connection, file_id: int) -> int:
     return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(groups.c.n), 0))).scalar_one())
 
 
+def _changed_rows(conn: sa.Connection, file_id: int) -> list[tuple[str, int]]:
+    """The rows of a re-sent file that replaced a different row at the same place (updated)."""
+    r = schema.source_record
+    return [
+        (x.sheet, x.row_number)
+        for x in conn.execute(
+            sa.select(r.c.sheet, r.c.row_number)
+            .where(r.c.file_id == file_id, r.c.resent.is_(True))
+            .order_by(r.c.sheet, r.c.row_number)
+        )
+    ]
+
+
 def _finding_sheet(book: Book, title: str, rows: list, style: Style) -> None:
     fields = catalogue().fields
     sheet = book.sheet(
@@ -141,6 +155,9 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
         sa.select(schema.intake_sheet).where(schema.intake_sheet.c.file_id == f.file_id)
     ).all()
     merged = _merged_rows(conn, f.file_id)
+    changed = _changed_rows(conn, f.file_id)
+    already = f.rows_already or 0
+    resent = bool(already or changed)
 
     if f.status == "rejected":
         instruction = INSTRUCTION_REJECTED
@@ -152,6 +169,8 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
         instruction = INSTRUCTION_ERRORS
     elif warnings:
         instruction = INSTRUCTION_WARN
+    elif resent:
+        instruction = INSTRUCTION_RESENT_OK
     else:
         instruction = INSTRUCTION_OK
 
@@ -172,6 +191,14 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
     lines += [
         ("读取行数", f.rows_read or 0),
         ("导入行数", f.rows_loaded or 0),
+    ]
+    if resent:  # a corrected file dropped again: which rows were new, changed, already recorded
+        lines += [
+            ("其中：新增行数", (f.rows_loaded or 0) - len(changed)),
+            ("其中：更新行数（见“更新的行”）", len(changed)),
+            ("已计入行数（与之前报送的内容相同，无需处理）", already),
+        ]
+    lines += [
         ("退回行数（见“错误明细”）", f.rows_rejected or 0),
         ("有提示的行数（见“提示”）", f.rows_warned or 0),
         ("与本文件其他行为同一家庭或人员、已合并的行数", merged),
@@ -197,6 +224,10 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
             )
 
     _finding_sheet(book, "错误明细", rejected, RED)
+    if changed:
+        updated = book.sheet("更新的行", (18, 8, 60), columns=("工作表", "行号", "说明"))
+        for sheet_name, row_number in changed:
+            updated.row((sheet_name, row_number, "与之前报送的内容不同，已按本次报送更新"))
     if warnings:
         _finding_sheet(book, "提示", warnings, YELLOW)
     book.save(target)

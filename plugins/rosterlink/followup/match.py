@@ -36,6 +36,7 @@ from rosterlink.core.spec import catalogue, header_key
 from rosterlink.followup.config import FollowupConfig, count_items
 from rosterlink.followup.figures import rebuild_followup, surviving_keys
 from rosterlink.warehouse import now, schema
+from rosterlink.warehouse.load import ledger_message
 
 log = logging.getLogger(__name__)
 
@@ -202,17 +203,8 @@ def match(
                     .where(f.c.file_id == file_id)
                     .values(rows_loaded=f.c.rows_loaded - n, rows_rejected=f.c.rows_rejected + n)
                 )
-                ledger = conn.execute(
-                    sa.select(f.c.rows_loaded, f.c.rows_rejected).where(f.c.file_id == file_id)
-                ).one()
                 conn.execute(
-                    f.update()
-                    .where(f.c.file_id == file_id)
-                    .values(
-                        message=message(
-                            "file_loaded", loaded=ledger.rows_loaded, rejected=ledger.rows_rejected
-                        )
-                    )
+                    f.update().where(f.c.file_id == file_id).values(message=ledger_message(conn, file_id))
                 )
         households = rebuild_followup(conn, as_of, cfg)
     summary: MatchSummary = {
