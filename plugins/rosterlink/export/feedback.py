@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from rosterlink.core.masking import mask_text
 from rosterlink.core.spec import DEPARTMENTS, catalogue
-from rosterlink.core.workbook import BOLD, HEADER, RED, TITLE, WRAP, YELLOW, Book, Style
+from rosterlink.core.workbook import AS_TYPED, BOLD, HEADER, RED, TITLE, WRAP, YELLOW, Book, Style
 from rosterlink.export.common import new_book
 from rosterlink.intake.scan import FEEDBACK_DIR
 from rosterlink.warehouse import schema
@@ -143,8 +143,21 @@ def _finding_sheet(book: Book, title: str, rows: list, style: Style) -> None:
                 mask_text(r.message),
             ),
             style,
-            styles={4: WRAP},
+            styles={3: AS_TYPED, 4: WRAP},  # the value as the clerk typed it, formula-like or not
         )
+
+
+_NOTED_SHEET = re.compile(r"工作表“(.+?)”")
+
+
+def _sheet_name(sheet: sa.Row) -> str:
+    """The sheet as the clerk knows it: a read note (stored as ``(说明1)`` ...) names its sheet."""
+    if sheet.roster is None and sheet.note:
+        found = _NOTED_SHEET.match(sheet.note)
+        if found:
+            return found.group(1)
+        return "（整个文件）"
+    return str(sheet.sheet)
 
 
 def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
@@ -214,8 +227,8 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
             roster = cat.rosters.get(s.roster) if s.roster else None
             summary.row(
                 (
-                    s.sheet,
-                    roster.label if roster else (s.roster or "未识别"),
+                    _sheet_name(s),
+                    roster.label if roster else (s.roster or "未导入"),
                     s.header_row,
                     s.rows_read or 0,
                     s.note,
