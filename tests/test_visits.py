@@ -622,7 +622,10 @@ def test_a_corrected_visit_log_dropped_again_counts_one_changed_row_and_the_rest
     pairs = pairs_by_household(url)
     rows, _ = night2_log(pairs)
     fixed = list(rows)
-    fixed[8] = (9, *visit(facts["x"], facts["a"], "2026-09-20", "入户走访"))  # Excel row 11
+    fixed[8] = (  # Excel row 11, with the right cadre now (and an opinion heard on that visit)
+        9,
+        *visit(facts["x"], facts["a"], "2026-09-20", "入户走访", opinion="希望村里安装路灯", topic="交通"),
+    )
     rejected_before = q(url, "SELECT SUM(rows_rejected) FROM intake_file")[0][0]
     write_xlsx(
         district["intake"] / "visits" / "区财政局走访记录.xlsx",
@@ -668,6 +671,17 @@ def test_a_corrected_visit_log_dropped_again_counts_one_changed_row_and_the_rest
     assert [r[:2] for r in wb["更新的行"].iter_rows(min_row=2, values_only=True)] == [
         (wb["错误明细"]["A2"].value, 11)
     ]
+    # the opinions workbooks mark what is new since the last night: only the opinion of the fix
+    marks = {}
+    for path in (district["exports"] / "意见建议_20261011").iterdir():
+        for line in openpyxl.load_workbook(path)["意见建议"].iter_rows(min_row=2, values_only=True):
+            marks[line[9]] = line[13]
+    assert marks == {
+        "希望提高看病报销比例": None,
+        "村里道路坑洼,希望修路": None,  # NFKC: the full-width comma folded
+        "希望尽快办理低保": None,
+        "希望村里安装路灯": "新增",
+    }
 
 
 @pytest.mark.slow
