@@ -725,3 +725,36 @@ def test_a_corrected_roster_dropped_again_applies_the_changed_row_and_counts_the
     lines = _summary(district["intake"] / "civil_affairs" / "feedback" / "特困家庭花名册.结果.xlsx")
     assert (lines["其中：新增行数"], lines["其中：更新行数（见“更新的行”）"]) == (0, 1)
     assert lines["已计入行数（与之前报送的内容相同，无需处理）"] == 3
+
+
+@pytest.mark.slow
+def test_a_visit_corrected_after_it_was_counted_replaces_the_visit_it_gave(district, sqlite_url, run_night):
+    """Issue 13: the unit corrects the amount of a visit already counted (row 3: 300 -> 350 元) and
+    drops the log again: the visit takes the corrected amount, nothing is counted twice, nothing
+    is rejected as a duplicate of itself."""
+    url = sqlite_url
+    facts = two_nights(district, url, run_night)
+    rows, _ = night2_log(pairs_by_household(url))
+    fixed = list(rows)
+    fixed[0] = (1, *rows[0][1:12], 350, *rows[0][13:])  # Excel row 3: 折合金额(元)
+    log_file = district["intake"] / "visits" / "区财政局走访记录.xlsx"
+    write_xlsx(log_file, "区财政局结对帮扶走访记录", VISIT_HEADERS, fixed)
+    assert run_night(district["intake"], url, district["exports"], as_of="2026-10-11") == "success"
+    ((file_id, read, loaded, already, rejected, msg),) = q(
+        url,
+        "SELECT file_id, rows_read, rows_loaded, rows_already, rows_rejected, message FROM intake_file "
+        "WHERE department = 'visits' ORDER BY file_id DESC LIMIT 1",
+    )
+    # row 3 changed; 4-7 counted before and row 8 repeats what row 3 said then: already recorded;
+    # 9-12 are still the real problems of night 2
+    assert (read, loaded, already, rejected) == (10, 1, 5, 4)
+    assert msg.startswith("新增0行，更新1行，已计入5行")
+    assert dict(q(url, f"SELECT row_number, reason_code FROM rejected_row WHERE file_id = {file_id}")) == {
+        row: code for row, code in facts["expected"].items() if code and row != 8
+    }
+    assert q(url, "SELECT COUNT(*) FROM file_reconciliation WHERE balanced = 0") == [(0,)]
+    assert q(url, "SELECT COUNT(*) FROM visit") == [(5,)]
+    assert q(url, "SELECT file_id, row_number, help_value FROM visit WHERE visit_date = '2026-08-20'") == [
+        (file_id, 3, 350.0)
+    ]
+    assert figures.headline(warehouse.connect(url))["help_value"] == 5370.0
