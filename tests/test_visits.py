@@ -656,6 +656,12 @@ def test_a_corrected_visit_log_dropped_again_counts_one_changed_row_and_the_rest
         12: "required_missing",
     }
     assert q(url, "SELECT SUM(rows_rejected) FROM intake_file")[0][0] == rejected_before + 3
+    # each already recorded row says which row of night 2 it repeats (row 8 repeats row 3)
+    assert q(
+        url,
+        "SELECT row_number, earlier_file_id, earlier_row_number FROM recorded_row "
+        f"WHERE file_id = {file_id} ORDER BY row_number",
+    ) == [(r, file_id - 1, 3 if r == 8 else r) for r in (3, 4, 5, 6, 7, 8)]
     # the fixed row is a visit now; nothing counted twice
     assert q(url, "SELECT COUNT(*) FROM visit") == [(6,)]
     assert q(url, f"SELECT row_number FROM visit WHERE file_id = {file_id}") == [(11,)]

@@ -68,22 +68,24 @@ def row_hash(roster: str, payload: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _recorded(conn: sa.Connection, department: str, file_id: int, hashes: Iterable[str]) -> set[str]:
-    """Which of ``hashes`` a row of another file of ``department`` already loaded."""
+def _recorded(
+    conn: sa.Connection, department: str, file_id: int, hashes: Iterable[str]
+) -> dict[str, tuple[int, str, int]]:
+    """Which of ``hashes`` a row of another file of ``department`` already loaded, each with the
+    first such row (file_id, sheet, row_number)."""
     r = schema.source_record
-    wanted, found = sorted(set(hashes)), set[str]()
+    wanted, found = sorted(set(hashes)), dict[str, tuple[int, str, int]]()
     for i in range(0, len(wanted), _HASH_BATCH):
-        found.update(
-            conn.execute(
-                sa.select(r.c.row_hash)
-                .where(
-                    r.c.department == department,
-                    r.c.row_hash.in_(wanted[i : i + _HASH_BATCH]),
-                    r.c.file_id != file_id,
-                )
-                .distinct()
-            ).scalars()
-        )
+        for row in conn.execute(
+            sa.select(r.c.row_hash, r.c.file_id, r.c.sheet, r.c.row_number)
+            .where(
+                r.c.department == department,
+                r.c.row_hash.in_(wanted[i : i + _HASH_BATCH]),
+                r.c.file_id != file_id,
+            )
+            .order_by(r.c.record_id)
+        ):
+            found.setdefault(row.row_hash, (row.file_id, row.sheet, row.row_number))
     return found
 
 
@@ -198,10 +200,26 @@ def load_files(
             if ledger.status != "pending":
                 continue
             conn.execute(r.delete().where(r.c.file_id == file_id))
+            conn.execute(schema.recorded_row.delete().where(schema.recorded_row.c.file_id == file_id))
             staged = [(row, row_hash(row.roster, row.payload)) for row in staging.valid_rows(conn, file_id)]
             recorded = _recorded(conn, ledger.department, file_id, (h for _, h in staged))
             places = _earlier_places(conn, ledger) if staged else set()
-            already = sum(1 for _, h in staged if h in recorded)
+            already = insert_many(
+                conn,
+                schema.recorded_row,
+                (
+                    {
+                        "file_id": file_id,
+                        "sheet": row.sheet,
+                        "row_number": row.row_number,
+                        "earlier_file_id": recorded[h][0],
+                        "earlier_sheet": recorded[h][1],
+                        "earlier_row_number": recorded[h][2],
+                    }
+                    for row, h in staged
+                    if h in recorded
+                ),
+            )
             count = insert_many(
                 conn,
                 r,

@@ -117,6 +117,19 @@ source_record = sa.Table(
     sa.UniqueConstraint("file_id", "sheet", "row_number", name="uq_source_record_row"),
 )
 
+# a valid row identical to a row an earlier file of the department loaded (a re-sent file): already
+# recorded (已计入), not loaded again; it names the earlier row it repeats (lineage of every data row)
+recorded_row = sa.Table(
+    "recorded_row",
+    metadata,
+    sa.Column("file_id", sa.Integer, sa.ForeignKey("intake_file.file_id"), primary_key=True),
+    sa.Column("sheet", sa.String(255), primary_key=True),
+    sa.Column("row_number", sa.Integer, primary_key=True),
+    sa.Column("earlier_file_id", sa.Integer, nullable=False),
+    sa.Column("earlier_sheet", sa.String(255), nullable=False),
+    sa.Column("earlier_row_number", sa.Integer, nullable=False),
+)
+
 # contract: source_row(file_id, sheet, row_number, entity_kind, entity_key)
 source_row = sa.Table(
     "source_row",
