@@ -201,22 +201,27 @@ def load_files(
                 continue
             conn.execute(r.delete().where(r.c.file_id == file_id))
             conn.execute(schema.recorded_row.delete().where(schema.recorded_row.c.file_id == file_id))
-            staged = [(row, row_hash(row.roster, row.payload)) for row in staging.valid_rows(conn, file_id)]
-            recorded = _recorded(conn, ledger.department, file_id, (h for _, h in staged))
-            places = _earlier_places(conn, ledger) if staged else set()
+            # two passes over the staged rows (payloads parsed as reached, never all held at once):
+            # their fingerprints first, then the records
+            hashes = [
+                (row.sheet, row.row_number, row_hash(row.roster, row.payload))
+                for row in staging.valid_rows(conn, file_id)
+            ]
+            recorded = _recorded(conn, ledger.department, file_id, (h for _, _, h in hashes))
+            places = _earlier_places(conn, ledger) if hashes else set()
             already = insert_many(
                 conn,
                 schema.recorded_row,
                 (
                     {
                         "file_id": file_id,
-                        "sheet": row.sheet,
-                        "row_number": row.row_number,
+                        "sheet": sheet,
+                        "row_number": row_number,
                         "earlier_file_id": recorded[h][0],
                         "earlier_sheet": recorded[h][1],
                         "earlier_row_number": recorded[h][2],
                     }
-                    for row, h in staged
+                    for sheet, row_number, h in hashes
                     if h in recorded
                 ),
             )
@@ -229,7 +234,7 @@ def load_files(
                         "row_hash": h,
                         "resent": (row.sheet, row.row_number) in places,
                     }
-                    for row, h in staged
+                    for row, (_, _, h) in zip(staging.valid_rows(conn, file_id), hashes, strict=True)
                     if h not in recorded
                 ),
             )
