@@ -579,13 +579,14 @@ def test_key_case_sheet_shows_five_ones_gaps(night):
         "诉求类别",
         "包案领导",
         "责任单位",
-        "包案领导",
-        "工作专班",
-        "化解方案",
-        "责任单位",
-        "稳控措施",
+        "五个一：包案领导",
+        "五个一：工作专班",
+        "五个一：化解方案",
+        "五个一：责任单位",
+        "五个一：稳控措施",
         "缺项",
     )
+    assert len(set(_rows(ws)[0])) == len(_rows(ws)[0])  # no header twice
     cases = {r[0]: r for r in _rows(ws)[1:]}
     assert set(cases) == {"XF2026-001", "XF2026-002"}  # closed cases are not listed
     assert cases["XF2026-001"][4] == "李县长"
@@ -612,7 +613,7 @@ def test_changes_sheet_lists_made_and_ended_pairs_with_reasons(night):
     assert case_row[10] == dt.datetime(2026, 11, 20)
 
 
-def test_unknown_reason_codes_are_shown_as_they_are(night):
+def test_unknown_reason_codes_are_shown_in_chinese_never_as_the_code(night):
     eng, settings = night
     with eng.begin() as conn:
         conn.execute(
@@ -621,7 +622,7 @@ def test_unknown_reason_codes_are_shown_as_they_are(night):
             .values(end_reason="some_new_code")
         )
     ws = openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["西集镇"]
-    assert _find_row(ws, "北村")[10].value == "some_new_code"
+    assert _find_row(ws, "北村")[10].value == "其他原因"
 
 
 # --- change log --------------------------------------------------------------------------------------
@@ -633,16 +634,20 @@ def test_change_log_lists_ended_and_new_pairs_with_reasons_and_masked_ids(night)
     header, *body = _rows(ws)
     assert header == change_log.LOG_COLUMNS
     assert len(body) == 5
-    by_code = {(r[1], r[13]): r for r in body}
-    assert set(by_code) == {
-        ("结对结束", "cadre_departed"),
-        ("新结对", "cadre_left"),
-        ("新结对", "new_target"),
-        ("结对结束", "household_exited"),
-        ("结对结束", "case_closed"),
+    by_reason = {(r[1], r[12]): r for r in body}
+    assert set(by_reason) == {
+        ("结对结束", "干部调离或退休"),
+        ("新结对", "原结对干部调离或不再符合条件，重新结对"),
+        ("新结对", "新纳入结对对象"),
+        ("结对结束", "家庭已退出/脱困"),
+        ("结对结束", "案件已销号"),
     }
-    ended = by_code[("结对结束", "household_exited")]
-    assert ended[12] == "家庭已退出/脱困"
+    # organization-department staff read it: Chinese only, no reason code anywhere
+    assert "原因代码" not in header
+    codes = re.compile(r"^[a-z]+(_[a-z]+)+$")
+    wb = openpyxl.load_workbook(path)
+    assert not [c.value for w in wb.worksheets for r in w.iter_rows() for c in r if codes.match(str(c.value))]
+    ended = by_reason[("结对结束", "家庭已退出/脱困")]
     assert ended[5] == "'-2"
     assert ended[6] == f"{IDS['h4'][:6]}********{IDS['h4'][-4:]}"
     assert ended[7] == "赵干部"
@@ -666,7 +671,12 @@ def test_no_formula_and_no_full_id_or_phone_in_any_workbook(night, tmp_path):
                     assert c.data_type != "f", (book.name, ws.title, c.coordinate)
                     if isinstance(c.value, str):
                         assert c.data_type == "s"
-                        assert not c.value.startswith(("=", "+", "-", "@")), (book.name, ws.title, c.value)
+                        # formula-like text is defused, or shown as typed behind Excel's quote prefix
+                        assert c.quotePrefix or not c.value.startswith(("=", "+", "-", "@")), (
+                            book.name,
+                            ws.title,
+                            c.value,
+                        )
                         assert not FULL_ID.search(c.value), (book.name, ws.title, c.coordinate)
                         assert not FULL_PHONE.search(c.value), (book.name, ws.title, c.coordinate)
                         hostile_seen |= {n for n in HOSTILE_NAMES if c.value == "'" + n}
@@ -800,3 +810,81 @@ def test_towns_are_listed_in_the_district_order_then_unknown_towns_then_no_town(
     towns = ["外镇", None, second, "别镇", first]
     assert town_order(towns) == [first, second, "别镇", "外镇", None]
     assert sorted(towns, key=town_key) == town_order(towns)
+
+
+# --- workbooks people print ----------------------------------------------------------------------------
+def test_printed_sheets_read_back_a4_landscape_fit_to_width_headers_on_every_page_and_whole(night):
+    """Issue 13: the town sheets, the case sheet and the follow-through sheets print on A4 landscape,
+    one page wide, the header row on every page, every header shown whole."""
+
+    eng, settings = night
+    path = export.write_pairing_workbook(eng, settings, AS_OF)
+    wb = openpyxl.load_workbook(path)
+    printed = ["山城街道", "店子镇", "西集镇", "重点信访案件", "走访帮扶", "走访预警"]
+    for name in printed:
+        ws = wb[name]
+        assert ws.page_setup.orientation == "landscape", name
+        assert int(ws.page_setup.paperSize) == int(ws.PAPERSIZE_A4), name  # 9: A4
+        assert ws.sheet_properties.pageSetUpPr.fitToPage, name
+        # one page wide (fitToWidth absent means 1, the OOXML default), as many pages down as needed
+        assert (int(ws.page_setup.fitToWidth or 1), int(ws.page_setup.fitToHeight)) == (1, 0), name
+        assert ws.print_title_rows == "$1:$1", name
+        for col, cell in enumerate(ws[1], start=1):
+            # equal widths side by side are stored as one range (min..max) under its first letter
+            width = next(d.width for d in ws.column_dimensions.values() if d.min <= col <= d.max)
+            # a wide (CJK) character takes two width units: the whole header fits
+            shown = sum(2 if ord(ch) > 0x2E80 else 1 for ch in cell.value)
+            assert width >= shown, (name, cell.value, width)
+    # 走访帮扶's seven-character headers (最长未联系(天) ...) no longer in 11-wide columns
+    assert next(d.width for d in wb["走访帮扶"].column_dimensions.values() if d.min <= 7 <= d.max) >= 15
+    # the summary is not a printed list: left as it was
+    assert wb["汇总"].page_setup.orientation is None
+
+
+def test_a_night_without_pair_changes_says_so_in_the_change_sheet(night):
+    eng, settings = night
+    ws = openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF + dt.timedelta(days=1)))[
+        "本次变化"
+    ]
+    rows = _rows(ws)
+    assert rows[0] == pairing_book.CHANGE_COLUMNS
+    assert [r[0] for r in rows[1:]] == ["本次没有结对变化：没有新结对，也没有结束的结对。"]
+
+
+def test_feedback_names_a_noted_sheet_by_its_name_and_shows_a_formula_as_typed(night):
+    """A skipped sheet 填表说明 is named as such (not "(说明1)"); a value the clerk typed as
+    =SUM(A1) is shown as typed, a text cell behind Excel's quote prefix (never a live formula)."""
+    eng, settings = night
+    with eng.begin() as conn:
+        conn.execute(
+            schema.intake_sheet.insert().values(
+                file_id=4,
+                sheet="(说明1)",
+                roster=None,
+                note="工作表“填表说明”中没有找到可识别的表头，未导入该表。",
+            )
+        )
+        conn.execute(
+            schema.row_warning.insert().values(
+                _finding(
+                    4,
+                    "干部",
+                    5,
+                    "post",
+                    "职务",
+                    "=SUM(A1)",
+                    "text_formula",
+                    "“职务”的值以=、+、-、@开头，可能是公式，已按文本处理，请核对。",
+                )
+            )
+        )
+    [path] = export.write_feedback(eng, settings, [4])
+    wb = openpyxl.load_workbook(path)
+    facts = {r[0]: r[1] for r in _rows(wb["汇总"]) if r and r[0]}
+    assert facts["报送部门"] == "组织部"
+    assert [c.value for c in _find_row(wb["汇总"], "填表说明")][:2] == ["填表说明", "未导入"]
+    assert not [c for r in wb["汇总"].iter_rows() for c in r if c.value == "(说明1)"]
+    cell = wb["提示"]["D2"]
+    assert (cell.value, cell.data_type, cell.quotePrefix) == ("=SUM(A1)", "s", True)
+    with zipfile.ZipFile(path) as z:
+        assert all("<f" not in z.read(n).decode() for n in z.namelist() if n.startswith("xl/worksheets/"))

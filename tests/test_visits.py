@@ -602,3 +602,165 @@ def test_sample_visit_logs_of_the_reference_district_give_the_generators_figures
     # the reference figures of the district are untouched by the visit logs
     assert q(sqlite_url, "SELECT COUNT(*) FROM household WHERE status = 'active'") == [(1457,)]
     assert q(sqlite_url, "SELECT COUNT(*) FROM pairing WHERE valid_to IS NULL") == [(1506,)]
+
+
+def _summary(path: Path) -> dict:
+    """The feedback workbook's 汇总 sheet as {label: value}."""
+    ws = openpyxl.load_workbook(path)["汇总"]
+    return {r[0]: r[1] for r in ws.iter_rows(values_only=True) if r and r[0] is not None}
+
+
+@pytest.mark.slow
+def test_a_corrected_visit_log_dropped_again_counts_one_changed_row_and_the_rest_as_already_recorded(
+    district, sqlite_url, run_night
+):
+    """Issue 13: a unit fixes one row (the unknown cadre of row 11) and drops the whole log again,
+    as its feedback workbook tells it to. The rows counted the night before are already recorded
+    (已计入), not rejected duplicates; only the real problems are listed; the counts add up."""
+    url = sqlite_url
+    facts = two_nights(district, url, run_night)
+    pairs = pairs_by_household(url)
+    rows, _ = night2_log(pairs)
+    fixed = list(rows)
+    fixed[8] = (  # Excel row 11, with the right cadre now (and an opinion heard on that visit)
+        9,
+        *visit(facts["x"], facts["a"], "2026-09-20", "入户走访", opinion="希望村里安装路灯", topic="交通"),
+    )
+    rejected_before = q(url, "SELECT SUM(rows_rejected) FROM intake_file")[0][0]
+    write_xlsx(
+        district["intake"] / "visits" / "区财政局走访记录.xlsx",
+        "区财政局结对帮扶走访记录",
+        VISIT_HEADERS,
+        fixed,
+    )
+    assert run_night(district["intake"], url, district["exports"], as_of="2026-10-11") == "success"
+
+    ((file_id, read, loaded, already, rejected, msg),) = q(
+        url,
+        "SELECT file_id, rows_read, rows_loaded, rows_already, rows_rejected, message FROM intake_file "
+        "WHERE department = 'visits' ORDER BY file_id DESC LIMIT 1",
+    )
+    # rows 3-7 were counted on night 2, and row 8 repeats row 3: already recorded; 11 is the fix
+    assert (read, loaded, already, rejected) == (10, 1, 6, 3)
+    assert msg == "新增0行，更新1行，已计入6行（与之前报送的内容相同，无需处理），退回3行。"
+    assert q(url, "SELECT COUNT(*) FROM file_reconciliation WHERE balanced = 0") == [(0,)]
+    assert q(
+        url,
+        f"SELECT rows_read, rows_loaded, rows_already, rows_rejected, balanced "
+        f"FROM file_reconciliation WHERE file_id = {file_id}",
+    ) == [(10, 1, 6, 3, 1)]
+    # only the real problems are rejected: no duplicates of what night 2 counted
+    assert dict(q(url, f"SELECT row_number, reason_code FROM rejected_row WHERE file_id = {file_id}")) == {
+        9: "visit_household_unknown",
+        10: "visit_before_pair",
+        12: "required_missing",
+    }
+    assert q(url, "SELECT SUM(rows_rejected) FROM intake_file")[0][0] == rejected_before + 3
+    # each already recorded row says which row of night 2 it repeats (row 8 repeats row 3)
+    assert q(
+        url,
+        "SELECT row_number, earlier_file_id, earlier_row_number FROM recorded_row "
+        f"WHERE file_id = {file_id} ORDER BY row_number",
+    ) == [(r, file_id - 1, 3 if r == 8 else r) for r in (3, 4, 5, 6, 7, 8)]
+    # the fixed row is a visit now; nothing counted twice
+    assert q(url, "SELECT COUNT(*) FROM visit") == [(6,)]
+    assert q(url, f"SELECT row_number FROM visit WHERE file_id = {file_id}") == [(11,)]
+
+    feedback = district["intake"] / "visits" / "feedback" / "区财政局走访记录.结果.xlsx"
+    lines = _summary(feedback)
+    assert lines["其中：新增行数"] == 0
+    assert lines["其中：更新行数（见“更新的行”）"] == 1
+    assert lines["已计入行数（与之前报送的内容相同，无需处理）"] == 6
+    assert lines["退回行数（见“错误明细”）"] == 3
+    wb = openpyxl.load_workbook(feedback)
+    assert {r[1] for r in wb["错误明细"].iter_rows(min_row=2, values_only=True)} == {9, 10, 12}
+    assert [r[:2] for r in wb["更新的行"].iter_rows(min_row=2, values_only=True)] == [
+        (wb["错误明细"]["A2"].value, 11)
+    ]
+    # the opinions workbooks mark what is new since the last night: only the opinion of the fix
+    marks = {}
+    for path in (district["exports"] / "意见建议_20261011").iterdir():
+        for line in openpyxl.load_workbook(path)["意见建议"].iter_rows(min_row=2, values_only=True):
+            marks[line[9]] = line[13]
+    assert marks == {
+        "希望提高看病报销比例": None,
+        "村里道路坑洼,希望修路": None,  # NFKC: the full-width comma folded
+        "希望尽快办理低保": None,
+        "希望村里安装路灯": "新增",
+    }
+
+
+@pytest.mark.slow
+def test_a_corrected_roster_dropped_again_applies_the_changed_row_and_counts_the_rest_once(
+    district, sqlite_url, run_night
+):
+    """Issue 13, for a roster: one household's village corrected, the whole roster dropped again.
+    The changed row is applied, the other rows are already recorded, nothing is double-counted."""
+    url = sqlite_url
+    write_rosters(district["intake"])
+    assert run_night(district["intake"], url, district["exports"], as_of="2026-08-01") == "success"
+    pairs_before = q(url, "SELECT pairing_id, cadre_key, target_key FROM pairing WHERE valid_to IS NULL")
+    records_before = q(url, "SELECT COUNT(*) FROM source_record")[0][0]
+    names = list(HOUSEHOLDS.values())
+    write_xlsx(
+        district["intake"] / "civil_affairs" / "特困家庭花名册.xlsx",
+        "店子镇特困家庭花名册",
+        ("户主姓名", "身份证号码", "镇街", "村(居)", "家庭人口"),
+        [(name, id_number(n), TOWN, "西庄村" if n == 2 else "东庄村", 2) for name, n in names],
+    )
+    assert run_night(district["intake"], url, district["exports"], as_of="2026-08-02") == "success"
+
+    ((read, loaded, already, rejected, msg),) = q(
+        url,
+        "SELECT rows_read, rows_loaded, rows_already, rows_rejected, message FROM intake_file "
+        "WHERE department = 'civil_affairs' ORDER BY file_id DESC LIMIT 1",
+    )
+    assert (read, loaded, already, rejected) == (4, 1, 3, 0)
+    assert "更新1行" in msg
+    assert "已计入3行" in msg
+    assert q(url, "SELECT COUNT(*) FROM file_reconciliation WHERE balanced = 0") == [(0,)]
+    assert q(url, "SELECT COUNT(*) FROM source_record")[0][0] == records_before + 1
+    # applied: the household's village is the corrected one; still four households, same pairs
+    assert q(url, f"SELECT village FROM household WHERE head_id_number = '{id_number(2)}'") == [("西庄村",)]
+    assert q(url, "SELECT COUNT(*) FROM household WHERE status = 'active'") == [(4,)]
+    assert q(url, "SELECT COUNT(*) FROM household_category WHERE status = 'active'") == [(4,)]
+    assert (
+        q(url, "SELECT pairing_id, cadre_key, target_key FROM pairing WHERE valid_to IS NULL") == pairs_before
+    )
+    assert q(url, "SELECT COUNT(*) FROM rejected_row") == [(0,)]
+    lines = _summary(district["intake"] / "civil_affairs" / "feedback" / "特困家庭花名册.结果.xlsx")
+    assert (lines["其中：新增行数"], lines["其中：更新行数（见“更新的行”）"]) == (0, 1)
+    assert lines["已计入行数（与之前报送的内容相同，无需处理）"] == 3
+
+
+@pytest.mark.slow
+def test_a_visit_corrected_after_it_was_counted_replaces_the_visit_it_gave(district, sqlite_url, run_night):
+    """Issue 13: the unit corrects the amount of a visit already counted (row 3: 300 -> 350 元) and
+    drops the log again: the visit takes the corrected amount, nothing is counted twice, nothing
+    is rejected as a duplicate of itself."""
+    url = sqlite_url
+    facts = two_nights(district, url, run_night)
+    rows, _ = night2_log(pairs_by_household(url))
+    fixed = list(rows)
+    fixed[0] = (1, *rows[0][1:12], 350, *rows[0][13:])  # Excel row 3: 折合金额(元)
+    log_file = district["intake"] / "visits" / "区财政局走访记录.xlsx"
+    write_xlsx(log_file, "区财政局结对帮扶走访记录", VISIT_HEADERS, fixed)
+    assert run_night(district["intake"], url, district["exports"], as_of="2026-10-11") == "success"
+    ((file_id, read, loaded, already, rejected, msg),) = q(
+        url,
+        "SELECT file_id, rows_read, rows_loaded, rows_already, rows_rejected, message FROM intake_file "
+        "WHERE department = 'visits' ORDER BY file_id DESC LIMIT 1",
+    )
+    # row 3 changed; 4-7 counted before and row 8 repeats what row 3 said then: already recorded;
+    # 9-12 are still the real problems of night 2
+    assert (read, loaded, already, rejected) == (10, 1, 5, 4)
+    assert msg.startswith("新增0行，更新1行，已计入5行")
+    assert dict(q(url, f"SELECT row_number, reason_code FROM rejected_row WHERE file_id = {file_id}")) == {
+        row: code for row, code in facts["expected"].items() if code and row != 8
+    }
+    assert q(url, "SELECT COUNT(*) FROM file_reconciliation WHERE balanced = 0") == [(0,)]
+    assert q(url, "SELECT COUNT(*) FROM visit") == [(5,)]
+    assert q(url, "SELECT file_id, row_number, help_value FROM visit WHERE visit_date = '2026-08-20'") == [
+        (file_id, 3, 350.0)
+    ]
+    assert figures.headline(warehouse.connect(url))["help_value"] == 5370.0

@@ -191,3 +191,62 @@ def test_file_names_and_dates_of_the_night():
     assert workbook.midnight(dt.date(2026, 11, 5)) == dt.datetime(2026, 11, 5, 0, 0)
     assert workbook.sheet_title("a/b:c", []) == "a_b_c"
     assert workbook.sheet_title("Sheet", ["sheet"]) == "Sheet(2)"
+
+
+def test_a_printed_sheet_reads_back_a4_landscape_one_page_wide_with_its_header_on_every_page(tmp_path):
+    """Every page a clerk prints shows the header row, one page wide; headers are not cut off."""
+    book = Book(stamp=STAMP)
+    sheet = book.sheet("走访帮扶", (12, 11), columns=("镇街", "最长未联系(天)"), printed=True)
+    sheet.row(("店子镇", 3))
+    book.sheet("说明").row(("不打印",))
+    wb = openpyxl.load_workbook(book.save(tmp_path / "p.xlsx"))
+    ws = wb["走访帮扶"]
+    assert ws.page_setup.orientation == "landscape"
+    assert int(ws.page_setup.paperSize) == 9  # A4
+    assert ws.sheet_properties.pageSetUpPr.fitToPage
+    assert (int(ws.page_setup.fitToWidth or 1), int(ws.page_setup.fitToHeight)) == (1, 0)
+    assert ws.print_title_rows == "$1:$1"
+    assert ws.column_dimensions["A"].width >= 12  # wide enough already: kept
+    assert ws.column_dimensions["B"].width >= 2 * 5 + 4  # 5 wide characters and "(天)"
+    assert wb["说明"].page_setup.orientation is None
+
+
+def test_a_printed_sheet_continues_with_the_same_print_settings(tmp_path, monkeypatch):
+    monkeypatch.setattr(workbook, "MAX_SHEET_ROWS", 3)
+    book = Book(stamp=STAMP)
+    sheet = book.sheet("名单", (10,), columns=("姓名",), printed=True)
+    for i in range(4):
+        sheet.row((f"张{i}",))
+    wb = openpyxl.load_workbook(book.save(tmp_path / "c.xlsx"))
+    assert wb.sheetnames == ["名单", "名单(2)"]
+    for ws in wb.worksheets:
+        assert ws.page_setup.orientation == "landscape"
+        assert ws.print_title_rows == "$1:$1"
+
+
+def test_the_same_printed_book_gives_the_same_bytes(tmp_path):
+    def write(name: str) -> bytes:
+        book = Book(stamp=STAMP)
+        sheet = book.sheet("镇", (10, 10), columns=("干部姓名", "首次入户走访"), printed=True)
+        sheet.row(("王", dt.date(2026, 11, 1)))
+        sheet.row(("=1+1", "@x"), styles={0: workbook.AS_TYPED})
+        return book.save(tmp_path / name).read_bytes()
+
+    assert write("a.xlsx") == write("b.xlsx")
+
+
+def test_a_value_as_typed_keeps_its_formula_look_as_text_behind_the_quote_prefix(tmp_path):
+    book = Book(stamp=STAMP)
+    book.sheet("s").row(
+        ("=1+1", "+86", "普通", "=1+1"),
+        styles={0: workbook.AS_TYPED, 1: workbook.AS_TYPED, 2: workbook.AS_TYPED},
+    )
+    target = book.save(tmp_path / "t.xlsx")
+    assert "<f>" not in _sheet_xml(target)
+    ws = openpyxl.load_workbook(target)["s"]
+    assert [(c.value, c.data_type, c.quotePrefix) for c in ws[1]] == [
+        ("=1+1", "s", True),
+        ("+86", "s", True),
+        ("普通", "s", False),
+        ("'=1+1", "s", False),  # without AS_TYPED: defused as before
+    ]

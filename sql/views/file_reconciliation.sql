@@ -1,4 +1,6 @@
--- One line per file in the ledger: do the rows add up? (rows_read = rows_loaded + rows_rejected)
+-- One line per file in the ledger: do the rows add up?
+-- (rows_read = rows_loaded + rows_already + rows_rejected; rows_already: identical to rows an
+-- earlier file of the department loaded, as in a corrected file dropped again)
 with rejected as (
     select
         file_id,
@@ -14,11 +16,12 @@ select
     f.status,
     f.rows_read,
     f.rows_loaded,
+    f.rows_already,
     f.rows_rejected,
     coalesce(r.rejected_rows, 0) as rejected_rows_listed,
     case
         when f.status <> 'loaded' then null
-        when f.rows_read = f.rows_loaded + f.rows_rejected
+        when f.rows_read = f.rows_loaded + f.rows_already + f.rows_rejected
             and f.rows_rejected = coalesce(r.rejected_rows, 0) then 1
         else 0
     end as balanced

@@ -21,6 +21,7 @@ import math
 import os
 import re
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,9 @@ class Style:
     wrap: bool = False  # wrapped text, aligned to the top of the cell
     num_format: str | None = None  # Excel number format, e.g. "0.0%"
     top: bool = False  # aligned to the top of the cell (rows beside a wrapped cell read from the top)
+    # a string that looks like a formula (= + - @) shown as typed: a text cell with Excel's quote
+    # prefix (as when a clerk types '=1+1) instead of a visible leading apostrophe
+    as_typed: bool = False
 
     def __or__(self, other: Style) -> Style:
         return Style(
@@ -53,6 +57,7 @@ class Style:
             wrap=self.wrap or other.wrap,
             num_format=other.num_format or self.num_format,
             top=self.top or other.top,
+            as_typed=self.as_typed or other.as_typed,
         )
 
 
@@ -66,6 +71,7 @@ HEADER = Style(fill="#DDEBF7", bold=True)  # a table's header row
 TITLE = Style(bold=True, size=14.0)
 WRAP = Style(wrap=True)
 TOP = Style(top=True)
+AS_TYPED = Style(as_typed=True)  # what a clerk typed, formula-like text included, shown as typed
 DATE_FORMAT = "yyyy-mm-dd"
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
 PERCENT = Style(num_format="0.0%")
@@ -100,6 +106,25 @@ def midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time())
 
 
+A4 = 9
+"""XlsxWriter's paper code for A4."""
+
+
+def text_width(text: str) -> float:
+    """The column width a header needs to show whole: a wide (CJK) character takes two units,
+    anything else one, plus a margin for the filter button."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text) + 2.5
+
+
+def print_widths(widths: Sequence[float], columns: Sequence[str]) -> tuple[float, ...]:
+    """Column widths for a printed sheet: each at least as wide as its header needs."""
+    n = max(len(widths), len(columns))
+    return tuple(
+        max(widths[i] if i < len(widths) else 0.0, text_width(columns[i]) if i < len(columns) else 0.0)
+        for i in range(n)
+    )
+
+
 def sheet_title(title: str, taken: Sequence[str]) -> str:
     """A sheet name Excel accepts (31 characters, none of ``[]:*?/\\``), unique among ``taken``
     regardless of case (``name(2)``, ``name(3)`` ...)."""
@@ -128,6 +153,7 @@ class Sheet:
     freeze: bool = True
     max_rows: int = MAX_SHEET_ROWS
     parts: int = 1  # the sheet and its continuation sheets
+    printed: bool = False  # A4 landscape, fit to width, the header row on every page
 
     def cell(self, value: object, style: Style = PLAIN) -> Cell | None:
         """One cell: strings masked (where the book asks), defused and written as text; booleans
@@ -152,7 +178,14 @@ class Sheet:
         else:
             out = str(value)  # anything else is shown as text
         if isinstance(out, str):
-            out = self.book.text(out)
+            typed = self.book.text(out, defused=False)
+            if style.as_typed and typed != defuse(typed):
+                out = typed  # a text cell with the quote prefix: shown as typed, never a formula
+            else:
+                out = self.book.text(out)
+                style = replace(style, as_typed=False)
+        elif style.as_typed:
+            style = replace(style, as_typed=False)
         return (out, None if style == PLAIN else self.book.format(style))
 
     def append(self, cells: Sequence[Cell | None]) -> None:
@@ -196,10 +229,22 @@ class Sheet:
         self.parts += 1
         suffix = f"({self.parts})"
         self.ws, self.rows = self.book.worksheet(f"{self.title[: 31 - len(suffix)]}{suffix}", self.widths), 0
+        if self.printed:
+            set_print(self.ws, bool(self.columns))
         if self.columns:
             if self.freeze:
                 self.ws.freeze_panes(1, 0)
             self.header(self.columns)
+
+
+def set_print(ws: Any, header: bool) -> None:
+    """Print settings for a sheet people print: A4 landscape, fit to one page wide (as many pages
+    down as it takes), the header row (row 1) repeated on every page."""
+    ws.set_landscape()
+    ws.set_paper(A4)
+    ws.fit_to_pages(1, 0)
+    if header:
+        ws.repeat_rows(0)
 
 
 @dataclass
@@ -224,10 +269,11 @@ class Book:
         # every zip member a fixed timestamp)
         self.wb.set_properties({"author": "rosterlink", "created": self.stamp})
 
-    def text(self, value: str) -> str:
-        """A string as it may appear in the workbook: masked (if asked), XML-safe, never a formula."""
+    def text(self, value: str, *, defused: bool = True) -> str:
+        """A string as it may appear in the workbook: masked (if asked), XML-safe, never a formula
+        (``defused=False``: without the leading apostrophe, for a cell with the quote prefix)."""
         s = _ILLEGAL_CHARACTERS.sub("", mask_text(value) if self.mask else value)
-        return str(defuse(s))
+        return str(defuse(s)) if defused else s
 
     def format(self, style: Style) -> Any:
         """The XlsxWriter format of a style, built once (formats are numbered in order of first use)."""
@@ -246,6 +292,8 @@ class Book:
                 props.update(text_wrap=True, valign="top")
             elif style.top:
                 props["valign"] = "top"
+            if style.as_typed:
+                props["quote_prefix"] = True
             found = self._formats[style] = self.wb.add_format(props)
         return found
 
@@ -265,9 +313,17 @@ class Book:
         columns: Sequence[str] = (),
         freeze: bool = True,
         autofilter: bool = True,
+        printed: bool = False,
     ) -> Sheet:
-        """A new sheet; with ``columns`` it starts with a header row (frozen, with a filter)."""
+        """A new sheet; with ``columns`` it starts with a header row (frozen, with a filter).
+
+        ``printed``: a sheet people print (:func:`set_print`: A4 landscape, fit to width, the
+        header row on every page), its columns at least as wide as their headers need."""
+        if printed:
+            widths = print_widths(widths, columns)
         ws = self.worksheet(title, widths)
+        if printed:
+            set_print(ws, bool(columns))
         sheet = Sheet(
             self,
             ws,
@@ -278,6 +334,7 @@ class Book:
             columns=columns,
             freeze=freeze,
             max_rows=MAX_SHEET_ROWS,
+            printed=printed,
         )
         if columns:
             if freeze:

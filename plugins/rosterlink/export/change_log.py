@@ -1,5 +1,6 @@
 """The change log: ``<export_dir>/变动日志_<YYYYMMDD>.xlsx``, every pair ended or made on the night,
-with the reason in words and its code (the pairing workbook's 本次变化 may list only the first)."""
+with the reason in words (the pairing workbook's 本次变化 may list only the first). The people who read
+it are organization-department staff: Chinese only, no reason codes (they stay in the warehouse)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,8 @@ LOG_COLUMNS = (
     "结对起始日期",
     "结束日期",
     "原因",
-    "原因代码",
 )
-LOG_WIDTHS = (12, 10, 10, 12, 16, 10, 22, 10, 22, 26, 13, 13, 30, 18)
+LOG_WIDTHS = (12, 10, 10, 12, 16, 10, 22, 10, 22, 26, 13, 13, 30)
 
 
 def write_change_log(eng: sa.Engine, settings: Settings, as_of: dt.date) -> Path:
@@ -64,7 +64,6 @@ def write_change_log(eng: sa.Engine, settings: Settings, as_of: dt.date) -> Path
                 q.valid_from,
                 q.valid_to,
                 reason_label(code),
-                code,
             ),
             GREY if ended else GREEN,
         )

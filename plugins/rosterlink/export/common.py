@@ -11,8 +11,8 @@ from rosterlink.ops import faults
 TARGET_LABELS = {"household": "家庭", "case": "信访案件"}
 UNKNOWN_TOWN_SHEET = "镇街未明确"
 
-# Why a pair was made (pairing.made_reason) or ended (pairing.end_reason). Unknown codes are shown
-# as they are, so a new code in the pairing stage never breaks the export.
+# Why a pair was made (pairing.made_reason) or ended (pairing.end_reason). People read Chinese only:
+# an unknown code (a new one in the pairing stage) is shown as 其他原因, never as the code.
 REASON_LABELS = {
     # made (pairing.py: new_target, cadre_left, pinned)
     "new_target": "新纳入结对对象",
@@ -35,7 +35,7 @@ REASON_LABELS = {
 def reason_label(code: str | None) -> str:
     if not code:
         return ""
-    return REASON_LABELS.get(code, code)
+    return REASON_LABELS.get(code, "其他原因")
 
 
 SHEET_LIST_MAX = 20_000

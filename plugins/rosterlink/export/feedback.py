@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from rosterlink.core.masking import mask_text
 from rosterlink.core.spec import DEPARTMENTS, catalogue
-from rosterlink.core.workbook import BOLD, HEADER, RED, TITLE, WRAP, YELLOW, Book, Style
+from rosterlink.core.workbook import AS_TYPED, BOLD, HEADER, RED, TITLE, WRAP, YELLOW, Book, Style
 from rosterlink.export.common import new_book
 from rosterlink.intake.scan import FEEDBACK_DIR, UNSORTED, readable_name
 from rosterlink.warehouse import schema
@@ -38,6 +38,7 @@ STATUS_LABELS = {
 }
 INSTRUCTION_ERRORS = "请按“错误明细”表逐行修改后，将整份文件重新放入本文件夹。"
 INSTRUCTION_OK = "全部数据已导入，无需处理。"
+INSTRUCTION_RESENT_OK = "数据已处理：与之前报送内容相同的行已计入，无需处理；新增和更新的行已导入。"
 INSTRUCTION_WARN = "数据已导入。请查看“提示”表，核对有提示的行；如需更正，修改后将整份文件重新放入本文件夹。"
 INSTRUCTION_REJECTED = "整份文件未导入。请按上面的原因修改后，将整份文件重新放入本文件夹。"
 INSTRUCTION_MOVE = "整份文件未导入。请按上面的原因把文件移到所属部门的文件夹（无需修改内容）。"
@@ -120,6 +121,19 @@ def _merged_rows(conn: sa.Connection, file_id: int) -> int:
     return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(groups.c.n), 0))).scalar_one())
 
 
+def _changed_rows(conn: sa.Connection, file_id: int) -> list[tuple[str, int]]:
+    """The rows of a re-sent file that replaced a different row at the same place (updated)."""
+    r = schema.source_record
+    return [
+        (x.sheet, x.row_number)
+        for x in conn.execute(
+            sa.select(r.c.sheet, r.c.row_number)
+            .where(r.c.file_id == file_id, r.c.resent.is_(True))
+            .order_by(r.c.sheet, r.c.row_number)
+        )
+    ]
+
+
 def _finding_sheet(book: Book, title: str, rows: list, style: Style) -> None:
     fields = catalogue().fields
     sheet = book.sheet(
@@ -140,8 +154,21 @@ def _finding_sheet(book: Book, title: str, rows: list, style: Style) -> None:
                 mask_text(r.message),
             ),
             style,
-            styles={4: WRAP},
+            styles={3: AS_TYPED, 4: WRAP},  # the value as the clerk typed it, formula-like or not
         )
+
+
+_NOTED_SHEET = re.compile(r"工作表“(.+?)”")
+
+
+def _sheet_name(sheet: sa.Row) -> str:
+    """The sheet as the clerk knows it: a read note (stored as ``(说明1)`` ...) names its sheet."""
+    if sheet.roster is None and sheet.note:
+        found = _NOTED_SHEET.match(sheet.note)
+        if found:
+            return found.group(1)
+        return "（整个文件）"
+    return str(sheet.sheet)
 
 
 def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
@@ -152,6 +179,9 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
         sa.select(schema.intake_sheet).where(schema.intake_sheet.c.file_id == f.file_id)
     ).all()
     merged = _merged_rows(conn, f.file_id)
+    changed = _changed_rows(conn, f.file_id)
+    already = f.rows_already or 0
+    resent = bool(already or changed)
 
     if f.status == "rejected" and f.reason_code in ("file_misplaced", "file_wrong_department"):
         instruction = INSTRUCTION_MOVE
@@ -167,6 +197,8 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
         instruction = INSTRUCTION_ERRORS
     elif warnings:
         instruction = INSTRUCTION_WARN
+    elif resent:
+        instruction = INSTRUCTION_RESENT_OK
     else:
         instruction = INSTRUCTION_OK
 
@@ -189,6 +221,14 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
     lines += [
         ("读取行数", f.rows_read or 0),
         ("导入行数", f.rows_loaded or 0),
+    ]
+    if resent:  # a corrected file dropped again: which rows were new, changed, already recorded
+        lines += [
+            ("其中：新增行数", (f.rows_loaded or 0) - len(changed)),
+            ("其中：更新行数（见“更新的行”）", len(changed)),
+            ("已计入行数（与之前报送的内容相同，无需处理）", already),
+        ]
+    lines += [
         ("退回行数（见“错误明细”）", f.rows_rejected or 0),
         ("有提示的行数（见“提示”）", f.rows_warned or 0),
         ("与本文件其他行为同一家庭或人员、已合并的行数", merged),
@@ -204,8 +244,8 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
             roster = cat.rosters.get(s.roster) if s.roster else None
             summary.row(
                 (
-                    s.sheet,
-                    roster.label if roster else (s.roster or "未识别"),
+                    _sheet_name(s),
+                    roster.label if roster else (s.roster or "未导入"),
                     s.header_row,
                     s.rows_read or 0,
                     s.note,
@@ -214,6 +254,10 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
             )
 
     _finding_sheet(book, "错误明细", rejected, RED)
+    if changed:
+        updated = book.sheet("更新的行", (18, 8, 60), columns=("工作表", "行号", "说明"))
+        for sheet_name, row_number in changed:
+            updated.row((sheet_name, row_number, "与之前报送的内容不同，已按本次报送更新"))
     if warnings:
         _finding_sheet(book, "提示", warnings, YELLOW)
     book.save(target)

@@ -76,7 +76,9 @@ def followup_sheets(
     act on)."""
     cfg = cfg or FollowupConfig.load()
     towns = {r["town"]: r for r in by_view(conn, "followup_by_town")}
-    sheet = book.sheet("走访帮扶", (12,) + (11,) * (len(FOLLOWUP_COLUMNS) - 1), columns=FOLLOWUP_COLUMNS)
+    sheet = book.sheet(
+        "走访帮扶", (12,) + (11,) * (len(FOLLOWUP_COLUMNS) - 1), columns=FOLLOWUP_COLUMNS, printed=True
+    )
     keys = (
         "households",
         "households",
@@ -103,7 +105,9 @@ def followup_sheets(
             (town if town != "(unknown)" else UNKNOWN_TOWN_SHEET, *line),
             RED if r["overdue"] or r["public_fund_entries"] else PLAIN,
         )
-    warn = book.sheet("走访预警", (12, 12, 16, 10, 11, 10, 26, 13, 12, 14, 60), columns=WARN_COLUMNS)
+    warn = book.sheet(
+        "走访预警", (12, 12, 16, 10, 11, 10, 26, 13, 12, 14, 60), columns=WARN_COLUMNS, printed=True
+    )
     lines = warnings(conn, as_of, cfg)
     # help outside the band and public funds are listed in full; overdue households up to the cap
     # (a province where no visit log arrived yet has a million: the town sheets mark each of them)

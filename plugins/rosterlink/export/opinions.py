@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from rosterlink.core.workbook import BOLD, WRAP, date_tag
+from rosterlink.core.workbook import BOLD, GREEN, WRAP, date_tag
 from rosterlink.export.common import night_book
 from rosterlink.followup.config import KIND_LABELS, FollowupConfig
 from rosterlink.warehouse import schema
@@ -39,8 +39,18 @@ OPINION_COLUMNS = (
     "来源文件",
     "工作表",
     "行号",
+    "本次新增",
 )
-OPINION_WIDTHS = (12, 12, 16, 10, 11, 10, 26, 10, 12, 60, 40, 12, 8)
+OPINION_WIDTHS = (12, 12, 16, 10, 11, 10, 26, 10, 12, 60, 40, 12, 8, 10)
+NEW_MARK = "新增"
+
+
+def _last_night_end(conn: sa.Connection, as_of: dt.date) -> dt.datetime | None:
+    """When the last successful night before ``as_of`` finished (None: this is the first)."""
+    n = schema.night_run
+    return conn.execute(
+        sa.select(sa.func.max(n.c.finished_at)).where(n.c.status == "success", n.c.as_of < as_of)
+    ).scalar()
 
 
 def _opinions(conn: sa.Connection) -> Sequence[sa.Row]:
@@ -61,6 +71,7 @@ def _opinions(conn: sa.Connection) -> Sequence[sa.Row]:
             f.c.file_name,
             v.c.sheet,
             v.c.row_number,
+            v.c.matched_at,
         )
         .select_from(
             v.join(f, f.c.file_id == v.c.file_id)
@@ -78,6 +89,7 @@ def write_opinion_workbooks(eng: sa.Engine, settings: Settings, as_of: dt.date) 
     numbers; everything goes through the workbook writer (masked, defused, text cells)."""
     with eng.connect() as conn:
         rows = _opinions(conn)
+        since = _last_night_end(conn, as_of)
     by_dept: dict[str, list[sa.Row]] = defaultdict(list)
     for row in rows:
         by_dept[row.opinion_department or FollowupConfig.load().default_department].append(row)
@@ -86,7 +98,10 @@ def write_opinion_workbooks(eng: sa.Engine, settings: Settings, as_of: dt.date) 
     for dept in sorted(by_dept):
         book = night_book(as_of)
         sheet = book.sheet("意见建议", OPINION_WIDTHS, columns=OPINION_COLUMNS)
+        new = 0
         for q in by_dept[dept]:
+            fresh = since is None or q.matched_at > since
+            new += fresh
             sheet.row(
                 (
                     q.visit_date,
@@ -102,18 +117,20 @@ def write_opinion_workbooks(eng: sa.Engine, settings: Settings, as_of: dt.date) 
                     q.file_name,
                     q.sheet,
                     q.row_number,
+                    NEW_MARK if fresh else None,
                 ),
-                styles={9: WRAP},
+                styles={9: WRAP, 13: GREEN} if fresh else {9: WRAP},
             )
         info = book.sheet("说明", (16, 70), freeze=False)
         for label, value in (
             ("责任部门", dept),
             ("截至", as_of),
             ("条数", len(by_dept[dept])),
+            ("其中上次处理后新增", new),
             (
                 "说明",
-                "结对干部走访时收集的群众意见建议，请研究办理。每条可按来源文件、工作表、行号"
-                "追溯到走访记录；不含身份证号。",
+                "结对干部走访时收集的群众意见建议，请研究办理。“本次新增”列标为“新增”（绿色）的是"
+                "上次处理以后新收到的意见。每条可按来源文件、工作表、行号追溯到走访记录；不含身份证号。",
             ),
         ):
             info.append([info.cell(label, BOLD), info.cell(value)])

@@ -102,7 +102,7 @@ def _town_sheets(
                 q.pairing_id,
             ),
         )
-        sheet = book.sheet(town or UNKNOWN_TOWN_SHEET, TOWN_WIDTHS, columns=TOWN_COLUMNS)
+        sheet = book.sheet(town or UNKNOWN_TOWN_SHEET, TOWN_WIDTHS, columns=TOWN_COLUMNS, printed=True)
         for q in rows:
             change = q.change(as_of)
             style = GREEN if change == NEW else GREY if change == ENDED else PLAIN
@@ -258,7 +258,8 @@ CASE_COLUMNS = (
     "诉求类别",
     "包案领导",
     "责任单位",
-    *(label for _, label in FIVE_ONES),
+    # the five-ones checks; two of them (包案领导, 责任单位) are also columns of their own above
+    *(f"五个一：{label}" for _, label in FIVE_ONES),
     "缺项",
 )
 CASE_WIDTHS = (16, 10, 12, 16, 16, 20, 9, 9, 9, 9, 9, 30)
@@ -283,7 +284,7 @@ def _case_sheet(book: Book, conn: sa.Connection, pairs: list[Pair], as_of: dt.da
     for q in pairs:
         if q.target_kind == "case" and q.change(as_of) != ENDED and q.cadre_name:
             leaders[q.target_key].append(q.cadre_name)
-    sheet = book.sheet("重点信访案件", CASE_WIDTHS, columns=CASE_COLUMNS)
+    sheet = book.sheet("重点信访案件", CASE_WIDTHS, columns=CASE_COLUMNS, printed=True)
     for case in sorted(cases, key=lambda r: (town_key(r.town), r.case_number)):
         leader = "、".join(sorted(set(leaders.get(case.case_key, []))))
         present = {
@@ -349,6 +350,8 @@ def _change_sheet(book: Book, pairs: list[Pair], as_of: dt.date) -> None:
             ),
             GREY if ended else GREEN,
         )
+    if not changed:
+        sheet.row(("本次没有结对变化：没有新结对，也没有结束的结对。",))
     if new_shown < new_total:
         sheet.row(
             (

@@ -9,7 +9,12 @@ are rebuilt, :func:`match` ties each loaded log row to the pair it reports on:
 - the pair must be in force on the visit date (``valid_from <= visit_date``, and not ended before
   it): otherwise the row is rejected (``visit_before_pair`` / ``visit_after_pair``);
 - the same cadre, household, date and kind (in person / phone) counts once: a repeat, in the same
-  file or a later one, is rejected as ``visit_duplicate`` naming the first one.
+  file or a later one, is rejected as ``visit_duplicate`` naming the first one;
+- a changed row of a re-sent log (``source_record.resent``: the unit corrected the row at this
+  place of an earlier version of the same file) replaces the visit that place gave before: the
+  earlier visit and its record give way to the corrected one (the earlier file's ledger keeps its
+  counts: it was loaded that night). Rows identical to what was loaded never reach this stage
+  (the load stage counts them as already recorded).
 
 A rejected row goes to ``rejected_row`` with a Chinese message (so the clerk's feedback workbook
 lists it), leaves ``source_record`` and moves from the file's loaded to its rejected count, so the
@@ -36,6 +41,7 @@ from rosterlink.core.spec import catalogue, header_key
 from rosterlink.followup.config import FollowupConfig, count_items
 from rosterlink.followup.figures import rebuild_followup, surviving_keys
 from rosterlink.warehouse import now, schema
+from rosterlink.warehouse.load import ledger_message
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +108,7 @@ def match(
                 r.c.person_name,
                 r.c.id_number,
                 r.c.attrs,
+                r.c.resent,
             )
             .select_from(
                 r.outerjoin(
@@ -165,6 +172,8 @@ def match(
             )
             rejected_by_file: dict[int, int] = defaultdict(int)
             for rec in pending:
+                if rec.resent:
+                    _supersede(conn, rec, seen)
                 attrs = json.loads(rec.attrs or "{}")
                 found = _match_one(rec, attrs, cadre_by_id, heads, pairs_by_cadre, seen, cfg)
                 if isinstance(found, tuple):  # (code, field, value, extra)
@@ -202,17 +211,8 @@ def match(
                     .where(f.c.file_id == file_id)
                     .values(rows_loaded=f.c.rows_loaded - n, rows_rejected=f.c.rows_rejected + n)
                 )
-                ledger = conn.execute(
-                    sa.select(f.c.rows_loaded, f.c.rows_rejected).where(f.c.file_id == file_id)
-                ).one()
                 conn.execute(
-                    f.update()
-                    .where(f.c.file_id == file_id)
-                    .values(
-                        message=message(
-                            "file_loaded", loaded=ledger.rows_loaded, rejected=ledger.rows_rejected
-                        )
-                    )
+                    f.update().where(f.c.file_id == file_id).values(message=ledger_message(conn, file_id))
                 )
         households = rebuild_followup(conn, as_of, cfg)
     summary: MatchSummary = {
@@ -227,6 +227,38 @@ def match(
         households,
     )
     return summary
+
+
+def _supersede(conn: sa.Connection, rec: sa.Row, seen: dict[tuple, str]) -> None:
+    """A changed row of a re-sent log: the visit the same place of an earlier version of the file
+    (same department and file name, same sheet and row) gave gives way, with its record."""
+    r, v, f = schema.source_record, schema.visit, schema.intake_file
+    this = f.alias("this")
+    earlier = conn.execute(
+        sa.select(
+            v.c.visit_id,
+            v.c.record_id,
+            v.c.cadre_key,
+            v.c.household_key,
+            v.c.visit_date,
+            v.c.visit_kind,
+            f.c.file_name,
+        )
+        .select_from(v.join(f, f.c.file_id == v.c.file_id))
+        .join(this, sa.and_(this.c.department == f.c.department, this.c.file_name == f.c.file_name))
+        .where(
+            this.c.file_id == rec.file_id,
+            f.c.file_id < rec.file_id,
+            v.c.sheet == rec.sheet,
+            v.c.row_number == rec.row_number,
+        )
+    ).all()
+    for old in earlier:
+        conn.execute(v.delete().where(v.c.visit_id == old.visit_id))
+        conn.execute(r.delete().where(r.c.record_id == old.record_id))
+        key = (old.cadre_key, old.household_key, old.visit_date, old.visit_kind)
+        if seen.get(key) == _where(old.file_name, rec.sheet, rec.row_number):
+            del seen[key]
 
 
 def _where(file_name: str, sheet: str, row_number: int) -> str:

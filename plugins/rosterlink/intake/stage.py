@@ -129,6 +129,7 @@ def reject_file(conn: sa.Connection, file_id: int, code: str, text: str) -> None
             message=text,
             rows_read=0,
             rows_loaded=0,
+            rows_already=0,
             rows_rejected=0,
             rows_warned=0,
             processed_at=now(),

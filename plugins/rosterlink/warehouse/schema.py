@@ -26,6 +26,9 @@ intake_file = sa.Table(
     sa.Column("rows_loaded", sa.Integer, nullable=False, server_default="0"),
     sa.Column("rows_rejected", sa.Integer, nullable=False, server_default="0"),
     sa.Column("rows_warned", sa.Integer, nullable=False, server_default="0"),
+    # rows identical to a row an earlier file of the department loaded (已计入): neither loaded
+    # again nor rejected; rows_read = rows_loaded + rows_already + rows_rejected
+    sa.Column("rows_already", sa.Integer, nullable=False, server_default="0"),
     sa.Column("reason_code", sa.String(64)),
     sa.Column("message", sa.Text),
     sa.Column("duplicate_of", sa.Integer, sa.ForeignKey("intake_file.file_id")),
@@ -108,7 +111,23 @@ source_record = sa.Table(
     sa.Column("attrs", sa.Text, nullable=False),  # JSON of the remaining normalised fields
     sa.Column("entity_key", sa.String(16), index=True),  # set by the link stage
     sa.Column("loaded_at", sa.DateTime, nullable=False),
+    sa.Column("row_hash", sa.String(64)),  # roster + normalised fields: how a re-sent row is known
+    # replaces a different row at the same place of an earlier version of the file (a changed row)
+    sa.Column("resent", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("file_id", "sheet", "row_number", name="uq_source_record_row"),
+)
+
+# a valid row identical to a row an earlier file of the department loaded (a re-sent file): already
+# recorded (已计入), not loaded again; it names the earlier row it repeats (lineage of every data row)
+recorded_row = sa.Table(
+    "recorded_row",
+    metadata,
+    sa.Column("file_id", sa.Integer, sa.ForeignKey("intake_file.file_id"), primary_key=True),
+    sa.Column("sheet", sa.String(255), primary_key=True),
+    sa.Column("row_number", sa.Integer, primary_key=True),
+    sa.Column("earlier_file_id", sa.Integer, nullable=False),
+    sa.Column("earlier_sheet", sa.String(255), nullable=False),
+    sa.Column("earlier_row_number", sa.Integer, nullable=False),
 )
 
 # contract: source_row(file_id, sheet, row_number, entity_kind, entity_key)
@@ -295,6 +314,7 @@ sa.Index(
     source_record.c.record_id,
 )
 sa.Index("ix_source_record_kind_key", source_record.c.entity_kind, source_record.c.entity_key)
+sa.Index("ix_source_record_department_hash", source_record.c.department, source_record.c.row_hash)
 sa.Index("ix_staged_row_file_state", staged_row.c.file_id, staged_row.c.state)
 sa.Index(
     "ix_pairing_current_target",

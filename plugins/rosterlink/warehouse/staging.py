@@ -47,8 +47,15 @@ class StagedRow:
 
 def clear_file(conn: sa.Connection, file_id: int) -> None:
     """Remove what an earlier, interrupted attempt at this file left behind (staged rows, sheets,
-    rejected rows and warnings)."""
-    for table in (schema.staged_row, schema.rejected_row, schema.row_warning, schema.intake_sheet):
+    rejected rows, warnings and rows found already recorded)."""
+    tables = (
+        schema.staged_row,
+        schema.rejected_row,
+        schema.row_warning,
+        schema.recorded_row,
+        schema.intake_sheet,
+    )
+    for table in tables:
         conn.execute(table.delete().where(table.c.file_id == file_id))
 
 
