@@ -13,6 +13,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+import sqlalchemy as sa
 
 from rosterlink import warehouse
 from rosterlink.export import opinions
@@ -731,6 +732,10 @@ def test_a_corrected_roster_dropped_again_applies_the_changed_row_and_counts_the
     lines = _summary(district["intake"] / "civil_affairs" / "feedback" / "特困家庭花名册.结果.xlsx")
     assert (lines["其中：新增行数"], lines["其中：更新行数（见“更新的行”）"]) == (0, 1)
     assert lines["已计入行数（与之前报送的内容相同，无需处理）"] == 3
+    # the data team's figures tell the already recorded rows apart too (CLI summary, dashboard)
+    from rosterlink.figures import headline_figures
+
+    assert headline_figures(sa.create_engine(url))["rows"]["already"] == 3
 
 
 @pytest.mark.slow

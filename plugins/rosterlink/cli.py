@@ -324,7 +324,8 @@ def _counts(counts: dict[str, int] | None) -> str:
 
 
 def _rows(rows: Mapping[str, Any]) -> str:
-    return f"read {rows['read']:,}, loaded {rows['loaded']:,}, rejected {rows['rejected']:,}"
+    already = f"already recorded {rows['already']:,}, " if rows.get("already") else ""
+    return f"read {rows['read']:,}, loaded {rows['loaded']:,}, {already}rejected {rows['rejected']:,}"
 
 
 def _print_summary(outcome: NightOutcome) -> None:

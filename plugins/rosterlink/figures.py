@@ -37,6 +37,7 @@ class RowTotals(TypedDict):
 
     read: int
     loaded: int
+    already: int  # rows of re-sent files already recorded from an earlier file (counted once)
     rejected: int
 
 
@@ -146,14 +147,19 @@ def headline_figures(eng: sa.Engine) -> Headline:
             name: {str(k): int(v) for k, v in conn.exec_driver_sql(sql).all()}
             for name, sql in GROUPED_COUNTS.items()
         }
-        read, loaded, rejected = conn.exec_driver_sql(
-            "SELECT COALESCE(SUM(rows_read),0), COALESCE(SUM(rows_loaded),0), COALESCE(SUM(rows_rejected),0) "
-            "FROM intake_file"
+        read, loaded, already, rejected = conn.exec_driver_sql(
+            "SELECT COALESCE(SUM(rows_read),0), COALESCE(SUM(rows_loaded),0), COALESCE(SUM(rows_already),0),"
+            " COALESCE(SUM(rows_rejected),0) FROM intake_file"
         ).one()
         review = review_queue(conn)
     return {
         "files": counts["files"],
-        "rows": {"read": int(read), "loaded": int(loaded), "rejected": int(rejected)},
+        "rows": {
+            "read": int(read),
+            "loaded": int(loaded),
+            "already": int(already),
+            "rejected": int(rejected),
+        },
         "households": counts["households"],
         "categories_active": counts["categories_active"],
         "cadres": counts["cadres"],

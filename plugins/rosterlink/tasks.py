@@ -112,7 +112,8 @@ def where(settings: Settings) -> dict[str, str]:
 
 def tonight_figures(settings: Settings, run_id: str) -> dict:
     """What this night did, apart from the warehouse as it stands: the files it recorded, by status,
-    their rows read / loaded / rejected, and how the loaded rows found their household, cadre or case
+    their rows read / loaded / already recorded (a re-sent file's rows) / rejected, and how the
+    loaded rows found their household, cadre or case
     (``linked``: link method -> rows; ``id`` an ID number or case number, ``model`` the linkage
     model, ``new`` a new entity, ``review_split`` kept apart by a reviewer)."""
     f = schema.intake_file
@@ -123,10 +124,11 @@ def tonight_figures(settings: Settings, run_id: str) -> dict:
                 sa.select(f.c.status, sa.func.count()).where(f.c.run_id == run_id).group_by(f.c.status)
             )
         }
-        read, loaded, rejected = conn.execute(
+        read, loaded, already, rejected = conn.execute(
             sa.select(
                 sa.func.coalesce(sa.func.sum(f.c.rows_read), 0),
                 sa.func.coalesce(sa.func.sum(f.c.rows_loaded), 0),
+                sa.func.coalesce(sa.func.sum(f.c.rows_already), 0),
                 sa.func.coalesce(sa.func.sum(f.c.rows_rejected), 0),
             ).where(f.c.run_id == run_id)
         ).one()
@@ -142,7 +144,12 @@ def tonight_figures(settings: Settings, run_id: str) -> dict:
         }
     return {
         "files": by_status,
-        "rows": {"read": int(read), "loaded": int(loaded), "rejected": int(rejected)},
+        "rows": {
+            "read": int(read),
+            "loaded": int(loaded),
+            "already": int(already),
+            "rejected": int(rejected),
+        },
         "linked": linked,
     }
 
