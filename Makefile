@@ -65,11 +65,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_read.py
 	$(BIN)/python benchmarks/bench_linkage.py
 	$(BIN)/python benchmarks/bench_pairing.py
+	$(BIN)/python benchmarks/bench_night.py --scale 1
 
 bench-large: $(STAMP)
 	$(BIN)/python benchmarks/bench_linkage.py --scale 100
 	$(BIN)/python benchmarks/bench_pairing.py --province
 	$(BIN)/python benchmarks/bench_soak.py --nights 30 --scale 10
+	$(BIN)/python benchmarks/bench_night.py --scale 100
 
 # A province night (1,000,000 households, 100,000 cadres, 40 files) on PostgreSQL under Celery with
 # 1 and 2 workers (README: Province scale); writing the intake alone takes about half an hour here

@@ -165,6 +165,44 @@ def test_copy_stores_exactly_what_executemany_stores_awkward_values_included(sql
     assert any(row[5] is None for row in copied["staged_row"])  # NULL stays NULL, "" stays ""
 
 
+def _raw(url: str, table: sa.Table) -> list[tuple]:
+    """The table's rows as SQLite stores them (text, integers, reals, NULLs), not as SQLAlchemy
+    converts them back."""
+    skip = {"id", "record_id"}
+    cols = ", ".join(c.name for c in table.c if c.name not in skip)
+    eng = warehouse.connect(url)
+    with eng.connect() as conn:
+        return sorted(conn.exec_driver_sql(f"SELECT {cols} FROM {table.name}").all(), key=repr)
+
+
+def test_sqlite_bulk_paths_store_exactly_what_sqlalchemy_stores(tmp_path):
+    """insert_many and update_many on SQLite go to the driver with plain tuples; the stored values
+    (dates and datetimes as text, NULL and "" kept apart, awkward text) equal SQLAlchemy's own
+    executemany, byte for byte."""
+    tables = (schema.staged_row, schema.rejected_row, schema.source_record)
+    fast_url, plain_url = f"sqlite:///{tmp_path / 'fast.db'}", f"sqlite:///{tmp_path / 'plain.db'}"
+    _write_all(fast_url, plain=False)
+    _write_all(plain_url, plain=True)
+    for table in tables:
+        assert _raw(fast_url, table) == _raw(plain_url, table)
+    changes = [
+        {"record_id": i + 1, "entity_key": f"H{i:06d}", "event_date": D(2026, 12, 1), "phone": None}
+        for i in range(0, 80, 3)
+    ]
+    with warehouse.connect(fast_url).begin() as conn:
+        assert warehouse.update_many(conn, schema.source_record, ["record_id"], changes) == len(changes)
+    r = schema.source_record
+    with warehouse.connect(plain_url).begin() as conn:
+        for c in changes:
+            conn.execute(
+                r.update()
+                .where(r.c.record_id == c["record_id"])
+                .values(entity_key=c["entity_key"], event_date=c["event_date"], phone=c["phone"])
+            )
+    assert _raw(fast_url, r) == _raw(plain_url, r)
+    assert any(row for row in _raw(fast_url, r) if "2026-12-01" in row)
+
+
 @pytest.mark.postgres
 def test_copy_rows_belong_to_the_transaction_and_a_rollback_removes_them(pg_url):
     eng = warehouse.connect(pg_url)

@@ -42,9 +42,12 @@ settings (:mod:`~rosterlink.link.config`). This module runs them in order: :func
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
@@ -92,7 +95,7 @@ def link(
     """
     cfg = config or load_config()
     started = time.perf_counter()
-    with eng.begin() as conn:
+    with _without_cycle_collection(), eng.begin() as conn:
         read = read_review_workbooks(conn, review_dir) if review_dir is not None else {}
         night = load_night(conn, cfg)
         log.info(
@@ -130,6 +133,26 @@ def link(
         result["model"].get("source", "not needed"),
     )
     return result
+
+
+@contextlib.contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector paused while the night's state is built and decided.
+
+    The stage builds a few objects per row (records, groups, links, rows to write) and frees nothing
+    until it ends; every few hundred allocations the collector walks the whole young heap and, ever
+    more often as the state grows, the old one too: a fifth of the stage's CPU at 30,000 rows,
+    growing with the warehouse. Nothing the stage builds relies on the collector; it runs once at
+    the end instead."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
 
 
 def summary(night: Night) -> LinkSummary:

@@ -54,7 +54,12 @@ def load_kind(conn: sa.Connection, kind: str, cfg: LinkageConfig) -> Kind:
     recs: dict[int, Record] = {}
     members: dict[str, set[int]] = defaultdict(set)
     by_id: dict[str, set[str]] = defaultdict(set)
-    for row in conn.execute(
+    # the same ID number, name and village come back on many rows (every roster a household is on,
+    # every night it is listed): each distinct value is checked and normalised once
+    ids: dict[object, str | None] = {}
+    names: dict[object, str | None] = {}
+    villages: dict[object, str | None] = {}
+    rows = conn.execute(
         sa.select(
             r.c.record_id,
             r.c.file_id,
@@ -74,7 +79,14 @@ def load_kind(conn: sa.Connection, kind: str, cfg: LinkageConfig) -> Kind:
         )
         .where(r.c.entity_kind == kind)
         .order_by(r.c.record_id)
-    ):
+    ).all()
+    for row in rows:
+        if row.id_number not in ids:
+            ids[row.id_number] = usable_id(row.id_number)
+        if row.person_name not in names:
+            names[row.person_name] = norm_name(row.person_name)
+        if row.village not in villages:
+            villages[row.village] = village_key(row.village, cfg)
         rec = Record(
             row.record_id,
             row.file_id,
@@ -86,7 +98,7 @@ def load_kind(conn: sa.Connection, kind: str, cfg: LinkageConfig) -> Kind:
             row.category,
             row.event,
             row.person_name,
-            usable_id(row.id_number),
+            ids[row.id_number],
             row.id_number,
             row.town,
             row.village,
@@ -94,8 +106,8 @@ def load_kind(conn: sa.Connection, kind: str, cfg: LinkageConfig) -> Kind:
             row.attrs or "{}",
             row.entity_key,
             row.entity_key is None,
-            norm_name(row.person_name),
-            village_key(row.village, cfg),
+            names[row.person_name],
+            villages[row.village],
         )
         recs[rec.record_id] = rec
         if rec.key:

@@ -21,6 +21,7 @@ from rosterlink.link.review import display, record_applied
 from rosterlink.link.state import Night
 from rosterlink.warehouse import dumps, insert_many, now, schema, update_many
 
+_IN_CHUNK = 500  # keys per IN (...) list: well under SQLite's limit on bound parameters
 _UNKNOWN_REASON = {"household": "household_unknown", "cadre": "cadre_unknown", "case": "case_unknown"}
 
 
@@ -154,8 +155,11 @@ def write_households(conn: sa.Connection, kind: Kind) -> None:
     touched = kind.touched - kind.retired
     if not touched:
         return
-    existing = {
-        row.household_key: row
+    # only the households tonight touched are read back (a quiet or small night reads a few rows,
+    # not the whole table)
+    existing = {}
+    categories: dict[str, set[str]] = defaultdict(set)
+    for chunk in _chunks(sorted(touched), _IN_CHUNK):
         for row in conn.execute(
             sa.select(
                 h.c.household_key,
@@ -165,12 +169,13 @@ def write_households(conn: sa.Connection, kind: Kind) -> None:
                 h.c.village,
                 h.c.phone,
                 h.c.first_seen_file,
-            )
-        )
-    }
-    categories: dict[str, set[str]] = defaultdict(set)
-    for k2, category in conn.execute(sa.select(hc.c.household_key, hc.c.category)):
-        categories[k2].add(category)
+            ).where(h.c.household_key.in_(chunk))
+        ):
+            existing[row.household_key] = row
+        for k2, category in conn.execute(
+            sa.select(hc.c.household_key, hc.c.category).where(hc.c.household_key.in_(chunk))
+        ):
+            categories[k2].add(category)
     inserts, updates, cat_insert, cat_delete = [], [], [], []
     for key in sorted(touched):
         recs = sorted((kind.recs[m] for m in kind.members.get(key, ())), key=lambda x: x.record_id)
@@ -213,7 +218,11 @@ def write_cadres(conn: sa.Connection, kind: Kind) -> None:
     touched = kind.touched - kind.retired
     if not touched:
         return
-    existing = {row.cadre_key: row for row in conn.execute(sa.select(c))}
+    existing = {
+        row.cadre_key: row
+        for chunk in _chunks(sorted(touched), _IN_CHUNK)
+        for row in conn.execute(sa.select(c).where(c.c.cadre_key.in_(chunk)))
+    }
     inserts, updates = [], []
     for key in sorted(touched):
         recs = sorted((kind.recs[m] for m in kind.members.get(key, ())), key=lambda x: x.record_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 import sqlalchemy as sa
@@ -27,6 +27,8 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: Iterable[dict], batc
     """
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         return _copy_rows(conn, table, rows)
+    if conn.dialect.name == "sqlite":
+        return _executemany_rows(conn, table, rows, batch)
     total, chunk = 0, []
     for row in rows:
         chunk.append(row)
@@ -38,6 +40,69 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: Iterable[dict], batc
         conn.execute(table.insert(), chunk)
         total += len(chunk)
     return total
+
+
+def _has_python_defaults(table: sa.Table, given: list[str]) -> bool:
+    """Whether an INSERT through SQLAlchemy would fill a column left out from Python (a
+    ``default=``), which the driver-level path below would not."""
+    return any(col.default is not None for col in table.columns if col.name not in given)
+
+
+def _executemany_rows(conn: sa.Connection, table: sa.Table, rows: Iterable[dict], batch: int) -> int:
+    """SQLite: one compiled ``INSERT``, executemany of plain tuples at the driver level.
+
+    The values go through the columns' bind processors, exactly as SQLAlchemy's own executemany
+    would (dates and datetimes as ISO text, booleans as integers); what is stored is the same, without
+    SQLAlchemy building a parameter dictionary per row (most of a large insert's time)."""
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is None:
+        return 0
+    names = list(first)
+    if _has_python_defaults(table, names):  # let SQLAlchemy fill them, in batches
+        total = 0
+        for chunk in _batched(itertools.chain((first,), iterator), batch):
+            conn.execute(table.insert(), chunk)
+            total += len(chunk)
+        return total
+    processors = _processors(conn, table, names)
+    quote = conn.dialect.identifier_preparer
+    sql = (
+        f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(n) for n in names)}) "
+        f"VALUES ({', '.join('?' * len(names))})"
+    )
+    total = 0
+    for chunk in _batched(itertools.chain((first,), iterator), batch):
+        if processors:
+            params = []
+            for row in chunk:
+                values = [row[name] for name in names]
+                for i, process in processors:
+                    values[i] = process(values[i])
+                params.append(tuple(values))
+        else:
+            params = [tuple(row[name] for name in names) for row in chunk]
+        conn.exec_driver_sql(sql, params)
+        total += len(params)
+    return total
+
+
+def _processors(conn: sa.Connection, table: sa.Table, names: list[str]) -> list[tuple[int, Callable]]:
+    """(position, bind processor) of the columns ``names`` that have one on this dialect: the
+    dialect's own implementation of each type (SQLite's DateTime and Date write ISO text with
+    microseconds, which the generic types' processors would not)."""
+    out = []
+    for i, name in enumerate(names):
+        process = table.c[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        if process is not None:
+            out.append((i, process))
+    return out
+
+
+def _batched(rows: Iterable[dict], size: int) -> Iterable[list[dict]]:
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def _copy_rows(conn: sa.Connection, table: sa.Table, rows: Iterable[dict]) -> int:
@@ -89,6 +154,23 @@ def update_many(conn: sa.Connection, table: sa.Table, keys: list[str], rows: lis
         conn.exec_driver_sql(f"ANALYZE {u}")
         conn.exec_driver_sql(f"UPDATE {t} SET {sets} FROM {u} AS u WHERE {on}")
         conn.exec_driver_sql(f"DROP TABLE {u}")
+        return len(rows)
+    if conn.dialect.name == "sqlite":  # one compiled UPDATE, executemany of tuples at the driver level
+        quote = conn.dialect.identifier_preparer
+        order = [*values, *keys]
+        processors = _processors(conn, table, order)
+        sql = (
+            f"UPDATE {quote.format_table(table)} SET {', '.join(f'{quote.quote(n)} = ?' for n in values)} "
+            f"WHERE {' AND '.join(f'{quote.quote(k)} = ?' for k in keys)}"
+        )
+        for i in range(0, len(rows), 5000):
+            tuples: list[tuple] = []
+            for r in rows[i : i + 5000]:
+                row = [r[n] for n in order]
+                for j, process in processors:
+                    row[j] = process(row[j])
+                tuples.append(tuple(row))
+            conn.exec_driver_sql(sql, tuples)
         return len(rows)
     stmt = (
         table.update()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from rosterlink.core import pseudonym
 from rosterlink.core.findings import message
-from rosterlink.core.spec import catalogue
+from rosterlink.core.spec import RosterSpec, catalogue
 from rosterlink.warehouse import schema, staging
 from rosterlink.warehouse.bulk import insert_many
 from rosterlink.warehouse.db import dumps, now
@@ -140,10 +140,13 @@ def to_record(
     department: str,
     row: staging.StagedRow,
     pseudonym_key: bytes | None = None,
+    rosters: Mapping[str, RosterSpec] | None = None,
 ) -> dict[str, Any]:
     """One staged row as a ``source_record`` row: person, case, place and event columns taken out
-    of the payload, the rest kept as ``attrs`` (JSON), a child's ID number replaced."""
-    roster = catalogue().rosters[row.roster]
+    of the payload, the rest kept as ``attrs`` (JSON), a child's ID number replaced.
+
+    ``rosters``: the catalogue's rosters, looked up once by a caller converting many rows."""
+    roster = (rosters if rosters is not None else catalogue().rosters)[row.roster]
     payload = row.payload
     attrs = {k: v for k, v in payload.items() if v is not None}
     name_field, id_field = roster.person.get("name"), roster.person.get("id_number")
@@ -200,6 +203,7 @@ def load_files(
             if ledger.status != "pending":
                 continue
             conn.execute(r.delete().where(r.c.file_id == file_id))
+            rosters = catalogue().rosters
             conn.execute(schema.recorded_row.delete().where(schema.recorded_row.c.file_id == file_id))
             # two passes over the staged rows (payloads parsed as reached, never all held at once):
             # their fingerprints first, then the records
@@ -230,7 +234,7 @@ def load_files(
                 r,
                 (
                     {
-                        **to_record(file_id, ledger.department, row, pseudonym_key),
+                        **to_record(file_id, ledger.department, row, pseudonym_key, rosters),
                         "row_hash": h,
                         "resent": (row.sheet, row.row_number) in places,
                     }
