@@ -60,7 +60,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Benchmarks print figures (README: measured); none of them asserts a time.
+# Benchmarks print figures (docs/BENCHMARKS.md); none of them asserts a time.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_read.py
 	$(BIN)/python benchmarks/bench_linkage.py
@@ -74,7 +74,7 @@ bench-large: $(STAMP)
 	$(BIN)/python benchmarks/bench_night.py --scale 100
 
 # A province night (1,000,000 households, 100,000 cadres, 40 files) on PostgreSQL under Celery with
-# 1 and 2 workers (README: Province scale); writing the intake alone takes about half an hour here
+# 1 and 2 workers (docs/BENCHMARKS.md); writing the intake alone takes about half an hour here
 bench-province: $(STAMP)
 	$(BIN)/python benchmarks/bench_province.py --workers 2,1 --workdir data/province --keep
 
