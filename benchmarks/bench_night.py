@@ -56,22 +56,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-STAGES = (
-    "begin_night",
-    "scan_intake",
-    "read_file",
-    "validate_file",
-    "document_validation",
-    "load_files",
-    "link_entities",
-    "refresh_statuses",
-    "rebuild_pairings",
-    "follow_through",
-    "write_feedback",
-    "write_pairing_workbook",
-    "write_change_log",
-    "finish_night",
-)
+from rosterlink.tasks import NIGHT_TASKS  # noqa: E402 (after the path is set)
+
+STAGES = NIGHT_TASKS  # the nightly DAG's tasks in the order they run
 BARE_FLOW: list = []  # OR-Tools' own SimpleMinCostFlow, kept before the recording one replaces it
 BARE = {"load_files": "load", "link_entities": "link", "rebuild_pairings": "pairing"}
 

@@ -51,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from rosterlink.tasks import NIGHT_TASKS  # noqa: E402 (after the path is set)
+
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379/12"
 AS_OF = "2026-11-25"
@@ -63,22 +65,7 @@ REFERENCE = {
     "cadre_ordinary": 331,
     "case": 49,
 }
-STAGES = (
-    "begin_night",
-    "scan_intake",
-    "read_file",
-    "validate_file",
-    "document_validation",
-    "load_files",
-    "link_entities",
-    "refresh_statuses",
-    "rebuild_pairings",
-    "follow_through",
-    "write_feedback",
-    "write_pairing_workbook",
-    "write_change_log",
-    "finish_night",
-)
+STAGES = NIGHT_TASKS  # the nightly DAG's tasks in the order they run
 
 
 # ------------------------------------------------------------------------------------------ the intake

@@ -45,6 +45,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 resources_log = logging.getLogger("rosterlink.resources")  # the CLI shows these lines only with -v
 
+# The nightly DAG's tasks in the order they run (the benchmarks report per task in this order;
+# tests/test_dag.py checks the DAG against its own list).
+NIGHT_TASKS = (
+    "begin_night",
+    "scan_intake",
+    "read_file",
+    "validate_file",
+    "document_validation",
+    "load_files",
+    "link_entities",
+    "refresh_statuses",
+    "rebuild_pairings",
+    "follow_through",
+    "write_feedback",
+    "write_pairing_workbook",
+    "write_change_log",
+    "finish_night",
+)
+
 
 def _engine(settings: Settings) -> sa.Engine:
     return warehouse.connect(settings.warehouse_url)
