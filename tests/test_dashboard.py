@@ -520,7 +520,7 @@ def test_headline_figures_count_the_warehouse_once_for_every_reader(seeded):
     eng = warehouse.engine(url)
     head = figures.headline_figures(eng)
     assert head["files"] == {"loaded": 3, "rejected": 1, "duplicate": 1}
-    assert head["rows"] == {"read": 19, "loaded": 16, "rejected": 3}
+    assert head["rows"] == {"read": 19, "loaded": 16, "already": 0, "rejected": 3}
     assert head["households"] == {"active": 3, "exited": 1}
     assert head["categories_active"] == {"hardship": 2, "orphan": 1, "old_member": 1}
     assert head["cadres"] == {
@@ -588,7 +588,7 @@ def test_cli_figures_prints_the_night_figures_as_json(seeded, capsys):
     assert cli.main(["figures", "--warehouse", url]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(json.dumps(figures.night_figures(warehouse.engine(url))))
-    assert printed["rows"] == {"read": 19, "loaded": 16, "rejected": 3}
+    assert printed["rows"] == {"read": 19, "loaded": 16, "already": 0, "rejected": 3}
 
 
 # --- the app and its protection ------------------------------------------------------------------
