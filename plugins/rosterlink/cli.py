@@ -328,7 +328,7 @@ def _rows(rows: Mapping[str, Any]) -> str:
     return f"read {rows['read']:,}, loaded {rows['loaded']:,}, {already}rejected {rows['rejected']:,}"
 
 
-def _print_summary(outcome: NightOutcome) -> None:
+def print_summary(outcome: NightOutcome) -> None:
     """The night in plain lines: tonight's files and rows, then the warehouse over all nights, then
     the files written tonight. File names and paths are masked (an ID or phone in a file name)."""
     from rosterlink.core.masking import mask_text
@@ -391,7 +391,10 @@ def _print_summary(outcome: NightOutcome) -> None:
     print()
     print(f"  warehouse:              {where['warehouse']}")
     print(f"  exports:                {mask_text(where['exports'])}")
-    print(f"  clerk feedback:         {mask_text(where['intake'])}/<department>/feedback/")
+    print(
+        f"  clerk feedback:         {mask_text(where['intake'])}/<department>/feedback/"
+        f" (files outside the department folders: {mask_text(where['intake'])}/feedback/)"
+    )
 
 
 def night_settings(conf: dict) -> Settings:
@@ -430,7 +433,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     if outcome.state != "success":
         print(f"\nthe night did not succeed; the reason is in the Airflow log: {outcome.log_path}")
         _print_failure(outcome.log_path)
-    _print_summary(outcome)
+    print_summary(outcome)
     return 0 if outcome.state == "success" else 1
 
 
