@@ -507,8 +507,9 @@ def cmd_review(args: argparse.Namespace) -> int:
     cfg = settings.load(warehouse_url=args.warehouse)
     eng = warehouse.connect(cfg.warehouse_url)
     if args.action == "list":
+        limit = None if args.limit <= 0 else args.limit
         with eng.connect() as conn:
-            rows = review.pending_reviews(conn, include_decided=args.all)
+            rows, total = review.listed_reviews(conn, include_decided=args.all, limit=limit)
         if not rows:
             print("the review queue is empty")
             return 0
@@ -525,7 +526,15 @@ def cmd_review(args: argparse.Namespace) -> int:
                     f"({side.get('file')} 第{side.get('row')}行)"
                 )
             print(f"   依据: {review.evidence_text(row)}")
-        print(f"\n{len(rows)} item(s); decide with: rosterlink review decide ID same|different --by NAME")
+        if total > len(rows):
+            more = total - len(rows)
+            print(
+                f"\n{len(rows)} of {total:,} item(s) shown, the most doubtful first; {more:,} more not shown "
+                "(--limit N to show more, --limit 0 for all)"
+            )
+        else:
+            print(f"\n{len(rows)} item(s)")
+        print("decide with: rosterlink review decide ID same|different --by NAME")
         return 0
     try:
         with eng.begin() as conn:
@@ -744,9 +753,17 @@ def build_parser() -> argparse.ArgumentParser:
         review,
         "list",
         "list the pending items (ID numbers and phones masked)",
-        "  rosterlink review list\n  rosterlink review list --all",
+        "  rosterlink review list\n  rosterlink review list --limit 200\n  rosterlink review list --all",
     )
     q.add_argument("--all", action="store_true", help="decided items too (default: pending items only)")
+    q.add_argument(
+        "--limit",
+        type=int,
+        default=50,
+        metavar="N",
+        help="show at most N items, the most doubtful first as in the review workbook; 0 shows all "
+        "(default: %(default)s)",
+    )
     q = _command(
         review,
         "decide",
