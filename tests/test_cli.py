@@ -309,3 +309,12 @@ def test_the_summary_tells_tonight_from_all_nights_and_lists_what_was_written(tm
         assert person_id not in text
         assert phone not in text
     assert "补报_" in out  # shown, masked
+
+
+def test_the_summary_says_where_the_feedback_of_files_outside_the_department_folders_is(tmp_path, capsys):
+    intake = tmp_path / "intake"
+    where = {"warehouse": "sqlite:///w.db", "exports": str(tmp_path / "exports"), "intake": str(intake)}
+    cli.print_summary(cli.NightOutcome("success", None, None, [], where, tmp_path / "night.log"))
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "clerk feedback:" in ln]
+    assert f"{intake}/<department>/feedback/" in line
+    assert f"{intake}/feedback/" in line.replace(f"{intake}/<department>/feedback/", "")

@@ -856,3 +856,50 @@ def test_dashboard_reads_the_warehouse_named_by_the_airflow_connection(monkeypat
     )
     monkeypatch.delenv("AIRFLOW_CONN_ROSTERLINK_WAREHOUSE")
     assert dashboard.airflow_settings().warehouse_url.startswith("sqlite:///")
+
+
+def test_files_found_outside_the_department_folders_show_a_chinese_label_not_their_code(seeded):
+    url, exports = seeded
+    eng = warehouse.engine(url)
+    with eng.begin() as conn:
+        # a roster a clerk dropped at the intake root: recorded under department "unsorted"
+        conn.execute(
+            schema.intake_file.insert().values(
+                file_id=6,
+                department="unsorted",
+                file_name="困难家庭名册.xlsx",
+                sha256=f"{6:064d}",
+                size_bytes=100,
+                status="rejected",
+                rows_read=2,
+                rows_loaded=0,
+                rows_rejected=2,
+                received_at=dt.datetime(2026, 11, 25, 18, 0),
+                run_id="night-b",
+            )
+        )
+        conn.execute(
+            schema.rejected_row.insert().values(
+                file_id=6,
+                sheet="Sheet1",
+                row_number=3,
+                field="head_id_number",
+                reason_code="file_wrong_department",
+                message="放错文件夹",
+                created_at=dt.datetime(2026, 11, 25, 18, 0),
+            )
+        )
+    data = dashboard_data.figures(eng, exports)
+    page = dashboard_page.render_page(
+        data, warehouse="sqlite:///w.db", generated=dt.datetime(2026, 11, 26, 3)
+    )
+    visible = re.sub(r"<[^>]*>", " ", page)  # the text people read, without attributes
+    assert "未归类（放错文件夹）" in visible
+    assert "unsorted" not in visible
+    context = dashboard_page.page_context(data, "sqlite:///w.db", dt.datetime(2026, 11, 26, 3))
+    assert {d["code"]: d["label"] for d in context["departments"]["rows"]}[
+        "unsorted"
+    ] == "未归类（放错文件夹）"
+    assert {r["department_label"] for r in context["rejections"] if r["department"] == "unsorted"} == {
+        "未归类（放错文件夹）"
+    }

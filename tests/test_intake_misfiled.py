@@ -507,3 +507,32 @@ def test_bad_names_and_stray_files_never_stop_the_night(tmp_path, sqlite_url, ru
     assert all(paths), paths
     assert len(set(paths)) == 5
     assert (intake_dir / "feedback" / "民政局_特困名单.结果.xlsx").is_file()
+
+
+def test_an_error_under_a_group_header_names_the_group_with_the_column(tmp_path, sqlite_url):
+    # the guardian's ID number is mistyped: the clerk must be told it is the guardian's 身份证号,
+    # not the child's (both columns read 身份证号 on the second header row)
+    cfg = _cfg(tmp_path, sqlite_url)
+    rows, merges = orphan_rows(title=True)
+    good = str(rows[3][4])
+    rows[3][4] = good[:-1] + ("0" if good[-1] != "0" else "1")  # a wrong check digit
+    _xlsx(cfg.intake_dir / "womens_federation" / "失亲儿童.xlsx", rows, merges)
+
+    items = _load_night(cfg, "night-1")
+
+    (item,) = items.values()
+    t = schema.rejected_row
+    with warehouse.connect(sqlite_url).connect() as conn:
+        found = conn.execute(
+            sa.select(t.c.field, t.c.header, t.c.row_number).where(t.c.file_id == item["file_id"])
+        ).all()
+    assert [(f, h, r) for f, h, r in found if f == "guardian_id_number"] == [
+        ("guardian_id_number", "监护人信息/身份证号", 4)
+    ]
+    (written,) = feedback.write_feedback(warehouse.connect(sqlite_url), cfg, [item["file_id"]])
+    book = openpyxl.load_workbook(written, read_only=True)
+    cells = [str(v) for row in book["错误明细"].iter_rows(values_only=True) for v in row if v is not None]
+    assert "监护人信息/身份证号" in cells
+    text = " ".join(cells)
+    assert str(rows[3][4]) not in text  # the mistyped number is masked in the feedback
+    assert good not in text

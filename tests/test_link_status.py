@@ -192,3 +192,27 @@ def test_night_that_would_end_too_many_pairs_is_refused_and_changes_nothing(db):
     summary = status.refresh(db.eng, max_end_share=0.10, allow_mass_end=True)
     assert summary["pairs_to_end"] == 2
     assert db.q("SELECT COUNT(*) FROM household WHERE status='active'") == [(2,)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_an_exit_dated_after_the_night_is_not_applied_until_its_date(backend, request):
+    # a re-run of an earlier night after a later night loaded an exit dated ten days on
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    db = Loader(url)
+    night = dt.date(2026, 11, 10)
+    db.file("civil_affairs", [hh("hardship", 1, "王伟", "hardship"), hh("hardship", 2, "李娜", "hardship")])
+    db.file(
+        "civil_affairs",
+        [hh("hardship_adjustment", 2, "李娜", "hardship", "exit", night + dt.timedelta(days=10))],
+    )
+    link.link(db.eng)
+    status.refresh(db.eng, 0.10, True, as_of=night)
+    assert db.q("SELECT head_name, status, status_since FROM household ORDER BY household_key") == [
+        ("王伟", "active", None),
+        ("李娜", "active", None),
+    ]
+    status.refresh(db.eng, 0.10, True, as_of=night + dt.timedelta(days=10))
+    got = [
+        (n, s, str(d)) for n, s, d in db.q("SELECT head_name, status, status_since FROM household ORDER BY 2")
+    ]
+    assert got == [("王伟", "active", "None"), ("李娜", "exited", "2026-11-20")]

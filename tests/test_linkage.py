@@ -528,3 +528,29 @@ def test_review_workbook_lists_the_most_doubtful_up_to_the_cap_and_summarises_th
     ws = load_workbook(review_dir / review_book.REVIEW_WORKBOOK)["待核实"]
     again = [r[0] for r in ws.iter_rows(min_row=2, values_only=True) if isinstance(r[0], int)]
     assert again == [x[0] for x in doubt[3:6]]
+
+
+def test_review_list_shows_the_most_doubtful_items_up_to_its_limit_and_says_how_many_more(
+    db, sqlite_url, capsys
+):
+    from rosterlink import cli
+
+    names = ["刘桂芳", "王秀英", "张玉兰"]
+    db.file("civil_affairs", [hh("hardship", n, name, "hardship") for n, name in enumerate(names, 1)])
+    db.file("womens_federation", [hh("orphan", None, name, "orphan", village=None) for name in names])
+    link.link(db.eng)
+    assert len(reviews(db)) == 3
+    with db.eng.connect() as conn:
+        doubtful = [r.review_id for r in review.most_doubtful(conn, 2)]  # the workbook's first two
+
+    assert cli.main(["review", "--warehouse", sqlite_url, "list", "--limit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert [int(i) for i in re.findall(r"^#(\d+) ", out, re.M)] == doubtful
+    assert "2 of 3 item(s) shown" in out
+    assert "1 more not shown" in out
+    assert id_number(1) not in out
+
+    assert cli.main(["review", "--warehouse", sqlite_url, "list", "--limit", "0"]) == 0
+    out = capsys.readouterr().out
+    assert len(re.findall(r"^#\d+ ", out, re.M)) == 3
+    assert "more not shown" not in out

@@ -328,7 +328,7 @@ def _rows(rows: Mapping[str, Any]) -> str:
     return f"read {rows['read']:,}, loaded {rows['loaded']:,}, {already}rejected {rows['rejected']:,}"
 
 
-def _print_summary(outcome: NightOutcome) -> None:
+def print_summary(outcome: NightOutcome) -> None:
     """The night in plain lines: tonight's files and rows, then the warehouse over all nights, then
     the files written tonight. File names and paths are masked (an ID or phone in a file name)."""
     from rosterlink.core.masking import mask_text
@@ -391,7 +391,10 @@ def _print_summary(outcome: NightOutcome) -> None:
     print()
     print(f"  warehouse:              {where['warehouse']}")
     print(f"  exports:                {mask_text(where['exports'])}")
-    print(f"  clerk feedback:         {mask_text(where['intake'])}/<department>/feedback/")
+    print(
+        f"  clerk feedback:         {mask_text(where['intake'])}/<department>/feedback/"
+        f" (files outside the department folders: {mask_text(where['intake'])}/feedback/)"
+    )
 
 
 def night_settings(conf: dict) -> Settings:
@@ -430,7 +433,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     if outcome.state != "success":
         print(f"\nthe night did not succeed; the reason is in the Airflow log: {outcome.log_path}")
         _print_failure(outcome.log_path)
-    _print_summary(outcome)
+    print_summary(outcome)
     return 0 if outcome.state == "success" else 1
 
 
@@ -504,8 +507,9 @@ def cmd_review(args: argparse.Namespace) -> int:
     cfg = settings.load(warehouse_url=args.warehouse)
     eng = warehouse.connect(cfg.warehouse_url)
     if args.action == "list":
+        limit = None if args.limit <= 0 else args.limit
         with eng.connect() as conn:
-            rows = review.pending_reviews(conn, include_decided=args.all)
+            rows, total = review.listed_reviews(conn, include_decided=args.all, limit=limit)
         if not rows:
             print("the review queue is empty")
             return 0
@@ -522,7 +526,15 @@ def cmd_review(args: argparse.Namespace) -> int:
                     f"({side.get('file')} 第{side.get('row')}行)"
                 )
             print(f"   依据: {review.evidence_text(row)}")
-        print(f"\n{len(rows)} item(s); decide with: rosterlink review decide ID same|different --by NAME")
+        if total > len(rows):
+            more = total - len(rows)
+            print(
+                f"\n{len(rows)} of {total:,} item(s) shown, the most doubtful first; {more:,} more not shown "
+                "(--limit N to show more, --limit 0 for all)"
+            )
+        else:
+            print(f"\n{len(rows)} item(s)")
+        print("decide with: rosterlink review decide ID same|different --by NAME")
         return 0
     try:
         with eng.begin() as conn:
@@ -741,9 +753,17 @@ def build_parser() -> argparse.ArgumentParser:
         review,
         "list",
         "list the pending items (ID numbers and phones masked)",
-        "  rosterlink review list\n  rosterlink review list --all",
+        "  rosterlink review list\n  rosterlink review list --limit 200\n  rosterlink review list --all",
     )
     q.add_argument("--all", action="store_true", help="decided items too (default: pending items only)")
+    q.add_argument(
+        "--limit",
+        type=int,
+        default=50,
+        metavar="N",
+        help="show at most N items, the most doubtful first as in the review workbook; 0 shows all "
+        "(default: %(default)s)",
+    )
     q = _command(
         review,
         "decide",

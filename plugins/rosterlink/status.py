@@ -6,8 +6,9 @@ old-member categories stay active; a household is active while any of its catego
 follows the change list (调离/退休 -> departed, 新增 -> active). A case is closed by a closure row or
 by a ledger row whose status says closed.
 
-Statuses are recomputed from all loaded records every night, so the result does not depend on how
-many nights it took to get here. The computation and the writes are set-based SQL in the
+Statuses are recomputed from all loaded records dated on or before the night's ``as_of`` every
+night (a re-run of an earlier night does not apply events dated after it), so the result does not
+depend on how many nights it took to get here. The computation and the writes are set-based SQL in the
 database (``sql/status/*.sql``: latest event per entity by ``ROW_NUMBER``, then ``UPDATE ... FROM``),
 the same on SQLite and PostgreSQL. Before anything is written, the night is checked against the
 pairings: if the new statuses would end more than ``max_end_share`` of the current pairs, the night
@@ -41,16 +42,19 @@ _TEMP = {
 }
 
 
-def _compute_sql(conn: sa.Connection) -> None:
-    """The implied statuses into temporary tables (``sql/status/01_compute.sql``), set-based."""
-    warehouse.run_sql(conn, "status/01_compute.sql")
+def _compute_sql(conn: sa.Connection, as_of: dt.date | None) -> None:
+    """The implied statuses into temporary tables (``sql/status/01_compute.sql``), set-based; only
+    events dated on or before ``as_of`` count (``None``: every loaded event)."""
+    warehouse.run_sql(conn, "status/01_compute.sql", {"as_of": as_of or dt.date.max})
 
 
-def compute(conn: sa.Connection) -> dict[str, dict[object, tuple[str, dt.date | None]]]:
+def compute(
+    conn: sa.Connection, as_of: dt.date | None = None
+) -> dict[str, dict[object, tuple[str, dt.date | None]]]:
     """The statuses the loaded records imply, without writing anything: ``{"household_category":
     {(household_key, category): (status, since)}, "household" | "cadre" | "case": {key: (status,
-    since)}}`` (what the night's SQL computes; for checks and tests)."""
-    _compute_sql(conn)
+    since)}}`` (what the night's SQL computes as of ``as_of``; for checks and tests)."""
+    _compute_sql(conn, as_of)
     out: dict[str, dict] = {}
     for name, (table, keys) in _TEMP.items():
         rows = conn.exec_driver_sql(f"SELECT {', '.join(keys)}, status, since FROM {table}").all()
@@ -87,7 +91,7 @@ def refresh(
 
     as_of = as_of or dt.date.today()
     with eng.begin() as conn:
-        changed = write(conn)
+        changed = write(conn, as_of)
         plan = pairing.plan_ends(conn, as_of)
         total, ending, by_reason = plan["total_current"], plan["ending"], plan["by_reason"]
         if total and ending / total > max_end_share and not allow_mass_end:
@@ -112,10 +116,11 @@ def refresh(
     return summary
 
 
-def write(conn: sa.Connection) -> dict[str, int]:
-    """Compute and write tonight's statuses in SQL (``sql/status/*.sql``) on ``conn``'s transaction;
-    returns how many households, cadres and cases changed, by new status."""
-    _compute_sql(conn)
+def write(conn: sa.Connection, as_of: dt.date) -> dict[str, int]:
+    """Compute and write the statuses as of the night's ``as_of`` in SQL (``sql/status/*.sql``) on
+    ``conn``'s transaction (an event dated after ``as_of`` is not applied yet); returns how many
+    households, cadres and cases changed, by new status."""
+    _compute_sql(conn, as_of)
     changed = {
         f"{kind}_{status}": int(n)
         for kind, status, n in warehouse.run_sql(conn, "status/02_changes.sql")[0].all()

@@ -1,7 +1,8 @@
 -- Status refresh, step 1: the statuses the loaded records imply, into temporary tables.
 -- Portable SQL (SQLite 3.33+ and PostgreSQL). Statuses come only from explicit change rows:
 -- per roster and entity the latest event wins, by event date (a row without a date counts as the
--- oldest), ties by record_id (load order).
+-- oldest), ties by record_id (load order). Only events dated on or before the night's as_of count:
+-- re-running an earlier night after later nights loaded later-dated rows must not apply them.
 drop table if exists tmp_status_latest;
 drop table if exists tmp_status_category;
 drop table if exists tmp_status_household;
@@ -27,6 +28,7 @@ from (
     where r.roster in ('hardship_adjustment', 'cadre_change', 'case_closure', 'case')
         and r.entity_key is not null
         and r.event is not null
+        and (r.event_date is null or r.event_date <= :as_of)
 ) as ranked
 where recency = 1;
 

@@ -71,6 +71,15 @@ class Catalogue:
     fields: dict[str, FieldSpec]
     rosters: dict[str, RosterSpec]
     enums: dict[str, dict[str, tuple[str, ...]]]
+    # codes files are recorded under that are no department of their own (``unsorted``: a file
+    # found outside the department folders), with their labels
+    other_departments: dict[str, dict] = field(default_factory=dict)
+
+    def department_label(self, code: str) -> str:
+        """The Chinese label people see for a department code (``unsorted`` included); the code
+        itself only for a code the catalogue does not know."""
+        known = self.departments.get(code) or self.other_departments.get(code) or {}
+        return str(known.get("label", code))
 
     def rosters_of(self, department: str) -> list[RosterSpec]:
         return [self.rosters[k] for k in self.departments[department]["rosters"]]
@@ -125,7 +134,13 @@ def _load_catalogue(directory: str) -> Catalogue:
         for kind, r in data["rosters"].items()
     }
     enums = {name: {code: tuple(words) for code, words in m.items()} for name, m in data["enums"].items()}
-    return Catalogue(departments=data["departments"], fields=fields, rosters=rosters, enums=enums)
+    return Catalogue(
+        departments=data["departments"],
+        fields=fields,
+        rosters=rosters,
+        enums=enums,
+        other_departments=data.get("other_departments", {}),
+    )
 
 
 @lru_cache(maxsize=4)

@@ -128,10 +128,9 @@ def page_context(data: dict[str, Any], warehouse: str, generated: dt.datetime) -
     }
     if not context["ready"]:
         return context
-    departments = catalogue().departments
-
-    def dept_label(code: str) -> str:
-        return departments.get(code, {}).get("label", code)
+    cat = catalogue()
+    departments = cat.departments
+    dept_label = cat.department_label  # ``unsorted`` (a file outside the folders) in Chinese too
 
     dept_order = sorted(
         set(data["rows"]["all"]), key=lambda d: list(departments).index(d) if d in departments else 99

@@ -832,6 +832,16 @@ class _Header:
     last_row: int  # index of the (last) header row: data starts below it
     columns: dict[str, int]  # field -> column index
     texts: dict[str, str]  # field -> header text as written
+    # field -> the group header above its cell as written (``监护人信息`` over ``姓名``), if any
+    groups: dict[str, str] = field(default_factory=dict)
+
+    def labels(self) -> dict[str, str]:
+        """Field -> the column's name as the clerk reads it: ``监护人信息/姓名`` under a group header
+        (``姓名`` alone would not tell the child's column from the guardian's), else the cell's text."""
+        return {
+            name: f"{self.groups[name]}/{text}" if name in self.groups else text
+            for name, text in self.texts.items()
+        }
 
 
 _TRAILING_NOTE = re.compile(r"\([^()]*\)$")
@@ -845,6 +855,7 @@ class _Band:
     last: int  # index of the band's last row
     cells: Sequence[Sequence[object]]
     keys: list[list[tuple[str, ...]]]  # per cell: the header_keys to try, in order
+    groups: list[dict[int, str]]  # per row: column -> the group header text it was read under
 
 
 _GROUP_SUFFIX = re.compile(r"(基本信息|基本情况|信息|情况)$")
@@ -867,7 +878,15 @@ def _group_prefixes(
 ) -> dict[int, str]:
     """Column -> group prefix for the cells of ``row`` under a cell merged across columns
     (``across``) on a row of the band above it (``儿童信息`` over 姓名 / 身份证号 gives ``儿童``)."""
-    prefixes: dict[int, str] = {}
+    return {col: prefix for col, (prefix, _) in _group_cells(grid, across, first, row).items()}
+
+
+def _group_cells(
+    grid: _Grid, across: list[tuple[int, int, int, int]], first: int, row: int
+) -> dict[int, tuple[str, str]]:
+    """Column -> (group prefix, group header text as written) for the cells of ``row`` under a cell
+    merged across columns on a row of the band above it."""
+    prefixes: dict[int, tuple[str, str]] = {}
     for r0, c0, r1, c1 in across:
         if not (first <= r0 < row and r1 < row):
             continue
@@ -877,29 +896,34 @@ def _group_prefixes(
         prefix = _GROUP_SUFFIX.sub("", header_key(group))
         if prefix:
             for col in range(c0, c1 + 1):
-                prefixes[col] = prefix
+                prefixes[col] = (prefix, group.strip())
     return prefixes
 
 
 def _band_keys(
     grid: _Grid, across: list[tuple[int, int, int, int]], first: int, last: int, known: frozenset[str]
-) -> list[list[tuple[str, ...]]]:
-    """Per cell of the band, the keys to try. A cell under a group header whose group and own text
-    together name a known header (``儿童`` + ``姓名``) is that header and nothing else: ``姓名``
-    under ``儿童信息`` must never be taken for a household head's name."""
+) -> tuple[list[list[tuple[str, ...]]], list[dict[int, str]]]:
+    """Per cell of the band, the keys to try, and per row the columns read under a group header
+    (with its text). A cell under a group header whose group and own text together name a known
+    header (``儿童`` + ``姓名``) is that header and nothing else: ``姓名`` under ``儿童信息`` must
+    never be taken for a household head's name."""
     keys: list[list[tuple[str, ...]]] = []
+    groups: list[dict[int, str]] = []
     for index in range(first, last + 1):
-        prefixes = _group_prefixes(grid, across, first, index) if index > first else {}
+        cells = _group_cells(grid, across, first, index) if index > first else {}
         row_keys: list[tuple[str, ...]] = []
+        row_groups: dict[int, str] = {}
         for col, cell in enumerate(grid.rows[index]):
             key, bare = _cell_keys(cell)
-            prefix = prefixes.get(col)
+            prefix, group = cells.get(col, ("", ""))
             if key and prefix and (prefix + key in known or prefix + bare in known):
                 row_keys.append((prefix + key, prefix + bare))
+                row_groups[col] = group
             else:
                 row_keys.append((key, bare))
         keys.append(row_keys)
-    return keys
+        groups.append(row_groups)
+    return keys, groups
 
 
 def _groups_above(
@@ -933,7 +957,8 @@ def _header_bands(grid: _Grid) -> list[_Band]:
             ends = [first + 1]
         last = min(max(ends, default=first), first + 2, len(grid.rows) - 1)
         cells = grid.rows[first : last + 1]
-        bands.append(_Band(last, cells, _band_keys(grid, across, first, last, known)))
+        keys, groups = _band_keys(grid, across, first, last, known)
+        bands.append(_Band(last, cells, keys, groups))
     return bands
 
 
@@ -953,13 +978,15 @@ def _with_aliases(rosters: list[RosterSpec]) -> _Aliased:
     return aliased
 
 
-def _map_band(band: _Band, aliases: dict[str, str]) -> tuple[dict[str, int], dict[str, str]]:
+def _map_band(band: _Band, aliases: dict[str, str]) -> tuple[dict[str, int], dict[str, str], dict[str, str]]:
     """Fields named in a band; per column the lowest cell naming a field wins, per field the first column.
 
-    A header such as ``身份证号码(18位)`` is accepted by dropping the trailing note.
+    A header such as ``身份证号码(18位)`` is accepted by dropping the trailing note. Returns the
+    columns, their header texts, and the group headers the grouped ones were read under.
     """
     columns: dict[str, int] = {}
     texts: dict[str, str] = {}
+    groups: dict[str, str] = {}
     for col in range(max(len(row) for row in band.cells)):
         for r in reversed(range(len(band.cells))):
             if col >= len(band.keys[r]):
@@ -969,8 +996,10 @@ def _map_band(band: _Band, aliases: dict[str, str]) -> tuple[dict[str, int], dic
             if name is not None:
                 if name not in columns:
                     columns[name], texts[name] = col, str(band.cells[r][col])
+                    if col in band.groups[r]:
+                        groups[name] = band.groups[r][col]
                 break
-    return columns, texts
+    return columns, texts, groups
 
 
 def _find_header(bands: list[_Band], rosters: _Aliased) -> _Header | None:
@@ -982,12 +1011,12 @@ def _find_header(bands: list[_Band], rosters: _Aliased) -> _Header | None:
     for band in bands:
         best: tuple[tuple[int, int, int], _Header] | None = None
         for order, (roster, aliases) in enumerate(rosters):
-            columns, texts = _map_band(band, aliases)
+            columns, texts, groups = _map_band(band, aliases)
             if not set(roster.signature) <= columns.keys():
                 continue
             rank = (len(roster.signature), len(columns), -order)
             if best is None or rank > best[0]:
-                best = (rank, _Header(roster, band.last, columns, texts))
+                best = (rank, _Header(roster, band.last, columns, texts, groups))
         if best is not None:
             return best[1]
     return None
@@ -998,7 +1027,7 @@ def _nearest_roster(bands: list[_Band], rosters: _Aliased) -> tuple[RosterSpec, 
     best: tuple[tuple[int, int, int], RosterSpec, list[str]] | None = None
     for band in bands:
         for order, (roster, aliases) in enumerate(rosters):
-            columns, _ = _map_band(band, aliases)
+            columns, _, _ = _map_band(band, aliases)
             missing = [name for name in roster.signature if name not in columns]
             found = len(roster.signature) - len(missing)
             if len(missing) != 1 or found < 2:
@@ -1087,7 +1116,7 @@ def _table(grid: _Grid, header: _Header, source: str = "") -> SheetTable:
         sheet=grid.name,
         roster=header.roster.kind,
         header_row=grid.number(header.last_row),
-        headers=dict(header.texts),
+        headers=header.labels(),
         frame=frame,
     )
 
@@ -1270,7 +1299,8 @@ def _prefer_columns(grid: _Grid, bands: list[_Band], header: _Header, notes: lis
                     rows=_rows_text(differing),
                 )
             )
-    return _Header(header.roster, header.last_row, columns, texts)
+    groups = {name: g for name, g in header.groups.items() if columns[name] == header.columns[name]}
+    return _Header(header.roster, header.last_row, columns, texts, groups)
 
 
 def _no_header_note(sheet: str, bands: list[_Band], rosters: _Aliased) -> str:

@@ -244,12 +244,20 @@ def pending_by_reason(conn: sa.Connection) -> dict[str, int]:
     return {reason: int(n) for reason, n in conn.execute(q).all()}
 
 
-def pending_reviews(conn: sa.Connection, include_decided: bool = False) -> list[sa.Row]:
+def listed_reviews(
+    conn: sa.Connection, include_decided: bool = False, limit: int | None = None
+) -> tuple[list[sa.Row], int]:
+    """What ``rosterlink review list`` shows: at most ``limit`` reviews (None: all), pending ones
+    the most doubtful first (:func:`doubt_order`, as in the review workbook), then decided ones
+    (with ``include_decided``) in the same order; and how many there are in all."""
     lr = schema.link_review
-    q = sa.select(lr).order_by(lr.c.review_id)
-    if not include_decided:
-        q = q.where(lr.c.status == "pending")
-    return list(conn.execute(q).all())
+    where = [] if include_decided else [lr.c.status == "pending"]
+    total = int(conn.execute(sa.select(sa.func.count()).select_from(lr).where(*where)).scalar_one())
+    pending_first = sa.case((lr.c.status == "pending", 0), else_=1)
+    q = sa.select(lr).where(*where).order_by(pending_first, *doubt_order())
+    if limit is not None:
+        q = q.limit(limit)
+    return list(conn.execute(q).all()), total
 
 
 def apply_decisions(kinds: Mapping[str, Kind], queue: ReviewQueue) -> list[dict]:

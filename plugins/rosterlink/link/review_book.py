@@ -142,7 +142,7 @@ def export_review_workbook(eng: sa.Engine, review_dir: Path, max_items: int = 20
         f"共 {total} 条待核实。"
         + (
             f"本表列出最难确定的 {len(rows)} 条（模型最拿不准的在前），其余 {rest} 条保留在数据库中，"
-            "本表核实后，下一晚会列出下一批；也可用 rosterlink review list 查看全部。"
+            "本表核实后，下一晚会列出下一批；也可用 rosterlink review list --limit 0 查看全部。"
             if rest > 0
             else ""
         ),

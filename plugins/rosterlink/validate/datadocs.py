@@ -296,7 +296,7 @@ def build(kept: list[dict[str, Any]], target: Path, *, run_id: str, as_of: dt.da
         results: list[SheetResult] = []
         for doc in sorted(kept, key=lambda d: int(d["file_id"])):
             department = str(doc.get("department") or "")
-            dept_label = cat.departments.get(department, {}).get("label", department)
+            dept_label = cat.department_label(department)
             file_name = mask_text(doc.get("file_name") or "")
             for n, sheet in enumerate(doc.get("sheets") or [], start=1):
                 roster = str(sheet.get("roster") or "")
@@ -324,7 +324,7 @@ def build(kept: list[dict[str, Any]], target: Path, *, run_id: str, as_of: dt.da
         lines = [
             {
                 "sheet": r,
-                "department_label": cat.departments.get(r.department, {}).get("label", r.department),
+                "department_label": cat.department_label(r.department),
                 "roster_label": cat.rosters[r.roster].label if r.roster in cat.rosters else r.roster,
             }
             for r in results

@@ -6,6 +6,7 @@ Every function runs inside the caller's transaction (``conn``): a rollback remov
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import re
 from collections.abc import Callable, Iterable
@@ -196,6 +197,19 @@ def sql_statements(name: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def run_sql(conn: sa.Connection, name: str) -> list[sa.CursorResult]:
-    """Run every statement of ``sql/<name>`` on ``conn`` (inside its transaction), in order."""
-    return [conn.exec_driver_sql(statement) for statement in sql_statements(name)]
+def run_sql(conn: sa.Connection, name: str, dates: dict[str, dt.date] | None = None) -> list[sa.CursorResult]:
+    """Run every statement of ``sql/<name>`` on ``conn`` (inside its transaction), in order.
+
+    ``dates`` binds named date parameters (``:as_of`` in the SQL) the same way on SQLite and
+    PostgreSQL; without it the statements go to the driver as they are."""
+    if not dates:
+        return [conn.exec_driver_sql(statement) for statement in sql_statements(name)]
+    out = []
+    for statement in sql_statements(name):
+        names = [k for k in dates if f":{k}" in statement]
+        if not names:
+            out.append(conn.exec_driver_sql(statement))
+            continue
+        stmt = sa.text(statement).bindparams(*(sa.bindparam(k, type_=sa.Date) for k in names))
+        out.append(conn.execute(stmt, {k: dates[k] for k in names}))
+    return out
