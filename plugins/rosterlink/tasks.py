@@ -173,6 +173,9 @@ def tonight_figures(settings: Settings, run_id: str) -> dict:
     }
 
 
+WRITTEN_LISTED = 10  # files of one kind listed by name in the night's result (the rest are counted)
+
+
 def written_tonight(settings: Settings, exports: dict, documented: dict | None) -> list[list[str]]:
     """The files this night wrote, as [what, path] (lists: they travel through XCom): the pairing
     workbook, the change log, the departments' opinions, the clerks' feedback, the night's Data
@@ -181,8 +184,11 @@ def written_tonight(settings: Settings, exports: dict, documented: dict | None) 
     for label, key in (("pairing workbook", "pairing"), ("change log", "change_log")):
         if exports.get(key):
             written.append([label, str(exports[key])])
-    written += [["opinions", str(path)] for path in exports.get("opinions") or []]
-    written += [["clerk feedback", str(path)] for path in exports.get("feedback") or []]
+    for label, key in (("opinions", "opinions"), ("clerk feedback", "feedback")):
+        paths = [str(path) for path in exports.get(key) or []]
+        written += [[label, path] for path in paths[:WRITTEN_LISTED]]
+        if len(paths) > WRITTEN_LISTED:  # a province night's 40 files: the XCom stays small
+            written.append([label, f"... and {len(paths) - WRITTEN_LISTED:,} more in the same folders"])
     if documented and documented.get("data_docs") and not documented.get("skipped"):
         written.append(["Data Docs", str(Path(documented["data_docs"]) / "index.html")])
     review = settings.review_dir / "待核实.xlsx"
@@ -197,7 +203,6 @@ def night_result(
     """What the night's last task returns (the ``rosterlink nightly`` summary reads it): the
     figures of all nights, tonight's, the files written tonight and where everything is."""
     return {
-        "exports": exports,
         "figures": night,
         "tonight": tonight_figures(settings, run_id),
         "written": written_tonight(settings, exports, documented),
