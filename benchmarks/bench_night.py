@@ -536,6 +536,8 @@ def report(result: dict) -> None:
                     f"SimpleMinCostFlow x{bare['instances']} ({bare['arcs']} arcs) {bare['cpu_s']:.2f} s CPU"
                 )
             line += f"   {what}; stage/bare CPU {_ratio(st['cpu_s'], base_cpu).strip()}"
+            if name in result.get("profiles", {}):
+                line += " (the stage ran under cProfile: its time is inflated)"
         print(line)
     for task_id, text in result.get("profiles", {}).items():
         print(f"\n  cProfile of {task_id}, night {result['night']} (top by cumulative time):")
