@@ -20,8 +20,8 @@ it prints wall time, CPU time (``time.process_time``: user + system of the whole
 the task ran), peak RSS during the task (Linux: ``/proc/self/clear_refs`` reset before it,
 ``VmHWM`` after) and rows per second (the night's rows read, through that stage's wall time).
 
-For load, link and pairing it also times, in the same process and on the same rows, the bare tool
-the stage should be held against (issue 14), and prints the stage's ratio to it:
+For load, link, pairing and the two workbooks it also times, in the same process and on the same
+rows, the bare tool the stage should be held against (issue 14), and prints the stage's ratio to it:
 
 * load: tonight's ``source_record`` rows inserted by plain ``sqlite3`` ``executemany`` into an
   empty table of the same shape (one transaction);
@@ -29,7 +29,11 @@ the stage should be held against (issue 14), and prints the stage's ratio to it:
   each row in DuckDB, plus the Splink time the link stage itself reports for the rows without a
   usable ID (``timings.household_model``);
 * pairing: the very min-cost-flow instances the night solved (recorded as the night built them),
-  solved again by a bare OR-Tools ``SimpleMinCostFlow``.
+  solved again by a bare OR-Tools ``SimpleMinCostFlow``;
+* the pairing workbook and the change log: the very cells the stage wrote (recorded by running its
+  export again, untimed, with ``Sheet.append`` keeping the rows), written by bare XlsxWriter in
+  constant-memory mode (same sheets, column widths and formats; masking, defusing and the queries
+  are the stage's own cost).
 
 ``--profile TASK ...`` runs those tasks under cProfile and prints their top entries (cumulative
 and own time). On a shared machine wall time is noisy: read CPU time first. Figures only; nothing
@@ -61,6 +65,7 @@ from rosterlink.tasks import NIGHT_TASKS  # noqa: E402 (after the path is set)
 STAGES = NIGHT_TASKS  # the nightly DAG's tasks in the order they run
 BARE_FLOW: list = []  # OR-Tools' own SimpleMinCostFlow, kept before the recording one replaces it
 BARE = {"load_files": "load", "link_entities": "link", "rebuild_pairings": "pairing"}
+BOOKS = ("write_pairing_workbook", "write_change_log")
 
 
 # ------------------------------------------------------------------------------------- measuring (child)
@@ -278,6 +283,102 @@ def bare_pairing(flows: list[dict]) -> dict:
     return {"instances": sum(1 for i in flows if "supplies" in i), "arcs": arcs, "wall_s": wall, "cpu_s": cpu}
 
 
+def _book_cells(task: str, url: str, as_of: str, workdir: Path) -> tuple[list, dict]:
+    """The cells a workbook stage writes, recorded: the stage's export function run again (untimed)
+    with ``Sheet.append`` keeping each row instead of writing it. Returns the sheets in order
+    (name, column widths, rows of ``(value, format)`` or None) and each format's properties."""
+    import datetime as dt
+
+    from rosterlink import export, warehouse
+    from rosterlink.core import workbook
+    from rosterlink.core.settings import Settings
+
+    sheets: list[tuple[str, tuple, list]] = []
+    rows_of: dict[str, list] = {}
+    props: dict[int, dict] = {}
+    books: list = []
+    cls_sheet, cls_book = workbook.Sheet, workbook.Book
+    orig_append, orig_worksheet, orig_save = cls_sheet.append, cls_book.worksheet, cls_book.save
+
+    def append(self, cells):  # as Sheet.append, kept instead of written
+        if self.rows >= self.max_rows:
+            self._continue()
+        rows_of[self.ws.name].append(list(cells))
+        self.rows += 1
+
+    def worksheet(self, title, widths=()):
+        ws = orig_worksheet(self, title, widths)
+        rows_of[ws.name] = []
+        sheets.append((ws.name, tuple(widths), rows_of[ws.name]))
+        return ws
+
+    def save(self, target):
+        books.append(self)
+        props.update({id(f): workbook.format_props(s) for s, f in self._formats.items()})
+        return orig_save(self, target)
+
+    cls_sheet.append, cls_book.worksheet, cls_book.save = append, worksheet, save  # type: ignore[method-assign]
+    try:
+        with tempfile.TemporaryDirectory(prefix="rl-bare-books-") as tmp:
+            settings = Settings(intake_dir=workdir / "intake", warehouse_url=url, export_dir=Path(tmp))
+            getattr(export, task)(warehouse.connect(url), settings, dt.date.fromisoformat(as_of))
+    finally:
+        cls_sheet.append, cls_book.worksheet, cls_book.save = orig_append, orig_worksheet, orig_save  # type: ignore[method-assign]
+    return sheets, props
+
+
+def bare_book(task: str, url: str, as_of: str, workdir: Path) -> dict:
+    """The very cells the stage wrote (masked, defused, formatted as it wrote them), written again
+    by bare XlsxWriter in constant-memory mode: the floor the workbook stages are held against."""
+    import datetime as dt
+
+    import xlsxwriter
+
+    sheets, props = _book_cells(task, url, as_of, workdir)
+    with tempfile.TemporaryDirectory(prefix="rl-bare-book-") as tmp:
+
+        def work() -> int:
+            wb = xlsxwriter.Workbook(
+                f"{tmp}/bare.xlsx",
+                {
+                    "constant_memory": True,
+                    "strings_to_numbers": False,
+                    "strings_to_formulas": False,
+                    "strings_to_urls": False,
+                },
+            )
+            formats: dict[int, object] = {}
+            cells = 0
+            for name, widths, rows in sheets:
+                ws = wb.add_worksheet(name)
+                for i, width in enumerate(widths):
+                    ws.set_column(i, i, width)
+                for r, row in enumerate(rows):
+                    for c, cell in enumerate(row):
+                        if cell is None:
+                            continue
+                        value, old = cell
+                        fmt = None
+                        if old is not None:
+                            fmt = formats.get(id(old))
+                            if fmt is None:
+                                fmt = formats[id(old)] = wb.add_format(props[id(old)])
+                        if value is None:
+                            ws.write_blank(r, c, None, fmt)
+                        elif isinstance(value, str):
+                            ws.write_string(r, c, value, fmt)
+                        elif isinstance(value, dt.date):
+                            ws.write_datetime(r, c, value, fmt)
+                        else:
+                            ws.write_number(r, c, value, fmt)
+                        cells += 1
+            wb.close()
+            return cells
+
+        cells, wall, cpu = _timed(work)
+    return {"cells": cells, "sheets": len(sheets), "wall_s": wall, "cpu_s": cpu}
+
+
 def run_night(workdir: Path, night: int, as_of: str, profile: set[str], top: int) -> dict:
     """One night through ``dag.test`` in this process; its figures (called in the child)."""
     os.environ["AIRFLOW_HOME"] = str(workdir / "airflow")
@@ -331,6 +432,7 @@ def run_night(workdir: Path, night: int, as_of: str, profile: set[str], top: int
         "load_files": bare_load(url, list(files)),
         "link_entities": bare_link(url, list(files), recorder.results.get("link")),  # type: ignore[arg-type]
         "rebuild_pairings": bare_pairing(recorder.flows),
+        **{task: bare_book(task, url, as_of, workdir) for task in BOOKS},
     }
     profiles = {}
     for task_id, stats in recorder.profiles.items():
@@ -406,6 +508,12 @@ def report(result: dict) -> None:
                 what = (
                     f"DuckDB group-by+join {bare['cpu_s']:.2f} s CPU + Splink {bare.get('splink_s', 0):.2f} s"
                 )
+            elif name in BOOKS:
+                base_cpu = bare["cpu_s"]
+                what = (
+                    f"bare XlsxWriter constant_memory, same {bare['cells']} cells"
+                    f" ({bare['sheets']} sheets) {bare['cpu_s']:.2f} s CPU"
+                )
             elif name == "load_files":
                 base_cpu = bare["cpu_s"]
                 what = f"sqlite3 executemany of {bare['rows']} rows {bare['cpu_s']:.2f} s CPU"
@@ -415,6 +523,8 @@ def report(result: dict) -> None:
                     f"SimpleMinCostFlow x{bare['instances']} ({bare['arcs']} arcs) {bare['cpu_s']:.2f} s CPU"
                 )
             line += f"   {what}; stage/bare CPU {_ratio(st['cpu_s'], base_cpu).strip()}"
+            if name in result.get("profiles", {}):
+                line += " (the stage ran under cProfile: its time is inflated)"
         print(line)
     for task_id, text in result.get("profiles", {}).items():
         print(f"\n  cProfile of {task_id}, night {result['night']} (top by cumulative time):")

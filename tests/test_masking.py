@@ -49,3 +49,42 @@ def test_formula_starts_are_defused_and_other_values_untouched():
     assert defuse("王伟") == "王伟"
     assert defuse(3) == 3
     assert defuse(None) is None
+
+
+def _mask_text_every_pattern(text: str) -> str:
+    """mask_text as it was before its shortcut: the three patterns tried on every text."""
+    s = re.sub(
+        r"(?<![0-9])([1-9][0-9]{5})([0-9]{8})([0-9]{3}[0-9Xx])(?![0-9])",
+        lambda m: m.group(1) + "********" + m.group(3)[-4:],
+        text,
+    )
+    s = re.sub(
+        r"(?<![0-9])([1-9][0-9]{5})([0-9]{6})([0-9]{3})(?![0-9])",
+        lambda m: m.group(1) + "*****" + m.group(3)[-4:],
+        s,
+    )
+    return re.sub(
+        r"(?<![0-9])(1[3-9][0-9])([0-9]{4})([0-9]{4})(?![0-9])", lambda m: m.group(1) + "****" + m.group(3), s
+    )
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet="0123456789", min_size=9, max_size=19),
+            st.text(alphabet="0123456789Xx户主电话 ，-*", max_size=8),
+            st.text(max_size=4),
+        ),
+        max_size=6,
+    ).map("".join)
+)
+def test_text_without_a_long_run_of_digits_skips_the_patterns_and_masks_the_same(text):
+    """The workbooks mask every string cell; mask_text skips the patterns for text that has no run
+    of 11 digits (no phone, no ID can be in it). The shortcut changes no result, digit-heavy or not."""
+    assert mask_text(text) == _mask_text_every_pattern(text)
+
+
+def test_numbers_at_the_edge_of_the_shortcut_are_masked_or_kept_as_before():
+    assert mask_text("13912345678") == "139****5678"  # exactly 11 characters
+    assert mask_text("电话1391234567") == "电话1391234567"  # ten digits: not a phone
+    assert mask_text("户主37040619800101123x") == "户主370406********123x"

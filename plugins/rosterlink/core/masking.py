@@ -10,6 +10,9 @@ import re
 _ID18 = re.compile(r"(?<![0-9])([1-9][0-9]{5})([0-9]{8})([0-9]{3}[0-9Xx])(?![0-9])")
 _ID15 = re.compile(r"(?<![0-9])([1-9][0-9]{5})([0-9]{6})([0-9]{3})(?![0-9])")
 _PHONE = re.compile(r"(?<![0-9])(1[3-9][0-9])([0-9]{4})([0-9]{4})(?![0-9])")
+# every pattern above needs a run of at least 11 ASCII digits (a phone; an ID holds 15 or 17): text
+# without one cannot hold anything to mask (masking only puts in "*", it never makes a longer run)
+_DIGIT_RUN = re.compile(r"[0-9]{11}")
 
 
 def mask_id(value: object) -> str:
@@ -44,7 +47,10 @@ def mask_text(text: object) -> str:
     """Mask every ID-shaped or phone-shaped number inside free text (messages, exceptions)."""
     if text is None:
         return ""
-    s = _ID18.sub(lambda m: m.group(1) + "********" + m.group(3)[-4:], str(text))
+    s = str(text)
+    if len(s) < 11 or _DIGIT_RUN.search(s) is None:
+        return s
+    s = _ID18.sub(lambda m: m.group(1) + "********" + m.group(3)[-4:], s)
     s = _ID15.sub(lambda m: m.group(1) + "*****" + m.group(3)[-4:], s)
     return _PHONE.sub(lambda m: m.group(1) + "****" + m.group(3), s)
 

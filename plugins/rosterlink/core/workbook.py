@@ -17,12 +17,13 @@ becomes one XlsxWriter format, built the first time it is used.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import os
 import re
 import tempfile
 import unicodedata
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,17 @@ class Style:
     # a string that looks like a formula (= + - @) shown as typed: a text cell with Excel's quote
     # prefix (as when a clerk types '=1+1) instead of a visible leading apostrophe
     as_typed: bool = False
+
+    def __post_init__(self) -> None:
+        # looked up once per cell (its format, its derived styles): hash the fields once
+        object.__setattr__(self, "_hash", hash(astuple(self)))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
+    def __reduce__(self) -> tuple[type[Style], tuple[object, ...]]:
+        # rebuilt from its fields (its hash is made again where it is unpickled)
+        return (self.__class__, astuple(self))
 
     def __or__(self, other: Style) -> Style:
         return Style(
@@ -90,6 +102,28 @@ _WORKBOOK_OPTIONS = {
 # characters an XML 1.0 document cannot hold (the same set openpyxl refuses)
 _ILLEGAL_CHARACTERS = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
 _BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
+
+_DERIVED: dict[tuple[Style, str, object], Style] = {}
+
+
+def _derived(style: Style, name: str, value: object) -> Style:
+    """``replace(style, name=value)``, made once per style (cells ask for it row after row)."""
+    key = (style, name, value)
+    found = _DERIVED.get(key)
+    if found is None:
+        change: dict[str, Any] = {name: value}
+        found = _DERIVED[key] = replace(style, **change)
+    return found
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _texts(value: str, mask: bool) -> tuple[str, str]:
+    """A string as a cell shows it: ``(typed, defused)``: masked (if ``mask``) and XML-safe, then
+    the same never a formula (a leading apostrophe where it starts like one). Towns, villages,
+    units and reasons repeat on every row: each is cleaned once."""
+    s = _ILLEGAL_CHARACTERS.sub("", mask_text(value) if mask else value)
+    return s, str(defuse(s))
+
 
 CellValue = str | float | dt.date | None
 Cell = tuple[CellValue, Any]
@@ -160,7 +194,17 @@ class Sheet:
         as 是/否; dates formatted; anything else that is not a number as its text. None and "" stay
         empty (a blank cell when the style has a fill, else no cell at all)."""
         out: CellValue
-        if value is None or value == "":
+        if value.__class__ is str:  # the common case first (a subclass takes the general path)
+            if not value and style.fill is None:
+                return None
+            out = value or None
+        elif value is None:
+            if style.fill is None:
+                return None
+            out = None
+        elif value.__class__ is int:
+            out = value
+        elif value == "":
             if style.fill is None:
                 return None
             out = None
@@ -169,7 +213,7 @@ class Sheet:
         elif isinstance(value, dt.date):
             if not style.num_format:
                 fmt = DATETIME_FORMAT if isinstance(value, dt.datetime) else DATE_FORMAT
-                style = replace(style, num_format=fmt)
+                style = _derived(style, "num_format", fmt)
             out = value
         elif isinstance(value, float) and not math.isfinite(value):
             out = str(value)
@@ -178,15 +222,16 @@ class Sheet:
         else:
             out = str(value)  # anything else is shown as text
         if isinstance(out, str):
-            typed = self.book.text(out, defused=False)
-            if style.as_typed and typed != defuse(typed):
+            typed, defused = _texts(out, self.book.mask)
+            if style.as_typed and typed != defused:
                 out = typed  # a text cell with the quote prefix: shown as typed, never a formula
             else:
-                out = self.book.text(out)
-                style = replace(style, as_typed=False)
+                out = defused
+                if style.as_typed:
+                    style = _derived(style, "as_typed", False)
         elif style.as_typed:
-            style = replace(style, as_typed=False)
-        return (out, None if style == PLAIN else self.book.format(style))
+            style = _derived(style, "as_typed", False)
+        return (out, self.book.cell_format(style))
 
     def append(self, cells: Sequence[Cell | None]) -> None:
         """Write one row of :meth:`cell` results (None leaves the cell out)."""
@@ -237,6 +282,26 @@ class Sheet:
             self.header(self.columns)
 
 
+def format_props(style: Style) -> dict[str, object]:
+    """The XlsxWriter format properties of a style."""
+    props: dict[str, object] = {}
+    if style.num_format:
+        props["num_format"] = style.num_format
+    if style.fill is not None:
+        props.update(pattern=1, bg_color=style.fill)
+    if style.bold or style.size:
+        props["bold"] = style.bold
+        if style.size:
+            props["font_size"] = float(style.size)
+    if style.wrap:
+        props.update(text_wrap=True, valign="top")
+    elif style.top:
+        props["valign"] = "top"
+    if style.as_typed:
+        props["quote_prefix"] = True
+    return props
+
+
 def set_print(ws: Any, header: bool) -> None:
     """Print settings for a sheet people print: A4 landscape, fit to one page wide (as many pages
     down as it takes), the header row (row 1) repeated on every page."""
@@ -261,6 +326,7 @@ class Book:
     before_replace: Callable[[], object] | None = None
     sheets: list[Sheet] = field(default_factory=list)
     _formats: dict[Style, Any] = field(default_factory=dict)
+    _cell_formats: dict[Style, Any] = field(default_factory=dict)
     _titles: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -272,29 +338,22 @@ class Book:
     def text(self, value: str, *, defused: bool = True) -> str:
         """A string as it may appear in the workbook: masked (if asked), XML-safe, never a formula
         (``defused=False``: without the leading apostrophe, for a cell with the quote prefix)."""
-        s = _ILLEGAL_CHARACTERS.sub("", mask_text(value) if self.mask else value)
-        return str(defuse(s)) if defused else s
+        typed, safe = _texts(value, self.mask)
+        return safe if defused else typed
+
+    def cell_format(self, style: Style) -> Any:
+        """The XlsxWriter format of a cell in ``style`` (None for a plain cell)."""
+        try:
+            return self._cell_formats[style]
+        except KeyError:
+            found = self._cell_formats[style] = None if style == PLAIN else self.format(style)
+            return found
 
     def format(self, style: Style) -> Any:
         """The XlsxWriter format of a style, built once (formats are numbered in order of first use)."""
         found = self._formats.get(style)
         if found is None:
-            props: dict[str, object] = {}
-            if style.num_format:
-                props["num_format"] = style.num_format
-            if style.fill is not None:
-                props.update(pattern=1, bg_color=style.fill)
-            if style.bold or style.size:
-                props["bold"] = style.bold
-                if style.size:
-                    props["font_size"] = float(style.size)
-            if style.wrap:
-                props.update(text_wrap=True, valign="top")
-            elif style.top:
-                props["valign"] = "top"
-            if style.as_typed:
-                props["quote_prefix"] = True
-            found = self._formats[style] = self.wb.add_format(props)
+            found = self._formats[style] = self.wb.add_format(format_props(style))
         return found
 
     def worksheet(self, title: str, widths: Sequence[float] = ()) -> Any:

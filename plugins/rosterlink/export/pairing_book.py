@@ -158,9 +158,10 @@ def _summary_sheet(
             stats[q.town]["new"] += 1
         elif change == ENDED:
             stats[q.town]["ended"] += 1
+    towns = {town: town_key(town) for town in active_by_town}  # once a town, not once a household
     unpaired = sorted(
         (r for r in households if r.household_key not in paired_keys),
-        key=lambda r: (town_key(r.town), r.village or "", r.head_name or "", r.household_key),
+        key=lambda r: (towns[r.town], r.village or "", r.head_name or "", r.household_key),
     )
     unpaired_by_town: dict[str | None, int] = defaultdict(int)
     for r in unpaired:

@@ -4,7 +4,7 @@ their cadre and their target (household or key case) joined."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
 
@@ -45,6 +45,9 @@ class Pair:
         return NEW if self.valid_from == as_of else ""
 
 
+_FIELDS = tuple(f.name for f in fields(Pair))
+
+
 def read_pairs(conn: sa.Connection, as_of: dt.date, *, current: bool, changed: bool) -> list[Pair]:
     """Pairs current on ``as_of`` and/or made or ended on ``as_of``, with cadre and target joined."""
     p, c, h, k = schema.pairing, schema.cadre, schema.household, schema.petition_case
@@ -82,16 +85,22 @@ def read_pairs(conn: sa.Connection, as_of: dt.date, *, current: bool, changed: b
         .where(cond)
         .order_by(p.c.pairing_id)
     )
-    return [Pair(**m) for m in conn.execute(query).mappings()]
+    result = conn.execute(query)
+    # the columns are selected in the order of Pair's fields: rows go in by position (a province's
+    # million pairs; keyword by keyword they cost a dict each)
+    if tuple(result.keys()) != _FIELDS:
+        raise RuntimeError(f"read_pairs: columns {tuple(result.keys())} are not Pair's fields {_FIELDS}")
+    return [Pair(*row) for row in result]  # type: ignore[call-arg]
 
 
 def changes(pairs: list[Pair], as_of: dt.date) -> list[Pair]:
     """The pairs made or ended on ``as_of``, by town, ended first, then by target."""
     changed = [q for q in pairs if q.change(as_of)]
+    towns = {town: town_key(town) for town in {q.town for q in changed}}  # once a town, not once a pair
     return sorted(
         changed,
         key=lambda q: (
-            town_key(q.town),
+            towns[q.town],
             q.change(as_of) != ENDED,
             q.target_kind,
             q.village or "",
