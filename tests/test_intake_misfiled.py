@@ -387,6 +387,7 @@ def test_every_file_a_person_dropped_is_recorded_and_told_where_it_belongs(tmp_p
     book = openpyxl.load_workbook(root / "feedback" / "民政局_特困名单11月.结果.xlsx", read_only=True)
     summary = [tuple(r) for r in book["汇总"].iter_rows(values_only=True)]
     assert ("原因", ledger["民政局/特困名单11月.xlsx"].message) in summary
+    assert ("报送部门", "未归类（放错文件夹）") in summary  # as the dashboard names it, never a code
     # the feedback written tonight is not intake tomorrow
     intake.scan(warehouse.connect(sqlite_url), cfg, "night-2")
     assert len(_ledger(sqlite_url)) == 6

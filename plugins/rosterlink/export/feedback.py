@@ -206,9 +206,7 @@ def _write_one_feedback(conn: sa.Connection, f: sa.Row, target: Path) -> None:
     book = new_book(stamp.replace(microsecond=0))
     summary = book.sheet("汇总", (22, 60, 12, 12, 40), freeze=False)
     summary.row(("报送文件处理结果",), TITLE)
-    dept_label = cat.departments.get(f.department, {}).get(
-        "label", "（未放入部门文件夹）" if f.department == UNSORTED else f.department
-    )
+    dept_label = cat.department_label(f.department)
     received = (f.received_at + BEIJING).strftime("%Y-%m-%d %H:%M") if f.received_at else ""
     lines: list[tuple[str, object]] = [
         ("文件名", readable_name(f.file_name)),
