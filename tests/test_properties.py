@@ -405,6 +405,12 @@ def sheet_plan(draw, kind: str, fmt: str, name: str, start: int, encoding: str =
             else:
                 cells[f] = Cell(draw(JUNK), "junk")
             cells[f].value = held(cells[f].value)
+        if "member_name" in cells:  # one row per household: the person listed is the head himself
+            head = cells.get("head_name")
+            same = head is not None and head.kind == "good" and head.canon is not None
+            cells["member_name"] = Cell(head.value, "good", head.canon) if same else Cell(None, "good", None)
+            if "member_relation" in cells:
+                cells["member_relation"] = Cell("户主", "good")
         row = []
         for c, v in columns:
             if c == "field":

@@ -667,7 +667,7 @@ HEAD_RELATIONS = frozenset({"户主", "本人", "户主本人"})
 
 
 def _group_members(table: SheetTable, out: dict[str, list[Any]], per_row: list[list[Finding]]) -> None:
-    """A roster with one row per family member (``成员姓名`` / ``与户主关系`` columns): the head's
+    """A roster with one row per family member (``成员姓名`` and ``与户主关系`` columns): the head's
     own row is the household; every other member's row is grouped under it (rejected with
     ``member_row``, its ID number, a member's and not the head's, dropped and never quoted) and
     counted into the head's ``household_size`` when that is empty. Members whose head has no row of
@@ -676,6 +676,8 @@ def _group_members(table: SheetTable, out: dict[str, list[Any]], per_row: list[l
     relation = out["member_relation"]
     member = out.get("member_name", [None] * n)
     head = out["head_name"]
+    if all(m is None for m in member):
+        return  # no member's name on any row: one row per household, whatever 与户主关系 says
 
     def is_head(i: int) -> bool:  # the relation says so, or the member is the head by name
         if head[i] is None or member[i] == head[i]:
