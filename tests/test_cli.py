@@ -309,6 +309,17 @@ def test_the_summary_tells_tonight_from_all_nights_and_lists_what_was_written(tm
         assert person_id not in text
         assert phone not in text
     assert "补报_" in out  # shown, masked
+    # and in what the tasks passed each other (the UI's XCom tab): the ledger has the real path
+    import sqlite3
+
+    (airflow_db,) = (tmp_path / "airflow").rglob("airflow.db")
+    with sqlite3.connect(airflow_db) as db:
+        xcoms = [
+            json.dumps(json.loads(v), ensure_ascii=False) if isinstance(v, str | bytes) else str(v)
+            for (v,) in db.execute("SELECT value FROM xcom")
+        ]
+    assert any("补报_" in v for v in xcoms)
+    assert not [v for v in xcoms if person_id in v or phone in v]
 
 
 def test_the_summary_says_where_the_feedback_of_files_outside_the_department_folders_is(tmp_path, capsys):

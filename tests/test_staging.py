@@ -82,7 +82,7 @@ def test_only_valid_rows_reach_the_load_and_a_file_loads_once(eng):
     assert [(r.sheet, r.row_number) for r in valid] == [("困难户", 4)]
     assert valid[0].payload["head_id_number"] == ID
 
-    assert list(load.load_files(eng, [1])) == [load.LoadedFile(1, 1)]
+    assert list(load.load_files(eng, [1])) == [load.LoadedFile(1, 1, 0, "civil_affairs/a.xlsx")]
     assert list(load.load_files(eng, [1])) == []  # loaded: not again
     with eng.connect() as conn:
         record = conn.execute(sa.select(schema.source_record)).one()

@@ -252,7 +252,7 @@ def load(settings: Settings, items: list[FileItem], day: str | None = None) -> L
         summary["files_loaded"] += 1
         summary["rows_loaded"] += done.rows_loaded
         if settings.archive:
-            intake.archive(settings, validated[done.file_id]["file_name"], day or dt.date.today().isoformat())
+            intake.archive(settings, done.file_name, day or dt.date.today().isoformat())
     log.info("load: %d files, %d rows", summary["files_loaded"], summary["rows_loaded"])
     return summary
 
@@ -306,11 +306,15 @@ def write_exports(settings: Settings, as_of: dt.date, file_ids: list[int]) -> Ni
 def write_feedback(settings: Settings, as_of: dt.date, file_ids: list[int]) -> FeedbackWritten:
     """The clerks' feedback workbooks and the departments' opinions workbooks."""
     from rosterlink import export
+    from rosterlink.core.masking import mask_text
 
     eng = _engine(settings)
     feedback = export.write_feedback(eng, settings, file_ids)
     opinions = export.write_opinion_workbooks(eng, settings, as_of)
-    return FeedbackWritten(feedback=[str(p) for p in feedback], opinions=[str(p) for p in opinions])
+    # a feedback workbook is named after the clerk's file: the XCom carries the path masked
+    return FeedbackWritten(
+        feedback=[mask_text(str(p)) for p in feedback], opinions=[str(p) for p in opinions]
+    )
 
 
 def write_pairing_workbook(settings: Settings, as_of: dt.date) -> PairingWorkbookWritten:

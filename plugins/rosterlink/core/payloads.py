@@ -15,7 +15,7 @@ class ScannedFile(TypedDict):
 
     file_id: int
     department: str
-    file_name: str
+    file_name: str  # as a person may read it: ID numbers and phones masked (the ledger has the path)
 
 
 class FileItem(ScannedFile):

@@ -33,6 +33,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from rosterlink.core.findings import message
+from rosterlink.core.masking import mask_text
 from rosterlink.core.payloads import ScannedFile
 from rosterlink.core.settings import Settings
 from rosterlink.core.spec import DEPARTMENTS
@@ -226,7 +227,9 @@ def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[ScannedFile]:
                 if status == "pending":
                     todo.append(
                         ScannedFile(
-                            file_id=seen.file_id, department=item.department, file_name=item.file_name
+                            file_id=seen.file_id,
+                            department=item.department,
+                            file_name=mask_text(item.file_name),
                         )
                     )
                 continue
@@ -271,7 +274,9 @@ def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[ScannedFile]:
             log.info("ledger: file %s recorded as %s (file_id=%s)", item.file_name, row["status"], file_id)
             if row["status"] == "pending":
                 todo.append(
-                    ScannedFile(file_id=file_id, department=item.department, file_name=item.file_name)
+                    ScannedFile(
+                        file_id=file_id, department=item.department, file_name=mask_text(item.file_name)
+                    )
                 )
     todo.sort(key=lambda f: f["file_id"])
     return todo

@@ -40,12 +40,14 @@ def read_file(
 
     ``as_of``: the night's date (default: the machine's); a date after it is refused."""
     file_id = item["file_id"]
-    path = settings.intake_dir / item["file_name"]
-    if item["department"] == UNSORTED:
-        return _reject_misplaced(eng, settings, item)
-    with eng.connect() as conn:
+    with eng.connect() as conn:  # the path from the ledger: the item carries the name masked (XCom)
         f = schema.intake_file
-        recorded = conn.execute(sa.select(f.c.sha256).where(f.c.file_id == file_id)).scalar_one()
+        file_name, recorded = conn.execute(
+            sa.select(f.c.file_name, f.c.sha256).where(f.c.file_id == file_id)
+        ).one()
+    path = settings.intake_dir / file_name
+    if item["department"] == UNSORTED:
+        return _reject_misplaced(eng, settings, item, file_name)
     try:
         if not _same_bytes(path, recorded):
             raise FileRejected("file_changed_during_read", detail="sha256 before reading")
@@ -84,10 +86,10 @@ def _same_bytes(path: Path, recorded: str) -> bool:
         return False
 
 
-def _reject_misplaced(eng: sa.Engine, settings: Settings, item: ScannedFile) -> FileItem:
-    """A file outside the department folders: say which folder it belongs in, by its headers."""
+def _reject_misplaced(eng: sa.Engine, settings: Settings, item: ScannedFile, file_name: str) -> FileItem:
+    """A file outside the department folders (``file_name``, from the ledger): say which folder it
+    belongs in, by its headers."""
     cat = catalogue()
-    file_name = item["file_name"]
     folder = posixpath.dirname(file_name)
     place = f"{folder}/" if folder else "报送文件夹的最上层"
     text = None

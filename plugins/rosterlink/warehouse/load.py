@@ -57,6 +57,7 @@ class LoadedFile:
     file_id: int
     rows_loaded: int
     rows_already: int = 0
+    file_name: str = ""  # relative to the intake root, from the ledger (the archive moves it)
 
 
 _HASH_BATCH = 500
@@ -260,4 +261,4 @@ def load_files(
             conn.execute(
                 f.update().where(f.c.file_id == file_id).values(message=ledger_message(conn, file_id))
             )
-        yield LoadedFile(file_id, count, already)
+        yield LoadedFile(file_id, count, already, ledger.file_name)
