@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rosterlink.core import plain
 from rosterlink.core.paths import DATA_DIR, PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -316,13 +317,6 @@ def run_nightly(conf: dict, verbose: bool = False) -> NightOutcome:
     return NightOutcome(state, figures, tonight, [], tasks.where(cfg), log_path)
 
 
-def _counts(counts: dict[str, int] | None) -> str:
-    """``{'loaded': 7, 'rejected': 1}`` as a person reads it: ``8 (loaded 7, rejected 1)``."""
-    from rosterlink.core.plain import counts as plain
-
-    return plain(counts)
-
-
 def _rows(rows: Mapping[str, Any]) -> str:
     already = f"already recorded {rows['already']:,}, " if rows.get("already") else ""
     return f"read {rows['read']:,}, loaded {rows['loaded']:,}, {already}rejected {rows['rejected']:,}"
@@ -337,7 +331,7 @@ def print_summary(outcome: NightOutcome) -> None:
     print(f"\nrosterlink night: {outcome.state}")
     if outcome.tonight is not None:
         print("\ntonight:")
-        print(f"  files:                  {_counts(outcome.tonight['files'])}")
+        print(f"  files:                  {plain.counts(outcome.tonight['files'])}")
         print(f"  rows:                   {_rows(outcome.tonight['rows'])}")
         linked = outcome.tonight.get("linked") or {}
         if linked:
@@ -355,15 +349,15 @@ def print_summary(outcome: NightOutcome) -> None:
             print(f"  rows linked:            {parts}")
     if figures is not None:
         print("\nall nights (the warehouse as it stands):")
-        print(f"  files:                  {_counts(figures['files'])}")
+        print(f"  files:                  {plain.counts(figures['files'])}")
         print(f"  rows:                   {_rows(figures['rows'])}")
-        print(f"  households:             {_counts(figures['households'])}")
-        print(f"  active by category:     {_counts(figures['categories_active'])}")
-        print(f"  cadres (rank:status):   {_counts(figures['cadres'])}")
-        print(f"  key cases:              {_counts(figures['cases'])}")
-        print(f"  current pairs:          {_counts(figures['pairs_current'])}")
+        print(f"  households:             {plain.counts(figures['households'])}")
+        print(f"  active by category:     {plain.counts(figures['categories_active'])}")
+        print(f"  cadres (rank:status):   {plain.counts(figures['cadres'])}")
+        print(f"  key cases:              {plain.counts(figures['cases'])}")
+        print(f"  current pairs:          {plain.counts(figures['pairs_current'])}")
         pending = sum((figures.get("link_review") or {}).values())
-        print(f"  link review pending:    {_counts(figures.get('link_review'))}")
+        print(f"  link review pending:    {plain.counts(figures.get('link_review'))}")
         if pending:
             print(f"                          decide in {mask_text(where['review'])}/待核实.xlsx")
         fu = figures.get("followup") or {}

@@ -140,6 +140,20 @@ def review_queue(conn: sa.Connection) -> ReviewQueue:
     }
 
 
+def row_totals(conn: sa.Connection, run_id: str | None = None) -> RowTotals:
+    """Rows read / loaded / already recorded / rejected over the intake ledger: every file, or the
+    files one night (``run_id``) recorded."""
+    where = "WHERE run_id = :run_id" if run_id is not None else ""
+    read, loaded, already, rejected = conn.execute(
+        sa.text(
+            "SELECT COALESCE(SUM(rows_read),0), COALESCE(SUM(rows_loaded),0), COALESCE(SUM(rows_already),0),"
+            f" COALESCE(SUM(rows_rejected),0) FROM intake_file {where}"
+        ),
+        {"run_id": run_id} if run_id is not None else {},
+    ).one()
+    return {"read": int(read), "loaded": int(loaded), "already": int(already), "rejected": int(rejected)}
+
+
 def headline_figures(eng: sa.Engine) -> Headline:
     """The headline counts of the warehouse as it stands."""
     with eng.connect() as conn:
@@ -147,19 +161,11 @@ def headline_figures(eng: sa.Engine) -> Headline:
             name: {str(k): int(v) for k, v in conn.exec_driver_sql(sql).all()}
             for name, sql in GROUPED_COUNTS.items()
         }
-        read, loaded, already, rejected = conn.exec_driver_sql(
-            "SELECT COALESCE(SUM(rows_read),0), COALESCE(SUM(rows_loaded),0), COALESCE(SUM(rows_already),0),"
-            " COALESCE(SUM(rows_rejected),0) FROM intake_file"
-        ).one()
+        rows = row_totals(conn)
         review = review_queue(conn)
     return {
         "files": counts["files"],
-        "rows": {
-            "read": int(read),
-            "loaded": int(loaded),
-            "already": int(already),
-            "rejected": int(rejected),
-        },
+        "rows": rows,
         "households": counts["households"],
         "categories_active": counts["categories_active"],
         "cadres": counts["cadres"],

@@ -143,14 +143,7 @@ def tonight_figures(settings: Settings, run_id: str) -> dict:
                 sa.select(f.c.status, sa.func.count()).where(f.c.run_id == run_id).group_by(f.c.status)
             )
         }
-        read, loaded, already, rejected = conn.execute(
-            sa.select(
-                sa.func.coalesce(sa.func.sum(f.c.rows_read), 0),
-                sa.func.coalesce(sa.func.sum(f.c.rows_loaded), 0),
-                sa.func.coalesce(sa.func.sum(f.c.rows_already), 0),
-                sa.func.coalesce(sa.func.sum(f.c.rows_rejected), 0),
-            ).where(f.c.run_id == run_id)
-        ).one()
+        rows = figures.row_totals(conn, run_id)
         r = schema.source_row
         linked = {
             str(method or "id"): int(n)
@@ -163,12 +156,7 @@ def tonight_figures(settings: Settings, run_id: str) -> dict:
         }
     return {
         "files": by_status,
-        "rows": {
-            "read": int(read),
-            "loaded": int(loaded),
-            "already": int(already),
-            "rejected": int(rejected),
-        },
+        "rows": rows,
         "linked": linked,
     }
 
