@@ -9,12 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
+from typing import TypeVar
 
 import sqlalchemy as sa
 
 from rosterlink.core.paths import SQL_DIR
+
+_T = TypeVar("_T")
 
 
 def insert_many(conn: sa.Connection, table: sa.Table, rows: Iterable[dict], batch: int = 5000) -> int:
@@ -26,19 +29,30 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: Iterable[dict], batc
     must have them (columns left out take their server default, as with an INSERT). Values go
     through the columns' bind processors first, so what is stored equals what executemany stores.
     """
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is None:
+        return 0
+    names = list(first)
+    values = ([row[name] for name in names] for row in itertools.chain((first,), iterator))
+    return insert_rows(conn, table, names, values, batch)
+
+
+def insert_rows(
+    conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Iterable[Sequence], batch: int = 5000
+) -> int:
+    """:func:`insert_many` for rows given as values in the order of ``columns`` (no dictionary per
+    row): the same write path (COPY on PostgreSQL, executemany of tuples on SQLite) and the same
+    stored values."""
+    names = list(columns)
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-        return _copy_rows(conn, table, rows)
-    if conn.dialect.name == "sqlite":
-        return _executemany_rows(conn, table, rows, batch)
-    total, chunk = 0, []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= batch:
-            conn.execute(table.insert(), chunk)
-            total += len(chunk)
-            chunk = []
-    if chunk:
-        conn.execute(table.insert(), chunk)
+        return _copy_rows(conn, table, names, rows)
+    if conn.dialect.name == "sqlite" and not _has_python_defaults(table, names):
+        return _executemany_rows(conn, table, names, rows, batch)
+    # another driver, or columns left out that SQLAlchemy fills from Python: its own executemany
+    total = 0
+    for chunk in _batched(rows, batch):
+        conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in chunk])
         total += len(chunk)
     return total
 
@@ -49,42 +63,49 @@ def _has_python_defaults(table: sa.Table, given: list[str]) -> bool:
     return any(col.default is not None for col in table.columns if col.name not in given)
 
 
-def _executemany_rows(conn: sa.Connection, table: sa.Table, rows: Iterable[dict], batch: int) -> int:
+def _processed(rows: Iterable[Sequence], processors: list[tuple[int, Callable]]) -> Iterator[tuple]:
+    """Each row as a tuple, its values passed through the columns' bind ``processors``.
+
+    A value that is the very object the row before had in that column (the one stamp of a batch,
+    a flag, a repeated date) takes the value processed for it then: the processors are pure
+    functions of immutable values, so what is stored is the same."""
+    if not processors:
+        yield from (tuple(row) for row in rows)
+        return
+    last_in: list[object] = [_UNSEEN] * len(processors)
+    last_out: list[object] = [None] * len(processors)
+    for row in rows:
+        values = list(row)
+        for j, (i, process) in enumerate(processors):
+            value = values[i]
+            if value is last_in[j]:
+                values[i] = last_out[j]
+            else:
+                last_in[j] = value
+                values[i] = last_out[j] = process(value)
+        yield tuple(values)
+
+
+_UNSEEN = object()
+
+
+def _executemany_rows(
+    conn: sa.Connection, table: sa.Table, names: list[str], rows: Iterable[Sequence], batch: int
+) -> int:
     """SQLite: one compiled ``INSERT``, executemany of plain tuples at the driver level.
 
     The values go through the columns' bind processors, exactly as SQLAlchemy's own executemany
     would (dates and datetimes as ISO text, booleans as integers); what is stored is the same, without
     SQLAlchemy building a parameter dictionary per row (most of a large insert's time)."""
-    iterator = iter(rows)
-    first = next(iterator, None)
-    if first is None:
-        return 0
-    names = list(first)
-    if _has_python_defaults(table, names):  # let SQLAlchemy fill them, in batches
-        total = 0
-        for chunk in _batched(itertools.chain((first,), iterator), batch):
-            conn.execute(table.insert(), chunk)
-            total += len(chunk)
-        return total
-    processors = _processors(conn, table, names)
     quote = conn.dialect.identifier_preparer
     sql = (
         f"INSERT INTO {quote.format_table(table)} ({', '.join(quote.quote(n) for n in names)}) "
         f"VALUES ({', '.join('?' * len(names))})"
     )
     total = 0
-    for chunk in _batched(itertools.chain((first,), iterator), batch):
-        if processors:
-            params = []
-            for row in chunk:
-                values = [row[name] for name in names]
-                for i, process in processors:
-                    values[i] = process(values[i])
-                params.append(tuple(values))
-        else:
-            params = [tuple(row[name] for name in names) for row in chunk]
-        conn.exec_driver_sql(sql, params)
-        total += len(params)
+    for chunk in _batched(_processed(rows, _processors(conn, table, names)), batch):
+        conn.exec_driver_sql(sql, chunk)
+        total += len(chunk)
     return total
 
 
@@ -100,18 +121,13 @@ def _processors(conn: sa.Connection, table: sa.Table, names: list[str]) -> list[
     return out
 
 
-def _batched(rows: Iterable[dict], size: int) -> Iterable[list[dict]]:
+def _batched(rows: Iterable[_T], size: int) -> Iterator[list[_T]]:
     iterator = iter(rows)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
 
 
-def _copy_rows(conn: sa.Connection, table: sa.Table, rows: Iterable[dict]) -> int:
-    iterator = iter(rows)
-    first = next(iterator, None)
-    if first is None:
-        return 0
-    names = list(first)
+def _copy_rows(conn: sa.Connection, table: sa.Table, names: list[str], rows: Iterable[Sequence]) -> int:
     columns = [table.c[name] for name in names]
     processors = [(i, p) for i, col in enumerate(columns) if (p := col.type.bind_processor(conn.dialect))]
     quote = conn.dialect.identifier_preparer
@@ -120,13 +136,27 @@ def _copy_rows(conn: sa.Connection, table: sa.Table, rows: Iterable[dict]) -> in
     driver = conn.connection.driver_connection
     assert driver is not None  # a live connection (COPY runs inside the caller's transaction)
     with driver.cursor() as cursor, cursor.copy(sql) as copy:
-        for row in itertools.chain((first,), iterator):
-            values = [row[name] for name in names]
-            for i, process in processors:
-                values[i] = process(values[i])
+        for values in _processed(rows, processors):
             copy.write_row(values)
             total += 1
     return total
+
+
+def driver_rows(conn: sa.Connection, query: sa.Select) -> list[tuple]:
+    """The rows of ``query`` as the driver returns them (plain tuples, no SQLAlchemy row objects),
+    read inside ``conn``'s transaction. For columns whose values the driver gives as they are
+    (text, integers): a result processor (dates on SQLite ...) is not applied."""
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    args: Sequence | Mapping = (
+        tuple(params[name] for name in compiled.positiontup or ()) if compiled.positional else params
+    )
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(compiled), args)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def update_many(conn: sa.Connection, table: sa.Table, keys: list[str], rows: list[dict]) -> int:
@@ -148,7 +178,7 @@ def update_many(conn: sa.Connection, table: sa.Table, keys: list[str], rows: lis
         )
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote.format_table(temp)}")
         temp.create(conn)
-        _copy_rows(conn, temp, rows)
+        _copy_rows(conn, temp, names, ([r[n] for n in names] for r in rows))
         t, u = quote.format_table(table), quote.format_table(temp)
         sets = ", ".join(f"{quote.quote(n)} = u.{quote.quote(n)}" for n in values)
         on = " AND ".join(f"{t}.{quote.quote(k)} = u.{quote.quote(k)}" for k in keys)
@@ -164,14 +194,8 @@ def update_many(conn: sa.Connection, table: sa.Table, keys: list[str], rows: lis
             f"UPDATE {quote.format_table(table)} SET {', '.join(f'{quote.quote(n)} = ?' for n in values)} "
             f"WHERE {' AND '.join(f'{quote.quote(k)} = ?' for k in keys)}"
         )
-        for i in range(0, len(rows), 5000):
-            tuples: list[tuple] = []
-            for r in rows[i : i + 5000]:
-                row = [r[n] for n in order]
-                for j, process in processors:
-                    row[j] = process(row[j])
-                tuples.append(tuple(row))
-            conn.exec_driver_sql(sql, tuples)
+        for chunk in _batched(_processed(([r[n] for n in order] for r in rows), processors), 5000):
+            conn.exec_driver_sql(sql, chunk)
         return len(rows)
     stmt = (
         table.update()
