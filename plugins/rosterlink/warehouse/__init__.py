@@ -5,8 +5,8 @@ The names below are the warehouse's public surface, used by every stage as ``war
 ``warehouse.insert_many`` and so on.
 """
 
-from rosterlink.warehouse.bulk import insert_many, run_sql, sql_statements, update_many
-from rosterlink.warehouse.db import connect, create_views, display_url, dumps, engine, migrate, now
+from rosterlink.warehouse.bulk import insert_many, insert_rows, run_sql, sql_statements, update_many
+from rosterlink.warehouse.db import connect, create_views, display_url, dumps, engine, loads, migrate, now
 
 __all__ = [
     "connect",
@@ -15,6 +15,8 @@ __all__ = [
     "dumps",
     "engine",
     "insert_many",
+    "insert_rows",
+    "loads",
     "migrate",
     "now",
     "run_sql",

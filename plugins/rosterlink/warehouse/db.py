@@ -10,11 +10,12 @@ import contextlib
 import datetime as dt
 import fcntl
 import json
+import json.scanner
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -150,5 +151,45 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _one_shot_encoder() -> Callable[[object], str]:
+    """``_ENCODER.encode``, but with CPython's C encoder made once rather than per call (as
+    ``json.dumps`` and ``JSONEncoder.encode`` do: most of the time of a small value), without the
+    check for circular references (what is written here has none). ``_ENCODER.encode`` itself
+    where this Python has no C encoder, or it does not write what ``json.dumps`` writes."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _ENCODER.encode
+    sample = {"b": [1, 2.5, None, True, -0.0, float("nan")], "a": '中"\n\x00', "c": dt.date(2026, 1, 2)}
+    try:
+        iterencode = make(None, str, json.encoder.encode_basestring, None, ": ", ", ", True, False, True)
+        if "".join(iterencode(sample, 0)) != _ENCODER.encode(sample):
+            return _ENCODER.encode
+    except TypeError:  # another signature
+        return _ENCODER.encode
+    return lambda value: "".join(iterencode(value, 0))
+
+
+_encode = _one_shot_encoder()
+
+
 def dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    """JSON for a column: what ``json.dumps(value, ensure_ascii=False, sort_keys=True,
+    default=str)`` writes."""
+    return _encode(value)
+
+
+# what json.loads scans with (typeshed types the context argument wrongly)
+_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def loads(text: str) -> Any:
+    """A JSON column as :func:`dumps` wrote it, parsed: what ``json.loads`` returns (and raises),
+    without its look for whitespace around the value, which :func:`dumps` never writes."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:  # whitespace first, or not JSON: json.loads parses it or says why not
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
