@@ -23,6 +23,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,8 +32,8 @@ from rosterlink.core import pseudonym
 from rosterlink.core.findings import message
 from rosterlink.core.spec import RosterSpec, catalogue
 from rosterlink.warehouse import schema, staging
-from rosterlink.warehouse.bulk import insert_many
-from rosterlink.warehouse.db import dumps, now
+from rosterlink.warehouse.bulk import insert_many, insert_rows
+from rosterlink.warehouse.db import dumps, loads, now
 
 _EVENT_FIELD = {
     "hardship_adjustment": "adjustment_type",
@@ -69,23 +70,42 @@ def row_hash(roster: str, payload: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def staged_row_hash(roster: str, payload: str) -> str:
+    """:func:`row_hash` of a staged row from its payload's JSON text as staged, without parsing it.
+
+    The staging writes a payload with :func:`rosterlink.warehouse.db.dumps`: the very text
+    ``json.dumps([roster, payload], sort_keys=True, ensure_ascii=False, default=str)`` holds after
+    the roster (what such a text parses to is written back as the same text)."""
+    text = f"{_roster_json(roster)}{payload}]"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@lru_cache(maxsize=64)
+def _roster_json(roster: str) -> str:
+    return f"[{json.dumps(roster, ensure_ascii=False)}, "
+
+
 def _recorded(
     conn: sa.Connection, department: str, file_id: int, hashes: Iterable[str]
 ) -> dict[str, tuple[int, str, int]]:
     """Which of ``hashes`` a row of another file of ``department`` already loaded, each with the
     first such row (file_id, sheet, row_number)."""
     r = schema.source_record
+    query = (
+        sa.select(r.c.row_hash, r.c.file_id, r.c.sheet, r.c.row_number)
+        .where(
+            r.c.department == department,
+            r.c.row_hash.in_(sa.bindparam("hashes", expanding=True)),
+            r.c.file_id != file_id,
+        )
+        .order_by(r.c.record_id)
+    )
     wanted, found = sorted(set(hashes)), dict[str, tuple[int, str, int]]()
+    others = sa.select(r.c.record_id).where(r.c.department == department, r.c.file_id != file_id).limit(1)
+    if not wanted or conn.execute(others).first() is None:  # the department's first file
+        return found
     for i in range(0, len(wanted), _HASH_BATCH):
-        for row in conn.execute(
-            sa.select(r.c.row_hash, r.c.file_id, r.c.sheet, r.c.row_number)
-            .where(
-                r.c.department == department,
-                r.c.row_hash.in_(wanted[i : i + _HASH_BATCH]),
-                r.c.file_id != file_id,
-            )
-            .order_by(r.c.record_id)
-        ):
+        for row in conn.execute(query, {"hashes": wanted[i : i + _HASH_BATCH]}):
             found.setdefault(row.row_hash, (row.file_id, row.sheet, row.row_number))
     return found
 
@@ -136,6 +156,127 @@ def ledger_message(conn: sa.Connection, file_id: int) -> str:
     )
 
 
+_RECORD_COLUMNS = (
+    "file_id",
+    "sheet",
+    "row_number",
+    "department",
+    "roster",
+    "entity_kind",
+    "category",
+    "person_name",
+    "id_number",
+    "case_number",
+    "town",
+    "village",
+    "phone",
+    "event",
+    "event_date",
+    "attrs",
+    "loaded_at",
+)
+_CHILD_ID = "child_id_number"
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """How a roster's rows become ``source_record`` rows: the fields taken out of the payload into
+    columns, and the columns that are the roster's own."""
+
+    roster: str
+    entity_kind: str
+    category: str | None
+    name_field: str | None
+    id_field: str | None
+    event_field: str
+    date_field: str
+    taken: frozenset[str]  # fields not kept in ``attrs`` (their own columns, the child's ID number)
+    minors: tuple[str, ...]  # fields holding a child's data (blanked in the staging once loaded)
+
+    @classmethod
+    def of(cls, name: str, roster: RosterSpec) -> _Shape:
+        name_field, id_field = roster.person.get("name"), roster.person.get("id_number")
+        return cls(
+            roster=name,
+            entity_kind=roster.entity_kind,
+            category=roster.category,
+            name_field=name_field,
+            id_field=id_field,
+            event_field=_EVENT_FIELD.get(name, ""),
+            date_field=_DATE_FIELD.get(name, ""),
+            taken=frozenset({_CHILD_ID, *(f for f in (name_field, id_field, *_COLUMNS) if f)}),
+            minors=staging.minor_fields(name),
+        )
+
+    def values(
+        self, payload: dict[str, Any], pseudonym_key: bytes | None, date: Callable[[str], dt.date]
+    ) -> tuple:
+        """The row's values of the columns ``person_name`` to ``attrs`` (of :data:`_RECORD_COLUMNS`):
+        person, case, place and event columns taken out of the payload, the rest kept as ``attrs``
+        (JSON), a child's ID number replaced."""
+        get = payload.get
+        taken = self.taken
+        attrs = {k: v for k, v in payload.items() if v is not None and k not in taken}
+        child_id = get(_CHILD_ID)
+        if child_id:
+            if "child_birth_ym" not in taken:
+                attrs["child_birth_ym"] = f"{child_id[6:10]}-{child_id[10:12]}"
+            if pseudonym_key and "child_id_token" not in taken:
+                attrs["child_id_token"] = pseudonym.token(pseudonym_key, child_id)
+        event = "closed" if self.roster == "case_closure" else get(self.event_field)
+        when = get(self.date_field)
+        return (
+            get(self.name_field) if self.name_field else None,
+            get(self.id_field) if self.id_field else None,
+            get("case_number"),
+            get("town") or get("linked_town"),
+            get("village"),
+            get("phone"),
+            event,
+            date(when) if when else None,
+            dumps(attrs),
+        )
+
+
+_date = lru_cache(maxsize=4096)(dt.date.fromisoformat)  # a night's rows share a few hundred dates
+
+
+def _records(
+    ledger: sa.Row,
+    shapes: Mapping[str, _Shape],
+    staged: Iterable[tuple[str, int, str, str]],
+    hashes: Iterable[str],
+    new: Iterable[bool],
+    places: set[tuple[str, int]],
+    pseudonym_key: bytes | None,
+    minors: list[tuple[str, int, dict[str, Any]]],
+) -> Iterator[tuple]:
+    """The ``source_record`` rows (values of :data:`_RECORD_COLUMNS`, ``row_hash``, ``resent``) of a
+    file's valid ``staged`` rows that are ``new`` (not already recorded), each payload parsed once;
+    the rows that held a child's data, new or not, go to ``minors`` blanked, as they are reached."""
+    file_id, department = ledger.file_id, ledger.department
+    loaded_at = now()  # one stamp for the file's rows, written in one go
+    for (sheet, row_number, roster, text), h, is_new in zip(staged, hashes, new, strict=True):
+        shape = shapes[roster]
+        payload = loads(text)
+        if shape.minors and (blanked := staging.without_minors(roster, payload, shape.minors)):
+            minors.append((sheet, row_number, blanked))
+        if is_new:
+            yield (
+                file_id,
+                sheet,
+                row_number,
+                department,
+                roster,
+                shape.entity_kind,
+                shape.category,
+                *shape.values(payload, pseudonym_key, _date),
+                loaded_at,
+                h,
+                (sheet, row_number) in places,
+            )
+
+
 def to_record(
     file_id: int,
     department: str,
@@ -147,41 +288,19 @@ def to_record(
     of the payload, the rest kept as ``attrs`` (JSON), a child's ID number replaced.
 
     ``rosters``: the catalogue's rosters, looked up once by a caller converting many rows."""
-    roster = (rosters if rosters is not None else catalogue().rosters)[row.roster]
-    payload = row.payload
-    attrs = {k: v for k, v in payload.items() if v is not None}
-    name_field, id_field = roster.person.get("name"), roster.person.get("id_number")
-    event = payload.get(_EVENT_FIELD.get(row.roster, ""))
-    if row.roster == "case_closure":
-        event = "closed"
-    date = payload.get(_DATE_FIELD.get(row.roster, ""))
-    child_id = attrs.pop("child_id_number", None)
-    if child_id:
-        attrs["child_birth_ym"] = f"{child_id[6:10]}-{child_id[10:12]}"
-        if pseudonym_key:
-            attrs["child_id_token"] = pseudonym.token(pseudonym_key, child_id)
-    for taken in (name_field, id_field, *_COLUMNS):
-        if taken:
-            attrs.pop(taken, None)
-    return {
-        "file_id": file_id,
-        "sheet": row.sheet,
-        "row_number": row.row_number,
-        "department": department,
-        "roster": row.roster,
-        "entity_kind": roster.entity_kind,
-        "category": roster.category,
-        "person_name": payload.get(name_field) if name_field else None,
-        "id_number": payload.get(id_field) if id_field else None,
-        "case_number": payload.get("case_number"),
-        "town": payload.get("town") or payload.get("linked_town"),
-        "village": payload.get("village"),
-        "phone": payload.get("phone"),
-        "event": event,
-        "event_date": dt.date.fromisoformat(date) if date else None,
-        "attrs": dumps(attrs),
-        "loaded_at": now(),
-    }
+    shape = _Shape.of(row.roster, (rosters if rosters is not None else catalogue().rosters)[row.roster])
+    values = (
+        file_id,
+        row.sheet,
+        row.row_number,
+        department,
+        row.roster,
+        shape.entity_kind,
+        shape.category,
+        *shape.values(row.payload, pseudonym_key, dt.date.fromisoformat),
+        now(),
+    )
+    return dict(zip(_RECORD_COLUMNS, values, strict=True))
 
 
 def load_files(
@@ -198,22 +317,20 @@ def load_files(
     kill tests' failpoint ``load.mid``).
     """
     f, r = schema.intake_file, schema.source_record
+    shapes = {name: _Shape.of(name, spec) for name, spec in catalogue().rosters.items()}
     for file_id in sorted(file_ids):
         with eng.begin() as conn:
             ledger = conn.execute(sa.select(f).where(f.c.file_id == file_id)).one()
             if ledger.status != "pending":
                 continue
             conn.execute(r.delete().where(r.c.file_id == file_id))
-            rosters = catalogue().rosters
             conn.execute(schema.recorded_row.delete().where(schema.recorded_row.c.file_id == file_id))
-            # two passes over the staged rows (payloads parsed as reached, never all held at once):
-            # their fingerprints first, then the records
-            hashes = [
-                (row.sheet, row.row_number, row_hash(row.roster, row.payload))
-                for row in staging.valid_rows(conn, file_id)
-            ]
-            recorded = _recorded(conn, ledger.department, file_id, (h for _, _, h in hashes))
-            places = _earlier_places(conn, ledger) if hashes else set()
+            # the file's valid rows read once, as the staged text: fingerprinted as it is, and
+            # each payload parsed once, as its record is written
+            staged = staging.valid_payloads(conn, file_id)
+            hashes = [staged_row_hash(roster, payload) for _, _, roster, payload in staged]
+            recorded = _recorded(conn, ledger.department, file_id, hashes)
+            places = _earlier_places(conn, ledger) if staged else set()
             already = insert_many(
                 conn,
                 schema.recorded_row,
@@ -226,26 +343,17 @@ def load_files(
                         "earlier_sheet": recorded[h][1],
                         "earlier_row_number": recorded[h][2],
                     }
-                    for sheet, row_number, h in hashes
+                    for (sheet, row_number, _, _), h in zip(staged, hashes, strict=True)
                     if h in recorded
                 ),
             )
-            count = insert_many(
-                conn,
-                r,
-                (
-                    {
-                        **to_record(file_id, ledger.department, row, pseudonym_key, rosters),
-                        "row_hash": h,
-                        "resent": (row.sheet, row.row_number) in places,
-                    }
-                    for row, (_, _, h) in zip(staging.valid_rows(conn, file_id), hashes, strict=True)
-                    if h not in recorded
-                ),
-            )
+            minors: list[tuple[str, int, dict[str, Any]]] = []  # valid rows that held a child's data
+            new = (h not in recorded for h in hashes)
+            rows = _records(ledger, shapes, staged, hashes, new, places, pseudonym_key, minors)
+            count = insert_rows(conn, r, (*_RECORD_COLUMNS, "row_hash", "resent"), rows)
             # the staged copies of a child's data go in the same transaction: a night that fails
             # after this file is loaded leaves no child's ID number in the staging table
-            staging.forget_minors(conn, file_id)
+            staging.forget_minors(conn, file_id, valid=minors)
             if midway is not None:
                 midway()
             if ledger.rows_read != count + already + ledger.rows_rejected:

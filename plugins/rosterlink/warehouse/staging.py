@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from rosterlink.core.findings import Finding
 from rosterlink.core.spec import catalogue
 from rosterlink.core.tables import SheetTable
-from rosterlink.warehouse import schema
+from rosterlink.warehouse import bulk, schema
 from rosterlink.warehouse.bulk import insert_many, update_many
-from rosterlink.warehouse.db import dumps
+from rosterlink.warehouse.db import dumps, loads
 
 
 @dataclass
@@ -168,13 +168,20 @@ def mark_sheet(conn: sa.Connection, file_id: int, sheet: str, rejected_rows: Ite
 
 def valid_rows(conn: sa.Connection, file_id: int) -> Iterator[StagedRow]:
     """A file's valid staged rows, in sheet and row order (each payload parsed as it is reached)."""
+    return (StagedRow(s, n, r, loads(p)) for s, n, r, p in valid_payloads(conn, file_id))
+
+
+def valid_payloads(conn: sa.Connection, file_id: int) -> list[tuple[str, int, str, str]]:
+    """A file's valid staged rows as the driver reads them, ``(sheet, row_number, roster, payload)``
+    with the payload's JSON text as staged, in sheet and row order: the load stage's one read of
+    them (it parses each payload once, and fingerprints the text as it is)."""
     st = schema.staged_row
-    rows = conn.execute(
+    return bulk.driver_rows(
+        conn,
         sa.select(st.c.sheet, st.c.row_number, st.c.roster, st.c.payload)
         .where(st.c.file_id == file_id, st.c.state == "valid")
-        .order_by(st.c.sheet, st.c.row_number)
-    ).all()
-    return (StagedRow(r.sheet, r.row_number, r.roster, json.loads(r.payload)) for r in rows)
+        .order_by(st.c.sheet, st.c.row_number),
+    )
 
 
 def minor_fields(roster: str) -> tuple[str, ...]:
@@ -183,27 +190,43 @@ def minor_fields(roster: str) -> tuple[str, ...]:
     return tuple(f for f in cat.rosters[roster].fields if cat.fields[f].minor)
 
 
-def forget_minors(conn: sa.Connection, file_id: int) -> int:
+def without_minors(
+    roster: str, payload: dict[str, Any], minors: tuple[str, ...] | None = None
+) -> dict[str, Any] | None:
+    """``payload`` with a child's data (the roster's :func:`minor_fields`, or ``minors``) blanked;
+    None when it holds none."""
+    held = [f for f in (minor_fields(roster) if minors is None else minors) if payload.get(f) is not None]
+    return {**payload, **dict.fromkeys(held)} if held else None
+
+
+def forget_minors(
+    conn: sa.Connection, file_id: int, valid: Sequence[tuple[str, int, dict[str, Any]]] | None = None
+) -> int:
     """Blank a child's data (the ``minor`` fields) in every staged row of a file, valid or rejected:
     the load stage calls it in the file's transaction, so that no child's ID number stays in the
     staging table once the file is loaded, whatever happens to the rest of the night. Returns how
-    many rows were rewritten."""
+    many rows were rewritten.
+
+    ``valid``: the caller has read the file's valid rows already (the load stage) and gives those
+    that held a child's data, each ``(sheet, row_number, payload blanked)`` (:func:`without_minors`);
+    only the file's other rows are read here."""
     st = schema.staged_row
-    rosters = [r for r in catalogue().rosters if minor_fields(r)]
-    rows = conn.execute(
-        sa.select(st.c.file_id, st.c.sheet, st.c.row_number, st.c.roster, st.c.payload).where(
-            st.c.file_id == file_id, st.c.roster.in_(rosters or [""])
-        )
-    ).all()
-    changed = []
-    for row in rows:
-        payload = json.loads(row.payload)
-        minors = [f for f in minor_fields(row.roster) if payload.get(f) is not None]
-        if minors:
-            payload.update(dict.fromkeys(minors))
-            key = {"file_id": row.file_id, "sheet": row.sheet, "row_number": row.row_number}
-            changed.append({**key, "payload": dumps(payload)})
-    return update_many(conn, st, ["file_id", "sheet", "row_number"], changed)
+    minors = {r: fields for r in catalogue().rosters if (fields := minor_fields(r))}
+    query = sa.select(st.c.sheet, st.c.row_number, st.c.roster, st.c.payload).where(
+        st.c.file_id == file_id, st.c.roster.in_(sorted(minors) or [""])
+    )
+    if valid is not None:
+        query = query.where(st.c.state != "valid")
+    changed = [(sheet, number, blanked) for sheet, number, blanked in valid or ()]
+    for sheet, number, roster, payload in bulk.driver_rows(conn, query):
+        blanked = without_minors(roster, loads(payload), minors[roster])
+        if blanked is not None:
+            changed.append((sheet, number, blanked))
+    rows = [
+        {"file_id": file_id, "sheet": sheet, "row_number": number, "payload": dumps(blanked)}
+        for sheet, number, blanked in changed
+    ]
+    return update_many(conn, st, ["file_id", "sheet", "row_number"], rows)
 
 
 def clear_finished(conn: sa.Connection) -> int:
