@@ -63,7 +63,6 @@ class _Item(NamedTuple):
     probability: float | None
     evidence: str  # JSON
     signature: str | None  # signature_digest, for a rule's conflict
-    created_at: dt.datetime
 
 
 class Decided(NamedTuple):
@@ -102,9 +101,10 @@ class ReviewQueue:
             if x.decision == "different":
                 self.cannot[x.entity_kind][x.record_id_l].add(x.record_id_r)
                 self.cannot[x.entity_kind][x.record_id_r].add(x.record_id_l)
-        self.pairs: set[tuple[str, str, int, int]] = set(queued)
-        self.signatures: set[tuple[str, str, str]] = set()  # tonight's conflicts
+        self.pairs: set[tuple[str, str, int, int]] = set(queued)  # and tonight's, but a rule's conflicts
+        self.signatures: defaultdict[tuple[str, str], set[str]] = defaultdict(set)  # tonight's conflicts
         self.new: list[_Item] = []
+        self.stamp = now()  # when tonight's reviews were queued
 
     @classmethod
     def load(cls, conn: sa.Connection) -> ReviewQueue:
@@ -125,7 +125,8 @@ class ReviewQueue:
         return cls([Decided(*row) for row in decided], queued)
 
     def queued(self, kind: str) -> set[tuple[str, int, int]]:
-        """(reason, left, right) of every pair of ``kind`` already queued that holds a row of tonight."""
+        """(reason, left, right) of the pairs of ``kind`` already queued that hold a row of tonight
+        (a rule's conflicts queued tonight are kept single by their signatures instead)."""
         return {(reason, l_id, r_id) for k, reason, l_id, r_id in self.pairs if k == kind}
 
     def add(
@@ -144,12 +145,14 @@ class ReviewQueue:
         queued tonight (one queued on an earlier night is dropped by :meth:`settle`)."""
         if (kind.kind, reason, l_id, r_id) in self.pairs:
             return False
-        digest = None if signature is None else signature_digest(signature)
-        if digest is not None and (kind.kind, reason, digest) in self.signatures:
-            return False
-        self.pairs.add((kind.kind, reason, l_id, r_id))
-        if digest is not None:
-            self.signatures.add((kind.kind, reason, digest))
+        digest = None
+        if signature is None:
+            self.pairs.add((kind.kind, reason, l_id, r_id))
+        else:  # a pair makes one signature: the signatures alone keep tonight's conflicts single
+            digest = signature_digest(signature)
+            if digest in self.signatures[kind.kind, reason]:
+                return False
+            self.signatures[kind.kind, reason].add(digest)
         ev = dict(evidence or {})
         if signature is not None:
             ev["signature"] = signature
@@ -163,7 +166,6 @@ class ReviewQueue:
                 None if probability is None else round(float(probability), 6),
                 dumps(ev),
                 digest,
-                now(),
             )
         )
         return True
@@ -207,7 +209,7 @@ class ReviewQueue:
                 "evidence": x.evidence,
                 "signature": x.signature,
                 "status": "pending",
-                "created_at": x.created_at,
+                "created_at": self.stamp,
             }
 
 
