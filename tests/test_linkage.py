@@ -165,6 +165,141 @@ def test_conflicts_are_queued_once_not_every_night(db):
     assert [r for _, r in reviews(db)] == ["id_name_conflict"]
 
 
+def test_namesakes_in_one_village_are_asked_once_per_id_and_decisions_hold_across_nights(db):
+    """Three households named 王伟 in one village under three ID numbers: two questions (each ID
+    against the first: as few as settle the group), never asked again when the roster comes back;
+    a fourth ID adds one; a reviewer's "same" merges and "different" keeps apart on the next night."""
+    roster = [hh("hardship", n, "王伟", "hardship") for n in (4, 5, 6)]
+    db.file("civil_affairs", roster)
+    summary = link.link(db.eng)
+    assert len(households(db)) == 3
+    asked = "SELECT review_id, reason, entity_key_l, entity_key_r FROM link_review ORDER BY review_id"
+    conflict = "name_village_id_conflict"
+    assert db.q(asked) == [(1, conflict, "H000001", "H000002"), (2, conflict, "H000001", "H000003")]
+    assert summary["reviews_queued"] == summary["household"][f"review_{conflict}"] == 2
+    with db.eng.begin() as conn:
+        review.decide(conn, 1, "same", "民政局 李科长")
+        review.decide(conn, 2, "different", "民政局 李科长")
+    for night in (2, 3):  # the roster sent again, with a fourth 王伟; then again
+        db.file("civil_affairs", [*roster, hh("hardship", 7, "王伟", "hardship")])
+        summary = link.link(db.eng)
+        if night == 2:
+            assert summary["decisions_applied"] == [
+                {"review_id": 1, "outcome": "merged H000002 into H000001"},
+                {"review_id": 2, "outcome": "kept_apart"},
+            ]
+            assert summary["reviews_queued"] == summary["household"][f"review_{conflict}"] == 1
+        else:
+            assert summary["decisions_applied"] == []
+            assert summary["reviews_queued"] == 0
+            assert f"review_{conflict}" not in summary["household"]
+        assert [k for k, *_ in households(db)] == ["H000001", "H000003", "H000004"]
+        assert db.q(asked)[2:] == [(3, conflict, "H000001", "H000004")]
+    pairs = db.q("SELECT entity_kind, reason, record_id_l, record_id_r FROM link_review")
+    assert len(set(pairs)) == len(pairs) == 3
+
+
+def test_a_large_review_queue_is_not_held_in_memory_by_the_link_stage(db):
+    """A queue grows every night (262,500 items from one roster of namesakes): the link stage reads
+    what tonight needs of it (decisions, pairs holding tonight's rows), not every item with its
+    evidence. 20,000 waiting items hold 20 MB of evidence and records; a night adding one row
+    allocates a fraction of that."""
+    import tracemalloc
+
+    from rosterlink.warehouse import dumps, insert_many, now, schema
+
+    db.file("civil_affairs", [hh("hardship", 4, "王伟", "hardship")])
+    db.file("organization", [hh("old_member", 5, "王伟", "old_member")])
+    link.link(db.eng)
+    evidence = dumps(
+        {f: {"label": "姓名同音，村名相同", "level": "exact", "weight": 3.2} for f in "abcdefghijkl"}
+    )
+    shown = dumps({"name": "王伟", "file": "民政局/特困家庭花名册（2026年11月）.xlsx", "village": "东庄村"})
+    with db.eng.begin() as conn:
+        n = insert_many(
+            conn,
+            schema.link_review,
+            (
+                {
+                    "entity_kind": "household",
+                    "reason": "model_uncertain",
+                    "record_id_l": 1,
+                    "record_id_r": 1_000_000 + i,  # rows of earlier nights
+                    "entity_key_l": "H000001",
+                    "entity_key_r": None,
+                    "display_l": shown,
+                    "display_r": shown,
+                    "match_weight": 0.1,
+                    "match_probability": 0.5,
+                    "evidence": evidence,
+                    "status": "pending",
+                    "created_at": now(),
+                }
+                for i in range(20_000)
+            ),
+        )
+    queue_bytes = n * len((evidence + shown + shown).encode())
+    assert queue_bytes > 20 * 2**20
+    db.file("civil_affairs", [hh("hardship", 6, "王伟", "hardship")])
+    tracemalloc.start()
+    try:
+        summary = link.link(db.eng)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert summary["reviews_queued"] == 1
+    assert peak < queue_bytes / 10, f"the link stage peaked at {peak / 2**20:.1f} MB"
+
+
+def _conflicts_queued_before_migration_0008_keep_their_signature(url: str) -> None:
+    """Reviews queued before the ``signature`` column (only in their evidence) get, from migration
+    0008, the signature the link stage gives: the same conflicts are still never queued again."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from rosterlink import warehouse
+    from rosterlink.core.paths import SQL_DIR
+    from rosterlink.link.state import load_night
+
+    db = Loader(url)
+    db.file("civil_affairs", [hh("hardship", n, "王伟", "hardship") for n in (4, 5)])
+    db.file("organization", [hh("old_member", 4, "王卫", "old_member")])  # ID 4 under another name
+    link.link(db.eng)
+    queued = "SELECT review_id, reason, signature, evidence FROM link_review ORDER BY review_id"
+    before = db.q(queued)
+    assert [(r, bool(sig)) for _, r, sig, _ in before] == [
+        ("id_name_conflict", True),
+        ("name_village_id_conflict", True),
+    ]
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SQL_DIR / "migrations"))
+    with db.eng.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0007")
+    assert "signature" not in {c["name"] for c in sa.inspect(db.eng).get_columns("link_review")}
+    warehouse.migrate(db.eng)
+    assert db.q(queued) == before
+    with db.eng.begin() as conn:
+        night = load_night(conn, load_config())
+        kind = night.kinds["household"]
+        for _, reason, _, evidence in before:  # the same conflicts, about other rows
+            assert night.reviews.add(kind, reason, 2, 3, signature=json.loads(evidence)["signature"])
+        night.reviews.add(kind, "name_village_id_conflict", 1, 3, signature=["another pair of IDs"])
+        night.reviews.settle(conn, night.kinds)
+        assert [(x.left, x.right) for x in night.reviews.new] == [(1, 3)]
+        assert dict(kind.stats) == {"review_name_village_id_conflict": 1}
+
+
+def test_conflicts_queued_before_migration_0008_keep_their_signature_on_sqlite(sqlite_url):
+    _conflicts_queued_before_migration_0008_keep_their_signature(sqlite_url)
+
+
+@pytest.mark.postgres
+def test_conflicts_queued_before_migration_0008_keep_their_signature_on_postgresql(pg_url):
+    _conflicts_queued_before_migration_0008_keep_their_signature(pg_url)
+
+
 # --- clustering that resists chaining --------------------------------------------------------------
 def test_one_bridge_row_does_not_chain_two_households_together(db):
     # household A: a head with an ID and her ID-less guardian record; household B: the same name in

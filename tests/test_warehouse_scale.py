@@ -525,7 +525,7 @@ INDEXES = {
     "source_record": {"ix_source_record_roster_event", "ix_source_record_kind_key"},
     "staged_row": {"ix_staged_row_file_state"},
     "pairing": {"ix_pairing_current_target", "ix_pairing_valid_from", "ix_pairing_valid_to"},
-    "link_review": {"ix_link_review_status"},
+    "link_review": {"ix_link_review_status", "ix_link_review_signature"},
     "intake_file": {"ix_intake_file_run_id", "ix_intake_file_status"},
 }
 

@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import re
 
-_ID18 = re.compile(r"(?<![0-9])([1-9][0-9]{5})([0-9]{8})([0-9]{3}[0-9Xx])(?![0-9])")
-_ID15 = re.compile(r"(?<![0-9])([1-9][0-9]{5})([0-9]{6})([0-9]{3})(?![0-9])")
-_PHONE = re.compile(r"(?<![0-9])(1[3-9][0-9])([0-9]{4})([0-9]{4})(?![0-9])")
-# every pattern above needs a run of at least 11 ASCII digits (a phone; an ID holds 15 or 17): text
+# A digit is an ASCII digit or its full-width form (０-９, what Chinese input methods type and what
+# NFKC folds to 0-9); the check character X likewise (Ｘ, ｘ). A run mixing both is one number.
+_D = "0-9\uff10-\uff19"
+_X = "Xx\uff38\uff58"
+_ID18 = re.compile(
+    rf"(?<![{_D}])([1-9\uff11-\uff19][{_D}]{{5}})([{_D}]{{8}})([{_D}]{{3}}[{_D}{_X}])(?![{_D}])"
+)
+_ID15 = re.compile(rf"(?<![{_D}])([1-9\uff11-\uff19][{_D}]{{5}})([{_D}]{{6}})([{_D}]{{3}})(?![{_D}])")
+_PHONE = re.compile(rf"(?<![{_D}])([1\uff11][3-9\uff13-\uff19][{_D}])([{_D}]{{4}})([{_D}]{{4}})(?![{_D}])")
+# every pattern above needs a run of at least 11 digits (a phone; an ID holds 15 or 17): text
 # without one cannot hold anything to mask (masking only puts in "*", it never makes a longer run)
-_DIGIT_RUN = re.compile(r"[0-9]{11}")
+_DIGIT_RUN = re.compile(rf"[{_D}]{{11}}")
 
 
 def mask_id(value: object) -> str:
@@ -44,7 +50,9 @@ def mask_phone(value: object) -> str:
 
 
 def mask_text(text: object) -> str:
-    """Mask every ID-shaped or phone-shaped number inside free text (messages, exceptions)."""
+    """Mask every ID-shaped or phone-shaped number inside free text (messages, exceptions, file
+    and sheet names), in ASCII or full-width digits (``３７０４０６…``, ``１３８…``: masked as their
+    NFKC forms would be, the characters shown kept as typed)."""
     if text is None:
         return ""
     s = str(text)

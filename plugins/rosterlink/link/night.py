@@ -112,6 +112,7 @@ def link(
         link_households(conn, night)
         link_cadres(night)
         link_cases(conn, night)
+        night.reviews.settle(conn, night.kinds)
         writing = time.perf_counter()
         store.write(conn, night)
         log.info("link: written: entities and lineage in %.1f s", time.perf_counter() - writing)

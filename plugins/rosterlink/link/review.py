@@ -13,9 +13,11 @@ clerk may see it (:func:`display`, masked; :func:`evidence_text`). The review wo
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
@@ -34,6 +36,7 @@ REVIEW_REASONS = {
     "name_village_id_conflict": "同名同村，身份证号不同",
 }
 DECISIONS = ("same", "different")
+_IN_CHUNK = 500  # values per IN (...) list: well under SQLite's limit on bound parameters
 
 
 class ReviewError(Exception):
@@ -41,35 +44,89 @@ class ReviewError(Exception):
 
 
 # --- tonight's queue -------------------------------------------------------------------------------
-class ReviewQueue:
-    """Every review ever queued (to queue nothing twice), the pairs reviewers kept apart, and
-    tonight's new reviews (inserted when the night is written)."""
+def signature_digest(signature: Sequence[object]) -> str:
+    """The ``signature`` column of a conflict: a digest of its signature (the JSON list the rule
+    made, also kept in the evidence). Migration 0008 fills it the same way for older reviews."""
+    text = json.dumps(list(signature), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
-    def __init__(self, rows: Sequence[sa.Row]) -> None:
-        self.rows = rows
-        self.pairs = {(x.entity_kind, x.reason, x.record_id_l, x.record_id_r) for x in rows}
-        self.signatures: set[tuple] = set()
+
+class _Item(NamedTuple):
+    """A review queued tonight, as compact as the night can hold it (the rows to insert, with the
+    two records as shown to people, are made only as they are written)."""
+
+    kind: str
+    reason: str
+    left: int
+    right: int
+    weight: float | None
+    probability: float | None
+    evidence: str  # JSON
+    signature: str | None  # signature_digest, for a rule's conflict
+
+
+class Decided(NamedTuple):
+    """A reviewer's decision as the link stage reads it (``link_review`` columns)."""
+
+    review_id: int
+    entity_kind: str
+    record_id_l: int
+    record_id_r: int
+    decision: str
+    decided_by: str | None
+    decided_at: dt.datetime | None
+    match_probability: float | None
+    applied_at: dt.datetime | None
+
+
+class ReviewQueue:
+    """What one night needs of the review queue, never the whole of it (a queue of 260,000 items
+    grows every night): the decisions not yet applied (:attr:`todo`), the pairs reviewers kept
+    apart (:attr:`cannot`), the pairs already queued that hold one of tonight's rows (every new
+    review holds one: a pair is never queued twice); and tonight's new reviews (:attr:`new`,
+    inserted when the night is written). A conflict with the signature of one an earlier night
+    queued is dropped by :meth:`settle`, which looks tonight's signatures up in the warehouse (an
+    index) rather than holding every signature ever queued."""
+
+    def __init__(
+        self, decided: Iterable[Decided] = (), queued: Iterable[tuple[str, str, int, int]] = ()
+    ) -> None:
+        decided = list(decided)
+        self.todo = sorted(
+            (x for x in decided if x.applied_at is None),
+            key=lambda x: (x.decided_at or dt.datetime.min, x.review_id),
+        )
         self.cannot: defaultdict[str, defaultdict[int, set[int]]] = defaultdict(lambda: defaultdict(set))
-        for x in rows:
-            sig = json.loads(x.evidence or "{}").get("signature")
-            if sig:
-                self.signatures.add((x.entity_kind, x.reason, *sig))
+        for x in decided:
             if x.decision == "different":
                 self.cannot[x.entity_kind][x.record_id_l].add(x.record_id_r)
                 self.cannot[x.entity_kind][x.record_id_r].add(x.record_id_l)
-        self.new: list[dict] = []
+        self.pairs: set[tuple[str, str, int, int]] = set(queued)  # and tonight's, but a rule's conflicts
+        self.signatures: defaultdict[tuple[str, str], set[str]] = defaultdict(set)  # tonight's conflicts
+        self.new: list[_Item] = []
+        self.stamp = now()  # when tonight's reviews were queued
 
     @classmethod
     def load(cls, conn: sa.Connection) -> ReviewQueue:
-        """Every review, without the two records as shown to people (the bulk of a large queue,
-        needed only by the workbook and the CLI)."""
-        lr = schema.link_review
-        return cls(
-            conn.execute(sa.select(*(c for c in lr.c if c.name not in ("display_l", "display_r")))).all()
+        """The decided reviews (people's decisions: a few a night) and the queued pairs that hold a
+        row not linked yet, with the columns they need (never the evidence, nor the two records as
+        shown to people)."""
+        lr, r = schema.link_review, schema.source_record
+        decided = conn.execute(
+            sa.select(*(lr.c[name] for name in Decided._fields)).where(lr.c.status == "decided")
         )
+        pair = (lr.c.entity_kind, lr.c.reason, lr.c.record_id_l, lr.c.record_id_r)
+        queued: set[tuple[str, str, int, int]] = set()
+        for side in (lr.c.record_id_l, lr.c.record_id_r):
+            rows = conn.execute(
+                sa.select(*pair).join(r, r.c.record_id == side).where(r.c.entity_key.is_(None))
+            )
+            queued.update((k, reason, left, right) for k, reason, left, right in rows)
+        return cls([Decided(*row) for row in decided], queued)
 
     def queued(self, kind: str) -> set[tuple[str, int, int]]:
-        """(reason, left, right) of every pair of ``kind`` already queued."""
+        """(reason, left, right) of the pairs of ``kind`` already queued that hold a row of tonight
+        (a rule's conflicts queued tonight are kept single by their signatures instead)."""
         return {(reason, l_id, r_id) for k, reason, l_id, r_id in self.pairs if k == kind}
 
     def add(
@@ -84,36 +141,76 @@ class ReviewQueue:
         evidence: Mapping[str, object] | None = None,
         signature: list | None = None,
     ) -> bool:
-        """Queue a pair unless it (or a conflict with the same signature) was queued before."""
+        """Queue a pair unless it was queued before, or a conflict with the same signature was
+        queued tonight (one queued on an earlier night is dropped by :meth:`settle`)."""
         if (kind.kind, reason, l_id, r_id) in self.pairs:
             return False
-        if signature is not None and (kind.kind, reason, *signature) in self.signatures:
-            return False
-        self.pairs.add((kind.kind, reason, l_id, r_id))
-        if signature is not None:
-            self.signatures.add((kind.kind, reason, *signature))
+        digest = None
+        if signature is None:
+            self.pairs.add((kind.kind, reason, l_id, r_id))
+        else:  # a pair makes one signature: the signatures alone keep tonight's conflicts single
+            digest = signature_digest(signature)
+            if digest in self.signatures[kind.kind, reason]:
+                return False
+            self.signatures[kind.kind, reason].add(digest)
         ev = dict(evidence or {})
         if signature is not None:
             ev["signature"] = signature
         self.new.append(
-            {
-                "entity_kind": kind.kind,
-                "reason": reason,
-                "record_id_l": l_id,
-                "record_id_r": r_id,
-                "entity_key_l": kind.key_of(l_id),
-                "entity_key_r": kind.key_of(r_id),
-                "display_l": None,
-                "display_r": None,  # filled when written
-                "match_weight": None if weight is None else round(float(weight), 3),
-                "match_probability": None if probability is None else round(float(probability), 6),
-                "evidence": dumps(ev),
-                "status": "pending",
-                "created_at": now(),
-            }
+            _Item(
+                kind.kind,
+                reason,
+                l_id,
+                r_id,
+                None if weight is None else round(float(weight), 3),
+                None if probability is None else round(float(probability), 6),
+                dumps(ev),
+                digest,
+            )
         )
-        kind.stats[f"review_{reason}"] += 1
         return True
+
+    def settle(self, conn: sa.Connection, kinds: Mapping[str, Kind]) -> None:
+        """Drop tonight's conflicts whose signature an earlier night queued (looked up by tonight's
+        signatures, 500 at a time), and count tonight's reviews by reason in each kind's figures."""
+        lr = schema.link_review
+        digests = sorted({x.signature for x in self.new if x.signature is not None})
+        earlier: set[tuple[str, str, str]] = set()
+        for i in range(0, len(digests), _IN_CHUNK):
+            earlier.update(
+                (k, reason, digest)
+                for k, reason, digest in conn.execute(
+                    sa.select(lr.c.entity_kind, lr.c.reason, lr.c.signature).where(
+                        lr.c.signature.in_(digests[i : i + _IN_CHUNK])
+                    )
+                )
+            )
+        if earlier:
+            self.new = [x for x in self.new if (x.kind, x.reason, x.signature) not in earlier]
+        for x in self.new:
+            kinds[x.kind].stats[f"review_{x.reason}"] += 1
+
+    def rows(self, kinds: Mapping[str, Kind], file_names: Mapping[int, str]) -> Iterator[dict]:
+        """Tonight's reviews as ``link_review`` rows, each made as it is written: both records as
+        a clerk may see them (:func:`display`) and the keys they have at the end of the night."""
+        for x in self.new:
+            kind = kinds[x.kind]
+            yield {
+                "entity_kind": x.kind,
+                "reason": x.reason,
+                "record_id_l": x.left,
+                "record_id_r": x.right,
+                "entity_key_l": kind.key_of(x.left),
+                "entity_key_r": kind.key_of(x.right),
+                "display_l": dumps(display(kind.recs[x.left], file_names)),
+                "display_r": dumps(display(kind.recs[x.right], file_names)),
+                "match_weight": x.weight,
+                "match_probability": x.probability,
+                "evidence": x.evidence,
+                "signature": x.signature,
+                "status": "pending",
+                "created_at": self.stamp,
+            }
 
 
 def display(rec: Record, file_names: Mapping[int, str]) -> dict:
@@ -262,19 +359,15 @@ def listed_reviews(
 
 def apply_decisions(kinds: Mapping[str, Kind], queue: ReviewQueue) -> list[dict]:
     """Apply every decision taken since the last night, oldest first; returns their outcomes."""
-    todo = sorted(
-        (x for x in queue.rows if x.status == "decided" and x.applied_at is None),
-        key=lambda x: (x.decided_at or dt.datetime.min, x.review_id),
-    )
     applied = []
-    for x in todo:
+    for x in queue.todo:
         kind = kinds.get(x.entity_kind)
         outcome = _apply(kind, x) if kind else "unknown_kind"
         applied.append({"review_id": x.review_id, "outcome": outcome})
     return applied
 
 
-def _apply(kind: Kind, x: sa.Row) -> str:
+def _apply(kind: Kind, x: Decided) -> str:
     kl, kr = kind.key_of(x.record_id_l), kind.key_of(x.record_id_r)
     if kl is None or kr is None:
         return "record_gone"

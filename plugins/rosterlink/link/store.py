@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from rosterlink.core.findings import message
 from rosterlink.core.spec import catalogue
 from rosterlink.link.records import Kind, Record
-from rosterlink.link.review import display, record_applied
+from rosterlink.link.review import record_applied
 from rosterlink.link.state import Night
-from rosterlink.warehouse import dumps, insert_many, now, schema, update_many
+from rosterlink.warehouse import insert_many, now, schema, update_many
 
 _IN_CHUNK = 500  # keys per IN (...) list: well under SQLite's limit on bound parameters
 _UNKNOWN_REASON = {"household": "household_unknown", "cadre": "cadre_unknown", "case": "case_unknown"}
@@ -97,14 +97,8 @@ def write(conn: sa.Connection, night: Night) -> None:
         reject_orphans(conn, kind.orphaned)
         if kind.merges:
             insert_many(conn, schema.household_merge, kind.merges)
-        for item in night.reviews.new:
-            if item["entity_kind"] == kind.kind and item["display_l"] is None:
-                item["display_l"] = dumps(display(kind.recs[item["record_id_l"]], file_names))
-                item["display_r"] = dumps(display(kind.recs[item["record_id_r"]], file_names))
-                item["entity_key_l"] = kind.key_of(item["record_id_l"])
-                item["entity_key_r"] = kind.key_of(item["record_id_r"])
-    if night.reviews.new:
-        insert_many(conn, schema.link_review, night.reviews.new)
+    # tonight's reviews, each row (with both records as shown to people) made as it is written
+    insert_many(conn, schema.link_review, night.reviews.rows(night.kinds, file_names))
     write_households(conn, night.kinds["household"])
     write_cadres(conn, night.kinds["cadre"])
     # cases

@@ -265,6 +265,9 @@ link_review = sa.Table(
     sa.Column("match_weight", sa.Float),
     sa.Column("match_probability", sa.Float),
     sa.Column("evidence", sa.Text, nullable=False),
+    # a rule's conflict (one ID under two names, one name and village under two IDs): a digest of
+    # what makes it the same conflict on another night (migration 0008), indexed: never queued twice
+    sa.Column("signature", sa.String(32), index=True),
     sa.Column("status", sa.String(16), nullable=False),  # pending | decided
     sa.Column("decision", sa.String(16)),  # same | different
     sa.Column("decided_by", sa.String(128)),
