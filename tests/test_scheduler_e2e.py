@@ -84,4 +84,4 @@ def test_night_under_the_real_scheduler_with_local_executor(tmp_path: Path):
     check_night_against_truth(warehouse_url, truth)
     assert q(warehouse_url, "SELECT COUNT(*) FROM intake_file") == [(len(files),)]
     assert q(warehouse_url, f"SELECT status FROM night_run WHERE run_id = '{run_id}'") == [("success",)]
-    assert (exports / "结对名单_20261125.xlsx").is_file()
+    assert (exports / "结对汇总_20261125.xlsx").is_file()

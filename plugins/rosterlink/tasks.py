@@ -166,12 +166,21 @@ WRITTEN_LISTED = 10  # files of one kind listed by name in the night's result (t
 
 def written_tonight(settings: Settings, exports: dict, documented: dict | None) -> list[list[str]]:
     """The files this night wrote, as [what, path] (lists: they travel through XCom): the pairing
-    workbook, the change log, the departments' opinions, the clerks' feedback, the night's Data
-    Docs and the link review queue."""
+    summary, the town workbooks' folder (how many were rewritten tonight), the change log, the
+    departments' opinions, the clerks' feedback, the night's Data Docs and the link review queue."""
     written: list[list[str]] = []
-    for label, key in (("pairing workbook", "pairing"), ("change log", "change_log")):
-        if exports.get(key):
-            written.append([label, str(exports[key])])
+    if exports.get("pairing"):
+        written.append(["pairing summary", str(exports["pairing"])])
+    if exports.get("town_folder"):
+        written.append(
+            [
+                "town workbooks",
+                f"{exports['town_folder']}/ ({exports.get('towns_written', 0):,} of "
+                f"{exports.get('towns_total', 0):,} rewritten tonight)",
+            ]
+        )
+    if exports.get("change_log"):
+        written.append(["change log", str(exports["change_log"])])
     for label, key in (("opinions", "opinions"), ("clerk feedback", "feedback")):
         paths = [str(path) for path in exports.get(key) or []]
         written += [[label, path] for path in paths[:WRITTEN_LISTED]]
@@ -306,10 +315,16 @@ def write_feedback(settings: Settings, as_of: dt.date, file_ids: list[int]) -> F
 
 
 def write_pairing_workbook(settings: Settings, as_of: dt.date) -> PairingWorkbookWritten:
+    """The town workbooks and the district's summary workbook."""
     from rosterlink import export
+    from rosterlink.export import town_books
 
+    summary, towns = export.write_pairing_workbooks(_engine(settings), settings, as_of)
     return PairingWorkbookWritten(
-        pairing=str(export.write_pairing_workbook(_engine(settings), settings, as_of))
+        pairing=str(summary),
+        town_folder=str(town_books.folder(settings)),
+        towns_written=len(towns.written),
+        towns_total=len(towns.books),
     )
 
 

@@ -45,7 +45,13 @@ class FeedbackWritten(TypedDict):
 
 
 class PairingWorkbookWritten(TypedDict):
+    """The pairing workbooks written tonight: the summary, and the folder of the town workbooks with
+    how many of them were rewritten tonight out of how many there are."""
+
     pairing: str
+    town_folder: str
+    towns_written: int
+    towns_total: int
 
 
 class ChangeLogWritten(TypedDict):

@@ -4,6 +4,7 @@ their cadre and their target (household or key case) joined."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
@@ -48,13 +49,31 @@ class Pair:
 _FIELDS = tuple(f.name for f in fields(Pair))
 
 
-def read_pairs(conn: sa.Connection, as_of: dt.date, *, current: bool, changed: bool) -> list[Pair]:
-    """Pairs current on ``as_of`` and/or made or ended on ``as_of``, with cadre and target joined."""
+def in_towns(column: sa.ColumnElement, towns: Collection[str | None] | None) -> sa.ColumnElement[bool]:
+    """``column`` is one of ``towns`` (None among them: a row without a town); every row for None."""
+    if towns is None:
+        return sa.true()
+    named = sorted(t for t in towns if t is not None)
+    either = ([column.in_(named)] if named else []) + ([column.is_(None)] if None in towns else [])
+    return sa.or_(*either) if either else sa.false()
+
+
+def read_pairs(
+    conn: sa.Connection,
+    as_of: dt.date,
+    *,
+    current: bool,
+    changed: bool,
+    towns: Collection[str | None] | None = None,
+) -> list[Pair]:
+    """Pairs current on ``as_of`` and/or made or ended on ``as_of``, with cadre and target joined
+    (``towns``: only those whose household or case is in one of them)."""
     p, c, h, k = schema.pairing, schema.cadre, schema.household, schema.petition_case
     is_current = sa.and_(p.c.valid_from <= as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
     is_changed = sa.or_(p.c.valid_from == as_of, p.c.valid_to == as_of)
     cond = sa.or_(*([is_current] if current else []), *([is_changed] if changed else []))
     is_house = p.c.target_kind == "household"
+    town = sa.case((is_house, h.c.town), else_=k.c.town)
     query = (
         sa.select(
             p.c.pairing_id,
@@ -73,7 +92,7 @@ def read_pairs(conn: sa.Connection, as_of: dt.date, *, current: bool, changed: b
             c.c.phone.label("cadre_phone"),
             sa.case((is_house, h.c.head_name), else_=k.c.petitioner_name).label("name"),
             sa.case((is_house, h.c.head_id_number), else_=k.c.case_number).label("id_number"),
-            sa.case((is_house, h.c.town), else_=k.c.town).label("town"),
+            town.label("town"),
             sa.case((is_house, h.c.village), else_=None).label("village"),
             sa.case((is_house, h.c.status), else_=k.c.status).label("status"),
         )
@@ -82,7 +101,7 @@ def read_pairs(conn: sa.Connection, as_of: dt.date, *, current: bool, changed: b
             .outerjoin(h, sa.and_(is_house, h.c.household_key == p.c.target_key))
             .outerjoin(k, sa.and_(p.c.target_kind == "case", k.c.case_key == p.c.target_key))
         )
-        .where(cond)
+        .where(cond, in_towns(town, towns))
         .order_by(p.c.pairing_id)
     )
     result = conn.execute(query)

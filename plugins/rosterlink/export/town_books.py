@@ -1,0 +1,444 @@
+"""The town workbooks: ``<export_dir>/分镇结对名单/<town>_结对名单.xlsx``, one per town.
+
+What a town's party committee needs and no more (minimal disclosure): only that town's households,
+pairs and key cases. Sheets: 汇总 (the date the data is as of, the town's figures, its follow-through
+figures and every household of the town left unpaired), 结对名单 (each household's pair, the change
+on the as-of date and its follow-through), 重点信访案件 (the town's open key cases and their five
+ones) and 走访预警 (the town's households and entries to act on). The district's view of all towns is
+the summary workbook (:mod:`rosterlink.export.pairing_book`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from rosterlink.core.masking import mask_id, mask_phone, mask_text
+from rosterlink.core.spec import CATEGORY_LABELS, FIVE_ONES, RANK_LABELS, town_key, town_order
+from rosterlink.core.workbook import BOLD, GREEN, GREY, HEADER, PERCENT, PLAIN, RED, TITLE, Book
+from rosterlink.export.common import UNKNOWN_TOWN_SHEET, night_book, reason_label
+from rosterlink.export.followup_sheets import (
+    FOLLOWUP_COLUMNS,
+    figures_line,
+    followup_cells,
+    view_town,
+    warnings_sheet,
+)
+from rosterlink.export.pairs import ENDED, NEW, Pair, in_towns, read_pairs
+from rosterlink.followup.config import FollowupConfig
+from rosterlink.followup.figures import by_view, warnings
+from rosterlink.warehouse import schema
+
+if TYPE_CHECKING:
+    from rosterlink.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FOLDER = "分镇结对名单"
+"""The folder of the town workbooks, inside the export folder."""
+SUFFIX = "_结对名单.xlsx"
+
+CATEGORY_ORDER = ("hardship", "orphan", "old_member")
+
+TOWN_COLUMNS = (
+    "干部姓名",
+    "工作单位",
+    "职级",
+    "干部电话",
+    "户主姓名",
+    "户主身份证号",
+    "村(居)",
+    "类别",
+    "结对起始日期",
+    "变化",
+    "原因",
+    "首次入户走访",
+    "最近联系",
+    "首次走访期限",
+    "走访情况",
+)
+TOWN_WIDTHS = (10, 28, 10, 15, 10, 22, 18, 26, 13, 10, 30, 13, 12, 13, 22)
+
+CASE_COLUMNS = (
+    "案件编号",
+    "信访人",
+    "所属镇街",
+    "诉求类别",
+    "包案领导",
+    "责任单位",
+    # the five-ones checks; two of them (包案领导, 责任单位) are also columns of their own above
+    *(f"五个一：{label}" for _, label in FIVE_ONES),
+    "缺项",
+)
+CASE_WIDTHS = (16, 10, 12, 16, 16, 20, 9, 9, 9, 9, 9, 30)
+
+LINE_COLUMNS = (
+    "镇街",
+    "在册家庭",
+    "已结对家庭",
+    "结对数",
+    "本镇街干部占比",
+    "结对干部数",
+    "新结对",
+    "结束结对",
+    "未结对家庭",
+)
+"""A town's figures (the summary workbook's 汇总 has one line per town; a town workbook its own)."""
+
+
+# --- what a town workbook shows ------------------------------------------------------------------------
+@dataclass
+class Town:
+    """One town's rows as of a night: what its workbook shows."""
+
+    town: str | None
+    pairs: list[Pair] = field(default_factory=list)  # household pairs current or changed on the night
+    case_pairs: list[Pair] = field(default_factory=list)
+    households: list[Any] = field(default_factory=list)  # active: key, head name, ID, village
+    cases: list[Any] = field(default_factory=list)  # open key cases
+    categories: dict[str, str] = field(default_factory=dict)
+    followup: dict[str, Any] = field(default_factory=dict)  # household key -> followup_household row
+    warnings: list[tuple] = field(default_factory=list)
+    followup_figures: dict | None = None  # its followup_by_town row
+
+    @property
+    def name(self) -> str:
+        return self.town or UNKNOWN_TOWN_SHEET
+
+
+def _categories(conn: sa.Connection, towns: Collection[str | None] | None) -> dict[str, str]:
+    hc, h = schema.household_category, schema.household
+    found: dict[str, set[str]] = defaultdict(set)
+    query = (
+        sa.select(hc.c.household_key, hc.c.category)
+        .select_from(hc.join(h, h.c.household_key == hc.c.household_key))
+        .where(hc.c.status == "active", in_towns(h.c.town, towns))
+    )
+    for key, category in conn.execute(query):
+        found[key].add(category)
+    order = {c: i for i, c in enumerate(CATEGORY_ORDER)}
+    return {
+        key: "、".join(CATEGORY_LABELS.get(c, c) for c in sorted(cats, key=lambda c: (order.get(c, 99), c)))
+        for key, cats in found.items()
+    }
+
+
+def read_towns(
+    conn: sa.Connection,
+    as_of: dt.date,
+    towns: Collection[str | None] | None = None,
+    cfg: FollowupConfig | None = None,
+) -> dict[str | None, Town]:
+    """Each town's rows as of ``as_of`` (``towns``: only these; None: every town that has an active
+    household, a pair current or changed on the night, or an open key case), in the district's order."""
+    h, k, fh = schema.household, schema.petition_case, schema.followup_household
+    found: dict[str | None, Town] = {}
+
+    def town(name: str | None) -> Town:
+        if name not in found:
+            found[name] = Town(name)
+        return found[name]
+
+    for q in read_pairs(conn, as_of, current=True, changed=True, towns=towns):
+        if q.target_kind == "household":
+            town(q.town).pairs.append(q)
+        else:
+            town(q.town).case_pairs.append(q)
+    for r in conn.execute(
+        sa.select(h.c.household_key, h.c.head_name, h.c.head_id_number, h.c.town, h.c.village)
+        .where(h.c.status == "active", in_towns(h.c.town, towns))
+        .order_by(h.c.household_key)
+    ):
+        town(r.town).households.append(r)
+    for case in conn.execute(
+        sa.select(
+            k.c.case_key,
+            k.c.case_number,
+            k.c.petitioner_name,
+            k.c.town,
+            k.c.topic,
+            k.c.responsible_unit,
+            k.c.work_team,
+            k.c.resolution_plan,
+            k.c.stabilisation_measures,
+        )
+        .where(k.c.status == "open", in_towns(k.c.town, towns))
+        .order_by(k.c.case_number)
+    ):
+        town(case.town).cases.append(case)
+    categories = _categories(conn, towns)
+    followup = {r.household_key: r for r in conn.execute(sa.select(fh).where(in_towns(fh.c.town, towns)))}
+    for t in found.values():
+        keys = {q.target_key for q in t.pairs} | {r.household_key for r in t.households}
+        t.categories = {key: categories[key] for key in keys if key in categories}
+        t.followup = {key: followup[key] for key in keys if key in followup}
+    for w in warnings(conn, as_of, cfg or FollowupConfig.load()):
+        if w[1] in found:
+            found[w[1]].warnings.append(w)
+    by_town = {r["town"]: r for r in by_view(conn, "followup_by_town")}
+    for t in found.values():
+        t.followup_figures = by_town.get(view_town(t.town))
+    return {name: found[name] for name in town_order(found)}
+
+
+def _reason_of(pair: Pair, as_of: dt.date) -> str:
+    if pair.valid_to is not None and pair.valid_to <= as_of:
+        return reason_label(pair.end_reason)
+    return reason_label(pair.made_reason)
+
+
+def pair_rows(t: Town, as_of: dt.date) -> list[tuple[str, tuple]]:
+    """The town's pair list as it is written: (change, the row's values), in village and name order
+    (a pair ended on the night beside the one that replaced it)."""
+    rows = sorted(
+        t.pairs,
+        key=lambda q: (q.village or "", q.name or "", q.target_key, q.change(as_of) != ENDED, q.pairing_id),
+    )
+    out = []
+    for q in rows:
+        change = q.change(as_of)
+        out.append(
+            (
+                change,
+                (
+                    q.cadre_name,
+                    q.cadre_unit,
+                    RANK_LABELS.get(q.cadre_rank or "", q.cadre_rank),
+                    mask_phone(q.cadre_phone) if q.cadre_phone else None,
+                    q.name,
+                    mask_id(q.id_number) if q.id_number else None,
+                    q.village,
+                    t.categories.get(q.target_key, ""),
+                    q.valid_from,
+                    change,
+                    _reason_of(q, as_of),
+                    *followup_cells(t.followup.get(q.target_key), q, as_of),
+                ),
+            )
+        )
+    return out
+
+
+def case_rows(cases: Iterable[Any], case_pairs: Iterable[Pair], as_of: dt.date) -> list[tuple]:
+    """Open key cases as 重点信访案件 lists them: the values shown, then the five ones present."""
+    leaders: dict[str, set[str]] = defaultdict(set)
+    for q in case_pairs:
+        if q.change(as_of) != ENDED and q.cadre_name:
+            leaders[q.target_key].add(q.cadre_name)
+    out = []
+    for case in sorted(cases, key=lambda r: (town_key(r.town), r.case_number)):
+        leader = "、".join(sorted(leaders.get(case.case_key, ())))
+        present = (
+            bool(leader),
+            bool((case.work_team or "").strip()),
+            bool((case.resolution_plan or "").strip()),
+            bool((case.responsible_unit or "").strip()),
+            bool((case.stabilisation_measures or "").strip()),
+        )
+        shown = (case.case_number, case.petitioner_name, case.town, case.topic, leader, case.responsible_unit)
+        out.append((shown, present))
+    return out
+
+
+def case_sheet(book: Book, rows: list[tuple], empty: str | None = None) -> None:
+    """重点信访案件: each open key case and which of its five ones (五个一) are missing."""
+    sheet = book.sheet("重点信访案件", CASE_WIDTHS, columns=CASE_COLUMNS, printed=True)
+    for shown, present in rows:
+        missing = [label for (_, label), ok in zip(FIVE_ONES, present, strict=True) if not ok]
+        cells = [sheet.cell(v) for v in shown]
+        cells += [sheet.cell("✓") if ok else sheet.cell("缺", RED) for ok in present]
+        cells.append(sheet.cell("缺" + "、".join(missing), RED) if missing else sheet.cell("齐全"))
+        sheet.append(cells)
+    if not rows and empty:
+        sheet.row((empty,))
+
+
+@dataclass
+class Figures:
+    """A town's (or the district's) figures as the 汇总 sheets show them."""
+
+    active: int = 0
+    paired: int = 0
+    pairs: int = 0
+    same: int = 0
+    cadres: set[str] = field(default_factory=set)
+    new: int = 0
+    ended: int = 0
+    unpaired: list[Any] = field(default_factory=list)  # active households without a current pair
+
+    def line(self, name: str) -> tuple:
+        share = self.same / self.pairs if self.pairs else None
+        return (
+            name,
+            self.active,
+            self.paired,
+            self.pairs,
+            share,
+            len(self.cadres),
+            self.new,
+            self.ended,
+            len(self.unpaired),
+        )
+
+    def add(self, other: Figures) -> None:
+        self.active += other.active
+        self.paired += other.paired
+        self.pairs += other.pairs
+        self.same += other.same
+        self.cadres |= other.cadres
+        self.new += other.new
+        self.ended += other.ended
+        self.unpaired += other.unpaired
+
+
+def figures(t: Town, as_of: dt.date) -> Figures:
+    """The town's figures: active households, paired ones, pairs in force, same-town cadres, cadres,
+    pairs made and ended on the night, the households left unpaired."""
+    current = [q for q in t.pairs if q.change(as_of) != ENDED]
+    active = {r.household_key for r in t.households}
+    paired = {q.target_key for q in current}
+    return Figures(
+        active=len(t.households),
+        paired=len(paired & active),
+        pairs=len(current),
+        same=sum(1 for q in current if q.cadre_town is not None and q.cadre_town == q.town),
+        cadres={q.cadre_key for q in current},
+        new=sum(1 for q in t.pairs if q.change(as_of) == NEW),
+        ended=sum(1 for q in t.pairs if q.change(as_of) == ENDED),
+        unpaired=sorted(
+            (r for r in t.households if r.household_key not in paired),
+            key=lambda r: (r.village or "", r.head_name or "", r.household_key),
+        ),
+    )
+
+
+def unpaired_list(sheet: Any, households: list[Any], categories: dict[str, str]) -> None:
+    """The households left unpaired, in red, under a line that says how many (or that there are none)."""
+    if not households:
+        sheet.row(("所有在册家庭均已结对。",))
+        return
+    sheet.row((f"未结对的在册家庭：{len(households)}户（应为0，请核对）",), BOLD | RED)
+    sheet.row(("镇街", "村(居)", "户主姓名", "户主身份证号", "类别"), HEADER)
+    for r in households:
+        sheet.row(
+            (
+                r.town or UNKNOWN_TOWN_SHEET,
+                r.village,
+                r.head_name,
+                mask_id(r.head_id_number) if r.head_id_number else None,
+                categories.get(r.household_key, ""),
+            ),
+            RED,
+        )
+
+
+# the follow-through figures a town workbook shows: 走访帮扶's, without 最长未联系(天), which grows
+# every night (the district's 走访帮扶 has it)
+_TOWN_FOLLOWUP = tuple(i for i, c in enumerate(FOLLOWUP_COLUMNS[1:]) if c != "最长未联系(天)")
+
+
+def town_book(t: Town, as_of: dt.date) -> Book:
+    """The town's workbook (not yet saved)."""
+    book = night_book(as_of)
+    summary = book.sheet("汇总", (14, 12, 12, 12, 14, 12, 12, 12, 14), freeze=False)
+    summary.row((f"{t.name}结对名单（数据截至{as_of:%Y年%m月%d日}）",), TITLE)
+    summary.row(
+        (
+            f"本分册只列{t.name}的家庭、结对和重点信访案件。数据截至上面的日期："
+            "之后没有变化的夜间不重写本文件；“变化”列和新结对、结束结对的数目是截至当日的变化。",
+        ),
+    )
+    summary.row(LINE_COLUMNS, HEADER)
+    own = figures(t, as_of)
+    summary.row(own.line(t.name), RED if own.unpaired else PLAIN, styles={4: PERCENT})
+    summary.row(())
+    if t.followup_figures is not None:
+        line = figures_line(t.followup_figures)
+        summary.row(("走访帮扶",), BOLD)
+        summary.row(tuple(FOLLOWUP_COLUMNS[1:][i] for i in _TOWN_FOLLOWUP), HEADER)
+        summary.row(tuple(line[i] for i in _TOWN_FOLLOWUP))
+        summary.row(())
+    unpaired_list(summary, own.unpaired, t.categories)
+    summary.row(("说明：绿色为新结对，灰色为结束的结对（均为截至日当天）；身份证号、电话已脱敏。",))
+
+    sheet = book.sheet("结对名单", TOWN_WIDTHS, columns=TOWN_COLUMNS, printed=True)
+    for change, values in pair_rows(t, as_of):
+        sheet.row(values, GREEN if change == NEW else GREY if change == ENDED else PLAIN)
+    if not t.pairs:
+        sheet.row(("本镇街目前没有结对家庭。",))
+    case_sheet(book, case_rows(t.cases, t.case_pairs, as_of), empty="本镇街没有在办的重点信访案件。")
+    warnings_sheet(book, t.warnings, where="本分册")
+    return book
+
+
+# --- file names ----------------------------------------------------------------------------------------
+_BAD_FILE_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
+_WINDOWS_RESERVED = {
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    *(f"COM{i}" for i in range(10)),
+    *(f"LPT{i}" for i in range(10)),
+}
+
+
+def _stem(town: str | None) -> str:
+    """A town's name as a file name: masked (a town cell holding an ID number), no character a file
+    name cannot hold, not too long; a name that had to change gets a short hash of the real one, so
+    that two towns never share a file."""
+    if town is None:
+        return UNKNOWN_TOWN_SHEET
+    clean = _BAD_FILE_CHARS.sub("_", mask_text(town)).strip(" .")[:40]
+    if clean != town:
+        clean = f"{clean or '镇街'}_{hashlib.sha256(town.encode('utf-8')).hexdigest()[:6]}"
+    return clean
+
+
+def file_names(towns: Iterable[str | None]) -> dict[str | None, str]:
+    """Each town's workbook file name (``<town>_结对名单.xlsx``), unique without regard to case."""
+    names: dict[str | None, str] = {}
+    taken: set[str] = set()
+    for town in towns:
+        stem = _stem(town)
+        if stem.lower() in taken:  # two towns that differ only in case, or a town named 镇街未明确
+            stem = f"{stem}_{hashlib.sha256(repr(town).encode('utf-8')).hexdigest()[:6]}"
+        taken.add(stem.lower())
+        names[town] = stem + SUFFIX
+    return names
+
+
+def folder(settings: Settings) -> Path:
+    """``<export_dir>/分镇结对名单``."""
+    return Path(settings.export_dir) / FOLDER
+
+
+@dataclass
+class TownBooks:
+    """The town workbooks after a night: those written tonight, and each town's file and as-of date."""
+
+    written: dict[str | None, Path] = field(default_factory=dict)
+    books: dict[str | None, tuple[str, dt.date]] = field(default_factory=dict)
+
+
+# --- writing -------------------------------------------------------------------------------------------
+def write_town_workbooks(eng: sa.Engine, settings: Settings, as_of: dt.date) -> TownBooks:
+    """Every town's workbook, ``<export_dir>/分镇结对名单/<town>_结对名单.xlsx``."""
+    with eng.connect() as conn:
+        towns = read_towns(conn, as_of)
+    names = file_names(towns)
+    done = TownBooks()
+    for name, t in towns.items():
+        done.written[name] = town_book(t, as_of).save(folder(settings) / names[name])
+        done.books[name] = (names[name], as_of)
+    log.info("export: %d town workbooks written", len(done.written))
+    return done
