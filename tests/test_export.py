@@ -670,6 +670,69 @@ def test_unknown_reason_codes_are_shown_in_chinese_never_as_the_code(night):
     assert _find_row(_town(settings, "西集镇")["结对名单"], "北村")[10].value == "其他原因"
 
 
+def _state(settings) -> dict[str, tuple[bytes, int]]:
+    folder = settings.export_dir / "分镇结对名单"
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.glob("*.xlsx"))}
+
+
+def test_a_night_that_changes_one_town_rewrites_only_that_towns_workbook_and_the_summary(night):
+    """Issue 14: only the towns whose pairs or follow-through changed are rewritten; the others keep
+    their file (bytes and time) and the date their data is as of, which the summary shows."""
+    eng, settings = night
+    export.write_pairing_workbooks(eng, settings, AS_OF)
+    before = _state(settings)
+    time.sleep(0.05)  # a rewrite would show in the file's time
+
+    # the next night: a new household in 店子镇 and its pair; 山城街道 does not change; 西集镇 has
+    # nothing left (its household exited and its case closed the night before)
+    tomorrow = AS_OF + dt.timedelta(days=1)
+    with eng.begin() as conn:
+        conn.execute(schema.household.insert().values(_household("h6", "吴六", "店子镇", "南村", seq=6)))
+        conn.execute(schema.pairing.insert().values(_pair("c1", "household", "h6", tomorrow, "new_target")))
+    summary, towns = export.write_pairing_workbooks(eng, settings, tomorrow)
+    after = _state(settings)
+    assert [p.name for p in towns.written.values()] == ["店子镇_结对名单.xlsx"]
+    assert after["山城街道_结对名单.xlsx"] == before["山城街道_结对名单.xlsx"]
+    assert after["店子镇_结对名单.xlsx"] != before["店子镇_结对名单.xlsx"]
+    assert "西集镇_结对名单.xlsx" not in after  # a town with nothing left to show: its list removed
+    store = _town(settings, "店子镇")
+    assert "数据截至2026年11月21日" in _rows(store["汇总"])[0][0]
+    assert "吴六" in {r[4] for r in _rows(store["结对名单"])}
+    assert "数据截至2026年11月20日" in _rows(_town(settings, "山城街道")["汇总"])[0][0]
+    # the summary is written every night, and says how old each town's workbook is
+    assert summary.name == "结对汇总_20261121.xlsx"
+    lines: dict = {}
+    for r in _rows(openpyxl.load_workbook(summary)["汇总"]):
+        lines.setdefault(r[0], r)  # the town's line (its unpaired households are listed below)
+    assert lines["山城街道"][9:] == ("山城街道_结对名单.xlsx", dt.datetime(2026, 11, 20))
+    assert lines["店子镇"][9:] == ("店子镇_结对名单.xlsx", dt.datetime(2026, 11, 21))
+    assert "西集镇" not in lines
+
+    # a quiet night after it rewrites no town
+    _, towns = export.write_pairing_workbooks(eng, settings, tomorrow + dt.timedelta(days=1))
+    assert towns.written == {}
+    assert _state(settings) == after
+
+
+def test_a_deleted_or_edited_town_workbook_is_written_again(night):
+    eng, settings = night
+    export.write_pairing_workbooks(eng, settings, AS_OF)
+    before = _state(settings)
+    folder = settings.export_dir / "分镇结对名单"
+    (folder / "山城街道_结对名单.xlsx").unlink()
+    (folder / "店子镇_结对名单.xlsx").write_bytes(b"saved over by someone")
+    _, towns = export.write_pairing_workbooks(eng, settings, AS_OF)
+    assert sorted(p.name for p in towns.written.values()) == [
+        "山城街道_结对名单.xlsx",
+        "店子镇_结对名单.xlsx",
+    ]
+    after = _state(settings)
+    assert {name: data for name, (data, _) in after.items()} == {
+        name: data for name, (data, _) in before.items()
+    }
+    assert after["西集镇_结对名单.xlsx"][1] == before["西集镇_结对名单.xlsx"][1]  # untouched
+
+
 def test_town_names_become_safe_distinct_file_names():
     names = town_books.file_names(["店子镇", "a/b", "a_b", None, "Town", "town"])
     assert names["店子镇"] == "店子镇_结对名单.xlsx"

@@ -159,6 +159,6 @@ def write_pairing_workbook(
 def write_pairing_workbooks(
     eng: sa.Engine, settings: Settings, as_of: dt.date
 ) -> tuple[Path, town_books.TownBooks]:
-    """The town workbooks, then the summary workbook."""
+    """The town workbooks (those whose content changed), then the summary workbook."""
     towns = town_books.write_town_workbooks(eng, settings, as_of)
     return write_pairing_workbook(eng, settings, as_of, towns.books), towns

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
+import os
 import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -422,23 +424,163 @@ def folder(settings: Settings) -> Path:
     return Path(settings.export_dir) / FOLDER
 
 
+# --- what changed: each workbook's digest, kept beside it ---------------------------------------------
+LAYOUT = "town-book-1"
+"""Part of every digest: changing what a town workbook shows (a column, a sheet) changes this, and
+the next night rewrites every town."""
+RECORDS = ".rosterlink"
+"""The folder (inside the town folder) of the records of what each town workbook holds: one small
+JSON file per workbook (``<file>.json``: town, file, digest, as-of date, size and time of the file
+as written). Each is written by the task that wrote its workbook: no two tasks share a file."""
+
+
+def digest(t: Town, as_of: dt.date) -> str:
+    """What the town's workbook shows, as a SHA-256 digest, leaving out what only says when: the
+    as-of date, the 变化 column and the pairs ended on the night (the current pairs change with
+    them), the counts of pairs made and ended. Two nights with the same digest give the town the
+    same workbook but for its date; a night that changes nothing of a town leaves its workbook as it
+    is, and the date it states stays the night its data last changed."""
+    h = hashlib.sha256()
+
+    def put(value: object) -> None:
+        h.update(repr(value).encode("utf-8"))
+        h.update(b"\n")
+
+    put((LAYOUT, t.town))
+    for change, values in pair_rows(t, as_of):
+        if change != ENDED:
+            put(values[:9] + values[10:])
+    own = figures(t, as_of)
+    put((own.active, own.paired, own.pairs, own.same, sorted(own.cadres)))
+    put(
+        [
+            (r.town, r.village, r.head_name, r.head_id_number, t.categories.get(r.household_key, ""))
+            for r in own.unpaired
+        ]
+    )
+    put(case_rows(t.cases, t.case_pairs, as_of))
+    put(t.warnings)
+    if t.followup_figures is not None:
+        line = figures_line(t.followup_figures)
+        put([line[i] for i in _TOWN_FOLLOWUP])
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Record:
+    """What a town workbook holds, as its writer left it."""
+
+    town: str | None
+    file: str
+    digest: str
+    as_of: dt.date
+    size: int
+    mtime_ns: int
+
+    def current(self, where: Path, file: str, digest: str) -> bool:
+        """The workbook is there, as written, under ``file``, and shows what ``digest`` says."""
+        if (self.file, self.digest) != (file, digest):
+            return False
+        try:
+            stat = (where / file).stat()
+        except OSError:
+            return False
+        return (stat.st_size, stat.st_mtime_ns) == (self.size, self.mtime_ns)
+
+
+def _record_path(where: Path, file: str) -> Path:
+    return where / RECORDS / f"{file}.json"
+
+
+def read_records(where: Path) -> dict[str | None, Record]:
+    """town -> the record of its workbook (none for a folder never written, or a record that cannot
+    be read: its town is rewritten)."""
+    found: dict[str | None, Record] = {}
+    for path in sorted((where / RECORDS).glob("*.json")):
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            record = Record(
+                town=raw["town"],
+                file=str(raw["file"]),
+                digest=str(raw["digest"]),
+                as_of=dt.date.fromisoformat(raw["as_of"]),
+                size=int(raw["size"]),
+                mtime_ns=int(raw["mtime_ns"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("export: unreadable town workbook record %s: its town is written again", path.name)
+            continue
+        found[record.town] = record
+    return found
+
+
+def _save_record(where: Path, record: Record) -> None:
+    target = _record_path(where, record.file)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".~{target.name}")
+    text = json.dumps(
+        {**asdict(record), "as_of": record.as_of.isoformat()}, ensure_ascii=False, sort_keys=True
+    )
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def write_town(where: Path, t: Town, as_of: dt.date, file: str, digest: str) -> Path:
+    """Write the town's workbook, then its record."""
+    path = town_book(t, as_of).save(where / file)
+    stat = path.stat()
+    _save_record(where, Record(t.town, file, digest, as_of, stat.st_size, stat.st_mtime_ns))
+    return path
+
+
+def remove(where: Path, record: Record) -> None:
+    """Remove a town's workbook and its record (a town with nothing left to show, or a workbook
+    renamed)."""
+    (where / record.file).unlink(missing_ok=True)
+    _record_path(where, record.file).unlink(missing_ok=True)
+
+
 @dataclass
 class TownBooks:
     """The town workbooks after a night: those written tonight, and each town's file and as-of date."""
 
     written: dict[str | None, Path] = field(default_factory=dict)
     books: dict[str | None, tuple[str, dt.date]] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+
+
+def gone(where: Path, records: dict[str | None, Record], towns: Collection[str | None]) -> list[str]:
+    """Remove the workbooks of towns that have nothing left to show (no active household, no pair
+    in force or changed tonight, no open key case): the town's last list is not left lying in a
+    folder that is shared; its pairs stay in the change logs and the warehouse's history."""
+    removed = []
+    for town, record in records.items():
+        if town not in towns:
+            remove(where, record)
+            removed.append(record.file)
+    if removed:
+        log.info("export: %d town workbooks removed (towns with nothing left to show)", len(removed))
+    return removed
 
 
 # --- writing -------------------------------------------------------------------------------------------
 def write_town_workbooks(eng: sa.Engine, settings: Settings, as_of: dt.date) -> TownBooks:
-    """Every town's workbook, ``<export_dir>/分镇结对名单/<town>_结对名单.xlsx``."""
+    """Every town's workbook, ``<export_dir>/分镇结对名单/<town>_结对名单.xlsx``, written only when what
+    it shows changed (or the file is missing or not as written); towns gone are removed."""
+    where = folder(settings)
     with eng.connect() as conn:
         towns = read_towns(conn, as_of)
     names = file_names(towns)
-    done = TownBooks()
+    records = read_records(where)
+    done = TownBooks(removed=gone(where, records, towns))
     for name, t in towns.items():
-        done.written[name] = town_book(t, as_of).save(folder(settings) / names[name])
-        done.books[name] = (names[name], as_of)
-    log.info("export: %d town workbooks written", len(done.written))
+        file, record, d = names[name], records.get(name), digest(t, as_of)
+        if record is not None and record.current(where, file, d):
+            done.books[name] = (file, record.as_of)
+            continue
+        if record is not None and record.file != file:
+            remove(where, record)
+        done.written[name] = write_town(where, t, as_of, file, d)
+        done.books[name] = (file, as_of)
+    log.info("export: %d of %d town workbooks written", len(done.written), len(towns))
     return done
