@@ -28,6 +28,8 @@ from rosterlink.core.payloads import (
     NightStarted,
     PairingWorkbookWritten,
     ScannedFile,
+    TownBatch,
+    TownBatchWritten,
 )
 from rosterlink.core.settings import Settings
 from rosterlink.intake import scan as intake
@@ -59,7 +61,9 @@ NIGHT_TASKS = (
     "rebuild_pairings",
     "follow_through",
     "write_feedback",
-    "write_pairing_workbook",
+    "plan_town_workbooks",
+    "write_town_workbooks",
+    "write_pairing_summary",
     "write_change_log",
     "finish_night",
 )
@@ -293,7 +297,8 @@ def night_file_ids(settings: Settings, run_id: str, items: list[ScannedFile]) ->
 
 def write_exports(settings: Settings, as_of: dt.date, file_ids: list[int]) -> NightExports:
     """All of the night's workbooks in one call (the CLI's and the benchmarks' way; the DAG writes
-    them in three parallel tasks: :func:`write_feedback`, :func:`write_pairing_workbook`,
+    them in parallel tasks: :func:`write_feedback`, :func:`plan_town_workbooks` then
+    :func:`write_town_workbooks` (mapped over the batches) then :func:`write_pairing_summary`, and
     :func:`write_change_log`)."""
     from rosterlink import export
 
@@ -314,17 +319,41 @@ def write_feedback(settings: Settings, as_of: dt.date, file_ids: list[int]) -> F
     )
 
 
-def write_pairing_workbook(settings: Settings, as_of: dt.date) -> PairingWorkbookWritten:
-    """The town workbooks and the district's summary workbook."""
+def plan_town_workbooks(settings: Settings, as_of: dt.date, run_id: str) -> list[TownBatch]:
+    """Which town workbooks tonight must write (what they show changed), in at most
+    ``settings.town_batches`` batches; the workbooks of towns gone are removed
+    (:func:`rosterlink.export.town_books.plan`)."""
+    from rosterlink.export import town_books
+
+    batches = town_books.plan(_engine(settings), settings, as_of, run_id)
+    return [TownBatch(batch=b["batch"], towns=b["towns"], rows=b["rows"]) for b in batches]
+
+
+def write_town_workbooks(
+    settings: Settings, as_of: dt.date, run_id: str, batch: TownBatch
+) -> TownBatchWritten:
+    """One batch of tonight's town workbooks (:func:`rosterlink.export.town_books.write_batch`)."""
+    from rosterlink.export import town_books
+
+    written = town_books.write_batch(_engine(settings), settings, as_of, run_id, batch["batch"])
+    return TownBatchWritten(batch=batch["batch"], written=len(written))
+
+
+def write_pairing_summary(
+    settings: Settings, as_of: dt.date, batches: list[TownBatchWritten]
+) -> PairingWorkbookWritten:
+    """The district's summary workbook, once the town workbooks are written (it gives each one's
+    as-of date)."""
     from rosterlink import export
     from rosterlink.export import town_books
 
-    summary, towns = export.write_pairing_workbooks(_engine(settings), settings, as_of)
+    books = town_books.books(settings)
+    summary = export.write_pairing_workbook(_engine(settings), settings, as_of, books)
     return PairingWorkbookWritten(
         pairing=str(summary),
         town_folder=str(town_books.folder(settings)),
-        towns_written=len(towns.written),
-        towns_total=len(towns.books),
+        towns_written=sum(b["written"] for b in batches if b),
+        towns_total=len(books),
     )
 
 

@@ -44,6 +44,19 @@ class FeedbackWritten(TypedDict):
     opinions: list[str]  # one opinions workbook per responsible department
 
 
+class TownBatch(TypedDict):
+    """One batch of the town workbooks to write tonight (the plan in the town folder names them)."""
+
+    batch: int  # from 1
+    towns: int
+    rows: int  # households and pairs its workbooks list
+
+
+class TownBatchWritten(TypedDict):
+    batch: int
+    written: int
+
+
 class PairingWorkbookWritten(TypedDict):
     """The pairing workbooks written tonight: the summary, and the folder of the town workbooks with
     how many of them were rewritten tonight out of how many there are."""

@@ -496,7 +496,7 @@ def read_records(where: Path) -> dict[str | None, Record]:
     """town -> the record of its workbook (none for a folder never written, or a record that cannot
     be read: its town is rewritten)."""
     found: dict[str | None, Record] = {}
-    for path in sorted((where / RECORDS).glob("*.json")):
+    for path in sorted((where / RECORDS).glob("*.xlsx.json")):
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             record = Record(
@@ -564,23 +564,122 @@ def gone(where: Path, records: dict[str | None, Record], towns: Collection[str |
 
 
 # --- writing -------------------------------------------------------------------------------------------
+def _stale(
+    where: Path, towns: dict[str | None, Town], records: dict[str | None, Record], as_of: dt.date
+) -> tuple[dict[str | None, str], dict[str | None, str]]:
+    """(town -> its file name, town -> its digest) of the towns whose workbook must be written: what
+    it shows changed, or its file is missing, renamed or not as it was written."""
+    names = file_names(towns)
+    stale = {}
+    for name, t in towns.items():
+        d, record = digest(t, as_of), records.get(name)
+        if record is None or not record.current(where, names[name], d):
+            stale[name] = d
+    return names, stale
+
+
+def _write(where: Path, t: Town, as_of: dt.date, file: str, d: str, record: Record | None) -> Path:
+    if record is not None and record.file != file:
+        remove(where, record)  # the town's file name changed (two towns met on one name)
+    return write_town(where, t, as_of, file, d)
+
+
+def books(settings: Settings) -> dict[str | None, tuple[str, dt.date]]:
+    """town -> its workbook's file name and the date its data is as of (from the records)."""
+    return {town: (r.file, r.as_of) for town, r in read_records(folder(settings)).items()}
+
+
 def write_town_workbooks(eng: sa.Engine, settings: Settings, as_of: dt.date) -> TownBooks:
     """Every town's workbook, ``<export_dir>/分镇结对名单/<town>_结对名单.xlsx``, written only when what
-    it shows changed (or the file is missing or not as written); towns gone are removed."""
+    it shows changed (or the file is missing or not as written); towns gone are removed. In one
+    process (the CLI's and the benchmarks' way); the DAG plans (:func:`plan`) and writes the towns
+    in batches (:func:`write_batch`)."""
     where = folder(settings)
     with eng.connect() as conn:
         towns = read_towns(conn, as_of)
-    names = file_names(towns)
     records = read_records(where)
     done = TownBooks(removed=gone(where, records, towns))
-    for name, t in towns.items():
-        file, record, d = names[name], records.get(name), digest(t, as_of)
-        if record is not None and record.current(where, file, d):
-            done.books[name] = (file, record.as_of)
-            continue
-        if record is not None and record.file != file:
-            remove(where, record)
-        done.written[name] = write_town(where, t, as_of, file, d)
-        done.books[name] = (file, as_of)
+    names, stale = _stale(where, towns, records, as_of)
+    for name, d in stale.items():
+        done.written[name] = _write(where, towns[name], as_of, names[name], d, records.get(name))
+    done.books = books(settings)
     log.info("export: %d of %d town workbooks written", len(done.written), len(towns))
     return done
+
+
+PLAN = "plan.json"
+"""The night's plan (in the records folder): the towns to write, batch by batch, with each one's
+file name and digest. The batches travel through XCom as their numbers and sizes only: a province's
+thousand town names would not fit in the few kilobytes a task passes on."""
+
+
+class PlanMismatch(RuntimeError):
+    """The plan in the town folder is another night's (a batch task of an old run started again)."""
+
+
+def _split(weights: dict[str | None, int], batches: int) -> list[list[str | None]]:
+    """Towns into at most ``batches`` groups of about equal weight (the heaviest first, each into
+    the lightest group so far), each group in the district's order, the groups by their first town."""
+    groups: list[list[str | None]] = [[] for _ in range(min(batches, len(weights)))]
+    loads = [0] * len(groups)
+    for town in sorted(weights, key=lambda t: (-weights[t], town_key(t))):
+        i = loads.index(min(loads))
+        groups[i].append(town)
+        loads[i] += weights[town]
+    ordered = [town_order(g) for g in groups if g]
+    return sorted(ordered, key=lambda g: town_key(g[0]))
+
+
+def plan(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str) -> list[dict]:
+    """Decide which town workbooks tonight must write, split them into at most
+    ``settings.town_batches`` batches of about equal size and keep that plan in the town folder;
+    remove the workbooks of towns gone. Returns one small dict per batch (``batch``: its number from
+    1, ``towns``, ``rows``: the households and pairs it lists), none on a night that changed no town."""
+    where = folder(settings)
+    with eng.connect() as conn:
+        towns = read_towns(conn, as_of)
+    records = read_records(where)
+    gone(where, records, towns)
+    names, stale = _stale(where, towns, records, as_of)
+    weights = {name: len(towns[name].pairs) + len(towns[name].households) + 1 for name in stale}
+    groups = _split(weights, settings.town_batches)
+    where.joinpath(RECORDS).mkdir(parents=True, exist_ok=True)
+    target = where / RECORDS / PLAN
+    tmp = target.with_name(f".~{PLAN}")
+    tmp.write_text(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "as_of": as_of.isoformat(),
+                "batches": [[[t, names[t], stale[t]] for t in g] for g in groups],
+            },
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
+    os.replace(tmp, target)
+    log.info("export: %d of %d town workbooks to write, in %d batches", len(stale), len(towns), len(groups))
+    return [
+        {"batch": i, "towns": len(g), "rows": sum(weights[t] - 1 for t in g)} for i, g in enumerate(groups, 1)
+    ]
+
+
+def write_batch(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str, batch: int) -> list[Path]:
+    """Write the town workbooks of one batch of tonight's plan (``batch`` from 1)."""
+    where = folder(settings)
+    try:
+        kept = json.loads((where / RECORDS / PLAN).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PlanMismatch(f"the town workbooks' plan cannot be read ({type(exc).__name__})") from exc
+    if (kept.get("run_id"), kept.get("as_of")) != (run_id, as_of.isoformat()):
+        raise PlanMismatch("the town workbooks' plan is another night's: run the night again")
+    entries = kept["batches"][batch - 1]
+    with eng.connect() as conn:
+        towns = read_towns(conn, as_of, [town for town, _, _ in entries])
+    records = read_records(where)
+    written = []
+    for town, file, d in entries:
+        t = towns.get(town) or Town(town)
+        written.append(_write(where, t, as_of, file, d, records.get(town)))
+    log.info("export: batch %d, %d town workbooks written", batch, len(written))
+    return written
