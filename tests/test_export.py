@@ -602,9 +602,12 @@ def test_summary_counts_towns_and_lists_unpaired_households(night):
     assert "未结对的在册家庭：1户" in _find_row(ws, "未结对的在册家庭")[0].value
     unpaired = [c.value for c in _find_row(ws, "中村")]
     assert unpaired[:4] == ["店子镇", "中村", "'@x", f"{IDS['h5'][:6]}********{IDS['h5'][-4:]}"]
-    # the town's own workbook: its line, and its unpaired household
+    # each town's own workbook has the same line (counted apart from the summary), and its own
+    # unpaired household
+    for name in TOWNS:
+        own = [c.value for c in _find_row(_town(settings, name)["汇总"], name, first=True)]
+        assert tuple(own[:9]) == rows[name][:9], name
     town = _town(settings, "店子镇")["汇总"]
-    assert _find_row(town, "店子镇", first=True)[1].value == 2
     assert [c.value for c in _find_row(town, "中村")][:3] == ["店子镇", "中村", "'@x"]
 
 
@@ -893,6 +896,12 @@ def test_pairing_workbook_lists_all_1500_pairs_of_a_district(tmp_path):
     export.write_change_log(eng, settings, AS_OF)
     listed = {town: _town(settings, town)["结对名单"].max_row - 1 for town in towns}
     assert listed == dict.fromkeys(towns, 300)
+    summary = {
+        r[0]: r for r in _rows(openpyxl.load_workbook(settings.export_dir / "结对汇总_20261120.xlsx")["汇总"])
+    }
+    for town in towns:
+        own = [c.value for c in _find_row(_town(settings, town)["汇总"], town, first=True)]
+        assert tuple(own[:9]) == summary[town][:9], town
 
 
 def test_a_night_with_more_new_pairs_than_the_change_sheet_lists_says_where_they_are(night, monkeypatch):

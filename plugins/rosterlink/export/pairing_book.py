@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from rosterlink.core.spec import RANK_LABELS
+from rosterlink.core.spec import RANK_LABELS, town_key, town_order
 from rosterlink.core.workbook import (
     BOLD,
     GREEN,
@@ -32,10 +32,11 @@ from rosterlink.core.workbook import (
     date_tag,
 )
 from rosterlink.export import common, town_books
-from rosterlink.export.common import TARGET_LABELS, night_book, reason_label
+from rosterlink.export.common import TARGET_LABELS, UNKNOWN_TOWN_SHEET, night_book, reason_label
 from rosterlink.export.followup_sheets import followup_sheets
 from rosterlink.export.pairs import ENDED, NEW, Pair, changes, masked_target, read_pairs
-from rosterlink.export.town_books import LINE_COLUMNS, Figures, Town
+from rosterlink.export.town_books import LINE_COLUMNS
+from rosterlink.warehouse import schema
 
 if TYPE_CHECKING:
     from rosterlink.core.settings import Settings
@@ -45,26 +46,110 @@ log = logging.getLogger(__name__)
 SUMMARY_WIDTHS = (14, 12, 12, 12, 14, 12, 12, 12, 14, 28, 14)
 
 
+def town_lines(conn: sa.Connection, as_of: dt.date) -> tuple[dict[str | None, tuple], int, list]:
+    """Each town's line of 汇总, counted in the warehouse (a province's million pairs are never read
+    into memory here): (town -> (active households, paired ones, pairs in force, pairs with a
+    same-town cadre, cadres, pairs made and ended on the night, households left unpaired), the
+    cadres of the whole district, the active households left unpaired). The same figures as each
+    town workbook's own line (``town_books.figures``)."""
+    p, h, c = schema.pairing, schema.household, schema.cadre
+    house = p.c.target_kind == "household"
+    current = sa.and_(p.c.valid_from <= as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
+    joined = p.outerjoin(h, h.c.household_key == p.c.target_key).outerjoin(c, c.c.cadre_key == p.c.cadre_key)
+    lines: dict[str | None, list[int]] = {}
+
+    def line(town: str | None) -> list[int]:
+        return lines.setdefault(town, [0] * 8)
+
+    for town, n in conn.execute(
+        sa.select(h.c.town, sa.func.count()).where(h.c.status == "active").group_by(h.c.town)
+    ):
+        line(town)[0] = int(n)
+    same = sa.case((sa.and_(c.c.town.is_not(None), c.c.town == h.c.town), 1), else_=0)
+    for town, paired, pairs, same_town, cadres in conn.execute(
+        sa.select(
+            h.c.town,
+            sa.func.count(sa.distinct(sa.case((h.c.status == "active", p.c.target_key)))),
+            sa.func.count(),
+            sa.func.sum(same),
+            sa.func.count(sa.distinct(p.c.cadre_key)),
+        )
+        .select_from(joined)
+        .where(house, current)
+        .group_by(h.c.town)
+    ):
+        line(town)[1:5] = [int(paired), int(pairs), int(same_town or 0), int(cadres)]
+    ended = p.c.valid_to == as_of
+    made = sa.and_(p.c.valid_from == as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
+    for town, new, gone in conn.execute(
+        sa.select(
+            h.c.town,
+            sa.func.sum(sa.case((made, 1), else_=0)),
+            sa.func.sum(sa.case((ended, 1), else_=0)),
+        )
+        .select_from(joined)
+        .where(house, sa.or_(p.c.valid_from == as_of, ended))
+        .group_by(h.c.town)
+    ):
+        line(town)[5:7] = [int(new or 0), int(gone or 0)]
+    paired_now = sa.exists().where(house, current, p.c.target_key == h.c.household_key)
+    found = conn.execute(
+        sa.select(h.c.household_key, h.c.head_name, h.c.head_id_number, h.c.town, h.c.village).where(
+            h.c.status == "active", ~paired_now
+        )
+    ).all()
+    for r in found:
+        line(r.town)[7] += 1
+    towns = {town: town_key(town) for town in lines}
+    unpaired = sorted(
+        found, key=lambda r: (towns[r.town], r.village or "", r.head_name or "", r.household_key)
+    )
+    cadres = conn.execute(
+        sa.select(sa.func.count(sa.distinct(p.c.cadre_key))).where(house, current)
+    ).scalar_one()
+    return {town: tuple(lines[town]) for town in town_order(lines)}, int(cadres), unpaired
+
+
 def _summary_sheet(
-    book: Book, towns: dict[str | None, Town], books: dict[str | None, tuple[str, dt.date]], as_of: dt.date
+    book: Book, conn: sa.Connection, books: dict[str | None, tuple[str, dt.date]], as_of: dt.date
 ) -> None:
     """汇总: one line per town (its figures, its workbook and the date that workbook's data is as of),
     the district's total, then every active household left unpaired."""
+    lines, cadres, unpaired = town_lines(conn, as_of)
     sheet = book.sheet("汇总", SUMMARY_WIDTHS, freeze=False)
     sheet.row((f"结对汇总（截至{as_of:%Y年%m月%d日}）",), TITLE)
     sheet.row((*LINE_COLUMNS, "镇街分册", "分册数据截至"), HEADER)
-    total = Figures()
-    for name, t in towns.items():
-        if not (t.households or t.pairs):  # a town with key cases only: in 重点信访案件
-            continue
-        own = town_books.figures(t, as_of)
-        file, since = books.get(name, (None, None))
-        sheet.row((*own.line(t.name), file, since), RED if own.unpaired else PLAIN, styles={4: PERCENT})
-        total.add(own)
-    sheet.row(total.line("合计"), BOLD, styles={4: PERCENT})
+    total = [0] * 8
+    for town, (active, paired, pairs, same, n_cadres, new, ended, n_unpaired) in lines.items():
+        share = same / pairs if pairs else None
+        file, since = books.get(town, (None, None))
+        sheet.row(
+            (
+                town or UNKNOWN_TOWN_SHEET,
+                active,
+                paired,
+                pairs,
+                share,
+                n_cadres,
+                new,
+                ended,
+                n_unpaired,
+                file,
+                since,
+            ),
+            RED if n_unpaired else PLAIN,
+            styles={4: PERCENT},
+        )
+        total = [a + b for a, b in zip(total, lines[town], strict=True)]
+    active, paired, pairs, same, _, new, ended, n_unpaired = total
+    share = same / pairs if pairs else None
+    sheet.row(
+        ("合计", active, paired, pairs, share, cadres, new, ended, n_unpaired), BOLD, styles={4: PERCENT}
+    )
     sheet.row(())
-    categories = {k: v for t in towns.values() for k, v in t.categories.items()}
-    town_books.unpaired_list(sheet, total.unpaired, categories)
+    keys = {r.household_key for r in unpaired}
+    categories = town_books.categories_of(conn, None, keys) if keys else {}
+    town_books.unpaired_list(sheet, unpaired, categories)
     sheet.row(
         (
             f"说明：各镇街的结对名单在“{town_books.FOLDER}”文件夹中，一个镇街一个文件，只含本镇街的数据；"
@@ -140,19 +225,16 @@ def write_pairing_workbook(
     """``<export_dir>/结对汇总_<YYYYMMDD>.xlsx``: 汇总, 重点信访案件, 本次变化, 走访帮扶 and 走访预警;
     ``books``: each town's workbook (file name) and the date its data is as of."""
     with eng.connect() as conn:
-        towns = town_books.read_towns(conn, as_of)
         book = night_book(as_of)
-        _summary_sheet(book, towns, books, as_of)
-        rows = town_books.case_rows(
-            [c for t in towns.values() for c in t.cases],
-            [q for t in towns.values() for q in t.case_pairs],
-            as_of,
-        )
-        town_books.case_sheet(book, rows)
+        _summary_sheet(book, conn, books, as_of)
+        cases = town_books.open_cases(conn)
+        case_pairs = read_pairs(conn, as_of, current=True, changed=False, kind="case")
+        leaders = town_books.case_leaders(case_pairs, as_of)
+        town_books.case_sheet(book, town_books.case_rows(cases, leaders))
         _change_sheet(book, read_pairs(conn, as_of, current=False, changed=True), as_of)
         followup_sheets(book, conn, as_of)
     target = book.save(Path(settings.export_dir) / f"结对汇总_{date_tag(as_of)}.xlsx")
-    log.info("export: pairing summary written (%d towns)", len(towns))
+    log.info("export: pairing summary written (%d towns)", len(books))
     return target
 
 

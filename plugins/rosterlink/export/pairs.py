@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from rosterlink.core.masking import mask_id
 from rosterlink.core.spec import town_key
+from rosterlink.followup.figures import in_towns
 from rosterlink.warehouse import schema
 
 ENDED, NEW = "结对结束", "新结对"
@@ -49,15 +50,6 @@ class Pair:
 _FIELDS = tuple(f.name for f in fields(Pair))
 
 
-def in_towns(column: sa.ColumnElement, towns: Collection[str | None] | None) -> sa.ColumnElement[bool]:
-    """``column`` is one of ``towns`` (None among them: a row without a town); every row for None."""
-    if towns is None:
-        return sa.true()
-    named = sorted(t for t in towns if t is not None)
-    either = ([column.in_(named)] if named else []) + ([column.is_(None)] if None in towns else [])
-    return sa.or_(*either) if either else sa.false()
-
-
 def read_pairs(
     conn: sa.Connection,
     as_of: dt.date,
@@ -65,9 +57,11 @@ def read_pairs(
     current: bool,
     changed: bool,
     towns: Collection[str | None] | None = None,
+    kind: str | None = None,
 ) -> list[Pair]:
     """Pairs current on ``as_of`` and/or made or ended on ``as_of``, with cadre and target joined
-    (``towns``: only those whose household or case is in one of them)."""
+    (``towns``: only those whose household or case is in one of them; ``kind``: only households or
+    only cases)."""
     p, c, h, k = schema.pairing, schema.cadre, schema.household, schema.petition_case
     is_current = sa.and_(p.c.valid_from <= as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
     is_changed = sa.or_(p.c.valid_from == as_of, p.c.valid_to == as_of)
@@ -101,7 +95,7 @@ def read_pairs(
             .outerjoin(h, sa.and_(is_house, h.c.household_key == p.c.target_key))
             .outerjoin(k, sa.and_(p.c.target_kind == "case", k.c.case_key == p.c.target_key))
         )
-        .where(cond, in_towns(town, towns))
+        .where(cond, in_towns(town, towns), sa.true() if kind is None else p.c.target_kind == kind)
         .order_by(p.c.pairing_id)
     )
     result = conn.execute(query)

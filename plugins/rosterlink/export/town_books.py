@@ -35,9 +35,9 @@ from rosterlink.export.followup_sheets import (
     view_town,
     warnings_sheet,
 )
-from rosterlink.export.pairs import ENDED, NEW, Pair, in_towns, read_pairs
+from rosterlink.export.pairs import ENDED, NEW, Pair, read_pairs
 from rosterlink.followup.config import FollowupConfig
-from rosterlink.followup.figures import by_view, warnings
+from rosterlink.followup.figures import by_view, in_towns, warnings
 from rosterlink.warehouse import schema
 
 if TYPE_CHECKING:
@@ -117,7 +117,11 @@ class Town:
         return self.town or UNKNOWN_TOWN_SHEET
 
 
-def _categories(conn: sa.Connection, towns: Collection[str | None] | None) -> dict[str, str]:
+def categories_of(
+    conn: sa.Connection, towns: Collection[str | None] | None, keys: Collection[str] | None = None
+) -> dict[str, str]:
+    """household key -> its active categories in words (特困家庭、建国前老党员), for the households of
+    ``towns`` (None: all; ``keys``: only these households)."""
     hc, h = schema.household_category, schema.household
     found: dict[str, set[str]] = defaultdict(set)
     query = (
@@ -125,6 +129,8 @@ def _categories(conn: sa.Connection, towns: Collection[str | None] | None) -> di
         .select_from(hc.join(h, h.c.household_key == hc.c.household_key))
         .where(hc.c.status == "active", in_towns(h.c.town, towns))
     )
+    if keys is not None:
+        query = query.where(hc.c.household_key.in_(sorted(keys)))
     for key, category in conn.execute(query):
         found[key].add(category)
     order = {c: i for i, c in enumerate(CATEGORY_ORDER)}
@@ -132,6 +138,28 @@ def _categories(conn: sa.Connection, towns: Collection[str | None] | None) -> di
         key: "、".join(CATEGORY_LABELS.get(c, c) for c in sorted(cats, key=lambda c: (order.get(c, 99), c)))
         for key, cats in found.items()
     }
+
+
+def open_cases(conn: sa.Connection, towns: Collection[str | None] | None = None) -> list[Any]:
+    """The open key cases (of ``towns``), by case number."""
+    k = schema.petition_case
+    return list(
+        conn.execute(
+            sa.select(
+                k.c.case_key,
+                k.c.case_number,
+                k.c.petitioner_name,
+                k.c.town,
+                k.c.topic,
+                k.c.responsible_unit,
+                k.c.work_team,
+                k.c.resolution_plan,
+                k.c.stabilisation_measures,
+            )
+            .where(k.c.status == "open", in_towns(k.c.town, towns))
+            .order_by(k.c.case_number)
+        )
+    )
 
 
 def read_towns(
@@ -142,7 +170,7 @@ def read_towns(
 ) -> dict[str | None, Town]:
     """Each town's rows as of ``as_of`` (``towns``: only these; None: every town that has an active
     household, a pair current or changed on the night, or an open key case), in the district's order."""
-    h, k, fh = schema.household, schema.petition_case, schema.followup_household
+    h, fh = schema.household, schema.followup_household
     found: dict[str | None, Town] = {}
 
     def town(name: str | None) -> Town:
@@ -161,29 +189,15 @@ def read_towns(
         .order_by(h.c.household_key)
     ):
         town(r.town).households.append(r)
-    for case in conn.execute(
-        sa.select(
-            k.c.case_key,
-            k.c.case_number,
-            k.c.petitioner_name,
-            k.c.town,
-            k.c.topic,
-            k.c.responsible_unit,
-            k.c.work_team,
-            k.c.resolution_plan,
-            k.c.stabilisation_measures,
-        )
-        .where(k.c.status == "open", in_towns(k.c.town, towns))
-        .order_by(k.c.case_number)
-    ):
+    for case in open_cases(conn, towns):
         town(case.town).cases.append(case)
-    categories = _categories(conn, towns)
+    categories = categories_of(conn, towns)
     followup = {r.household_key: r for r in conn.execute(sa.select(fh).where(in_towns(fh.c.town, towns)))}
     for t in found.values():
         keys = {q.target_key for q in t.pairs} | {r.household_key for r in t.households}
         t.categories = {key: categories[key] for key in keys if key in categories}
         t.followup = {key: followup[key] for key in keys if key in followup}
-    for w in warnings(conn, as_of, cfg or FollowupConfig.load()):
+    for w in warnings(conn, as_of, cfg or FollowupConfig.load(), towns):
         if w[1] in found:
             found[w[1]].warnings.append(w)
     by_town = {r["town"]: r for r in by_view(conn, "followup_by_town")}
@@ -230,12 +244,17 @@ def pair_rows(t: Town, as_of: dt.date) -> list[tuple[str, tuple]]:
     return out
 
 
-def case_rows(cases: Iterable[Any], case_pairs: Iterable[Pair], as_of: dt.date) -> list[tuple]:
-    """Open key cases as 重点信访案件 lists them: the values shown, then the five ones present."""
+def case_leaders(case_pairs: Iterable[Pair], as_of: dt.date) -> dict[str, set[str]]:
+    """case key -> the names of its leaders (包案领导): the cadres of its pairs in force."""
     leaders: dict[str, set[str]] = defaultdict(set)
     for q in case_pairs:
         if q.change(as_of) != ENDED and q.cadre_name:
             leaders[q.target_key].add(q.cadre_name)
+    return leaders
+
+
+def case_rows(cases: Iterable[Any], leaders: dict[str, set[str]]) -> list[tuple]:
+    """Open key cases as 重点信访案件 lists them: the values shown, then the five ones present."""
     out = []
     for case in sorted(cases, key=lambda r: (town_key(r.town), r.case_number)):
         leader = "、".join(sorted(leaders.get(case.case_key, ())))
@@ -290,16 +309,6 @@ class Figures:
             self.ended,
             len(self.unpaired),
         )
-
-    def add(self, other: Figures) -> None:
-        self.active += other.active
-        self.paired += other.paired
-        self.pairs += other.pairs
-        self.same += other.same
-        self.cadres |= other.cadres
-        self.new += other.new
-        self.ended += other.ended
-        self.unpaired += other.unpaired
 
 
 def figures(t: Town, as_of: dt.date) -> Figures:
@@ -377,7 +386,8 @@ def town_book(t: Town, as_of: dt.date) -> Book:
         sheet.row(values, GREEN if change == NEW else GREY if change == ENDED else PLAIN)
     if not t.pairs:
         sheet.row(("本镇街目前没有结对家庭。",))
-    case_sheet(book, case_rows(t.cases, t.case_pairs, as_of), empty="本镇街没有在办的重点信访案件。")
+    rows = case_rows(t.cases, case_leaders(t.case_pairs, as_of))
+    case_sheet(book, rows, empty="本镇街没有在办的重点信访案件。")
     warnings_sheet(book, t.warnings, where="本分册")
     return book
 
@@ -458,7 +468,7 @@ def digest(t: Town, as_of: dt.date) -> str:
             for r in own.unpaired
         ]
     )
-    put(case_rows(t.cases, t.case_pairs, as_of))
+    put(case_rows(t.cases, case_leaders(t.case_pairs, as_of)))
     put(t.warnings)
     if t.followup_figures is not None:
         line = figures_line(t.followup_figures)
