@@ -158,17 +158,18 @@ def test_every_param_is_described_and_the_trigger_form_refuses_a_bad_night_date(
 def test_the_town_workbooks_are_written_by_a_few_mapped_tasks_then_the_summary(
     nightly_dag, tmp_path, monkeypatch
 ):
-    """Issue 14: the towns whose workbooks changed are written by at most ``ROSTERLINK_TOWN_BATCHES``
-    mapped tasks (never one task per town), each a batch of towns, then the district's summary;
-    what the tasks pass each other stays small. A night that changes no town maps no batch and
-    leaves every town workbook as it was."""
+    """Issue 14: the town workbooks are written by at most ``ROSTERLINK_TOWN_BATCHES`` mapped tasks
+    (never one task per town), each a batch of towns, then the district's summary; what the tasks
+    pass each other stays small. A night that changes no town rewrites none of them."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     from rosterlink.core.spec import district
+    from rosterlink.export import town_books
     from rosterlink.synthetic import sample
 
     monkeypatch.setenv("ROSTERLINK_TOWN_BATCHES", "3")
+    monkeypatch.setattr(town_books, "BATCH_ROWS", 10)  # a small district in more than one batch
     sample.generate(tmp_path / "intake", scale=0.05)
     exports = tmp_path / "exports"
     conf = {
@@ -203,9 +204,10 @@ def test_the_town_workbooks_are_written_by_a_few_mapped_tasks_then_the_summary(
     assert max(len(json.dumps(v)) for v in xcoms.values()) < 4096
 
     before = {p.name: p.stat().st_mtime_ns for p in towns}
-    states, _ = night("2026-11-26")  # no new file: no town changed
-    assert [i for task, i in states if task == "write_town_workbooks"] == [-1]  # mapped over nothing
-    assert states[("write_town_workbooks", -1)] == "skipped"
+    states, xcoms = night("2026-11-26")  # no new file: no town changed
+    assert [xcoms[("write_town_workbooks", i)]["written"] for i in batches] == [0, 0, 0]
     assert states[("write_pairing_summary", -1)] == "success"
     assert (exports / "结对汇总_20261126.xlsx").is_file()
     assert {p.name: p.stat().st_mtime_ns for p in (exports / "分镇结对名单").glob("*.xlsx")} == before
+    written = xcoms[("finish_night", -1)]["written"]
+    assert ["town workbooks", f"{exports / '分镇结对名单'}/ (0 of 10 rewritten tonight)"] in written

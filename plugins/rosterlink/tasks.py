@@ -320,9 +320,8 @@ def write_feedback(settings: Settings, as_of: dt.date, file_ids: list[int]) -> F
 
 
 def plan_town_workbooks(settings: Settings, as_of: dt.date, run_id: str) -> list[TownBatch]:
-    """Which town workbooks tonight must write (what they show changed), in at most
-    ``settings.town_batches`` batches; the workbooks of towns gone are removed
-    (:func:`rosterlink.export.town_books.plan`)."""
+    """Tonight's towns in at most ``settings.town_batches`` batches of about equal size; the
+    workbooks of towns gone are removed (:func:`rosterlink.export.town_books.plan`)."""
     from rosterlink.export import town_books
 
     batches = town_books.plan(_engine(settings), settings, as_of, run_id)
@@ -332,7 +331,8 @@ def plan_town_workbooks(settings: Settings, as_of: dt.date, run_id: str) -> list
 def write_town_workbooks(
     settings: Settings, as_of: dt.date, run_id: str, batch: TownBatch
 ) -> TownBatchWritten:
-    """One batch of tonight's town workbooks (:func:`rosterlink.export.town_books.write_batch`)."""
+    """One batch of towns: the workbooks of those whose content changed
+    (:func:`rosterlink.export.town_books.write_batch`)."""
     from rosterlink.export import town_books
 
     written = town_books.write_batch(_engine(settings), settings, as_of, run_id, batch["batch"])

@@ -45,11 +45,12 @@ class FeedbackWritten(TypedDict):
 
 
 class TownBatch(TypedDict):
-    """One batch of the town workbooks to write tonight (the plan in the town folder names them)."""
+    """One batch of tonight's towns (the plan in the town folder names them): its task writes the
+    workbooks of those whose content changed."""
 
     batch: int  # from 1
     towns: int
-    rows: int  # households and pairs its workbooks list
+    rows: int  # households, pairs and key cases its towns list
 
 
 class TownBatchWritten(TypedDict):

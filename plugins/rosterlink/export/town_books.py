@@ -35,7 +35,7 @@ from rosterlink.export.followup_sheets import (
     view_town,
     warnings_sheet,
 )
-from rosterlink.export.pairs import ENDED, NEW, Pair, read_pairs
+from rosterlink.export.pairs import ENDED, NEW, Pair, pairs_per_town, read_pairs
 from rosterlink.followup.config import FollowupConfig
 from rosterlink.followup.figures import by_view, in_towns, warnings
 from rosterlink.warehouse import schema
@@ -131,7 +131,7 @@ def categories_of(
     )
     if keys is not None:
         query = query.where(hc.c.household_key.in_(sorted(keys)))
-    for key, category in conn.execute(query):
+    for key, category in conn.execute(query).all():  # fetched at once, not row by row
         found[key].add(category)
     order = {c: i for i, c in enumerate(CATEGORY_ORDER)}
     return {
@@ -187,12 +187,24 @@ def read_towns(
         sa.select(h.c.household_key, h.c.head_name, h.c.head_id_number, h.c.town, h.c.village)
         .where(h.c.status == "active", in_towns(h.c.town, towns))
         .order_by(h.c.household_key)
-    ):
+    ).all():
         town(r.town).households.append(r)
     for case in open_cases(conn, towns):
         town(case.town).cases.append(case)
     categories = categories_of(conn, towns)
-    followup = {r.household_key: r for r in conn.execute(sa.select(fh).where(in_towns(fh.c.town, towns)))}
+    shown = (  # what followup_cells shows
+        fh.c.household_key,
+        fh.c.overdue,
+        fh.c.phone_contacts,
+        fh.c.visited_in_person,
+        fh.c.in_person_visits,
+        fh.c.first_in_person_on,
+        fh.c.last_contact_on,
+        fh.c.deadline,
+    )
+    followup = {
+        r.household_key: r for r in conn.execute(sa.select(*shown).where(in_towns(fh.c.town, towns))).all()
+    }
     for t in found.values():
         keys = {q.target_key for q in t.pairs} | {r.household_key for r in t.households}
         t.categories = {key: categories[key] for key in keys if key in categories}
@@ -357,8 +369,8 @@ def unpaired_list(sheet: Any, households: list[Any], categories: dict[str, str])
 _TOWN_FOLLOWUP = tuple(i for i, c in enumerate(FOLLOWUP_COLUMNS[1:]) if c != "最长未联系(天)")
 
 
-def town_book(t: Town, as_of: dt.date) -> Book:
-    """The town's workbook (not yet saved)."""
+def town_book(t: Town, as_of: dt.date, rows: list[tuple[str, tuple]] | None = None) -> Book:
+    """The town's workbook (not yet saved); ``rows``: its :func:`pair_rows`, when made already."""
     book = night_book(as_of)
     summary = book.sheet("汇总", (14, 12, 12, 12, 14, 12, 12, 12, 14), freeze=False)
     summary.row((f"{t.name}结对名单（数据截至{as_of:%Y年%m月%d日}）",), TITLE)
@@ -382,7 +394,7 @@ def town_book(t: Town, as_of: dt.date) -> Book:
     summary.row(("说明：绿色为新结对，灰色为结束的结对（均为截至日当天）；身份证号、电话已脱敏。",))
 
     sheet = book.sheet("结对名单", TOWN_WIDTHS, columns=TOWN_COLUMNS, printed=True)
-    for change, values in pair_rows(t, as_of):
+    for change, values in pair_rows(t, as_of) if rows is None else rows:
         sheet.row(values, GREEN if change == NEW else GREY if change == ENDED else PLAIN)
     if not t.pairs:
         sheet.row(("本镇街目前没有结对家庭。",))
@@ -444,7 +456,7 @@ JSON file per workbook (``<file>.json``: town, file, digest, as-of date, size an
 as written). Each is written by the task that wrote its workbook: no two tasks share a file."""
 
 
-def digest(t: Town, as_of: dt.date) -> str:
+def digest(t: Town, as_of: dt.date, rows: list[tuple[str, tuple]] | None = None) -> str:
     """What the town's workbook shows, as a SHA-256 digest, leaving out what only says when: the
     as-of date, the 变化 column and the pairs ended on the night (the current pairs change with
     them), the counts of pairs made and ended. Two nights with the same digest give the town the
@@ -457,7 +469,7 @@ def digest(t: Town, as_of: dt.date) -> str:
         h.update(b"\n")
 
     put((LAYOUT, t.town))
-    for change, values in pair_rows(t, as_of):
+    for change, values in pair_rows(t, as_of) if rows is None else rows:
         if change != ENDED:
             put(values[:9] + values[10:])
     own = figures(t, as_of)
@@ -535,9 +547,11 @@ def _save_record(where: Path, record: Record) -> None:
     os.replace(tmp, target)
 
 
-def write_town(where: Path, t: Town, as_of: dt.date, file: str, digest: str) -> Path:
+def write_town(
+    where: Path, t: Town, as_of: dt.date, file: str, digest: str, rows: list[tuple[str, tuple]] | None = None
+) -> Path:
     """Write the town's workbook, then its record."""
-    path = town_book(t, as_of).save(where / file)
+    path = town_book(t, as_of, rows).save(where / file)
     stat = path.stat()
     _save_record(where, Record(t.town, file, digest, as_of, stat.st_size, stat.st_mtime_ns))
     return path
@@ -574,24 +588,18 @@ def gone(where: Path, records: dict[str | None, Record], towns: Collection[str |
 
 
 # --- writing -------------------------------------------------------------------------------------------
-def _stale(
-    where: Path, towns: dict[str | None, Town], records: dict[str | None, Record], as_of: dt.date
-) -> tuple[dict[str | None, str], dict[str | None, str]]:
-    """(town -> its file name, town -> its digest) of the towns whose workbook must be written: what
-    it shows changed, or its file is missing, renamed or not as it was written."""
-    names = file_names(towns)
-    stale = {}
-    for name, t in towns.items():
-        d, record = digest(t, as_of), records.get(name)
-        if record is None or not record.current(where, names[name], d):
-            stale[name] = d
-    return names, stale
-
-
-def _write(where: Path, t: Town, as_of: dt.date, file: str, d: str, record: Record | None) -> Path:
+def _write(
+    where: Path,
+    t: Town,
+    as_of: dt.date,
+    file: str,
+    d: str,
+    record: Record | None,
+    rows: list[tuple[str, tuple]] | None = None,
+) -> Path:
     if record is not None and record.file != file:
         remove(where, record)  # the town's file name changed (two towns met on one name)
-    return write_town(where, t, as_of, file, d)
+    return write_town(where, t, as_of, file, d, rows)
 
 
 def books(settings: Settings) -> dict[str | None, tuple[str, dt.date]]:
@@ -609,22 +617,39 @@ def write_town_workbooks(eng: sa.Engine, settings: Settings, as_of: dt.date) -> 
         towns = read_towns(conn, as_of)
     records = read_records(where)
     done = TownBooks(removed=gone(where, records, towns))
-    names, stale = _stale(where, towns, records, as_of)
-    for name, d in stale.items():
-        done.written[name] = _write(where, towns[name], as_of, names[name], d, records.get(name))
+    names = file_names(towns)
+    for name, t in towns.items():
+        rows = pair_rows(t, as_of)
+        d, record = digest(t, as_of, rows), records.get(name)
+        if record is None or not record.current(where, names[name], d):
+            done.written[name] = _write(where, t, as_of, names[name], d, record, rows)
     done.books = books(settings)
     log.info("export: %d of %d town workbooks written", len(done.written), len(towns))
     return done
 
 
 PLAN = "plan.json"
-"""The night's plan (in the records folder): the towns to write, batch by batch, with each one's
-file name and digest. The batches travel through XCom as their numbers and sizes only: a province's
-thousand town names would not fit in the few kilobytes a task passes on."""
+"""The night's plan (in the records folder): every town with its file name, batch by batch. The
+batches travel through XCom as their numbers and sizes only: a province's thousand town names would
+not fit in the few kilobytes a task passes on."""
 
 
 class PlanMismatch(RuntimeError):
     """The plan in the town folder is another night's (a batch task of an old run started again)."""
+
+
+def town_sizes(conn: sa.Connection, as_of: dt.date) -> dict[str | None, int]:
+    """Every town that has a workbook tonight (an active household, a pair in force or made or
+    ended tonight, an open key case: the towns :func:`read_towns` gives) -> the rows it lists,
+    counted in the warehouse."""
+    h, k = schema.household, schema.petition_case
+    sizes: dict[str | None, int] = defaultdict(int)
+    for town, n in pairs_per_town(conn, as_of).items():
+        sizes[town] += n
+    for column, where in ((h.c.town, h.c.status == "active"), (k.c.town, k.c.status == "open")):
+        for town, n in conn.execute(sa.select(column, sa.func.count()).where(where).group_by(column)).all():
+            sizes[town] += int(n)
+    return dict(sizes)
 
 
 def _split(weights: dict[str | None, int], batches: int) -> list[list[str | None]]:
@@ -640,42 +665,41 @@ def _split(weights: dict[str | None, int], batches: int) -> list[list[str | None
     return sorted(ordered, key=lambda g: town_key(g[0]))
 
 
+BATCH_ROWS = 100_000
+"""A batch task is started for every this many rows the towns list (households, pairs, key cases),
+up to ``settings.town_batches``: a district of 15,000 households is one batch (a task's start and its
+scan of the pairs cost more than a second batch saves); a province of a million, four."""
+
+
 def plan(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str) -> list[dict]:
-    """Decide which town workbooks tonight must write, split them into at most
-    ``settings.town_batches`` batches of about equal size and keep that plan in the town folder;
-    remove the workbooks of towns gone. Returns one small dict per batch (``batch``: its number from
-    1, ``towns``, ``rows``: the households and pairs it lists), none on a night that changed no town."""
+    """Split tonight's towns into batches of about equal size (one per :data:`BATCH_ROWS` rows, at
+    most ``settings.town_batches``; counted in the warehouse: no row is read here), keep that plan in
+    the town folder with each town's file name, and remove the workbooks of towns gone. Returns one
+    small dict per batch (``batch``: its number from 1, ``towns``, ``rows``: the households, pairs and
+    cases it lists)."""
     where = folder(settings)
     with eng.connect() as conn:
-        towns = read_towns(conn, as_of)
-    records = read_records(where)
-    gone(where, records, towns)
-    names, stale = _stale(where, towns, records, as_of)
-    weights = {name: len(towns[name].pairs) + len(towns[name].households) + 1 for name in stale}
-    groups = _split(weights, settings.town_batches)
+        sizes = town_sizes(conn, as_of)
+    gone(where, read_records(where), sizes)
+    names = file_names(town_order(sizes))
+    wanted = -(-sum(sizes.values()) // BATCH_ROWS)  # rounded up
+    groups = _split(sizes, max(1, min(settings.town_batches, wanted)))
     where.joinpath(RECORDS).mkdir(parents=True, exist_ok=True)
     target = where / RECORDS / PLAN
     tmp = target.with_name(f".~{PLAN}")
+    batches = [[[t, names[t]] for t in g] for g in groups]
     tmp.write_text(
-        json.dumps(
-            {
-                "run_id": run_id,
-                "as_of": as_of.isoformat(),
-                "batches": [[[t, names[t], stale[t]] for t in g] for g in groups],
-            },
-            ensure_ascii=False,
-        ),
+        json.dumps({"run_id": run_id, "as_of": as_of.isoformat(), "batches": batches}, ensure_ascii=False),
         encoding="utf-8",
     )
     os.replace(tmp, target)
-    log.info("export: %d of %d town workbooks to write, in %d batches", len(stale), len(towns), len(groups))
-    return [
-        {"batch": i, "towns": len(g), "rows": sum(weights[t] - 1 for t in g)} for i, g in enumerate(groups, 1)
-    ]
+    log.info("export: %d towns in %d batches", len(sizes), len(groups))
+    return [{"batch": i, "towns": len(g), "rows": sum(sizes[t] for t in g)} for i, g in enumerate(groups, 1)]
 
 
 def write_batch(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str, batch: int) -> list[Path]:
-    """Write the town workbooks of one batch of tonight's plan (``batch`` from 1)."""
+    """One batch of tonight's plan (``batch`` from 1): read its towns, and write the workbook of each
+    whose content changed (or whose file is missing or not as written). Returns those written."""
     where = folder(settings)
     try:
         kept = json.loads((where / RECORDS / PLAN).read_text(encoding="utf-8"))
@@ -685,11 +709,14 @@ def write_batch(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str,
         raise PlanMismatch("the town workbooks' plan is another night's: run the night again")
     entries = kept["batches"][batch - 1]
     with eng.connect() as conn:
-        towns = read_towns(conn, as_of, [town for town, _, _ in entries])
+        towns = read_towns(conn, as_of, [town for town, _ in entries])
     records = read_records(where)
     written = []
-    for town, file, d in entries:
+    for town, file in entries:
         t = towns.get(town) or Town(town)
-        written.append(_write(where, t, as_of, file, d, records.get(town)))
-    log.info("export: batch %d, %d town workbooks written", batch, len(written))
+        rows = pair_rows(t, as_of)
+        d, record = digest(t, as_of, rows), records.get(town)
+        if record is None or not record.current(where, file, d):
+            written.append(_write(where, t, as_of, file, d, record, rows))
+    log.info("export: batch %d, %d of %d town workbooks written", batch, len(written), len(entries))
     return written
