@@ -20,7 +20,7 @@ it prints wall time, CPU time (``time.process_time``: user + system of the whole
 the task ran), peak RSS during the task (Linux: ``/proc/self/clear_refs`` reset before it,
 ``VmHWM`` after) and rows per second (the night's rows read, through that stage's wall time).
 
-For load, link, pairing and the two workbooks it also times, in the same process and on the same
+For load, link, pairing and the workbooks it also times, in the same process and on the same
 rows, the bare tool the stage should be held against (issue 14), and prints the stage's ratio to it:
 
 * load: tonight's ``source_record`` rows inserted by plain ``sqlite3`` ``executemany`` into an
@@ -36,8 +36,8 @@ rows, the bare tool the stage should be held against (issue 14), and prints the 
   constant-memory mode, one file per workbook (same sheets, column widths and formats; masking,
   defusing and the queries are the stage's own cost). The three stages of the pairing workbooks
   (the plan, the mapped town batches, the summary) are also summed on one line against the bare
-  writing of all they wrote: the plan writes nothing, deciding which towns need no rewrite is its
-  cost.
+  writing of all they wrote: reading and digesting the towns that need no rewrite is part of the
+  stage's cost, and on a quiet night most of it.
 
 ``--profile TASK ...`` runs those tasks under cProfile and prints their top entries (cumulative
 and own time). On a shared machine wall time is noisy: read CPU time first. Figures only; nothing
@@ -70,8 +70,7 @@ STAGES = NIGHT_TASKS  # the nightly DAG's tasks in the order they run
 BARE_FLOW: list = []  # OR-Tools' own SimpleMinCostFlow, kept before the recording one replaces it
 BARE = {"load_files": "load", "link_entities": "link", "rebuild_pairings": "pairing"}
 BOOKS = ("write_town_workbooks", "write_pairing_summary", "write_change_log")
-# the pairing workbooks' stages, held together against the bare writing of what they wrote (the plan
-# writes nothing: deciding what not to write is its whole cost)
+# the pairing workbooks' stages, held together against the bare writing of what they wrote
 PAIRING_BOOKS = ("plan_town_workbooks", "write_town_workbooks", "write_pairing_summary")
 
 

@@ -43,11 +43,15 @@ def check_mapped_once_per_file(tis, files: set[str]) -> None:
         "rebuild_pairings",
         "follow_through",
         "write_feedback",
-        "write_pairing_workbook",
+        "plan_town_workbooks",
+        "write_pairing_summary",
         "write_change_log",
         "finish_night",
     }, sorted(singles)
     assert all(t.state == "success" for t in singles.values()), singles
+    # the town workbooks: one mapped batch for a district this small
+    towns = [t for t in tis if t.task_id == "write_town_workbooks"]
+    assert [(t.map_index, t.state) for t in towns] == [(0, "success")], towns
 
 
 def test_night_under_the_real_scheduler_with_local_executor(tmp_path: Path):
