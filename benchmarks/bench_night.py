@@ -15,12 +15,12 @@ reference district, on a SQLite warehouse, as a new user runs ``rosterlink night
 
 Each night runs in a fresh child process through Airflow itself: ``dag.test()`` on the nightly DAG
 (``DagBag`` over ``dags/rosterlink_nightly.py``, a private ``AIRFLOW_HOME``), so every task runs
-in that process, one after the other. Per stage (task; the mapped read and validate tasks summed)
+in that process, one after the other. Per stage (task; the mapped read, validate and town tasks summed)
 it prints wall time, CPU time (``time.process_time``: user + system of the whole process while
 the task ran), peak RSS during the task (Linux: ``/proc/self/clear_refs`` reset before it,
 ``VmHWM`` after) and rows per second (the night's rows read, through that stage's wall time).
 
-For load, link, pairing and the two workbooks it also times, in the same process and on the same
+For load, link, pairing and the workbooks it also times, in the same process and on the same
 rows, the bare tool the stage should be held against (issue 14), and prints the stage's ratio to it:
 
 * load: tonight's ``source_record`` rows inserted by plain ``sqlite3`` ``executemany`` into an
@@ -30,10 +30,14 @@ rows, the bare tool the stage should be held against (issue 14), and prints the 
   usable ID (``timings.household_model``);
 * pairing: the very min-cost-flow instances the night solved (recorded as the night built them),
   solved again by a bare OR-Tools ``SimpleMinCostFlow``;
-* the pairing workbook and the change log: the very cells the stage wrote (recorded by running its
-  export again, untimed, with ``Sheet.append`` keeping the rows), written by bare XlsxWriter in
-  constant-memory mode (same sheets, column widths and formats; masking, defusing and the queries
-  are the stage's own cost).
+* the town workbooks, the pairing summary and the change log: the very cells the stage wrote
+  (recorded by running its export again, untimed, with ``Sheet.append`` keeping the rows: for the
+  town workbooks, those of the towns the night rewrote), written by bare XlsxWriter in
+  constant-memory mode, one file per workbook (same sheets, column widths and formats; masking,
+  defusing and the queries are the stage's own cost). The three stages of the pairing workbooks
+  (the plan, the mapped town batches, the summary) are also summed on one line against the bare
+  writing of all they wrote: reading and digesting the towns that need no rewrite is part of the
+  stage's cost, and on a quiet night most of it.
 
 ``--profile TASK ...`` runs those tasks under cProfile and prints their top entries (cumulative
 and own time). On a shared machine wall time is noisy: read CPU time first. Figures only; nothing
@@ -65,7 +69,9 @@ from rosterlink.tasks import NIGHT_TASKS  # noqa: E402 (after the path is set)
 STAGES = NIGHT_TASKS  # the nightly DAG's tasks in the order they run
 BARE_FLOW: list = []  # OR-Tools' own SimpleMinCostFlow, kept before the recording one replaces it
 BARE = {"load_files": "load", "link_entities": "link", "rebuild_pairings": "pairing"}
-BOOKS = ("write_pairing_workbook", "write_change_log")
+BOOKS = ("write_town_workbooks", "write_pairing_summary", "write_change_log")
+# the pairing workbooks' stages, held together against the bare writing of what they wrote
+PAIRING_BOOKS = ("plan_town_workbooks", "write_town_workbooks", "write_pairing_summary")
 
 
 # ------------------------------------------------------------------------------------- measuring (child)
@@ -283,100 +289,136 @@ def bare_pairing(flows: list[dict]) -> dict:
     return {"instances": sum(1 for i in flows if "supplies" in i), "arcs": arcs, "wall_s": wall, "cpu_s": cpu}
 
 
-def _book_cells(task: str, url: str, as_of: str, workdir: Path) -> tuple[list, dict]:
-    """The cells a workbook stage writes, recorded: the stage's export function run again (untimed)
-    with ``Sheet.append`` keeping each row instead of writing it. Returns the sheets in order
-    (name, column widths, rows of ``(value, format)`` or None) and each format's properties."""
+def _book_work(task: str, url: str, as_of: str, workdir: Path):
+    """What a workbook stage wrote tonight, as a function of an export folder to write it again in:
+    the town workbooks the night rewrote (their records in the night's town folder carry tonight's
+    date), the summary, the change log."""
     import datetime as dt
 
     from rosterlink import export, warehouse
+    from rosterlink.export import town_books
+
+    day = dt.date.fromisoformat(as_of)
+    eng = warehouse.connect(url)
+    night_towns = workdir / "exports" / town_books.FOLDER
+
+    def towns(settings) -> None:
+        rewritten = [t for t, r in town_books.read_records(night_towns).items() if r.as_of == day]
+        with eng.connect() as conn:
+            found = town_books.read_towns(conn, day, rewritten)
+        for i, t in enumerate(found.values()):
+            town_books.town_book(t, day).save(Path(settings.export_dir) / f"{i}.xlsx")
+
+    def summary(settings) -> None:
+        books = {t: (r.file, r.as_of) for t, r in town_books.read_records(night_towns).items()}
+        export.write_pairing_workbook(eng, settings, day, books)
+
+    def change_log(settings) -> None:
+        export.write_change_log(eng, settings, day)
+
+    return {"write_town_workbooks": towns, "write_pairing_summary": summary, "write_change_log": change_log}[
+        task
+    ]
+
+
+def _book_cells(task: str, url: str, as_of: str, workdir: Path) -> list[tuple[list, dict]]:
+    """The cells a workbook stage writes, recorded: the stage's export run again (untimed) with
+    ``Sheet.append`` keeping each row instead of writing it. Returns each workbook: its sheets in
+    order (name, column widths, rows of ``(value, format)`` or None) and each format's properties."""
     from rosterlink.core import workbook
     from rosterlink.core.settings import Settings
 
-    sheets: list[tuple[str, tuple, list]] = []
-    rows_of: dict[str, list] = {}
-    props: dict[int, dict] = {}
-    books: list = []
+    books: dict[int, tuple[list, dict]] = {}
+    rows_of: dict[tuple[int, str], list] = {}
     cls_sheet, cls_book = workbook.Sheet, workbook.Book
     orig_append, orig_worksheet, orig_save = cls_sheet.append, cls_book.worksheet, cls_book.save
 
     def append(self, cells):  # as Sheet.append, kept instead of written
         if self.rows >= self.max_rows:
             self._continue()
-        rows_of[self.ws.name].append(list(cells))
+        rows_of[(id(self.book), self.ws.name)].append(list(cells))
         self.rows += 1
 
     def worksheet(self, title, widths=()):
         ws = orig_worksheet(self, title, widths)
-        rows_of[ws.name] = []
-        sheets.append((ws.name, tuple(widths), rows_of[ws.name]))
+        rows_of[(id(self), ws.name)] = []
+        books.setdefault(id(self), ([], {}))[0].append((ws.name, tuple(widths), rows_of[(id(self), ws.name)]))
         return ws
 
     def save(self, target):
-        books.append(self)
-        props.update({id(f): workbook.format_props(s) for s, f in self._formats.items()})
+        books.setdefault(id(self), ([], {}))[1].update(
+            {id(f): workbook.format_props(s) for s, f in self._formats.items()}
+        )
         return orig_save(self, target)
 
     cls_sheet.append, cls_book.worksheet, cls_book.save = append, worksheet, save  # type: ignore[method-assign]
     try:
         with tempfile.TemporaryDirectory(prefix="rl-bare-books-") as tmp:
             settings = Settings(intake_dir=workdir / "intake", warehouse_url=url, export_dir=Path(tmp))
-            getattr(export, task)(warehouse.connect(url), settings, dt.date.fromisoformat(as_of))
+            _book_work(task, url, as_of, workdir)(settings)
     finally:
         cls_sheet.append, cls_book.worksheet, cls_book.save = orig_append, orig_worksheet, orig_save  # type: ignore[method-assign]
-    return sheets, props
+    return list(books.values())
 
 
 def bare_book(task: str, url: str, as_of: str, workdir: Path) -> dict:
     """The very cells the stage wrote (masked, defused, formatted as it wrote them), written again
-    by bare XlsxWriter in constant-memory mode: the floor the workbook stages are held against."""
+    by bare XlsxWriter in constant-memory mode, one file per workbook: the floor the workbook stages
+    are held against."""
     import datetime as dt
 
     import xlsxwriter
 
-    sheets, props = _book_cells(task, url, as_of, workdir)
+    books = _book_cells(task, url, as_of, workdir)
     with tempfile.TemporaryDirectory(prefix="rl-bare-book-") as tmp:
 
         def work() -> int:
-            wb = xlsxwriter.Workbook(
-                f"{tmp}/bare.xlsx",
-                {
-                    "constant_memory": True,
-                    "strings_to_numbers": False,
-                    "strings_to_formulas": False,
-                    "strings_to_urls": False,
-                },
-            )
-            formats: dict[int, object] = {}
             cells = 0
-            for name, widths, rows in sheets:
-                ws = wb.add_worksheet(name)
-                for i, width in enumerate(widths):
-                    ws.set_column(i, i, width)
-                for r, row in enumerate(rows):
-                    for c, cell in enumerate(row):
-                        if cell is None:
-                            continue
-                        value, old = cell
-                        fmt = None
-                        if old is not None:
-                            fmt = formats.get(id(old))
-                            if fmt is None:
-                                fmt = formats[id(old)] = wb.add_format(props[id(old)])
-                        if value is None:
-                            ws.write_blank(r, c, None, fmt)
-                        elif isinstance(value, str):
-                            ws.write_string(r, c, value, fmt)
-                        elif isinstance(value, dt.date):
-                            ws.write_datetime(r, c, value, fmt)
-                        else:
-                            ws.write_number(r, c, value, fmt)
-                        cells += 1
-            wb.close()
+            for n, (sheets, props) in enumerate(books):
+                wb = xlsxwriter.Workbook(
+                    f"{tmp}/bare{n}.xlsx",
+                    {
+                        "constant_memory": True,
+                        "strings_to_numbers": False,
+                        "strings_to_formulas": False,
+                        "strings_to_urls": False,
+                    },
+                )
+                formats: dict[int, object] = {}
+                for name, widths, rows in sheets:
+                    ws = wb.add_worksheet(name)
+                    for i, width in enumerate(widths):
+                        ws.set_column(i, i, width)
+                    for r, row in enumerate(rows):
+                        for c, cell in enumerate(row):
+                            if cell is None:
+                                continue
+                            value, old = cell
+                            fmt = None
+                            if old is not None:
+                                fmt = formats.get(id(old))
+                                if fmt is None:
+                                    fmt = formats[id(old)] = wb.add_format(props[id(old)])
+                            if value is None:
+                                ws.write_blank(r, c, None, fmt)
+                            elif isinstance(value, str):
+                                ws.write_string(r, c, value, fmt)
+                            elif isinstance(value, dt.date):
+                                ws.write_datetime(r, c, value, fmt)
+                            else:
+                                ws.write_number(r, c, value, fmt)
+                            cells += 1
+                wb.close()
             return cells
 
         cells, wall, cpu = _timed(work)
-    return {"cells": cells, "sheets": len(sheets), "wall_s": wall, "cpu_s": cpu}
+    return {
+        "cells": cells,
+        "books": len(books),
+        "sheets": sum(len(sheets) for sheets, _ in books),
+        "wall_s": wall,
+        "cpu_s": cpu,
+    }
 
 
 def run_night(workdir: Path, night: int, as_of: str, profile: set[str], top: int) -> dict:
@@ -512,7 +554,7 @@ def report(result: dict) -> None:
                 base_cpu = bare["cpu_s"]
                 what = (
                     f"bare XlsxWriter constant_memory, same {bare['cells']} cells"
-                    f" ({bare['sheets']} sheets) {bare['cpu_s']:.2f} s CPU"
+                    f" ({bare['books']} workbooks, {bare['sheets']} sheets) {bare['cpu_s']:.2f} s CPU"
                 )
             elif name == "load_files":
                 base_cpu = bare["cpu_s"]
@@ -525,7 +567,20 @@ def report(result: dict) -> None:
             line += f"   {what}; stage/bare CPU {_ratio(st['cpu_s'], base_cpu).strip()}"
             if name in result.get("profiles", {}):
                 line += " (the stage ran under cProfile: its time is inflated)"
+        if st["runs"] > 1 and name not in ("read_file", "validate_file"):
+            line += f" [{st['runs']} mapped tasks]"
         print(line)
+    stages = [result["stages"][n] for n in PAIRING_BOOKS if n in result["stages"]]
+    bares = [result["bare"][n] for n in PAIRING_BOOKS if n in result["bare"]]
+    if stages:
+        cpu, base = sum(st["cpu_s"] for st in stages), sum(b["cpu_s"] for b in bares)
+        print(
+            f"  {'pairing workbooks':<24}{sum(st['wall_s'] for st in stages):9.2f}{cpu:9.2f}"
+            f"{max(st['peak_rss_mb'] for st in stages):9.0f}{'':>10}   plan + towns + summary against bare"
+            f" XlsxWriter of the same {sum(b['cells'] for b in bares)} cells"
+            f" ({sum(b['books'] for b in bares)} workbooks) {base:.2f} s CPU;"
+            f" stage/bare CPU {_ratio(cpu, base).strip()}"
+        )
     for task_id, text in result.get("profiles", {}).items():
         print(f"\n  cProfile of {task_id}, night {result['night']} (top by cumulative time):")
         print("\n".join("    " + ln for ln in text["cumulative"].splitlines() if ln.strip()))

@@ -4,8 +4,9 @@
 Takes every new file dropped into the intake folders, reads, normalises and validates it (one mapped
 task per file; Data Docs under `<exports>/data_docs/<night>/` from the GX results it kept), loads
 the good rows, links them to households, cadres and cases, refreshes statuses, rebuilds the
-pairings, ties the visit logs to the pairs, and writes the clerks' feedback, the pairing
-workbook, the change log and the opinions.
+pairings, ties the visit logs to the pairs, and writes the clerks' feedback, the town workbooks
+that changed (mapped over a few batches), the district's pairing summary, the change log and the
+opinions.
 
 Settings: the run conf (the params), then Airflow Variables `rosterlink_*`, then `ROSTERLINK_*`
 environment variables. Every task calls one plain function of `rosterlink.tasks`. A task is retried
@@ -24,7 +25,7 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 
 if TYPE_CHECKING:
-    from rosterlink.core.payloads import FileItem, ScannedFile
+    from rosterlink.core.payloads import FileItem, ScannedFile, TownBatch
 
 TZ = "Asia/Shanghai"
 TEXT = ["null", "string"]  # an optional text param
@@ -182,7 +183,7 @@ def rosterlink_nightly():
         with _night() as (settings, run_id):
             return tasks.follow_through(settings, _as_of(), run_id)
 
-    # the night's workbooks: three tasks, so that with several workers they are written at once
+    # the night's workbooks: with several workers they are written at once
     @task(trigger_rule="none_failed")
     def write_feedback(scanned: list[ScannedFile], _followed: dict | None) -> dict:
         from rosterlink import tasks
@@ -192,11 +193,25 @@ def rosterlink_nightly():
             return tasks.write_feedback(settings, _as_of(), file_ids)
 
     @task(trigger_rule="none_failed")
-    def write_pairing_workbook(_followed: dict | None) -> dict:
+    def plan_town_workbooks(_followed: dict | None) -> list[TownBatch]:
+        from rosterlink import tasks
+
+        with _night() as (settings, run_id):
+            return tasks.plan_town_workbooks(settings, _as_of(), run_id)
+
+    @task(map_index_template="batch {{ task.op_kwargs['batch']['batch'] }}")
+    def write_town_workbooks(batch: TownBatch) -> dict:  # a few batches, never one task per town
+        from rosterlink import tasks
+
+        with _night() as (settings, run_id):
+            return tasks.write_town_workbooks(settings, _as_of(), run_id, batch)
+
+    @task(trigger_rule="none_failed")
+    def write_pairing_summary(batches: list[dict] | None) -> dict:
         from rosterlink import tasks
 
         with _night() as (settings, _):
-            return tasks.write_pairing_workbook(settings, _as_of())
+            return tasks.write_pairing_summary(settings, _as_of(), list(batches or []))
 
     @task(trigger_rule="none_failed")
     def write_change_log(_followed: dict | None) -> dict:
@@ -207,24 +222,16 @@ def rosterlink_nightly():
 
     @task(trigger_rule="none_failed")
     def finish_night(
-        pairs: dict,
-        followed: dict | None,
-        feedback: dict,
-        pairing: dict,
-        change_log: dict,
-        documented: dict | None,
+        pairs: dict, followed: dict | None, books: list[dict | None], documented: dict | None
     ) -> dict:
         """Clears the staging table, records the night's figures, releases the night's lease."""
         from rosterlink import tasks
 
-        written = {**(feedback or {}), **(pairing or {}), **(change_log or {})}
+        written = {k: v for book in books for k, v in (book or {}).items()}
+        summary = {"pairing": pairs, "followup": followed, "exports": written, "data_docs": documented}
         with _night(last=True) as (settings, run_id):
             tasks.clear_staging(settings)
-            figures = tasks.finish_night(
-                settings,
-                run_id,
-                {"pairing": pairs, "followup": followed, "exports": written, "data_docs": documented},
-            )
+            figures = tasks.finish_night(settings, run_id, summary)
         return tasks.night_result(settings, run_id, figures, written, documented)
 
     night = begin_night()
@@ -233,14 +240,9 @@ def rosterlink_nightly():
     documented = document_validation(validated)
     pairs = rebuild_pairings(refresh_statuses(link_entities(load_files(validated))))
     followed = follow_through(pairs)
-    finish_night(
-        pairs,
-        followed,
-        write_feedback(scanned, followed),
-        write_pairing_workbook(followed),
-        write_change_log(followed),
-        documented,
-    )
+    towns = write_town_workbooks.expand(batch=plan_town_workbooks(followed))
+    books = [write_feedback(scanned, followed), write_pairing_summary(towns), write_change_log(followed)]
+    finish_night(pairs, followed, books, documented)
 
 
 rosterlink_nightly()

@@ -184,7 +184,7 @@ def test_night_under_celery_with_two_workers(
     check_night_against_truth(pg_url, truth)
     assert q(pg_url, "SELECT COUNT(*) FROM intake_file") == [(len(files),)]
     assert q(pg_url, f"SELECT status FROM night_run WHERE run_id = '{run_id}'") == [("success",)]
-    assert (exports / "结对名单_20261125.xlsx").is_file()
+    assert (exports / "结对汇总_20261125.xlsx").is_file()
 
 
 def wait_workers(cluster: AirflowCluster, broker: str, names: tuple[str, ...], timeout: float) -> None:

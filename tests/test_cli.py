@@ -298,9 +298,20 @@ def test_the_summary_tells_tonight_from_all_nights_and_lists_what_was_written(tm
     assert "task resources" not in out  # only with -v
 
     written = section(out, "written tonight:")
-    for label in ("pairing workbook", "change log", "clerk feedback", "Data Docs", "link review queue"):
+    labels = (
+        "pairing summary",
+        "town workbooks",
+        "change log",
+        "clerk feedback",
+        "Data Docs",
+        "link review queue",
+    )
+    for label in labels:
         assert label in written, f"{label} not listed:\n{out}"
-    assert Path(written["pairing workbook"]).is_file()
+    assert Path(written["pairing summary"]).is_file()
+    folder, _, count = written["town workbooks"].partition(" (")
+    assert Path(folder).is_dir()
+    assert re.fullmatch(r"[\d,]+ of [\d,]+ rewritten tonight\)", count), count
     assert Path(written["Data Docs"]).is_file()
 
     # the file name is shown masked on the terminal and in the Airflow logs

@@ -26,7 +26,9 @@ TASKS = [
     "rebuild_pairings",
     "follow_through",
     "write_feedback",
-    "write_pairing_workbook",
+    "plan_town_workbooks",
+    "write_town_workbooks",
+    "write_pairing_summary",
     "write_change_log",
     "finish_night",
 ]
@@ -105,9 +107,10 @@ def test_an_alert_names_the_night_task_and_error_type_but_never_a_value(tmp_path
     assert "13812345678" not in line
 
 
-def test_data_docs_and_the_three_workbooks_do_not_hold_up_the_night(nightly_dag):
+def test_data_docs_and_the_workbooks_do_not_hold_up_the_night(nightly_dag):
     """With several workers, Data Docs are built while the night loads, links and pairs, and the
-    three workbooks are written at once; the last task waits for all of them."""
+    feedback, the pairing workbooks and the change log are written at once (the town workbooks, then
+    the summary that gives their dates); the last task waits for all of them."""
     dag = nightly_dag
 
     def upstream(task_id: str) -> set[str]:
@@ -115,10 +118,12 @@ def test_data_docs_and_the_three_workbooks_do_not_hold_up_the_night(nightly_dag)
 
     assert "document_validation" not in upstream("load_files")
     assert "document_validation" not in upstream("rebuild_pairings")
-    books = {"write_feedback", "write_pairing_workbook", "write_change_log"}
+    books = {"write_feedback", "write_pairing_summary", "write_change_log"}
     for book in books:
         assert not (books - {book}) & upstream(book), book
         assert {"follow_through", "rebuild_pairings"} <= upstream(book)
+    assert {"plan_town_workbooks", "write_town_workbooks"} <= upstream("write_pairing_summary")
+    assert not books & upstream("write_town_workbooks")
     assert books | {"document_validation", "follow_through"} <= upstream("finish_night")
     assert dag.get_task("finish_night").downstream_task_ids == set()
 
@@ -147,3 +152,62 @@ def test_every_param_is_described_and_the_trigger_form_refuses_a_bad_night_date(
             }
         )
     assert not (tmp_path / "w.db").exists()
+
+
+@pytest.mark.slow
+def test_the_town_workbooks_are_written_by_a_few_mapped_tasks_then_the_summary(
+    nightly_dag, tmp_path, monkeypatch
+):
+    """Issue 14: the town workbooks are written by at most ``ROSTERLINK_TOWN_BATCHES`` mapped tasks
+    (never one task per town), each a batch of towns, then the district's summary; what the tasks
+    pass each other stays small. A night that changes no town rewrites none of them."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    from rosterlink.core.spec import district
+    from rosterlink.export import town_books
+    from rosterlink.synthetic import sample
+
+    monkeypatch.setenv("ROSTERLINK_TOWN_BATCHES", "3")
+    monkeypatch.setattr(town_books, "BATCH_ROWS", 10)  # a small district in more than one batch
+    sample.generate(tmp_path / "intake", scale=0.05)
+    exports = tmp_path / "exports"
+    conf = {
+        "intake_dir": str(tmp_path / "intake"),
+        "warehouse_url": f"sqlite:///{tmp_path / 'w.db'}",
+        "export_dir": str(exports),
+    }
+
+    def night(as_of: str):
+        run = nightly_dag.test(run_conf={**conf, "as_of": as_of})
+        assert str(getattr(run.state, "value", run.state)) == "success"
+        states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
+        with create_session() as session:
+            xcoms = {
+                (x.task_id, x.map_index): XComModel.deserialize_value(x)
+                for x in session.scalars(
+                    XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, key="return_value")
+                )
+            }
+        return states, xcoms
+
+    states, xcoms = night("2026-11-25")
+    batches = sorted(i for task, i in states if task == "write_town_workbooks")
+    assert batches == [0, 1, 2]
+    assert all(states[("write_town_workbooks", i)] == "success" for i in batches)
+    towns = sorted((exports / "分镇结对名单").glob("*.xlsx"))
+    assert sorted(p.name for p in towns) == sorted(f"{t}_结对名单.xlsx" for t in district().towns)
+    assert (exports / "结对汇总_20261125.xlsx").is_file()
+    written = xcoms[("finish_night", -1)]["written"]
+    assert ["town workbooks", f"{exports / '分镇结对名单'}/ (10 of 10 rewritten tonight)"] in written
+    assert [len(xcoms[("write_town_workbooks", i)]) for i in batches] == [2, 2, 2]  # batch, written
+    assert max(len(json.dumps(v)) for v in xcoms.values()) < 4096
+
+    before = {p.name: p.stat().st_mtime_ns for p in towns}
+    states, xcoms = night("2026-11-26")  # no new file: no town changed
+    assert [xcoms[("write_town_workbooks", i)]["written"] for i in batches] == [0, 0, 0]
+    assert states[("write_pairing_summary", -1)] == "success"
+    assert (exports / "结对汇总_20261126.xlsx").is_file()
+    assert {p.name: p.stat().st_mtime_ns for p in (exports / "分镇结对名单").glob("*.xlsx")} == before
+    written = xcoms[("finish_night", -1)]["written"]
+    assert ["town workbooks", f"{exports / '分镇结对名单'}/ (0 of 10 rewritten tonight)"] in written

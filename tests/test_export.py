@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -16,7 +17,7 @@ import xlsxwriter
 from rosterlink import export, warehouse
 from rosterlink.core.idnumber import make
 from rosterlink.core.settings import Settings
-from rosterlink.export import change_log, common, pairing_book
+from rosterlink.export import change_log, common, pairing_book, town_books
 from rosterlink.warehouse import schema
 
 AS_OF = dt.date(2026, 11, 20)
@@ -503,25 +504,48 @@ def test_feedback_is_not_written_through_a_symlinked_feedback_folder(night, tmp_
     assert list(elsewhere.iterdir()) == []
 
 
-# --- pairing workbook --------------------------------------------------------------------------------
-def test_pairing_workbook_has_one_sheet_per_town_in_district_order(night):
+# --- pairing workbooks: one per town, and the district's summary -----------------------------------------
+TOWNS = ("山城街道", "店子镇", "西集镇")
+
+
+def _summary(eng, settings, as_of: dt.date = AS_OF):
+    """The night's pairing workbooks written; the summary read back."""
+    summary, _ = export.write_pairing_workbooks(eng, settings, as_of)
+    return openpyxl.load_workbook(summary)
+
+
+def _town(settings, town: str):
+    return openpyxl.load_workbook(settings.export_dir / "分镇结对名单" / f"{town}_结对名单.xlsx")
+
+
+def _texts(wb) -> str:
+    return "\n".join(str(c.value) for ws in wb.worksheets for r in ws.iter_rows() for c in r if c.value)
+
+
+def test_each_town_gets_its_own_workbook_with_only_its_households_and_cases(night):
+    """Issue 14: a workbook per town under 分镇结对名单/ (what the town's party committee needs and
+    no more), and a summary workbook for the district without the towns' pair lists."""
     eng, settings = night
-    path = export.write_pairing_workbook(eng, settings, AS_OF)
-    assert path == settings.export_dir / "结对名单_20261120.xlsx"
-    wb = openpyxl.load_workbook(path)
-    assert wb.sheetnames == [
+    summary, towns = export.write_pairing_workbooks(eng, settings, AS_OF)
+    assert summary == settings.export_dir / "结对汇总_20261120.xlsx"
+    folder = settings.export_dir / "分镇结对名单"
+    assert sorted(p.name for p in folder.glob("*.xlsx")) == sorted(f"{t}_结对名单.xlsx" for t in TOWNS)
+    assert sorted(p.name for p in towns.written.values()) == sorted(f"{t}_结对名单.xlsx" for t in TOWNS)
+    assert openpyxl.load_workbook(summary).sheetnames == [
         "汇总",
-        "山城街道",
-        "店子镇",
-        "西集镇",
         "重点信访案件",
         "本次变化",
         "走访帮扶",
         "走访预警",
     ]
-    ws = wb["山城街道"]
-    assert _rows(ws)[0] == pairing_book.TOWN_COLUMNS
+
+    wb = _town(settings, "山城街道")
+    assert wb.sheetnames == ["汇总", "结对名单", "重点信访案件", "走访预警"]
+    assert "山城街道结对名单（数据截至2026年11月20日）" in _rows(wb["汇总"])[0][0]
+    ws = wb["结对名单"]
+    assert _rows(ws)[0] == town_books.TOWN_COLUMNS
     assert ws.freeze_panes == "A2"
+    assert {r[4] for r in _rows(ws)[1:]} == {"张三", "'+1"}  # h1 and h3, nobody of another town
     h1 = [c.value for c in _find_row(ws, "张三")]
     assert h1[:8] == [
         "王科长",
@@ -535,43 +559,61 @@ def test_pairing_workbook_has_one_sheet_per_town_in_district_order(night):
     ]
     assert h1[8] == dt.datetime(2026, 3, 1)
     assert h1[9] is None
+    assert [r[0] for r in _rows(wb["重点信访案件"])[1:]] == ["XF2026-002"]
+    # nothing of another town's households or cases anywhere in the town's workbook
+    text = _texts(wb)
+    for other in ("南村", "中村", "北村", "XF2026-001", "钱某", IDS["h2"][-4:], IDS["h5"][-4:]):
+        assert other not in text, other
+    store = _texts(_town(settings, "店子镇"))
+    assert "张三" not in store
+    assert "XF2026-002" not in store
+    assert "XF2026-001" in store
 
 
-def test_new_and_ended_pairs_are_marked_in_the_town_sheets(night):
+def test_new_and_ended_pairs_are_marked_in_the_town_workbooks(night):
     eng, settings = night
-    wb = openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))
-    new = _find_row(wb["店子镇"], "李县长")
+    export.write_pairing_workbooks(eng, settings, AS_OF)
+    new = _find_row(_town(settings, "店子镇")["结对名单"], "李县长")
     assert [c.value for c in new][9:11] == ["新结对", "新纳入结对对象"]
     assert all(c.fill.fgColor.rgb.endswith("C6EFCE") for c in new)
     # h3 changed cadre tonight: the ended pair (grey) and the new one (green) side by side
-    rows = [r for r in wb["山城街道"].iter_rows(min_row=2) if r[6].value == "西村"]
+    rows = [r for r in _town(settings, "山城街道")["结对名单"].iter_rows(min_row=2) if r[6].value == "西村"]
     assert [(r[0].value, r[9].value, r[10].value) for r in rows] == [
         ("赵干部", "结对结束", "干部调离或退休"),
         ("王科长", "新结对", "原结对干部调离或不再符合条件，重新结对"),
     ]
     assert rows[0][0].fill.fgColor.rgb.endswith("D9D9D9")
-    assert _find_row(wb["西集镇"], "北村")[10].value == "家庭已退出/脱困"
+    assert _find_row(_town(settings, "西集镇")["结对名单"], "北村")[10].value == "家庭已退出/脱困"
 
 
 def test_summary_counts_towns_and_lists_unpaired_households(night):
     eng, settings = night
-    ws = openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["汇总"]
+    ws = _summary(eng, settings)["汇总"]
     rows: dict = {}
     for r in _rows(ws):
         rows.setdefault(r[0], r)
-    # town, active, paired households, pairs, same-town share, cadres, new, ended, unpaired
-    assert rows["山城街道"] == ("山城街道", 2, 2, 2, 1.0, 1, 1, 1, 0)
-    assert rows["店子镇"] == ("店子镇", 2, 1, 1, 1.0, 1, 1, 0, 1)
-    assert rows["西集镇"] == ("西集镇", 0, 0, 0, None, 0, 0, 1, 0)
+    # town, active, paired households, pairs, same-town share, cadres, new, ended, unpaired, the
+    # town's workbook and the date its data is as of
+    tonight = dt.datetime(2026, 11, 20)
+    assert rows["山城街道"] == ("山城街道", 2, 2, 2, 1.0, 1, 1, 1, 0, "山城街道_结对名单.xlsx", tonight)
+    assert rows["店子镇"] == ("店子镇", 2, 1, 1, 1.0, 1, 1, 0, 1, "店子镇_结对名单.xlsx", tonight)
+    assert rows["西集镇"] == ("西集镇", 0, 0, 0, None, 0, 0, 1, 0, "西集镇_结对名单.xlsx", tonight)
     assert rows["合计"][1:4] == (4, 3, 3)
     assert "未结对的在册家庭：1户" in _find_row(ws, "未结对的在册家庭")[0].value
     unpaired = [c.value for c in _find_row(ws, "中村")]
     assert unpaired[:4] == ["店子镇", "中村", "'@x", f"{IDS['h5'][:6]}********{IDS['h5'][-4:]}"]
+    # each town's own workbook has the same line (counted apart from the summary), and its own
+    # unpaired household
+    for name in TOWNS:
+        own = [c.value for c in _find_row(_town(settings, name)["汇总"], name, first=True)]
+        assert tuple(own[:9]) == rows[name][:9], name
+    town = _town(settings, "店子镇")["汇总"]
+    assert [c.value for c in _find_row(town, "中村")][:3] == ["店子镇", "中村", "'@x"]
 
 
 def test_key_case_sheet_shows_five_ones_gaps(night):
     eng, settings = night
-    ws = openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["重点信访案件"]
+    ws = _summary(eng, settings)["重点信访案件"]
     assert _rows(ws)[0] == (
         "案件编号",
         "信访人",
@@ -594,11 +636,17 @@ def test_key_case_sheet_shows_five_ones_gaps(night):
     assert cases["XF2026-002"][4] is None
     assert cases["XF2026-002"][6:] == ("缺", "✓", "✓", "✓", "✓", "缺包案领导")
     assert _find_row(ws, "XF2026-001")[8].fill.fgColor.rgb.endswith("FFC7CE")
+    # the town's workbook lists its own case, the same way
+    town = _rows(_town(settings, "店子镇")["重点信访案件"])
+    assert town[1:] == [cases["XF2026-001"]]
+    assert _rows(_town(settings, "西集镇")["重点信访案件"])[1:] == [
+        ("本镇街没有在办的重点信访案件。",) + (None,) * 11
+    ]
 
 
 def test_changes_sheet_lists_made_and_ended_pairs_with_reasons(night):
     eng, settings = night
-    ws = openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["本次变化"]
+    ws = _summary(eng, settings)["本次变化"]
     body = _rows(ws)[1:]
     seen = {(r[0], r[1], r[6], r[12] or r[11]) for r in body}
     assert seen == {
@@ -621,8 +669,83 @@ def test_unknown_reason_codes_are_shown_in_chinese_never_as_the_code(night):
             .where(schema.pairing.c.target_key == "h4")
             .values(end_reason="some_new_code")
         )
-    ws = openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["西集镇"]
-    assert _find_row(ws, "北村")[10].value == "其他原因"
+    export.write_pairing_workbooks(eng, settings, AS_OF)
+    assert _find_row(_town(settings, "西集镇")["结对名单"], "北村")[10].value == "其他原因"
+
+
+def _state(settings) -> dict[str, tuple[bytes, int]]:
+    folder = settings.export_dir / "分镇结对名单"
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.glob("*.xlsx"))}
+
+
+def test_a_night_that_changes_one_town_rewrites_only_that_towns_workbook_and_the_summary(night):
+    """Issue 14: only the towns whose pairs or follow-through changed are rewritten; the others keep
+    their file (bytes and time) and the date their data is as of, which the summary shows."""
+    eng, settings = night
+    export.write_pairing_workbooks(eng, settings, AS_OF)
+    before = _state(settings)
+    time.sleep(0.05)  # a rewrite would show in the file's time
+
+    # the next night: a new household in 店子镇 and its pair; 山城街道 does not change; 西集镇 has
+    # nothing left (its household exited and its case closed the night before)
+    tomorrow = AS_OF + dt.timedelta(days=1)
+    with eng.begin() as conn:
+        conn.execute(schema.household.insert().values(_household("h6", "吴六", "店子镇", "南村", seq=6)))
+        conn.execute(schema.pairing.insert().values(_pair("c1", "household", "h6", tomorrow, "new_target")))
+    summary, towns = export.write_pairing_workbooks(eng, settings, tomorrow)
+    after = _state(settings)
+    assert [p.name for p in towns.written.values()] == ["店子镇_结对名单.xlsx"]
+    assert after["山城街道_结对名单.xlsx"] == before["山城街道_结对名单.xlsx"]
+    assert after["店子镇_结对名单.xlsx"] != before["店子镇_结对名单.xlsx"]
+    assert "西集镇_结对名单.xlsx" not in after  # a town with nothing left to show: its list removed
+    store = _town(settings, "店子镇")
+    assert "数据截至2026年11月21日" in _rows(store["汇总"])[0][0]
+    assert "吴六" in {r[4] for r in _rows(store["结对名单"])}
+    assert "数据截至2026年11月20日" in _rows(_town(settings, "山城街道")["汇总"])[0][0]
+    # the summary is written every night, and says how old each town's workbook is
+    assert summary.name == "结对汇总_20261121.xlsx"
+    lines: dict = {}
+    for r in _rows(openpyxl.load_workbook(summary)["汇总"]):
+        lines.setdefault(r[0], r)  # the town's line (its unpaired households are listed below)
+    assert lines["山城街道"][9:] == ("山城街道_结对名单.xlsx", dt.datetime(2026, 11, 20))
+    assert lines["店子镇"][9:] == ("店子镇_结对名单.xlsx", dt.datetime(2026, 11, 21))
+    assert "西集镇" not in lines
+
+    # a quiet night after it rewrites no town
+    _, towns = export.write_pairing_workbooks(eng, settings, tomorrow + dt.timedelta(days=1))
+    assert towns.written == {}
+    assert _state(settings) == after
+
+
+def test_a_deleted_or_edited_town_workbook_is_written_again(night):
+    eng, settings = night
+    export.write_pairing_workbooks(eng, settings, AS_OF)
+    before = _state(settings)
+    folder = settings.export_dir / "分镇结对名单"
+    (folder / "山城街道_结对名单.xlsx").unlink()
+    (folder / "店子镇_结对名单.xlsx").write_bytes(b"saved over by someone")
+    _, towns = export.write_pairing_workbooks(eng, settings, AS_OF)
+    assert sorted(p.name for p in towns.written.values()) == [
+        "山城街道_结对名单.xlsx",
+        "店子镇_结对名单.xlsx",
+    ]
+    after = _state(settings)
+    assert {name: data for name, (data, _) in after.items()} == {
+        name: data for name, (data, _) in before.items()
+    }
+    assert after["西集镇_结对名单.xlsx"][1] == before["西集镇_结对名单.xlsx"][1]  # untouched
+
+
+def test_town_names_become_safe_distinct_file_names():
+    names = town_books.file_names(["店子镇", "a/b", "a_b", None, "Town", "town"])
+    assert names["店子镇"] == "店子镇_结对名单.xlsx"
+    assert names[None] == "镇街未明确_结对名单.xlsx"
+    assert names["a_b"] == "a_b_结对名单.xlsx"
+    assert names["a/b"].startswith("a_b_")
+    assert names["a/b"] != names["a_b"]
+    assert len({n.lower() for n in names.values()}) == len(names)
+    assert all(not set(n) & set('/\\:*?"<>|') for n in names.values())
+    assert IDS["h1"] not in town_books.file_names([f"镇{IDS['h1']}"])[f"镇{IDS['h1']}"]
 
 
 # --- change log --------------------------------------------------------------------------------------
@@ -660,9 +783,10 @@ def test_no_formula_and_no_full_id_or_phone_in_any_workbook(night, tmp_path):
     eng, settings = night
     result = export.write_all(eng, settings, AS_OF, [1, 2, 3])
     assert len(result["feedback"]) == 3
-    assert result["pairing"].endswith(".xlsx")
+    assert result["pairing"].endswith("结对汇总_20261120.xlsx")
+    assert len(result["towns"]) == 3
     books = _all_xlsx(tmp_path)
-    assert len(books) == 5
+    assert len(books) == 8  # 3 feedback, the summary, 3 towns, the change log
     hostile_seen = set()
     for book in books:
         for ws in openpyxl.load_workbook(book).worksheets:
@@ -695,11 +819,15 @@ def test_no_formula_and_no_full_id_or_phone_in_any_workbook(night, tmp_path):
 
 def test_output_is_deterministic(night):
     eng, settings = night
-    first = export.write_pairing_workbook(eng, settings, AS_OF).read_bytes()
+    summary, towns = export.write_pairing_workbooks(eng, settings, AS_OF)
+    first = [p.read_bytes() for p in (summary, *towns.written.values())]
     time.sleep(1.1)
-    assert export.write_pairing_workbook(eng, settings, AS_OF).read_bytes() == first
-    props = openpyxl.load_workbook(settings.export_dir / "结对名单_20261120.xlsx").properties
-    assert props.created == props.modified == dt.datetime(2026, 11, 20)
+    shutil.rmtree(settings.export_dir)
+    summary, towns = export.write_pairing_workbooks(eng, settings, AS_OF)
+    assert [p.read_bytes() for p in (summary, *towns.written.values())] == first
+    for path in (summary, *towns.written.values()):
+        props = openpyxl.load_workbook(path).properties
+        assert props.created == props.modified == dt.datetime(2026, 11, 20)
 
 
 def test_a_crash_while_writing_leaves_the_previous_workbook_and_no_temp_file(night, monkeypatch):
@@ -764,32 +892,30 @@ def test_pairing_workbook_lists_all_1500_pairs_of_a_district(tmp_path):
                 for i in range(1500)
             ],
         )
-    export.write_pairing_workbook(eng, settings, AS_OF)
+    export.write_pairing_workbooks(eng, settings, AS_OF)
     export.write_change_log(eng, settings, AS_OF)
-    wb = openpyxl.load_workbook(settings.export_dir / "结对名单_20261120.xlsx")
-    assert sum(ws.max_row - 1 for ws in wb.worksheets if ws.title in towns) == 1500
+    listed = {town: _town(settings, town)["结对名单"].max_row - 1 for town in towns}
+    assert listed == dict.fromkeys(towns, 300)
+    summary = {
+        r[0]: r for r in _rows(openpyxl.load_workbook(settings.export_dir / "结对汇总_20261120.xlsx")["汇总"])
+    }
+    for town in towns:
+        own = [c.value for c in _find_row(_town(settings, town)["汇总"], town, first=True)]
+        assert tuple(own[:9]) == summary[town][:9], town
 
 
 def test_a_night_with_more_new_pairs_than_the_change_sheet_lists_says_where_they_are(night, monkeypatch):
     """A province's first night makes a million pairs: 本次变化 lists every ended pair and the first
     new ones, then names the change log, which lists them all."""
     eng, settings = night
-    full = list(
-        openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["本次变化"].iter_rows(
-            min_row=2, values_only=True
-        )
-    )
+    full = list(_summary(eng, settings)["本次变化"].iter_rows(min_row=2, values_only=True))
     new_total = sum(1 for r in full if r[0] == "新结对")
     ended = [r for r in full if r[0] == "结对结束"]
     assert new_total >= 2
     assert ended
 
     monkeypatch.setattr(common, "SHEET_LIST_MAX", 1)
-    rows = list(
-        openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF))["本次变化"].iter_rows(
-            min_row=2, values_only=True
-        )
-    )
+    rows = list(_summary(eng, settings)["本次变化"].iter_rows(min_row=2, values_only=True))
     assert [r for r in rows if r[0] == "结对结束"] == ended
     assert sum(1 for r in rows if r[0] == "新结对") == 1
     note = rows[-1][0]
@@ -814,15 +940,16 @@ def test_towns_are_listed_in_the_district_order_then_unknown_towns_then_no_town(
 
 # --- workbooks people print ----------------------------------------------------------------------------
 def test_printed_sheets_read_back_a4_landscape_fit_to_width_headers_on_every_page_and_whole(night):
-    """Issue 13: the town sheets, the case sheet and the follow-through sheets print on A4 landscape,
-    one page wide, the header row on every page, every header shown whole."""
+    """Issue 13: the towns' pair lists, the case sheets and the follow-through sheets print on A4
+    landscape, one page wide, the header row on every page, every header shown whole."""
 
     eng, settings = night
-    path = export.write_pairing_workbook(eng, settings, AS_OF)
-    wb = openpyxl.load_workbook(path)
-    printed = ["山城街道", "店子镇", "西集镇", "重点信访案件", "走访帮扶", "走访预警"]
-    for name in printed:
-        ws = wb[name]
+    wb = _summary(eng, settings)
+    printed = [(wb, "重点信访案件"), (wb, "走访帮扶"), (wb, "走访预警")]
+    for town in TOWNS:
+        printed += [(_town(settings, town), name) for name in ("结对名单", "重点信访案件", "走访预警")]
+    for book, name in printed:
+        ws = book[name]
         assert ws.page_setup.orientation == "landscape", name
         assert int(ws.page_setup.paperSize) == int(ws.PAPERSIZE_A4), name  # 9: A4
         assert ws.sheet_properties.pageSetUpPr.fitToPage, name
@@ -837,15 +964,14 @@ def test_printed_sheets_read_back_a4_landscape_fit_to_width_headers_on_every_pag
             assert width >= shown, (name, cell.value, width)
     # 走访帮扶's seven-character headers (最长未联系(天) ...) no longer in 11-wide columns
     assert next(d.width for d in wb["走访帮扶"].column_dimensions.values() if d.min <= 7 <= d.max) >= 15
-    # the summary is not a printed list: left as it was
+    # the summaries are not printed lists: left as they were
     assert wb["汇总"].page_setup.orientation is None
+    assert _town(settings, "店子镇")["汇总"].page_setup.orientation is None
 
 
 def test_a_night_without_pair_changes_says_so_in_the_change_sheet(night):
     eng, settings = night
-    ws = openpyxl.load_workbook(export.write_pairing_workbook(eng, settings, AS_OF + dt.timedelta(days=1)))[
-        "本次变化"
-    ]
+    ws = _summary(eng, settings, AS_OF + dt.timedelta(days=1))["本次变化"]
     rows = _rows(ws)
     assert rows[0] == pairing_book.CHANGE_COLUMNS
     assert [r[0] for r in rows[1:]] == ["本次没有结对变化：没有新结对，也没有结束的结对。"]

@@ -111,7 +111,7 @@ def test_reference_district_night_one_on_sqlite_matches_the_reference_figures(
         "AND p.valid_to IS NULL GROUP BY c.cadre_key) AS loads",
     ) == [(0,)]
     # the outputs people read exist
-    assert (district["exports"] / "结对名单_20261125.xlsx").is_file()
+    assert (district["exports"] / "结对汇总_20261125.xlsx").is_file()
     for rel in truth.to_dict()["files"]:
         department = rel.split("/")[0]
         assert list((district["intake"] / department / "feedback").glob("*.结果.xlsx")), rel

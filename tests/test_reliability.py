@@ -176,15 +176,18 @@ def test_full_disk_while_writing_exports_keeps_last_nights_workbooks(tmp_path, s
     sample.generate(tmp_path / "intake", scale=0.05)
     first = cli(night_args(tmp_path, sqlite_url, "2026-11-25"))
     assert first.returncode == 0
-    workbook = tmp_path / "exports" / "结对名单_20261125.xlsx"
+    workbook = tmp_path / "exports" / "结对汇总_20261125.xlsx"
     before = workbook.read_bytes()
+    towns = {p: p.read_bytes() for p in (tmp_path / "exports" / "分镇结对名单").glob("*.xlsx")}
+    assert towns
     pairs_before = snapshot(sqlite_url)["pairing"]
     full = cli(
         night_args(tmp_path, sqlite_url, "2026-11-25"), env={"ROSTERLINK_FAILPOINT": "export.write=enospc"}
     )
     assert full.returncode != 0
     assert workbook.read_bytes() == before
-    assert not [p for p in (tmp_path / "exports").iterdir() if p.name.startswith(".~")]
+    assert {p: p.read_bytes() for p in (tmp_path / "exports" / "分镇结对名单").glob("*.xlsx")} == towns
+    assert not list((tmp_path / "exports").rglob(".~*"))
     assert snapshot(sqlite_url)["pairing"] == pairs_before
 
 

@@ -43,11 +43,15 @@ def check_mapped_once_per_file(tis, files: set[str]) -> None:
         "rebuild_pairings",
         "follow_through",
         "write_feedback",
-        "write_pairing_workbook",
+        "plan_town_workbooks",
+        "write_pairing_summary",
         "write_change_log",
         "finish_night",
     }, sorted(singles)
     assert all(t.state == "success" for t in singles.values()), singles
+    # the town workbooks: one mapped batch for a district this small
+    towns = [t for t in tis if t.task_id == "write_town_workbooks"]
+    assert [(t.map_index, t.state) for t in towns] == [(0, "success")], towns
 
 
 def test_night_under_the_real_scheduler_with_local_executor(tmp_path: Path):
@@ -84,4 +88,4 @@ def test_night_under_the_real_scheduler_with_local_executor(tmp_path: Path):
     check_night_against_truth(warehouse_url, truth)
     assert q(warehouse_url, "SELECT COUNT(*) FROM intake_file") == [(len(files),)]
     assert q(warehouse_url, f"SELECT status FROM night_run WHERE run_id = '{run_id}'") == [("success",)]
-    assert (exports / "结对名单_20261125.xlsx").is_file()
+    assert (exports / "结对汇总_20261125.xlsx").is_file()

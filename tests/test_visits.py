@@ -367,10 +367,11 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
     assert "不在该干部的结对家庭中" in listed[9]
     assert "干部名册" in listed[11]
 
-    # the pairing workbook: follow-through sheets and the town sheet's columns
-    wb = openpyxl.load_workbook(district["exports"] / "结对名单_20261010.xlsx")
+    # the pairing summary's follow-through sheets, and the town workbook's columns
+    wb = openpyxl.load_workbook(district["exports"] / "结对汇总_20261010.xlsx")
     assert {"走访帮扶", "走访预警"} <= set(wb.sheetnames)
-    town = list(wb[TOWN].iter_rows(values_only=True))
+    own = openpyxl.load_workbook(district["exports"] / "分镇结对名单" / f"{TOWN}_结对名单.xlsx")
+    town = list(own["结对名单"].iter_rows(values_only=True))
     state = {r[4]: r[14] for r in town[1:]}
     assert state[name["b"]] == "超期未入户走访（仅电话联系）"
     assert state[name["a"]] == "已入户走访1次"
@@ -386,7 +387,7 @@ def test_visit_logs_are_matched_or_rejected_with_reasons_and_the_figures_match_a
     capped = settings_mod.Settings(
         intake_dir=district["intake"], warehouse_url=url, export_dir=district["exports"] / "capped"
     )
-    path = export.write_pairing_workbook(warehouse.connect(url), capped, dt.date(2026, 10, 10))
+    path, _ = export.write_pairing_workbooks(warehouse.connect(url), capped, dt.date(2026, 10, 10))
     warn_capped = list(openpyxl.load_workbook(path)["走访预警"].iter_rows(min_row=2, values_only=True))
     assert sorted(r[0] for r in warn_capped[:-1]) == ["公款帮扶", "帮扶低于标准", "帮扶高于标准"]
     assert "超期未入户走访共1户" in warn_capped[-1][0]

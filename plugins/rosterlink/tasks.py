@@ -28,6 +28,8 @@ from rosterlink.core.payloads import (
     NightStarted,
     PairingWorkbookWritten,
     ScannedFile,
+    TownBatch,
+    TownBatchWritten,
 )
 from rosterlink.core.settings import Settings
 from rosterlink.intake import scan as intake
@@ -59,7 +61,9 @@ NIGHT_TASKS = (
     "rebuild_pairings",
     "follow_through",
     "write_feedback",
-    "write_pairing_workbook",
+    "plan_town_workbooks",
+    "write_town_workbooks",
+    "write_pairing_summary",
     "write_change_log",
     "finish_night",
 )
@@ -166,12 +170,21 @@ WRITTEN_LISTED = 10  # files of one kind listed by name in the night's result (t
 
 def written_tonight(settings: Settings, exports: dict, documented: dict | None) -> list[list[str]]:
     """The files this night wrote, as [what, path] (lists: they travel through XCom): the pairing
-    workbook, the change log, the departments' opinions, the clerks' feedback, the night's Data
-    Docs and the link review queue."""
+    summary, the town workbooks' folder (how many were rewritten tonight), the change log, the
+    departments' opinions, the clerks' feedback, the night's Data Docs and the link review queue."""
     written: list[list[str]] = []
-    for label, key in (("pairing workbook", "pairing"), ("change log", "change_log")):
-        if exports.get(key):
-            written.append([label, str(exports[key])])
+    if exports.get("pairing"):
+        written.append(["pairing summary", str(exports["pairing"])])
+    if exports.get("town_folder"):
+        written.append(
+            [
+                "town workbooks",
+                f"{exports['town_folder']}/ ({exports.get('towns_written', 0):,} of "
+                f"{exports.get('towns_total', 0):,} rewritten tonight)",
+            ]
+        )
+    if exports.get("change_log"):
+        written.append(["change log", str(exports["change_log"])])
     for label, key in (("opinions", "opinions"), ("clerk feedback", "feedback")):
         paths = [str(path) for path in exports.get(key) or []]
         written += [[label, path] for path in paths[:WRITTEN_LISTED]]
@@ -284,7 +297,8 @@ def night_file_ids(settings: Settings, run_id: str, items: list[ScannedFile]) ->
 
 def write_exports(settings: Settings, as_of: dt.date, file_ids: list[int]) -> NightExports:
     """All of the night's workbooks in one call (the CLI's and the benchmarks' way; the DAG writes
-    them in three parallel tasks: :func:`write_feedback`, :func:`write_pairing_workbook`,
+    them in parallel tasks: :func:`write_feedback`, :func:`plan_town_workbooks` then
+    :func:`write_town_workbooks` (mapped over the batches) then :func:`write_pairing_summary`, and
     :func:`write_change_log`)."""
     from rosterlink import export
 
@@ -305,11 +319,41 @@ def write_feedback(settings: Settings, as_of: dt.date, file_ids: list[int]) -> F
     )
 
 
-def write_pairing_workbook(settings: Settings, as_of: dt.date) -> PairingWorkbookWritten:
-    from rosterlink import export
+def plan_town_workbooks(settings: Settings, as_of: dt.date, run_id: str) -> list[TownBatch]:
+    """Tonight's towns in at most ``settings.town_batches`` batches of about equal size; the
+    workbooks of towns gone are removed (:func:`rosterlink.export.town_books.plan`)."""
+    from rosterlink.export import town_books
 
+    batches = town_books.plan(_engine(settings), settings, as_of, run_id)
+    return [TownBatch(batch=b["batch"], towns=b["towns"], rows=b["rows"]) for b in batches]
+
+
+def write_town_workbooks(
+    settings: Settings, as_of: dt.date, run_id: str, batch: TownBatch
+) -> TownBatchWritten:
+    """One batch of towns: the workbooks of those whose content changed
+    (:func:`rosterlink.export.town_books.write_batch`)."""
+    from rosterlink.export import town_books
+
+    written = town_books.write_batch(_engine(settings), settings, as_of, run_id, batch["batch"])
+    return TownBatchWritten(batch=batch["batch"], written=len(written))
+
+
+def write_pairing_summary(
+    settings: Settings, as_of: dt.date, batches: list[TownBatchWritten]
+) -> PairingWorkbookWritten:
+    """The district's summary workbook, once the town workbooks are written (it gives each one's
+    as-of date)."""
+    from rosterlink import export
+    from rosterlink.export import town_books
+
+    books = town_books.books(settings)
+    summary = export.write_pairing_workbook(_engine(settings), settings, as_of, books)
     return PairingWorkbookWritten(
-        pairing=str(export.write_pairing_workbook(_engine(settings), settings, as_of))
+        pairing=str(summary),
+        town_folder=str(town_books.folder(settings)),
+        towns_written=sum(b["written"] for b in batches if b),
+        towns_total=len(books),
     )
 
 

@@ -89,6 +89,11 @@ _TABLE = (
         "ROSTERLINK_MAX_END_SHARE", "0.10", "a night that would end more than this share of the pairs stops"
     ),
     EnvVar(
+        "ROSTERLINK_TOWN_BATCHES",
+        "4",
+        "the town workbooks that changed are written by at most this many parallel tasks",
+    ),
+    EnvVar(
         "ROSTERLINK_LOCK_STALE_SECONDS",
         "300",
         "a night's lease not refreshed for this long is taken over by the next night",

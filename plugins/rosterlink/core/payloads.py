@@ -44,8 +44,28 @@ class FeedbackWritten(TypedDict):
     opinions: list[str]  # one opinions workbook per responsible department
 
 
+class TownBatch(TypedDict):
+    """One batch of tonight's towns (the plan in the town folder names them): its task writes the
+    workbooks of those whose content changed."""
+
+    batch: int  # from 1
+    towns: int
+    rows: int  # households, pairs and key cases its towns list
+
+
+class TownBatchWritten(TypedDict):
+    batch: int
+    written: int
+
+
 class PairingWorkbookWritten(TypedDict):
+    """The pairing workbooks written tonight: the summary, and the folder of the town workbooks with
+    how many of them were rewritten tonight out of how many there are."""
+
     pairing: str
+    town_folder: str
+    towns_written: int
+    towns_total: int
 
 
 class ChangeLogWritten(TypedDict):

@@ -50,6 +50,7 @@ class Settings:
     expectations_dir: Path = EXPECTATIONS_DIR
     archive: bool = False  # move processed files into an archive folder beside the intake
     max_end_share: float = 0.10  # a night that would end more pairs than this share stops
+    town_batches: int = 4  # at most this many tasks write the town workbooks that changed
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -250,6 +251,7 @@ def _load(overrides: dict[str, object], *, server: bool) -> Settings:
         export_dir=(DATA_DIR / "exports").resolve(),
         archive=environment.value("ROSTERLINK_ARCHIVE") in ("1", "true", "yes"),
         max_end_share=float(environment.value("ROSTERLINK_MAX_END_SHARE")),
+        town_batches=max(1, int(environment.value("ROSTERLINK_TOWN_BATCHES"))),
         limits=Limits(
             max_file_bytes=int(environment.value("ROSTERLINK_MAX_FILE_BYTES")),
             settle_seconds=float(environment.value("ROSTERLINK_SETTLE_SECONDS")),

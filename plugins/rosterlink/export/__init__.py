@@ -3,8 +3,10 @@
 
 - :mod:`.feedback`: ``<intake_dir>/<department>/feedback/<file stem>.结果.xlsx`` for every file of the
   night (汇总, 错误明细, 提示).
-- :mod:`.pairing_book`: ``<export_dir>/结对名单_<YYYYMMDD>.xlsx`` (汇总, one sheet per town, 重点信访案件,
-  本次变化, and the follow-through sheets of :mod:`.followup_sheets`).
+- :mod:`.town_books`: ``<export_dir>/分镇结对名单/<town>_结对名单.xlsx``, one per town, only that town's
+  households, pairs, key cases and follow-through warnings.
+- :mod:`.pairing_book`: ``<export_dir>/结对汇总_<YYYYMMDD>.xlsx``, the district's summary (汇总 per town,
+  重点信访案件, 本次变化, and the follow-through sheets of :mod:`.followup_sheets`).
 - :mod:`.change_log`: ``<export_dir>/变动日志_<YYYYMMDD>.xlsx``, pairs ended and made on the night.
 - :mod:`.opinions`: ``<export_dir>/意见建议_<YYYYMMDD>/<department>.xlsx``, opinions heard on visits.
 
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, TypedDict
 from rosterlink.export.change_log import write_change_log
 from rosterlink.export.feedback import write_feedback
 from rosterlink.export.opinions import write_opinion_workbooks
-from rosterlink.export.pairing_book import write_pairing_workbook
+from rosterlink.export.pairing_book import write_pairing_workbook, write_pairing_workbooks
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -35,6 +37,7 @@ __all__ = [
     "write_feedback",
     "write_opinion_workbooks",
     "write_pairing_workbook",
+    "write_pairing_workbooks",
 ]
 
 
@@ -42,20 +45,22 @@ class NightExports(TypedDict):
     """The paths of the night's workbooks."""
 
     feedback: list[str]
-    pairing: str
+    pairing: str  # the summary workbook
+    towns: list[str]  # the town workbooks written tonight (those whose content changed)
     change_log: str
     opinions: list[str]
 
 
 def write_all(eng: sa.Engine, settings: Settings, as_of: dt.date, file_ids: list[int]) -> NightExports:
-    """The night's exports: the feedback, pairing, change log and opinions workbooks."""
+    """The night's exports: the feedback, town, pairing summary, change log and opinions workbooks."""
     feedback = write_feedback(eng, settings, file_ids)
-    pairing = write_pairing_workbook(eng, settings, as_of)
+    pairing, towns = write_pairing_workbooks(eng, settings, as_of)
     change_log = write_change_log(eng, settings, as_of)
     opinions = write_opinion_workbooks(eng, settings, as_of)
     return {
         "feedback": [str(p) for p in feedback],
         "pairing": str(pairing),
+        "towns": [str(p) for p in towns.written.values()],
         "change_log": str(change_log),
         "opinions": [str(p) for p in opinions],
     }

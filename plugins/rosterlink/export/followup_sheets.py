@@ -1,5 +1,6 @@
-"""The follow-through in the pairing workbook: its 走访帮扶 sheet (the figures per town), its 走访预警
-sheet (households and entries to act on) and the follow-through columns of the town sheets, from
+"""The follow-through in the pairing workbooks: the summary's 走访帮扶 sheet (the figures per town),
+the 走访预警 sheets (households and entries to act on: the district's in the summary, each town's
+own in its town workbook) and the follow-through columns of the town workbooks' pair lists, from
 the figures :mod:`rosterlink.followup` rebuilds each night."""
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ WARN_COLUMNS = (
 
 
 def followup_cells(row: Any, pair: Pair, as_of: dt.date) -> tuple:
-    """The town sheets' follow-through columns (首次入户走访, 最近联系, 首次走访期限, 走访情况) of a
+    """The town workbooks' follow-through columns (首次入户走访, 最近联系, 首次走访期限, 走访情况) of a
     current pair's household, from its ``followup_household`` row (None: not followed)."""
     if row is None or pair.change(as_of) == ENDED:
         return (None, None, None, None)
@@ -72,45 +73,67 @@ def followup_cells(row: Any, pair: Pair, as_of: dt.date) -> tuple:
 def followup_sheets(
     book: Book, conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig | None = None
 ) -> None:
-    """The pairing workbook's 走访帮扶 sheet (per town) and 走访预警 sheet (households and entries to
+    """The summary workbook's 走访帮扶 sheet (per town) and 走访预警 sheet (households and entries to
     act on)."""
     cfg = cfg or FollowupConfig.load()
-    towns = {r["town"]: r for r in by_view(conn, "followup_by_town")}
+    figures_sheet(book, by_view(conn, "followup_by_town"))
+    warnings_sheet(book, warnings(conn, as_of, cfg))
+
+
+FIGURE_KEYS = (
+    "households",
+    "households",
+    "not_visited_in_person",
+    "overdue",
+    "never_contacted",
+    "max_days_since_contact",
+    "in_person_visits",
+    "phone_contacts",
+    "problems_found",
+    "problems_solved",
+    "help_value",
+    "help_above_band",
+    "help_below_band",
+    "public_fund_entries",
+    "carried_over",
+)
+
+
+def figures_line(r: dict) -> list:
+    """One town's 走访帮扶 figures (after the town), from its ``followup_by_town`` row, in the
+    order of :data:`FOLLOWUP_COLUMNS`."""
+    line = [r[k] for k in FIGURE_KEYS]
+    line[1] = r["households"] - r["not_visited_in_person"]
+    line[10] = round(float(line[10] or 0), 2)
+    return line
+
+
+def view_town(town: str | None) -> str:
+    """A town as the ``followup_by_*`` views name it (no town: ``(unknown)``)."""
+    return "(unknown)" if town is None else town
+
+
+def figures_sheet(book: Book, rows: list[dict]) -> None:
+    """走访帮扶: the follow-through figures of each town (``followup_by_town`` rows)."""
+    towns = {r["town"]: r for r in rows}
     sheet = book.sheet(
         "走访帮扶", (12,) + (11,) * (len(FOLLOWUP_COLUMNS) - 1), columns=FOLLOWUP_COLUMNS, printed=True
     )
-    keys = (
-        "households",
-        "households",
-        "not_visited_in_person",
-        "overdue",
-        "never_contacted",
-        "max_days_since_contact",
-        "in_person_visits",
-        "phone_contacts",
-        "problems_found",
-        "problems_solved",
-        "help_value",
-        "help_above_band",
-        "help_below_band",
-        "public_fund_entries",
-        "carried_over",
-    )
     for town in town_order(list(towns)):
         r = towns[town]
-        line = [r[k] for k in keys]
-        line[1] = r["households"] - r["not_visited_in_person"]
-        line[10] = round(float(line[10] or 0), 2)
         sheet.row(
-            (town if town != "(unknown)" else UNKNOWN_TOWN_SHEET, *line),
+            (town if town != "(unknown)" else UNKNOWN_TOWN_SHEET, *figures_line(r)),
             RED if r["overdue"] or r["public_fund_entries"] else PLAIN,
         )
+
+
+def warnings_sheet(book: Book, lines: list[tuple], where: str = "各镇街分册") -> None:
+    """走访预警: the households and entries to act on (:func:`rosterlink.followup.figures.warnings`
+    lines); help outside the band and public funds in full, overdue households up to the cap (a
+    province where no visit log arrived yet has a million: the town workbooks mark each of them)."""
     warn = book.sheet(
         "走访预警", (12, 12, 16, 10, 11, 10, 26, 13, 12, 14, 60), columns=WARN_COLUMNS, printed=True
     )
-    lines = warnings(conn, as_of, cfg)
-    # help outside the band and public funds are listed in full; overdue households up to the cap
-    # (a province where no visit log arrived yet has a million: the town sheets mark each of them)
     overdue_total = sum(1 for w in lines if w[0] == "超期未走访")
     overdue_shown = 0
     for w in lines:
@@ -123,7 +146,7 @@ def followup_sheets(
         warn.row(
             (
                 f"超期未入户走访共{overdue_total}户，此表只列出前{overdue_shown}户（帮扶金额和资金来源的提示全部列出）；"
-                "各镇街工作表的“走访情况”列逐户标出。",
+                f"{where}“结对名单”表的“走访情况”列逐户标出。",
             ),
             YELLOW,
         )

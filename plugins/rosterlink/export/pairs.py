@@ -4,12 +4,14 @@ their cadre and their target (household or key case) joined."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
 
 from rosterlink.core.masking import mask_id
 from rosterlink.core.spec import town_key
+from rosterlink.followup.figures import in_towns
 from rosterlink.warehouse import schema
 
 ENDED, NEW = "结对结束", "新结对"
@@ -48,13 +50,24 @@ class Pair:
 _FIELDS = tuple(f.name for f in fields(Pair))
 
 
-def read_pairs(conn: sa.Connection, as_of: dt.date, *, current: bool, changed: bool) -> list[Pair]:
-    """Pairs current on ``as_of`` and/or made or ended on ``as_of``, with cadre and target joined."""
+def read_pairs(
+    conn: sa.Connection,
+    as_of: dt.date,
+    *,
+    current: bool,
+    changed: bool,
+    towns: Collection[str | None] | None = None,
+    kind: str | None = None,
+) -> list[Pair]:
+    """Pairs current on ``as_of`` and/or made or ended on ``as_of``, with cadre and target joined
+    (``towns``: only those whose household or case is in one of them; ``kind``: only households or
+    only cases)."""
     p, c, h, k = schema.pairing, schema.cadre, schema.household, schema.petition_case
     is_current = sa.and_(p.c.valid_from <= as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
     is_changed = sa.or_(p.c.valid_from == as_of, p.c.valid_to == as_of)
     cond = sa.or_(*([is_current] if current else []), *([is_changed] if changed else []))
     is_house = p.c.target_kind == "household"
+    town = sa.case((is_house, h.c.town), else_=k.c.town)
     query = (
         sa.select(
             p.c.pairing_id,
@@ -73,7 +86,7 @@ def read_pairs(conn: sa.Connection, as_of: dt.date, *, current: bool, changed: b
             c.c.phone.label("cadre_phone"),
             sa.case((is_house, h.c.head_name), else_=k.c.petitioner_name).label("name"),
             sa.case((is_house, h.c.head_id_number), else_=k.c.case_number).label("id_number"),
-            sa.case((is_house, h.c.town), else_=k.c.town).label("town"),
+            town.label("town"),
             sa.case((is_house, h.c.village), else_=None).label("village"),
             sa.case((is_house, h.c.status), else_=k.c.status).label("status"),
         )
@@ -82,7 +95,7 @@ def read_pairs(conn: sa.Connection, as_of: dt.date, *, current: bool, changed: b
             .outerjoin(h, sa.and_(is_house, h.c.household_key == p.c.target_key))
             .outerjoin(k, sa.and_(p.c.target_kind == "case", k.c.case_key == p.c.target_key))
         )
-        .where(cond)
+        .where(cond, in_towns(town, towns), sa.true() if kind is None else p.c.target_kind == kind)
         .order_by(p.c.pairing_id)
     )
     result = conn.execute(query)
@@ -90,7 +103,7 @@ def read_pairs(conn: sa.Connection, as_of: dt.date, *, current: bool, changed: b
     # million pairs; keyword by keyword they cost a dict each)
     if tuple(result.keys()) != _FIELDS:
         raise RuntimeError(f"read_pairs: columns {tuple(result.keys())} are not Pair's fields {_FIELDS}")
-    return [Pair(*row) for row in result]  # type: ignore[call-arg]
+    return [Pair(*row) for row in result.all()]  # type: ignore[call-arg]
 
 
 def changes(pairs: list[Pair], as_of: dt.date) -> list[Pair]:
@@ -116,3 +129,24 @@ def masked_target(q: Pair) -> str | None:
     if q.id_number is None:
         return None
     return mask_id(q.id_number) if q.target_kind == "household" else q.id_number
+
+
+def pairs_per_town(conn: sa.Connection, as_of: dt.date) -> dict[str | None, int]:
+    """town -> the pairs current on ``as_of`` or made or ended on it (of its households and cases),
+    counted in the warehouse: the towns :func:`read_pairs` would give, without reading a pair."""
+    p, h, k = schema.pairing, schema.household, schema.petition_case
+    is_house = p.c.target_kind == "household"
+    town = sa.case((is_house, h.c.town), else_=k.c.town)
+    is_current = sa.and_(p.c.valid_from <= as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
+    is_changed = sa.or_(p.c.valid_from == as_of, p.c.valid_to == as_of)
+    query = (
+        sa.select(town, sa.func.count())
+        .select_from(
+            p.outerjoin(h, sa.and_(is_house, h.c.household_key == p.c.target_key)).outerjoin(
+                k, sa.and_(p.c.target_kind == "case", k.c.case_key == p.c.target_key)
+            )
+        )
+        .where(sa.or_(is_current, is_changed))
+        .group_by(town)
+    )
+    return {t: int(n) for t, n in conn.execute(query).all()}

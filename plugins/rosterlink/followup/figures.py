@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Collection
 
 import sqlalchemy as sa
 
@@ -150,8 +151,20 @@ def by_view(conn: sa.Connection, view: str) -> list[dict]:
     return [dict(m) for m in conn.execute(sa.text(f"SELECT * FROM {view}")).mappings()]
 
 
-def warnings(conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig) -> list[tuple]:
-    """Lines to act on: overdue households, help outside the band, help recorded from public funds."""
+def in_towns(column: sa.ColumnElement, towns: Collection[str | None] | None) -> sa.ColumnElement[bool]:
+    """``column`` is one of ``towns`` (None among them: a row without a town); every row for None."""
+    if towns is None:
+        return sa.true()
+    named = sorted(t for t in towns if t is not None)
+    either = ([column.in_(named)] if named else []) + ([column.is_(None)] if None in towns else [])
+    return sa.or_(*either) if either else sa.false()
+
+
+def warnings(
+    conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig, towns: Collection[str | None] | None = None
+) -> list[tuple]:
+    """Lines to act on: overdue households, help outside the band, help recorded from public funds
+    (``towns``: only the households of these towns)."""
     fh, h, c, v = schema.followup_household, schema.household, schema.cadre, schema.visit
     out = []
     for r in conn.execute(
@@ -161,7 +174,7 @@ def warnings(conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig) -> list[t
                 c, c.c.cadre_key == fh.c.cadre_key
             )
         )
-        .where(sa.or_(fh.c.overdue == 1, fh.c.help_flag.is_not(None)))
+        .where(sa.or_(fh.c.overdue == 1, fh.c.help_flag.is_not(None)), in_towns(fh.c.town, towns))
         .order_by(fh.c.town, fh.c.household_key)
     ):
         base = (
@@ -204,7 +217,7 @@ def warnings(conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig) -> list[t
                 c, c.c.cadre_key == v.c.cadre_key
             )
         )
-        .where(v.c.help_source_kind == "public")
+        .where(v.c.help_source_kind == "public", in_towns(h.c.town, towns))
         .order_by(h.c.town, v.c.household_key, v.c.visit_date)
     ):
         out.append(
