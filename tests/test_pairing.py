@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import random
 
 import numpy as np
@@ -523,6 +524,48 @@ def test_a_target_with_two_current_pairs_keeps_the_older_one(tmp_path):
     assert summary["kept"] == 1
     assert current(eng)["cadre_key"].tolist() == ["C001"]
     assert_rules(eng)
+
+
+# --- a settled night -------------------------------------------------------------------------------------
+def _select_lists(statements: list[str]) -> list[str]:
+    """What each SELECT statement reads back: the text between its first SELECT and FROM."""
+    return [sql.partition("FROM")[0] for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+
+
+def test_a_settled_night_keeps_every_pair_without_reading_them_and_says_what_a_full_rebuild_says(
+    tmp_path, caplog
+):
+    eng = connect(tmp_path)
+    add(eng, **_world_rows(5))
+    add(eng, households=[H("H0200", "凫城镇")])  # a town no cadre is linked to
+    first = rebuild(eng, NIGHT1, "run-1")
+    assert first["unplaced_total"] == 0
+    add(eng, cadres=[C("C0100", "county", town="凫城镇")])  # a new cadre: nothing ends, nothing waits
+    before = table(eng)
+    statements: list[str] = []
+
+    def record(_conn, _cursor, sql, *_args) -> None:
+        statements.append(sql)
+
+    sa.event.listen(eng, "before_cursor_execute", record)
+    with caplog.at_level(logging.INFO, logger="rosterlink.pairing.rebuild"):
+        with eng.connect() as conn:
+            ends = plan_ends(conn, NIGHT2)  # the status stage's question
+        quiet = rebuild(eng, NIGHT2, "run-2")
+    sa.event.remove(eng, "before_cursor_execute", record)
+    pd.testing.assert_frame_equal(before, table(eng))  # every pair kept, nothing written
+    assert ends == {"as_of": "2026-11-21", "total_current": 68, "ending": 0, "by_reason": {}, "share": 0.0}
+    assert "pairing: nothing ends and nothing waits for a cadre" in caplog.text
+    # neither the households nor the pairs were read into memory: only counted in the database
+    assert not [s for s in _select_lists(statements) if "household_key" in s or "pairing_id" in s]
+    # what the full rebuild says of the same night, on the same warehouse (rolled back)
+    with eng.connect() as conn, conn.begin() as tx:
+        full, ended, made = pairing.full_rebuild(conn, NIGHT2, "run-2", PairingConfig())
+        tx.rollback()
+    assert (ended, made) == (0, 0)
+    assert {k: v for k, v in quiet.items() if k not in ("seconds", "ended_total", "made_total")} == full
+    assert (quiet["ended_total"], quiet["made_total"], quiet["kept"]) == (0, 0, 68)
+    assert quiet["household_load_spread"] != first["household_load_spread"]  # the new cadre counts
 
 
 # --- pins --------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any, NotRequired, TypedDict
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -197,8 +198,18 @@ def plan_ends(conn: sa.Connection, as_of: dt.date, config: PairingConfig | None 
     The status stage calls this (inside its own transaction, after setting the statuses and before
     committing) to refuse a night that would end more than a configured share of the pairs.
     """
+    case_rank = (config or PairingConfig()).case_rank
+    if not _anything_ends(conn, case_rank):  # the plan would end nothing: its state is not read
+        total = _current_pairs(conn)
+        return {
+            "as_of": as_of.isoformat(),
+            "total_current": total,
+            "ending": 0,
+            "by_reason": {},
+            "share": 0.0,
+        }
     state = _read_state(conn)
-    plan = plan_night(**state, case_rank=(config or PairingConfig()).case_rank)
+    plan = plan_night(**state, case_rank=case_rank)
     by_reason = _count(plan.ends["end_reason"])
     total = plan.total_current
     # a merged household's pair that carries on with the survivor is not a pair the programme loses
@@ -210,6 +221,120 @@ def plan_ends(conn: sa.Connection, as_of: dt.date, config: PairingConfig | None 
         "by_reason": by_reason,
         "share": (ending / total) if total else 0.0,
     }
+
+
+# --- a settled night: what the plan would do, asked of the database ---------------------------------
+# The conditions of plan.plan_night, in SQL: on a night when no current pair ends and no target waits
+# for a cadre, the plan keeps every current pair and solves nothing, and the rebuild needs neither
+# the households nor the pairs in memory (a quiet night, or one whose changes touched no pair).
+def _has_pins(conn: sa.Connection) -> bool:
+    r = schema.source_record
+    return bool(
+        conn.execute(
+            sa.select(
+                sa.or_(sa.exists().where(r.c.roster == "pin"), sa.exists().where(r.c.entity_kind == "pin"))
+            )
+        ).scalar()
+    )
+
+
+def _anything_ends(conn: sa.Connection, case_rank: str) -> bool:
+    """Whether :func:`plan_night` could end a current pair: there are pins (a pin may replace a
+    pair), or a current pair whose cadre is not active, whose household is not active, whose case
+    is not open or is led by a cadre not of ``case_rank``, whose target is of another kind or gone
+    (merged away, or missing), or a target with two current pairs."""
+    if _has_pins(conn):
+        return True
+    p, h, k, c = schema.pairing, schema.household, schema.petition_case, schema.cadre
+    cadre_active = sa.exists().where(c.c.cadre_key == p.c.cadre_key, c.c.status == "active")
+    household_active = sa.exists().where(h.c.household_key == p.c.target_key, h.c.status == "active")
+    case_open = sa.exists().where(k.c.case_key == p.c.target_key, k.c.status == "open")
+    leader = sa.exists().where(c.c.cadre_key == p.c.cadre_key, c.c.rank == case_rank)
+    holds = sa.and_(
+        cadre_active,
+        sa.or_(
+            sa.and_(p.c.target_kind == HOUSEHOLD, household_active),
+            sa.and_(p.c.target_kind == CASE, case_open, leader),
+        ),
+    )
+    ending = sa.exists().where(p.c.valid_to.is_(None), sa.not_(holds))
+    twice = (
+        sa.select(p.c.target_kind, p.c.target_key)
+        .where(p.c.valid_to.is_(None))
+        .group_by(p.c.target_kind, p.c.target_key)
+        .having(sa.func.count() > 1)
+        .exists()
+    )
+    return bool(conn.execute(sa.select(sa.or_(ending, twice))).scalar())
+
+
+def _anything_waits(conn: sa.Connection) -> bool:
+    """Whether an active household or an open case has no current pair (a target to solve)."""
+    p, h, k = schema.pairing, schema.household, schema.petition_case
+
+    def paired(kind: str, key: sa.ColumnElement) -> sa.Exists:
+        return sa.exists().where(p.c.valid_to.is_(None), p.c.target_kind == kind, p.c.target_key == key)
+
+    household = sa.exists().where(h.c.status == "active", ~paired(HOUSEHOLD, h.c.household_key))
+    case = sa.exists().where(k.c.status == "open", ~paired(CASE, k.c.case_key))
+    return bool(conn.execute(sa.select(sa.or_(household, case))).scalar())
+
+
+def _current_pairs(conn: sa.Connection) -> int:
+    p = schema.pairing
+    return int(conn.execute(sa.select(sa.func.count()).where(p.c.valid_to.is_(None))).scalar_one())
+
+
+def _settled_cadres(conn: sa.Connection) -> pd.DataFrame:
+    """The active cadres with the loads of their current pairs, as :func:`plan_night` gives them
+    when it keeps every current pair (``NightPlan.cadres``)."""
+    c, p = schema.cadre, schema.pairing
+    act = _rows(
+        conn,
+        sa.select(c.c.cadre_key, c.c.rank, c.c.unit, c.c.town)
+        .where(c.c.status == "active")
+        .order_by(c.c.cadre_key),
+        ["cadre_key", "rank", "unit", "town"],
+    )
+    loads: dict[tuple[str, str], int] = {
+        (key, kind): int(n)
+        for key, kind, n in conn.execute(
+            sa.select(p.c.cadre_key, p.c.target_kind, sa.func.count())
+            .where(p.c.valid_to.is_(None))
+            .group_by(p.c.cadre_key, p.c.target_kind)
+        )
+    }
+    keys = object_array(act["cadre_key"])
+    return (
+        pd.DataFrame(
+            {
+                "cadre_key": keys,
+                "rank": object_array(act["rank"]),
+                "unit": object_array(act["unit"]),
+                "town": object_array(act["town"]),
+                "household_load": np.array([loads.get((key, HOUSEHOLD), 0) for key in keys], dtype=np.int64),
+                "case_load": np.array([loads.get((key, CASE), 0) for key in keys], dtype=np.int64),
+            }
+        )
+        .sort_values("cadre_key", kind="mergesort")
+        .reset_index(drop=True)
+    )
+
+
+def _settled_same_town(conn: sa.Connection) -> float | None:
+    """The share of the current household pairs whose cadre's town is the household's."""
+    p, h, c = schema.pairing, schema.household, schema.cadre
+    n, same = conn.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(sa.case((h.c.town == c.c.town, 1), else_=0)), 0),
+        )
+        .select_from(
+            p.outerjoin(h, h.c.household_key == p.c.target_key).outerjoin(c, c.c.cadre_key == p.c.cadre_key)
+        )
+        .where(p.c.valid_to.is_(None), p.c.target_kind == HOUSEHOLD)
+    ).one()
+    return int(same) / int(n) if n else None
 
 
 def _lock(conn: sa.Connection) -> None:
@@ -321,6 +446,11 @@ def rebuild(
     for); a rebuild that fails or is killed mid-write leaves last night's pairs. New pairs go in by
     COPY on PostgreSQL (:func:`warehouse.insert_many`).
 
+    A settled night (no current pair ends and no target waits for a cadre: :func:`_anything_ends`,
+    :func:`_anything_waits`, asked of the database) keeps every pair and writes nothing; its
+    summary is taken from the database and the solver (run on no targets, for the loads' figures)
+    without reading the households and the pairs into memory.
+
     Returns a JSON-able summary: ended/made by reason, kept, unplaced keys, same-town share, load
     spread per rank, cases without a leader and households without a cadre (both should be 0).
     """
@@ -328,62 +458,11 @@ def rebuild(
     t0 = time.perf_counter()
     with eng.begin() as conn:
         _lock(conn)
-        state = _read_state(conn)
-        plan = plan_night(**state, case_rank=cfg.case_rank)
-        result = solve(
-            plan.targets[["target_kind", "target_key", "town", "preferred_unit"]], plan.cadres, cfg
-        )
-
-        # the rows to write, in a stable order
-        made = result.pairs.merge(
-            plan.targets[["target_kind", "target_key", "made_reason"]],
-            on=["target_kind", "target_key"],
-            how="left",
-        )
-        rows = []
-        for r in made.itertuples(index=False):
-            detail = {
-                "town": int(r.cost_town),
-                "rank": int(r.cost_rank),
-                "unit": int(r.cost_unit),
-                "load": int(r.cost_load),
-            }
-            rows.append(
-                {
-                    "cadre_key": r.cadre_key,
-                    "target_kind": r.target_kind,
-                    "target_key": r.target_key,
-                    "made_reason": r.made_reason,
-                    "cost": int(r.cost),
-                    "cost_detail": dumps(detail),
-                }
-            )
-        pin_costs = _pin_cost(plan, plan.pinned, state, cfg)
-        for r, c in zip(plan.pinned.itertuples(index=False), pin_costs, strict=True):
-            rows.append(
-                {
-                    "cadre_key": r.cadre_key,
-                    "target_kind": r.target_kind,
-                    "target_key": r.target_key,
-                    "made_reason": PINNED,
-                    **c,
-                }
-            )
-        rows += _carried_rows(plan, state, cfg)
-        rows.sort(key=lambda x: (x["target_kind"], x["target_key"]))
-        for row in rows:
-            row.update(valid_from=as_of, valid_to=None, end_reason=None, run_id=run_id)
-
-        ended = _end_pairs(conn, plan.ends, as_of)
-        written = insert_pairs(conn, rows)
-        faults.point("pairing.mid")
-        checks = _checks(conn)
-        broken = {
-            k: v for k, v in checks.items() if k in ("pairs_on_inactive", "targets_with_several_pairs") and v
-        }
-        if broken:  # never commit a state that breaks the programme's rules: roll the night back
-            raise RuntimeError(f"pairing rebuild would leave {broken}; rolled back")
-        summary = _summary(plan, result, rows, state, as_of, run_id, checks)
+        if _anything_ends(conn, cfg.case_rank) or _anything_waits(conn):
+            summary, ended, written = full_rebuild(conn, as_of, run_id, cfg)
+        else:
+            log.info("pairing: nothing ends and nothing waits for a cadre: every pair is kept")
+            summary, ended, written = _settled(conn, as_of, run_id, cfg)
     summary["ended_total"], summary["made_total"] = ended, written
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     log.info(
@@ -395,6 +474,104 @@ def rebuild(
         summary["cases_without_leader"],
     )
     return summary
+
+
+def full_rebuild(
+    conn: sa.Connection, as_of: dt.date, run_id: str, cfg: PairingConfig
+) -> tuple[PairingSummary, int, int]:
+    """The night's whole state read, planned, solved and written on ``conn``'s transaction (what
+    :func:`rebuild` does unless the night is settled); the summary, pairs ended, pairs made."""
+    state = _read_state(conn)
+    plan = plan_night(**state, case_rank=cfg.case_rank)
+    result = solve(plan.targets[["target_kind", "target_key", "town", "preferred_unit"]], plan.cadres, cfg)
+
+    # the rows to write, in a stable order
+    made = result.pairs.merge(
+        plan.targets[["target_kind", "target_key", "made_reason"]],
+        on=["target_kind", "target_key"],
+        how="left",
+    )
+    rows = []
+    for r in made.itertuples(index=False):
+        detail = {
+            "town": int(r.cost_town),
+            "rank": int(r.cost_rank),
+            "unit": int(r.cost_unit),
+            "load": int(r.cost_load),
+        }
+        rows.append(
+            {
+                "cadre_key": r.cadre_key,
+                "target_kind": r.target_kind,
+                "target_key": r.target_key,
+                "made_reason": r.made_reason,
+                "cost": int(r.cost),
+                "cost_detail": dumps(detail),
+            }
+        )
+    pin_costs = _pin_cost(plan, plan.pinned, state, cfg)
+    for r, c in zip(plan.pinned.itertuples(index=False), pin_costs, strict=True):
+        rows.append(
+            {
+                "cadre_key": r.cadre_key,
+                "target_kind": r.target_kind,
+                "target_key": r.target_key,
+                "made_reason": PINNED,
+                **c,
+            }
+        )
+    rows += _carried_rows(plan, state, cfg)
+    rows.sort(key=lambda x: (x["target_kind"], x["target_key"]))
+    for row in rows:
+        row.update(valid_from=as_of, valid_to=None, end_reason=None, run_id=run_id)
+
+    ended = _end_pairs(conn, plan.ends, as_of)
+    written = insert_pairs(conn, rows)
+    faults.point("pairing.mid")
+    checks = _checked(conn)
+    summary = _summary(
+        plan, result, rows, len(plan.kept), _same_town(plan, rows, state), as_of, run_id, checks
+    )
+    return summary, ended, written
+
+
+def _settled(
+    conn: sa.Connection, as_of: dt.date, run_id: str, cfg: PairingConfig
+) -> tuple[PairingSummary, int, int]:
+    """What :func:`full_rebuild` does and says on a night when the plan keeps every current pair and
+    has no target to solve: nothing written; the same summary, from the database."""
+    cadres = _settled_cadres(conn)
+    plan = NightPlan(
+        ends=_empty(["pairing_id", "cadre_key", "target_kind", "target_key", "end_reason"]),
+        kept=_empty(["pairing_id", "cadre_key", "target_kind", "target_key"]),  # counted below instead
+        pinned=_empty(["cadre_key", "target_kind", "target_key", "pin_ref"]),
+        carried=_empty(["cadre_key", "target_kind", "target_key", "merged_from"]),
+        pins_holding=0,
+        pin_problems=pd.DataFrame([], columns=["pin_ref", "reason"]),
+        targets=_empty(["target_kind", "target_key", "town", "preferred_unit", "made_reason"]),
+        cadres=cadres,
+        total_current=_current_pairs(conn),
+    )
+    result = solve(plan.targets[["target_kind", "target_key", "town", "preferred_unit"]], plan.cadres, cfg)
+    faults.point("pairing.mid")
+    checks = _checked(conn)
+    summary = _summary(plan, result, [], plan.total_current, _settled_same_town(conn), as_of, run_id, checks)
+    return summary, 0, 0
+
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
+
+
+def _checked(conn: sa.Connection) -> PairingChecks:
+    """The programme's rules on what is now written; a state that breaks them is never committed."""
+    checks = _checks(conn)
+    broken = {
+        k: v for k, v in checks.items() if k in ("pairs_on_inactive", "targets_with_several_pairs") and v
+    }
+    if broken:  # never commit a state that breaks the programme's rules: roll the night back
+        raise RuntimeError(f"pairing rebuild would leave {broken}; rolled back")
+    return checks
 
 
 def _checks(conn: sa.Connection) -> PairingChecks:
@@ -441,17 +618,8 @@ def _checks(conn: sa.Connection) -> PairingChecks:
     }
 
 
-def _summary(
-    plan: NightPlan,
-    result: Assignment,
-    rows: list[dict],
-    state: dict,
-    as_of: dt.date,
-    run_id: str,
-    checks: PairingChecks,
-) -> PairingSummary:
-    made = pd.Series([r["made_reason"] for r in rows], dtype=object)
-    # same-town share over all current household pairs after tonight
+def _same_town(plan: NightPlan, rows: list[dict], state: dict) -> float | None:
+    """The share of all current household pairs after tonight whose cadre's town is the household's."""
     hh_town = dict(
         zip(
             object_array(state["households"]["household_key"]),
@@ -467,6 +635,20 @@ def _summary(
     ]
     current += [(r["cadre_key"], r["target_key"]) for r in rows if r["target_kind"] == HOUSEHOLD]
     same = [hh_town.get(t) is not None and hh_town.get(t) == cad_town.get(c) for c, t in current]
+    return (sum(same) / len(same)) if same else None
+
+
+def _summary(
+    plan: NightPlan,
+    result: Assignment,
+    rows: list[dict],
+    kept: int,
+    same_town: float | None,
+    as_of: dt.date,
+    run_id: str,
+    checks: PairingChecks,
+) -> PairingSummary:
+    made = pd.Series([r["made_reason"] for r in rows], dtype=object)
     left_out = result.unplaced
     unplaced = {
         kind: sorted(left_out.loc[left_out["target_kind"] == kind, "target_key"])[:UNPLACED_LISTED]
@@ -478,7 +660,7 @@ def _summary(
         "run_id": run_id,
         "ended": _count(plan.ends["end_reason"]),
         "made": _count(made),
-        "kept": len(plan.kept),
+        "kept": kept,
         "unplaced": unplaced,
         "unplaced_reasons": _count(result.unplaced["reason"]),
         "unplaced_total": len(result.unplaced),
@@ -489,7 +671,7 @@ def _summary(
             "problems": _count(plan.pin_problems["reason"]),
             "problem_rows": plan.pin_problems["pin_ref"].tolist()[:200],
         },
-        "same_town_share": (sum(same) / len(same)) if same else None,
+        "same_town_share": same_town,
         "same_town_share_made": f["same_town_share_households"],
         "household_load_spread": f["household_load_spread"],
         "case_load_spread": f["case_load_spread"],
