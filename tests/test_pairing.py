@@ -169,6 +169,11 @@ def household_loads(eng: sa.Engine) -> dict[str, int]:
     return {k: int(counts.get(k, 0)) for k in active}
 
 
+def _select_lists(statements: list[str]) -> list[str]:
+    """What each SELECT statement reads back: the text between its first SELECT and FROM."""
+    return [sql.partition("FROM")[0] for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+
+
 def assert_rules(eng: sa.Engine) -> None:
     """Every active household once, every open case once with a county leader, nothing on inactive."""
     cur = current(eng)
@@ -491,6 +496,55 @@ def test_plan_ends_counts_what_would_end_without_writing(tmp_path):
     assert rebuild(eng, NIGHT2, "run-2")["ended"] == plan["by_reason"]
 
 
+def test_plan_ends_counts_every_reason_in_the_database_as_the_rebuild_then_ends_them(tmp_path):
+    eng = connect(tmp_path)
+    add(
+        eng,
+        households=[H(f"H{i:03d}") for i in range(1, 9)],
+        cadres=[C("C001", "county"), C("C002", "county"), *(C(f"C{i:03d}") for i in range(3, 7))],
+        cases=[K("K001"), K("K002")],
+    )
+    rebuild(eng, NIGHT1, "run-1")
+    cur = current(eng)
+    hh_of = cur[cur["target_kind"] == "household"].groupby("cadre_key")["target_key"].apply(sorted)
+    leader = cur[cur["target_kind"] == "case"].set_index("target_key")["cadre_key"]
+    set_status(eng, "cadre", "C003", "departed")  # cadre_departed
+    set_status(eng, "household", hh_of["C004"][0], "exited")  # household_exited
+    set_status(eng, "case", "K001", "closed")  # case_closed
+    with eng.begin() as conn:
+        demoted = leader["K002"]  # leader_not_county: the case's leader is no longer county-level
+        conn.execute(schema.cadre.update().where(schema.cadre.c.cadre_key == demoted).values(rank="section"))
+        gone = hh_of["C005"][0]  # target_missing: the household's row is gone
+        conn.execute(schema.household.delete().where(schema.household.c.household_key == gone))
+    # superseded: a second pair for a household whose own pair holds
+    exited, mine = hh_of["C004"][0], cur[cur["target_kind"] == "household"]
+    held = mine[~mine["cadre_key"].isin(["C003", "C006"]) & ~mine["target_key"].isin([exited, gone])]
+    add(eng, pairs=[P("C006", "household", held["target_key"].iloc[0], NIGHT2)])
+    statements: list[str] = []
+
+    def record(_conn, _cursor, sql, *_args) -> None:
+        statements.append(sql)
+
+    sa.event.listen(eng, "before_cursor_execute", record)
+    with eng.connect() as conn:
+        plan = plan_ends(conn, NIGHT2)
+    sa.event.remove(eng, "before_cursor_execute", record)
+    assert set(plan["by_reason"]) == {
+        "cadre_departed",
+        "case_closed",
+        "household_exited",
+        "leader_not_county",
+        "superseded",
+        "target_missing",
+    }
+    assert plan["total_current"] == len(cur) + 1
+    assert plan["ending"] == sum(plan["by_reason"].values())
+    # counted in the database: no pair was read into memory
+    assert not [s for s in _select_lists(statements) if "pairing_id" in s or "household_key" in s]
+    # the full plan of the rebuild ends exactly these
+    assert rebuild(eng, NIGHT2, "run-2")["ended"] == plan["by_reason"]
+
+
 def test_a_target_left_unplaced_when_its_cadre_departed_still_prefers_that_unit_later(tmp_path):
     eng = connect(tmp_path)
     add(
@@ -527,11 +581,6 @@ def test_a_target_with_two_current_pairs_keeps_the_older_one(tmp_path):
 
 
 # --- a settled night -------------------------------------------------------------------------------------
-def _select_lists(statements: list[str]) -> list[str]:
-    """What each SELECT statement reads back: the text between its first SELECT and FROM."""
-    return [sql.partition("FROM")[0] for sql in statements if sql.lstrip().upper().startswith("SELECT")]
-
-
 def test_a_settled_night_keeps_every_pair_without_reading_them_and_says_what_a_full_rebuild_says(
     tmp_path, caplog
 ):

@@ -20,7 +20,19 @@ import sqlalchemy as sa
 
 from rosterlink.core import plain
 from rosterlink.ops import faults
-from rosterlink.pairing.plan import MERGED, PINNED, UNPLACED_LISTED, NightPlan, plan_night
+from rosterlink.pairing.plan import (
+    CADRE_DEPARTED,
+    CASE_CLOSED,
+    HOUSEHOLD_EXITED,
+    LEADER_NOT_COUNTY,
+    MERGED,
+    PINNED,
+    SUPERSEDED,
+    TARGET_MISSING,
+    UNPLACED_LISTED,
+    NightPlan,
+    plan_night,
+)
 from rosterlink.pairing.solve import CASE, HOUSEHOLD, Assignment, PairingConfig, object_array, solve
 from rosterlink.warehouse import dumps, insert_many, schema
 
@@ -153,14 +165,33 @@ def _read_state(conn: sa.Connection) -> dict:
         .order_by(p.c.pairing_id),
         ["pairing_id", "cadre_key", "target_kind", "target_key"],
     )
-    ended = _rows(
-        conn,
-        sa.select(p.c.target_kind, p.c.target_key, p.c.cadre_key, p.c.end_reason)
+    # the latest ended pair of each target (by end date, then pairing id), chosen in the database:
+    # one row per target, however many nights of history the table holds
+    ranked = (
+        sa.select(
+            p.c.target_kind,
+            p.c.target_key,
+            p.c.cadre_key,
+            p.c.end_reason,
+            p.c.valid_to,
+            p.c.pairing_id,
+            sa.func.row_number()
+            .over(
+                partition_by=(p.c.target_kind, p.c.target_key),
+                order_by=(p.c.valid_to.desc(), p.c.pairing_id.desc()),
+            )
+            .label("recency"),
+        )
         .where(p.c.valid_to.is_not(None))
-        .order_by(p.c.valid_to, p.c.pairing_id),
+        .subquery()
+    )
+    history = _rows(
+        conn,
+        sa.select(ranked.c.target_kind, ranked.c.target_key, ranked.c.cadre_key, ranked.c.end_reason)
+        .where(ranked.c.recency == 1)
+        .order_by(ranked.c.valid_to, ranked.c.pairing_id),
         ["target_kind", "target_key", "cadre_key", "end_reason"],
     )
-    history = ended.drop_duplicates(["target_kind", "target_key"], keep="last")
     return {
         "current": current,
         "households": _rows(
@@ -199,14 +230,16 @@ def plan_ends(conn: sa.Connection, as_of: dt.date, config: PairingConfig | None 
     committing) to refuse a night that would end more than a configured share of the pairs.
     """
     case_rank = (config or PairingConfig()).case_rank
-    if not _anything_ends(conn, case_rank):  # the plan would end nothing: its state is not read
-        total = _current_pairs(conn)
+    counted = _ends_counted(conn, case_rank)
+    if counted is not None:  # counted in the database: no pair is read into memory
+        by_reason, total = counted
+        ending = sum(by_reason.values())
         return {
             "as_of": as_of.isoformat(),
             "total_current": total,
-            "ending": 0,
-            "by_reason": {},
-            "share": 0.0,
+            "ending": ending,
+            "by_reason": by_reason,
+            "share": (ending / total) if total else 0.0,
         }
     state = _read_state(conn)
     plan = plan_night(**state, case_rank=case_rank)
@@ -266,6 +299,76 @@ def _anything_ends(conn: sa.Connection, case_rank: str) -> bool:
         .exists()
     )
     return bool(conn.execute(sa.select(sa.or_(ending, twice))).scalar())
+
+
+def _ends_counted(conn: sa.Connection, case_rank: str) -> tuple[dict[str, int], int] | None:
+    """The current pairs :func:`plan_night` would end, by reason, and all current pairs, counted in
+    the database with the plan's rules in the plan's order; None when only the plan can tell:
+    there are pins (a pin may replace a pair), or a pair whose household was merged away (its cadre
+    may carry on with the survivor)."""
+    if _has_pins(conn):
+        return None
+    p, h, k, c, m = (
+        schema.pairing,
+        schema.household,
+        schema.petition_case,
+        schema.cadre,
+        schema.household_merge,
+    )
+    joined = (
+        p.outerjoin(c, c.c.cadre_key == p.c.cadre_key)
+        .outerjoin(h, sa.and_(p.c.target_kind == HOUSEHOLD, h.c.household_key == p.c.target_key))
+        .outerjoin(k, sa.and_(p.c.target_kind == CASE, k.c.case_key == p.c.target_key))
+    )
+    merged_away = (
+        sa.select(sa.literal(1))
+        .select_from(joined)
+        .where(
+            p.c.valid_to.is_(None),
+            p.c.target_kind == HOUSEHOLD,
+            h.c.status.is_(None),
+            p.c.target_key.in_(sa.select(m.c.retired_key)),
+        )
+        .exists()
+    )
+    if conn.execute(sa.select(merged_away)).scalar():
+        return None
+    reason = sa.case(
+        (sa.or_(c.c.status.is_(None), c.c.status != "active"), CADRE_DEPARTED),
+        (sa.and_(p.c.target_kind == HOUSEHOLD, h.c.status.is_(None)), TARGET_MISSING),
+        (sa.and_(p.c.target_kind == CASE, k.c.status.is_(None)), TARGET_MISSING),
+        (p.c.target_kind.not_in((HOUSEHOLD, CASE)), TARGET_MISSING),
+        (sa.and_(p.c.target_kind == HOUSEHOLD, h.c.status != "active"), HOUSEHOLD_EXITED),
+        (sa.and_(p.c.target_kind == CASE, k.c.status != "open"), CASE_CLOSED),
+        (
+            sa.and_(p.c.target_kind == CASE, sa.or_(c.c.rank.is_(None), c.c.rank != case_rank)),
+            LEADER_NOT_COUNTY,
+        ),
+        else_=None,
+    ).label("reason")
+    pairs = (
+        sa.select(p.c.target_kind, p.c.target_key, reason).select_from(joined).where(p.c.valid_to.is_(None))
+    ).subquery()
+    counts: dict[str, int] = {}
+    total = 0
+    for why, n in conn.execute(sa.select(pairs.c.reason, sa.func.count()).group_by(pairs.c.reason)):
+        total += int(n)
+        if why is not None:
+            counts[str(why)] = int(n)
+    # of the pairs left, a target's second and later pairs (by pairing id) are superseded
+    per_target = (
+        sa.select(sa.func.count().label("n"))
+        .where(pairs.c.reason.is_(None))
+        .group_by(pairs.c.target_kind, pairs.c.target_key)
+        .having(sa.func.count() > 1)
+        .subquery()
+    )
+    superseded = int(
+        conn.execute(sa.select(sa.func.coalesce(sa.func.sum(per_target.c.n - 1), 0))).scalar_one()
+    )
+    if superseded:
+        counts[SUPERSEDED] = superseded
+    return dict(sorted(counts.items())), total
 
 
 def _anything_waits(conn: sa.Connection) -> bool:
