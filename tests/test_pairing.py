@@ -21,6 +21,8 @@ from rosterlink.pairing.rebuild import plan_ends, rebuild
 from rosterlink.pairing.solve import PairingConfig, solve
 from rosterlink.warehouse import schema
 
+from loaded_rows import rows_read
+
 NIGHT1 = dt.date(2026, 11, 20)
 NIGHT2 = dt.date(2026, 11, 21)
 NIGHT3 = dt.date(2026, 11, 22)
@@ -167,11 +169,6 @@ def household_loads(eng: sa.Engine) -> dict[str, int]:
     active = cad.loc[cad["status"] == "active", "cadre_key"]
     counts = cur[cur["target_kind"] == "household"].groupby("cadre_key").size()
     return {k: int(counts.get(k, 0)) for k in active}
-
-
-def _select_lists(statements: list[str]) -> list[str]:
-    """What each SELECT statement reads back: the text between its first SELECT and FROM."""
-    return [sql.partition("FROM")[0] for sql in statements if sql.lstrip().upper().startswith("SELECT")]
 
 
 def assert_rules(eng: sa.Engine) -> None:
@@ -520,15 +517,8 @@ def test_plan_ends_counts_every_reason_in_the_database_as_the_rebuild_then_ends_
     exited, mine = hh_of["C004"][0], cur[cur["target_kind"] == "household"]
     held = mine[~mine["cadre_key"].isin(["C003", "C006"]) & ~mine["target_key"].isin([exited, gone])]
     add(eng, pairs=[P("C006", "household", held["target_key"].iloc[0], NIGHT2)])
-    statements: list[str] = []
-
-    def record(_conn, _cursor, sql, *_args) -> None:
-        statements.append(sql)
-
-    sa.event.listen(eng, "before_cursor_execute", record)
-    with eng.connect() as conn:
+    with rows_read(eng) as read, eng.connect() as conn:
         plan = plan_ends(conn, NIGHT2)
-    sa.event.remove(eng, "before_cursor_execute", record)
     assert set(plan["by_reason"]) == {
         "cadre_departed",
         "case_closed",
@@ -540,7 +530,7 @@ def test_plan_ends_counts_every_reason_in_the_database_as_the_rebuild_then_ends_
     assert plan["total_current"] == len(cur) + 1
     assert plan["ending"] == sum(plan["by_reason"].values())
     # counted in the database: no pair was read into memory
-    assert not [s for s in _select_lists(statements) if "pairing_id" in s or "household_key" in s]
+    assert (read["pairing_id"], read["household_key"]) == (0, 0)
     # the full plan of the rebuild ends exactly these
     assert rebuild(eng, NIGHT2, "run-2")["ended"] == plan["by_reason"]
 
@@ -591,22 +581,15 @@ def test_a_settled_night_keeps_every_pair_without_reading_them_and_says_what_a_f
     assert first["unplaced_total"] == 0
     add(eng, cadres=[C("C0100", "county", town="凫城镇")])  # a new cadre: nothing ends, nothing waits
     before = table(eng)
-    statements: list[str] = []
-
-    def record(_conn, _cursor, sql, *_args) -> None:
-        statements.append(sql)
-
-    sa.event.listen(eng, "before_cursor_execute", record)
-    with caplog.at_level(logging.INFO, logger="rosterlink.pairing.rebuild"):
+    with rows_read(eng) as read, caplog.at_level(logging.INFO, logger="rosterlink.pairing.rebuild"):
         with eng.connect() as conn:
             ends = plan_ends(conn, NIGHT2)  # the status stage's question
         quiet = rebuild(eng, NIGHT2, "run-2")
-    sa.event.remove(eng, "before_cursor_execute", record)
     pd.testing.assert_frame_equal(before, table(eng))  # every pair kept, nothing written
     assert ends == {"as_of": "2026-11-21", "total_current": 68, "ending": 0, "by_reason": {}, "share": 0.0}
     assert "pairing: nothing ends and nothing waits for a cadre" in caplog.text
-    # neither the households nor the pairs were read into memory: only counted in the database
-    assert not [s for s in _select_lists(statements) if "household_key" in s or "pairing_id" in s]
+    # neither a pair nor a household was read into memory (only counted in the database)
+    assert (read["pairing_id"], read["household_key"]) == (0, 0)
     # what the full rebuild says of the same night, on the same warehouse (rolled back)
     with eng.connect() as conn, conn.begin() as tx:
         full, ended, made = pairing.full_rebuild(conn, NIGHT2, "run-2", PairingConfig())
@@ -615,6 +598,62 @@ def test_a_settled_night_keeps_every_pair_without_reading_them_and_says_what_a_f
     assert {k: v for k, v in quiet.items() if k not in ("seconds", "ended_total", "made_total")} == full
     assert (quiet["ended_total"], quiet["made_total"], quiet["kept"]) == (0, 0, 68)
     assert quiet["household_load_spread"] != first["household_load_spread"]  # the new cadre counts
+
+
+def _churn(eng: sa.Engine, rng: random.Random, night: int) -> None:
+    """A night's changes: cadres leave or are demoted, households exit or arrive, cases close or
+    open, a cadre joins; now and then a second pair for a target, or a target's row gone."""
+    cur = current(eng)
+    cadres = sorted(cadres_of(eng)["cadre_key"])
+    for key in rng.sample(cadres, 3):
+        set_status(eng, "cadre", key, "departed")
+    households = sorted(cur.loc[cur["target_kind"] == "household", "target_key"])
+    for key in rng.sample(households, 4):
+        set_status(eng, "household", key, "exited")
+    cases = sorted(cur.loc[cur["target_kind"] == "case", "target_key"])
+    set_status(eng, "case", rng.choice(cases), "closed")
+    leader = cur.loc[cur["target_kind"] == "case", "cadre_key"].iloc[0]
+    with eng.begin() as conn:
+        conn.execute(schema.cadre.update().where(schema.cadre.c.cadre_key == leader).values(rank="section"))
+        if night == 2:
+            gone = households[-1]
+            conn.execute(schema.household.delete().where(schema.household.c.household_key == gone))
+    add(
+        eng,
+        households=[
+            H(f"H{900 + 10 * night + i}", rng.choice(["山城街道", "店子镇", "新城"])) for i in range(5)
+        ],
+        cadres=[C(f"C{900 + night}", rng.choice(["county", "section"]), unit=f"单位{rng.randrange(5)}")],
+        cases=[K(f"K{900 + night}", "店子镇")],
+        pairs=[P(rng.choice(cadres), "household", households[0], NIGHT1)] if night == 2 else [],
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_night_planned_in_the_database_writes_and_says_what_the_whole_plan_does(tmp_path, seed):
+    """The same nights on two warehouses: one rebuilt as the nightly task does (the plan asked of
+    the database), one by the whole plan over the whole state; the same pairs, the same summaries."""
+    rng_rows = _world_rows(seed)
+    cfg = PairingConfig(max_households={"county": 2, "section": 2, "ordinary": 2}) if seed % 2 else None
+    fast, whole = connect(tmp_path, "fast.db"), connect(tmp_path, "whole.db")
+    for eng in (fast, whole):
+        add(eng, **rng_rows)
+    for night, day in ((1, NIGHT1), (2, NIGHT2), (3, NIGHT3), (4, NIGHT3 + dt.timedelta(days=1))):
+        if night in (2, 3):
+            for eng in (fast, whole):
+                _churn(eng, random.Random(seed * 10 + night), night)
+        with rows_read(fast) as read:
+            got = rebuild(fast, day, f"run-{night}", cfg)
+        # only the pairs that ended were read, and only the households that waited for a cadre
+        written = table(fast)
+        made_h = written[(written["run_id"] == f"run-{night}") & (written["target_kind"] == "household")]
+        assert read["pairing_id"] == got["ended_total"]
+        assert read["household_key"] == len(made_h) + len(got["unplaced"]["household"])
+        with whole.begin() as conn:
+            want, ended, made = pairing.full_rebuild(conn, day, f"run-{night}", cfg or PairingConfig())
+        assert {k: v for k, v in got.items() if k not in ("seconds", "ended_total", "made_total")} == want
+        assert (got["ended_total"], got["made_total"]) == (ended, made)
+        pd.testing.assert_frame_equal(written, table(whole))
 
 
 # --- pins --------------------------------------------------------------------------------------------------

@@ -14,25 +14,13 @@ import logging
 import time
 from typing import Any, NotRequired, TypedDict
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from rosterlink.core import plain
 from rosterlink.ops import faults
-from rosterlink.pairing.plan import (
-    CADRE_DEPARTED,
-    CASE_CLOSED,
-    HOUSEHOLD_EXITED,
-    LEADER_NOT_COUNTY,
-    MERGED,
-    PINNED,
-    SUPERSEDED,
-    TARGET_MISSING,
-    UNPLACED_LISTED,
-    NightPlan,
-    plan_night,
-)
+from rosterlink.pairing import changed
+from rosterlink.pairing.plan import MERGED, PINNED, UNPLACED_LISTED, NightPlan, plan_night
 from rosterlink.pairing.solve import CASE, HOUSEHOLD, Assignment, PairingConfig, object_array, solve
 from rosterlink.warehouse import dumps, insert_many, schema
 
@@ -230,7 +218,7 @@ def plan_ends(conn: sa.Connection, as_of: dt.date, config: PairingConfig | None 
     committing) to refuse a night that would end more than a configured share of the pairs.
     """
     case_rank = (config or PairingConfig()).case_rank
-    counted = _ends_counted(conn, case_rank)
+    counted = changed.ends_counted(conn, case_rank)
     if counted is not None:  # counted in the database: no pair is read into memory
         by_reason, total = counted
         ending = sum(by_reason.values())
@@ -254,190 +242,6 @@ def plan_ends(conn: sa.Connection, as_of: dt.date, config: PairingConfig | None 
         "by_reason": by_reason,
         "share": (ending / total) if total else 0.0,
     }
-
-
-# --- a settled night: what the plan would do, asked of the database ---------------------------------
-# The conditions of plan.plan_night, in SQL: on a night when no current pair ends and no target waits
-# for a cadre, the plan keeps every current pair and solves nothing, and the rebuild needs neither
-# the households nor the pairs in memory (a quiet night, or one whose changes touched no pair).
-def _has_pins(conn: sa.Connection) -> bool:
-    r = schema.source_record
-    return bool(
-        conn.execute(
-            sa.select(
-                sa.or_(sa.exists().where(r.c.roster == "pin"), sa.exists().where(r.c.entity_kind == "pin"))
-            )
-        ).scalar()
-    )
-
-
-def _anything_ends(conn: sa.Connection, case_rank: str) -> bool:
-    """Whether :func:`plan_night` could end a current pair: there are pins (a pin may replace a
-    pair), or a current pair whose cadre is not active, whose household is not active, whose case
-    is not open or is led by a cadre not of ``case_rank``, whose target is of another kind or gone
-    (merged away, or missing), or a target with two current pairs."""
-    if _has_pins(conn):
-        return True
-    p, h, k, c = schema.pairing, schema.household, schema.petition_case, schema.cadre
-    cadre_active = sa.exists().where(c.c.cadre_key == p.c.cadre_key, c.c.status == "active")
-    household_active = sa.exists().where(h.c.household_key == p.c.target_key, h.c.status == "active")
-    case_open = sa.exists().where(k.c.case_key == p.c.target_key, k.c.status == "open")
-    leader = sa.exists().where(c.c.cadre_key == p.c.cadre_key, c.c.rank == case_rank)
-    holds = sa.and_(
-        cadre_active,
-        sa.or_(
-            sa.and_(p.c.target_kind == HOUSEHOLD, household_active),
-            sa.and_(p.c.target_kind == CASE, case_open, leader),
-        ),
-    )
-    ending = sa.exists().where(p.c.valid_to.is_(None), sa.not_(holds))
-    twice = (
-        sa.select(p.c.target_kind, p.c.target_key)
-        .where(p.c.valid_to.is_(None))
-        .group_by(p.c.target_kind, p.c.target_key)
-        .having(sa.func.count() > 1)
-        .exists()
-    )
-    return bool(conn.execute(sa.select(sa.or_(ending, twice))).scalar())
-
-
-def _ends_counted(conn: sa.Connection, case_rank: str) -> tuple[dict[str, int], int] | None:
-    """The current pairs :func:`plan_night` would end, by reason, and all current pairs, counted in
-    the database with the plan's rules in the plan's order; None when only the plan can tell:
-    there are pins (a pin may replace a pair), or a pair whose household was merged away (its cadre
-    may carry on with the survivor)."""
-    if _has_pins(conn):
-        return None
-    p, h, k, c, m = (
-        schema.pairing,
-        schema.household,
-        schema.petition_case,
-        schema.cadre,
-        schema.household_merge,
-    )
-    joined = (
-        p.outerjoin(c, c.c.cadre_key == p.c.cadre_key)
-        .outerjoin(h, sa.and_(p.c.target_kind == HOUSEHOLD, h.c.household_key == p.c.target_key))
-        .outerjoin(k, sa.and_(p.c.target_kind == CASE, k.c.case_key == p.c.target_key))
-    )
-    merged_away = (
-        sa.select(sa.literal(1))
-        .select_from(joined)
-        .where(
-            p.c.valid_to.is_(None),
-            p.c.target_kind == HOUSEHOLD,
-            h.c.status.is_(None),
-            p.c.target_key.in_(sa.select(m.c.retired_key)),
-        )
-        .exists()
-    )
-    if conn.execute(sa.select(merged_away)).scalar():
-        return None
-    reason = sa.case(
-        (sa.or_(c.c.status.is_(None), c.c.status != "active"), CADRE_DEPARTED),
-        (sa.and_(p.c.target_kind == HOUSEHOLD, h.c.status.is_(None)), TARGET_MISSING),
-        (sa.and_(p.c.target_kind == CASE, k.c.status.is_(None)), TARGET_MISSING),
-        (p.c.target_kind.not_in((HOUSEHOLD, CASE)), TARGET_MISSING),
-        (sa.and_(p.c.target_kind == HOUSEHOLD, h.c.status != "active"), HOUSEHOLD_EXITED),
-        (sa.and_(p.c.target_kind == CASE, k.c.status != "open"), CASE_CLOSED),
-        (
-            sa.and_(p.c.target_kind == CASE, sa.or_(c.c.rank.is_(None), c.c.rank != case_rank)),
-            LEADER_NOT_COUNTY,
-        ),
-        else_=None,
-    ).label("reason")
-    pairs = (
-        sa.select(p.c.target_kind, p.c.target_key, reason).select_from(joined).where(p.c.valid_to.is_(None))
-    ).subquery()
-    counts: dict[str, int] = {}
-    total = 0
-    for why, n in conn.execute(sa.select(pairs.c.reason, sa.func.count()).group_by(pairs.c.reason)):
-        total += int(n)
-        if why is not None:
-            counts[str(why)] = int(n)
-    # of the pairs left, a target's second and later pairs (by pairing id) are superseded
-    per_target = (
-        sa.select(sa.func.count().label("n"))
-        .where(pairs.c.reason.is_(None))
-        .group_by(pairs.c.target_kind, pairs.c.target_key)
-        .having(sa.func.count() > 1)
-        .subquery()
-    )
-    superseded = int(
-        conn.execute(sa.select(sa.func.coalesce(sa.func.sum(per_target.c.n - 1), 0))).scalar_one()
-    )
-    if superseded:
-        counts[SUPERSEDED] = superseded
-    return dict(sorted(counts.items())), total
-
-
-def _anything_waits(conn: sa.Connection) -> bool:
-    """Whether an active household or an open case has no current pair (a target to solve)."""
-    p, h, k = schema.pairing, schema.household, schema.petition_case
-
-    def paired(kind: str, key: sa.ColumnElement) -> sa.Exists:
-        return sa.exists().where(p.c.valid_to.is_(None), p.c.target_kind == kind, p.c.target_key == key)
-
-    household = sa.exists().where(h.c.status == "active", ~paired(HOUSEHOLD, h.c.household_key))
-    case = sa.exists().where(k.c.status == "open", ~paired(CASE, k.c.case_key))
-    return bool(conn.execute(sa.select(sa.or_(household, case))).scalar())
-
-
-def _current_pairs(conn: sa.Connection) -> int:
-    p = schema.pairing
-    return int(conn.execute(sa.select(sa.func.count()).where(p.c.valid_to.is_(None))).scalar_one())
-
-
-def _settled_cadres(conn: sa.Connection) -> pd.DataFrame:
-    """The active cadres with the loads of their current pairs, as :func:`plan_night` gives them
-    when it keeps every current pair (``NightPlan.cadres``)."""
-    c, p = schema.cadre, schema.pairing
-    act = _rows(
-        conn,
-        sa.select(c.c.cadre_key, c.c.rank, c.c.unit, c.c.town)
-        .where(c.c.status == "active")
-        .order_by(c.c.cadre_key),
-        ["cadre_key", "rank", "unit", "town"],
-    )
-    loads: dict[tuple[str, str], int] = {
-        (key, kind): int(n)
-        for key, kind, n in conn.execute(
-            sa.select(p.c.cadre_key, p.c.target_kind, sa.func.count())
-            .where(p.c.valid_to.is_(None))
-            .group_by(p.c.cadre_key, p.c.target_kind)
-        )
-    }
-    keys = object_array(act["cadre_key"])
-    return (
-        pd.DataFrame(
-            {
-                "cadre_key": keys,
-                "rank": object_array(act["rank"]),
-                "unit": object_array(act["unit"]),
-                "town": object_array(act["town"]),
-                "household_load": np.array([loads.get((key, HOUSEHOLD), 0) for key in keys], dtype=np.int64),
-                "case_load": np.array([loads.get((key, CASE), 0) for key in keys], dtype=np.int64),
-            }
-        )
-        .sort_values("cadre_key", kind="mergesort")
-        .reset_index(drop=True)
-    )
-
-
-def _settled_same_town(conn: sa.Connection) -> float | None:
-    """The share of the current household pairs whose cadre's town is the household's."""
-    p, h, c = schema.pairing, schema.household, schema.cadre
-    n, same = conn.execute(
-        sa.select(
-            sa.func.count(),
-            sa.func.coalesce(sa.func.sum(sa.case((h.c.town == c.c.town, 1), else_=0)), 0),
-        )
-        .select_from(
-            p.outerjoin(h, h.c.household_key == p.c.target_key).outerjoin(c, c.c.cadre_key == p.c.cadre_key)
-        )
-        .where(p.c.valid_to.is_(None), p.c.target_kind == HOUSEHOLD)
-    ).one()
-    return int(same) / int(n) if n else None
 
 
 def _lock(conn: sa.Connection) -> None:
@@ -549,10 +353,10 @@ def rebuild(
     for); a rebuild that fails or is killed mid-write leaves last night's pairs. New pairs go in by
     COPY on PostgreSQL (:func:`warehouse.insert_many`).
 
-    A settled night (no current pair ends and no target waits for a cadre: :func:`_anything_ends`,
-    :func:`_anything_waits`, asked of the database) keeps every pair and writes nothing; its
-    summary is taken from the database and the solver (run on no targets, for the loads' figures)
-    without reading the households and the pairs into memory.
+    The plan is asked of the database (:func:`rosterlink.pairing.changed.plan`: the pairs that end,
+    the targets that wait, the cadres' loads; the pairs kept are only counted), unless there are
+    pins or a merged-away household, when the whole state is read (:func:`full_rebuild`). A
+    settled night (nothing ends, nothing waits) keeps every pair and writes nothing.
 
     Returns a JSON-able summary: ended/made by reason, kept, unplaced keys, same-town share, load
     spread per rank, cases without a leader and households without a cadre (both should be 0).
@@ -561,11 +365,13 @@ def rebuild(
     t0 = time.perf_counter()
     with eng.begin() as conn:
         _lock(conn)
-        if _anything_ends(conn, cfg.case_rank) or _anything_waits(conn):
+        night = changed.plan(conn, cfg.case_rank)
+        if night is None:
             summary, ended, written = full_rebuild(conn, as_of, run_id, cfg)
         else:
-            log.info("pairing: nothing ends and nothing waits for a cadre: every pair is kept")
-            summary, ended, written = _settled(conn, as_of, run_id, cfg)
+            if night.settled:
+                log.info("pairing: nothing ends and nothing waits for a cadre: every pair is kept")
+            summary, ended, written = changed_rebuild(conn, night, as_of, run_id, cfg)
     summary["ended_total"], summary["made_total"] = ended, written
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     log.info(
@@ -582,13 +388,58 @@ def rebuild(
 def full_rebuild(
     conn: sa.Connection, as_of: dt.date, run_id: str, cfg: PairingConfig
 ) -> tuple[PairingSummary, int, int]:
-    """The night's whole state read, planned, solved and written on ``conn``'s transaction (what
-    :func:`rebuild` does unless the night is settled); the summary, pairs ended, pairs made."""
+    """The night's whole state read, planned, solved and written on ``conn``'s transaction; the
+    summary, pairs ended, pairs made."""
     state = _read_state(conn)
     plan = plan_night(**state, case_rank=cfg.case_rank)
     result = solve(plan.targets[["target_kind", "target_key", "town", "preferred_unit"]], plan.cadres, cfg)
+    rows = _solved_rows(plan, result)
+    pin_costs = _pin_cost(plan, plan.pinned, state, cfg)
+    for r, c in zip(plan.pinned.itertuples(index=False), pin_costs, strict=True):
+        rows.append(
+            {
+                "cadre_key": r.cadre_key,
+                "target_kind": r.target_kind,
+                "target_key": r.target_key,
+                "made_reason": PINNED,
+                **c,
+            }
+        )
+    rows += _carried_rows(plan, state, cfg)
+    ended, written, checks = _write(conn, plan, rows, as_of, run_id)
+    summary = _summary(
+        plan, result, rows, len(plan.kept), _same_town(plan, rows, state), as_of, run_id, checks
+    )
+    return summary, ended, written
 
-    # the rows to write, in a stable order
+
+def changed_rebuild(
+    conn: sa.Connection, night: changed.ChangedPlan, as_of: dt.date, run_id: str, cfg: PairingConfig
+) -> tuple[PairingSummary, int, int]:
+    """What :func:`full_rebuild` does and says, from the plan the database gave (no pins, no
+    merged-away household: nothing pinned, nothing carried); the pairs kept are only counted."""
+    plan = night.plan
+    result = solve(plan.targets[["target_kind", "target_key", "town", "preferred_unit"]], plan.cadres, cfg)
+    rows = _solved_rows(plan, result)
+    ended, written, checks = _write(conn, plan, rows, as_of, run_id)
+    # the same-town share over the kept household pairs and tonight's new ones
+    towns = dict(
+        zip(object_array(plan.targets["target_key"]), object_array(plan.targets["town"]), strict=True)
+    )
+    cadre_towns = dict(
+        zip(object_array(plan.cadres["cadre_key"]), object_array(plan.cadres["town"]), strict=True)
+    )
+    new = [(r["cadre_key"], r["target_key"]) for r in rows if r["target_kind"] == HOUSEHOLD]
+    same = night.kept_same_town + sum(
+        1 for c, t in new if towns.get(t) is not None and towns.get(t) == cadre_towns.get(c)
+    )
+    n = night.kept_households + len(new)
+    summary = _summary(plan, result, rows, night.kept, (same / n) if n else None, as_of, run_id, checks)
+    return summary, ended, written
+
+
+def _solved_rows(plan: NightPlan, result: Assignment) -> list[dict]:
+    """The pairs the solver made, as rows to write."""
     made = result.pairs.merge(
         plan.targets[["target_kind", "target_key", "made_reason"]],
         on=["target_kind", "target_key"],
@@ -612,58 +463,20 @@ def full_rebuild(
                 "cost_detail": dumps(detail),
             }
         )
-    pin_costs = _pin_cost(plan, plan.pinned, state, cfg)
-    for r, c in zip(plan.pinned.itertuples(index=False), pin_costs, strict=True):
-        rows.append(
-            {
-                "cadre_key": r.cadre_key,
-                "target_kind": r.target_kind,
-                "target_key": r.target_key,
-                "made_reason": PINNED,
-                **c,
-            }
-        )
-    rows += _carried_rows(plan, state, cfg)
+    return rows
+
+
+def _write(
+    conn: sa.Connection, plan: NightPlan, rows: list[dict], as_of: dt.date, run_id: str
+) -> tuple[int, int, PairingChecks]:
+    """End tonight's ends, write the new pairs (in a stable order), check the programme's rules."""
     rows.sort(key=lambda x: (x["target_kind"], x["target_key"]))
     for row in rows:
         row.update(valid_from=as_of, valid_to=None, end_reason=None, run_id=run_id)
-
     ended = _end_pairs(conn, plan.ends, as_of)
     written = insert_pairs(conn, rows)
     faults.point("pairing.mid")
-    checks = _checked(conn)
-    summary = _summary(
-        plan, result, rows, len(plan.kept), _same_town(plan, rows, state), as_of, run_id, checks
-    )
-    return summary, ended, written
-
-
-def _settled(
-    conn: sa.Connection, as_of: dt.date, run_id: str, cfg: PairingConfig
-) -> tuple[PairingSummary, int, int]:
-    """What :func:`full_rebuild` does and says on a night when the plan keeps every current pair and
-    has no target to solve: nothing written; the same summary, from the database."""
-    cadres = _settled_cadres(conn)
-    plan = NightPlan(
-        ends=_empty(["pairing_id", "cadre_key", "target_kind", "target_key", "end_reason"]),
-        kept=_empty(["pairing_id", "cadre_key", "target_kind", "target_key"]),  # counted below instead
-        pinned=_empty(["cadre_key", "target_kind", "target_key", "pin_ref"]),
-        carried=_empty(["cadre_key", "target_kind", "target_key", "merged_from"]),
-        pins_holding=0,
-        pin_problems=pd.DataFrame([], columns=["pin_ref", "reason"]),
-        targets=_empty(["target_kind", "target_key", "town", "preferred_unit", "made_reason"]),
-        cadres=cadres,
-        total_current=_current_pairs(conn),
-    )
-    result = solve(plan.targets[["target_kind", "target_key", "town", "preferred_unit"]], plan.cadres, cfg)
-    faults.point("pairing.mid")
-    checks = _checked(conn)
-    summary = _summary(plan, result, [], plan.total_current, _settled_same_town(conn), as_of, run_id, checks)
-    return summary, 0, 0
-
-
-def _empty(columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
+    return ended, written, _checked(conn)
 
 
 def _checked(conn: sa.Connection) -> PairingChecks:
