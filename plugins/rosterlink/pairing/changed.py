@@ -16,7 +16,6 @@ with the survivor, depending on the other pairs).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -40,6 +39,7 @@ from rosterlink.warehouse import schema
 
 _CONTINUITY_ENDS = (CADRE_DEPARTED, LEADER_NOT_COUNTY)  # as plan_night: the next cadre from the same unit
 _IN_CHUNK = 500  # keys per IN (...) list
+_ENDS = ["pairing_id", "cadre_key", "target_kind", "target_key", "end_reason", "target_town", "cadre_town"]
 
 
 @dataclass
@@ -146,6 +146,8 @@ def ends_counted(conn: sa.Connection, case_rank: str) -> tuple[dict[str, int], i
         if why is not None:
             counts[str(why)] = int(n)
     # of the pairs that hold, a target's second and later pairs (by pairing id) are superseded
+    if not _several(conn):
+        return dict(sorted(counts.items())), total
     per_target = (
         sa.select(sa.func.count().label("n"))
         .where(cur.c.reason.is_(None))
@@ -223,6 +225,9 @@ def _ends(conn: sa.Connection, case_rank: str) -> pd.DataFrame:
         )
     ]
     # of the pairs that hold, a target's second and later pairs (by pairing id) are superseded
+    if not _several(conn):
+        ending.sort(key=lambda r: r[0])
+        return _frame(_ENDS, ending)
     holding = sa.select(
         *cols,
         cur.c.target_town,
@@ -237,18 +242,20 @@ def _ends(conn: sa.Connection, case_rank: str) -> pd.DataFrame:
         for r in conn.execute(sa.select(held).where(held.c.nth > 1))
     ]
     ending.sort(key=lambda r: r[0])
-    return _frame(
-        [
-            "pairing_id",
-            "cadre_key",
-            "target_kind",
-            "target_key",
-            "end_reason",
-            "target_town",
-            "cadre_town",
-        ],
-        ending,
+    return _frame(_ENDS, ending)
+
+
+def _several(conn: sa.Connection) -> bool:
+    """Whether a target has more than one current pair (the current pairs' index answers it)."""
+    p = schema.pairing
+    twice = (
+        sa.select(sa.literal(1))
+        .where(p.c.valid_to.is_(None))
+        .group_by(p.c.target_kind, p.c.target_key)
+        .having(sa.func.count() > 1)
+        .exists()
     )
+    return bool(conn.execute(sa.select(twice)).scalar())
 
 
 def _same_town_households(conn: sa.Connection) -> tuple[int, int]:
@@ -366,42 +373,54 @@ def _units(conn: sa.Connection, cadres: list[str]) -> dict[str, object]:
 
 
 def _cadres(conn: sa.Connection, ends: pd.DataFrame) -> pd.DataFrame:
-    """The active cadres with the loads of the pairs they keep (their current pairs less tonight's
-    ends), as ``NightPlan.cadres``."""
+    """The active cadres with the loads of the pairs they keep (their current pairs, counted in the
+    database, less tonight's ends), as ``NightPlan.cadres``."""
     c, p = schema.cadre, schema.pairing
-    active = list(
-        conn.execute(
-            sa.select(c.c.cadre_key, c.c.rank, c.c.unit, c.c.town)
-            .where(c.c.status == "active")
-            .order_by(c.c.cadre_key)
+
+    def load(kind: str) -> sa.Subquery:
+        return (
+            sa.select(p.c.cadre_key, sa.func.count().label("n"))
+            .where(p.c.valid_to.is_(None), p.c.target_kind == kind)
+            .group_by(p.c.cadre_key)
+            .subquery()
         )
+
+    hl, kl = load(HOUSEHOLD), load(CASE)
+    rows = conn.execute(
+        sa.select(
+            c.c.cadre_key,
+            c.c.rank,
+            c.c.unit,
+            c.c.town,
+            sa.func.coalesce(hl.c.n, 0),
+            sa.func.coalesce(kl.c.n, 0),
+        )
+        .select_from(
+            c.outerjoin(hl, hl.c.cadre_key == c.c.cadre_key).outerjoin(kl, kl.c.cadre_key == c.c.cadre_key)
+        )
+        .where(c.c.status == "active")
+        .order_by(c.c.cadre_key)
+    ).all()
+    keys, ranks, units, towns, households, cases = (
+        (list(col) for col in zip(*rows, strict=True)) if rows else ([],) * 6
     )
-    loads: Counter[tuple[str, str]] = Counter(
+    frame = pd.DataFrame(
         {
-            (key, kind): int(n)
-            for key, kind, n in conn.execute(
-                sa.select(p.c.cadre_key, p.c.target_kind, sa.func.count())
-                .where(p.c.valid_to.is_(None))
-                .group_by(p.c.cadre_key, p.c.target_kind)
-            )
+            "cadre_key": np.array(keys, dtype=object),
+            "rank": np.array(ranks, dtype=object),
+            "unit": np.array(units, dtype=object),
+            "town": np.array(towns, dtype=object),
+            "household_load": np.array(households, dtype=np.int64),
+            "case_load": np.array(cases, dtype=np.int64),
         }
     )
-    loads.subtract(Counter(zip(ends["cadre_key"], ends["target_kind"], strict=True)))
-    keys = [r.cadre_key for r in active]
-    return (
-        pd.DataFrame(
-            {
-                "cadre_key": np.array(keys, dtype=object),
-                "rank": np.array([r.rank for r in active], dtype=object),
-                "unit": np.array([r.unit for r in active], dtype=object),
-                "town": np.array([r.town for r in active], dtype=object),
-                "household_load": np.array([loads[(key, HOUSEHOLD)] for key in keys], dtype=np.int64),
-                "case_load": np.array([loads[(key, CASE)] for key in keys], dtype=np.int64),
-            }
-        )
-        .sort_values("cadre_key", kind="mergesort")
-        .reset_index(drop=True)
-    )
+    if len(ends):  # the pairs that end tonight are not kept
+        position = {key: i for i, key in enumerate(keys)}
+        for key, kind in zip(ends["cadre_key"], ends["target_kind"], strict=True):
+            i = position.get(key)
+            if i is not None and kind in (HOUSEHOLD, CASE):
+                frame.iat[i, 4 if kind == HOUSEHOLD else 5] -= 1
+    return frame.sort_values("cadre_key", kind="mergesort").reset_index(drop=True)
 
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:
