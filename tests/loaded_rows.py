@@ -6,7 +6,12 @@ rows: one ledger file per :meth:`Loader.file` call, row numbers as a clerk would
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections import Counter
+from collections.abc import Iterator
+
+import sqlalchemy as sa
 
 from rosterlink import warehouse
 from rosterlink.core import idnumber
@@ -60,6 +65,28 @@ class Loader:
     def q(self, sql: str) -> list[tuple]:
         with self.eng.connect() as conn:
             return [tuple(r) for r in conn.exec_driver_sql(sql).all()]
+
+
+@contextlib.contextmanager
+def rows_read(eng: sa.Engine) -> Iterator[Counter[str]]:
+    """Count the rows the process fetches from a SQLite warehouse while the block runs, by the name
+    of each query's first column (``record_id``: rows of ``source_record``; ``pairing_id``: pairs),
+    counted by the driver itself as it hands each row to SQLAlchemy."""
+    seen: Counter[str] = Counter()
+
+    def count(cursor, row):
+        seen[cursor.description[0][0]] += 1
+        return row
+
+    def checkout(dbapi_connection, _record, _proxy) -> None:
+        dbapi_connection.row_factory = count
+
+    sa.event.listen(eng, "checkout", checkout)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(eng, "checkout", checkout)
+        eng.dispose()  # no pooled connection keeps counting
 
 
 def hh(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pytest
 
 from rosterlink import status
 from rosterlink.link import night as link
+from rosterlink.pairing import rebuild as pairing
 from rosterlink.warehouse import schema
 
 from loaded_rows import Loader, cadre, hh
@@ -216,3 +218,40 @@ def test_an_exit_dated_after_the_night_is_not_applied_until_its_date(backend, re
         (n, s, str(d)) for n, s, d in db.q("SELECT head_name, status, status_since FROM household ORDER BY 2")
     ]
     assert got == [("王伟", "active", "None"), ("李娜", "exited", "2026-11-20")]
+
+
+def test_a_quiet_night_links_nothing_yet_the_exit_dated_for_it_ends_the_pair(db, caplog):
+    # an exit loaded early (dated ten days on), then nights without any new file
+    night = dt.date(2026, 11, 10)
+    db.file("civil_affairs", [hh("hardship", 1, "王伟", "hardship"), hh("hardship", 2, "李娜", "hardship")])
+    db.file("organization", [cadre(1, "干部1"), cadre(2, "干部2")])
+    db.file(
+        "civil_affairs",
+        [hh("hardship_adjustment", 2, "李娜", "hardship", "exit", night + dt.timedelta(days=10))],
+    )
+    link.link(db.eng)
+    status.refresh(db.eng, 0.10, True, as_of=night)
+    pairing.rebuild(db.eng, night, "run-1")
+    assert db.q("SELECT COUNT(*) FROM pairing WHERE valid_to IS NULL") == [(2,)]
+    # a quiet night before the exit's date: nothing to link, nothing changes
+    with caplog.at_level(logging.INFO, logger="rosterlink"):
+        assert link.link(db.eng)["rows_linked"] == 0
+        assert status.refresh(db.eng, 0.10, True, as_of=night + dt.timedelta(days=9))["changed"] == {}
+        kept = pairing.rebuild(db.eng, night + dt.timedelta(days=9), "run-2")
+    assert (kept["ended"], kept["made"], kept["kept"]) == ({}, {}, 2)
+    assert "link: nothing new tonight" in caplog.text
+    assert "pairing: nothing ends and nothing waits for a cadre" in caplog.text
+    # the quiet night the exit is dated for: the household exits and its pair ends
+    day = night + dt.timedelta(days=10)
+    assert link.link(db.eng)["rows_linked"] == 0
+    refreshed = status.refresh(db.eng, 0.10, True, as_of=day)
+    assert refreshed["changed"] == {"household_exited": 1}
+    assert (refreshed["pairs_to_end"], refreshed["to_end_by_reason"]) == (1, {"household_exited": 1})
+    ended = pairing.rebuild(db.eng, day, "run-3")
+    assert (ended["ended"], ended["made"], ended["kept"]) == ({"household_exited": 1}, {}, 1)
+    assert [
+        (k, str(d), why)
+        for k, d, why in db.q(
+            "SELECT target_key, valid_to, end_reason FROM pairing WHERE valid_to IS NOT NULL"
+        )
+    ] == [("H000002", "2026-11-20", "household_exited")]

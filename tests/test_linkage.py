@@ -9,6 +9,7 @@ The fixtures are small (a handful of rows), so the link stage uses the configure
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from rosterlink.link import night as link
 from rosterlink.link import review, review_book
 from rosterlink.link.config import load_config
 
-from loaded_rows import Loader, hh, id_number
+from loaded_rows import Loader, cadre, hh, id_number, rows_read
 
 FULL_ID = re.compile(r"[0-9]{17}[0-9X]")
 FULL_PHONE = re.compile(r"1[3-9][0-9]{9}")
@@ -370,6 +371,71 @@ def test_reviewer_same_merges_on_the_next_night_and_records_the_retired_key(db):
     ]
     assert db.q(f"SELECT status, decision, outcome FROM link_review WHERE review_id={review_id}") == [
         ("decided", "same", "merged H000002 into H000001")
+    ]
+
+
+def _warehouse(db: Loader) -> dict[str, list[tuple]]:
+    """What the link stage writes, as it stands."""
+    return {
+        table: db.q(f"SELECT * FROM {table} ORDER BY 1, 2")
+        for table in ("household", "household_category", "cadre", "source_row", "household_merge")
+    } | {
+        "source_record": db.q("SELECT record_id, entity_key FROM source_record ORDER BY 1"),
+        "link_review": db.q("SELECT review_id, status, decision, applied_at FROM link_review ORDER BY 1"),
+    }
+
+
+def test_a_quiet_night_links_nothing_without_reading_the_rows_and_keeps_the_review_workbook(
+    db, tmp_path, caplog
+):
+    review_dir = tmp_path / "review"
+    db.file(
+        "civil_affairs",
+        [
+            hh("hardship", 1, "刘桂芳", "hardship", phone=P1),
+            hh("hardship", 2, "王伟", "hardship"),
+            hh("hardship", 2, "王伟", "hardship"),
+        ],
+    )
+    db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", village=None)])  # queued
+    db.file("organization", [cadre(1, "干部1")])
+    link.link(db.eng, review_dir=review_dir)
+    before = _warehouse(db)
+    with rows_read(db.eng) as read, caplog.at_level(logging.INFO, logger="rosterlink.link.night"):
+        quiet = link.link(db.eng, review_dir=review_dir)
+    # what a full pass over an unchanged warehouse reports: nothing linked, the households' sizes
+    quiet.pop("seconds")
+    assert quiet == {
+        "rows_linked": 0,
+        "rows_rejected_unknown_entity": 0,
+        "created": {},
+        "household": {"created": 0},
+        "cadre": {"created": 0},
+        "reviews_queued": 0,
+        "decisions_applied": [],
+        "merges": [],
+        "model": {},
+        "timings": {},
+        "clusters": {
+            "households": 3,
+            "size_histogram": {"1": 2, "2": 1},
+            "largest": 2,
+            "model_shaped_3plus": 0,
+            "density_min": None,
+            "density_median": None,
+            "density_below_half": 0,
+        },
+        "review_workbook": str(review_dir / review_book.REVIEW_WORKBOOK),
+        "review_decisions_read": {"files": 1, "decisions": 0, "unreadable": 0, "not_understood": 0},
+    }
+    assert _warehouse(db) == before
+    assert "link: nothing new tonight" in caplog.text
+    # the loaded rows were not read back (only counted, in the database)
+    assert read["record_id"] == 0
+    # the pending review is still listed for the reviewers
+    ws = load_workbook(review_dir / review_book.REVIEW_WORKBOOK)["待核实"]
+    assert [r[2] for r in ws.iter_rows(min_row=2, values_only=True)] == [
+        review.REVIEW_REASONS["model_uncertain"]
     ]
 
 

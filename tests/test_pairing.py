@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import random
 
 import numpy as np
@@ -19,6 +20,8 @@ from rosterlink.pairing.plan import plan_night
 from rosterlink.pairing.rebuild import plan_ends, rebuild
 from rosterlink.pairing.solve import PairingConfig, solve
 from rosterlink.warehouse import schema
+
+from loaded_rows import rows_read
 
 NIGHT1 = dt.date(2026, 11, 20)
 NIGHT2 = dt.date(2026, 11, 21)
@@ -490,6 +493,48 @@ def test_plan_ends_counts_what_would_end_without_writing(tmp_path):
     assert rebuild(eng, NIGHT2, "run-2")["ended"] == plan["by_reason"]
 
 
+def test_plan_ends_counts_every_reason_in_the_database_as_the_rebuild_then_ends_them(tmp_path):
+    eng = connect(tmp_path)
+    add(
+        eng,
+        households=[H(f"H{i:03d}") for i in range(1, 9)],
+        cadres=[C("C001", "county"), C("C002", "county"), *(C(f"C{i:03d}") for i in range(3, 7))],
+        cases=[K("K001"), K("K002")],
+    )
+    rebuild(eng, NIGHT1, "run-1")
+    cur = current(eng)
+    hh_of = cur[cur["target_kind"] == "household"].groupby("cadre_key")["target_key"].apply(sorted)
+    leader = cur[cur["target_kind"] == "case"].set_index("target_key")["cadre_key"]
+    set_status(eng, "cadre", "C003", "departed")  # cadre_departed
+    set_status(eng, "household", hh_of["C004"][0], "exited")  # household_exited
+    set_status(eng, "case", "K001", "closed")  # case_closed
+    with eng.begin() as conn:
+        demoted = leader["K002"]  # leader_not_county: the case's leader is no longer county-level
+        conn.execute(schema.cadre.update().where(schema.cadre.c.cadre_key == demoted).values(rank="section"))
+        gone = hh_of["C005"][0]  # target_missing: the household's row is gone
+        conn.execute(schema.household.delete().where(schema.household.c.household_key == gone))
+    # superseded: a second pair for a household whose own pair holds
+    exited, mine = hh_of["C004"][0], cur[cur["target_kind"] == "household"]
+    held = mine[~mine["cadre_key"].isin(["C003", "C006"]) & ~mine["target_key"].isin([exited, gone])]
+    add(eng, pairs=[P("C006", "household", held["target_key"].iloc[0], NIGHT2)])
+    with rows_read(eng) as read, eng.connect() as conn:
+        plan = plan_ends(conn, NIGHT2)
+    assert set(plan["by_reason"]) == {
+        "cadre_departed",
+        "case_closed",
+        "household_exited",
+        "leader_not_county",
+        "superseded",
+        "target_missing",
+    }
+    assert plan["total_current"] == len(cur) + 1
+    assert plan["ending"] == sum(plan["by_reason"].values())
+    # counted in the database: no pair was read into memory
+    assert (read["pairing_id"], read["household_key"]) == (0, 0)
+    # the full plan of the rebuild ends exactly these
+    assert rebuild(eng, NIGHT2, "run-2")["ended"] == plan["by_reason"]
+
+
 def test_a_target_left_unplaced_when_its_cadre_departed_still_prefers_that_unit_later(tmp_path):
     eng = connect(tmp_path)
     add(
@@ -523,6 +568,92 @@ def test_a_target_with_two_current_pairs_keeps_the_older_one(tmp_path):
     assert summary["kept"] == 1
     assert current(eng)["cadre_key"].tolist() == ["C001"]
     assert_rules(eng)
+
+
+# --- a settled night -------------------------------------------------------------------------------------
+def test_a_settled_night_keeps_every_pair_without_reading_them_and_says_what_a_full_rebuild_says(
+    tmp_path, caplog
+):
+    eng = connect(tmp_path)
+    add(eng, **_world_rows(5))
+    add(eng, households=[H("H0200", "凫城镇")])  # a town no cadre is linked to
+    first = rebuild(eng, NIGHT1, "run-1")
+    assert first["unplaced_total"] == 0
+    add(eng, cadres=[C("C0100", "county", town="凫城镇")])  # a new cadre: nothing ends, nothing waits
+    before = table(eng)
+    with rows_read(eng) as read, caplog.at_level(logging.INFO, logger="rosterlink.pairing.rebuild"):
+        with eng.connect() as conn:
+            ends = plan_ends(conn, NIGHT2)  # the status stage's question
+        quiet = rebuild(eng, NIGHT2, "run-2")
+    pd.testing.assert_frame_equal(before, table(eng))  # every pair kept, nothing written
+    assert ends == {"as_of": "2026-11-21", "total_current": 68, "ending": 0, "by_reason": {}, "share": 0.0}
+    assert "pairing: nothing ends and nothing waits for a cadre" in caplog.text
+    # neither a pair nor a household was read into memory (only counted in the database)
+    assert (read["pairing_id"], read["household_key"]) == (0, 0)
+    # what the full rebuild says of the same night, on the same warehouse (rolled back)
+    with eng.connect() as conn, conn.begin() as tx:
+        full, ended, made = pairing.full_rebuild(conn, NIGHT2, "run-2", PairingConfig())
+        tx.rollback()
+    assert (ended, made) == (0, 0)
+    assert {k: v for k, v in quiet.items() if k not in ("seconds", "ended_total", "made_total")} == full
+    assert (quiet["ended_total"], quiet["made_total"], quiet["kept"]) == (0, 0, 68)
+    assert quiet["household_load_spread"] != first["household_load_spread"]  # the new cadre counts
+
+
+def _churn(eng: sa.Engine, rng: random.Random, night: int) -> None:
+    """A night's changes: cadres leave or are demoted, households exit or arrive, cases close or
+    open, a cadre joins; now and then a second pair for a target, or a target's row gone."""
+    cur = current(eng)
+    cadres = sorted(cadres_of(eng)["cadre_key"])
+    for key in rng.sample(cadres, 3):
+        set_status(eng, "cadre", key, "departed")
+    households = sorted(cur.loc[cur["target_kind"] == "household", "target_key"])
+    for key in rng.sample(households, 4):
+        set_status(eng, "household", key, "exited")
+    cases = sorted(cur.loc[cur["target_kind"] == "case", "target_key"])
+    set_status(eng, "case", rng.choice(cases), "closed")
+    leader = cur.loc[cur["target_kind"] == "case", "cadre_key"].iloc[0]
+    with eng.begin() as conn:
+        conn.execute(schema.cadre.update().where(schema.cadre.c.cadre_key == leader).values(rank="section"))
+        if night == 2:
+            gone = households[-1]
+            conn.execute(schema.household.delete().where(schema.household.c.household_key == gone))
+    add(
+        eng,
+        households=[
+            H(f"H{900 + 10 * night + i}", rng.choice(["山城街道", "店子镇", "新城"])) for i in range(5)
+        ],
+        cadres=[C(f"C{900 + night}", rng.choice(["county", "section"]), unit=f"单位{rng.randrange(5)}")],
+        cases=[K(f"K{900 + night}", "店子镇")],
+        pairs=[P(rng.choice(cadres), "household", households[0], NIGHT1)] if night == 2 else [],
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_night_planned_in_the_database_writes_and_says_what_the_whole_plan_does(tmp_path, seed):
+    """The same nights on two warehouses: one rebuilt as the nightly task does (the plan asked of
+    the database), one by the whole plan over the whole state; the same pairs, the same summaries."""
+    rng_rows = _world_rows(seed)
+    cfg = PairingConfig(max_households={"county": 2, "section": 2, "ordinary": 2}) if seed % 2 else None
+    fast, whole = connect(tmp_path, "fast.db"), connect(tmp_path, "whole.db")
+    for eng in (fast, whole):
+        add(eng, **rng_rows)
+    for night, day in ((1, NIGHT1), (2, NIGHT2), (3, NIGHT3), (4, NIGHT3 + dt.timedelta(days=1))):
+        if night in (2, 3):
+            for eng in (fast, whole):
+                _churn(eng, random.Random(seed * 10 + night), night)
+        with rows_read(fast) as read:
+            got = rebuild(fast, day, f"run-{night}", cfg)
+        # only the pairs that ended were read, and only the households that waited for a cadre
+        written = table(fast)
+        made_h = written[(written["run_id"] == f"run-{night}") & (written["target_kind"] == "household")]
+        assert read["pairing_id"] == got["ended_total"]
+        assert read["household_key"] == len(made_h) + len(got["unplaced"]["household"])
+        with whole.begin() as conn:
+            want, ended, made = pairing.full_rebuild(conn, day, f"run-{night}", cfg or PairingConfig())
+        assert {k: v for k, v in got.items() if k not in ("seconds", "ended_total", "made_total")} == want
+        assert (got["ended_total"], got["made_total"]) == (ended, made)
+        pd.testing.assert_frame_equal(written, table(whole))
 
 
 # --- pins --------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from collections.abc import Collection
 import sqlalchemy as sa
 
 from rosterlink.followup.config import FLAG_LABELS, IN_PERSON, PHONE, FollowupConfig
-from rosterlink.warehouse import schema
+from rosterlink.warehouse import insert_many, schema
 
 
 def surviving_keys(conn: sa.Connection) -> dict[str, str]:
@@ -97,8 +97,7 @@ def rebuild_followup(conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig) -
                 "carried_over": int(any(x.cadre_key != current[key] for x in seen)),
             }
         )
-    if rows:
-        conn.execute(fh.insert(), rows)
+    insert_many(conn, fh, rows)  # every row, every night: each carries the night's date
     return len(rows)
 
 

@@ -30,6 +30,10 @@ Rows that only make sense for a known entity (an exit for a household never list
 of an unknown cadre, the closure of an unknown case) are moved to ``rejected_row`` with a reason,
 and their file's counts are corrected, so nothing is lost silently.
 
+A quiet night (no row without its key, no reviewer's decision waiting: :func:`nothing_to_link`,
+two EXISTS queries) does none of this and reads none of the rows: a full pass would change nothing,
+and its summary is the same (nothing linked; the households' sizes, counted in the database).
+
 The pending review queue is also written to ``<intake>/review/待核实.xlsx`` (masked) when the
 caller passes ``review_dir``.
 
@@ -58,12 +62,17 @@ from rosterlink.link import store
 from rosterlink.link.config import LinkageConfig, load_config
 from rosterlink.link.exact import link_cadres, link_cases
 from rosterlink.link.households import link_households
-from rosterlink.link.review import apply_decisions
+from rosterlink.link.keys import KeyIssuer
+from rosterlink.link.records import Kind
+from rosterlink.link.review import ReviewQueue, apply_decisions
 from rosterlink.link.review_book import export_review_workbook, read_review_workbooks
-from rosterlink.link.state import Night, load_night
+from rosterlink.link.state import KINDS, Night, load_night
 from rosterlink.ops import faults
+from rosterlink.warehouse import schema
 
 log = logging.getLogger(__name__)
+
+LINKED_KINDS = (*KINDS, "case")  # the kinds whose rows this stage gives a key (not pins, not visits)
 
 
 class LinkSummary(TypedDict):
@@ -97,27 +106,14 @@ def link(
     started = time.perf_counter()
     with _without_cycle_collection(), eng.begin() as conn:
         read = read_review_workbooks(conn, review_dir) if review_dir is not None else {}
-        night = load_night(conn, cfg)
-        log.info(
-            "link: rows loaded: %s in %.1f s",
-            ", ".join(
-                f"{kind} {len(k.recs)} ({sum(1 for rec in k.recs.values() if rec.pending)} new)"
-                for kind, k in night.kinds.items()
-            ),
-            time.perf_counter() - started,
-        )
-        night.applied = apply_decisions(night.kinds, night.reviews)
-        if night.applied:
-            log.info("link: %d reviewer decisions applied", len(night.applied))
-        link_households(conn, night)
-        link_cadres(night)
-        link_cases(conn, night)
-        night.reviews.settle(conn, night.kinds)
-        writing = time.perf_counter()
-        store.write(conn, night)
-        log.info("link: written: entities and lineage in %.1f s", time.perf_counter() - writing)
-        faults.point("link.mid")  # kill tests: the process dies with tonight's links written, uncommitted
-        result = summary(night)
+        if not read.get("decisions") and nothing_to_link(conn):
+            # a quiet night: what a full pass would do is nothing, and what it would report is the
+            # households' sizes, counted in the database; the night's rows are not read
+            log.info("link: nothing new tonight (no unlinked row, no reviewer decision waiting)")
+            faults.point("link.mid")
+            result = summary(quiet_night(cfg), household_sizes(conn))
+        else:
+            result = _link(conn, cfg, started)
     if review_dir is not None:
         result["review_workbook"] = str(export_review_workbook(eng, review_dir, cfg.review_workbook_max))
     result["review_decisions_read"] = read
@@ -134,6 +130,61 @@ def link(
         result["model"].get("source", "not needed"),
     )
     return result
+
+
+def _link(conn: sa.Connection, cfg: LinkageConfig, started: float) -> LinkSummary:
+    """The full pass: the night's state loaded, decisions applied, rows linked, all of it written."""
+    night = load_night(conn, cfg)
+    log.info(
+        "link: rows loaded: %s in %.1f s",
+        ", ".join(
+            f"{kind} {len(k.recs)} ({sum(1 for rec in k.recs.values() if rec.pending)} new)"
+            for kind, k in night.kinds.items()
+        ),
+        time.perf_counter() - started,
+    )
+    night.applied = apply_decisions(night.kinds, night.reviews)
+    if night.applied:
+        log.info("link: %d reviewer decisions applied", len(night.applied))
+    link_households(conn, night)
+    link_cadres(night)
+    link_cases(conn, night)
+    night.reviews.settle(conn, night.kinds)
+    writing = time.perf_counter()
+    store.write(conn, night)
+    log.info("link: written: entities and lineage in %.1f s", time.perf_counter() - writing)
+    faults.point("link.mid")  # kill tests: the process dies with tonight's links written, uncommitted
+    return summary(night)
+
+
+def nothing_to_link(conn: sa.Connection) -> bool:
+    """True when a full pass would change nothing: no row of a linked kind without its key (the
+    rows loaded since the last night) and no reviewer's decision waiting to be applied. Two
+    indexed EXISTS queries."""
+    r, lr = schema.source_record, schema.link_review
+    unlinked = sa.exists().where(r.c.entity_kind.in_(LINKED_KINDS), r.c.entity_key.is_(None))
+    waiting = sa.exists().where(lr.c.status == "decided", lr.c.applied_at.is_(None))
+    return not conn.execute(sa.select(sa.or_(unlinked, waiting))).scalar()
+
+
+def quiet_night(cfg: LinkageConfig) -> Night:
+    """The state of a night with nothing to link, as far as its summary reads it: no new rows, no
+    decisions, no reviews (nothing of the warehouse is read)."""
+    return Night(cfg, {kind: Kind(kind, {}, {}, {}, KeyIssuer(kind, 0)) for kind in KINDS}, ReviewQueue([]))
+
+
+def household_sizes(conn: sa.Connection) -> Counter[int]:
+    """How many households have how many rows (the summary's cluster sizes), counted in the
+    database: what :func:`summary` counts from the loaded state, when every row has its key."""
+    r = schema.source_record
+    per_key = (
+        sa.select(sa.func.count().label("n"))
+        .where(r.c.entity_kind == "household", r.c.entity_key.is_not(None))
+        .group_by(r.c.entity_key)
+        .subquery()
+    )
+    by_size = conn.execute(sa.select(per_key.c.n, sa.func.count()).group_by(per_key.c.n))
+    return Counter({int(n): int(k) for n, k in by_size})
 
 
 @contextlib.contextmanager
@@ -156,10 +207,12 @@ def _without_cycle_collection() -> Iterator[None]:
         gc.collect()
 
 
-def summary(night: Night) -> LinkSummary:
-    """What the night did, for the task's result and the logs."""
+def summary(night: Night, sizes: Counter[int] | None = None) -> LinkSummary:
+    """What the night did, for the task's result and the logs. ``sizes``: how many households have
+    how many rows, when the night did not load them (counted from ``night`` otherwise)."""
     h, c = night.kinds["household"], night.kinds["cadre"]
-    sizes = Counter(len(m) for k, m in h.members.items() if m)
+    if sizes is None:
+        sizes = Counter(len(m) for m in h.members.values() if m)
     density = sorted(night.density)
     return {
         "rows_linked": len(h.assigned) + len(c.assigned) + len(night.cases.assigned),

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from rosterlink.core import plain
 from rosterlink.ops import faults
+from rosterlink.pairing import changed
 from rosterlink.pairing.plan import MERGED, PINNED, UNPLACED_LISTED, NightPlan, plan_night
 from rosterlink.pairing.solve import CASE, HOUSEHOLD, Assignment, PairingConfig, object_array, solve
 from rosterlink.warehouse import dumps, insert_many, schema
@@ -152,14 +153,33 @@ def _read_state(conn: sa.Connection) -> dict:
         .order_by(p.c.pairing_id),
         ["pairing_id", "cadre_key", "target_kind", "target_key"],
     )
-    ended = _rows(
-        conn,
-        sa.select(p.c.target_kind, p.c.target_key, p.c.cadre_key, p.c.end_reason)
+    # the latest ended pair of each target (by end date, then pairing id), chosen in the database:
+    # one row per target, however many nights of history the table holds
+    ranked = (
+        sa.select(
+            p.c.target_kind,
+            p.c.target_key,
+            p.c.cadre_key,
+            p.c.end_reason,
+            p.c.valid_to,
+            p.c.pairing_id,
+            sa.func.row_number()
+            .over(
+                partition_by=(p.c.target_kind, p.c.target_key),
+                order_by=(p.c.valid_to.desc(), p.c.pairing_id.desc()),
+            )
+            .label("recency"),
+        )
         .where(p.c.valid_to.is_not(None))
-        .order_by(p.c.valid_to, p.c.pairing_id),
+        .subquery()
+    )
+    history = _rows(
+        conn,
+        sa.select(ranked.c.target_kind, ranked.c.target_key, ranked.c.cadre_key, ranked.c.end_reason)
+        .where(ranked.c.recency == 1)
+        .order_by(ranked.c.valid_to, ranked.c.pairing_id),
         ["target_kind", "target_key", "cadre_key", "end_reason"],
     )
-    history = ended.drop_duplicates(["target_kind", "target_key"], keep="last")
     return {
         "current": current,
         "households": _rows(
@@ -197,8 +217,20 @@ def plan_ends(conn: sa.Connection, as_of: dt.date, config: PairingConfig | None 
     The status stage calls this (inside its own transaction, after setting the statuses and before
     committing) to refuse a night that would end more than a configured share of the pairs.
     """
+    case_rank = (config or PairingConfig()).case_rank
+    counted = changed.ends_counted(conn, case_rank)
+    if counted is not None:  # counted in the database: no pair is read into memory
+        by_reason, total = counted
+        ending = sum(by_reason.values())
+        return {
+            "as_of": as_of.isoformat(),
+            "total_current": total,
+            "ending": ending,
+            "by_reason": by_reason,
+            "share": (ending / total) if total else 0.0,
+        }
     state = _read_state(conn)
-    plan = plan_night(**state, case_rank=(config or PairingConfig()).case_rank)
+    plan = plan_night(**state, case_rank=case_rank)
     by_reason = _count(plan.ends["end_reason"])
     total = plan.total_current
     # a merged household's pair that carries on with the survivor is not a pair the programme loses
@@ -321,6 +353,11 @@ def rebuild(
     for); a rebuild that fails or is killed mid-write leaves last night's pairs. New pairs go in by
     COPY on PostgreSQL (:func:`warehouse.insert_many`).
 
+    The plan is asked of the database (:func:`rosterlink.pairing.changed.plan`: the pairs that end,
+    the targets that wait, the cadres' loads; the pairs kept are only counted), unless there are
+    pins or a merged-away household, when the whole state is read (:func:`full_rebuild`). A
+    settled night (nothing ends, nothing waits) keeps every pair and writes nothing.
+
     Returns a JSON-able summary: ended/made by reason, kept, unplaced keys, same-town share, load
     spread per rank, cases without a leader and households without a cadre (both should be 0).
     """
@@ -328,62 +365,13 @@ def rebuild(
     t0 = time.perf_counter()
     with eng.begin() as conn:
         _lock(conn)
-        state = _read_state(conn)
-        plan = plan_night(**state, case_rank=cfg.case_rank)
-        result = solve(
-            plan.targets[["target_kind", "target_key", "town", "preferred_unit"]], plan.cadres, cfg
-        )
-
-        # the rows to write, in a stable order
-        made = result.pairs.merge(
-            plan.targets[["target_kind", "target_key", "made_reason"]],
-            on=["target_kind", "target_key"],
-            how="left",
-        )
-        rows = []
-        for r in made.itertuples(index=False):
-            detail = {
-                "town": int(r.cost_town),
-                "rank": int(r.cost_rank),
-                "unit": int(r.cost_unit),
-                "load": int(r.cost_load),
-            }
-            rows.append(
-                {
-                    "cadre_key": r.cadre_key,
-                    "target_kind": r.target_kind,
-                    "target_key": r.target_key,
-                    "made_reason": r.made_reason,
-                    "cost": int(r.cost),
-                    "cost_detail": dumps(detail),
-                }
-            )
-        pin_costs = _pin_cost(plan, plan.pinned, state, cfg)
-        for r, c in zip(plan.pinned.itertuples(index=False), pin_costs, strict=True):
-            rows.append(
-                {
-                    "cadre_key": r.cadre_key,
-                    "target_kind": r.target_kind,
-                    "target_key": r.target_key,
-                    "made_reason": PINNED,
-                    **c,
-                }
-            )
-        rows += _carried_rows(plan, state, cfg)
-        rows.sort(key=lambda x: (x["target_kind"], x["target_key"]))
-        for row in rows:
-            row.update(valid_from=as_of, valid_to=None, end_reason=None, run_id=run_id)
-
-        ended = _end_pairs(conn, plan.ends, as_of)
-        written = insert_pairs(conn, rows)
-        faults.point("pairing.mid")
-        checks = _checks(conn)
-        broken = {
-            k: v for k, v in checks.items() if k in ("pairs_on_inactive", "targets_with_several_pairs") and v
-        }
-        if broken:  # never commit a state that breaks the programme's rules: roll the night back
-            raise RuntimeError(f"pairing rebuild would leave {broken}; rolled back")
-        summary = _summary(plan, result, rows, state, as_of, run_id, checks)
+        night = changed.plan(conn, cfg.case_rank)
+        if night is None:
+            summary, ended, written = full_rebuild(conn, as_of, run_id, cfg)
+        else:
+            if night.settled:
+                log.info("pairing: nothing ends and nothing waits for a cadre: every pair is kept")
+            summary, ended, written = changed_rebuild(conn, night, as_of, run_id, cfg)
     summary["ended_total"], summary["made_total"] = ended, written
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     log.info(
@@ -395,6 +383,111 @@ def rebuild(
         summary["cases_without_leader"],
     )
     return summary
+
+
+def full_rebuild(
+    conn: sa.Connection, as_of: dt.date, run_id: str, cfg: PairingConfig
+) -> tuple[PairingSummary, int, int]:
+    """The night's whole state read, planned, solved and written on ``conn``'s transaction; the
+    summary, pairs ended, pairs made."""
+    state = _read_state(conn)
+    plan = plan_night(**state, case_rank=cfg.case_rank)
+    result = solve(plan.targets[["target_kind", "target_key", "town", "preferred_unit"]], plan.cadres, cfg)
+    rows = _solved_rows(plan, result)
+    pin_costs = _pin_cost(plan, plan.pinned, state, cfg)
+    for r, c in zip(plan.pinned.itertuples(index=False), pin_costs, strict=True):
+        rows.append(
+            {
+                "cadre_key": r.cadre_key,
+                "target_kind": r.target_kind,
+                "target_key": r.target_key,
+                "made_reason": PINNED,
+                **c,
+            }
+        )
+    rows += _carried_rows(plan, state, cfg)
+    ended, written, checks = _write(conn, plan, rows, as_of, run_id)
+    summary = _summary(
+        plan, result, rows, len(plan.kept), _same_town(plan, rows, state), as_of, run_id, checks
+    )
+    return summary, ended, written
+
+
+def changed_rebuild(
+    conn: sa.Connection, night: changed.ChangedPlan, as_of: dt.date, run_id: str, cfg: PairingConfig
+) -> tuple[PairingSummary, int, int]:
+    """What :func:`full_rebuild` does and says, from the plan the database gave (no pins, no
+    merged-away household: nothing pinned, nothing carried); the pairs kept are only counted."""
+    plan = night.plan
+    result = solve(plan.targets[["target_kind", "target_key", "town", "preferred_unit"]], plan.cadres, cfg)
+    rows = _solved_rows(plan, result)
+    ended, written, checks = _write(conn, plan, rows, as_of, run_id)
+    # the same-town share over the kept household pairs and tonight's new ones
+    towns = dict(
+        zip(object_array(plan.targets["target_key"]), object_array(plan.targets["town"]), strict=True)
+    )
+    cadre_towns = dict(
+        zip(object_array(plan.cadres["cadre_key"]), object_array(plan.cadres["town"]), strict=True)
+    )
+    new = [(r["cadre_key"], r["target_key"]) for r in rows if r["target_kind"] == HOUSEHOLD]
+    same = night.kept_same_town + sum(
+        1 for c, t in new if towns.get(t) is not None and towns.get(t) == cadre_towns.get(c)
+    )
+    n = night.kept_households + len(new)
+    summary = _summary(plan, result, rows, night.kept, (same / n) if n else None, as_of, run_id, checks)
+    return summary, ended, written
+
+
+def _solved_rows(plan: NightPlan, result: Assignment) -> list[dict]:
+    """The pairs the solver made, as rows to write."""
+    made = result.pairs.merge(
+        plan.targets[["target_kind", "target_key", "made_reason"]],
+        on=["target_kind", "target_key"],
+        how="left",
+    )
+    rows = []
+    for r in made.itertuples(index=False):
+        detail = {
+            "town": int(r.cost_town),
+            "rank": int(r.cost_rank),
+            "unit": int(r.cost_unit),
+            "load": int(r.cost_load),
+        }
+        rows.append(
+            {
+                "cadre_key": r.cadre_key,
+                "target_kind": r.target_kind,
+                "target_key": r.target_key,
+                "made_reason": r.made_reason,
+                "cost": int(r.cost),
+                "cost_detail": dumps(detail),
+            }
+        )
+    return rows
+
+
+def _write(
+    conn: sa.Connection, plan: NightPlan, rows: list[dict], as_of: dt.date, run_id: str
+) -> tuple[int, int, PairingChecks]:
+    """End tonight's ends, write the new pairs (in a stable order), check the programme's rules."""
+    rows.sort(key=lambda x: (x["target_kind"], x["target_key"]))
+    for row in rows:
+        row.update(valid_from=as_of, valid_to=None, end_reason=None, run_id=run_id)
+    ended = _end_pairs(conn, plan.ends, as_of)
+    written = insert_pairs(conn, rows)
+    faults.point("pairing.mid")
+    return ended, written, _checked(conn)
+
+
+def _checked(conn: sa.Connection) -> PairingChecks:
+    """The programme's rules on what is now written; a state that breaks them is never committed."""
+    checks = _checks(conn)
+    broken = {
+        k: v for k, v in checks.items() if k in ("pairs_on_inactive", "targets_with_several_pairs") and v
+    }
+    if broken:  # never commit a state that breaks the programme's rules: roll the night back
+        raise RuntimeError(f"pairing rebuild would leave {broken}; rolled back")
+    return checks
 
 
 def _checks(conn: sa.Connection) -> PairingChecks:
@@ -441,17 +534,8 @@ def _checks(conn: sa.Connection) -> PairingChecks:
     }
 
 
-def _summary(
-    plan: NightPlan,
-    result: Assignment,
-    rows: list[dict],
-    state: dict,
-    as_of: dt.date,
-    run_id: str,
-    checks: PairingChecks,
-) -> PairingSummary:
-    made = pd.Series([r["made_reason"] for r in rows], dtype=object)
-    # same-town share over all current household pairs after tonight
+def _same_town(plan: NightPlan, rows: list[dict], state: dict) -> float | None:
+    """The share of all current household pairs after tonight whose cadre's town is the household's."""
     hh_town = dict(
         zip(
             object_array(state["households"]["household_key"]),
@@ -467,6 +551,20 @@ def _summary(
     ]
     current += [(r["cadre_key"], r["target_key"]) for r in rows if r["target_kind"] == HOUSEHOLD]
     same = [hh_town.get(t) is not None and hh_town.get(t) == cad_town.get(c) for c, t in current]
+    return (sum(same) / len(same)) if same else None
+
+
+def _summary(
+    plan: NightPlan,
+    result: Assignment,
+    rows: list[dict],
+    kept: int,
+    same_town: float | None,
+    as_of: dt.date,
+    run_id: str,
+    checks: PairingChecks,
+) -> PairingSummary:
+    made = pd.Series([r["made_reason"] for r in rows], dtype=object)
     left_out = result.unplaced
     unplaced = {
         kind: sorted(left_out.loc[left_out["target_kind"] == kind, "target_key"])[:UNPLACED_LISTED]
@@ -478,7 +576,7 @@ def _summary(
         "run_id": run_id,
         "ended": _count(plan.ends["end_reason"]),
         "made": _count(made),
-        "kept": len(plan.kept),
+        "kept": kept,
         "unplaced": unplaced,
         "unplaced_reasons": _count(result.unplaced["reason"]),
         "unplaced_total": len(result.unplaced),
@@ -489,7 +587,7 @@ def _summary(
             "problems": _count(plan.pin_problems["reason"]),
             "problem_rows": plan.pin_problems["pin_ref"].tolist()[:200],
         },
-        "same_town_share": (sum(same) / len(same)) if same else None,
+        "same_town_share": same_town,
         "same_town_share_made": f["same_town_share_households"],
         "household_load_spread": f["household_load_spread"],
         "case_load_spread": f["case_load_spread"],
