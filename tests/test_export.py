@@ -1,4 +1,5 @@
-"""Exports: department feedback, the pairing workbook and the change log, read back with openpyxl."""
+"""Exports: department feedback, the town workbooks and the pairing summary, and the change log, read
+back with openpyxl."""
 
 from __future__ import annotations
 

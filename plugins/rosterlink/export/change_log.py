@@ -1,5 +1,5 @@
 """The change log: ``<export_dir>/变动日志_<YYYYMMDD>.xlsx``, every pair ended or made on the night,
-with the reason in words (the pairing workbook's 本次变化 may list only the first). The people who read
+with the reason in words (the pairing summary's 本次变化 may list only the first). The people who read
 it are organization-department staff: Chinese only, no reason codes (they stay in the warehouse)."""
 
 from __future__ import annotations

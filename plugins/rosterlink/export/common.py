@@ -39,12 +39,12 @@ def reason_label(code: str | None) -> str:
 
 
 SHEET_LIST_MAX = 20_000
-"""Rows of a listing sheet of the pairing workbook that may grow with the whole register: the new
-pairs of 本次变化 and the overdue households of 走访预警. A night with more (the first night of a
-province: a million new pairs, and nobody visited yet) lists this many, then says where the rest
-are: the change log lists every change, and the town sheets mark every household's pair and visit
-state. Ended pairs, help outside the band and public funds are always listed in full. Read when a
-sheet is written (tests lower it)."""
+"""Rows of a listing sheet that may grow with the whole register: the new pairs of the pairing
+summary's 本次变化 and the overdue households of 走访预警 (the summary's and each town workbook's). A
+night with more (the first night of a province: a million new pairs, and nobody visited yet) lists
+this many, then says where the rest are: the change log lists every change, and the town workbooks
+mark every household's pair and visit state. Ended pairs, help outside the band and public funds are
+always listed in full. Read when a sheet is written (tests lower it)."""
 
 
 def new_book(stamp: dt.datetime) -> Book:

@@ -1,4 +1,4 @@
-"""The pairs as the pairing workbook and the change log show them: current and changed pairs, with
+"""The pairs as the pairing workbooks and the change log show them: current and changed pairs, with
 their cadre and their target (household or key case) joined."""
 
 from __future__ import annotations

@@ -238,6 +238,6 @@ def warnings(
 
 
 def household_followup(conn: sa.Connection) -> dict[str, sa.Row]:
-    """household_key -> its followup_household row (for the town sheets)."""
+    """household_key -> its followup_household row (for the town workbooks)."""
     fh = schema.followup_household
     return {r.household_key: r for r in conn.execute(sa.select(fh))}

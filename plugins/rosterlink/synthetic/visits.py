@@ -1,6 +1,6 @@
 """Sample visit logs (走访记录) for the reference district, with the figures a correct night must give.
 
-The units know their pairs from the pairing workbook; this generator reads them from the warehouse
+The units know their pairs from the town workbooks; this generator reads them from the warehouse
 after a night (current and ended household pairs, with the cadre's and head's names and IDs) and
 writes what the units would drop into ``visits/`` by ``as_of``:
 
