@@ -221,20 +221,17 @@ def plan_ends(conn: sa.Connection, as_of: dt.date, config: PairingConfig | None 
     counted = changed.ends_counted(conn, case_rank)
     if counted is not None:  # counted in the database: no pair is read into memory
         by_reason, total = counted
-        ending = sum(by_reason.values())
-        return {
-            "as_of": as_of.isoformat(),
-            "total_current": total,
-            "ending": ending,
-            "by_reason": by_reason,
-            "share": (ending / total) if total else 0.0,
-        }
+        return _ends(as_of, by_reason, total, sum(by_reason.values()))
     state = _read_state(conn)
     plan = plan_night(**state, case_rank=case_rank)
     by_reason = _count(plan.ends["end_reason"])
     total = plan.total_current
     # a merged household's pair that carries on with the survivor is not a pair the programme loses
-    ending = int(sum(by_reason.values())) - len(plan.carried)
+    return _ends(as_of, by_reason, total, int(sum(by_reason.values())) - len(plan.carried))
+
+
+def _ends(as_of: dt.date, by_reason: dict[str, int], total: int, ending: int) -> dict:
+    """What :func:`plan_ends` reports: the pairs ending by reason, of how many current ones."""
     return {
         "as_of": as_of.isoformat(),
         "total_current": total,
