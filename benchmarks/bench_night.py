@@ -60,6 +60,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))
@@ -421,18 +422,21 @@ def bare_book(task: str, url: str, as_of: str, workdir: Path) -> dict:
     }
 
 
-def run_night(workdir: Path, night: int, as_of: str, profile: set[str], top: int) -> dict:
-    """One night through ``dag.test`` in this process; its figures (called in the child)."""
+def prepare(workdir: Path) -> None:
+    """A private ``AIRFLOW_HOME`` under ``workdir``, set up as ``rosterlink nightly`` does."""
     os.environ["AIRFLOW_HOME"] = str(workdir / "airflow")
     from rosterlink.cli import prepare_airflow
 
     prepare_airflow()
+
+
+def dag_test(workdir: Path, as_of: str) -> tuple[Any, str, float, float]:
+    """The nightly DAG through ``dag.test`` in this process, on ``workdir``'s intake, exports and
+    SQLite warehouse: the run, the warehouse URL, wall and CPU seconds (after :func:`prepare`)."""
     import logging
 
     from airflow.dag_processing.dagbag import DagBag
 
-    recorder = Recorder(profile)
-    recorder.install()
     url = f"sqlite:///{workdir / 'warehouse.db'}"
     conf = {
         "intake_dir": str(workdir / "intake"),
@@ -446,7 +450,23 @@ def run_night(workdir: Path, night: int, as_of: str, profile: set[str], top: int
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")
     run = bag.get_dag("rosterlink_nightly").test(run_conf=conf)
-    total_wall, total_cpu = time.perf_counter() - t0, time.process_time() - c0
+    return run, url, time.perf_counter() - t0, time.process_time() - c0
+
+
+def rows_read(conn: Any, run_id: str) -> int:
+    """The rows the night's files held (the ledger's ``rows_read``)."""
+    import sqlalchemy as sa
+
+    query = sa.text("SELECT COALESCE(SUM(rows_read), 0) FROM intake_file WHERE run_id = :r")
+    return int(conn.execute(query, {"r": run_id}).scalar() or 0)
+
+
+def run_night(workdir: Path, night: int, as_of: str, profile: set[str], top: int) -> dict:
+    """One night through ``dag.test`` in this process; its figures (called in the child)."""
+    prepare(workdir)
+    recorder = Recorder(profile)
+    recorder.install()
+    run, url, total_wall, total_cpu = dag_test(workdir, as_of)
     state = str(getattr(run.state, "value", run.state))
 
     import sqlalchemy as sa
@@ -460,13 +480,7 @@ def run_night(workdir: Path, night: int, as_of: str, profile: set[str], top: int
             .scalars()
             .all()
         )
-        rows_read = int(
-            conn.execute(
-                sa.text("SELECT COALESCE(SUM(rows_read), 0) FROM intake_file WHERE run_id = :r"),
-                {"r": run.run_id},
-            ).scalar()
-            or 0
-        )
+        read = rows_read(conn, run.run_id)
         pairs = int(
             conn.execute(sa.text("SELECT COUNT(*) FROM pairing WHERE valid_to IS NULL")).scalar() or 0
         )
@@ -489,7 +503,7 @@ def run_night(workdir: Path, night: int, as_of: str, profile: set[str], top: int
         "night": night,
         "as_of": as_of,
         "state": state,
-        "rows_read": rows_read,
+        "rows_read": read,
         "files": len(files),
         "pairs_current": pairs,
         "total_wall_s": round(total_wall, 2),
@@ -505,23 +519,30 @@ def run_night(workdir: Path, night: int, as_of: str, profile: set[str], top: int
 
 
 # ------------------------------------------------------------------------------------- the nights (parent)
-def child(workdir: Path, night: int, as_of: str, profile: list[str], top: int) -> dict:
-    out = workdir / f"night-{night}.json"
+def in_child(script: str, night: int, args: list[str], out: Path) -> dict:
+    """Run ``script`` with ``args`` in a fresh Python process (one night each: Airflow's state and
+    the peak RSS start anew) and return the figures it wrote to ``out``."""
     env = {
         **os.environ,
         "GX_ANALYTICS_ENABLED": "False",
         "ROSTERLINK_SETTLE_SECONDS": "0",
         "PYTHONPATH": str(ROOT / "plugins"),
     }
-    args = [sys.executable, __file__, "--_night", str(night), "--_as-of", as_of, "--_out", str(out)]
-    args += ["--workdir", str(workdir), "--top", str(top)]
-    if profile:
-        args += ["--profile", *profile]
-    proc = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [sys.executable, script, *args]
+    proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0 or not out.exists():
         tail = "\n".join(proc.stdout.splitlines()[-30:])
         raise SystemExit(f"night {night} failed (exit {proc.returncode}):\n{tail}")
     return json.loads(out.read_text())
+
+
+def child(workdir: Path, night: int, as_of: str, profile: list[str], top: int) -> dict:
+    out = workdir / f"night-{night}.json"
+    args = ["--_night", str(night), "--_as-of", as_of, "--_out", str(out)]
+    args += ["--workdir", str(workdir), "--top", str(top)]
+    if profile:
+        args += ["--profile", *profile]
+    return in_child(__file__, night, args, out)
 
 
 def _ratio(stage: float, bare: float) -> str:

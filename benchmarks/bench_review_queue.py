@@ -30,7 +30,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -106,17 +105,11 @@ def write_roster(path: Path, rows: list[tuple[str, ...]]) -> None:
 # ------------------------------------------------------------------------------------- one night (child)
 def run_night(workdir: Path, as_of: str) -> dict:
     """One night through ``dag.test`` in this process, with the link stage's figures."""
-    os.environ["AIRFLOW_HOME"] = str(workdir / "airflow")
-    from rosterlink.cli import prepare_airflow
-
-    prepare_airflow()
-    import logging
-
-    from airflow.dag_processing.dagbag import DagBag
-    from bench_night import Recorder
+    from bench_night import Recorder, dag_test, prepare, rows_read
 
     from rosterlink.link import night as link_night
 
+    prepare(workdir)
     recorder = Recorder(set())
     recorder.install()
     book: dict[str, float] = {}
@@ -131,20 +124,7 @@ def run_night(workdir: Path, as_of: str) -> dict:
             book["cpu_s"] = round(time.process_time() - c0, 2)
 
     link_night.export_review_workbook = timed_export  # the name the link stage calls it by
-    url = f"sqlite:///{workdir / 'warehouse.db'}"
-    conf = {
-        "intake_dir": str(workdir / "intake"),
-        "export_dir": str(workdir / "exports"),
-        "warehouse_url": url,
-        "as_of": as_of,
-    }
-    logging.getLogger("airflow").setLevel(logging.WARNING)
-    t0, c0 = time.perf_counter(), time.process_time()
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "rosterlink_nightly.py"))
-    if bag.import_errors:
-        raise SystemExit(f"DAG import errors: {bag.import_errors}")
-    run = bag.get_dag("rosterlink_nightly").test(run_conf=conf)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    run, url, wall, cpu = dag_test(workdir, as_of)
 
     import sqlalchemy as sa
 
@@ -154,19 +134,13 @@ def run_night(workdir: Path, as_of: str) -> dict:
         pending = int(
             conn.execute(sa.text("SELECT COUNT(*) FROM link_review WHERE status = 'pending'")).scalar()
         )
-        rows_read = int(
-            conn.execute(
-                sa.text("SELECT COALESCE(SUM(rows_read), 0) FROM intake_file WHERE run_id = :r"),
-                {"r": run.run_id},
-            ).scalar()
-            or 0
-        )
+        read = rows_read(conn, run.run_id)
     link = recorder.results.get("link") or {}
     stage = recorder.stages.get("link_entities", {})
     return {
         "as_of": as_of,
         "state": str(getattr(run.state, "value", run.state)),
-        "rows_read": rows_read,
+        "rows_read": read,
         "reviews_queued": link.get("reviews_queued"),
         "reviews_pending": pending,
         "listed_in_workbook": listed(workdir / "intake" / "review" / "待核实.xlsx"),
@@ -196,19 +170,10 @@ def listed(path: Path) -> int | None:
 
 
 def child(workdir: Path, night: int, as_of: str) -> dict:
+    from bench_night import in_child
+
     out = workdir / f"night-{night}.json"
-    env = {
-        **os.environ,
-        "GX_ANALYTICS_ENABLED": "False",
-        "ROSTERLINK_SETTLE_SECONDS": "0",
-        "PYTHONPATH": str(ROOT / "plugins"),
-    }
-    args = [sys.executable, __file__, "--_as-of", as_of, "--_out", str(out), "--workdir", str(workdir)]
-    proc = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode != 0 or not out.exists():
-        tail = "\n".join(proc.stdout.splitlines()[-30:])
-        raise SystemExit(f"night {night} failed (exit {proc.returncode}):\n{tail}")
-    return json.loads(out.read_text())
+    return in_child(__file__, night, ["--_as-of", as_of, "--_out", str(out), "--workdir", str(workdir)], out)
 
 
 def report(night: int, r: dict) -> None:
