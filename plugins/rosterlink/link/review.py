@@ -27,7 +27,7 @@ from rosterlink.link.config import COMPARISONS
 from rosterlink.link.keys import key_number, older
 from rosterlink.link.model import norm_name
 from rosterlink.link.records import Kind, Record, shape
-from rosterlink.warehouse import dumps, now, schema
+from rosterlink.warehouse import IN_LIST, batched, dumps, now, schema
 
 REVIEW_REASONS = {
     "model_uncertain": "模型无法确定是否同一户",
@@ -36,7 +36,6 @@ REVIEW_REASONS = {
     "name_village_id_conflict": "同名同村，身份证号不同",
 }
 DECISIONS = ("same", "different")
-_IN_CHUNK = 500  # values per IN (...) list: well under SQLite's limit on bound parameters
 
 
 class ReviewError(Exception):
@@ -176,15 +175,9 @@ class ReviewQueue:
         lr = schema.link_review
         digests = sorted({x.signature for x in self.new if x.signature is not None})
         earlier: set[tuple[str, str, str]] = set()
-        for i in range(0, len(digests), _IN_CHUNK):
-            earlier.update(
-                (k, reason, digest)
-                for k, reason, digest in conn.execute(
-                    sa.select(lr.c.entity_kind, lr.c.reason, lr.c.signature).where(
-                        lr.c.signature.in_(digests[i : i + _IN_CHUNK])
-                    )
-                )
-            )
+        for chunk in batched(digests, IN_LIST):
+            query = sa.select(lr.c.entity_kind, lr.c.reason, lr.c.signature).where(lr.c.signature.in_(chunk))
+            earlier.update((k, reason, digest) for k, reason, digest in conn.execute(query))
         if earlier:
             self.new = [x for x in self.new if (x.kind, x.reason, x.signature) not in earlier]
         for x in self.new:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 
@@ -19,9 +19,8 @@ from rosterlink.core.spec import catalogue
 from rosterlink.link.records import Kind, Record
 from rosterlink.link.review import record_applied
 from rosterlink.link.state import Night
-from rosterlink.warehouse import insert_many, now, schema, update_many
+from rosterlink.warehouse import IN_LIST, batched, insert_many, now, schema, update_many
 
-_IN_CHUNK = 500  # keys per IN (...) list: well under SQLite's limit on bound parameters
 _UNKNOWN_REASON = {"household": "household_unknown", "cadre": "cadre_unknown", "case": "case_unknown"}
 
 
@@ -143,7 +142,7 @@ def write_households(conn: sa.Connection, kind: Kind) -> None:
     h, hc = schema.household, schema.household_category
     if kind.retired:
         retired = sorted(kind.retired)
-        for chunk in _chunks(retired, 500):
+        for chunk in batched(retired, IN_LIST):
             conn.execute(hc.delete().where(hc.c.household_key.in_(chunk)))
             conn.execute(h.delete().where(h.c.household_key.in_(chunk)))
     touched = kind.touched - kind.retired
@@ -153,7 +152,7 @@ def write_households(conn: sa.Connection, kind: Kind) -> None:
     # not the whole table)
     existing = {}
     categories: dict[str, set[str]] = defaultdict(set)
-    for chunk in _chunks(sorted(touched), _IN_CHUNK):
+    for chunk in batched(sorted(touched), IN_LIST):
         for row in conn.execute(
             sa.select(
                 h.c.household_key,
@@ -214,7 +213,7 @@ def write_cadres(conn: sa.Connection, kind: Kind) -> None:
         return
     existing = {
         row.cadre_key: row
-        for chunk in _chunks(sorted(touched), _IN_CHUNK)
+        for chunk in batched(sorted(touched), IN_LIST)
         for row in conn.execute(sa.select(c).where(c.c.cadre_key.in_(chunk)))
     }
     inserts, updates = [], []
@@ -258,11 +257,6 @@ def _bulk_update(conn: sa.Connection, table: sa.Table, key_col: str, updates: li
             .values(**{k: sa.bindparam(f"_v_{k}") for k in cols}),
             rows,
         )
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def reject_orphans(conn: sa.Connection, orphaned: Sequence[Record | sa.Row]) -> None:

@@ -16,7 +16,6 @@ with the survivor, depending on the other pairs).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,10 +34,9 @@ from rosterlink.pairing.plan import (
     NightPlan,
 )
 from rosterlink.pairing.solve import CASE, HOUSEHOLD
-from rosterlink.warehouse import schema
+from rosterlink.warehouse import IN_LIST, batched, schema
 
 _CONTINUITY_ENDS = (CADRE_DEPARTED, LEADER_NOT_COUNTY)  # as plan_night: the next cadre from the same unit
-_IN_CHUNK = 500  # keys per IN (...) list
 _ENDS = ["pairing_id", "cadre_key", "target_kind", "target_key", "end_reason", "target_town", "cadre_town"]
 
 
@@ -315,7 +313,7 @@ def _targets(conn: sa.Connection, case_rank: str, ends: pd.DataFrame) -> pd.Data
     last: dict[tuple[str, str], tuple[str, str]] = {}
     for kind, rows in waiting.items():
         keys = [key for key, _ in rows]
-        for chunk in _chunks(keys):
+        for chunk in batched(keys, IN_LIST):
             last.update(_latest_ends(conn, kind, chunk))
     for r in ends.itertuples(index=False):
         last[(r.target_kind, r.target_key)] = (r.cadre_key, r.end_reason)
@@ -367,7 +365,7 @@ def _latest_ends(conn: sa.Connection, kind: str, keys: list[str]) -> dict[tuple[
 def _units(conn: sa.Connection, cadres: list[str]) -> dict[str, object]:
     c = schema.cadre
     out: dict[str, object] = {}
-    for chunk in _chunks(cadres):
+    for chunk in batched(cadres, IN_LIST):
         out.update(conn.execute(sa.select(c.c.cadre_key, c.c.unit).where(c.c.cadre_key.in_(chunk))).all())
     return out
 
@@ -421,8 +419,3 @@ def _cadres(conn: sa.Connection, ends: pd.DataFrame) -> pd.DataFrame:
             if i is not None and kind in (HOUSEHOLD, CASE):
                 frame.iat[i, 4 if kind == HOUSEHOLD else 5] -= 1
     return frame.sort_values("cadre_key", kind="mergesort").reset_index(drop=True)
-
-
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for i in range(0, len(items), _IN_CHUNK):
-        yield items[i : i + _IN_CHUNK]

@@ -5,10 +5,20 @@ The names below are the warehouse's public surface, used by every stage as ``war
 ``warehouse.insert_many`` and so on.
 """
 
-from rosterlink.warehouse.bulk import insert_many, insert_rows, run_sql, sql_statements, update_many
+from rosterlink.warehouse.bulk import (
+    IN_LIST,
+    batched,
+    insert_many,
+    insert_rows,
+    run_sql,
+    sql_statements,
+    update_many,
+)
 from rosterlink.warehouse.db import connect, create_views, display_url, dumps, engine, loads, migrate, now
 
 __all__ = [
+    "IN_LIST",
+    "batched",
     "connect",
     "create_views",
     "display_url",

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from rosterlink.core.paths import SQL_DIR
 
 _T = TypeVar("_T")
+IN_LIST = 500  # values per IN (...) list: well under SQLite's limit on bound parameters
 
 
 def insert_many(conn: sa.Connection, table: sa.Table, rows: Iterable[dict], batch: int = 5000) -> int:
@@ -51,7 +52,7 @@ def insert_rows(
         return _executemany_rows(conn, table, names, rows, batch)
     # another driver, or columns left out that SQLAlchemy fills from Python: its own executemany
     total = 0
-    for chunk in _batched(rows, batch):
+    for chunk in batched(rows, batch):
         conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in chunk])
         total += len(chunk)
     return total
@@ -103,7 +104,7 @@ def _executemany_rows(
         f"VALUES ({', '.join('?' * len(names))})"
     )
     total = 0
-    for chunk in _batched(_processed(rows, _processors(conn, table, names)), batch):
+    for chunk in batched(_processed(rows, _processors(conn, table, names)), batch):
         conn.exec_driver_sql(sql, chunk)
         total += len(chunk)
     return total
@@ -121,7 +122,9 @@ def _processors(conn: sa.Connection, table: sa.Table, names: list[str]) -> list[
     return out
 
 
-def _batched(rows: Iterable[_T], size: int) -> Iterator[list[_T]]:
+def batched(rows: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """``rows`` in lists of ``size`` (the last one shorter): bulk writes a batch at a time, or keys
+    :data:`IN_LIST` at a time into an ``IN (...)`` list."""
     iterator = iter(rows)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
@@ -194,7 +197,7 @@ def update_many(conn: sa.Connection, table: sa.Table, keys: list[str], rows: lis
             f"UPDATE {quote.format_table(table)} SET {', '.join(f'{quote.quote(n)} = ?' for n in values)} "
             f"WHERE {' AND '.join(f'{quote.quote(k)} = ?' for k in keys)}"
         )
-        for chunk in _batched(_processed(([r[n] for n in order] for r in rows), processors), 5000):
+        for chunk in batched(_processed(([r[n] for n in order] for r in rows), processors), 5000):
             conn.exec_driver_sql(sql, chunk)
         return len(rows)
     stmt = (

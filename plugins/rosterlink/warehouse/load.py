@@ -32,7 +32,7 @@ from rosterlink.core import pseudonym
 from rosterlink.core.findings import message
 from rosterlink.core.spec import RosterSpec, catalogue
 from rosterlink.warehouse import schema, staging
-from rosterlink.warehouse.bulk import insert_many, insert_rows
+from rosterlink.warehouse.bulk import IN_LIST, batched, insert_many, insert_rows
 from rosterlink.warehouse.db import dumps, loads, now
 
 _EVENT_FIELD = {
@@ -59,9 +59,6 @@ class LoadedFile:
     rows_loaded: int
     rows_already: int = 0
     file_name: str = ""  # relative to the intake root, from the ledger (the archive moves it)
-
-
-_HASH_BATCH = 500
 
 
 def row_hash(roster: str, payload: dict[str, Any]) -> str:
@@ -104,8 +101,8 @@ def _recorded(
     others = sa.select(r.c.record_id).where(r.c.department == department, r.c.file_id != file_id).limit(1)
     if not wanted or conn.execute(others).first() is None:  # the department's first file
         return found
-    for i in range(0, len(wanted), _HASH_BATCH):
-        for row in conn.execute(query, {"hashes": wanted[i : i + _HASH_BATCH]}):
+    for chunk in batched(wanted, IN_LIST):
+        for row in conn.execute(query, {"hashes": chunk}):
             found.setdefault(row.row_hash, (row.file_id, row.sheet, row.row_number))
     return found
 
