@@ -4,6 +4,7 @@
                                                     # 40 files; nights with 1 and 2 workers
     .venv/bin/python benchmarks/bench_province.py --households 50000 --cadres 5000 --workers 2
     .venv/bin/python benchmarks/bench_province.py --workdir /tmp/province --keep --json province.json
+    .venv/bin/python benchmarks/bench_province.py --workers 2 --quiet-night   # and a night with no file
 
 The intake is what a province's offices would drop for the first night, written by the sample
 generator's own writers (``rosterlink.synthetic.sample``) for a province configuration (a copy of the
@@ -16,7 +17,8 @@ as .csv; 40 files in all, with the generator's bad rows in the first of each.
 For every worker count asked for, a fresh deployment on a temporary ``AIRFLOW_HOME``: PostgreSQL as
 Airflow's metadata database and as the warehouse (fresh databases each), Redis as the Celery
 broker, api-server + scheduler + dag-processor + N Celery workers (concurrency 1 each), one night
-triggered through the REST API. Printed per run:
+triggered through the REST API (with ``--quiet-night``, then a second night with no new file, the
+next day, on the same deployment). Printed per night:
 
 * total time of the night (run start to end) and, per stage, its wall time (first start to last
   end of its task instances), the task-seconds spent (several mapped tasks run at once) and the
@@ -56,6 +58,7 @@ from rosterlink.tasks import NIGHT_TASKS  # noqa: E402 (after the path is set)
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379/12"
 AS_OF = "2026-11-25"
+QUIET_AS_OF = "2026-11-26"  # the quiet night: the next day, no file dropped
 REFERENCE = {
     "hardship": 936,
     "orphan": 468,
@@ -229,7 +232,11 @@ def _drop(url: str) -> None:
 RESOURCES = re.compile(r"task resources: peak_rss_mb=(\d+) cpu_s=([\d.]+) wall_s=([\d.]+)")
 
 
-def run_night(workdir: Path, intake_src: Path, config: Path, workers: int, timeout: float) -> dict:
+def run_nights(
+    workdir: Path, intake_src: Path, config: Path, workers: int, timeout: float, *, quiet: bool
+) -> list[dict]:
+    """Night 1 on a fresh deployment and, with ``quiet``, a second night the next day with no new
+    file (what a province pays for a night when nothing was sent). One result per night."""
     import sqlalchemy as sa
 
     from airflow_cluster import AirflowCluster, celery_env, ensure_redis
@@ -248,6 +255,9 @@ def run_night(workdir: Path, intake_src: Path, config: Path, workers: int, timeo
     warehouse_url = _database(f"rl_province_wh_{tag}")
     airflow_url = _database(f"rl_province_af_{tag}")
     queue = f"rl-province-{tag}"
+    nights = [("night 1", AS_OF)]
+    if quiet:
+        nights.append(("quiet night", QUIET_AS_OF))
     names = [f"rl-province-w{i + 1}-{tag}" for i in range(workers)]
     cluster = AirflowCluster(
         run_dir / "airflow",
@@ -271,62 +281,67 @@ def run_night(workdir: Path, intake_src: Path, config: Path, workers: int, timeo
             cluster.wait_dag(timeout=180)
             cluster.unpause()
             sampler.start()
-            started = time.monotonic()
-            run_id = cluster.trigger(
-                {
-                    "intake_dir": str(intake),
-                    "warehouse_url": warehouse_url,
-                    "export_dir": str(exports),
-                    "as_of": AS_OF,
-                }
-            )
-            state = cluster.wait_run(run_id, timeout=timeout)
-            wall = time.monotonic() - started
-            sampler.stopping.set()
-            tis = cluster.task_instances(run_id)
-            if state != "success":
-                print(cluster.explain_run(run_id, state, tis), file=sys.stderr)
-            task_logs = {
-                path: path.read_text(errors="replace")
-                for path in (cluster.home / "logs" / "dag_id=rosterlink_nightly" / f"run_id={run_id}").glob(
-                    "**/*.log"
+            runs = []
+            for night, as_of in nights:
+                started = time.monotonic()
+                run_id = cluster.trigger(
+                    {
+                        "intake_dir": str(intake),
+                        "warehouse_url": warehouse_url,
+                        "export_dir": str(exports),
+                        "as_of": as_of,
+                    }
                 )
-            }
+                state = cluster.wait_run(run_id, timeout=timeout)
+                wall = time.monotonic() - started
+                tis = cluster.task_instances(run_id)
+                if state != "success":
+                    print(cluster.explain_run(run_id, state, tis), file=sys.stderr)
+                logs = cluster.home / "logs" / "dag_id=rosterlink_nightly" / f"run_id={run_id}"
+                task_logs = {path: path.read_text(errors="replace") for path in logs.glob("**/*.log")}
+                runs.append((night, run_id, state, wall, task_logs, _warehouse(warehouse_url)))
+            sampler.stopping.set()
+        results = []
         af = sa.create_engine(airflow_url)
         with af.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT task_id, map_index, hostname, start_date, end_date FROM task_instance "
-                    "WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"
-                ),
-                {"r": run_id},
-            ).all()
-            run_span = conn.execute(
-                sa.text(
-                    "SELECT start_date, end_date FROM dag_run "
-                    "WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"
-                ),
-                {"r": run_id},
-            ).one()
+            for night, run_id, state, wall, task_logs, warehouse in runs:
+                rows = conn.execute(
+                    sa.text(
+                        "SELECT task_id, map_index, hostname, start_date, end_date FROM task_instance "
+                        "WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"
+                    ),
+                    {"r": run_id},
+                ).all()
+                run_span = conn.execute(
+                    sa.text(
+                        "SELECT start_date, end_date FROM dag_run "
+                        "WHERE dag_id = 'rosterlink_nightly' AND run_id = :r"
+                    ),
+                    {"r": run_id},
+                ).one()
+                results.append(
+                    {
+                        "workers": workers,
+                        "night": night,
+                        "state": state,
+                        "wall_s": wall,
+                        "run_s": (run_span.end_date - run_span.start_date).total_seconds()
+                        if run_span.end_date and run_span.start_date
+                        else None,
+                        "stages": _stages(rows),
+                        "hosts": _hosts(rows),
+                        "task_resources": _resources(task_logs),
+                        # the components' peaks are over the whole deployment, every night of it
+                        "components_peak_mb": sampler.by_role(),
+                        "warehouse": warehouse,
+                    }
+                )
         af.dispose()
-        result = {
-            "workers": workers,
-            "state": state,
-            "wall_s": wall,
-            "run_s": (run_span.end_date - run_span.start_date).total_seconds()
-            if run_span.end_date and run_span.start_date
-            else None,
-            "stages": _stages(rows),
-            "hosts": _hosts(rows),
-            "task_resources": _resources(task_logs),
-            "components_peak_mb": sampler.by_role(),
-            "warehouse": _warehouse(warehouse_url),
-        }
     finally:
         sampler.stopping.set()
         _drop(warehouse_url)
         _drop(airflow_url)
-    return result
+    return results
 
 
 def _stages(rows) -> dict[str, dict]:
@@ -391,13 +406,14 @@ def _warehouse(url: str) -> dict:
 # ------------------------------------------------------------------------------------------- report
 def report(result: dict, rows_read: int) -> None:
     print(
-        f"\n== {result['workers']} Celery worker(s): night {result['state']}, "
+        f"\n== {result['workers']} Celery worker(s), {result['night']}: {result['state']}, "
         f"{result['run_s'] or result['wall_s']:.0f} s ({(result['run_s'] or result['wall_s']) / 60:.1f} min)"
     )
     print(f"{'stage':<22}{'tasks':>6}{'wall s':>9}{'task s':>9}{'rows/s':>10}{'peak MB':>9}{'cpu s':>8}")
     for stage, s in result["stages"].items():
         res = result["task_resources"].get(stage, {})
-        rate = rows_read / s["wall_s"] if s["wall_s"] and stage not in ("begin_night", "scan_intake") else 0
+        counted = rows_read and s["wall_s"] and stage not in ("begin_night", "scan_intake")
+        rate = rows_read / s["wall_s"] if counted else 0
         print(
             f"{stage:<22}{s['tasks']:>6}{s['wall_s']:>9.1f}{s['task_s']:>9.1f}"
             f"{rate:>10,.0f}{res.get('peak_rss_mb', 0):>9,.0f}{res.get('cpu_s', 0):>8.0f}"
@@ -423,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
         "--reuse-intake",
         action="store_true",
         help="use the intake and truth.json an earlier run left in --workdir",
+    )
+    parser.add_argument(
+        "--quiet-night",
+        action="store_true",
+        help="after night 1, run a second night with no new file on the same deployment",
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -457,11 +478,13 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     if not args.generate_only:
         for workers in (int(w) for w in args.workers.split(",")):
-            result = run_night(workdir, intake, config, workers, args.timeout)
-            results.append(result)
-            report(result, rows_read)
+            nights = run_nights(workdir, intake, config, workers, args.timeout, quiet=args.quiet_night)
+            results.extend(nights)
+            for result in nights:
+                # the quiet night reads no row: its rate is not counted
+                report(result, rows_read if result["night"] == "night 1" else 0)
             good = sum(f["good_rows"] for f in truth["files"].values())
-            wh = result["warehouse"]
+            wh = nights[-1]["warehouse"]
             if "error" not in wh:
                 print(
                     f"check: rows read {wh['rows_read']:,} = loaded {wh['rows_loaded']:,} + rejected "
