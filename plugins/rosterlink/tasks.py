@@ -216,6 +216,26 @@ def night_figures(eng: sa.Engine) -> figures.NightFigures:
     return figures.night_figures(eng)
 
 
+# the tables each stage writes in bulk: on PostgreSQL their statistics are refreshed when the stage
+# has written (:func:`rosterlink.warehouse.analyze`), so the stages after it plan on what is there
+WRITTEN_BY: dict[str, tuple[str, ...]] = {
+    "load": ("source_record", "recorded_row", "intake_sheet", "intake_file"),
+    "link": (
+        "source_record",
+        "source_row",
+        "household",
+        "household_category",
+        "cadre",
+        "petition_case",
+        "link_review",
+        "household_merge",
+    ),
+    "status": ("household", "household_category", "cadre", "petition_case"),
+    "pairing": ("pairing",),
+    "follow_through": ("visit", "followup_household"),
+}
+
+
 # --- intake, validation, load --------------------------------------------------------------------
 def scan(settings: Settings, run_id: str) -> list[ScannedFile]:
     """Record new files in the ledger; the files to read tonight (:func:`rosterlink.intake.scan.scan`)."""
@@ -255,6 +275,8 @@ def load(settings: Settings, items: list[FileItem], day: str | None = None) -> L
         if settings.archive:
             intake.archive(settings, done.file_name, day or dt.date.today().isoformat())
     log.info("load: %d files, %d rows", summary["files_loaded"], summary["rows_loaded"])
+    if summary["rows_loaded"]:
+        warehouse.analyze(_engine(settings), WRITTEN_BY["load"])
     return summary
 
 
@@ -262,13 +284,21 @@ def load(settings: Settings, items: list[FileItem], day: str | None = None) -> L
 def link(settings: Settings) -> LinkSummary:
     from rosterlink.link import night as link_stage
 
-    return link_stage.link(_engine(settings), review_dir=settings.review_dir)
+    eng = _engine(settings)
+    done = link_stage.link(eng, review_dir=settings.review_dir)
+    if done["rows_linked"] or done["rows_rejected_unknown_entity"] or done["decisions_applied"]:
+        warehouse.analyze(eng, WRITTEN_BY["link"])
+    return done
 
 
 def refresh_statuses(settings: Settings, as_of: dt.date, allow_mass_end: bool = False) -> StatusSummary:
     from rosterlink import status
 
-    return status.refresh(_engine(settings), settings.max_end_share, allow_mass_end, as_of)
+    eng = _engine(settings)
+    done = status.refresh(eng, settings.max_end_share, allow_mass_end, as_of)
+    if any(done["changed"].values()):
+        warehouse.analyze(eng, WRITTEN_BY["status"])
+    return done
 
 
 def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> PairingSummary:
@@ -276,14 +306,21 @@ def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> Pairing
     from rosterlink.pairing import rebuild as pairing
 
     config = pairing.PairingConfig.from_mapping(load_json("pairing.json"))
-    return pairing.rebuild(_engine(settings), as_of, run_id, config)
+    eng = _engine(settings)
+    done = pairing.rebuild(eng, as_of, run_id, config)
+    if any(done["ended"].values()) or any(done["made"].values()):
+        warehouse.analyze(eng, WRITTEN_BY["pairing"])
+    return done
 
 
 def follow_through(settings: Settings, as_of: dt.date, run_id: str) -> MatchSummary:
     """Tie tonight's visit logs to the pairs (or reject them) and rebuild the follow-through figures."""
     from rosterlink.followup import match
 
-    return match.match(_engine(settings), as_of, run_id)
+    eng = _engine(settings)
+    done = match.match(eng, as_of, run_id)
+    warehouse.analyze(eng, WRITTEN_BY["follow_through"])
+    return done
 
 
 def night_file_ids(settings: Settings, run_id: str, items: list[ScannedFile]) -> list[int]:

@@ -14,10 +14,21 @@ from rosterlink.warehouse.bulk import (
     sql_statements,
     update_many,
 )
-from rosterlink.warehouse.db import connect, create_views, display_url, dumps, engine, loads, migrate, now
+from rosterlink.warehouse.db import (
+    analyze,
+    connect,
+    create_views,
+    display_url,
+    dumps,
+    engine,
+    loads,
+    migrate,
+    now,
+)
 
 __all__ = [
     "IN_LIST",
+    "analyze",
     "batched",
     "connect",
     "create_views",
