@@ -139,8 +139,10 @@ def ensure_redis(port: int = 6379) -> str | None:
 def celery_env(broker_url: str, metadata_url: str, queue: str) -> dict[str, str]:
     """CeleryExecutor settings of a cluster: the broker, results in Airflow's metadata database,
     every task on ``queue`` (a name of this run only, so workers of another run never take them), and
-    one task at a time taken from the broker per worker process."""
+    one task at a time taken from the broker per worker process; the workers preload the night's
+    modules (:mod:`rosterlink.worker`), as a deployment's do."""
     return {
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "rosterlink.worker.CELERY_CONFIG",
         "AIRFLOW__CELERY__BROKER_URL": broker_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata_url}",
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,

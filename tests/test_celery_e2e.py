@@ -175,6 +175,10 @@ def test_night_under_celery_with_two_workers(
         other = next(w for w in workers if w != hostname)
         assert celery_id not in worker_logs[other], (task_id, map_index, celery_id)
 
+    # each worker imported the night's libraries once, before forking its task processes
+    for name in workers:
+        assert "the night's modules preloaded" in worker_logs[name], worker_logs[name][-2000:]
+
     # XComs carry small summaries only; rows travel through the warehouse
     assert {(t, m) for t, m, _, _ in xcoms} >= {(t.task_id, t.map_index) for t in tis}
     big = [(t, m, k, n) for t, m, k, n in xcoms if n > MAX_XCOM_BYTES]
