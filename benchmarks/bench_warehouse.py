@@ -275,7 +275,7 @@ def bench(kind: str, rows: int, files: int) -> dict:
         conn = eng.connect()  # the status SQL alone (compute + write), rolled back
         trans = conn.begin()
         t0 = time.perf_counter()
-        changed = status.write(conn)
+        changed = status.write(conn, NIGHT2)
         out["status_second_sql_only"] = {"seconds": round(time.perf_counter() - t0, 2), "changed": changed}
         trans.rollback()
         conn.close()
