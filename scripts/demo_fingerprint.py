@@ -35,6 +35,8 @@ PARALLEL_IDS = {"rejected_row": "id", "row_warning": "id", "intake_sheet": "id"}
 CLOCK_FILES = re.compile(r"(^|/)data_docs/|\.log$|\.lock$|alerts\.jsonl$|-wal$|-shm$|migrate-lock$")
 # inside a workbook: the document's creation stamps and a time of day written in a cell (feedback
 # workbooks say when a file was received and processed)
+# the town workbooks' records (``.rosterlink/*.json``): the run that wrote them and the file's mtime
+RECORD_CLOCK = re.compile(r'"mtime_ns": \d+')
 XLSX_CLOCK = re.compile(rb"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z|\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?")
 
 
@@ -94,6 +96,11 @@ def _hash_files(root: Path) -> list[str]:
             continue
         if path.suffix == ".xlsx":
             out.append(f"{rel} {_workbook(path)}")
+            continue
+        if "/.rosterlink/" in f"/{rel}" and path.suffix == ".json":
+            text = RUN_ID.sub("<run>", path.read_text(encoding="utf-8"))
+            text = RECORD_CLOCK.sub('"mtime_ns": "<clock>"', text)
+            out.append(f"{rel} content={hashlib.sha256(text.encode()).hexdigest()}")
             continue
         out.append(f"{rel} bytes={hashlib.sha256(path.read_bytes()).hexdigest()}")
     return out
