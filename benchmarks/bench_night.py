@@ -15,10 +15,12 @@ reference district, on a SQLite warehouse, as a new user runs ``rosterlink night
 
 Each night runs in a fresh child process through Airflow itself: ``dag.test()`` on the nightly DAG
 (``DagBag`` over ``dags/rosterlink_nightly.py``, a private ``AIRFLOW_HOME``), so every task runs
-in that process, one after the other. Per stage (task; the mapped read, validate and town tasks summed)
+in that process, one after the other. Per stage (task; the mapped file and town tasks summed)
 it prints wall time, CPU time (``time.process_time``: user + system of the whole process while
 the task ran), peak RSS during the task (Linux: ``/proc/self/clear_refs`` reset before it,
-``VmHWM`` after) and rows per second (the night's rows read, through that stage's wall time).
+``VmHWM`` after) and rows per second (the night's rows read, through that stage's wall time). The
+file tasks (``read_and_validate_file``, one per file) are also split into their two halves, the
+read (``tasks.read_file``) and the validation (``tasks.validate_file``), each summed over the files.
 
 For load, link, pairing and the workbooks it also times, in the same process and on the same
 rows, the bare tool the stage should be held against (issue 14), and prints the stage's ratio to it:
@@ -73,6 +75,8 @@ BARE = {"load_files": "load", "link_entities": "link", "rebuild_pairings": "pair
 BOOKS = ("write_town_workbooks", "write_pairing_summary", "write_change_log")
 # the pairing workbooks' stages, held together against the bare writing of what they wrote
 PAIRING_BOOKS = ("plan_town_workbooks", "write_town_workbooks", "write_pairing_summary")
+FILE_TASK = "read_and_validate_file"  # one mapped task per file: its halves are timed apart
+PARTS = {"read_file": "read + normalise", "validate_file": "validate (GX)"}
 
 
 # ------------------------------------------------------------------------------------- measuring (child)
@@ -105,6 +109,7 @@ class Recorder:
         self.profiles: dict[str, pstats.Stats] = {}
         self.results: dict[str, object] = {}
         self.flows: list[dict] = []
+        self.parts: dict[str, dict] = defaultdict(lambda: {"wall_s": 0.0, "cpu_s": 0.0, "runs": 0})
 
     def install(self) -> None:
         from airflow.sdk import get_current_context
@@ -143,6 +148,21 @@ class Recorder:
                         recorder.profiles[task_id] = stats
 
         tasks.night = measured
+
+        for name in PARTS:  # the halves of the file task, timed apart (it calls them by these names)
+            fn = getattr(tasks, name)
+
+            def part(*args, _fn=fn, _name=name, **kwargs):
+                t0, c0 = time.perf_counter(), time.process_time()
+                try:
+                    return _fn(*args, **kwargs)
+                finally:
+                    done = recorder.parts[_name]
+                    done["wall_s"] += time.perf_counter() - t0
+                    done["cpu_s"] += time.process_time() - c0
+                    done["runs"] += 1
+
+            setattr(tasks, name, part)
 
         for name in ("link", "load", "rebuild_pairings"):
             fn = getattr(tasks, name)
@@ -512,6 +532,10 @@ def run_night(workdir: Path, night: int, as_of: str, profile: set[str], top: int
             k: {**v, "wall_s": round(v["wall_s"], 3), "cpu_s": round(v["cpu_s"], 3)}
             for k, v in recorder.stages.items()
         },
+        "parts": {
+            k: {**v, "wall_s": round(v["wall_s"], 3), "cpu_s": round(v["cpu_s"], 3)}
+            for k, v in recorder.parts.items()
+        },
         "bare": bare,
         "profiles": profiles,
         "load_average": round(os.getloadavg()[0], 2),
@@ -588,9 +612,14 @@ def report(result: dict) -> None:
             line += f"   {what}; stage/bare CPU {_ratio(st['cpu_s'], base_cpu).strip()}"
             if name in result.get("profiles", {}):
                 line += " (the stage ran under cProfile: its time is inflated)"
-        if st["runs"] > 1 and name not in ("read_file", "validate_file"):
+        if st["runs"] > 1 and name != FILE_TASK:
             line += f" [{st['runs']} mapped tasks]"
         print(line)
+        if name == FILE_TASK:
+            for part, what in PARTS.items():
+                done = result.get("parts", {}).get(part)
+                if done:
+                    print(f"    {'- ' + what:<22}{done['wall_s']:9.2f}{done['cpu_s']:9.2f}")
     stages = [result["stages"][n] for n in PAIRING_BOOKS if n in result["stages"]]
     bares = [result["bare"][n] for n in PAIRING_BOOKS if n in result["bare"]]
     if stages:

@@ -361,7 +361,7 @@ def _stages(rows) -> dict[str, dict]:
 def _hosts(rows) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in rows:
-        if r.task_id in ("read_file", "validate_file"):
+        if r.task_id == "read_and_validate_file":  # the mapped task per file
             out[r.task_id][r.hostname or "?"] += 1
     return {k: dict(v) for k, v in out.items()}
 

@@ -125,23 +125,16 @@ def rosterlink_nightly():
             return tasks.scan(settings, run_id)
 
     @task(map_index_template="{{ task.op_kwargs['item']['file_name'] | masked }}")
-    def read_file(item: ScannedFile) -> Mapping[str, Any]:
+    def read_and_validate_file(item: ScannedFile) -> Mapping[str, Any]:  # one task start per file
         from rosterlink import tasks
 
         with _night() as (settings, _):
-            return tasks.read_file(settings, item, _as_of())
-
-    @task(map_index_template="{{ task.op_kwargs['item']['file_name'] | masked }}")
-    def validate_file(item: FileItem) -> Mapping[str, Any]:
-        from rosterlink import tasks
-
-        with _night() as (settings, _):
-            return tasks.validate_file(settings, item, _as_of())
+            return tasks.read_and_validate_file(settings, item, _as_of())
 
     @task(trigger_rule="none_failed")
     def document_validation(items: list[dict] | None) -> dict:
-        """The night's validation pages, rendered from the GX results the validate tasks kept (no
-        suite runs again), beside loading; never raises (pages that cannot be written are logged)."""
+        """The night's validation pages, rendered from the GX results the file tasks kept (no suite
+        runs again), beside loading; never raises (pages that cannot be written are logged)."""
         from rosterlink.validate import datadocs
 
         with _night() as (settings, run_id):
@@ -236,7 +229,7 @@ def rosterlink_nightly():
 
     night = begin_night()
     scanned = scan_intake(night)
-    validated = validate_file.expand(item=read_file.expand(item=scanned))
+    validated = read_and_validate_file.expand(item=scanned)
     documented = document_validation(validated)
     pairs = rebuild_pairings(refresh_statuses(link_entities(load_files(validated))))
     followed = follow_through(pairs)

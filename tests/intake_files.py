@@ -67,8 +67,7 @@ def run_stages(cfg: Settings, department: str, path: Path, as_of: dt.date | None
             )
         ).inserted_primary_key[0]
     item = {"file_id": file_id, "department": department, "file_name": rel}
-    validated = tasks.validate_file(cfg, tasks.read_file(cfg, item, as_of), as_of)
-    tasks.load(cfg, [validated])
+    tasks.load(cfg, [tasks.read_and_validate_file(cfg, item, as_of)])  # the DAG's task per file
     return int(file_id)
 
 

@@ -142,12 +142,10 @@ def test_night_under_celery_with_two_workers(
     check_mapped_once_per_file(tis, files)
     # every task ran on one of the two workers, and the mapped ones on both
     assert {t.hostname for t in tis} <= set(workers), {t.hostname for t in tis}
-    for task_id in ("read_file", "validate_file"):
-        hosts = {t.hostname for t in tis if t.task_id == task_id}
-        assert hosts == set(workers), (
-            task_id,
-            [(t.map_index, t.hostname) for t in tis if t.task_id == task_id],
-        )
+    hosts = {t.hostname for t in tis if t.task_id == "read_and_validate_file"}
+    assert hosts == set(workers), [
+        (t.map_index, t.hostname) for t in tis if t.task_id == "read_and_validate_file"
+    ]
 
     # independent of the hostname callable: each task's Celery id is in the log of the worker it names
     af = sa.create_engine(airflow_pg_db)

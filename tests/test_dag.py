@@ -17,8 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TASKS = [
     "begin_night",
     "scan_intake",
-    "read_file",
-    "validate_file",
+    "read_and_validate_file",
     "document_validation",
     "load_files",
     "link_entities",
@@ -47,6 +46,16 @@ def test_nightly_dag_is_scheduled_once_a_night_in_shanghai_time_one_run_at_a_tim
     assert sorted(NIGHT_TASKS) == sorted(TASKS)
     assert dag.doc_md
     assert "rosterlink nightly" in dag.doc_md
+
+
+def test_each_file_is_read_and_validated_by_one_mapped_task_named_after_it(nightly_dag):
+    """Issue 14: one task start per file, not two (each start costs a process and seconds of
+    imports); the task is named after its file, masked; Data Docs and the load take its result."""
+    files = nightly_dag.get_task("read_and_validate_file")
+    assert files.upstream_task_ids == {"scan_intake"}
+    assert files.downstream_task_ids == {"document_validation", "load_files"}
+    assert "| masked" in files.map_index_template
+    assert "file_name" in files.map_index_template
 
 
 def test_every_task_alerts_when_it_fails_for_good(nightly_dag):

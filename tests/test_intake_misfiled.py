@@ -56,13 +56,14 @@ def _ledger(url: str) -> dict[str, sa.Row]:
 
 
 def _read_night(cfg: settings.Settings, run_id: str) -> dict[str, dict]:
-    """What the DAG's scan_intake and read_file tasks do: scan, then read every queued file."""
+    """What the DAG's scan_intake task and the read half of its read_and_validate_file tasks do:
+    scan, then read every queued file."""
     return {item["file_name"]: dict(tasks.read_file(cfg, item)) for item in tasks.scan(cfg, run_id)}
 
 
 def _load_night(cfg: settings.Settings, run_id: str) -> dict[str, dict]:
     """Scan, read, validate and load: the night up to the warehouse."""
-    items = [tasks.validate_file(cfg, tasks.read_file(cfg, item)) for item in tasks.scan(cfg, run_id)]
+    items = [tasks.read_and_validate_file(cfg, item) for item in tasks.scan(cfg, run_id)]
     tasks.load(cfg, items)
     return {item["file_name"]: dict(item) for item in items}
 

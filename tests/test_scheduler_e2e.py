@@ -26,12 +26,12 @@ RUN_TIMEOUT = 300
 
 
 def check_mapped_once_per_file(tis, files: set[str]) -> None:
-    """read_file and validate_file: one successful first try per file, map indexes 0..n-1."""
-    for task_id in ("read_file", "validate_file"):
-        mine = [t for t in tis if t.task_id == task_id]
-        assert sorted(t.map_index for t in mine) == list(range(len(files))), (task_id, mine)
-        assert {t.rendered_map_index for t in mine} == files, (task_id, mine)
-        assert all(t.state == "success" and t.try_number == 1 for t in mine), (task_id, mine)
+    """read_and_validate_file: one successful first try per file (one task start, not two), map
+    indexes 0..n-1, each named after its file."""
+    mine = [t for t in tis if t.task_id == "read_and_validate_file"]
+    assert sorted(t.map_index for t in mine) == list(range(len(files))), mine
+    assert {t.rendered_map_index for t in mine} == files, mine
+    assert all(t.state == "success" and t.try_number == 1 for t in mine), mine
     singles = {t.task_id: t for t in tis if t.map_index == -1}
     assert set(singles) == {
         "begin_night",

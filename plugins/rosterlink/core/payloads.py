@@ -11,7 +11,7 @@ from typing import NotRequired, TypedDict
 
 
 class ScannedFile(TypedDict):
-    """A file the scan found pending: one mapped read task each."""
+    """A file the scan found pending: one mapped ``read_and_validate_file`` task each."""
 
     file_id: int
     department: str

@@ -1,5 +1,6 @@
-"""The read stage as the night runs it, one mapped task per file: read and normalise a file into
-the staging table, or reject the file whole.
+"""The read stage as the night runs it, the first half of its one mapped task per file
+(``tasks.read_and_validate_file``): read and normalise a file into the staging table, or reject
+the file whole.
 
 A file that cannot be read (unsafe, unreadable, no roster) is rejected whole with its reason code;
 any other failure still rejects only this file. What an earlier, interrupted attempt left behind

@@ -1,11 +1,11 @@
 """The night's validation reports ("Data Docs"): static HTML pages built from the GX results the
-validate tasks kept, readable offline, under ``<export_dir>/data_docs/<YYYY-MM-DD>/``.
+night's file tasks kept, readable offline, under ``<export_dir>/data_docs/<YYYY-MM-DD>/``.
 
-The suites run once, in the ``validate_file`` tasks (:mod:`rosterlink.validate.run`, real Great
-Expectations ``ValidationDefinition`` runs); each task keeps its file's
-``ExpectationSuiteValidationResult`` JSON (row numbers only, never a cell value) with
-:func:`keep` in ``<export_dir>/data_docs/.results/file<id>.json``. :func:`build_night` renders
-those results, without running any suite again, into:
+The suites run once, in the validation half of the ``read_and_validate_file`` tasks (one per
+file; :mod:`rosterlink.validate.run`, real Great Expectations ``ValidationDefinition`` runs); each
+keeps its file's ``ExpectationSuiteValidationResult`` JSON (row numbers only, never a cell value)
+with :func:`keep` in ``<export_dir>/data_docs/.results/file<id>.json``. :func:`build_night`
+renders those results, without running any suite again, into:
 
 - ``index.html``: one line per validated sheet (department, file, sheet, roster, rows, rows
   failing an error / a warning expectation, expectations met, a status in words and an inline
@@ -411,7 +411,7 @@ def build_night(
     """The night's pages under ``<export_dir>/data_docs/<as_of>/``, from the kept results of the
     night's files; never raises.
 
-    ``items``: the mapped ``validate_file`` results. The pages cover the files validated tonight
+    ``items``: the mapped ``read_and_validate_file`` results. The pages cover the files validated tonight
     and every other file of the same night (scanned by an earlier run of it) whose results are
     kept. When no file was validated tonight and the night's pages exist, they are left as they
     are; when they do not (the first run was killed while writing them, and its files are loaded

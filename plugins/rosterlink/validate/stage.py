@@ -1,7 +1,8 @@
-"""The validate stage as the night runs it, one mapped task per file: run each staged sheet's GX
-suite, quarantine the failures (``rejected_row``, ``row_warning``), mark the staged rows valid
-or rejected for the load stage, and keep the GX results for the night's Data Docs
-(:func:`rosterlink.validate.datadocs.keep`: the pages are built from them, no suite runs twice).
+"""The validate stage as the night runs it, the second half of its one mapped task per file
+(``tasks.read_and_validate_file``): run each staged sheet's GX suite, quarantine the failures
+(``rejected_row``, ``row_warning``), mark the staged rows valid or rejected for the load stage, and
+keep the GX results for the night's Data Docs (:func:`rosterlink.validate.datadocs.keep`: the pages
+are built from them, no suite runs twice).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ intake_sheet = sa.Table(
     sa.Column("note", sa.Text),
 )
 
-# --- staging between the mapped read and validate tasks ------------------------------------------
+# --- staging between a file's read, its validation and the load -----------------------------------
 staged_row = sa.Table(
     "staged_row",
     metadata,
