@@ -782,38 +782,42 @@ def _everything(eng) -> dict[str, list[tuple]]:
 
 
 @pytest.mark.parametrize("seed", [5, 11, 20])
-def test_the_rows_no_blocking_rule_pairs_are_left_out_and_every_link_is_the_same(
+def test_a_night_links_as_the_full_pass_though_it_scores_and_clusters_only_what_it_reaches(
     tmp_path, monkeypatch, caplog, seed
 ):
     """Night 1 (every row new) and night 2 (a few new rows against the warehouse) of the labelled
-    evaluation set, each linked twice from the same warehouse: as the stage does, scoring only the
-    rows a blocking rule can pair with tonight's ID-less rows, and with every row scored (the full
-    pass). Keys, lineage, reviews (with their evidence), merges and summaries must be equal."""
+    evaluation set, each linked twice from the same warehouse: as the stage does (scoring only the
+    rows a blocking rule can pair with tonight's ID-less rows, clustering only the households
+    tonight's rows and links reach), and as the full pass (every row scored, every household
+    clustered). Keys, lineage, reviews (with their evidence), merges and summaries must be equal."""
     import dataclasses
-    import shutil
+    import sqlite3
+    from contextlib import closing
 
     from rosterlink import warehouse
-    from rosterlink.link import scoring
+    from rosterlink.link import households, scoring
     from rosterlink.synthetic import linkage_eval
 
     evalset = linkage_eval.generate(seed=seed, scale=0.5, rates={"guardian_id_missing": 0.8})
     # term frequencies on (the entities' frame the stage builds without features); the prior model
     cfg = dataclasses.replace(load_config(), tf_min_entities=50)
-    cut_db, full_db = tmp_path / "cut.db", tmp_path / "full.db"
+    cut_db = tmp_path / "cut.db"
     cut = warehouse.connect(f"sqlite:///{cut_db}")
     scored_against = re.compile(r"scoring (\d+) rows without an ID number against (\d+) rows")
     every_row = lambda right, cfg: lambda rec: True  # noqa: E731 - the full pass: no row left out
-    model_links = 0
+    model_links = decisions = 0
     for night in evalset.nights():
         linkage_eval.load(cut, evalset, night)
-        cut.dispose()
-        shutil.copy(cut_db, full_db)
+        full_db = tmp_path / f"full-{night}.db"  # the same warehouse, copied (its WAL too)
+        with closing(sqlite3.connect(cut_db)) as src, closing(sqlite3.connect(full_db)) as dst:
+            src.backup(dst)
         full = warehouse.connect(f"sqlite:///{full_db}")
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="rosterlink.link.scoring"):
             cut_summary = link.link(cut, config=cfg)
             with monkeypatch.context() as m:
                 m.setattr(scoring, "blockable", every_row)
+                m.setattr(households, "reached", lambda kind, links: set(kind.members))
                 full_summary = link.link(full, config=cfg)
         (right_cut, left_cut), (right_full, left_full) = [
             tuple(map(int, scored_against.search(r.getMessage()).groups()))
@@ -828,9 +832,18 @@ def test_the_rows_no_blocking_rule_pairs_are_left_out_and_every_link_is_the_same
         assert cut_summary == full_summary  # ... and nothing the night did changed
         assert _everything(cut) == _everything(full)
         model_links += cut_summary["household"].get("rows_model", 0)
+        decisions += len(cut_summary["decisions_applied"])
         full.dispose()
-    # the paths compared: ID-less rows linked by the model, and a review queue
+        # reviewers decide the first two items before the next night: one merge, one split
+        with cut.begin() as conn:
+            waiting = conn.exec_driver_sql(
+                "SELECT review_id FROM link_review WHERE status = 'pending' ORDER BY review_id"
+            ).scalars()
+            for review_id, decision in zip(waiting, ("same", "different"), strict=False):
+                review.decide(conn, review_id, decision, "tester")
+    # the paths compared: ID-less rows linked by the model, reviewers' decisions, a review queue
     assert model_links > 20
+    assert decisions == 2
     assert _everything(cut)["link_review"]
 
 
