@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from openpyxl import load_workbook
 
 from rosterlink.link import model as linkage
@@ -755,3 +756,165 @@ def test_review_list_shows_the_most_doubtful_items_up_to_its_limit_and_says_how_
     out = capsys.readouterr().out
     assert len(re.findall(r"^#\d+ ", out, re.M)) == 3
     assert "more not shown" not in out
+
+
+# --- a later night scores what it brought, and links as scoring every row would -------------------
+def _everything(eng) -> dict[str, list[tuple]]:
+    """Every table the link stage writes, every column but the clock's."""
+    from rosterlink.warehouse import schema
+
+    out = {}
+    for table in (
+        schema.source_record,
+        schema.source_row,
+        schema.household,
+        schema.household_category,
+        schema.household_merge,
+        schema.cadre,
+        schema.link_review,
+        schema.rejected_row,
+        schema.intake_file,
+    ):
+        cols = [c for c in table.c if not isinstance(c.type, sa.DateTime)]
+        with eng.connect() as conn:
+            out[table.name] = [tuple(r) for r in conn.execute(sa.select(*cols).order_by(*cols[:4]))]
+    return out
+
+
+@pytest.mark.parametrize("seed", [5, 11, 20])
+def test_a_night_links_as_the_full_pass_though_it_scores_and_clusters_only_what_it_reaches(
+    tmp_path, monkeypatch, caplog, seed
+):
+    """Night 1 (every row new) and night 2 (a few new rows against the warehouse) of the labelled
+    evaluation set, each linked twice from the same warehouse: as the stage does (scoring only the
+    rows a blocking rule can pair with tonight's ID-less rows, clustering only the households
+    tonight's rows and links reach), and as the full pass (every row scored, every household
+    clustered). Keys, lineage, reviews (with their evidence), merges and summaries must be equal."""
+    import dataclasses
+    import sqlite3
+    from contextlib import closing
+
+    from rosterlink import warehouse
+    from rosterlink.link import households, scoring
+    from rosterlink.synthetic import linkage_eval
+
+    evalset = linkage_eval.generate(seed=seed, scale=0.5, rates={"guardian_id_missing": 0.8})
+    # term frequencies on (the entities' frame the stage builds without features); the prior model
+    cfg = dataclasses.replace(load_config(), tf_min_entities=50)
+    cut_db = tmp_path / "cut.db"
+    cut = warehouse.connect(f"sqlite:///{cut_db}")
+    scored_against = re.compile(r"scoring (\d+) rows without an ID number against (\d+) rows")
+    every_row = lambda right, cfg: lambda rec: True  # noqa: E731 - the full pass: no row left out
+    model_links = decisions = 0
+    for night in evalset.nights():
+        linkage_eval.load(cut, evalset, night)
+        full_db = tmp_path / f"full-{night}.db"  # the same warehouse, copied (its WAL too)
+        with closing(sqlite3.connect(cut_db)) as src, closing(sqlite3.connect(full_db)) as dst:
+            src.backup(dst)
+        full = warehouse.connect(f"sqlite:///{full_db}")
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="rosterlink.link.scoring"):
+            cut_summary = link.link(cut, config=cfg)
+            with monkeypatch.context() as m:
+                m.setattr(scoring, "blockable", every_row)
+                m.setattr(households, "reached", lambda kind, links: set(kind.members))
+                full_summary = link.link(full, config=cfg)
+        (right_cut, left_cut), (right_full, left_full) = [
+            tuple(map(int, scored_against.search(r.getMessage()).groups()))
+            for r in caplog.records
+            if scored_against.search(r.getMessage())
+        ]
+        assert right_cut == right_full > 0
+        assert left_cut < left_full  # rows were left out ...
+        for summary in (cut_summary, full_summary):
+            summary.pop("seconds")
+            summary.pop("timings")
+        assert cut_summary == full_summary  # ... and nothing the night did changed
+        assert _everything(cut) == _everything(full)
+        model_links += cut_summary["household"].get("rows_model", 0)
+        decisions += len(cut_summary["decisions_applied"])
+        full.dispose()
+        # reviewers decide the first two items before the next night: one merge, one split
+        with cut.begin() as conn:
+            waiting = conn.exec_driver_sql(
+                "SELECT review_id FROM link_review WHERE status = 'pending' ORDER BY review_id"
+            ).scalars()
+            for review_id, decision in zip(waiting, ("same", "different"), strict=False):
+                review.decide(conn, review_id, decision, "tester")
+    # the paths compared: ID-less rows linked by the model, reviewers' decisions, a review queue
+    assert model_links > 20
+    assert decisions == 2
+    assert _everything(cut)["link_review"]
+
+
+def _kept_and_paired(eng) -> tuple[set[int], set[int], int]:
+    """(rows with an ID that :func:`scoring.blockable` keeps for tonight's ID-less rows, those
+    Splink pairs with one of them when every pair is kept whatever its score, rows with an ID)."""
+    import dataclasses
+
+    from rosterlink.link import scoring
+    from rosterlink.link.state import load_night
+
+    cfg = load_config()
+    cfg = dataclasses.replace(cfg, thresholds=dataclasses.replace(cfg.thresholds, review=0.0))
+    with eng.connect() as conn:
+        recs = list(load_night(conn, cfg).kinds["household"].recs.values())
+    feats = {
+        rec.record_id: linkage.feature_row(
+            rec.record_id,
+            rec.name,
+            rec.id_number,
+            rec.town,
+            rec.village,
+            rec.phone,
+            {} if rec.id_number else json.loads(rec.attrs),
+            cfg,
+        )
+        for rec in recs
+    }
+    right = [feats[rec.record_id] for rec in recs if not rec.id_number]
+    left = [rec for rec in recs if rec.id_number]
+    with linkage.Scorer(linkage.prior_parameters(cfg), cfg, None, tf=False) as scorer:
+        pairs = scorer.between(linkage.frame([feats[rec.record_id] for rec in left]), linkage.frame(right))
+    can_pair = scoring.blockable(right, cfg)
+    kept = {rec.record_id for rec in left if can_pair(rec)}
+    return kept, set(pairs["unique_id_l"].astype(int)), len(left)
+
+
+@pytest.mark.parametrize("seed", [5, 11])
+def test_a_row_is_left_out_of_scoring_only_when_splink_would_pair_it_with_none_of_tonights_rows(
+    tmp_path, seed
+):
+    """Held against Splink's own blocking, on the labelled evaluation set: the rows with an ID that
+    make a pair with an ID-less row (every pair kept, whatever its score) are exactly those
+    :func:`scoring.blockable` keeps."""
+    from rosterlink import warehouse
+    from rosterlink.synthetic import linkage_eval
+
+    evalset = linkage_eval.generate(seed=seed, scale=0.5, rates={"guardian_id_missing": 0.8})
+    eng = warehouse.connect(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    linkage_eval.load(eng, evalset, 1)
+    kept, paired, rows = _kept_and_paired(eng)
+    assert kept == paired
+    assert 0 < len(kept) < rows
+
+
+def test_each_blocking_rule_keeps_the_rows_it_would_pair(db):
+    """One row with an ID for each blocking rule, sharing only that rule's fields with the ID-less
+    guardian (and one sharing none): each is kept exactly when Splink pairs it."""
+    db.file("womens_federation", [hh("orphan", None, "刘桂芳", "orphan", phone=P1)])
+    db.file(
+        "civil_affairs",
+        [
+            hh("hardship", 1, "王伟", "hardship", village="西岭村", phone=P1, town="城关街道"),  # phone
+            hh("hardship", 2, "柳桂芳", "hardship", village="西岭村"),  # pinyin and town
+            hh("hardship", 3, "刘丽", "hardship"),  # surname, town and village
+            hh("hardship", 4, "张桂芳", "hardship"),  # given name, town and village
+            hh("hardship", 5, "赵六", "hardship", village="西岭村", phone=P2),  # nothing
+            hh("hardship", 6, "刘桂芳", "hardship", village=None, town="城关街道"),  # nothing
+        ],
+    )
+    kept, paired, _ = _kept_and_paired(db.eng)
+    names = dict(db.q("SELECT record_id, person_name FROM source_record"))
+    assert sorted(names[r] for r in paired) == sorted(["王伟", "柳桂芳", "刘丽", "张桂芳"])
+    assert kept == paired

@@ -65,11 +65,22 @@ def check_id_name(night: Night, kind: Kind, rec: Record, same_id: list[int]) -> 
 
 
 def check_name_village(night: Night, kind: Kind) -> None:
-    """One name, town and village under two ID numbers: kept apart by the rules, queued."""
-    groups: dict[tuple, dict[str, int]] = defaultdict(dict)
-    for rec in sorted(kind.recs.values(), key=lambda x: x.record_id):
-        if rec.id_number and rec.norm and rec.town:
-            groups[(rec.norm, rec.town, rec.vkey)].setdefault(rec.id_number, rec.record_id)
+    """One name, town and village under two ID numbers: kept apart by the rules, queued. Only the
+    names and villages of tonight's rows are gathered: a conflict is queued only when one of its
+    rows is new."""
+    tonight = {
+        (rec.norm, rec.town, rec.vkey) for rec in kind.pending() if rec.id_number and rec.norm and rec.town
+    }
+    if not tonight:
+        return
+    same = [
+        rec
+        for rec in kind.recs.values()
+        if rec.id_number and rec.norm and rec.town and (rec.norm, rec.town, rec.vkey) in tonight
+    ]
+    groups: dict[tuple, dict[str | None, int]] = defaultdict(dict)  # (every ID here is a valid one)
+    for rec in sorted(same, key=lambda x: x.record_id):
+        groups[(rec.norm, rec.town, rec.vkey)].setdefault(rec.id_number, rec.record_id)
     for (name, town, vk), ids in groups.items():
         if len(ids) < 2:
             continue

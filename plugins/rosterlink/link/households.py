@@ -1,10 +1,11 @@
 """Households: exact ID numbers first, then the model for the rows without one, then clustering.
 
-The groups the exact rules make (a household's rows by its key, new rows by their ID number, each
-ID-less row alone) go with tonight's scored links to :func:`rosterlink.link.clustering.cluster`;
-its clusters become keys here: a cluster of several keyed households keeps the older key (the
-others are retired, recorded in ``household_merge``), a cluster without a key gets a new one if a
-row establishes it, and rows that only change a household nobody listed are orphaned.
+The groups the exact rules make (a household's rows by its key, for the households tonight's rows
+or links reach; new rows by their ID number; each ID-less row alone) go with tonight's scored links
+to :func:`rosterlink.link.clustering.cluster`; its clusters become keys here: a cluster of several
+keyed households keeps the older key (the others are retired, recorded in ``household_merge``), a
+cluster without a key gets a new one if a row establishes it, and rows that only change a household
+nobody listed are orphaned.
 """
 
 from __future__ import annotations
@@ -50,19 +51,24 @@ def link_households(conn: sa.Connection, night: Night) -> None:
     if not pending:
         return
     cannot = night.reviews.cannot["household"]
-    building: list[_Building] = []
+    # an existing household's group is made when tonight's rows or links reach it (see below)
     of_key: dict[str, _Building] = {}
-    for key, members in sorted(kind.members.items()):
-        b = of_key[key] = _Building(frozenset({key}))
-        for m in sorted(members):
-            b.take(kind.recs[m], cannot.get(m, set()))
-        building.append(b)
+
+    def keyed(key: str) -> _Building:
+        b = of_key.get(key)
+        if b is None:
+            b = of_key[key] = _Building(frozenset({key}))
+            for m in sorted(kind.members[key]):
+                b.take(kind.recs[m], cannot.get(m, set()))
+        return b
+
+    building: list[_Building] = []  # tonight's rows that no household holds yet
     new_ids: dict[str, _Building] = {}
     for rec in pending:
         if rec.id_number:
             known = kind.by_id.get(rec.id_number)
             if known:
-                b = of_key[choose_key(kind, known, rec)]
+                b = keyed(choose_key(kind, known, rec))
                 check_id_name(night, kind, rec, [m for m, i in b.rows.items() if i == rec.id_number])
             else:
                 found = new_ids.get(rec.id_number)
@@ -95,8 +101,14 @@ def link_households(conn: sa.Connection, night: Night) -> None:
             night.timings["household_model"],
             night.model_info.get("source"),
         )
+    # The households neither tonight's rows nor its links reach are left out of the clustering:
+    # their groups would stay as they are, alone, and nothing is read of them afterwards. Those
+    # clustered keep their order (by key, then tonight's new groups), so the clusters, the merges
+    # and the reviews are those of clustering every household.
+    for key in sorted(reached(kind, links)):
+        keyed(key)
     result = clustering.cluster(
-        [b.group() for b in building],
+        [of_key[key].group() for key in sorted(of_key)] + [b.group() for b in building],
         links,
         clustering.Rules.from_config(night.cfg),
         queued=night.reviews.queued(kind.kind),
@@ -118,6 +130,18 @@ def link_households(conn: sa.Connection, night: Night) -> None:
         kind.stats.get("model_merges", 0),
     )
     night.density.extend(_density(kind, result, links, float(night.cfg.thresholds.link)))
+
+
+def reached(kind: Kind, links: list[Link]) -> set[str]:
+    """The existing households that hold a row of one of tonight's links."""
+    keys = set()
+    for e in links:
+        for rid in (e.left, e.right):
+            if not kind.recs[rid].pending:
+                key = kind.key_of(rid)
+                assert key is not None  # a row linked on an earlier night has its household's key
+                keys.add(key)
+    return keys
 
 
 def _assign(kind: Kind, result: Clustering, pending: list[Record]) -> None:

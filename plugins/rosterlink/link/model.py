@@ -185,9 +185,6 @@ def feature_row(
     cfg: LinkageConfig,
 ) -> dict:
     n = norm_name(name)
-    surname_py = full_py = fuzzy = given = None
-    if n:
-        surname_py, full_py, fuzzy, given = name_pinyin(n, cfg)
     sex = birth = None
     if id_number:
         sex = idnumber.sex(id_number)
@@ -197,21 +194,34 @@ def feature_row(
         sex = attrs.get("sex") if attrs.get("sex") in ("M", "F") else None
         if sex is None and attrs.get("relation"):
             sex = cfg.relation_sex.get(str(attrs["relation"]).strip())
-    phone_s = re.sub(r"\D", "", str(phone)) if phone else ""
     return {
         "unique_id": int(record_id),
         "name_norm": n,
-        "name_py": full_py,
-        "name_fz": fuzzy,
-        "surname_py": surname_py,
-        "given_norm": given or None,
-        "town": (str(town).strip() or None) if town else None,
+        **name_features(n, cfg),
+        "town": town_value(town),
         "village_key": village_key(village, cfg),
-        "phone": phone_s or None,
+        "phone": phone_digits(phone),
         "sex": sex,
         "birth": birth,
         "id_number": id_number,
     }
+
+
+def name_features(name: str | None, cfg: LinkageConfig) -> dict[str, str | None]:
+    """The features read from a normalised name: its pinyin, fuzzy pinyin, surname's pinyin and
+    given name (all None without a name)."""
+    if not name:
+        return {"name_py": None, "name_fz": None, "surname_py": None, "given_norm": None}
+    surname_py, full_py, fuzzy, given = name_pinyin(name, cfg)
+    return {"name_py": full_py, "name_fz": fuzzy, "surname_py": surname_py, "given_norm": given or None}
+
+
+def town_value(town: object) -> str | None:
+    return (str(town).strip() or None) if town else None
+
+
+def phone_digits(phone: object) -> str | None:
+    return (re.sub(r"\D", "", str(phone)) or None) if phone else None
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:
@@ -274,12 +284,15 @@ def _conditions() -> dict[str, dict[str, str]]:
     }
 
 
-BLOCKING_RULES = (
-    "l.name_py = r.name_py AND l.town = r.town",
-    "l.phone = r.phone",
-    "l.surname_py = r.surname_py AND l.town = r.town AND l.village_key = r.village_key",
-    "l.given_norm = r.given_norm AND l.town = r.town AND l.village_key = r.village_key",
+# the columns each blocking rule holds equal: a pair is scored when one rule holds (the link stage
+# also asks it of a row before making its features: rosterlink.link.scoring.blockable)
+BLOCKING_KEYS = (
+    ("name_py", "town"),
+    ("phone",),
+    ("surname_py", "town", "village_key"),
+    ("given_norm", "town", "village_key"),
 )
+BLOCKING_RULES = tuple(" AND ".join(f"l.{c} = r.{c}" for c in cols) for cols in BLOCKING_KEYS)
 # EM sessions: pairs with at least one ID-less side (the pairs the model must judge)
 _ID_LESS = "(l.id_number IS NULL OR r.id_number IS NULL)"
 EM_RULES = (

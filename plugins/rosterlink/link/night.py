@@ -195,7 +195,10 @@ def _without_cycle_collection() -> Iterator[None]:
     until it ends; every few hundred allocations the collector walks the whole young heap and, ever
     more often as the state grows, the old one too: a fifth of the stage's CPU at 30,000 rows,
     growing with the warehouse. Nothing the stage builds relies on the collector; it runs once at
-    the end instead."""
+    the end instead, on the young generation only: everything the stage allocated is still there
+    (no collection ran to age it), and the old generations, the rest of the process (Airflow's
+    modules and objects: a full collection walked them for 0.7 s of a churn night's 3.7 s under
+    cProfile at 30x), are left to the collector's own schedule."""
     if not gc.isenabled():
         yield
         return
@@ -204,7 +207,7 @@ def _without_cycle_collection() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-        gc.collect()
+        gc.collect(0)
 
 
 def summary(night: Night, sizes: Counter[int] | None = None) -> LinkSummary:
