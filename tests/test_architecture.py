@@ -1,8 +1,9 @@
 """The package's dependencies run one way, and the tree shows it.
 
 core <- warehouse <- ops <- the stages (intake, validate, link, status, pairing, followup, privacy)
-<- export <- figures <- tasks, cli, dashboard, worker (the Celery workers' preload). No module imports one of a later layer, imports count
-wherever they are written (a function-level import is a dependency too), there is no import cycle
+<- export <- figures <- tasks, cli, dashboard, worker (the Celery workers' preload). No module
+imports one of a later layer, imports count wherever they are written (a function-level import is a
+dependency too), there is no import cycle
 between modules, and no production module imports the synthetic-data generators: only the CLI's
 ``sample`` command does, inside the command.
 
