@@ -699,6 +699,30 @@ def test_the_load_keeps_the_planner_on_the_index_as_a_first_night_fills_the_tabl
     assert any("row_hash" in line for line in conditions), "\n".join(plan)[:3000]
 
 
+@pytest.mark.postgres
+def test_the_pairing_checks_are_planned_as_joins_when_the_pairs_outgrow_memory(pg_url):
+    """The rebuild's checks (every active household paired, every open case led) must be planned as
+    anti-joins. Written as NOT IN (subquery), PostgreSQL ran them as a subplan per household once the
+    current pairs no longer fitted in work_mem: a province's quiet night never finished its pairing
+    stage. Here the pairs are made to outgrow a small work_mem, and every check's plan is read."""
+    eng = warehouse.connect(pg_url)
+    _scale_world(eng)
+    asked: list[tuple[str, object]] = []
+
+    def keep(conn, cursor, statement, params, context, executemany) -> None:
+        asked.append((statement, params))
+
+    with eng.connect() as conn:
+        sa.event.listen(conn, "before_cursor_execute", keep)
+        pairing.count_checks(conn)
+        sa.event.remove(conn, "before_cursor_execute", keep)
+        conn.exec_driver_sql("SET work_mem = '64kB'")
+        assert len(asked) == 4
+        for statement, params in asked:
+            plan = [r[0] for r in conn.exec_driver_sql(f"EXPLAIN {statement}", params)]
+            assert not any("SubPlan" in line for line in plan), "\n".join(plan)
+
+
 # --- the pairing rebuild: atomic to a concurrent reader -----------------------------------------------------
 def _pair_world(eng: sa.Engine) -> None:
     with eng.begin() as conn:

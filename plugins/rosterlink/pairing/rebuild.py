@@ -478,7 +478,7 @@ def _write(
 
 def _checked(conn: sa.Connection) -> PairingChecks:
     """The programme's rules on what is now written; a state that breaks them is never committed."""
-    checks = _checks(conn)
+    checks = count_checks(conn)
     broken = {
         k: v for k, v in checks.items() if k in ("pairs_on_inactive", "targets_with_several_pairs") and v
     }
@@ -487,24 +487,25 @@ def _checked(conn: sa.Connection) -> PairingChecks:
     return checks
 
 
-def _checks(conn: sa.Connection) -> PairingChecks:
+def count_checks(conn: sa.Connection) -> PairingChecks:
     """The programme's rules, counted on what is now written (same transaction)."""
     h, k, c, p = schema.household, schema.petition_case, schema.cadre, schema.pairing
-    cur = sa.select(p.c.target_key).where(p.c.valid_to.is_(None))
+
+    def paired(kind: str, key: sa.ColumnElement) -> sa.Exists:
+        # EXISTS, not NOT IN (subquery): PostgreSQL plans NOT IN as a subplan per row once the
+        # current pairs no longer fit in work_mem, a province's million pairs for each of its
+        # million households; NOT EXISTS is an anti-join (the same answer: keys are never null)
+        return sa.exists().where(p.c.valid_to.is_(None), p.c.target_kind == kind, p.c.target_key == key)
 
     def n(q) -> int:
         return int(conn.execute(sa.select(sa.func.count()).select_from(q.subquery())).scalar() or 0)
 
     return {
         "households_without_cadre": n(
-            sa.select(h.c.household_key).where(
-                h.c.status == "active", h.c.household_key.not_in(cur.where(p.c.target_kind == HOUSEHOLD))
-            )
+            sa.select(h.c.household_key).where(h.c.status == "active", ~paired(HOUSEHOLD, h.c.household_key))
         ),
         "cases_without_leader": n(
-            sa.select(k.c.case_key).where(
-                k.c.status == "open", k.c.case_key.not_in(cur.where(p.c.target_kind == CASE))
-            )
+            sa.select(k.c.case_key).where(k.c.status == "open", ~paired(CASE, k.c.case_key))
         ),
         "targets_with_several_pairs": n(
             sa.select(p.c.target_kind, p.c.target_key)
