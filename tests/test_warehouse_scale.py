@@ -52,7 +52,7 @@ AWKWARD = [
 SHORT = [v for v in AWKWARD if v is None or len(v) < 60]  # for the varchar(64) columns
 
 
-def _file(conn: sa.Connection, file_id: int = 1) -> int:
+def _file(conn: sa.Connection, file_id: int = 1, rows_read: int = 0) -> int:
     conn.execute(
         schema.intake_file.insert().values(
             file_id=file_id,
@@ -61,6 +61,7 @@ def _file(conn: sa.Connection, file_id: int = 1) -> int:
             sha256="0" * 64,
             size_bytes=1,
             status="pending",
+            rows_read=rows_read,
             received_at=RECEIVED,
         )
     )
@@ -646,19 +647,7 @@ def test_the_load_keeps_the_planner_on_the_index_as_a_first_night_fills_the_tabl
     files, per_file = 3, load.GROWTH_MIN_ROWS
     with eng.begin() as conn:
         for f in range(1, files + 1):
-            conn.execute(
-                schema.intake_file.insert().values(
-                    file_id=f,
-                    department="civil_affairs",
-                    file_name=f"花名册{f}.xlsx",
-                    sha256=f"{f:064d}",
-                    size_bytes=1,
-                    status="pending",
-                    rows_read=per_file,
-                    rows_rejected=0,
-                    received_at=RECEIVED,
-                )
-            )
+            _file(conn, f, rows_read=per_file)
             warehouse.insert_many(
                 conn,
                 schema.staged_row,
