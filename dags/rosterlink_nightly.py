@@ -151,16 +151,16 @@ def rosterlink_nightly():
     def link_entities(_loaded: dict) -> dict:
         from rosterlink import tasks
 
-        with _night() as (settings, _):
-            return tasks.link(settings)
+        with _night() as (settings, run_id):
+            return tasks.link(settings, run_id)
 
     @task(trigger_rule="none_failed", retries=0)
     def refresh_statuses(_linked: dict) -> dict:
         from rosterlink import tasks
 
         allow = bool(get_current_context()["params"].get("allow_mass_end"))
-        with _night() as (settings, _):
-            return tasks.refresh_statuses(settings, _as_of(), allow)
+        with _night() as (settings, run_id):
+            return tasks.refresh_statuses(settings, _as_of(), allow, run_id)
 
     @task(trigger_rule="none_failed")
     def rebuild_pairings(_statuses: dict) -> dict:
@@ -203,8 +203,8 @@ def rosterlink_nightly():
     def write_pairing_summary(batches: list[dict] | None) -> dict:
         from rosterlink import tasks
 
-        with _night() as (settings, _):
-            return tasks.write_pairing_summary(settings, _as_of(), list(batches or []))
+        with _night() as (settings, run_id):
+            return tasks.write_pairing_summary(settings, _as_of(), list(batches or []), run_id)
 
     @task(trigger_rule="none_failed")
     def write_change_log(_followed: dict | None) -> dict:

@@ -718,6 +718,51 @@ def test_a_night_that_changes_one_town_rewrites_only_that_towns_workbook_and_the
     assert _state(settings) == after
 
 
+def test_a_night_with_nothing_new_keeps_the_town_workbooks_without_reading_a_pair(night, monkeypatch):
+    """Issue 14: when no stage has recorded a change since the workbooks were last all checked,
+    the next night keeps them by looking at the files alone (a province's quiet night reads no
+    pair); a file deleted meanwhile is still written again, and a stage's change (or a fix by hand
+    that adds a pair) brings back the full check."""
+    eng, settings = night
+    export.write_pairing_workbooks(eng, settings, AS_OF)
+    before = _state(settings)
+    read: list = []
+    real = town_books.read_towns
+    monkeypatch.setattr(
+        town_books,
+        "read_towns",
+        lambda conn, as_of, towns=None, cfg=None: read.append(towns) or real(conn, as_of, towns, cfg),
+    )
+
+    tomorrow = AS_OF + dt.timedelta(days=1)
+    _, towns = export.write_pairing_workbooks(eng, settings, tomorrow)
+    assert (towns.written, read) == ({}, [])
+    assert _state(settings) == {k: v for k, v in before.items() if k != "西集镇_结对名单.xlsx"}  # gone
+
+    (settings.export_dir / "分镇结对名单" / "山城街道_结对名单.xlsx").unlink()
+    _, towns = export.write_pairing_workbooks(eng, settings, tomorrow)
+    assert [p.name for p in towns.written.values()] == ["山城街道_结对名单.xlsx"]
+    assert read == [["山城街道"]]  # that town alone was read
+
+    # the pairing stage records that it made a pair: every town is checked again
+    with eng.begin() as conn:
+        conn.execute(schema.household.insert().values(_household("h6", "吴六", "店子镇", "南村", seq=6)))
+        conn.execute(schema.pairing.insert().values(_pair("c1", "household", "h6", tomorrow, "new_target")))
+    warehouse.record_change(eng, "run-2", "pairing", 1)
+    read.clear()
+    _, towns = export.write_pairing_workbooks(eng, settings, tomorrow)
+    assert [p.name for p in towns.written.values()] == ["店子镇_结对名单.xlsx"]
+    assert read == [["山城街道", "店子镇"]]  # every town read again
+
+    # a fix by hand, recorded by no stage, that adds a pair: the counts show it
+    with eng.begin() as conn:
+        conn.execute(schema.household.insert().values(_household("h7", "郑七", "山城街道", "东村", seq=7)))
+        conn.execute(schema.pairing.insert().values(_pair("c1", "household", "h7", tomorrow, "new_target")))
+    _, towns = export.write_pairing_workbooks(eng, settings, tomorrow + dt.timedelta(days=1))
+    assert [p.name for p in towns.written.values()] == ["山城街道_结对名单.xlsx"]
+    assert "郑七" in {r[4] for r in _rows(_town(settings, "山城街道")["结对名单"])}
+
+
 def test_a_deleted_or_edited_town_workbook_is_written_again(night):
     eng, settings = night
     export.write_pairing_workbooks(eng, settings, AS_OF)

@@ -255,3 +255,42 @@ def test_a_quiet_night_links_nothing_yet_the_exit_dated_for_it_ends_the_pair(db,
             "SELECT target_key, valid_to, end_reason FROM pairing WHERE valid_to IS NOT NULL"
         )
     ] == [("H000002", "2026-11-20", "household_exited")]
+
+
+def test_a_household_leaving_one_of_its_two_categories_on_a_quiet_night_is_a_recorded_change(
+    db, sqlite_url, tmp_path
+):
+    """A household in hardship and with an old party member: its hardship exit, dated for a night
+    with no new file, ends one category and no household status. The status stage still records a
+    change, so the town workbooks (which list the categories) are checked again that night."""
+    from rosterlink import tasks, warehouse
+    from rosterlink.core.settings import Settings
+
+    settings = Settings(intake_dir=tmp_path / "in", warehouse_url=sqlite_url, export_dir=tmp_path / "out")
+    night = dt.date(2026, 11, 10)
+    db.file("civil_affairs", [hh("hardship", 1, "王伟", "hardship")])
+    db.file("organization", [hh("old_member", 1, "王伟", "old_member")])
+    db.file(
+        "civil_affairs",
+        [hh("hardship_adjustment", 1, "王伟", "hardship", "exit", night + dt.timedelta(days=3))],
+    )
+    tasks.link(settings, "run-1")
+    tasks.refresh_statuses(settings, night, True, "run-1")
+
+    def generation() -> int:
+        with db.eng.connect() as conn:
+            return warehouse.generation(conn)
+
+    before = generation()
+    quiet = tasks.refresh_statuses(settings, night + dt.timedelta(days=1), True, "run-2")
+    assert (quiet["changed"], quiet["categories_changed"], generation()) == ({}, 0, before)
+    dated = tasks.refresh_statuses(settings, night + dt.timedelta(days=3), True, "run-3")
+    assert (dated["changed"], dated["categories_changed"]) == ({}, 1)  # still active: an old member's
+    assert generation() > before
+    assert db.q("SELECT stage, changes, run_id FROM content_change ORDER BY change_id DESC LIMIT 1") == [
+        ("status", 1, "run-3")
+    ]
+    assert db.q("SELECT category, status FROM household_category ORDER BY 1") == [
+        ("hardship", "exited"),
+        ("old_member", "active"),
+    ]

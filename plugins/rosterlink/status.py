@@ -76,6 +76,7 @@ class StatusSummary(TypedDict):
     pairs_to_end: int  # current pairs tonight's statuses end (the pairing stage ends them)
     to_end_by_reason: dict[str, int]
     changed: dict[str, int]  # households, cadres and cases whose status changed, by new status
+    categories_changed: int  # households' categories whose status changed
 
 
 def refresh(
@@ -91,7 +92,7 @@ def refresh(
 
     as_of = as_of or dt.date.today()
     with eng.begin() as conn:
-        changed = write(conn, as_of)
+        changed, categories = _write(conn, as_of)
         plan = pairing.plan_ends(conn, as_of)
         total, ending, by_reason = plan["total_current"], plan["ending"], plan["by_reason"]
         if total and ending / total > max_end_share and not allow_mass_end:
@@ -105,6 +106,7 @@ def refresh(
         pairs_to_end=ending,
         to_end_by_reason=by_reason,
         changed=changed,
+        categories_changed=categories,
     )
     log.info(
         "status: %s current pairs, %s to end (%s); statuses changed: %s",
@@ -120,12 +122,28 @@ def write(conn: sa.Connection, as_of: dt.date) -> dict[str, int]:
     """Compute and write the statuses as of the night's ``as_of`` in SQL (``sql/status/*.sql``) on
     ``conn``'s transaction (an event dated after ``as_of`` is not applied yet); returns how many
     households, cadres and cases changed, by new status."""
+    return _write(conn, as_of)[0]
+
+
+def _write(conn: sa.Connection, as_of: dt.date) -> tuple[dict[str, int], int]:
+    """:func:`write`, and how many of the households' categories changed status (a household that
+    leaves hardship but stays a family of orphaned children changes no household status, yet its
+    town's workbook lists its categories)."""
     _compute_sql(conn, as_of)
     changed = {
         f"{kind}_{status}": int(n)
         for kind, status, n in warehouse.run_sql(conn, "status/02_changes.sql")[0].all()
         if n
     }
+    categories = int(
+        conn.execute(
+            sa.text(
+                "select count(*) from tmp_status_category as t inner join household_category as hc "
+                "on hc.household_key = t.household_key and hc.category = t.category "
+                "where hc.status <> t.status"
+            )
+        ).scalar_one()
+    )
     warehouse.run_sql(conn, "status/03_write.sql")
     warehouse.run_sql(conn, "status/04_cleanup.sql")
-    return dict(sorted(changed.items()))
+    return dict(sorted(changed.items())), categories

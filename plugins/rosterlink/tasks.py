@@ -291,23 +291,40 @@ def load(settings: Settings, items: list[FileItem], day: str | None = None) -> L
 
 
 # --- later stages ----------------------------------------------------------------------------------
-def link(settings: Settings) -> LinkSummary:
+def _changed(eng: sa.Engine, run_id: str | None, stage: str, changes: int) -> None:
+    """A stage that changed ``changes`` things: its tables' statistics are refreshed
+    (:data:`WRITTEN_BY`) and the change is recorded (``content_change``: the town workbooks are
+    checked again)."""
+    warehouse.analyze(eng, WRITTEN_BY[stage])
+    warehouse.record_change(eng, run_id, stage, changes)
+
+
+def link(settings: Settings, run_id: str | None = None) -> LinkSummary:
     from rosterlink.link import night as link_stage
 
     eng = _engine(settings)
     done = link_stage.link(eng, review_dir=settings.review_dir)
-    if done["rows_linked"] or done["rows_rejected_unknown_entity"] or done["decisions_applied"]:
-        warehouse.analyze(eng, WRITTEN_BY["link"])
+    changes = (
+        done["rows_linked"]
+        + done["rows_rejected_unknown_entity"]
+        + len(done["decisions_applied"])
+        + len(done["merges"])
+    )
+    if changes:
+        _changed(eng, run_id, "link", changes)
     return done
 
 
-def refresh_statuses(settings: Settings, as_of: dt.date, allow_mass_end: bool = False) -> StatusSummary:
+def refresh_statuses(
+    settings: Settings, as_of: dt.date, allow_mass_end: bool = False, run_id: str | None = None
+) -> StatusSummary:
     from rosterlink import status
 
     eng = _engine(settings)
     done = status.refresh(eng, settings.max_end_share, allow_mass_end, as_of)
-    if any(done["changed"].values()):
-        warehouse.analyze(eng, WRITTEN_BY["status"])
+    changes = sum(done["changed"].values()) + done["categories_changed"]
+    if changes:
+        _changed(eng, run_id, "status", changes)
     return done
 
 
@@ -318,8 +335,9 @@ def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> Pairing
     config = pairing.PairingConfig.from_mapping(load_json("pairing.json"))
     eng = _engine(settings)
     done = pairing.rebuild(eng, as_of, run_id, config)
-    if any(done["ended"].values()) or any(done["made"].values()):
-        warehouse.analyze(eng, WRITTEN_BY["pairing"])
+    changes = sum(done["ended"].values()) + sum(done["made"].values())
+    if changes:
+        _changed(eng, run_id, "pairing", changes)
     return done
 
 
@@ -330,6 +348,10 @@ def follow_through(settings: Settings, as_of: dt.date, run_id: str) -> MatchSumm
     eng = _engine(settings)
     done = match.match(eng, as_of, run_id)
     warehouse.analyze(eng, WRITTEN_BY["follow_through"])
+    # the figures are rebuilt for every household each night: a change whenever there are any
+    changes = done["rows_matched"] + done["households"]
+    if changes:
+        warehouse.record_change(eng, run_id, "follow_through", changes)
     return done
 
 
@@ -387,13 +409,16 @@ def write_town_workbooks(
 
 
 def write_pairing_summary(
-    settings: Settings, as_of: dt.date, batches: list[TownBatchWritten]
+    settings: Settings, as_of: dt.date, batches: list[TownBatchWritten], run_id: str | None = None
 ) -> PairingWorkbookWritten:
     """The district's summary workbook, once the town workbooks are written (it gives each one's
-    as-of date)."""
+    as-of date). Every batch of the night's plan has succeeded (this task runs only then): the town
+    workbooks are noted as checked against tonight's inputs (:func:`rosterlink.export.town_books.checked`)."""
     from rosterlink import export
     from rosterlink.export import town_books
 
+    if run_id is not None:
+        town_books.checked(settings, run_id)
     books = town_books.books(settings)
     summary = export.write_pairing_workbook(_engine(settings), settings, as_of, books)
     return PairingWorkbookWritten(

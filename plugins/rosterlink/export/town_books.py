@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from rosterlink import warehouse
 from rosterlink.core.masking import mask_id, mask_phone, mask_text
 from rosterlink.core.spec import CATEGORY_LABELS, FIVE_ONES, RANK_LABELS, town_key, town_order
 from rosterlink.core.workbook import BOLD, GREEN, GREY, HEADER, PERCENT, PLAIN, RED, TITLE, Book
@@ -610,21 +611,16 @@ def books(settings: Settings) -> dict[str | None, tuple[str, dt.date]]:
 def write_town_workbooks(eng: sa.Engine, settings: Settings, as_of: dt.date) -> TownBooks:
     """Every town's workbook, ``<export_dir>/分镇结对名单/<town>_结对名单.xlsx``, written only when what
     it shows changed (or the file is missing or not as written); towns gone are removed. In one
-    process (the CLI's and the benchmarks' way); the DAG plans (:func:`plan`) and writes the towns
-    in batches (:func:`write_batch`)."""
-    where = folder(settings)
-    with eng.connect() as conn:
-        towns = read_towns(conn, as_of)
-    records = read_records(where)
-    done = TownBooks(removed=gone(where, records, towns))
-    names = file_names(towns)
-    for name, t in towns.items():
-        rows = pair_rows(t, as_of)
-        d, record = digest(t, as_of, rows), records.get(name)
-        if record is None or not record.current(where, names[name], d):
-            done.written[name] = _write(where, t, as_of, names[name], d, record, rows)
+    process (the CLI's and the benchmarks' way): the DAG's plan (:func:`plan`) and its batches
+    (:func:`write_batch`) one after the other."""
+    run_id = f"in-process-{os.getpid()}-{dt.datetime.now().timestamp()}"
+    batches, removed = _plan(eng, settings, as_of, run_id)
+    done = TownBooks(removed=removed)
+    for b in batches:
+        done.written.update(_write_batch(eng, settings, as_of, run_id, b["batch"]))
+    checked(settings, run_id)
     done.books = books(settings)
-    log.info("export: %d of %d town workbooks written", len(done.written), len(towns))
+    log.info("export: %d of %d town workbooks written", len(done.written), len(done.books))
     return done
 
 
@@ -632,6 +628,97 @@ PLAN = "plan.json"
 """The night's plan (in the records folder): every town with its file name, batch by batch. The
 batches travel through XCom as their numbers and sizes only: a province's thousand town names would
 not fit in the few kilobytes a task passes on."""
+
+
+STATE = "state.json"
+"""What every town workbook was last checked against (in the records folder): the inputs' token
+(:func:`inputs_token`) and the night. Written only once every town of a night is written or found
+current: the DAG's summary task (which runs only when every batch succeeded) writes it, and so does
+:func:`write_town_workbooks`. A night whose token is the same keeps the workbooks (:func:`plan`)."""
+
+# the code that decides what a town workbook shows: a change to it is a change of the inputs
+_SHOWING_CODE = (
+    "export/town_books.py",
+    "export/followup_sheets.py",
+    "export/pairs.py",
+    "export/common.py",
+    "core/masking.py",
+    "core/workbook.py",
+    "followup/figures.py",
+)
+
+
+def inputs_token(conn: sa.Connection, cfg: FollowupConfig | None = None) -> str:
+    """A digest of everything the town workbooks are made from, short of reading it: the
+    warehouse's generation (every stage that changes entities, statuses, pairs or follow-through
+    figures records the change: ``content_change``), the tables' row counts and the few figures
+    that move when rows are added, ended or flagged without a stage (a fix by hand), the
+    follow-through settings, the layout and the code that writes the workbooks. Equal tokens: every
+    town workbook would show what it shows now, but for the date."""
+    p, h, hc, c, k = (
+        schema.pairing,
+        schema.household,
+        schema.household_category,
+        schema.cadre,
+        schema.petition_case,
+    )
+    fh, v, m = schema.followup_household, schema.visit, schema.household_merge
+
+    def count(table: sa.Table, *extra: sa.ColumnElement) -> tuple:
+        return tuple(conn.execute(sa.select(sa.func.count(), *extra).select_from(table)).one())
+
+    def active(column: sa.ColumnElement, value: str) -> sa.ColumnElement:
+        return sa.func.coalesce(sa.func.sum(sa.case((column == value, 1), else_=0)), 0)
+
+    figures = (
+        warehouse.generation(conn),
+        count(p, sa.func.max(p.c.pairing_id), sa.func.count(p.c.valid_to)),
+        count(h, active(h.c.status, "active")),
+        count(hc, active(hc.c.status, "active")),
+        count(c, active(c.c.status, "active")),
+        count(k, active(k.c.status, "open")),
+        count(
+            fh,
+            sa.func.sum(fh.c.overdue),
+            sa.func.sum(fh.c.in_person_visits),
+            sa.func.sum(fh.c.phone_contacts),
+        ),
+        count(v, sa.func.max(v.c.visit_id)),
+        count(m),
+    )
+    package = Path(__file__).resolve().parents[1]
+    code = hashlib.sha256(b"".join((package / name).read_bytes() for name in _SHOWING_CODE)).hexdigest()
+    h2 = hashlib.sha256(repr((LAYOUT, code, repr(cfg or FollowupConfig.load()), figures)).encode("utf-8"))
+    return h2.hexdigest()
+
+
+def _read_state(where: Path) -> dict:
+    try:
+        state = json.loads((where / RECORDS / STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _write_json(target: Path, value: dict) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".~{target.name}")
+    tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def checked(settings: Settings, run_id: str) -> None:
+    """Every town of tonight's plan is written or found current: keep the plan's token as what
+    the workbooks were checked against (the next night with the same token keeps them)."""
+    where = folder(settings)
+    try:
+        kept = json.loads((where / RECORDS / PLAN).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if kept.get("run_id") == run_id and kept.get("token"):
+        _write_json(
+            where / RECORDS / STATE, {"token": kept["token"], "run_id": run_id, "as_of": kept["as_of"]}
+        )
 
 
 class PlanMismatch(RuntimeError):
@@ -676,30 +763,56 @@ def plan(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str) -> lis
     most ``settings.town_batches``; counted in the warehouse: no row is read here), keep that plan in
     the town folder with each town's file name, and remove the workbooks of towns gone. Returns one
     small dict per batch (``batch``: its number from 1, ``towns``, ``rows``: the households, pairs and
-    cases it lists)."""
+    cases it lists).
+
+    When nothing the workbooks are made from has changed since they were last all checked (the
+    same :func:`inputs_token`), the plan is one batch that keeps them: it only looks at each file
+    on disk and writes those missing or not as written (a quiet night reads no pair)."""
+    return _plan(eng, settings, as_of, run_id)[0]
+
+
+def _plan(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str) -> tuple[list[dict], list[str]]:
     where = folder(settings)
     with eng.connect() as conn:
         sizes = town_sizes(conn, as_of)
-    gone(where, read_records(where), sizes)
+        token = inputs_token(conn)
+    removed = gone(where, read_records(where), sizes)
     names = file_names(town_order(sizes))
-    wanted = -(-sum(sizes.values()) // BATCH_ROWS)  # rounded up
-    groups = _split(sizes, max(1, min(settings.town_batches, wanted)))
-    where.joinpath(RECORDS).mkdir(parents=True, exist_ok=True)
-    target = where / RECORDS / PLAN
-    tmp = target.with_name(f".~{PLAN}")
+    state = _read_state(where)
+    keep = state.get("token") == token
+    if keep:
+        groups = [town_order(sizes)] if sizes else []
+    else:
+        wanted = -(-sum(sizes.values()) // BATCH_ROWS)  # rounded up
+        groups = _split(sizes, max(1, min(settings.town_batches, wanted)))
     batches = [[[t, names[t]] for t in g] for g in groups]
-    tmp.write_text(
-        json.dumps({"run_id": run_id, "as_of": as_of.isoformat(), "batches": batches}, ensure_ascii=False),
-        encoding="utf-8",
-    )
-    os.replace(tmp, target)
-    log.info("export: %d towns in %d batches", len(sizes), len(groups))
-    return [{"batch": i, "towns": len(g), "rows": sum(sizes[t] for t in g)} for i, g in enumerate(groups, 1)]
+    kept = {"run_id": run_id, "as_of": as_of.isoformat(), "token": token, "keep": keep, "batches": batches}
+    _write_json(where / RECORDS / PLAN, kept)
+    if keep:
+        log.info(
+            "export: nothing the %d town workbooks show has changed since the night of %s: they are kept "
+            "(each file is only looked at)",
+            len(sizes),
+            state.get("as_of"),
+        )
+    else:
+        log.info("export: %d towns in %d batches", len(sizes), len(groups))
+    return [
+        {"batch": i, "towns": len(g), "rows": 0 if keep else sum(sizes[t] for t in g)}
+        for i, g in enumerate(groups, 1)
+    ], removed
 
 
 def write_batch(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str, batch: int) -> list[Path]:
     """One batch of tonight's plan (``batch`` from 1): read its towns, and write the workbook of each
-    whose content changed (or whose file is missing or not as written). Returns those written."""
+    whose content changed (or whose file is missing or not as written). Returns those written. A
+    plan that keeps the workbooks reads only the towns whose file is missing or not as written."""
+    return list(_write_batch(eng, settings, as_of, run_id, batch).values())
+
+
+def _write_batch(
+    eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str, batch: int
+) -> dict[str | None, Path]:
     where = folder(settings)
     try:
         kept = json.loads((where / RECORDS / PLAN).read_text(encoding="utf-8"))
@@ -707,16 +820,33 @@ def write_batch(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str,
         raise PlanMismatch(f"the town workbooks' plan cannot be read ({type(exc).__name__})") from exc
     if (kept.get("run_id"), kept.get("as_of")) != (run_id, as_of.isoformat()):
         raise PlanMismatch("the town workbooks' plan is another night's: run the night again")
-    entries = kept["batches"][batch - 1]
-    with eng.connect() as conn:
-        towns = read_towns(conn, as_of, [town for town, _ in entries])
+    entries = [(town, file) for town, file in kept["batches"][batch - 1]]
     records = read_records(where)
-    written = []
-    for town, file in entries:
+    if kept.get("keep"):
+        stale = []
+        for town, file in entries:
+            record = records.get(town)
+            if record is None or not record.current(where, file, record.digest):
+                stale.append((town, file))
+        todo = stale
+    else:
+        todo = entries
+    towns: dict[str | None, Town] = {}
+    if todo:
+        with eng.connect() as conn:
+            towns = read_towns(conn, as_of, [town for town, _ in todo])
+    written = {}
+    for town, file in todo:
         t = towns.get(town) or Town(town)
         rows = pair_rows(t, as_of)
         d, record = digest(t, as_of, rows), records.get(town)
         if record is None or not record.current(where, file, d):
-            written.append(_write(where, t, as_of, file, d, record, rows))
-    log.info("export: batch %d, %d of %d town workbooks written", batch, len(written), len(entries))
+            written[town] = _write(where, t, as_of, file, d, record, rows)
+    log.info(
+        "export: batch %d, %d of %d town workbooks written%s",
+        batch,
+        len(written),
+        len(entries),
+        f" ({len(entries) - len(todo)} kept as they are without reading)" if kept.get("keep") else "",
+    )
     return written

@@ -21,9 +21,11 @@ from rosterlink.warehouse.db import (
     display_url,
     dumps,
     engine,
+    generation,
     loads,
     migrate,
     now,
+    record_change,
 )
 
 __all__ = [
@@ -35,11 +37,13 @@ __all__ = [
     "display_url",
     "dumps",
     "engine",
+    "generation",
     "insert_many",
     "insert_rows",
     "loads",
     "migrate",
     "now",
+    "record_change",
     "run_sql",
     "sql_statements",
     "update_many",

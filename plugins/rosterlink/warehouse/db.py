@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from rosterlink.core.paths import SQL_DIR
 from rosterlink.core.settings import normalise_url
+from rosterlink.warehouse import schema
 
 if TYPE_CHECKING:
     pass
@@ -71,6 +72,23 @@ def analyze(eng: sa.Engine, tables: Iterable[str]) -> None:
     with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for table in tables:
             conn.exec_driver_sql(f'ANALYZE "{table}"')
+
+
+def record_change(eng: sa.Engine, run_id: str | None, stage: str, changes: int) -> None:
+    """Note that tonight's ``stage`` changed ``changes`` things the exports show (``content_change``):
+    the warehouse's generation moves on, and the town workbooks are checked again."""
+    with eng.begin() as conn:
+        conn.execute(
+            schema.content_change.insert().values(
+                run_id=run_id, stage=stage, changes=int(changes), recorded_at=now()
+            )
+        )
+
+
+def generation(conn: sa.Connection) -> int:
+    """The warehouse's generation: the last change a stage recorded (0: none yet)."""
+    c = schema.content_change
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(c.c.change_id), 0))).scalar_one())
 
 
 _MIGRATION_LOCK_ID = 0x726C6D67  # PostgreSQL advisory lock key ("rlmg")

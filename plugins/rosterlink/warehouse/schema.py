@@ -232,6 +232,20 @@ night_run = sa.Table(
     sa.Column("summary", sa.Text),  # JSON figures of the night
 )
 
+# one row each time a night's stage changed what the exports show (entities, statuses, pairs, the
+# follow-through figures): the largest change_id is the warehouse's generation. The town workbooks
+# keep the generation they were last checked against; a night that finds it unchanged keeps them
+# without reading a row (rosterlink.export.town_books). Rows are only ever added.
+content_change = sa.Table(
+    "content_change",
+    metadata,
+    sa.Column("change_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(250)),  # null: a stage run outside a night (tests, benchmarks)
+    sa.Column("stage", sa.String(32), nullable=False),  # load | link | status | pairing | follow_through
+    sa.Column("changes", sa.Integer, nullable=False),  # rows (or decisions, pairs, households) changed
+    sa.Column("recorded_at", sa.DateTime, nullable=False),
+)
+
 # one row per lock name: who runs the night, and when it last showed it was alive
 night_lock = sa.Table(
     "night_lock",
