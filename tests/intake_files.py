@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,8 +26,16 @@ from rosterlink.core.spec import catalogue
 from rosterlink.warehouse import schema
 
 
-def write_xlsx(path: Path, title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:
-    """A one-sheet .xlsx: a title row, the header row, the rows (ID numbers as text cells)."""
+def write_xlsx(
+    path: Path,
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    fixed_times: bool = False,
+) -> Path:
+    """A one-sheet .xlsx: a title row, the header row, the rows (ID numbers as text cells).
+    ``fixed_times``: the same rows give the same bytes whenever written (:func:`_fix_times`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     wb = Workbook()
     ws = wb.active
@@ -39,7 +49,25 @@ def write_xlsx(path: Path, title: str, headers: Sequence[str], rows: Sequence[Se
             if isinstance(cell.value, str):
                 cell.number_format = "@"
     wb.save(path)
+    if fixed_times:
+        _fix_times(path)
     return path
+
+
+def _fix_times(path: Path) -> None:
+    """openpyxl stamps the time of saving into ``docProps/core.xml`` and into every zip entry, so
+    two copies of one roster written a second apart now and then differ in size (the stamp
+    compresses differently): one fixed time instead."""
+    with zipfile.ZipFile(path) as z:
+        entries = [(info, z.read(info.filename)) for info in z.infolist()]
+    with zipfile.ZipFile(path, "w") as z:
+        for info, data in entries:
+            if info.filename == "docProps/core.xml":
+                stamp = rb"\g<1>2026-01-01T00:00:00Z"
+                data = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*", stamp, data)
+            fixed = zipfile.ZipInfo(info.filename, date_time=(2026, 1, 1, 0, 0, 0))
+            fixed.compress_type = info.compress_type
+            z.writestr(fixed, data)
 
 
 def intake(root: Path, url: str) -> Settings:

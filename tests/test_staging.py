@@ -249,7 +249,9 @@ def _two_nights_of_files(root, url) -> list[str]:
         ["张小丽", kids[2], "", guardians[2], "外婆", "店子镇", "南庄村"],  # no guardian: rejected
     ]
     path = cfg.intake_dir / "womens_federation" / "失亲儿童家庭名单.xlsx"
-    run_stages(cfg, "womens_federation", write_xlsx(path, "失亲儿童家庭名单", headers, roster))
+    run_stages(
+        cfg, "womens_federation", write_xlsx(path, "失亲儿童家庭名单", headers, roster, fixed_times=True)
+    )
     heads = [idnumber.make("370406", dt.date(1950 + i, 1, 2), i) for i in range(4)]
     adjust = cfg.intake_dir / "civil_affairs" / "困难群众调整名单.xlsx"
     write_xlsx(
@@ -268,10 +270,13 @@ def _two_nights_of_files(root, url) -> list[str]:
             ]
             for i, name in enumerate(["赵大明", "钱二虎", "孙秀英", "李四海"])
         ],
+        fixed_times=True,
     )
     run_stages(cfg, "civil_affairs", adjust, dt.date(2026, 11, 25))
     roster[0][6] = "北庄村"  # the clerk's correction
-    run_stages(cfg, "womens_federation", write_xlsx(path, "失亲儿童家庭名单", headers, roster))
+    run_stages(
+        cfg, "womens_federation", write_xlsx(path, "失亲儿童家庭名单", headers, roster, fixed_times=True)
+    )
     return kids
 
 
