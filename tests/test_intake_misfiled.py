@@ -274,25 +274,32 @@ def test_file_rejected_in_the_wrong_folder_then_moved_to_the_right_one_is_loaded
     assert second["organization/干部名册.xlsx"]["status"] == "validated"
 
 
-def test_copy_of_a_file_rejected_the_same_night_is_read_on_the_next_scan(tmp_path, sqlite_url):
+def test_a_misfiled_file_and_its_copy_in_the_right_folder_the_same_night_load_that_night(
+    tmp_path, sqlite_url
+):
+    """The clerk drops the cadre roster into civil affairs' folder, then (reading the feedback, or
+    unsure) copies it into the organization department's folder before the night: the copy loads
+    that night, not one night late as a duplicate of the misfiled one; the misfiled one is rejected
+    with the folder it belongs in. A third copy in the right folder is a duplicate as before."""
     cfg = _cfg(tmp_path, sqlite_url)
     rows = cadre_rows()
     _xlsx(cfg.intake_dir / "civil_affairs" / "干部名册.xlsx", rows, (TITLE_MERGE,))
     misfiled = (cfg.intake_dir / "civil_affairs" / "干部名册.xlsx").read_bytes()
     (cfg.intake_dir / "organization").mkdir(parents=True)
     (cfg.intake_dir / "organization" / "干部名册.xlsx").write_bytes(misfiled)  # same bytes, both folders
+    (cfg.intake_dir / "organization" / "干部名册(1).xlsx").write_bytes(misfiled)  # and once more
 
     _load_night(cfg, "night-1")
     ledger = _ledger(sqlite_url)
     rejected = ledger["civil_affairs/干部名册.xlsx"]
-    copy = ledger["organization/干部名册.xlsx"]
-    assert rejected.status == "rejected"
-    assert copy.status == "duplicate"  # of a file queued that night, which then was not loaded
+    copy = ledger["organization/干部名册(1).xlsx"]
+    again = ledger["organization/干部名册.xlsx"]
+    assert (rejected.status, rejected.reason_code) == ("rejected", "file_wrong_department")
+    assert (copy.status, copy.rows_loaded) == ("loaded", 2)
+    assert (again.status, again.reason_code) == ("duplicate", "file_duplicate")
 
     _load_night(cfg, "night-2")
-    copy = _ledger(sqlite_url)["organization/干部名册.xlsx"]
-    assert copy.status == "loaded"
-    assert copy.rows_loaded == 2
+    assert _ledger(sqlite_url)["organization/干部名册(1).xlsx"].rows_loaded == 2  # loaded once
 
 
 # --------------------------------------------------------------------------- 4. two-row group header

@@ -1,10 +1,13 @@
 """Intake: find new files in the intake folder and record each exactly once in the ledger.
 
 The ledger (``intake_file``) identifies a file by its path relative to the intake root and the
-SHA-256 of its bytes. The same bytes as a file loaded (or queued tonight) dropped again under
-another name are recorded as ``duplicate`` and not loaded again; a rejected file's bytes are not
-"already imported", so a copy of a rejected file is read (and a duplicate whose original was
-rejected after all is queued on the next scan). A corrected file dropped under the same name is
+SHA-256 of its bytes. The same bytes as a file loaded (or queued tonight in the same department
+folder) dropped again under another name are recorded as ``duplicate`` and not loaded again; a
+rejected file's bytes are not "already imported", so a copy of a rejected file is read (and a
+duplicate whose original was rejected after all is queued on the next scan). A copy of a file
+queued tonight in another department's folder is read too: a roster belongs to one department, so
+at most one of the two loads (the one in its own folder, the same night), the other is rejected
+as filed in the wrong folder. A corrected file dropped under the same name is
 new. Files are never deleted. A file still being written (modified in the last few seconds, or
 with an Excel lock file beside it) is left for the next scan. Symlinks and anything resolving
 outside the intake root are rejected without being read.
@@ -243,7 +246,7 @@ def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[ScannedFile]:
             }
             original = None
             if not item.unsafe and item.bad_name is None and item.department != UNSORTED:
-                original = _original(conn, digest)
+                original = _original(conn, digest, department=item.department)
             if item.unsafe:
                 row.update(
                     status="rejected",
@@ -282,13 +285,20 @@ def scan(eng: sa.Engine, settings: Settings, run_id: str) -> list[ScannedFile]:
     return todo
 
 
-def _original(conn: sa.Connection, digest: str, other_than: int | None = None) -> sa.Row | None:
-    """The first file with these bytes that is loaded or queued (in a department folder): what makes
-    another copy a duplicate. A rejected file's bytes were never imported."""
+def _original(
+    conn: sa.Connection, digest: str, other_than: int | None = None, department: str | None = None
+) -> sa.Row | None:
+    """The first file with these bytes that is loaded (in a department folder) or queued (in
+    ``department``'s folder, when given; else in any department folder): what makes another copy a
+    duplicate. A rejected file's bytes were never imported; a copy queued in another department's
+    folder may be the misfiled one, rejected tonight, so it does not make this one wait a night."""
     t = schema.intake_file
+    queued = t.c.status == "pending"
+    if department is not None:
+        queued = sa.and_(queued, t.c.department == department)
     query = (
         sa.select(t.c.file_id, t.c.file_name)
-        .where(t.c.sha256 == digest, t.c.status.in_(("loaded", "pending")), t.c.department != UNSORTED)
+        .where(t.c.sha256 == digest, sa.or_(t.c.status == "loaded", queued), t.c.department != UNSORTED)
         .order_by(t.c.file_id)
         .limit(1)
     )
