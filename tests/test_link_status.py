@@ -294,3 +294,38 @@ def test_a_household_leaving_one_of_its_two_categories_on_a_quiet_night_is_a_rec
         ("hardship", "exited"),
         ("old_member", "active"),
     ]
+
+
+def test_a_link_task_that_dies_after_writing_still_counts_as_a_change_when_its_retry_finds_nothing(
+    db, sqlite_url, tmp_path, monkeypatch
+):
+    """The link stage commits tonight's entities, then its process dies before it can say so; the
+    retry finds nothing left to link. The warehouse's generation has still moved, so the town
+    workbooks are checked against tonight's entities, not kept as they were."""
+    from rosterlink import tasks, warehouse
+    from rosterlink.core.settings import Settings
+
+    settings = Settings(intake_dir=tmp_path / "in", warehouse_url=sqlite_url, export_dir=tmp_path / "out")
+
+    def generation() -> int:
+        with db.eng.connect() as conn:
+            return warehouse.generation(conn)
+
+    db.file("civil_affairs", [hh("hardship", 1, "王伟", "hardship")])
+    before = generation()
+    real = link.link
+
+    def dies_after_writing(*args, **kwargs):
+        real(*args, **kwargs)
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr(link, "link", dies_after_writing)
+    with pytest.raises(SystemExit):
+        tasks.link(settings, "run-1")
+    monkeypatch.setattr(link, "link", real)
+    assert tasks.link(settings, "run-1")["rows_linked"] == 0  # the retry: nothing left
+    assert generation() > before
+    assert db.q("SELECT stage, changes FROM content_change") == [("link", -1)]  # unfinished: a change
+    # a stage that changes nothing leaves no trace
+    tasks.refresh_statuses(settings, dt.date(2026, 11, 10), True, "run-1")
+    assert db.q("SELECT stage, changes FROM content_change") == [("link", -1)]

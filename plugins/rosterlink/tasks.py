@@ -291,27 +291,20 @@ def load(settings: Settings, items: list[FileItem], day: str | None = None) -> L
 
 
 # --- later stages ----------------------------------------------------------------------------------
-def _changed(eng: sa.Engine, run_id: str | None, stage: str, changes: int) -> None:
-    """A stage that changed ``changes`` things: its tables' statistics are refreshed
-    (:data:`WRITTEN_BY`) and the change is recorded (``content_change``: the town workbooks are
-    checked again)."""
-    warehouse.analyze(eng, WRITTEN_BY[stage])
-    warehouse.record_change(eng, run_id, stage, changes)
-
-
 def link(settings: Settings, run_id: str | None = None) -> LinkSummary:
     from rosterlink.link import night as link_stage
 
     eng = _engine(settings)
-    done = link_stage.link(eng, review_dir=settings.review_dir)
-    changes = (
-        done["rows_linked"]
-        + done["rows_rejected_unknown_entity"]
-        + len(done["decisions_applied"])
-        + len(done["merges"])
-    )
-    if changes:
-        _changed(eng, run_id, "link", changes)
+    with warehouse.changes_of(eng, run_id, "link") as changed:
+        done = link_stage.link(eng, review_dir=settings.review_dir)
+        changed.append(
+            done["rows_linked"]
+            + done["rows_rejected_unknown_entity"]
+            + len(done["decisions_applied"])
+            + len(done["merges"])
+        )
+    if sum(changed):
+        warehouse.analyze(eng, WRITTEN_BY["link"])
     return done
 
 
@@ -321,10 +314,11 @@ def refresh_statuses(
     from rosterlink import status
 
     eng = _engine(settings)
-    done = status.refresh(eng, settings.max_end_share, allow_mass_end, as_of)
-    changes = sum(done["changed"].values()) + done["categories_changed"]
-    if changes:
-        _changed(eng, run_id, "status", changes)
+    with warehouse.changes_of(eng, run_id, "status") as changed:
+        done = status.refresh(eng, settings.max_end_share, allow_mass_end, as_of)
+        changed.append(sum(done["changed"].values()) + done["categories_changed"])
+    if sum(changed):
+        warehouse.analyze(eng, WRITTEN_BY["status"])
     return done
 
 
@@ -334,10 +328,11 @@ def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> Pairing
 
     config = pairing.PairingConfig.from_mapping(load_json("pairing.json"))
     eng = _engine(settings)
-    done = pairing.rebuild(eng, as_of, run_id, config)
-    changes = sum(done["ended"].values()) + sum(done["made"].values())
-    if changes:
-        _changed(eng, run_id, "pairing", changes)
+    with warehouse.changes_of(eng, run_id, "pairing") as changed:
+        done = pairing.rebuild(eng, as_of, run_id, config)
+        changed.append(sum(done["ended"].values()) + sum(done["made"].values()))
+    if sum(changed):
+        warehouse.analyze(eng, WRITTEN_BY["pairing"])
     return done
 
 
@@ -346,12 +341,11 @@ def follow_through(settings: Settings, as_of: dt.date, run_id: str) -> MatchSumm
     from rosterlink.followup import match
 
     eng = _engine(settings)
-    done = match.match(eng, as_of, run_id)
+    with warehouse.changes_of(eng, run_id, "follow_through") as changed:
+        done = match.match(eng, as_of, run_id)
+        # the figures are rebuilt for every household each night: a change whenever there are any
+        changed.append(done["rows_matched"] + done["households"])
     warehouse.analyze(eng, WRITTEN_BY["follow_through"])
-    # the figures are rebuilt for every household each night: a change whenever there are any
-    changes = done["rows_matched"] + done["households"]
-    if changes:
-        warehouse.record_change(eng, run_id, "follow_through", changes)
     return done
 
 

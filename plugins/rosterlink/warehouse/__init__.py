@@ -16,6 +16,7 @@ from rosterlink.warehouse.bulk import (
 )
 from rosterlink.warehouse.db import (
     analyze,
+    changes_of,
     connect,
     create_views,
     display_url,
@@ -32,6 +33,7 @@ __all__ = [
     "IN_LIST",
     "analyze",
     "batched",
+    "changes_of",
     "connect",
     "create_views",
     "display_url",

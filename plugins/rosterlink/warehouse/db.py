@@ -74,15 +74,44 @@ def analyze(eng: sa.Engine, tables: Iterable[str]) -> None:
             conn.exec_driver_sql(f'ANALYZE "{table}"')
 
 
-def record_change(eng: sa.Engine, run_id: str | None, stage: str, changes: int) -> None:
+def record_change(eng: sa.Engine, run_id: str | None, stage: str, changes: int) -> int:
     """Note that tonight's ``stage`` changed ``changes`` things the exports show (``content_change``):
-    the warehouse's generation moves on, and the town workbooks are checked again."""
+    the warehouse's generation moves on, and the town workbooks are checked again. Returns the
+    change's id."""
     with eng.begin() as conn:
-        conn.execute(
+        inserted = conn.execute(
             schema.content_change.insert().values(
                 run_id=run_id, stage=stage, changes=int(changes), recorded_at=now()
             )
-        )
+        ).inserted_primary_key
+    assert inserted is not None  # a single-row INSERT
+    return int(inserted[0])
+
+
+UNFINISHED = -1
+"""``content_change.changes`` of a stage that began and never said how it ended (its process
+died, or it raised): whatever it changed counts as a change."""
+
+
+@contextlib.contextmanager
+def changes_of(eng: sa.Engine, run_id: str | None, stage: str) -> Iterator[list[int]]:
+    """Record what ``stage`` changes, even if it never finishes: a change is recorded as
+    :data:`UNFINISHED` before the stage starts; the caller appends the number of things the stage
+    changed to the list it is given, and the record keeps that number, or is removed when the
+    stage changed nothing. A stage that raises, or whose process dies between committing its
+    writes and saying so, leaves the record: a retry that finds nothing left to do cannot hide the
+    first attempt's changes from the town workbooks."""
+    change_id = record_change(eng, run_id, stage, UNFINISHED)
+    changed: list[int] = []
+    yield changed
+    c = schema.content_change
+    with eng.begin() as conn:
+        if sum(changed):
+            conn.execute(
+                c.update().where(c.c.change_id == change_id).values(changes=sum(changed), recorded_at=now())
+            )
+        else:
+            conn.execute(c.delete().where(c.c.change_id == change_id))
 
 
 def generation(conn: sa.Connection) -> int:
