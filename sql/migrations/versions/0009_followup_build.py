@@ -1,0 +1,51 @@
+"""the follow-through figures remember what they were built from; visits indexed by date
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-06 06:00:00
+
+- ``followup_build``: one row, what ``followup_household`` was last built from (the night, the
+  code and settings, the marks of the pairs, visits and merges), so a night computes again only
+  the households whose row can have changed. Empty here: the first night after this migration
+  rebuilds the figures in full.
+- ``ix_visit_visit_date``: a night looks up the visits dated since the last night (a visit logged
+  ahead of its date counts from that date on).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "followup_build",
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("as_of", sa.Date(), nullable=False),
+        sa.Column("built_at", sa.DateTime(), nullable=False),
+        sa.Column("code_version", sa.Integer(), nullable=False),
+        sa.Column("config_digest", sa.String(length=64), nullable=False),
+        sa.Column("full", sa.Integer(), nullable=False),
+        sa.Column("households", sa.Integer(), nullable=False),
+        sa.Column("pairings", sa.Integer(), nullable=False),
+        sa.Column("open_pairings", sa.Integer(), nullable=False),
+        sa.Column("last_pairing_id", sa.Integer(), nullable=False),
+        sa.Column("visits", sa.Integer(), nullable=False),
+        sa.Column("last_visit_id", sa.Integer(), nullable=False),
+        sa.Column("last_merge_id", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
+    with op.batch_alter_table("visit", schema=None) as batch_op:
+        batch_op.create_index("ix_visit_visit_date", ["visit_date"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("visit", schema=None) as batch_op:
+        batch_op.drop_index("ix_visit_visit_date")
+    op.drop_table("followup_build")
