@@ -1,6 +1,7 @@
-"""The nightly follow-through figures: ``followup_household`` rebuilt for the night (one row per
-household with a pair in force, over its whole visit history, against the first-visit deadline and
-the help band), the district's headline, the ``followup_by_*`` views and the lines to act on."""
+"""The nightly follow-through figures: ``followup_household`` brought up to date for the night
+(one row per household with a pair in force, over its whole visit history, against the first-visit
+deadline and the help band), the district's headline, the ``followup_by_*`` views and the lines to
+act on."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import operator
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -78,7 +80,7 @@ def rebuild_followup(conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig) -
     pairs = _pairs(conn, as_of, None, surviving)
     towns = dict(conn.execute(sa.select(schema.household.c.household_key, schema.household.c.town)).all())
     visits = _visits(conn, as_of, None)
-    before = {r.household_key: _shown(r) for r in conn.execute(sa.select(fh))}
+    before = _shown_rows(conn, None)
     conn.execute(fh.delete())
     rows = _rows(pairs, visits, towns, as_of, cfg)
     insert_many(conn, fh, rows)  # every row: each carries the night's date
@@ -133,10 +135,7 @@ def refresh_followup(
         towns.update(
             conn.execute(sa.select(h.c.household_key, h.c.town).where(h.c.household_key.in_(chunk))).all()
         )
-        before.update(
-            (r.household_key, _shown(r))
-            for r in conn.execute(sa.select(fh).where(fh.c.household_key.in_(chunk)))
-        )
+        before.update(_shown_rows(conn, chunk))
         conn.execute(fh.delete().where(fh.c.household_key.in_(chunk)))
     visits = _visits(conn, as_of, keys)
     # every other row: the same figures, one night on (a count of days moves by the nights between)
@@ -296,14 +295,14 @@ def _pairs(
         p.c.target_kind == "household", p.c.valid_from <= as_of
     )
     if keys is None:
-        found = list(conn.execute(query.order_by(p.c.pairing_id)))
+        found: Iterable[sa.Row] = conn.execute(query.order_by(p.c.pairing_id))
     else:
-        found = [
+        chosen = [
             r
             for chunk in batched(keys, IN_LIST)
             for r in conn.execute(query.where(p.c.target_key.in_(chunk)))
         ]
-        found.sort(key=lambda r: r.pairing_id)
+        found = sorted(chosen, key=lambda r: r.pairing_id)
     first_paired: dict[str, dt.date] = {}
     current: dict[str, str] = {}
     for row in found:
@@ -389,16 +388,24 @@ def _rows(
     return rows
 
 
-def _shown(row: sa.Row | dict) -> tuple:
-    """What a row shows besides the night's date (the columns :data:`SHOWN`)."""
-    if isinstance(row, dict):
-        return tuple(row[c] for c in SHOWN)
-    return tuple(getattr(row, c) for c in SHOWN)
+def _shown_rows(conn: sa.Connection, keys: list[str] | None) -> dict[str, tuple]:
+    """household -> what its row shows besides the night's date (the columns :data:`SHOWN`), for
+    ``keys`` (None: every row)."""
+    fh = schema.followup_household
+    query = sa.select(fh.c.household_key, *(fh.c[c] for c in SHOWN))
+    if keys is not None:
+        query = query.where(fh.c.household_key.in_(keys))
+    return {r[0]: tuple(r[1:]) for r in conn.execute(query)}
+
+
+_SHOWN_OF = operator.itemgetter(*SHOWN)
 
 
 def _count_changed(before: dict[str, tuple], rows: list[dict]) -> int:
     """Households whose row was added, removed or shows something else than ``before``."""
-    after = {r["household_key"]: _shown(r) for r in rows}
+    if not before:
+        return len(rows)
+    after = {r["household_key"]: _SHOWN_OF(r) for r in rows}
     return sum(1 for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
