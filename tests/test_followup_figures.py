@@ -401,3 +401,54 @@ def test_a_night_that_cannot_be_followed_rebuilds_the_figures_in_full(url):
         assert last_build_was_full(eng) == (day == dt.date(2026, 8, 25))
         kept, rebuilt = tables(eng, day, wider)
         assert kept == rebuilt
+
+
+@pytest.mark.slow
+def test_real_nights_of_a_sample_district_keep_the_figures_equal_to_the_full_rebuild(
+    tmp_path, sqlite_url, run_night
+):
+    """The sample generator's district through the real night (Airflow ``dag.test``): the pairs of
+    night 1, the units' visit logs, a quiet night, a churn night after the first-visit deadline,
+    more logs, a churn night in the new year and a quiet one."""
+    from rosterlink.synthetic import visits as sample_visits
+    from rosterlink.synthetic.churn import Churn
+
+    intake, exports, url = tmp_path / "intake", tmp_path / "exports", sqlite_url
+    churn = Churn(intake, seed=5, scale=0.2, first_night=dt.date(2026, 9, 1))
+    eng = warehouse.connect(url)
+    before: dict[str, dict] = {}
+
+    def night(day: dt.date) -> dict:
+        nonlocal before
+        assert run_night(intake, url, exports, as_of=day.isoformat()) == "success", day
+        kept, rebuilt = tables(eng, day)
+        assert kept == rebuilt, day
+        with eng.connect() as conn:
+            n = schema.night_run
+            recorded = conn.execute(
+                sa.select(n.c.summary).order_by(n.c.started_at.desc()).limit(1)
+            ).scalar_one()
+        done = json.loads(recorded)["followup"]
+        old, new = shown(before), shown(kept)
+        assert done["figures_changed"] == sum(1 for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        assert done["households"] == len(kept)
+        before = kept
+        return done
+
+    churn.write_night(1)
+    night(dt.date(2026, 9, 1))
+    sample_visits.generate(intake, url, dt.date(2026, 9, 20), seed=5)
+    assert night(dt.date(2026, 9, 20))["rows_matched"] > 0
+    quiet = night(dt.date(2026, 9, 21))
+    assert (quiet["rows_matched"], quiet["figures_changed"]) == (0, 0)
+    assert not last_build_was_full(eng)
+    churn.write_night(2)
+    assert night(dt.date(2026, 9, 27))["figures_changed"] > 0  # the deadline passed, pairs changed
+    assert not last_build_was_full(eng)
+    sample_visits.generate(intake, url, dt.date(2026, 12, 30), seed=5)
+    night(dt.date(2026, 12, 30))
+    churn.write_night(3)
+    night(dt.date(2027, 1, 2))
+    assert last_build_was_full(eng)  # a new year: the year's help starts again
+    assert night(dt.date(2027, 1, 3))["figures_changed"] == 0
+    assert not last_build_was_full(eng)
