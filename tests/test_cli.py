@@ -295,6 +295,13 @@ def test_the_summary_tells_tonight_from_all_nights_and_lists_what_was_written(tm
     assert re.fullmatch(r"read [\d,]+, loaded [\d,]+, rejected [\d,]+", tonight["rows"])
     assert not re.search(r"\{'|'\}|\{\}|\[\]", out), "a Python dict or list on the terminal"
     assert re.match(r"by ID number [\d,]+", tonight["rows linked"])  # how tonight's rows were linked
+    # no visit logs yet, but the pairs changed: the follow-through says how many households' figures did
+    followed = re.fullmatch(
+        r"0 visit rows matched, 0 rejected; figures changed for ([\d,]+) of ([\d,]+) households",
+        tonight["follow-through"],
+    )
+    assert followed, tonight["follow-through"]
+    assert 0 < int(followed[1].replace(",", "")) < int(followed[2].replace(",", ""))
     assert "task resources" not in out  # only with -v
 
     written = section(out, "written tonight:")

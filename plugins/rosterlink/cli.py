@@ -347,6 +347,13 @@ def print_summary(outcome: NightOutcome) -> None:
                 if k in linked
             )
             print(f"  rows linked:            {parts}")
+        followed = outcome.tonight.get("followup") or {}
+        if followed:
+            print(
+                f"  follow-through:         {followed['rows_matched']:,} visit rows matched, "
+                f"{sum(followed['rows_rejected'].values()):,} rejected; figures changed for "
+                f"{followed['figures_changed']:,} of {followed['households']:,} households"
+            )
     if figures is not None:
         print("\nall nights (the warehouse as it stands):")
         print(f"  files:                  {plain.counts(figures['files'])}")

@@ -137,9 +137,13 @@ def tonight_figures(settings: Settings, run_id: str) -> dict:
     their rows read / loaded / already recorded (a re-sent file's rows) / rejected, and how the
     loaded rows found their household, cadre or case
     (``linked``: link method -> rows; ``id`` an ID number or case number, ``model`` the linkage
-    model, ``new`` a new entity, ``review_split`` kept apart by a reviewer)."""
+    model, ``new`` a new entity, ``review_split`` kept apart by a reviewer), and what the
+    follow-through stage did (``followup``: its :class:`~rosterlink.followup.match.MatchSummary` as
+    the night recorded it; absent when the night did not record one)."""
     f = schema.intake_file
     with _engine(settings).connect() as conn:
+        n = schema.night_run
+        recorded = conn.execute(sa.select(n.c.summary).where(n.c.run_id == run_id)).scalar_one_or_none()
         by_status = {
             str(status): int(n)
             for status, n in conn.execute(
@@ -157,10 +161,12 @@ def tonight_figures(settings: Settings, run_id: str) -> dict:
                 .group_by(r.c.link_method)
             )
         }
+    followup = (warehouse.loads(recorded) if recorded else {}).get("followup")
     return {
         "files": by_status,
         "rows": rows,
         "linked": linked,
+        **({"followup": followup} if followup else {}),
     }
 
 

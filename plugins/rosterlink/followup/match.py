@@ -20,8 +20,10 @@ A rejected row goes to ``rejected_row`` with a Chinese message (so the clerk's f
 lists it), leaves ``source_record`` and moves from the file's loaded to its rejected count, so the
 file still balances (``file_reconciliation``). A matched row becomes a ``visit`` row.
 
-Then, in the same transaction, :func:`rosterlink.followup.figures.rebuild_followup` rebuilds the
-night's figures (``followup_household``).
+Then, in the same transaction, :func:`rosterlink.followup.figures.refresh_followup` brings the
+night's figures (``followup_household``) up to date: it computes again the households whose row
+can have changed (told which households tonight's visits touched) and moves every other row to the
+night; it rebuilds them all when it cannot tell (:func:`~rosterlink.followup.figures.rebuild_followup`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from rosterlink.core.findings import message
 from rosterlink.core.masking import mask_text
 from rosterlink.core.spec import catalogue, header_key
 from rosterlink.followup.config import FollowupConfig, count_items
-from rosterlink.followup.figures import rebuild_followup, surviving_keys
+from rosterlink.followup.figures import refresh_followup, surviving_keys
 from rosterlink.warehouse import now, schema
 from rosterlink.warehouse.load import ledger_message
 
@@ -47,11 +49,15 @@ log = logging.getLogger(__name__)
 
 
 class MatchSummary(TypedDict):
-    """What :func:`match` did: rows matched, rows rejected by reason code, households followed."""
+    """What :func:`match` did: rows matched, rows rejected by reason code, households followed, and
+    how many households' figures were added, removed or changed in anything but the night's date
+    (``figures_changed``: 0 with ``rows_matched`` 0 means the follow-through shows what it showed
+    the night before, but for ``as_of`` and ``days_since_contact``)."""
 
     rows_matched: int
     rows_rejected: dict[str, int]
     households: int
+    figures_changed: int
 
 
 @dataclass(frozen=True)
@@ -94,11 +100,15 @@ def match(
         schema.pairing,
     )
     outcome: dict[str, int] = defaultdict(int)
+    touched: set[str] = set()  # households whose visits tonight added, removed or moved
+    removed = 0
     with eng.begin() as conn:
         surviving = surviving_keys(conn)
         # visits follow their household through merges
         for retired, key in surviving.items():
-            conn.execute(v.update().where(v.c.household_key == retired).values(household_key=key))
+            moved = conn.execute(v.update().where(v.c.household_key == retired).values(household_key=key))
+            if moved.rowcount:
+                touched.update((retired, key))
         pending = conn.execute(
             sa.select(
                 r.c.record_id,
@@ -173,7 +183,9 @@ def match(
             rejected_by_file: dict[int, int] = defaultdict(int)
             for rec in pending:
                 if rec.resent:
-                    _supersede(conn, rec, seen)
+                    gone = _supersede(conn, rec, seen)
+                    touched.update(gone)
+                    removed += len(gone)
                 attrs = json.loads(rec.attrs or "{}")
                 found = _match_one(rec, attrs, cadre_by_id, heads, pairs_by_cadre, seen, cfg)
                 if isinstance(found, tuple):  # (code, field, value, extra)
@@ -201,6 +213,7 @@ def match(
                 found["file_id"], found["sheet"], found["row_number"] = rec.file_id, rec.sheet, rec.row_number
                 found["record_id"], found["run_id"], found["matched_at"] = rec.record_id, run_id, now()
                 conn.execute(v.insert().values(**found))
+                touched.add(found["household_key"])
                 seen[
                     (found["cadre_key"], found["household_key"], found["visit_date"], found["visit_kind"])
                 ] = _where(names.get(rec.file_id, ""), rec.sheet, rec.row_number)
@@ -214,24 +227,30 @@ def match(
                 conn.execute(
                     f.update().where(f.c.file_id == file_id).values(message=ledger_message(conn, file_id))
                 )
-        households = rebuild_followup(conn, as_of, cfg)
+        matched = outcome.pop("matched", 0)
+        figures = refresh_followup(conn, as_of, cfg, touched, matched - removed)
     summary: MatchSummary = {
-        "rows_matched": outcome.pop("matched", 0),
+        "rows_matched": matched,
         "rows_rejected": dict(sorted(outcome.items())),
-        "households": households,
+        "households": figures.households,
+        "figures_changed": figures.changed,
     }
     log.info(
-        "follow-through: %d visit rows matched, %d rejected, %d households followed",
+        "follow-through: %d visit rows matched, %d rejected, %d households followed, "
+        "figures changed for %d (%s)",
         summary["rows_matched"],
         sum(summary["rows_rejected"].values()),
-        households,
+        figures.households,
+        figures.changed,
+        "rebuilt in full" if figures.full else "computed again where they could change",
     )
     return summary
 
 
-def _supersede(conn: sa.Connection, rec: sa.Row, seen: dict[tuple, str]) -> None:
+def _supersede(conn: sa.Connection, rec: sa.Row, seen: dict[tuple, str]) -> list[str]:
     """A changed row of a re-sent log: the visit the same place of an earlier version of the file
-    (same department and file name, same sheet and row) gave gives way, with its record."""
+    (same department and file name, same sheet and row) gave gives way, with its record. Returns
+    the households of the visits removed (one per visit)."""
     r, v, f = schema.source_record, schema.visit, schema.intake_file
     this = f.alias("this")
     earlier = conn.execute(
@@ -259,6 +278,7 @@ def _supersede(conn: sa.Connection, rec: sa.Row, seen: dict[tuple, str]) -> None
         key = (old.cadre_key, old.household_key, old.visit_date, old.visit_kind)
         if seen.get(key) == _where(old.file_name, rec.sheet, rec.row_number):
             del seen[key]
+    return [old.household_key for old in earlier]
 
 
 def _where(file_name: str, sheet: str, row_number: int) -> str:

@@ -205,6 +205,9 @@ def _run(
         ended = _count(conn, p, old)
         if ended and not dry_run:
             conn.execute(p.delete().where(old))
+            # the follow-through figures were built from these pairs (a household's first pair
+            # gives its deadline): the next night rebuilds them in full
+            conn.execute(schema.followup_build.delete())
     return PurgeReport(
         dry_run=dry_run,
         older_than_days=days,
