@@ -349,8 +349,9 @@ def follow_through(settings: Settings, as_of: dt.date, run_id: str) -> MatchSumm
     eng = _engine(settings)
     with warehouse.changes_of(eng, run_id, "follow_through") as changed:
         done = match.match(eng, as_of, run_id)
-        # the figures are rebuilt for every household each night: a change whenever there are any
-        changed.append(done["rows_matched"] + done["households"])
+        # every row moves with the date (as_of, days since contact); a change is a visit matched
+        # tonight, or a household's figures changed in anything else
+        changed.append(done["rows_matched"] + done["figures_changed"])
     warehouse.analyze(eng, WRITTEN_BY["follow_through"])
     return done
 

@@ -1,7 +1,7 @@
 """a row each time a night's stage changes what the exports show
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-06 10:00:00
 
 - ``content_change``: one row per stage of a night that changed entities, statuses, pairs or the
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
