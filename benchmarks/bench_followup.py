@@ -21,43 +21,18 @@ are printed as one JSON line per engine; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from bench_warehouse import TOWNS, database  # a fresh database per engine, as there
 
 ROOT = Path(__file__).resolve().parents[1]
-ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 NIGHT1 = dt.date(2026, 10, 1)
-TOWNS = [f"镇{i:03d}" for i in range(50)]
-
-
-@contextlib.contextmanager
-def database(kind: str):
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="rl-bench-fu-") as tmp:
-            yield f"sqlite:///{tmp}/warehouse.db"
-        return
-    name = f"rl_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        from rosterlink import warehouse
-
-        warehouse.engine.cache_clear()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def _visit(i: int, n: int, day: dt.date, household: str, cadre: str, pairing_id: int) -> dict:
