@@ -31,7 +31,7 @@ class Record:
     town: str | None
     village: str | None
     phone: str | None
-    attrs: str
+    attrs: str | None  # JSON; held only where the stage reads it (cadres, households without a usable ID)
     key: str | None  # the key the row had when the night started
     pending: bool
     norm: str | None = None

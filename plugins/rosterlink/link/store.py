@@ -221,7 +221,7 @@ def write_cadres(conn: sa.Connection, kind: Kind) -> None:
         recs = sorted((kind.recs[m] for m in kind.members.get(key, ())), key=lambda x: x.record_id)
         if not recs:
             continue
-        attrs = [json.loads(x.attrs) for x in recs]
+        attrs = [json.loads(x.attrs or "{}") for x in recs]
         values = {
             "name": _latest([x.name for x in recs]),
             "id_number": _latest([x.id_number or x.raw_id for x in recs]),
