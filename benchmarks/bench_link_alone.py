@@ -66,7 +66,7 @@ def digest(db: Path) -> dict[str, str]:
         for table, columns in WRITTEN.items():
             h = hashlib.sha256()
             n = 0
-            for row in conn.execute(f"SELECT {columns} FROM {table} ORDER BY 1, 2, 3"):  # noqa: S608
+            for row in conn.execute(f"SELECT {columns} FROM {table} ORDER BY 1, 2, 3"):
                 h.update(repr(row).encode())
                 n += 1
             out[table] = f"{n} rows {h.hexdigest()[:16]}"
@@ -104,9 +104,9 @@ def child(db: Path) -> dict:
         "cpu_s": round(cpu, 2),
         "wall_s": round(wall, 2),
         "rows_linked": result["rows_linked"],
-        "summary_digest": hashlib.sha256(json.dumps(summary, sort_keys=True, default=str).encode()).hexdigest()[
-            :16
-        ],
+        "summary_digest": hashlib.sha256(
+            json.dumps(summary, sort_keys=True, default=str).encode()
+        ).hexdigest()[:16],
         "tables": digest(db),
     }
 
@@ -143,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"run {run + 1} failed:\n{proc.stderr[-3000:]}")
             result = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(result)
+        peak, baseline, stage = result["peak_rss_mb"], result["baseline_rss_mb"], result["stage_peak_mb"]
         print(
-            f"run {run + 1}: peak RSS {result['peak_rss_mb']:.0f} MB (baseline {result['baseline_rss_mb']:.0f}, "
-            f"the stage {result['stage_peak_mb']:.0f}), CPU {result['cpu_s']:.2f} s, wall {result['wall_s']:.2f} s, "
+            f"run {run + 1}: peak RSS {peak:.0f} MB (baseline {baseline:.0f}, the stage {stage:.0f}), "
+            f"CPU {result['cpu_s']:.2f} s, wall {result['wall_s']:.2f} s, "
             f"{result['rows_linked']:,} rows linked; summary {result['summary_digest']}",
             flush=True,
         )

@@ -43,8 +43,9 @@ rows, the bare tool the stage should be held against (issue 14), and prints the 
 
 ``--profile TASK ...`` runs those tasks under cProfile and prints their top entries (cumulative
 and own time). ``--snapshot-link DIR`` copies the warehouse as the link stage finds it (after the
-load, before the link) to ``DIR/night-N.db`` each night, for ``benchmarks/bench_link_alone.py``. On a shared machine wall time is noisy: read CPU time first. Figures only; nothing
-here asserts a time.
+load, before the link) to ``DIR/night-N.db`` each night, for ``benchmarks/bench_link_alone.py``.
+On a shared machine wall time is noisy: read CPU time first. Figures only; nothing here asserts a
+time.
 """
 
 from __future__ import annotations
@@ -207,9 +208,11 @@ def _copy_warehouse(url: str, target: Path) -> None:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     target.unlink(missing_ok=True)
-    with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as src:
-        with contextlib.closing(sqlite3.connect(target)) as dst:
-            src.backup(dst)
+    with (
+        contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as src,
+        contextlib.closing(sqlite3.connect(target)) as dst,
+    ):
+        src.backup(dst)
 
 
 def _timed(work) -> tuple[object, float, float]:

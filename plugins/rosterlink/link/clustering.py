@@ -84,25 +84,25 @@ class Rules:
 class Units:
     """Union-find over clusters of rows, with what the merge rules need to know of each.
 
-    A cluster that was never merged holds its group's own collections (its rows' mapping, its
-    shapes, keys and the rows it cannot be; its ID numbers as a tuple), never copies of them: a
-    night's first run makes a group for every row and merges few. A cluster gets sets of its own
-    when it grows; the groups are never changed."""
+    A night's first run makes a cluster for every new household and merges few, so a cluster that
+    was never merged holds its rows, ID numbers and shapes as tuples (a third of a set of one) and
+    its group's own keys and the rows it cannot be; it gets sets of its own when it grows. The
+    groups are never changed, nor kept."""
 
     def __init__(self) -> None:
         self.parent: list[int] = []
         self.keys: list[Set[str]] = []
         self.ids: list[Collection[str]] = []  # the distinct valid ID numbers of its rows
         self.recs: list[Collection[int]] = []
-        self.shapes: list[Set[Hashable]] = []  # distinct rows (identity fields), for "several rows"
+        self.shapes: list[Collection[Hashable]] = []  # distinct rows (identity fields): "several rows"
         self.cannot: list[Set[int]] = []
 
     def add(self, group: Group) -> int:
         self.parent.append(len(self.parent))
         self.keys.append(group.keys or EMPTY)
         self.ids.append(tuple(dict.fromkeys(i for i in group.rows.values() if i)))
-        self.recs.append(group.rows.keys())
-        self.shapes.append(group.shapes)
+        self.recs.append(tuple(group.rows))
+        self.shapes.append(tuple(group.shapes))
         self.cannot.append(group.cannot or EMPTY)
         return len(self.parent) - 1
 

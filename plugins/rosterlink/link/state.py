@@ -5,15 +5,15 @@ found. :func:`load_night` reads it; the steps of :mod:`rosterlink.link.night` ch
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import overload
 
 import sqlalchemy as sa
 
 from rosterlink.link import keys
 from rosterlink.link.config import LinkageConfig
 from rosterlink.link.model import norm_name, usable_id, village_key
-from rosterlink.link.records import Kind, Record
+from rosterlink.link.records import Kind, Record, add_once
 from rosterlink.link.review import ReviewQueue
 from rosterlink.warehouse import schema
 
@@ -61,8 +61,8 @@ def load_kind(conn: sa.Connection, kind: str, cfg: LinkageConfig) -> Kind:
     usable ID number (the model's features)."""
     r = schema.source_record
     recs: dict[int, Record] = {}
-    members: dict[str, set[int]] = defaultdict(set)
-    by_id: dict[str, set[str]] = defaultdict(set)
+    members: dict[str, list[int]] = {}
+    by_id: dict[str, list[str]] = {}
     # the same ID number, name and village come back on many rows (every roster a household is on,
     # every night it is listed): each distinct value is checked and normalised once
     ids: dict[object, str | None] = {}
@@ -131,12 +131,20 @@ def load_kind(conn: sa.Connection, kind: str, cfg: LinkageConfig) -> Kind:
         )
         recs[rec.record_id] = rec
         if rec.key:
-            members[rec.key].add(rec.record_id)
+            held = members.get(rec.key)
+            if held is None:
+                members[rec.key] = [rec.record_id]
+            else:
+                held.append(rec.record_id)  # (each row once: the rows come once each)
             if rec.id_number:
-                by_id[rec.id_number].add(rec.key)
-    return Kind(kind, recs, dict(members), dict(by_id), keys.issuer(conn, kind))
+                add_once(by_id, rec.id_number, rec.key)
+    return Kind(kind, recs, members, by_id, keys.issuer(conn, kind))
 
 
+@overload
+def _shared(strings: dict[str, str], value: str) -> str: ...
+@overload
+def _shared(strings: dict[str, str], value: str | None) -> str | None: ...
 def _shared(strings: dict[str, str], value: str | None) -> str | None:
     """``value``, as the one string held for it (None stays None)."""
     return None if value is None else strings.setdefault(value, value)
