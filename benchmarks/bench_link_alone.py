@@ -12,6 +12,10 @@ stage's modules, DuckDB and Splink first, notes its RSS (the baseline), resets t
 ``/proc/self/clear_refs``), runs the stage and reads the peak (``VmHWM``) and the CPU seconds
 (user + system) the stage took. ``--runs N`` repeats it (a fresh copy and process each time).
 
+``--postgres URL`` (a server's URL, e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``)
+runs it on PostgreSQL instead: the snapshot's tables are copied once into a template database
+(``rl_link_alone_<snapshot's size>``, kept for the next runs), and each run gets a fresh copy of it.
+
 It also prints a digest of what the stage wrote (every table it writes, with the columns that hold
 the time of the night left out) and of its summary (timings left out): two trees that give the same
 digest on the same snapshot linked the same way. Figures only; nothing here asserts a time.
@@ -25,11 +29,11 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,22 +63,62 @@ def _status_mb(field: str) -> float:
     return 0.0
 
 
-def digest(db: Path) -> dict[str, str]:
+def digest(url: str) -> dict[str, str]:
     """A digest per table the stage writes (rows in a fixed order)."""
+    import sqlalchemy as sa
+
     out = {}
-    with contextlib.closing(sqlite3.connect(db)) as conn:
+    with sa.create_engine(url).connect() as conn:
         for table, columns in WRITTEN.items():
             h = hashlib.sha256()
             n = 0
-            for row in conn.execute(f"SELECT {columns} FROM {table} ORDER BY 1, 2, 3"):
-                h.update(repr(row).encode())
+            for row in conn.exec_driver_sql(f"SELECT {columns} FROM {table} ORDER BY 1, 2, 3"):
+                h.update(repr(tuple(_plain(v) for v in row)).encode())
                 n += 1
             out[table] = f"{n} rows {h.hexdigest()[:16]}"
     return out
 
 
-def child(db: Path) -> dict:
-    """Run the link stage on ``db`` (in the fresh process) and return its figures."""
+def _plain(value: object) -> object:
+    """A value as SQLite gives it back (PostgreSQL gives dates and decimals as objects)."""
+    return value if value is None or isinstance(value, (int, float, str)) else str(value)
+
+
+def to_postgres(snapshot: Path, server: str) -> str:
+    """The snapshot's tables in a PostgreSQL template database (made once); its URL."""
+    import sqlalchemy as sa
+
+    from rosterlink import warehouse
+    from rosterlink.warehouse import schema
+
+    name = f"rl_link_alone_{snapshot.stat().st_size}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        if conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).first():
+            return url
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    eng = warehouse.connect(url)
+    source = sa.create_engine(f"sqlite:///{snapshot}")
+    with source.connect() as src, eng.begin() as dst:
+        for table in schema.metadata.sorted_tables:
+            if not sa.inspect(src).has_table(table.name):
+                continue
+            rows = (dict(row) for row in src.execute(sa.select(table)).mappings())
+            warehouse.insert_many(dst, table, rows)
+            keys = list(table.primary_key.columns)
+            for column in [c.name for c in keys if len(keys) == 1 and isinstance(c.type, sa.Integer)]:
+                dst.exec_driver_sql(
+                    f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column}'), "
+                    f"COALESCE((SELECT MAX({column}) FROM {table.name}), 0) + 1, false)"
+                )
+    warehouse.analyze(eng, tuple(t.name for t in schema.metadata.sorted_tables))
+    eng.dispose()
+    return url
+
+
+def child(url: str) -> dict:
+    """Run the link stage on ``url`` (in the fresh process) and return its figures."""
     import duckdb  # noqa: F401 (imported before the baseline: the stage's engine)
     import splink  # noqa: F401
 
@@ -84,7 +128,7 @@ def child(db: Path) -> dict:
     from rosterlink.link import night as link_stage
     from rosterlink.link.config import load_config
 
-    eng = warehouse.connect(f"sqlite:///{db}")
+    eng = warehouse.connect(url)
     cfg = load_config()
     baseline = _status_mb("VmRSS")
     with contextlib.suppress(OSError):
@@ -107,8 +151,33 @@ def child(db: Path) -> dict:
         "summary_digest": hashlib.sha256(
             json.dumps(summary, sort_keys=True, default=str).encode()
         ).hexdigest()[:16],
-        "tables": digest(db),
+        "tables": digest(url),
     }
+
+
+@contextlib.contextmanager
+def _copy(snapshot: Path, tmp: str, template: str | None) -> Iterator[str]:
+    """A fresh copy of the snapshot for one run (a SQLite file, or a database made from the
+    PostgreSQL template); its URL."""
+    if template is None:
+        db = Path(tmp) / "warehouse.db"
+        shutil.copyfile(snapshot, db)
+        yield f"sqlite:///{db}"
+        return
+    import sqlalchemy as sa
+
+    base = sa.make_url(template)
+    name = f"{base.database}_run"
+    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{base.database}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,24 +185,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("snapshot", type=Path, help="a warehouse copied by bench_night.py --snapshot-link")
     p.add_argument("--plugins", type=Path, default=ROOT / "plugins", help="the tree whose package runs")
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--postgres", help="a PostgreSQL server's URL: run there instead of on SQLite")
     p.add_argument("--json", type=Path)
-    p.add_argument("--_child", dest="child_db", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--_child", dest="child_url", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.child_db:
-        print(json.dumps(child(args.child_db)))
+    if args.child_url:
+        print(json.dumps(child(args.child_url)))
         return 0
+    template = to_postgres(args.snapshot, args.postgres) if args.postgres else None
     results = []
     for run in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="rl-link-alone-") as tmp:
-            db = Path(tmp) / "warehouse.db"
-            shutil.copyfile(args.snapshot, db)
-            env = {
-                **os.environ,
-                "PYTHONPATH": str(args.plugins.resolve()),
-                "ROSTERLINK_WAREHOUSE_URL": f"sqlite:///{db}",
-            }
+        with (
+            tempfile.TemporaryDirectory(prefix="rl-link-alone-") as tmp,
+            _copy(args.snapshot, tmp, template) as url,
+        ):
+            env = {**os.environ, "PYTHONPATH": str(args.plugins.resolve()), "ROSTERLINK_WAREHOUSE_URL": url}
             proc = subprocess.run(
-                [sys.executable, __file__, str(args.snapshot), "--_child", str(db)],
+                [sys.executable, __file__, str(args.snapshot), "--_child", url],
                 env=env,
                 capture_output=True,
                 text=True,

@@ -151,15 +151,10 @@ def write_households(conn: sa.Connection, kind: Kind) -> None:
         for chunk in batched(retired, IN_LIST):
             conn.execute(hc.delete().where(hc.c.household_key.in_(chunk)))
             conn.execute(h.delete().where(h.c.household_key.in_(chunk)))
-    touched = kind.touched - kind.retired
+    touched = sorted(kind.touched - kind.retired)
     # only the households tonight touched are read back (a quiet or small night reads a few rows,
-    # not the whole table), and rebuilt WRITE_KEYS at a time (a first night touches every one)
-    for chunk in batched(sorted(touched), WRITE_KEYS):
-        _write_households(conn, kind, chunk)
-
-
-def _write_households(conn: sa.Connection, kind: Kind, touched: list[str]) -> None:
-    h, hc = schema.household, schema.household_category
+    # not the whole table), all of them before anything is written (on PostgreSQL a lookup after
+    # tonight's first rows are in would be planned on the statistics of the table without them)
     existing = {}
     categories: dict[str, set[str]] = defaultdict(set)
     for chunk in batched(touched, IN_LIST):
@@ -179,6 +174,20 @@ def _write_households(conn: sa.Connection, kind: Kind, touched: list[str]) -> No
             sa.select(hc.c.household_key, hc.c.category).where(hc.c.household_key.in_(chunk))
         ):
             categories[k2].add(category)
+    # then rebuilt WRITE_KEYS at a time: what is built for the write (a first night touches every
+    # household) is held for these only
+    for chunk in batched(touched, WRITE_KEYS):
+        _write_households(conn, kind, chunk, existing, categories)
+
+
+def _write_households(
+    conn: sa.Connection,
+    kind: Kind,
+    touched: list[str],
+    existing: dict[str, sa.Row],
+    categories: dict[str, set[str]],
+) -> None:
+    h, hc = schema.household, schema.household_category
     inserts, updates, cat_insert, cat_delete = [], [], [], []
     for key in touched:
         recs = sorted((kind.recs[m] for m in kind.members.get(key, ())), key=lambda x: x.record_id)
@@ -217,18 +226,19 @@ def _write_households(conn: sa.Connection, kind: Kind, touched: list[str]) -> No
 
 def write_cadres(conn: sa.Connection, kind: Kind) -> None:
     """Rebuild the cadres tonight touched from their rows."""
-    touched = kind.touched - kind.retired
-    for chunk in batched(sorted(touched), WRITE_KEYS):
-        _write_cadres(conn, kind, chunk)
-
-
-def _write_cadres(conn: sa.Connection, kind: Kind, touched: list[str]) -> None:
     c = schema.cadre
-    existing = {
+    touched = sorted(kind.touched - kind.retired)
+    existing = {  # all read before anything is written (see write_households)
         row.cadre_key: row
         for chunk in batched(touched, IN_LIST)
         for row in conn.execute(sa.select(c).where(c.c.cadre_key.in_(chunk)))
     }
+    for chunk in batched(touched, WRITE_KEYS):
+        _write_cadres(conn, kind, chunk, existing)
+
+
+def _write_cadres(conn: sa.Connection, kind: Kind, touched: list[str], existing: dict[str, sa.Row]) -> None:
+    c = schema.cadre
     inserts, updates = [], []
     for key in touched:
         recs = sorted((kind.recs[m] for m in kind.members.get(key, ())), key=lambda x: x.record_id)
