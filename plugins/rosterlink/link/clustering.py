@@ -99,11 +99,11 @@ class Units:
 
     def add(self, group: Group) -> int:
         self.parent.append(len(self.parent))
-        self.keys.append(group.keys or EMPTY)
+        self.keys.append(_frozen(group.keys))
         self.ids.append(tuple(dict.fromkeys(i for i in group.rows.values() if i)))
         self.recs.append(tuple(group.rows))
         self.shapes.append(tuple(group.shapes))
-        self.cannot.append(group.cannot or EMPTY)
+        self.cannot.append(_frozen(group.cannot))
         return len(self.parent) - 1
 
     def find(self, u: int) -> int:
@@ -134,6 +134,13 @@ class Units:
         self.cannot[a] = _joined(self.cannot[a], self.cannot[b])
         self.keys[b] = self.ids[b] = self.recs[b] = self.shapes[b] = self.cannot[b] = EMPTY
         return a
+
+
+def _frozen(values: Set[_T]) -> Set[_T]:
+    """A group's set as a cluster may hold it without copying: never a set it could change."""
+    if not values:
+        return EMPTY
+    return values if isinstance(values, frozenset) else frozenset(values)
 
 
 def _joined(held: Collection[_T], more: Collection[_T]) -> set[_T]:
