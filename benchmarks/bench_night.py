@@ -42,8 +42,10 @@ rows, the bare tool the stage should be held against (issue 14), and prints the 
   stage's cost, and on a quiet night most of it.
 
 ``--profile TASK ...`` runs those tasks under cProfile and prints their top entries (cumulative
-and own time). On a shared machine wall time is noisy: read CPU time first. Figures only; nothing
-here asserts a time.
+and own time). ``--snapshot-link DIR`` copies the warehouse as the link stage finds it (after the
+load, before the link) to ``DIR/night-N.db`` each night, for ``benchmarks/bench_link_alone.py``.
+On a shared machine wall time is noisy: read CPU time first. Figures only; nothing here asserts a
+time.
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ class Recorder:
     """Wraps ``rosterlink.tasks.night`` (every task of the DAG runs inside it) to time each task,
     and the OR-Tools solver the pairing stage uses, to keep the instances it solved."""
 
-    def __init__(self, profile: set[str]) -> None:
+    def __init__(self, profile: set[str], snapshot: Path | None = None) -> None:
+        self.snapshot = snapshot  # where the warehouse is copied before the link stage runs
         self.stages: dict[str, dict] = defaultdict(
             lambda: {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mb": 0.0, "runs": 0}
         )
@@ -122,6 +125,8 @@ class Recorder:
         @contextlib.contextmanager
         def measured(settings, run_id, last=False):
             task_id = get_current_context()["ti"].task_id
+            if task_id == "link_entities" and recorder.snapshot is not None:
+                _copy_warehouse(settings.warehouse_url, recorder.snapshot)
             profiler = cProfile.Profile() if task_id in recorder.profile else None
             _peak_reset()
             t0, c0 = time.perf_counter(), time.process_time()
@@ -195,6 +200,19 @@ class Recorder:
 
         # the pairing stage imports the class from the module when it solves: replace it there
         min_cost_flow.SimpleMinCostFlow = RecordingFlow  # type: ignore[misc]
+
+
+def _copy_warehouse(url: str, target: Path) -> None:
+    """The SQLite warehouse at ``url`` copied to ``target`` (SQLite's online backup)."""
+    import sqlite3
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    with (
+        contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as src,
+        contextlib.closing(sqlite3.connect(target)) as dst,
+    ):
+        src.backup(dst)
 
 
 def _timed(work) -> tuple[object, float, float]:
@@ -481,10 +499,12 @@ def rows_read(conn: Any, run_id: str) -> int:
     return int(conn.execute(query, {"r": run_id}).scalar() or 0)
 
 
-def run_night(workdir: Path, night: int, as_of: str, profile: set[str], top: int) -> dict:
+def run_night(
+    workdir: Path, night: int, as_of: str, profile: set[str], top: int, snapshot: Path | None = None
+) -> dict:
     """One night through ``dag.test`` in this process; its figures (called in the child)."""
     prepare(workdir)
-    recorder = Recorder(profile)
+    recorder = Recorder(profile, snapshot / f"night-{night}.db" if snapshot else None)
     recorder.install()
     run, url, total_wall, total_cpu = dag_test(workdir, as_of)
     state = str(getattr(run.state, "value", run.state))
@@ -560,10 +580,14 @@ def in_child(script: str, night: int, args: list[str], out: Path) -> dict:
     return json.loads(out.read_text())
 
 
-def child(workdir: Path, night: int, as_of: str, profile: list[str], top: int) -> dict:
+def child(
+    workdir: Path, night: int, as_of: str, profile: list[str], top: int, snapshot: Path | None = None
+) -> dict:
     out = workdir / f"night-{night}.json"
     args = ["--_night", str(night), "--_as-of", as_of, "--_out", str(out)]
     args += ["--workdir", str(workdir), "--top", str(top)]
+    if snapshot is not None:
+        args += ["--snapshot-link", str(snapshot.resolve())]
     if profile:
         args += ["--profile", *profile]
     return in_child(__file__, night, args, out)
@@ -647,13 +671,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path)
     p.add_argument("--keep", action="store_true")
     p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--snapshot-link", type=Path, help="copy the warehouse before each link stage to DIR/night-N.db"
+    )
     p.add_argument("--_night", dest="child_night", type=int, help=argparse.SUPPRESS)
     p.add_argument("--_as-of", dest="as_of", help=argparse.SUPPRESS)
     p.add_argument("--_out", dest="child_out", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.child_night:
-        result = run_night(args.workdir, args.child_night, args.as_of, set(args.profile), args.top)
+        result = run_night(
+            args.workdir, args.child_night, args.as_of, set(args.profile), args.top, args.snapshot_link
+        )
         args.child_out.write_text(json.dumps(result, ensure_ascii=False))
         return 0
 
@@ -677,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 as_of = churn.as_of(night).isoformat()
                 print(f"night {night}: quiet, no new file", flush=True)
-            result = child(workdir, night, as_of, args.profile, args.top)
+            result = child(workdir, night, as_of, args.profile, args.top, args.snapshot_link)
             report(result)
             results.append(result)
     finally:

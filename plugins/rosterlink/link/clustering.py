@@ -24,14 +24,18 @@ link is dropped when its ID-less rows found a confident link to a household with
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from rosterlink.link.config import LinkageConfig
 from rosterlink.link.keys import key_number, older
 
 CLUSTER_BRIDGE = "cluster_bridge"
 MODEL_UNCERTAIN = "model_uncertain"
+EMPTY: frozenset = frozenset()  # what a cluster holds none of (one object for all of them)
+
+_T = TypeVar("_T", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -78,23 +82,28 @@ class Rules:
 
 
 class Units:
-    """Union-find over clusters of rows, with what the merge rules need to know of each."""
+    """Union-find over clusters of rows, with what the merge rules need to know of each.
+
+    A night's first run makes a cluster for every new household and merges few, so a cluster that
+    was never merged holds its rows, ID numbers and shapes as tuples (a third of a set of one) and
+    its group's own keys and the rows it cannot be; it gets sets of its own when it grows. The
+    groups are never changed, nor kept."""
 
     def __init__(self) -> None:
         self.parent: list[int] = []
-        self.keys: list[set[str]] = []
-        self.ids: list[set[str]] = []
-        self.recs: list[set[int]] = []
-        self.shapes: list[set[Hashable]] = []  # distinct rows (identity fields), for "several rows"
-        self.cannot: list[set[int]] = []
+        self.keys: list[Set[str]] = []
+        self.ids: list[Collection[str]] = []  # the distinct valid ID numbers of its rows
+        self.recs: list[Collection[int]] = []
+        self.shapes: list[Collection[Hashable]] = []  # distinct rows (identity fields): "several rows"
+        self.cannot: list[Set[int]] = []
 
     def add(self, group: Group) -> int:
         self.parent.append(len(self.parent))
-        self.keys.append(set(group.keys))
-        self.ids.append({i for i in group.rows.values() if i})
-        self.recs.append(set(group.rows))
-        self.shapes.append(set(group.shapes))
-        self.cannot.append(set(group.cannot))
+        self.keys.append(_frozen(group.keys))
+        self.ids.append(tuple(dict.fromkeys(i for i in group.rows.values() if i)))
+        self.recs.append(tuple(group.rows))
+        self.shapes.append(tuple(group.shapes))
+        self.cannot.append(_frozen(group.cannot))
         return len(self.parent) - 1
 
     def find(self, u: int) -> int:
@@ -106,7 +115,10 @@ class Units:
         return root
 
     def forbidden(self, a: int, b: int) -> bool:
-        return bool(self.cannot[a] & self.recs[b]) or bool(self.cannot[b] & self.recs[a])
+        return not (self.cannot[a].isdisjoint(self.recs[b]) and self.cannot[b].isdisjoint(self.recs[a]))
+
+    def share_id(self, a: int, b: int) -> bool:
+        return not set(self.ids[a]).isdisjoint(self.ids[b])
 
     def union(self, a: int, b: int) -> int:
         a, b = self.find(a), self.find(b)
@@ -115,19 +127,27 @@ class Units:
         if len(self.recs[a]) < len(self.recs[b]):
             a, b = b, a
         self.parent[b] = a
-        self.keys[a] |= self.keys[b]
-        self.ids[a] |= self.ids[b]
-        self.recs[a] |= self.recs[b]
-        self.shapes[a] |= self.shapes[b]
-        self.cannot[a] |= self.cannot[b]
-        self.keys[b], self.ids[b], self.recs[b], self.shapes[b], self.cannot[b] = (
-            set(),
-            set(),
-            set(),
-            set(),
-            set(),
-        )
+        self.keys[a] = _joined(self.keys[a], self.keys[b])
+        self.ids[a] = _joined(self.ids[a], self.ids[b])
+        self.recs[a] = _joined(self.recs[a], self.recs[b])
+        self.shapes[a] = _joined(self.shapes[a], self.shapes[b])
+        self.cannot[a] = _joined(self.cannot[a], self.cannot[b])
+        self.keys[b] = self.ids[b] = self.recs[b] = self.shapes[b] = self.cannot[b] = EMPTY
         return a
+
+
+def _frozen(values: Set[_T]) -> Set[_T]:
+    """A group's set as a cluster may hold it without copying: never a set it could change."""
+    if not values:
+        return EMPTY
+    return values if isinstance(values, frozenset) else frozenset(values)
+
+
+def _joined(held: Collection[_T], more: Collection[_T]) -> set[_T]:
+    """``held`` and ``more`` as one set: ``held`` itself when it is a set of the cluster's own."""
+    joined = held if type(held) is set else set(held)
+    joined.update(more)
+    return joined
 
 
 @dataclass
@@ -152,10 +172,10 @@ class Clustering:
         """Every cluster that holds a row, in index order."""
         return sorted({self.units.find(u) for u in self.unit_of.values()})
 
-    def rows(self, root: int) -> set[int]:
+    def rows(self, root: int) -> Collection[int]:
         return self.units.recs[root]
 
-    def keys(self, root: int) -> set[str]:
+    def keys(self, root: int) -> Set[str]:
         return self.units.keys[root]
 
     def clusters(self) -> list[frozenset[int]]:
@@ -169,7 +189,7 @@ def strongest_first(links: Iterable[Link]) -> list[Link]:
 
 
 def cluster(
-    groups: Sequence[Group],
+    groups: Iterable[Group],
     links: Iterable[Link],
     rules: Rules,
     *,
@@ -178,7 +198,8 @@ def cluster(
     """Merge ``groups`` along ``links`` (strongest first) under the chaining guards.
 
     ``queued``: (reason, left, right) of pairs already in the review queue (never offered again).
-    Every row belongs to exactly one group; the inputs are not changed.
+    Every row belongs to exactly one group; the inputs are not changed. ``groups`` is read once, in
+    order (a generator may hand them over one at a time).
     """
     units = Units()
     unit_of: dict[int, int] = {}
@@ -200,7 +221,7 @@ def cluster(
         if e.probability < rules.link:
             uncertain.append(e)
             continue
-        if units.ids[a] and units.ids[b] and not (units.ids[a] & units.ids[b]):
+        if units.ids[a] and units.ids[b] and not units.share_id(a, b):
             bridges.append(e)  # two people with different ID numbers: never the model's call
             continue
         if (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
+from collections.abc import Collection
 
 import sqlalchemy as sa
 
@@ -27,7 +28,7 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
 
 
-def choose_key(kind: Kind, candidates: set[str], rec: Record) -> str:
+def choose_key(kind: Kind, candidates: Collection[str], rec: Record) -> str:
     """The entity an ID belongs to; after a reviewer split one ID may have two: take the one
     where it is written with this row's name."""
     if len(candidates) == 1:
@@ -109,10 +110,11 @@ def link_cadres(night: Night) -> None:
     unit or phone, if there is exactly one."""
     kind = night.kinds["cadre"]
     pending = kind.pending()
-    by_name: dict[str, set[str]] = defaultdict(set)
+    # name -> the one cadre of that name, or None when several have it
+    by_name: dict[str, str | None] = {}
     for rec in kind.recs.values():
         if rec.key and rec.norm:
-            by_name[rec.norm].add(rec.key)
+            _note(by_name, rec.norm, rec.key)
     # establishing rows first, so a roster and its change list dropped the same night link up
     for rec in sorted(pending, key=lambda x: (not x.establishing, x.record_id)):
         key = None
@@ -128,9 +130,7 @@ def link_cadres(night: Night) -> None:
                 )
             method = "id"
         else:
-            candidates = by_name.get(rec.norm, set()) if rec.norm else set()
-            if len(candidates) == 1:
-                key = next(iter(candidates))
+            key = by_name.get(rec.norm) if rec.norm else None
             method = "name"
         if key is None:
             if not rec.establishing:
@@ -141,7 +141,7 @@ def link_cadres(night: Night) -> None:
             method = "id" if rec.id_number else "new"
         kind.assign(rec, key, method, None)
         if rec.norm:
-            by_name[rec.norm].add(key)
+            _note(by_name, rec.norm, key)
     if pending:
         log.info(
             "link: cadres: %d new rows, %d assigned, %d new cadres, %d without a cadre",
@@ -150,6 +150,11 @@ def link_cadres(night: Night) -> None:
             kind.stats.get("created", 0),
             len(kind.orphaned),
         )
+
+
+def _note(by_name: dict[str, str | None], name: str, key: str) -> None:
+    """``key`` holds ``name``: the name's one cadre, or None once two cadres hold it."""
+    by_name[name] = key if by_name.get(name, key) == key else None
 
 
 # --- cases -----------------------------------------------------------------------------------------

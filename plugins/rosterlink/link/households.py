@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 
 from rosterlink.link import clustering
-from rosterlink.link.clustering import Clustering, Group, Link
+from rosterlink.link.clustering import EMPTY, Clustering, Group, Link
 from rosterlink.link.exact import check_id_name, check_name_village, choose_key
 from rosterlink.link.keys import key_number, older
 from rosterlink.link.records import Kind, Record, shape
@@ -28,21 +29,29 @@ log = logging.getLogger(__name__)
 
 
 class _Building:
-    """A group being put together from the exact rules (rows, their IDs and shapes, who they cannot be)."""
+    """A group being put together from the exact rules (rows, their IDs and shapes, who they cannot be).
 
-    def __init__(self, keys: frozenset[str] = frozenset()) -> None:
+    One is made for every new row on a night that brings many: the rows a reviewer said it cannot
+    be, mostly none, get a set only when there are some."""
+
+    __slots__ = ("cannot", "keys", "rows", "shapes")
+
+    def __init__(self, keys: frozenset[str] = EMPTY) -> None:
         self.keys = keys
         self.rows: dict[int, str | None] = {}
         self.shapes: set[tuple] = set()
-        self.cannot: set[int] = set()
+        self.cannot: frozenset[int] = EMPTY
 
     def take(self, rec: Record, cannot: set[int]) -> None:
         self.rows[rec.record_id] = rec.id_number
         self.shapes.add(shape(rec))
-        self.cannot |= cannot
+        if cannot:
+            self.cannot = self.cannot | cannot
 
     def group(self) -> Group:
-        return Group(dict(self.rows), frozenset(self.shapes), self.keys, frozenset(self.cannot))
+        """The group, made of the building's own rows (a building is made into a group once, and
+        not used after)."""
+        return Group(self.rows, frozenset(self.shapes), self.keys, self.cannot)
 
 
 def link_households(conn: sa.Connection, night: Night) -> None:
@@ -107,8 +116,19 @@ def link_households(conn: sa.Connection, night: Night) -> None:
     # and the reviews are those of clustering every household.
     for key in sorted(reached(kind, links)):
         keyed(key)
+    new_ids.clear()
+
+    def groups() -> Iterator[Group]:
+        """The groups in order, each building let go once its group is made (a night's first run
+        makes one for every household: the buildings and the clusters are not all held at once)."""
+        for key in sorted(of_key):
+            yield of_key.pop(key).group()
+        building.reverse()
+        while building:
+            yield building.pop().group()
+
     result = clustering.cluster(
-        [of_key[key].group() for key in sorted(of_key)] + [b.group() for b in building],
+        groups(),
         links,
         clustering.Rules.from_config(night.cfg),
         queued=night.reviews.queued(kind.kind),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from rosterlink.link.keys import KeyIssuer
 
@@ -31,7 +32,7 @@ class Record:
     town: str | None
     village: str | None
     phone: str | None
-    attrs: str
+    attrs: str | None  # JSON; held only where the stage reads it (cadres, households without a usable ID)
     key: str | None  # the key the row had when the night started
     pending: bool
     norm: str | None = None
@@ -53,8 +54,10 @@ class Kind:
 
     kind: str
     recs: dict[int, Record]
-    members: dict[str, set[int]]
-    by_id: dict[str, set[str]]
+    # key -> its rows, and ID number -> the keys holding it: lists without repeats (most hold one
+    # item, and a list of one is a third of the size of a set of one: there is one per household)
+    members: dict[str, list[int]]
+    by_id: dict[str, list[str]]
     keys: KeyIssuer
     moved: dict[int, str] = field(default_factory=dict)  # already-linked row -> its new key
     assigned: dict[int, tuple[str, str, float | None]] = field(default_factory=dict)  # new row -> key
@@ -82,33 +85,52 @@ class Kind:
         if old == key:
             return
         if old is not None:
-            self.members.get(old, set()).discard(record_id)
+            discard(self.members.get(old), record_id)
             self.touched.add(old)
-        self.members.setdefault(key, set()).add(record_id)
+        add_once(self.members, key, record_id)
         self.moved[record_id] = key
         self.touched.add(key)
         rec = self.recs[record_id]
         if rec.id_number:
-            self.by_id.setdefault(rec.id_number, set()).add(key)
+            add_once(self.by_id, rec.id_number, key)
             if old and not any(self.recs[m].id_number == rec.id_number for m in self.members.get(old, ())):
-                self.by_id[rec.id_number].discard(old)
+                discard(self.by_id[rec.id_number], old)
 
     def merge_keys(self, survivor: str, retired: str) -> None:
-        for record_id in sorted(self.members.get(retired, set())):
+        for record_id in sorted(self.members.get(retired, ())):
             self.move(record_id, survivor)
         self.members.pop(retired, None)
         self.retired.add(retired)
         self.touched.discard(retired)
         for keys in self.by_id.values():
             if retired in keys:
-                keys.discard(retired)
-                keys.add(survivor)
+                keys.remove(retired)
+                if survivor not in keys:
+                    keys.append(survivor)
 
     def assign(self, rec: Record, key: str, method: str, probability: float | None) -> None:
         """A new row placed under ``key`` by ``method`` (id, model, name, new)."""
         self.assigned[rec.record_id] = (key, method, probability)
-        self.members.setdefault(key, set()).add(rec.record_id)
+        add_once(self.members, key, rec.record_id)
         if rec.id_number:
-            self.by_id.setdefault(rec.id_number, set()).add(key)
+            add_once(self.by_id, rec.id_number, key)
         self.touched.add(key)
         self.stats[f"rows_{method}"] += 1
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def add_once(lists: dict[_K, list[_V]], key: _K, value: _V) -> None:
+    """``value`` in the list of ``key`` (made when missing), once."""
+    held = lists.get(key)
+    if held is None:
+        lists[key] = [value]
+    elif value not in held:
+        held.append(value)
+
+
+def discard(held: list[_V] | None, value: _V) -> None:
+    if held is not None and value in held:
+        held.remove(value)

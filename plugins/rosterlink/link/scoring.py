@@ -49,7 +49,7 @@ def score(conn: sa.Connection, night: Night, kind: Kind, pending: list[Record]) 
     def feature(rec: Record) -> dict:
         f = feats.get(rec.record_id)
         if f is None:
-            attrs = json.loads(rec.attrs) if not rec.id_number else {}
+            attrs = json.loads(rec.attrs or "{}") if not rec.id_number else {}
             f = feats[rec.record_id] = linkage.feature_row(
                 rec.record_id, rec.name, rec.id_number, rec.town, rec.village, rec.phone, attrs, cfg
             )

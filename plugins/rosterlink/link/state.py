@@ -5,19 +5,20 @@ found. :func:`load_night` reads it; the steps of :mod:`rosterlink.link.night` ch
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import overload
 
 import sqlalchemy as sa
 
 from rosterlink.link import keys
 from rosterlink.link.config import LinkageConfig
 from rosterlink.link.model import norm_name, usable_id, village_key
-from rosterlink.link.records import Kind, Record
+from rosterlink.link.records import Kind, Record, add_once
 from rosterlink.link.review import ReviewQueue
 from rosterlink.warehouse import schema
 
 KINDS = ("household", "cadre")  # the kinds held as records; cases are linked by their number alone
+LOAD_BATCH = 10_000  # rows fetched at a time while the records are built
 
 
 @dataclass
@@ -49,17 +50,27 @@ def load_night(conn: sa.Connection, cfg: LinkageConfig) -> Night:
 
 
 def load_kind(conn: sa.Connection, kind: str, cfg: LinkageConfig) -> Kind:
-    """Every row of ``kind``, with the keys the linked ones have and which IDs each key holds."""
+    """Every row of ``kind``, with the keys the linked ones have and which IDs each key holds.
+
+    The rows are read a batch at a time (``yield_per`` on this one query), so the fetched rows and
+    the records are not held together. Held compactly, as a million rows need: a value many rows
+    share (a department, roster, sheet, town, village, category, event, key, an ID number written on
+    several rosters) is one string for all of them; a normalised name or ID number equal to what was
+    written is the written string itself; ``attrs`` (the roster's other fields, JSON) is kept only
+    where the stage reads it: cadre rows (their entity's columns) and household rows without a
+    usable ID number (the model's features)."""
     r = schema.source_record
     recs: dict[int, Record] = {}
-    members: dict[str, set[int]] = defaultdict(set)
-    by_id: dict[str, set[str]] = defaultdict(set)
+    members: dict[str, list[int]] = {}
+    by_id: dict[str, list[str]] = {}
     # the same ID number, name and village come back on many rows (every roster a household is on,
     # every night it is listed): each distinct value is checked and normalised once
     ids: dict[object, str | None] = {}
     names: dict[object, str | None] = {}
     villages: dict[object, str | None] = {}
-    rows = conn.execute(
+    shared: dict[str, str] = {}  # one string for each repeated value
+    keep_attrs = kind != "household"
+    query = (
         sa.select(
             r.c.record_id,
             r.c.file_id,
@@ -79,39 +90,61 @@ def load_kind(conn: sa.Connection, kind: str, cfg: LinkageConfig) -> Kind:
         )
         .where(r.c.entity_kind == kind)
         .order_by(r.c.record_id)
-    ).all()
-    for row in rows:
-        if row.id_number not in ids:
-            ids[row.id_number] = usable_id(row.id_number)
+        .execution_options(yield_per=LOAD_BATCH)
+    )
+    for row in conn.execute(query):
+        raw_id = row.id_number
+        if raw_id is not None:
+            raw_id = shared.setdefault(raw_id, raw_id)
+        if raw_id not in ids:
+            usable = usable_id(raw_id)
+            ids[raw_id] = raw_id if usable == raw_id else usable
         if row.person_name not in names:
-            names[row.person_name] = norm_name(row.person_name)
+            norm = norm_name(row.person_name)
+            names[row.person_name] = row.person_name if norm == row.person_name else norm
         if row.village not in villages:
             villages[row.village] = village_key(row.village, cfg)
+        id_number = ids[raw_id]
+        norm = names[row.person_name]
+        name = norm if norm == row.person_name else row.person_name
         rec = Record(
             row.record_id,
             row.file_id,
-            row.sheet,
+            _shared(shared, row.sheet),
             row.row_number,
-            row.department,
-            row.roster,
+            _shared(shared, row.department),
+            _shared(shared, row.roster),
             kind,
-            row.category,
-            row.event,
-            row.person_name,
-            ids[row.id_number],
-            row.id_number,
-            row.town,
-            row.village,
+            _shared(shared, row.category),
+            _shared(shared, row.event),
+            name,
+            id_number,
+            raw_id,
+            _shared(shared, row.town),
+            _shared(shared, row.village),
             row.phone,
-            row.attrs or "{}",
-            row.entity_key,
+            _shared(shared, row.attrs or "{}") if keep_attrs or id_number is None else None,
+            _shared(shared, row.entity_key),
             row.entity_key is None,
-            names[row.person_name],
+            norm,
             villages[row.village],
         )
         recs[rec.record_id] = rec
         if rec.key:
-            members[rec.key].add(rec.record_id)
+            held = members.get(rec.key)
+            if held is None:
+                members[rec.key] = [rec.record_id]
+            else:
+                held.append(rec.record_id)  # (each row once: the rows come once each)
             if rec.id_number:
-                by_id[rec.id_number].add(rec.key)
-    return Kind(kind, recs, dict(members), dict(by_id), keys.issuer(conn, kind))
+                add_once(by_id, rec.id_number, rec.key)
+    return Kind(kind, recs, members, by_id, keys.issuer(conn, kind))
+
+
+@overload
+def _shared(strings: dict[str, str], value: str) -> str: ...
+@overload
+def _shared(strings: dict[str, str], value: str | None) -> str | None: ...
+def _shared(strings: dict[str, str], value: str | None) -> str | None:
+    """``value``, as the one string held for it (None stays None)."""
+    return None if value is None else strings.setdefault(value, value)

@@ -21,6 +21,7 @@ from rosterlink.link.review import record_applied
 from rosterlink.link.state import Night
 from rosterlink.warehouse import IN_LIST, batched, insert_many, now, schema, update_many
 
+WRITE_KEYS = 10_000  # entities rebuilt at a time (what is built for the write is held for these only)
 _UNKNOWN_REASON = {"household": "household_unknown", "cadre": "cadre_unknown", "case": "case_unknown"}
 
 
@@ -33,9 +34,14 @@ def write(conn: sa.Connection, night: Night) -> None:
     # reviewers' decisions applied
     record_applied(conn, night.applied)
     for kind in night.kinds.values():
-        upd = [{"_rid": rid, "_key": key} for rid, (key, _, _) in kind.assigned.items()]
-        upd += [{"_rid": rid, "_key": key} for rid, key in kind.moved.items() if not kind.recs[rid].pending]
-        update_many(conn, r, ["record_id"], [{"record_id": u["_rid"], "entity_key": u["_key"]} for u in upd])
+        upd = [{"record_id": rid, "entity_key": key} for rid, (key, _, _) in kind.assigned.items()]
+        upd += [
+            {"record_id": rid, "entity_key": key}
+            for rid, key in kind.moved.items()
+            if not kind.recs[rid].pending
+        ]
+        update_many(conn, r, ["record_id"], upd)
+        del upd
         insert_many(
             conn,
             s,
@@ -145,14 +151,13 @@ def write_households(conn: sa.Connection, kind: Kind) -> None:
         for chunk in batched(retired, IN_LIST):
             conn.execute(hc.delete().where(hc.c.household_key.in_(chunk)))
             conn.execute(h.delete().where(h.c.household_key.in_(chunk)))
-    touched = kind.touched - kind.retired
-    if not touched:
-        return
+    touched = sorted(kind.touched - kind.retired)
     # only the households tonight touched are read back (a quiet or small night reads a few rows,
-    # not the whole table)
+    # not the whole table), all of them before anything is written (on PostgreSQL a lookup after
+    # tonight's first rows are in would be planned on the statistics of the table without them)
     existing = {}
     categories: dict[str, set[str]] = defaultdict(set)
-    for chunk in batched(sorted(touched), IN_LIST):
+    for chunk in batched(touched, IN_LIST):
         for row in conn.execute(
             sa.select(
                 h.c.household_key,
@@ -169,8 +174,22 @@ def write_households(conn: sa.Connection, kind: Kind) -> None:
             sa.select(hc.c.household_key, hc.c.category).where(hc.c.household_key.in_(chunk))
         ):
             categories[k2].add(category)
+    # then rebuilt WRITE_KEYS at a time: what is built for the write (a first night touches every
+    # household) is held for these only
+    for chunk in batched(touched, WRITE_KEYS):
+        _write_households(conn, kind, chunk, existing, categories)
+
+
+def _write_households(
+    conn: sa.Connection,
+    kind: Kind,
+    touched: list[str],
+    existing: dict[str, sa.Row],
+    categories: dict[str, set[str]],
+) -> None:
+    h, hc = schema.household, schema.household_category
     inserts, updates, cat_insert, cat_delete = [], [], [], []
-    for key in sorted(touched):
+    for key in touched:
         recs = sorted((kind.recs[m] for m in kind.members.get(key, ())), key=lambda x: x.record_id)
         if not recs:
             continue
@@ -208,20 +227,24 @@ def write_households(conn: sa.Connection, kind: Kind) -> None:
 def write_cadres(conn: sa.Connection, kind: Kind) -> None:
     """Rebuild the cadres tonight touched from their rows."""
     c = schema.cadre
-    touched = kind.touched - kind.retired
-    if not touched:
-        return
-    existing = {
+    touched = sorted(kind.touched - kind.retired)
+    existing = {  # all read before anything is written (see write_households)
         row.cadre_key: row
-        for chunk in batched(sorted(touched), IN_LIST)
+        for chunk in batched(touched, IN_LIST)
         for row in conn.execute(sa.select(c).where(c.c.cadre_key.in_(chunk)))
     }
+    for chunk in batched(touched, WRITE_KEYS):
+        _write_cadres(conn, kind, chunk, existing)
+
+
+def _write_cadres(conn: sa.Connection, kind: Kind, touched: list[str], existing: dict[str, sa.Row]) -> None:
+    c = schema.cadre
     inserts, updates = [], []
-    for key in sorted(touched):
+    for key in touched:
         recs = sorted((kind.recs[m] for m in kind.members.get(key, ())), key=lambda x: x.record_id)
         if not recs:
             continue
-        attrs = [json.loads(x.attrs) for x in recs]
+        attrs = [json.loads(x.attrs or "{}") for x in recs]
         values = {
             "name": _latest([x.name for x in recs]),
             "id_number": _latest([x.id_number or x.raw_id for x in recs]),
