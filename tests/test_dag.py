@@ -224,3 +224,19 @@ def test_the_town_workbooks_are_written_by_a_few_mapped_tasks_then_the_summary(
     assert {p.name: p.stat().st_mtime_ns for p in (exports / "分镇结对名单").glob("*.xlsx")} == before
     written = xcoms[("finish_night", -1)]["written"]
     assert ["town workbooks", f"{exports / '分镇结对名单'}/ (0 of 10 rewritten tonight)"] in written
+
+    # a second quiet night: the status and pairing stages changed nothing last night and nothing
+    # they read has changed since, so they keep last night's result (and say what it was)
+    settled = {t: xcoms[(t, -1)] for t in ("refresh_statuses", "rebuild_pairings")}
+    assert settled["rebuild_pairings"]["ended"] == settled["rebuild_pairings"]["made"] == {}
+    states, xcoms = night("2026-11-27")
+    volatile = {"as_of", "run_id", "seconds", "settled_since"}
+    for t, before_night in settled.items():
+        kept = xcoms[(t, -1)]
+        assert kept["settled_since"] == "2026-11-26"
+        assert {k: v for k, v in kept.items() if k not in volatile} == {
+            k: v for k, v in before_night.items() if k not in volatile
+        }
+    assert xcoms[("rebuild_pairings", -1)]["as_of"] == "2026-11-27"
+    assert xcoms[("plan_town_workbooks", -1)] == [{"batch": 1, "towns": 10, "rows": 0}]
+    assert (exports / "结对汇总_20261127.xlsx").is_file()

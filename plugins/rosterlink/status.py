@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TypedDict
+from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import sqlalchemy as sa
 
 from rosterlink import warehouse
-from rosterlink.core import plain
+from rosterlink.core import paths, plain
 from rosterlink.ops.errors import PermanentError
+from rosterlink.warehouse import builds
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,32 @@ class StatusSummary(TypedDict):
     to_end_by_reason: dict[str, int]
     changed: dict[str, int]  # households, cadres and cases whose status changed, by new status
     categories_changed: int  # households' categories whose status changed
+    settled_since: NotRequired[str]  # kept, not computed: nothing it reads changed since this night
+
+
+def code_token() -> str:
+    """The code the statuses and the ends they count come from (this module, ``sql/status``, the
+    pairing engine's plan): a new version computes again (:mod:`rosterlink.warehouse.builds`)."""
+    from rosterlink.pairing import rebuild as pairing
+
+    pairing_dir = Path(pairing.__file__).parent
+    return builds.code_digest(
+        [Path(__file__), *(paths.SQL_DIR / "status").glob("*.sql"), *pairing_dir.glob("*.py")]
+    )
+
+
+def kept(eng: sa.Engine, as_of: dt.date) -> StatusSummary | None:
+    """Tonight's summary without computing it, when the statuses last settled on a night with the
+    same inputs (:func:`rosterlink.warehouse.builds.kept`); else None."""
+    summary = builds.kept(eng, "status", as_of, code_token())
+    return StatusSummary(**summary) if summary is not None else None  # type: ignore[typeddict-item]
+
+
+def settle(eng: sa.Engine, as_of: dt.date, run_id: str | None, summary: StatusSummary) -> None:
+    """After the refresh: when it changed no status and counts no pair to end, keep what it settled
+    on, so the next night with the same inputs keeps it; else forget the last build."""
+    settled = not summary["changed"] and not summary["categories_changed"] and not summary["pairs_to_end"]
+    builds.settle(eng, "status", as_of, run_id, code_token(), dict(summary) if settled else None)
 
 
 def refresh(

@@ -320,11 +320,15 @@ def refresh_statuses(
     from rosterlink import status
 
     eng = _engine(settings)
+    kept = status.kept(eng, as_of)
+    if kept is not None:
+        return kept
     with warehouse.changes_of(eng, run_id, "status") as changed:
         done = status.refresh(eng, settings.max_end_share, allow_mass_end, as_of)
         changed.append(sum(done["changed"].values()) + done["categories_changed"])
     if sum(changed):
         warehouse.analyze(eng, WRITTEN_BY["status"])
+    status.settle(eng, as_of, run_id, done)
     return done
 
 
@@ -334,11 +338,15 @@ def rebuild_pairings(settings: Settings, as_of: dt.date, run_id: str) -> Pairing
 
     config = pairing.PairingConfig.from_mapping(load_json("pairing.json"))
     eng = _engine(settings)
+    kept = pairing.kept(eng, as_of, run_id, config)
+    if kept is not None:
+        return kept
     with warehouse.changes_of(eng, run_id, "pairing") as changed:
         done = pairing.rebuild(eng, as_of, run_id, config)
         changed.append(sum(done["ended"].values()) + sum(done["made"].values()))
     if sum(changed):
         warehouse.analyze(eng, WRITTEN_BY["pairing"])
+    pairing.settle(eng, as_of, run_id, config, done)
     return done
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 import pandas as pd
@@ -22,7 +23,7 @@ from rosterlink.ops import faults
 from rosterlink.pairing import changed
 from rosterlink.pairing.plan import MERGED, PINNED, UNPLACED_LISTED, NightPlan, plan_night
 from rosterlink.pairing.solve import CASE, HOUSEHOLD, Assignment, PairingConfig, object_array, solve
-from rosterlink.warehouse import dumps, insert_many, schema
+from rosterlink.warehouse import builds, dumps, insert_many, schema
 
 
 class PairingChecks(TypedDict):
@@ -55,6 +56,7 @@ class PairingSummary(PairingChecks):
     ended_total: NotRequired[int]
     made_total: NotRequired[int]
     seconds: NotRequired[float]
+    settled_since: NotRequired[str]  # kept, not computed: nothing it reads changed since this night
 
 
 log = logging.getLogger(__name__)
@@ -337,6 +339,33 @@ def _carried_rows(plan: NightPlan, state: dict, cfg: PairingConfig) -> list[dict
             }
         )
     return rows
+
+
+def code_token(config: PairingConfig) -> str:
+    """The pairing engine's code and settings: a new version, or other weights, solve again
+    (:mod:`rosterlink.warehouse.builds`)."""
+    return builds.code_digest(Path(__file__).parent.glob("*.py")) + repr(config)
+
+
+def kept(eng: sa.Engine, as_of: dt.date, run_id: str, config: PairingConfig) -> PairingSummary | None:
+    """Tonight's summary without rebuilding, when the pairs last settled (nothing ended, nothing
+    made) on a night with the same inputs (:func:`rosterlink.warehouse.builds.kept`): the same
+    statuses, entities and pairs would be planned and solved the same way and change nothing
+    again. None: :func:`rebuild`."""
+    summary = builds.kept(eng, "pairing", as_of, code_token(config))
+    if summary is None:
+        return None
+    summary.update(as_of=as_of.isoformat(), run_id=run_id, seconds=0.0)
+    return PairingSummary(**summary)  # type: ignore[typeddict-item]
+
+
+def settle(
+    eng: sa.Engine, as_of: dt.date, run_id: str, config: PairingConfig, summary: PairingSummary
+) -> None:
+    """After the rebuild: when it ended and made nothing, keep what it settled on, so the next
+    night with the same inputs keeps it; else forget the last build."""
+    settled = not summary.get("ended_total", 1) and not summary.get("made_total", 1)
+    builds.settle(eng, "pairing", as_of, run_id, code_token(config), dict(summary) if settled else None)
 
 
 def rebuild(

@@ -246,6 +246,21 @@ content_change = sa.Table(
     sa.Column("recorded_at", sa.DateTime, nullable=False),
 )
 
+# What the status and pairing stages last settled on (one row per stage, migration 0011): written
+# when the stage ran and changed nothing, with a digest of everything it reads and the summary it
+# reported; a later night with the same digest keeps the result without computing it again
+# (rosterlink.warehouse.builds). No row, or another digest: the stage computes as before.
+stage_build = sa.Table(
+    "stage_build",
+    metadata,
+    sa.Column("stage", sa.String(32), primary_key=True),  # status | pairing
+    sa.Column("as_of", sa.Date, nullable=False),  # the night it was computed for
+    sa.Column("run_id", sa.String(250)),
+    sa.Column("token", sa.String(64), nullable=False),  # builds.inputs_token
+    sa.Column("summary", sa.Text, nullable=False),  # the stage's summary then, JSON
+    sa.Column("built_at", sa.DateTime, nullable=False),
+)
+
 # one row per lock name: who runs the night, and when it last showed it was alive
 night_lock = sa.Table(
     "night_lock",
