@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/bench_province.py --households 50000 --cadres 5000 --workers 2
     .venv/bin/python benchmarks/bench_province.py --workdir /tmp/province --keep --json province.json
     .venv/bin/python benchmarks/bench_province.py --workers 2 --quiet-night   # and a night with no file
+    .venv/bin/python benchmarks/bench_province.py --workers 2 --quiet-nights 2  # and two, a day apart
 
 The intake is what a province's offices would drop for the first night, written by the sample
 generator's own writers (``rosterlink.synthetic.sample``) for a province configuration (a copy of the
@@ -18,7 +19,8 @@ For every worker count asked for, a fresh deployment on a temporary ``AIRFLOW_HO
 Airflow's metadata database and as the warehouse (fresh databases each), Redis as the Celery
 broker, api-server + scheduler + dag-processor + N Celery workers (concurrency 1 each), one night
 triggered through the REST API (with ``--quiet-night``, then a second night with no new file, the
-next day, on the same deployment). Printed per night:
+next day, on the same deployment; with ``--quiet-nights N``, N such nights a day apart: the first
+settles what night 1 changed, the next are a quiet night's steady state). Printed per night:
 
 * total time of the night (run start to end) and, per stage, its wall time (first start to last
   end of its task instances), the task-seconds spent (several mapped tasks run at once) and the
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import json
 import os
 import re
@@ -233,10 +236,11 @@ RESOURCES = re.compile(r"task resources: peak_rss_mb=(\d+) cpu_s=([\d.]+) wall_s
 
 
 def run_nights(
-    workdir: Path, intake_src: Path, config: Path, workers: int, timeout: float, *, quiet: bool
+    workdir: Path, intake_src: Path, config: Path, workers: int, timeout: float, *, quiet: int
 ) -> list[dict]:
-    """Night 1 on a fresh deployment and, with ``quiet``, a second night the next day with no new
-    file (what a province pays for a night when nothing was sent). One result per night."""
+    """Night 1 on a fresh deployment and then ``quiet`` nights, a day apart, with no new file (what
+    a province pays for a night when nothing was sent: the first after a night of changes still
+    settles what that night changed; the next ones are the steady state). One result per night."""
     import sqlalchemy as sa
 
     from airflow_cluster import AirflowCluster, celery_env, ensure_redis
@@ -256,8 +260,9 @@ def run_nights(
     airflow_url = _database(f"rl_province_af_{tag}")
     queue = f"rl-province-{tag}"
     nights = [("night 1", AS_OF)]
-    if quiet:
-        nights.append(("quiet night", QUIET_AS_OF))
+    for i in range(quiet):
+        day = dt.date.fromisoformat(QUIET_AS_OF) + dt.timedelta(days=i)
+        nights.append(("quiet night" + (f" {i + 1}" if quiet > 1 else ""), day.isoformat()))
     names = [f"rl-province-w{i + 1}-{tag}" for i in range(workers)]
     cluster = AirflowCluster(
         run_dir / "airflow",
@@ -445,6 +450,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="after night 1, run a second night with no new file on the same deployment",
     )
+    parser.add_argument(
+        "--quiet-nights",
+        type=int,
+        default=0,
+        help="after night 1, run this many nights with no new file, a day apart (--quiet-night: 1)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     # a benchmark stopped with SIGTERM still stops its cluster and drops its databases
@@ -478,7 +489,14 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     if not args.generate_only:
         for workers in (int(w) for w in args.workers.split(",")):
-            nights = run_nights(workdir, intake, config, workers, args.timeout, quiet=args.quiet_night)
+            nights = run_nights(
+                workdir,
+                intake,
+                config,
+                workers,
+                args.timeout,
+                quiet=max(args.quiet_nights, int(args.quiet_night)),
+            )
             results.extend(nights)
             for result in nights:
                 # the quiet night reads no row: its rate is not counted
