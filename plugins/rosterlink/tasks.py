@@ -237,7 +237,7 @@ WRITTEN_BY: dict[str, tuple[str, ...]] = {
     ),
     "status": ("household", "household_category", "cadre", "petition_case"),
     "pairing": ("pairing",),
-    "follow_through": ("visit", "followup_household"),
+    "follow_through": ("visit", "followup_figures"),
 }
 
 

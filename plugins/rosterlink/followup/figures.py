@@ -52,9 +52,10 @@ class Refreshed(NamedTuple):
 # the code is rebuilt in full on the next night.
 CODE_VERSION = 1
 BUILD_NAME = "followup_household"
-# columns a night moves for every row (the night's date); every other column is what a row shows
+# columns the view followup_household adds to every row (the night's date); every other column is
+# what a row shows, kept in followup_figures
 DATED = ("as_of", "days_since_contact")
-SHOWN = tuple(c.name for c in schema.followup_household.columns if c.name not in ("household_key", *DATED))
+SHOWN = tuple(c.name for c in schema.followup_figures.columns if c.name != "household_key")
 # past this share of the households, computing them one IN list at a time costs more than the whole
 FULL_SHARE = 0.25
 
@@ -74,7 +75,7 @@ def config_digest(cfg: FollowupConfig) -> str:
 def rebuild_followup(conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig) -> Refreshed:
     """Rewrite ``followup_household`` for ``as_of`` from every pair, visit and household: the
     reference the nightly :func:`refresh_followup` must always agree with (and its fallback)."""
-    fh = schema.followup_household
+    fh = schema.followup_figures
     marks = _marks(conn)
     surviving = surviving_keys(conn)
     pairs = _pairs(conn, as_of, None, surviving)
@@ -83,7 +84,7 @@ def rebuild_followup(conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig) -
     before = _shown_rows(conn, None)
     conn.execute(fh.delete())
     rows = _rows(pairs, visits, towns, as_of, cfg)
-    insert_many(conn, fh, rows)  # every row: each carries the night's date
+    insert_many(conn, fh, rows)
     changed = _count_changed(before, rows)
     _record(conn, as_of, cfg, marks, len(rows), full=True)
     return Refreshed(len(rows), changed, True)
@@ -105,7 +106,8 @@ def refresh_followup(
     its pairs began, ended or was written since (``valid_from``, ``valid_to``, ``pairing_id``), a
     visit of it was logged or falls due since (``visit_id``, ``visit_date``), a merge joined it to
     another, its town changed, or its first-visit deadline passed without a visit in person. Every
-    other row only moves to the night: ``as_of`` and ``days_since_contact``, in one UPDATE.
+    other row is left as it is: the view ``followup_household`` gives it the night's date
+    (``as_of`` and ``days_since_contact``, from the build's date recorded here).
 
     It rebuilds in full (:func:`rebuild_followup`) when it cannot tell what changed: no record of
     the last build (a first night, a table built by another code version, a purge of old pairs),
@@ -125,7 +127,7 @@ def refresh_followup(
     if len(dirty) > max(1000, FULL_SHARE * last.households):
         log.info("follow-through figures rebuilt in full: %d households to compute again", len(dirty))
         return rebuild_followup(conn, as_of, cfg)
-    fh, h = schema.followup_household, schema.household
+    fh, h = schema.followup_figures, schema.household
     keys = sorted(dirty)
     retired = sorted(r for r, s in surviving.items() if s in dirty)
     pairs = _pairs(conn, as_of, [*keys, *retired], surviving)
@@ -138,12 +140,6 @@ def refresh_followup(
         before.update(_shown_rows(conn, chunk))
         conn.execute(fh.delete().where(fh.c.household_key.in_(chunk)))
     visits = _visits(conn, as_of, keys)
-    # every other row: the same figures, one night on (a count of days moves by the nights between)
-    conn.execute(
-        fh.update().values(
-            as_of=as_of, days_since_contact=fh.c.days_since_contact + (as_of - last.as_of).days
-        )
-    )
     rows = _rows(pairs, visits, towns, as_of, cfg)
     insert_many(conn, fh, rows)
     households = last.households - len(before) + len(rows)
@@ -232,7 +228,7 @@ def _dirty(
         schema.visit,
         schema.household_merge,
         schema.household,
-        schema.followup_household,
+        schema.followup_figures,
     )
     since = last.as_of
     raw: set[str] = set(touched)
@@ -365,14 +361,12 @@ def _rows(
         rows.append(
             {
                 "household_key": key,
-                "as_of": as_of,
                 "town": towns.get(key),
                 "cadre_key": current[key],
                 "paired_on": first_paired[key],
                 "deadline": deadline,
                 "first_in_person_on": in_person[0].visit_date if in_person else None,
                 "last_contact_on": last,
-                "days_since_contact": (as_of - last).days if last else None,
                 "in_person_visits": len(in_person),
                 "phone_contacts": sum(1 for x in seen if x.visit_kind == PHONE),
                 "problems_found": sum(x.problems_found for x in seen),
@@ -391,7 +385,7 @@ def _rows(
 def _shown_rows(conn: sa.Connection, keys: list[str] | None) -> dict[str, tuple]:
     """household -> what its row shows besides the night's date (the columns :data:`SHOWN`), for
     ``keys`` (None: every row)."""
-    fh = schema.followup_household
+    fh = schema.followup_figures
     query = sa.select(fh.c.household_key, *(fh.c[c] for c in SHOWN))
     if keys is not None:
         query = query.where(fh.c.household_key.in_(keys))
@@ -433,7 +427,7 @@ def headline(eng: sa.Engine) -> dict:
     """The district's follow-through figures as they stand (CLI summary, dashboard)."""
     with eng.connect() as conn:
         inspector = sa.inspect(conn)
-        if not inspector.has_table("followup_household"):
+        if not inspector.has_table("followup_figures"):
             return {}
         fh = conn.exec_driver_sql(
             "SELECT COUNT(*), COALESCE(SUM(visited_in_person),0), COALESCE(SUM(overdue),0), "

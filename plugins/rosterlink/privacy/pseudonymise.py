@@ -137,7 +137,7 @@ def copy_views() -> list[tuple[str, str]]:
         p.stem: p.read_text(encoding="utf-8").strip().rstrip(";")
         for p in sorted((SQL_DIR / "views").glob("*.sql"))
     }
-    known = set(schema.metadata.tables) | set(views)
+    known = set(schema.metadata.tables) | set(schema.views.tables) | set(views)
     available = set(TABLES)
     chosen: list[tuple[str, str]] = []
     progress = True

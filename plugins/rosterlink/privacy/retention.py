@@ -206,8 +206,9 @@ def _run(
         if ended and not dry_run:
             conn.execute(p.delete().where(old))
             # the follow-through figures were built from these pairs (a household's first pair
-            # gives its deadline): the next night rebuilds them in full
-            conn.execute(schema.followup_build.delete())
+            # gives its deadline): the next night rebuilds them in full (the build's row stays:
+            # it gives the figures their date, in the view followup_household)
+            conn.execute(schema.followup_build.update().values(code_version=0))
     return PurgeReport(
         dry_run=dry_run,
         older_than_days=days,

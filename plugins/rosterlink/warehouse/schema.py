@@ -392,33 +392,54 @@ visit = sa.Table(
     sa.UniqueConstraint("file_id", "sheet", "row_number", name="uq_visit_row"),
 )
 
+
+def _figure_columns() -> list[sa.Column]:
+    """What a household's follow-through row shows (fresh columns for each table that has them)."""
+    return [
+        sa.Column("town", sa.String(32)),
+        sa.Column("cadre_key", sa.String(16), nullable=False, index=True),  # the current cadre
+        sa.Column("paired_on", sa.Date, nullable=False),  # the household's first pair began
+        sa.Column("deadline", sa.Date, nullable=False),  # first visit in person due by
+        sa.Column("first_in_person_on", sa.Date),
+        sa.Column("last_contact_on", sa.Date),
+        sa.Column("in_person_visits", sa.Integer, nullable=False),
+        sa.Column("phone_contacts", sa.Integer, nullable=False),
+        sa.Column("problems_found", sa.Integer, nullable=False),
+        sa.Column("problems_solved", sa.Integer, nullable=False),
+        sa.Column("help_value_year", sa.Float, nullable=False),  # the night's calendar year
+        sa.Column("help_flag", sa.String(8)),  # above | below the band (null: inside, or no help yet)
+        sa.Column("public_fund_entries", sa.Integer, nullable=False),
+        sa.Column("visited_in_person", sa.Integer, nullable=False),  # 0 | 1
+        # 0 | 1: not visited in person and past the deadline
+        sa.Column("overdue", sa.Integer, nullable=False),
+        sa.Column("carried_over", sa.Integer, nullable=False),  # 0 | 1: visits by an earlier cadre count here
+    ]
+
+
 # Brought up to date every night: one row per household with a pair current on the night (the visit
 # history of the household, whoever its cadre was), against the first-visit deadline and the help
-# band. Only the households whose row can have changed are computed again (followup_build); every
-# other row is moved to the night in one UPDATE (on PostgreSQL the table leaves 40 % of each page
-# free for it, fillfactor 60: migration 0009).
-followup_household = sa.Table(
-    "followup_household",
+# band: what the row shows but the night's date. Only the households whose row can have changed are
+# computed again (followup_build); the other rows are not touched (migration 0012). Read through the
+# view followup_household, which adds the night's date.
+followup_figures = sa.Table(
+    "followup_figures",
     metadata,
     sa.Column("household_key", sa.String(16), primary_key=True),
-    sa.Column("as_of", sa.Date, nullable=False),
-    sa.Column("town", sa.String(32)),
-    sa.Column("cadre_key", sa.String(16), nullable=False, index=True),  # the current cadre
-    sa.Column("paired_on", sa.Date, nullable=False),  # the household's first pair began
-    sa.Column("deadline", sa.Date, nullable=False),  # first visit in person due by
-    sa.Column("first_in_person_on", sa.Date),
-    sa.Column("last_contact_on", sa.Date),
+    *_figure_columns(),
+)
+
+views = sa.MetaData()
+"""The views the package reads through SQLAlchemy (made by the migrations, not by ``metadata``)."""
+
+# The contract's follow-through table, a view (migration 0012): followup_figures with the night's date
+# (as_of, from followup_build) and the days since the household's last contact on that date.
+followup_household = sa.Table(
+    "followup_household",
+    views,
+    sa.Column("household_key", sa.String(16), primary_key=True),
+    sa.Column("as_of", sa.Date),
     sa.Column("days_since_contact", sa.Integer),  # null: never contacted
-    sa.Column("in_person_visits", sa.Integer, nullable=False),
-    sa.Column("phone_contacts", sa.Integer, nullable=False),
-    sa.Column("problems_found", sa.Integer, nullable=False),
-    sa.Column("problems_solved", sa.Integer, nullable=False),
-    sa.Column("help_value_year", sa.Float, nullable=False),  # the night's calendar year
-    sa.Column("help_flag", sa.String(8)),  # above | below the band (null: inside, or no help yet)
-    sa.Column("public_fund_entries", sa.Integer, nullable=False),
-    sa.Column("visited_in_person", sa.Integer, nullable=False),  # 0 | 1
-    sa.Column("overdue", sa.Integer, nullable=False),  # 0 | 1: not visited in person and past the deadline
-    sa.Column("carried_over", sa.Integer, nullable=False),  # 0 | 1: visits by an earlier cadre count here
+    *_figure_columns(),
 )
 
 # What followup_household was last built from (one row, migration 0009): the night, the code and
