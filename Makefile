@@ -76,7 +76,7 @@ bench-large: $(STAMP)
 # A province night (1,000,000 households, 100,000 cadres, 40 files) on PostgreSQL under Celery with
 # 1 and 2 workers (docs/BENCHMARKS.md); writing the intake alone takes about half an hour here
 bench-province: $(STAMP)
-	$(BIN)/python benchmarks/bench_province.py --workers 2,1 --quiet-night --workdir data/province --keep
+	$(BIN)/python benchmarks/bench_province.py --workers 2,1 --quiet-nights 2 --workdir data/province --keep
 
 # Airflow with its UI on http://127.0.0.1:$(PORT), this machine only (see README: Running Airflow with
 # its UI). `airflow standalone` starts its components as a plain `airflow`, so the virtualenv's bin/
