@@ -39,7 +39,7 @@ from rosterlink.export.followup_sheets import (
 from rosterlink.export.pairs import ENDED, NEW, Pair, pairs_per_town, read_pairs
 from rosterlink.followup.config import FollowupConfig
 from rosterlink.followup.figures import by_view, in_towns, warnings
-from rosterlink.warehouse import schema
+from rosterlink.warehouse import builds, schema
 
 if TYPE_CHECKING:
     from rosterlink.core.settings import Settings
@@ -655,28 +655,14 @@ def inputs_token(conn: sa.Connection, cfg: FollowupConfig | None = None) -> str:
     that move when rows are added, ended or flagged without a stage (a fix by hand), the
     follow-through settings, the layout and the code that writes the workbooks. Equal tokens: every
     town workbook would show what it shows now, but for the date."""
-    p, h, hc, c, k = (
-        schema.pairing,
-        schema.household,
-        schema.household_category,
-        schema.cadre,
-        schema.petition_case,
-    )
     fh, v, m = schema.followup_household, schema.visit, schema.household_merge
 
     def count(table: sa.Table, *extra: sa.ColumnElement) -> tuple:
         return tuple(conn.execute(sa.select(sa.func.count(), *extra).select_from(table)).one())
 
-    def active(column: sa.ColumnElement, value: str) -> sa.ColumnElement:
-        return sa.func.coalesce(sa.func.sum(sa.case((column == value, 1), else_=0)), 0)
-
     figures = (
         warehouse.generation(conn),
-        count(p, sa.func.max(p.c.pairing_id), sa.func.count(p.c.valid_to)),
-        count(h, active(h.c.status, "active")),
-        count(hc, active(hc.c.status, "active")),
-        count(c, active(c.c.status, "active")),
-        count(k, active(k.c.status, "open")),
+        *builds.entity_counts(conn),
         count(
             fh,
             sa.func.sum(fh.c.overdue),

@@ -51,47 +51,54 @@ def code_digest(files: Iterable[Path]) -> str:
     return h.hexdigest()
 
 
-def inputs_token(conn: sa.Connection, as_of: dt.date, code: str) -> str:
-    """A digest of everything the status and pairing stages read on the night ``as_of``, counted in
-    the warehouse (see the module), and ``code`` (the stages' code and settings)."""
-    c, r = schema.content_change, schema.source_record
-    h, hc, cadre, k, p = (
+def entity_counts(conn: sa.Connection) -> tuple[tuple[int, ...], ...]:
+    """The pairs' and entities' counts, as ints: the pairs (rows, last id, ended ones), then the
+    households, their categories, the cadres (each rows and active ones) and the key cases (rows and
+    open ones). What the stages' digest here and the town workbooks' token
+    (:func:`rosterlink.export.town_books.inputs_token`) both count."""
+    p, h, hc, cadre, k = (
+        schema.pairing,
         schema.household,
         schema.household_category,
         schema.cadre,
         schema.petition_case,
-        schema.pairing,
     )
-
-    def one(query: sa.Select) -> tuple:
-        return tuple(conn.execute(query).one())
 
     def tally(column: sa.ColumnElement, value: str) -> sa.ColumnElement:
         return sa.func.coalesce(sa.func.sum(sa.case((column == value, 1), else_=0)), 0)
 
+    queries = (
+        sa.select(sa.func.count(), sa.func.max(p.c.pairing_id), sa.func.count(p.c.valid_to)),
+        sa.select(sa.func.count(), tally(h.c.status, "active")),
+        sa.select(sa.func.count(), tally(hc.c.status, "active")),
+        sa.select(sa.func.count(), tally(cadre.c.status, "active")),
+        sa.select(sa.func.count(), tally(k.c.status, "open")),
+    )
+    return tuple(tuple(int(v or 0) for v in conn.execute(q).one()) for q in queries)
+
+
+def inputs_token(conn: sa.Connection, as_of: dt.date, code: str) -> str:
+    """A digest of everything the status and pairing stages read on the night ``as_of``, counted in
+    the warehouse (see the module), and ``code`` (the stages' code and settings)."""
+    c, r = schema.content_change, schema.source_record
     in_force = sa.and_(
         r.c.roster.in_(EVENT_ROSTERS),
         r.c.entity_key.is_not(None),
         r.c.event.is_not(None),
         sa.or_(r.c.event_date.is_(None), r.c.event_date <= as_of),
     )
-    figures = (
-        one(sa.select(sa.func.coalesce(sa.func.max(c.c.change_id), 0)).where(c.c.stage.in_(READ_BY))),
-        one(
-            sa.select(
-                sa.func.count(),
-                sa.func.max(r.c.record_id),
-                sa.func.coalesce(sa.func.sum(sa.case((in_force, 1), else_=0)), 0),
-            )
-        ),
-        one(sa.select(sa.func.count(), tally(h.c.status, "active"))),
-        one(sa.select(sa.func.count(), tally(hc.c.status, "active"))),
-        one(sa.select(sa.func.count(), tally(cadre.c.status, "active"))),
-        one(sa.select(sa.func.count(), tally(k.c.status, "open"))),
-        one(sa.select(sa.func.count(), sa.func.max(p.c.pairing_id), sa.func.count(p.c.valid_to))),
-    )
-    text = repr((code, tuple(tuple(int(v or 0) for v in f) for f in figures)))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    changes = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.max(c.c.change_id), 0)).where(c.c.stage.in_(READ_BY))
+    ).scalar_one()
+    records = conn.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.max(r.c.record_id),
+            sa.func.coalesce(sa.func.sum(sa.case((in_force, 1), else_=0)), 0),
+        )
+    ).one()
+    figures = (int(changes), tuple(int(v or 0) for v in records), entity_counts(conn))
+    return hashlib.sha256(repr((code, figures)).encode("utf-8")).hexdigest()
 
 
 def kept(eng: sa.Engine, stage: str, as_of: dt.date, code: str) -> dict[str, Any] | None:
