@@ -27,9 +27,22 @@ depends_on = None
 
 REPORTS = ("followup_by_town", "followup_by_cadre", "followup_by_unit")
 SHOWN = (
-    "town, cadre_key, paired_on, deadline, first_in_person_on, last_contact_on",
-    "in_person_visits, phone_contacts, problems_found, problems_solved, help_value_year, help_flag",
-    "public_fund_entries, visited_in_person, overdue, carried_over",
+    "town",
+    "cadre_key",
+    "paired_on",
+    "deadline",
+    "first_in_person_on",
+    "last_contact_on",
+    "in_person_visits",
+    "phone_contacts",
+    "problems_found",
+    "problems_solved",
+    "help_value_year",
+    "help_flag",
+    "public_fund_entries",
+    "visited_in_person",
+    "overdue",
+    "carried_over",
 )
 
 
@@ -40,8 +53,7 @@ def view_sql(dialect: str) -> str:
         days = "CAST(julianday(b.as_of) - julianday(f.last_contact_on) AS INTEGER)"
     else:
         days = "b.as_of - f.last_contact_on"
-    town, counts, flags = SHOWN
-    columns = ", ".join(f"f.{c.strip()}" for c in f"{town}, {counts}, {flags}".split(","))
+    columns = ", ".join(f"f.{c}" for c in SHOWN)
     return (
         "CREATE VIEW followup_household AS\n"
         f"SELECT f.household_key, b.as_of, {days} AS days_since_contact, {columns}\n"
