@@ -462,3 +462,29 @@ def test_real_nights_of_a_sample_district_keep_the_figures_equal_to_the_full_reb
     assert last_build_was_full(eng)  # a new year: the year's help starts again
     assert night(dt.date(2027, 1, 3))["figures_changed"] == 0
     assert not last_build_was_full(eng)
+
+
+def test_a_sheet_that_lists_the_first_overdue_households_reads_only_those_and_every_help_line(url):
+    """The summary's 走访预警 lists the first overdue households and every help line: read with a
+    cap, the lines are the full list's with the overdue ones past the cap left out, in the same
+    order, and the count of overdue households is the full list's (every town, or some)."""
+    district = _district_with_visits(url)
+    eng, day = district.eng, dt.date(2026, 10, 15)  # the first-visit deadline has passed
+    district.visits(dt.date(2026, 9, 1), rows=25)
+    match.match(eng, day, cfg=CFG)
+    with eng.connect() as conn:
+        for towns in (None, TOWNS[:2]):
+            full = figures.warnings(conn, day, CFG, towns)
+            overdue = [i for i, w in enumerate(full) if w[0] == "超期未走访"]
+            helped = {w[4] for w in full if w[0].startswith("帮扶")}
+            assert len(overdue) > 10, "households overdue for their first visit"
+            assert helped, "households helped outside the band"
+            if towns is None:  # some household with help outside the band is overdue past a cap
+                assert helped & {full[i][4] for i in overdue[3:]}
+            for cap in (0, 1, 3, len(overdue) // 2, len(overdue), len(overdue) + 5):
+                dropped = set(overdue[cap:])
+                expected = [w for i, w in enumerate(full) if i not in dropped]
+                assert figures.warnings(conn, day, CFG, towns, overdue_cap=cap) == expected, (towns, cap)
+        assert figures.overdue_households(conn) == sum(
+            1 for w in figures.warnings(conn, day, CFG) if w[0] == "超期未走访"
+        )

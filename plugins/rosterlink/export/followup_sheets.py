@@ -13,7 +13,7 @@ from rosterlink.export import common
 from rosterlink.export.common import UNKNOWN_TOWN_SHEET
 from rosterlink.export.pairs import ENDED
 from rosterlink.followup.config import FollowupConfig
-from rosterlink.followup.figures import by_view, warnings
+from rosterlink.followup.figures import by_view, overdue_households, warnings
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -77,7 +77,8 @@ def followup_sheets(
     act on)."""
     cfg = cfg or FollowupConfig.load()
     figures_sheet(book, by_view(conn, "followup_by_town"))
-    warnings_sheet(book, warnings(conn, as_of, cfg))
+    lines = warnings(conn, as_of, cfg, overdue_cap=common.SHEET_LIST_MAX)
+    warnings_sheet(book, lines, overdue_total=overdue_households(conn))
 
 
 FIGURE_KEYS = (
@@ -127,14 +128,18 @@ def figures_sheet(book: Book, rows: list[dict]) -> None:
         )
 
 
-def warnings_sheet(book: Book, lines: list[tuple], where: str = "各镇街分册") -> None:
+def warnings_sheet(
+    book: Book, lines: list[tuple], where: str = "各镇街分册", overdue_total: int | None = None
+) -> None:
     """走访预警: the households and entries to act on (:func:`rosterlink.followup.figures.warnings`
     lines); help outside the band and public funds in full, overdue households up to the cap (a
-    province where no visit log arrived yet has a million: the town workbooks mark each of them)."""
+    province where no visit log arrived yet has a million: the town workbooks mark each of them).
+    ``overdue_total``: the overdue households in all, when ``lines`` hold only the first of them."""
     warn = book.sheet(
         "走访预警", (12, 12, 16, 10, 11, 10, 26, 13, 12, 14, 60), columns=WARN_COLUMNS, printed=True
     )
-    overdue_total = sum(1 for w in lines if w[0] == "超期未走访")
+    if overdue_total is None:
+        overdue_total = sum(1 for w in lines if w[0] == "超期未走访")
     overdue_shown = 0
     for w in lines:
         if w[0] == "超期未走访":

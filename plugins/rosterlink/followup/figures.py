@@ -481,21 +481,51 @@ def in_towns(column: sa.ColumnElement, towns: Collection[str | None] | None) -> 
     return sa.or_(*either) if either else sa.false()
 
 
+def overdue_households(conn: sa.Connection) -> int:
+    """How many households are overdue for their first visit in person (every town)."""
+    fh = schema.followup_figures  # the view's overdue is the table's: no date needed to count it
+    return int(conn.execute(sa.select(sa.func.count()).where(fh.c.overdue == 1)).scalar_one())
+
+
 def warnings(
-    conn: sa.Connection, as_of: dt.date, cfg: FollowupConfig, towns: Collection[str | None] | None = None
+    conn: sa.Connection,
+    as_of: dt.date,
+    cfg: FollowupConfig,
+    towns: Collection[str | None] | None = None,
+    overdue_cap: int | None = None,
 ) -> list[tuple]:
     """Lines to act on: overdue households, help outside the band, help recorded from public funds
-    (``towns``: only the households of these towns)."""
+    (``towns``: only the households of these towns). ``overdue_cap``: of the overdue households only
+    the first so many (in the lines' order) are read, every household with help outside the band
+    still is (a province where no visit log has arrived yet has a million overdue households; a
+    sheet lists the first ones and counts them all: :func:`overdue_households`)."""
     fh, h, c, v = schema.followup_household, schema.household, schema.cadre, schema.visit
+    overdue: sa.ColumnElement[bool] = fh.c.overdue == 1  # a line for it: within the cap
+    if overdue_cap is not None:
+        fo = schema.followup_figures
+        first = (
+            sa.select(fo.c.household_key)
+            .where(fo.c.overdue == 1, in_towns(fo.c.town, towns))
+            .order_by(fo.c.town, fo.c.household_key)
+            .limit(overdue_cap)
+        )
+        overdue = sa.and_(overdue, fh.c.household_key.in_(first.scalar_subquery()))
     out = []
     for r in conn.execute(
-        sa.select(fh, h.c.village, h.c.head_name, c.c.name.label("cadre_name"), c.c.unit)
+        sa.select(
+            fh,
+            h.c.village,
+            h.c.head_name,
+            c.c.name.label("cadre_name"),
+            c.c.unit,
+            sa.case((overdue, 1), else_=0).label("listed_overdue"),
+        )
         .select_from(
             fh.outerjoin(h, h.c.household_key == fh.c.household_key).outerjoin(
                 c, c.c.cadre_key == fh.c.cadre_key
             )
         )
-        .where(sa.or_(fh.c.overdue == 1, fh.c.help_flag.is_not(None)), in_towns(fh.c.town, towns))
+        .where(sa.or_(overdue, fh.c.help_flag.is_not(None)), in_towns(fh.c.town, towns))
         .order_by(fh.c.town, fh.c.household_key)
     ):
         base = (
@@ -509,7 +539,7 @@ def warnings(
             r.last_contact_on,
             r.help_value_year,
         )
-        if r.overdue:
+        if r.listed_overdue:
             note = (
                 "尚未入户走访"
                 + ("（仅电话联系）" if r.phone_contacts else "")
