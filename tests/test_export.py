@@ -1060,3 +1060,69 @@ def test_feedback_names_a_noted_sheet_by_its_name_and_shows_a_formula_as_typed(n
     assert (cell.value, cell.data_type, cell.quotePrefix) == ("=SUM(A1)", "s", True)
     with zipfile.ZipFile(path) as z:
         assert all("<f" not in z.read(n).decode() for n in z.namelist() if n.startswith("xl/worksheets/"))
+
+
+def test_a_quiet_night_after_a_quiet_night_counts_no_pair_for_the_summary_or_the_town_plan(
+    night, monkeypatch
+):
+    """Issue 14: the summary's pair figures per town and the town workbooks' list of towns are kept
+    with the inputs' token. A later night with the same token, on which no pair started or ended,
+    takes them from there instead of counting a province's million pairs, and its summary is the one
+    a full count gives. A change, or a night run for an earlier date, counts again."""
+    from rosterlink.export import pairing_book
+
+    eng, settings = night
+    counted: list[dt.date] = []
+    sized: list[dt.date] = []
+    real_figures, real_sizes = pairing_book.pair_figures, town_books.town_sizes
+    monkeypatch.setattr(
+        pairing_book, "pair_figures", lambda conn, as_of: counted.append(as_of) or real_figures(conn, as_of)
+    )
+    monkeypatch.setattr(
+        town_books, "town_sizes", lambda conn, as_of: sized.append(as_of) or real_sizes(conn, as_of)
+    )
+
+    def summary_lines(path: Path) -> list[tuple]:
+        return _rows(openpyxl.load_workbook(path)["汇总"])[1:]
+
+    def full_count(day: dt.date) -> list[tuple]:  # the same summary with every figure counted
+        books = town_books.books(settings)
+        return summary_lines(export.write_pairing_workbook(eng, settings, day, books, token=None))
+
+    export.write_pairing_workbooks(eng, settings, AS_OF)  # pairs made and ended on AS_OF
+    assert (counted, sized) == ([AS_OF], [AS_OF])
+    day2, day3, day4 = (AS_OF + dt.timedelta(days=n) for n in (1, 2, 3))
+    summary, _ = export.write_pairing_workbooks(eng, settings, day2)
+    # the pairs in force are those of AS_OF; the towns are counted (西集镇 only had pairs ended that night)
+    assert (counted, sized) == ([AS_OF], [AS_OF, day2])
+    kept_lines = summary_lines(summary)
+    assert kept_lines == full_count(day2)
+    assert any(r[3] for r in kept_lines), "the summary shows pairs"
+    counted.clear()
+    sized.clear()
+    summary, towns = export.write_pairing_workbooks(eng, settings, day3)
+    assert (counted, sized, towns.written) == ([], [], {})
+    assert summary_lines(summary) == full_count(day3)
+
+    # a night run for an earlier date counts again (the figures were counted on AS_OF)
+    before_night = AS_OF - dt.timedelta(days=1)
+    counted.clear()
+    export.write_pairing_workbooks(eng, settings, before_night)
+    assert (counted, sized) == ([before_night], [before_night])
+
+    # a stage makes a pair: the token moves, the figures are counted and show it
+    with eng.begin() as conn:
+        conn.execute(schema.household.insert().values(_household("h6", "吴六", "店子镇", "南村", seq=6)))
+        conn.execute(schema.pairing.insert().values(_pair("c1", "household", "h6", day4, "new_target")))
+    warehouse.record_change(eng, "run-4", "pairing", 1)
+    counted.clear()
+    sized.clear()
+    summary, _ = export.write_pairing_workbooks(eng, settings, day4)
+    assert (counted, sized) == ([day4], [day4])
+    lines: dict = {}
+    before: dict = {}
+    for rows, into in ((summary_lines(summary), lines), (kept_lines, before)):
+        for r in rows:
+            into.setdefault(r[0], r)  # the town's line (its unpaired households are listed below)
+    assert lines["店子镇"][3] == before["店子镇"][3] + 1  # one more pair in force
+    assert summary_lines(summary) == full_count(day4)

@@ -426,10 +426,12 @@ def write_pairing_summary(
     from rosterlink import export
     from rosterlink.export import town_books
 
+    token = None
     if run_id is not None:
         town_books.checked(settings, run_id)
+        token = town_books.checked_token(settings, run_id)
     books = town_books.books(settings)
-    summary = export.write_pairing_workbook(_engine(settings), settings, as_of, books)
+    summary = export.write_pairing_workbook(_engine(settings), settings, as_of, books, token)
     return PairingWorkbookWritten(
         pairing=str(summary),
         town_folder=str(town_books.folder(settings)),

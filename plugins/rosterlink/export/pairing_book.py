@@ -11,6 +11,7 @@ thousand small workbooks, not a thousand sheets.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,15 +47,93 @@ log = logging.getLogger(__name__)
 SUMMARY_WIDTHS = (14, 12, 12, 12, 14, 12, 12, 12, 14, 28, 14)
 
 
-def town_lines(conn: sa.Connection, as_of: dt.date) -> tuple[dict[str | None, tuple], int, list]:
+def _current(as_of: dt.date) -> sa.ColumnElement[bool]:
+    p = schema.pairing
+    return sa.and_(p.c.valid_from <= as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
+
+
+def pair_figures(conn: sa.Connection, as_of: dt.date) -> tuple[dict[str | None, list[int]], int]:
+    """The pairs in force per town, counted in the warehouse: (town -> [active households paired,
+    pairs, pairs with a same-town cadre, cadres], the cadres of the whole district). The one count of
+    the summary that reads every pair (a province's million)."""
+    p, h, c = schema.pairing, schema.household, schema.cadre
+    house = p.c.target_kind == "household"
+    joined = p.outerjoin(h, h.c.household_key == p.c.target_key).outerjoin(c, c.c.cadre_key == p.c.cadre_key)
+    same = sa.case((sa.and_(c.c.town.is_not(None), c.c.town == h.c.town), 1), else_=0)
+    figures = {
+        town: [int(paired), int(pairs), int(same_town or 0), int(cadres)]
+        for town, paired, pairs, same_town, cadres in conn.execute(
+            sa.select(
+                h.c.town,
+                sa.func.count(sa.distinct(sa.case((h.c.status == "active", p.c.target_key)))),
+                sa.func.count(),
+                sa.func.sum(same),
+                sa.func.count(sa.distinct(p.c.cadre_key)),
+            )
+            .select_from(joined)
+            .where(house, _current(as_of))
+            .group_by(h.c.town)
+        )
+    }
+    cadres = conn.execute(
+        sa.select(sa.func.count(sa.distinct(p.c.cadre_key))).where(house, _current(as_of))
+    ).scalar_one()
+    return figures, int(cadres)
+
+
+KEPT_FIGURES = "summary_pairs.json"
+"""The summary's pair figures per town (:func:`pair_figures`: counts only, no name), in the town
+workbooks' records folder, with the inputs' token (``town_books.inputs_token``) and the night they
+were counted on. A later night with the same token, on which no pair started or ended since, has
+the same figures: they are read from here instead of from the million pairs."""
+
+
+def kept_pair_figures(
+    conn: sa.Connection, as_of: dt.date, where: Path, token: str | None
+) -> tuple[dict[str | None, list[int]], int]:
+    """:func:`pair_figures`, read from :data:`KEPT_FIGURES` when they were counted on an earlier (or
+    the same) night against the same ``token`` and no pair has started or ended after that night
+    (a night run for an earlier date, or pairs dated later, count again); counted and kept
+    otherwise. ``token`` None: counted, nothing kept."""
+    if token is None:
+        return pair_figures(conn, as_of)
+    target = where / town_books.RECORDS / KEPT_FIGURES
+    try:
+        kept = json.loads(target.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        kept = {}
+    latest = town_books.latest_pair_date(conn)
+    if (
+        isinstance(kept, dict)
+        and kept.get("token") == token
+        and kept.get("as_of", "9999") <= as_of.isoformat()
+        and (latest is None or latest <= kept["as_of"])
+    ):
+        log.info(
+            "export: the summary's pair figures are those counted on %s (nothing changed since)",
+            kept["as_of"],
+        )
+        return {town: list(line) for town, line in kept["towns"]}, int(kept["cadres"])
+    figures, cadres = pair_figures(conn, as_of)
+    if latest is None or latest <= as_of.isoformat():
+        town_books.write_json(
+            target,
+            {"token": token, "as_of": as_of.isoformat(), "towns": list(figures.items()), "cadres": cadres},
+        )
+    return figures, cadres
+
+
+def town_lines(
+    conn: sa.Connection, as_of: dt.date, figures: tuple[dict[str | None, list[int]], int] | None = None
+) -> tuple[dict[str | None, tuple], int, list]:
     """Each town's line of 汇总, counted in the warehouse (a province's million pairs are never read
     into memory here): (town -> (active households, paired ones, pairs in force, pairs with a
     same-town cadre, cadres, pairs made and ended on the night, households left unpaired), the
     cadres of the whole district, the active households left unpaired). The same figures as each
-    town workbook's own line (``town_books.figures``)."""
+    town workbook's own line (``town_books.figures``). ``figures``: the pairs' figures
+    (:func:`pair_figures`) when already known."""
     p, h, c = schema.pairing, schema.household, schema.cadre
     house = p.c.target_kind == "household"
-    current = sa.and_(p.c.valid_from <= as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
     joined = p.outerjoin(h, h.c.household_key == p.c.target_key).outerjoin(c, c.c.cadre_key == p.c.cadre_key)
     lines: dict[str | None, list[int]] = {}
 
@@ -65,20 +144,9 @@ def town_lines(conn: sa.Connection, as_of: dt.date) -> tuple[dict[str | None, tu
         sa.select(h.c.town, sa.func.count()).where(h.c.status == "active").group_by(h.c.town)
     ):
         line(town)[0] = int(n)
-    same = sa.case((sa.and_(c.c.town.is_not(None), c.c.town == h.c.town), 1), else_=0)
-    for town, paired, pairs, same_town, cadres in conn.execute(
-        sa.select(
-            h.c.town,
-            sa.func.count(sa.distinct(sa.case((h.c.status == "active", p.c.target_key)))),
-            sa.func.count(),
-            sa.func.sum(same),
-            sa.func.count(sa.distinct(p.c.cadre_key)),
-        )
-        .select_from(joined)
-        .where(house, current)
-        .group_by(h.c.town)
-    ):
-        line(town)[1:5] = [int(paired), int(pairs), int(same_town or 0), int(cadres)]
+    per_town, cadres = figures if figures is not None else pair_figures(conn, as_of)
+    for town, counted in per_town.items():
+        line(town)[1:5] = counted
     ended = p.c.valid_to == as_of
     made = sa.and_(p.c.valid_from == as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
     for town, new, gone in conn.execute(
@@ -92,7 +160,7 @@ def town_lines(conn: sa.Connection, as_of: dt.date) -> tuple[dict[str | None, tu
         .group_by(h.c.town)
     ):
         line(town)[5:7] = [int(new or 0), int(gone or 0)]
-    paired_now = sa.exists().where(house, current, p.c.target_key == h.c.household_key)
+    paired_now = sa.exists().where(house, _current(as_of), p.c.target_key == h.c.household_key)
     found = conn.execute(
         sa.select(h.c.household_key, h.c.head_name, h.c.head_id_number, h.c.town, h.c.village).where(
             h.c.status == "active", ~paired_now
@@ -104,18 +172,19 @@ def town_lines(conn: sa.Connection, as_of: dt.date) -> tuple[dict[str | None, tu
     unpaired = sorted(
         found, key=lambda r: (towns[r.town], r.village or "", r.head_name or "", r.household_key)
     )
-    cadres = conn.execute(
-        sa.select(sa.func.count(sa.distinct(p.c.cadre_key))).where(house, current)
-    ).scalar_one()
-    return {town: tuple(lines[town]) for town in town_order(lines)}, int(cadres), unpaired
+    return {town: tuple(lines[town]) for town in town_order(lines)}, cadres, unpaired
 
 
 def _summary_sheet(
-    book: Book, conn: sa.Connection, books: dict[str | None, tuple[str, dt.date]], as_of: dt.date
+    book: Book,
+    conn: sa.Connection,
+    books: dict[str | None, tuple[str, dt.date]],
+    as_of: dt.date,
+    figures: tuple[dict[str | None, list[int]], int] | None = None,
 ) -> None:
     """汇总: one line per town (its figures, its workbook and the date that workbook's data is as of),
     the district's total, then every active household left unpaired."""
-    lines, cadres, unpaired = town_lines(conn, as_of)
+    lines, cadres, unpaired = town_lines(conn, as_of, figures)
     sheet = book.sheet("汇总", SUMMARY_WIDTHS, freeze=False)
     sheet.row((f"结对汇总（截至{as_of:%Y年%m月%d日}）",), TITLE)
     sheet.row((*LINE_COLUMNS, "镇街分册", "分册数据截至"), HEADER)
@@ -220,13 +289,20 @@ def _change_sheet(book: Book, pairs: list[Pair], as_of: dt.date) -> None:
 
 
 def write_pairing_workbook(
-    eng: sa.Engine, settings: Settings, as_of: dt.date, books: dict[str | None, tuple[str, dt.date]]
+    eng: sa.Engine,
+    settings: Settings,
+    as_of: dt.date,
+    books: dict[str | None, tuple[str, dt.date]],
+    token: str | None = None,
 ) -> Path:
     """``<export_dir>/结对汇总_<YYYYMMDD>.xlsx``: 汇总, 重点信访案件, 本次变化, 走访帮扶 and 走访预警;
-    ``books``: each town's workbook (file name) and the date its data is as of."""
+    ``books``: each town's workbook (file name) and the date its data is as of; ``token``: the
+    inputs' token the town workbooks were checked against tonight (``town_books.checked_token``;
+    the pairs' figures per town are kept with it: :func:`kept_pair_figures`)."""
     with eng.connect() as conn:
         book = night_book(as_of)
-        _summary_sheet(book, conn, books, as_of)
+        figures = kept_pair_figures(conn, as_of, town_books.folder(settings), token)
+        _summary_sheet(book, conn, books, as_of, figures)
         cases = town_books.open_cases(conn)
         case_pairs = read_pairs(conn, as_of, current=True, changed=False, kind="case")
         leaders = town_books.case_leaders(case_pairs, as_of)
@@ -243,4 +319,4 @@ def write_pairing_workbooks(
 ) -> tuple[Path, town_books.TownBooks]:
     """The town workbooks (those whose content changed), then the summary workbook."""
     towns = town_books.write_town_workbooks(eng, settings, as_of)
-    return write_pairing_workbook(eng, settings, as_of, towns.books), towns
+    return write_pairing_workbook(eng, settings, as_of, towns.books, towns.token), towns

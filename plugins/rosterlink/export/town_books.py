@@ -572,6 +572,7 @@ class TownBooks:
     written: dict[str | None, Path] = field(default_factory=dict)
     books: dict[str | None, tuple[str, dt.date]] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
+    token: str | None = None  # what they were checked against tonight (:func:`checked_token`)
 
 
 def gone(where: Path, records: dict[str | None, Record], towns: Collection[str | None]) -> list[str]:
@@ -620,6 +621,7 @@ def write_town_workbooks(eng: sa.Engine, settings: Settings, as_of: dt.date) -> 
         done.written.update(_write_batch(eng, settings, as_of, run_id, b["batch"]))
     checked(settings, run_id)
     done.books = books(settings)
+    done.token = checked_token(settings, run_id)
     log.info("export: %d of %d town workbooks written", len(done.written), len(done.books))
     return done
 
@@ -686,7 +688,8 @@ def _read_state(where: Path) -> dict:
     return state if isinstance(state, dict) else {}
 
 
-def _write_json(target: Path, value: dict) -> None:
+def write_json(target: Path, value: dict) -> None:
+    """``value`` as JSON at ``target``, replaced at once (a reader never sees half of it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".~{target.name}")
     tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
@@ -702,9 +705,17 @@ def checked(settings: Settings, run_id: str) -> None:
     except (OSError, ValueError):
         return
     if kept.get("run_id") == run_id and kept.get("token"):
-        _write_json(
+        write_json(
             where / RECORDS / STATE, {"token": kept["token"], "run_id": run_id, "as_of": kept["as_of"]}
         )
+
+
+def checked_token(settings: Settings, run_id: str) -> str | None:
+    """The inputs' token (:func:`inputs_token`) tonight's town workbooks were all checked against
+    (None: this run did not check them all)."""
+    state = _read_state(folder(settings))
+    token = state.get("token")
+    return token if state.get("run_id") == run_id and isinstance(token, str) else None
 
 
 class PlanMismatch(RuntimeError):
@@ -759,13 +770,14 @@ def plan(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str) -> lis
 
 def _plan(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str) -> tuple[list[dict], list[str]]:
     where = folder(settings)
+    state = _read_state(where)
     with eng.connect() as conn:
-        sizes = town_sizes(conn, as_of)
         token = inputs_token(conn)
+        keep = state.get("token") == token
+        towns = _planned_towns(where, token, as_of, latest_pair_date(conn)) if keep else None
+        sizes = town_sizes(conn, as_of) if towns is None else dict.fromkeys(towns, 0)
     removed = gone(where, read_records(where), sizes)
     names = file_names(town_order(sizes))
-    state = _read_state(where)
-    keep = state.get("token") == token
     if keep:
         groups = [town_order(sizes)] if sizes else []
     else:
@@ -773,7 +785,7 @@ def _plan(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str) -> tu
         groups = _split(sizes, max(1, min(settings.town_batches, wanted)))
     batches = [[[t, names[t]] for t in g] for g in groups]
     kept = {"run_id": run_id, "as_of": as_of.isoformat(), "token": token, "keep": keep, "batches": batches}
-    _write_json(where / RECORDS / PLAN, kept)
+    write_json(where / RECORDS / PLAN, kept)
     if keep:
         log.info(
             "export: nothing the %d town workbooks show has changed since the night of %s: they are kept "
@@ -787,6 +799,30 @@ def _plan(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str) -> tu
         {"batch": i, "towns": len(g), "rows": 0 if keep else sum(sizes[t] for t in g)}
         for i, g in enumerate(groups, 1)
     ], removed
+
+
+def latest_pair_date(conn: sa.Connection) -> str | None:
+    """The latest date a pair started or ended, as YYYY-MM-DD (two index lookups)."""
+    p = schema.pairing
+    dates = [conn.execute(sa.select(sa.func.max(col))).scalar_one() for col in (p.c.valid_from, p.c.valid_to)]
+    known = [d for d in dates if d is not None]
+    return max(known).isoformat() if known else None
+
+
+def _planned_towns(where: Path, token: str, as_of: dt.date, latest: str | None) -> list[str | None] | None:
+    """The towns of the last plan, when they are tonight's without counting: that plan was made
+    against ``token`` (the same inputs), for a night after the last pair started or ended (so it
+    listed no town for its pairs changed that night alone) and not after tonight. None otherwise."""
+    try:
+        last = json.loads((where / RECORDS / PLAN).read_text(encoding="utf-8"))
+        planned = str(last["as_of"])
+        if last.get("token") != token or planned > as_of.isoformat():
+            return None
+        if latest is not None and latest >= planned:
+            return None
+        return [town for batch in last["batches"] for town, _ in batch]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def write_batch(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str, batch: int) -> list[Path]:
