@@ -236,7 +236,14 @@ RESOURCES = re.compile(r"task resources: peak_rss_mb=(\d+) cpu_s=([\d.]+) wall_s
 
 
 def run_nights(
-    workdir: Path, intake_src: Path, config: Path, workers: int, timeout: float, *, quiet: int
+    workdir: Path,
+    intake_src: Path,
+    config: Path,
+    workers: int,
+    timeout: float,
+    *,
+    quiet: int,
+    keep_warehouse: bool = False,
 ) -> list[dict]:
     """Night 1 on a fresh deployment and then ``quiet`` nights, a day apart, with no new file (what
     a province pays for a night when nothing was sent: the first after a night of changes still
@@ -344,7 +351,10 @@ def run_nights(
         af.dispose()
     finally:
         sampler.stopping.set()
-        _drop(warehouse_url)
+        if keep_warehouse:  # to look into, or to run a stage against: its URL
+            print(f"warehouse kept: {warehouse_url} (exports in {exports})", flush=True)
+        else:
+            _drop(warehouse_url)
         _drop(airflow_url)
     return results
 
@@ -456,6 +466,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="after night 1, run this many nights with no new file, a day apart (--quiet-night: 1)",
     )
+    parser.add_argument(
+        "--keep-warehouse",
+        action="store_true",
+        help="keep each deployment's warehouse database (its URL is printed) instead of dropping it",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     # a benchmark stopped with SIGTERM still stops its cluster and drops its databases
@@ -496,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
                 workers,
                 args.timeout,
                 quiet=max(args.quiet_nights, int(args.quiet_night)),
+                keep_warehouse=args.keep_warehouse,
             )
             results.extend(nights)
             for result in nights:
