@@ -357,10 +357,11 @@ def follow_through(settings: Settings, as_of: dt.date, run_id: str) -> MatchSumm
     eng = _engine(settings)
     with warehouse.changes_of(eng, run_id, "follow_through") as changed:
         done = match.match(eng, as_of, run_id)
-        # every row moves with the date (as_of, days since contact); a change is a visit matched
-        # tonight, or a household's figures changed in anything else
+        # a change is a visit matched tonight, or a household's figures changed (the night's date
+        # and the days since contact are the view's: no row moves with the date alone)
         changed.append(done["rows_matched"] + done["figures_changed"])
-    warehouse.analyze(eng, WRITTEN_BY["follow_through"])
+    if sum(changed):  # a night that wrote no row leaves the planner's statistics as they are
+        warehouse.analyze(eng, WRITTEN_BY["follow_through"])
     return done
 
 
