@@ -47,7 +47,9 @@ settings (:mod:`~rosterlink.link.config`). This module runs them in order: :func
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import gc
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -69,6 +71,7 @@ from rosterlink.link.review_book import export_review_workbook, read_review_work
 from rosterlink.link.state import KINDS, Night, load_night
 from rosterlink.ops import faults
 from rosterlink.warehouse import schema
+from rosterlink.warehouse.db import dumps, loads, now
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +114,7 @@ def link(
             # households' sizes, counted in the database; the night's rows are not read
             log.info("link: nothing new tonight (no unlinked row, no reviewer decision waiting)")
             faults.point("link.mid")
-            result = summary(quiet_night(cfg), household_sizes(conn))
+            result = summary(quiet_night(cfg), kept_household_sizes(conn))
         else:
             result = _link(conn, cfg, started)
     if review_dir is not None:
@@ -185,6 +188,46 @@ def household_sizes(conn: sa.Connection) -> Counter[int]:
     )
     by_size = conn.execute(sa.select(per_key.c.n, sa.func.count()).group_by(per_key.c.n))
     return Counter({int(n): int(k) for n, k in by_size})
+
+
+SIZES_BUILD = "link_sizes"
+"""The ``stage_build`` row that keeps :func:`household_sizes` with :func:`sizes_token`."""
+
+
+def sizes_token(conn: sa.Connection) -> str:
+    """A digest of what the households' sizes are counted from, short of counting them: the loaded
+    rows (how many, the last id), the link stage's recorded changes and the merges. A night that
+    loads, removes or links a row, or merges households, moves it."""
+    r, c, m = schema.source_record, schema.content_change, schema.household_merge
+    figures = (
+        tuple(conn.execute(sa.select(sa.func.count(), sa.func.max(r.c.record_id))).one()),
+        conn.execute(sa.select(sa.func.max(c.c.change_id)).where(c.c.stage == "link")).scalar_one(),
+        conn.execute(sa.select(sa.func.max(m.c.merge_id))).scalar_one(),
+    )
+    return hashlib.sha256(repr(figures).encode("utf-8")).hexdigest()
+
+
+def kept_household_sizes(conn: sa.Connection) -> Counter[int]:
+    """:func:`household_sizes`, kept in ``stage_build`` with :func:`sizes_token` and counted again
+    only when the token moves: a province's quiet nights do not group its million rows by
+    household again to report the same sizes."""
+    b = schema.stage_build
+    token = sizes_token(conn)
+    row = conn.execute(sa.select(b.c.token, b.c.summary).where(b.c.stage == SIZES_BUILD)).first()
+    if row is not None and row.token == token:
+        return Counter({int(n): int(k) for n, k in loads(row.summary).items()})
+    sizes = household_sizes(conn)
+    conn.execute(b.delete().where(b.c.stage == SIZES_BUILD))
+    conn.execute(
+        b.insert().values(
+            stage=SIZES_BUILD,
+            as_of=dt.date.today(),  # the day they were counted: the link stage has no night's date
+            token=token,
+            summary=dumps({str(n): k for n, k in sorted(sizes.items())}),
+            built_at=now(),
+        )
+    )
+    return sizes
 
 
 @contextlib.contextmanager

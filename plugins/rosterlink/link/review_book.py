@@ -4,8 +4,10 @@ decisions filled into any workbook in that folder read back (the rules are :mod:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -102,6 +104,11 @@ def export_review_workbook(eng: sa.Engine, review_dir: Path, max_items: int = 20
         log.info("link: %s is open in Excel; not rewritten tonight", REVIEW_WORKBOOK)
         return None
     with eng.connect() as conn:
+        token = queue_token(conn, max_items)
+        written = _written(review_dir)
+        if written.get("token") == token and written.get("sha256") == _digest(target):
+            log.info("link: the review queue is as %s shows it; the workbook is kept", REVIEW_WORKBOOK)
+            return target
         rows = most_doubtful(conn, max(max_items, 0))
         by_reason = pending_by_reason(conn)
     total = sum(by_reason.values())
@@ -148,7 +155,63 @@ def export_review_workbook(eng: sa.Engine, review_dir: Path, max_items: int = 20
         ),
     ):
         info.row([text])
-    return book.save(target)
+    saved = book.save(target)
+    _record_written(review_dir, {"token": token, "sha256": _digest(saved)})
+    return saved
+
+
+_WRITTEN = Path(".rosterlink") / "review.json"
+"""Beside the review workbook: what it was written from (:func:`queue_token`) and its bytes' digest.
+A workbook with those bytes holds no decision (none was filled in since): it is not read, and a
+night whose queue has the same token keeps it instead of writing it again."""
+
+
+def queue_token(conn: sa.Connection, max_items: int) -> str:
+    """A digest of what the review workbook shows, counted in the warehouse: the reviews (how
+    many, the last id, how many pending, the last decided and applied), the link stage's recorded
+    changes, the cap and the code that writes it."""
+    lr, c = schema.link_review, schema.content_change
+    figures = (
+        tuple(
+            conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.max(lr.c.review_id),
+                    sa.func.sum(sa.case((lr.c.status == "pending", 1), else_=0)),
+                    sa.func.max(lr.c.decided_at),
+                    sa.func.max(lr.c.applied_at),
+                )
+            ).one()
+        ),
+        conn.execute(sa.select(sa.func.max(c.c.change_id)).where(c.c.stage == "link")).scalar_one(),
+        max_items,
+    )
+    here = Path(__file__).parent
+    code = hashlib.sha256(b"".join((here / n).read_bytes() for n in ("review_book.py", "review.py")))
+    return hashlib.sha256(repr((figures, code.hexdigest())).encode("utf-8")).hexdigest()
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _written(review_dir: Path) -> dict:
+    try:
+        found = json.loads((review_dir / _WRITTEN).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _record_written(review_dir: Path, record: dict) -> None:
+    target = review_dir / _WRITTEN
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".~{target.name}")
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    os.replace(tmp, target)
 
 
 def read_review_workbooks(conn: sa.Connection, review_dir: Path | None) -> dict:
@@ -159,6 +222,7 @@ def read_review_workbooks(conn: sa.Connection, review_dir: Path | None) -> dict:
         return out
     lr = schema.link_review
     pending = {x.review_id for x in conn.execute(sa.select(lr.c.review_id).where(lr.c.status == "pending"))}
+    as_written = _written(Path(review_dir)).get("sha256")
     for path in sorted(Path(review_dir).glob("*.xlsx")):
         if (
             path.name.startswith(("~$", "."))
@@ -168,6 +232,9 @@ def read_review_workbooks(conn: sa.Connection, review_dir: Path | None) -> dict:
             continue
         if (path.parent / ("~$" + path.name)).exists():
             continue  # still open in Excel
+        if as_written is not None and path.name == REVIEW_WORKBOOK and _digest(path) == as_written:
+            out["files"] += 1  # the workbook as the night wrote it: no decision was filled in
+            continue
         try:
             found = _decisions_in(path)
         except Exception:  # noqa: BLE001 - a broken workbook must not stop the night

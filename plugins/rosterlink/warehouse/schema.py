@@ -253,7 +253,7 @@ content_change = sa.Table(
 stage_build = sa.Table(
     "stage_build",
     metadata,
-    sa.Column("stage", sa.String(32), primary_key=True),  # status | pairing
+    sa.Column("stage", sa.String(32), primary_key=True),  # status | pairing | link_sizes
     sa.Column("as_of", sa.Date, nullable=False),  # the night it was computed for
     sa.Column("run_id", sa.String(250)),
     sa.Column("token", sa.String(64), nullable=False),  # builds.inputs_token
