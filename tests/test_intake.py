@@ -132,6 +132,30 @@ def test_file_growing_during_the_scan_is_left_for_the_next_scan(tmp_path, sqlite
     assert _ledger(sqlite_url) == []
 
 
+def test_files_still_for_longer_than_the_settle_time_are_taken_without_waiting(
+    tmp_path, sqlite_url, monkeypatch
+):
+    """A night with nothing new does not wait to watch the files earlier nights left in the folders;
+    a file changed within the settle time is still watched."""
+    import time
+
+    from rosterlink.intake import scan as scan_module
+
+    cfg = _cfg(tmp_path, sqlite_url).with_overrides(limits=settings.Limits(settle_seconds=0.3))
+    _drop(cfg, "civil_affairs/old.csv", b"x" * 100)
+    time.sleep(0.4)  # still for longer than the settle time
+    waited: list[float] = []
+    monkeypatch.setattr(scan_module.time, "sleep", waited.append)
+    eng = warehouse.connect(sqlite_url)
+    assert [f["file_name"] for f in intake.scan(eng, cfg, "n1")] == ["civil_affairs/old.csv"]
+    assert waited == []
+    _drop(cfg, "civil_affairs/new.csv", b"y" * 100)
+    # (the first file is still pending: nothing loaded it)
+    names = sorted(f["file_name"] for f in intake.scan(eng, cfg, "n2"))
+    assert names == ["civil_affairs/new.csv", "civil_affairs/old.csv"]
+    assert waited == [0.3]
+
+
 def test_feedback_folder_and_hidden_files_are_not_taken_as_intake(tmp_path, sqlite_url):
     cfg = _cfg(tmp_path, sqlite_url)
     _drop(cfg, "civil_affairs/feedback/old.结果.xlsx", b"x")

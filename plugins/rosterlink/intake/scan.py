@@ -116,13 +116,32 @@ def _signature(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
+def _changed_lately(path: Path, since_ns: int) -> bool:
+    """The file's data or its inode changed after ``since_ns`` (or its times are in the future):
+    the later of its modification time and its status-change time, which no copy that keeps the
+    original's modification time (``cp -p``, Explorer) can set back."""
+    st = path.stat()
+    return max(st.st_mtime_ns, st.st_ctime_ns) > since_ns
+
+
 def _still_written(candidates: list[Found], settle_seconds: float) -> set[Path]:
     """Files whose size or modification time changes within ``settle_seconds``, or that Excel
-    holds open (a ``~$name`` lock file beside them): a clerk's copy still in progress."""
+    holds open (a ``~$name`` lock file beside them): a clerk's copy still in progress.
+
+    When no file has changed in the last ``settle_seconds`` (the files of earlier nights still in
+    the folder, and nothing new), every one has already been still for that long: the scan does not
+    wait to watch them."""
     busy = {f.path for f in candidates if (f.path.parent / ("~$" + f.path.name)).exists()}
     if settle_seconds <= 0:
         return busy
     before = {f.path: _signature(f.path) for f in candidates if f.path not in busy}
+    since_ns = time.time_ns() - int(settle_seconds * 1e9)
+    try:
+        lately = any(_changed_lately(path, since_ns) for path in before)
+    except OSError:
+        lately = True  # one went while looking: watch them all
+    if not lately:
+        return busy
     time.sleep(settle_seconds)
     for path, signature in before.items():
         try:
