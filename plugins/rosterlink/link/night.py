@@ -71,7 +71,7 @@ from rosterlink.link.review_book import export_review_workbook, read_review_work
 from rosterlink.link.state import KINDS, Night, load_night
 from rosterlink.ops import faults
 from rosterlink.warehouse import schema
-from rosterlink.warehouse.db import dumps, loads, now
+from rosterlink.warehouse.db import dumps, loads, now, stage_changes
 
 log = logging.getLogger(__name__)
 
@@ -198,10 +198,10 @@ def sizes_token(conn: sa.Connection) -> str:
     """A digest of what the households' sizes are counted from, short of counting them: the loaded
     rows (how many, the last id), the link stage's recorded changes and the merges. A night that
     loads, removes or links a row, or merges households, moves it."""
-    r, c, m = schema.source_record, schema.content_change, schema.household_merge
+    r, m = schema.source_record, schema.household_merge
     figures = (
         tuple(conn.execute(sa.select(sa.func.count(), sa.func.max(r.c.record_id))).one()),
-        conn.execute(sa.select(sa.func.max(c.c.change_id)).where(c.c.stage == "link")).scalar_one(),
+        stage_changes(conn, "link"),
         conn.execute(sa.select(sa.func.max(m.c.merge_id))).scalar_one(),
     )
     return hashlib.sha256(repr(figures).encode("utf-8")).hexdigest()

@@ -23,6 +23,7 @@ from rosterlink.link.review import (
     pending_by_reason,
 )
 from rosterlink.warehouse import now, schema
+from rosterlink.warehouse.db import stage_changes
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def queue_token(conn: sa.Connection, max_items: int) -> str:
     """A digest of what the review workbook shows, counted in the warehouse: the reviews (how
     many, the last id, how many pending, the last decided and applied), the link stage's recorded
     changes, the cap and the code that writes it."""
-    lr, c = schema.link_review, schema.content_change
+    lr = schema.link_review
     figures = (
         tuple(
             conn.execute(
@@ -183,7 +184,7 @@ def queue_token(conn: sa.Connection, max_items: int) -> str:
                 )
             ).one()
         ),
-        conn.execute(sa.select(sa.func.max(c.c.change_id)).where(c.c.stage == "link")).scalar_one(),
+        stage_changes(conn, "link"),
         max_items,
     )
     here = Path(__file__).parent

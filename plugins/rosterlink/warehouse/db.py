@@ -114,6 +114,22 @@ def changes_of(eng: sa.Engine, run_id: str | None, stage: str) -> Iterator[list[
             conn.execute(c.delete().where(c.c.change_id == change_id))
 
 
+def stage_changes(conn: sa.Connection, stage: str) -> tuple[int | None, int]:
+    """``stage``'s recorded changes as a digest taken inside the stage reads them: the last change
+    it finished recording, and how many it left :data:`UNFINISHED`. Tonight's own record is
+    unfinished while the stage runs (:func:`changes_of`) and gone after it if it changed nothing:
+    read from inside, it is one more unfinished every night, so the digest does not move with it;
+    a run that died leaves one more, and the digest moves."""
+    c = schema.content_change
+    last, unfinished = conn.execute(
+        sa.select(
+            sa.func.max(sa.case((c.c.changes != UNFINISHED, c.c.change_id))),
+            sa.func.count(sa.case((c.c.changes == UNFINISHED, 1))),
+        ).where(c.c.stage == stage)
+    ).one()
+    return last, int(unfinished)
+
+
 def generation(conn: sa.Connection) -> int:
     """The warehouse's generation: the last change a stage recorded (0: none yet)."""
     c = schema.content_change
