@@ -23,8 +23,13 @@ the task ran), peak RSS during the task (Linux: ``/proc/self/clear_refs`` reset 
 file tasks (``read_and_validate_file``, one per file) are also split into their two halves, the
 read (``tasks.read_file``) and the validation (``tasks.validate_file``), each summed over the files.
 
-For load, link, pairing and the workbooks it also times, in the same process and on the same
-rows, the bare tool the stage should be held against (issue 14), and prints the stage's ratio to it:
+For reading, load, link, pairing and the workbooks it also times, in the same process and on the
+same rows, the bare tool the stage should be held against (issue 14), and prints the stage's ratio
+to it:
+
+* reading (``read_and_validate_file``: read, normalise, validate): tonight's files merely read into
+  DataFrames, every sheet, by python-calamine (.xlsx, .xls) and pandas' C reader (.csv); the whole
+  night's CPU is also printed against it;
 
 * load: tonight's ``source_record`` rows inserted by plain ``sqlite3`` ``executemany`` into an
   empty table of the same shape (one transaction);
@@ -220,6 +225,46 @@ def _timed(work) -> tuple[object, float, float]:
     t0, c0 = time.perf_counter(), time.process_time()
     out = work()
     return out, time.perf_counter() - t0, time.process_time() - c0
+
+
+def bare_read(workdir: Path, url: str, file_ids: list[int]) -> dict:
+    """Tonight's files merely read into DataFrames, every sheet, as the issue's yardstick does:
+    python-calamine for .xlsx and .xls (``pandas.read_excel(engine="calamine")``), pandas' C reader
+    for .csv (UTF-8, else GBK); no header found, nothing normalised or checked."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from rosterlink import warehouse
+
+    with warehouse.connect(url).connect() as conn:
+        names = (
+            conn.execute(
+                sa.text("SELECT file_name FROM intake_file WHERE file_id IN :ids").bindparams(
+                    sa.bindparam("ids", expanding=True)
+                ),
+                {"ids": list(file_ids) or [-1]},
+            )
+            .scalars()
+            .all()
+        )
+    paths = [workdir / "intake" / n for n in names if (workdir / "intake" / n).is_file()]
+    rows = 0
+    started, cpu = time.perf_counter(), time.process_time()
+    for path in paths:
+        if path.suffix.lower() == ".csv":
+            try:
+                frames = [pd.read_csv(path, header=None, dtype=str, encoding="utf-8")]
+            except UnicodeDecodeError:
+                frames = [pd.read_csv(path, header=None, dtype=str, encoding="gbk")]
+        else:
+            frames = list(pd.read_excel(path, sheet_name=None, header=None, engine="calamine").values())
+        rows += sum(len(f) for f in frames)
+    return {
+        "cpu_s": time.process_time() - cpu,
+        "wall_s": time.perf_counter() - started,
+        "files": len(paths),
+        "rows": rows,
+    }
 
 
 def bare_load(url: str, file_ids: list[int]) -> dict:
@@ -526,6 +571,7 @@ def run_night(
             conn.execute(sa.text("SELECT COUNT(*) FROM pairing WHERE valid_to IS NULL")).scalar() or 0
         )
     bare = {
+        FILE_TASK: bare_read(workdir, url, list(files)),
         "load_files": bare_load(url, list(files)),
         "link_entities": bare_link(url, list(files), recorder.results.get("link")),  # type: ignore[arg-type]
         "rebuild_pairings": bare_pairing(recorder.flows),
@@ -629,6 +675,12 @@ def report(result: dict) -> None:
             elif name == "load_files":
                 base_cpu = bare["cpu_s"]
                 what = f"sqlite3 executemany of {bare['rows']} rows {bare['cpu_s']:.2f} s CPU"
+            elif name == FILE_TASK:
+                base_cpu = bare["cpu_s"]
+                what = (
+                    f"calamine / pandas read of the {bare['files']} files ({bare['rows']} sheet rows)"
+                    f" {bare['cpu_s']:.2f} s CPU"
+                )
             else:
                 base_cpu = bare["cpu_s"]
                 what = (
@@ -655,6 +707,12 @@ def report(result: dict) -> None:
             f" XlsxWriter of the same {sum(b['cells'] for b in bares)} cells"
             f" ({sum(b['books'] for b in bares)} workbooks) {base:.2f} s CPU;"
             f" stage/bare CPU {_ratio(cpu, base).strip()}"
+        )
+    read = result["bare"].get(FILE_TASK)
+    if read and read.get("files"):
+        print(
+            f"  the whole night (dag.test) {result['total_cpu_s']:.2f} s CPU against the bare read of its"
+            f" files {read['cpu_s']:.2f} s: {_ratio(result['total_cpu_s'], read['cpu_s']).strip()}"
         )
     for task_id, text in result.get("profiles", {}).items():
         print(f"\n  cProfile of {task_id}, night {result['night']} (top by cumulative time):")
