@@ -11,13 +11,13 @@ thousand small workbooks, not a thousand sheets.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from rosterlink.core import jsonfile
 from rosterlink.core.spec import RANK_LABELS, town_key, town_order
 from rosterlink.core.workbook import (
     BOLD,
@@ -98,14 +98,10 @@ def kept_pair_figures(
     if token is None:
         return pair_figures(conn, as_of)
     target = where / town_books.RECORDS / KEPT_FIGURES
-    try:
-        kept = json.loads(target.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        kept = {}
+    kept = jsonfile.read_dict(target)
     latest = town_books.latest_pair_date(conn)
     if (
-        isinstance(kept, dict)
-        and kept.get("token") == token
+        kept.get("token") == token
         and kept.get("as_of", "9999") <= as_of.isoformat()
         and (latest is None or latest <= kept["as_of"])
     ):
@@ -116,7 +112,7 @@ def kept_pair_figures(
         return {town: list(line) for town, line in kept["towns"]}, int(kept["cadres"])
     figures, cadres = pair_figures(conn, as_of)
     if latest is None or latest <= as_of.isoformat():
-        town_books.write_json(
+        jsonfile.write_atomic(
             target,
             {"token": token, "as_of": as_of.isoformat(), "towns": list(figures.items()), "cadres": cadres},
         )

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from rosterlink import warehouse
+from rosterlink.core import jsonfile
 from rosterlink.core.masking import mask_id, mask_phone, mask_text
 from rosterlink.core.spec import CATEGORY_LABELS, FIVE_ONES, RANK_LABELS, town_key, town_order
 from rosterlink.core.workbook import BOLD, GREEN, GREY, HEADER, PERCENT, PLAIN, RED, TITLE, Book
@@ -538,14 +539,8 @@ def read_records(where: Path) -> dict[str | None, Record]:
 
 
 def _save_record(where: Path, record: Record) -> None:
-    target = _record_path(where, record.file)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".~{target.name}")
-    text = json.dumps(
-        {**asdict(record), "as_of": record.as_of.isoformat()}, ensure_ascii=False, sort_keys=True
-    )
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
+    fields = {**asdict(record), "as_of": record.as_of.isoformat()}
+    jsonfile.write_atomic(_record_path(where, record.file), fields, sort_keys=True)
 
 
 def write_town(
@@ -681,31 +676,16 @@ def inputs_token(conn: sa.Connection, cfg: FollowupConfig | None = None) -> str:
 
 
 def _read_state(where: Path) -> dict:
-    try:
-        state = json.loads((where / RECORDS / STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
-
-
-def write_json(target: Path, value: dict) -> None:
-    """``value`` as JSON at ``target``, replaced at once (a reader never sees half of it)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".~{target.name}")
-    tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, target)
+    return jsonfile.read_dict(where / RECORDS / STATE)
 
 
 def checked(settings: Settings, run_id: str) -> None:
     """Every town of tonight's plan is written or found current: keep the plan's token as what
     the workbooks were checked against (the next night with the same token keeps them)."""
     where = folder(settings)
-    try:
-        kept = json.loads((where / RECORDS / PLAN).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
+    kept = jsonfile.read_dict(where / RECORDS / PLAN)
     if kept.get("run_id") == run_id and kept.get("token"):
-        write_json(
+        jsonfile.write_atomic(
             where / RECORDS / STATE, {"token": kept["token"], "run_id": run_id, "as_of": kept["as_of"]}
         )
 
@@ -785,7 +765,7 @@ def _plan(eng: sa.Engine, settings: Settings, as_of: dt.date, run_id: str) -> tu
         groups = _split(sizes, max(1, min(settings.town_batches, wanted)))
     batches = [[[t, names[t]] for t in g] for g in groups]
     kept = {"run_id": run_id, "as_of": as_of.isoformat(), "token": token, "keep": keep, "batches": batches}
-    write_json(where / RECORDS / PLAN, kept)
+    jsonfile.write_atomic(where / RECORDS / PLAN, kept)
     if keep:
         log.info(
             "export: nothing the %d town workbooks show has changed since the night of %s: they are kept "
@@ -813,15 +793,15 @@ def _planned_towns(where: Path, token: str, as_of: dt.date, latest: str | None) 
     """The towns of the last plan, when they are tonight's without counting: that plan was made
     against ``token`` (the same inputs), for a night after the last pair started or ended (so it
     listed no town for its pairs changed that night alone) and not after tonight. None otherwise."""
+    last = jsonfile.read_dict(where / RECORDS / PLAN)
     try:
-        last = json.loads((where / RECORDS / PLAN).read_text(encoding="utf-8"))
         planned = str(last["as_of"])
         if last.get("token") != token or planned > as_of.isoformat():
             return None
         if latest is not None and latest >= planned:
             return None
         return [town for batch in last["batches"] for town, _ in batch]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, ValueError):
         return None
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from rosterlink.core import jsonfile
 from rosterlink.core.workbook import TOP, WRAP, Book
 from rosterlink.link.model import norm_name
 from rosterlink.link.review import (
@@ -157,7 +157,7 @@ def export_review_workbook(eng: sa.Engine, review_dir: Path, max_items: int = 20
     ):
         info.row([text])
     saved = book.save(target)
-    _record_written(review_dir, {"token": token, "sha256": _digest(saved)})
+    jsonfile.write_atomic(review_dir / _WRITTEN, {"token": token, "sha256": _digest(saved)})
     return saved
 
 
@@ -200,19 +200,7 @@ def _digest(path: Path) -> str | None:
 
 
 def _written(review_dir: Path) -> dict:
-    try:
-        found = json.loads((review_dir / _WRITTEN).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
-def _record_written(review_dir: Path, record: dict) -> None:
-    target = review_dir / _WRITTEN
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".~{target.name}")
-    tmp.write_text(json.dumps(record), encoding="utf-8")
-    os.replace(tmp, target)
+    return jsonfile.read_dict(review_dir / _WRITTEN)
 
 
 def read_review_workbooks(conn: sa.Connection, review_dir: Path | None) -> dict:
