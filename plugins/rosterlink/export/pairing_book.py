@@ -35,7 +35,7 @@ from rosterlink.core.workbook import (
 from rosterlink.export import common, town_books
 from rosterlink.export.common import TARGET_LABELS, UNKNOWN_TOWN_SHEET, night_book, reason_label
 from rosterlink.export.followup_sheets import followup_sheets
-from rosterlink.export.pairs import ENDED, NEW, Pair, changes, masked_target, read_pairs
+from rosterlink.export.pairs import ENDED, NEW, Pair, changes, in_force, masked_target, read_pairs
 from rosterlink.export.town_books import LINE_COLUMNS
 from rosterlink.warehouse import schema
 
@@ -45,11 +45,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUMMARY_WIDTHS = (14, 12, 12, 12, 14, 12, 12, 12, 14, 28, 14)
-
-
-def _current(as_of: dt.date) -> sa.ColumnElement[bool]:
-    p = schema.pairing
-    return sa.and_(p.c.valid_from <= as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
 
 
 def pair_figures(conn: sa.Connection, as_of: dt.date) -> tuple[dict[str | None, list[int]], int]:
@@ -71,12 +66,12 @@ def pair_figures(conn: sa.Connection, as_of: dt.date) -> tuple[dict[str | None, 
                 sa.func.count(sa.distinct(p.c.cadre_key)),
             )
             .select_from(joined)
-            .where(house, _current(as_of))
+            .where(house, in_force(as_of))
             .group_by(h.c.town)
         )
     }
     cadres = conn.execute(
-        sa.select(sa.func.count(sa.distinct(p.c.cadre_key))).where(house, _current(as_of))
+        sa.select(sa.func.count(sa.distinct(p.c.cadre_key))).where(house, in_force(as_of))
     ).scalar_one()
     return figures, int(cadres)
 
@@ -156,7 +151,7 @@ def town_lines(
         .group_by(h.c.town)
     ):
         line(town)[5:7] = [int(new or 0), int(gone or 0)]
-    paired_now = sa.exists().where(house, _current(as_of), p.c.target_key == h.c.household_key)
+    paired_now = sa.exists().where(house, in_force(as_of), p.c.target_key == h.c.household_key)
     found = conn.execute(
         sa.select(h.c.household_key, h.c.head_name, h.c.head_id_number, h.c.town, h.c.village).where(
             h.c.status == "active", ~paired_now

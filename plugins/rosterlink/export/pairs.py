@@ -50,6 +50,12 @@ class Pair:
 _FIELDS = tuple(f.name for f in fields(Pair))
 
 
+def in_force(as_of: dt.date) -> sa.ColumnElement[bool]:
+    """A pair is in force on ``as_of``: begun on or before it, not ended by it."""
+    p = schema.pairing
+    return sa.and_(p.c.valid_from <= as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
+
+
 def read_pairs(
     conn: sa.Connection,
     as_of: dt.date,
@@ -63,7 +69,7 @@ def read_pairs(
     (``towns``: only those whose household or case is in one of them; ``kind``: only households or
     only cases)."""
     p, c, h, k = schema.pairing, schema.cadre, schema.household, schema.petition_case
-    is_current = sa.and_(p.c.valid_from <= as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
+    is_current = in_force(as_of)
     is_changed = sa.or_(p.c.valid_from == as_of, p.c.valid_to == as_of)
     cond = sa.or_(*([is_current] if current else []), *([is_changed] if changed else []))
     is_house = p.c.target_kind == "household"
@@ -137,7 +143,7 @@ def pairs_per_town(conn: sa.Connection, as_of: dt.date) -> dict[str | None, int]
     p, h, k = schema.pairing, schema.household, schema.petition_case
     is_house = p.c.target_kind == "household"
     town = sa.case((is_house, h.c.town), else_=k.c.town)
-    is_current = sa.and_(p.c.valid_from <= as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
+    is_current = in_force(as_of)
     is_changed = sa.or_(p.c.valid_from == as_of, p.c.valid_to == as_of)
     query = (
         sa.select(town, sa.func.count())

@@ -22,7 +22,7 @@ from rosterlink.link.review import (
     parse_decision,
     pending_by_reason,
 )
-from rosterlink.warehouse import now, schema
+from rosterlink.warehouse import builds, now, schema
 from rosterlink.warehouse.db import stage_changes
 
 log = logging.getLogger(__name__)
@@ -188,8 +188,8 @@ def queue_token(conn: sa.Connection, max_items: int) -> str:
         max_items,
     )
     here = Path(__file__).parent
-    code = hashlib.sha256(b"".join((here / n).read_bytes() for n in ("review_book.py", "review.py")))
-    return hashlib.sha256(repr((figures, code.hexdigest())).encode("utf-8")).hexdigest()
+    code = builds.code_digest([here / "review_book.py", here / "review.py"])
+    return hashlib.sha256(repr((figures, code)).encode("utf-8")).hexdigest()
 
 
 def _digest(path: Path) -> str | None:
