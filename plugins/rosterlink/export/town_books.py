@@ -670,7 +670,7 @@ def inputs_token(conn: sa.Connection, cfg: FollowupConfig | None = None) -> str:
         count(m),
     )
     package = Path(__file__).resolve().parents[1]
-    code = hashlib.sha256(b"".join((package / name).read_bytes() for name in _SHOWING_CODE)).hexdigest()
+    code = builds.code_digest([package / name for name in _SHOWING_CODE])
     h2 = hashlib.sha256(repr((LAYOUT, code, repr(cfg or FollowupConfig.load()), figures)).encode("utf-8"))
     return h2.hexdigest()
 
