@@ -726,3 +726,35 @@ def test_a_roster_with_a_row_per_family_member_makes_one_household_per_head(tmp_
     assert '"household_size": 3' in attrs
     for number in (wife, son, other_wife):
         assert not any(number in v for v in stored)
+
+
+def test_a_cell_is_cleaned_alike_with_or_without_the_shortcut_for_every_character():
+    """The shortcut that skips cleaning an already clean cell gives what cleaning it gives, for
+    every Unicode character, alone, between letters and at either end."""
+    from rosterlink.intake.normalise import _clean_str, _clean_str_fully
+
+    for code in range(0x110000):
+        ch = chr(code)
+        for text in (ch, f" 张{ch}三 ", f"{ch}ab", f"ab{ch}"):
+            assert _clean_str(text) == _clean_str_fully(text), hex(code)
+
+
+@pytest.mark.parametrize(
+    ("field", "values"),
+    [
+        ("household_size", [3, 3.0, True, "3", "3人", 0.0, -0.0, 0, "0", None, float("nan")]),
+        ("income", [0.0, -0.0, 0, "0", 1.5, "1.5", True, 1, 1.0]),
+        ("town", ["店子", "店子镇", " 店子镇 ", 1, 1.0, True, None, "", "-"]),
+    ],
+)
+def test_a_value_repeated_down_a_column_is_normalised_as_it_is_alone(field, values):
+    """Equal cells of different types (1, 1.0 and True; 0.0 and -0.0) are each normalised as
+    themselves, however often and in whatever order they repeat down a column."""
+    spec = catalogue().fields[field]
+    column = values * 700  # past the rows after which a column that hardly repeats stops keeping
+    rows = pd.DataFrame({"_row": range(2, len(column) + 2), field: pd.Series(column, dtype=object)})
+    table = Table("s", "hardship", rows)
+    frame, _ = normalise_table(table, dt.date(2026, 1, 1))
+    alone = [normalise_value(spec.type, v, today=dt.date(2026, 1, 1)).value for v in column]
+    got = list(frame[field])
+    assert [(type(v), repr(v)) for v in got] == [(type(v), repr(v)) for v in alone]

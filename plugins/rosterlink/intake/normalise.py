@@ -41,6 +41,7 @@ so the last digits are gone; the number is never rounded or reconstructed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import numbers
@@ -93,6 +94,16 @@ def printable(text: str) -> str:
 
 def _clean_str(raw: str) -> str:
     """NFKC, control characters and zero-width characters removed, trimmed."""
+    if raw.isprintable() and unicodedata.is_normalized("NFKC", raw):
+        # nothing to replace or remove: every character the patterns below match (C0 controls,
+        # DEL, lone surrogates, U+FFFE/U+FFFF, the zero-width ones) is one str.isprintable()
+        # refuses, and the text is already NFKC; most cells are, and skip four passes over them
+        return raw.strip()
+    return _clean_str_fully(raw)
+
+
+def _clean_str_fully(raw: str) -> str:
+    """:func:`_clean_str` without its shortcut: every pass made."""
     text = unicodedata.normalize("NFKC", _XML_ILLEGAL.sub("", _LINE_CONTROLS.sub(" ", raw)))
     return _ZERO_WIDTH.sub("", text).strip()
 
@@ -101,13 +112,13 @@ def is_blank(raw: object) -> bool:
     """None, NaN/NaT, an empty or whitespace string, or a placeholder such as ``-`` or ``/``."""
     if raw is None:
         return True
-    if isinstance(raw, float) and math.isnan(raw):
-        return True
+    if isinstance(raw, str):  # most cells: tested first
+        s = _clean_str(raw)
+        return s == "" or s in _NULL_WORDS or bool(_PLACEHOLDER.match(s))
+    if isinstance(raw, float):
+        return math.isnan(raw)
     if raw is pd.NaT:
         return True
-    if isinstance(raw, str):
-        s = _clean_str(raw)
-        return s == "" or bool(_PLACEHOLDER.match(s)) or s in _NULL_WORDS
     try:
         return bool(pd.isna(raw))  # numpy nan, pd.NA, numpy NaT
     except (TypeError, ValueError):
@@ -615,6 +626,51 @@ def age_on(id18: str, day: dt.date) -> int | None:
     return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
 
+class _ColumnMemo:
+    """A column's values normalised once each: a town, a category, a date or a household size
+    repeats down a column, and its result (a pure function of the value, the night's date and the
+    district) is the same on every row. Keyed by type and value (``1``, ``1.0`` and ``True`` are
+    equal in Python, not as cells); a float zero is not kept (``-0.0`` equals ``0.0``). A column
+    whose values hardly repeat (ID numbers, names, phones) stops keeping them after
+    :attr:`TRIAL` rows, so it holds no copy of a million distinct values."""
+
+    TRIAL = 2_000
+    """Rows after which a column that repeated fewer than one value in :attr:`MIN_REPEAT` stops."""
+    MIN_REPEAT = 4
+
+    def __init__(self) -> None:
+        self.kept: dict[tuple[type, object], Normalised] | None = {}
+        self.seen = 0
+        self.hits = 0
+
+    @staticmethod
+    def key(raw: object) -> tuple[type, object] | None:
+        if isinstance(raw, float) and raw == 0:
+            return None
+        return (type(raw), raw)
+
+    def get(self, raw: object) -> Normalised | None:
+        if self.kept is None:
+            return None
+        self.seen += 1
+        key = self.key(raw)
+        try:
+            found = self.kept.get(key) if key is not None else None
+        except TypeError:  # an unhashable value: normalised every time
+            return None
+        if found is not None:
+            self.hits += 1
+        elif self.seen == self.TRIAL and self.hits * self.MIN_REPEAT < self.seen:
+            self.kept = None
+        return found
+
+    def put(self, raw: object, result: Normalised) -> None:
+        key = self.key(raw)
+        if self.kept is not None and key is not None:
+            with contextlib.suppress(TypeError):
+                self.kept[key] = result
+
+
 def normalise_table(table: SheetTable, today: dt.date | None = None) -> tuple[pd.DataFrame, list[Finding]]:
     """Normalise every field of ``table.frame`` for ``table.roster``.
 
@@ -638,8 +694,12 @@ def normalise_table(table: SheetTable, today: dt.date | None = None) -> tuple[pd
         present = field in raw_frame.columns
         raw_values: Iterable[Any] = raw_frame[field] if present else [None] * len(raw_frame)
         column: list[Any] = []
+        memo = _ColumnMemo()
         for i, raw in enumerate(raw_values):
-            result = normalise_value(field_type, raw, towns=towns, known_regions=regions, today=today)
+            result = memo.get(raw)
+            if result is None:
+                result = normalise_value(field_type, raw, towns=towns, known_regions=regions, today=today)
+                memo.put(raw, result)
             if spec.adult and isinstance(result.value, str):
                 age = age_on(result.value, today)
                 if age is not None and age < ADULT_AGE:

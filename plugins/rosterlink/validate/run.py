@@ -161,7 +161,7 @@ def gx_frame(roster_kind: str, frame: pd.DataFrame, dropped: dict[tuple[int, str
     data: dict[str, pd.Series] = {"_row": pd.Series(rows, dtype="int64")}
     for name in roster.fields:
         values = list(frame[name]) if name in frame.columns else [None] * len(frame)
-        values = [None if is_blank(v) else v for v in values]
+        values = [None if v is None or is_blank(v) else v for v in values]
         data[name] = pd.Series(values, dtype=object)
         data[err_column(name)] = pd.Series([dropped.get((r, name)) for r in rows], dtype=object)
         spec = cat.fields[name]
