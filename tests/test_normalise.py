@@ -758,3 +758,21 @@ def test_a_value_repeated_down_a_column_is_normalised_as_it_is_alone(field, valu
     alone = [normalise_value(spec.type, v, today=dt.date(2026, 1, 1)).value for v in column]
     got = list(frame[field])
     assert [(type(v), repr(v)) for v in got] == [(type(v), repr(v)) for v in alone]
+
+
+@given(st.text(alphabet="0123456789", min_size=17, max_size=17))
+def test_the_check_digit_is_the_standards_weighted_sum(first17):
+    """GB 11643's check digit: the weights 2^(17-i) mod 11, the sum's remainder mapped to 1 0 X 9 8
+    7 6 5 4 3 2; and the standard's own examples."""
+    total = sum(int(c) * pow(2, 17 - i, 11) for i, c in enumerate(first17))
+    assert idnumber.check_digit(first17) == "10X98765432"[total % 11]
+    assert idnumber.check_digit("11010519491231002") == "X"
+    assert idnumber.check_digit("44052418800101001") == "4"
+
+
+def test_a_check_digit_of_anything_but_seventeen_digits_fails_as_before():
+    with pytest.raises(ValueError, match="longer"):
+        idnumber.check_digit("1234")
+    with pytest.raises(ValueError, match="invalid literal"):
+        idnumber.check_digit("1101051949123100²")  # a digit to str.isdigit, not to int()
+    assert not idnumber.is_valid_checksum("11010519491231002x")

@@ -7,14 +7,22 @@ cell; this module only knows the arithmetic of the number itself.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
 
 
+_ZERO_WEIGHED = ord("0") * sum(_WEIGHTS)
+
+
 def check_digit(first17: str) -> str:
     """The 18th character for the first 17 digits."""
-    total = sum(int(c) * w for c, w in zip(first17, _WEIGHTS, strict=True))
+    if len(first17) == 17 and first17.isascii() and first17.isdigit():
+        # ASCII digits (every normalised number): weighed by their code points, less the zeros'
+        total = sum(map(operator.mul, first17.encode("ascii"), _WEIGHTS)) - _ZERO_WEIGHED
+    else:
+        total = sum(int(c) * w for c, w in zip(first17, _WEIGHTS, strict=True))
     return _CHECK[total % 11]
 
 

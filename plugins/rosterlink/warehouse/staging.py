@@ -97,6 +97,7 @@ def write_sheet(
             rows_read=len(frame),
         )
     )
+    rows, names, values = _payloads(frame)
     insert_many(
         conn,
         schema.staged_row,
@@ -104,22 +105,26 @@ def write_sheet(
             {
                 "file_id": file_id,
                 "sheet": table.sheet,
-                "row_number": int(rec["_row"]),
+                "row_number": row,
                 "roster": table.roster,
-                "payload": dumps({k: v for k, v in rec.items() if k != "_row"}),
-                "findings": dumps(by_row.get(int(rec["_row"]), [])),
+                "payload": dumps(dict(zip(names, payload, strict=True))),
+                "findings": dumps(by_row.get(row, [])),
                 "state": "normalised",
             }
-            for rec in _records(frame)
+            for row, payload in zip(rows, values, strict=True)
         ),
     )
     return len(frame)
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """DataFrame rows as plain Python dicts (NaN/NA -> None) for JSON."""
+def _payloads(frame: pd.DataFrame) -> tuple[list[int], list[str], Iterable[tuple[Any, ...]]]:
+    """The rows of a normalised frame for JSON, a column at a time: their numbers (``_row``), the
+    other columns' names, and each row's values in that order (NaN/NA -> None)."""
     clean = frame.astype(object).where(pd.notna(frame), None)
-    return [{str(k): v for k, v in rec.items()} for rec in clean.to_dict(orient="records")]
+    names = [str(k) for k in clean.columns if k != "_row"]
+    rows = [int(r) for r in clean["_row"]]
+    columns = [clean[k].tolist() for k in clean.columns if k != "_row"]
+    return rows, names, zip(*columns, strict=True) if columns else [()] * len(rows)
 
 
 def read_sheets(conn: sa.Connection, file_ids: Sequence[int] | None = None) -> list[StagedSheet]:
