@@ -776,3 +776,17 @@ def test_a_check_digit_of_anything_but_seventeen_digits_fails_as_before():
     with pytest.raises(ValueError, match="invalid literal"):
         idnumber.check_digit("1101051949123100²")  # a digit to str.isdigit, not to int()
     assert not idnumber.is_valid_checksum("11010519491231002x")
+
+
+def test_a_cell_starting_with_a_digit_or_a_chinese_character_is_never_blank_for_every_character():
+    """is_blank's shortcut (a cell starting with 0-9 or a CJK ideograph is not blank) agrees with
+    cleaning the cell and looking, whatever character follows."""
+    from rosterlink.intake.normalise import _NULL_WORDS, _PLACEHOLDER, _clean_str_fully, is_blank
+
+    for first in ("0", "\u4e00", "\u9fff"):
+        for code in range(0x110000):
+            text = first + chr(code)
+            cleaned = _clean_str_fully(text)
+            assert is_blank(text) == (
+                cleaned == "" or cleaned in _NULL_WORDS or bool(_PLACEHOLDER.match(cleaned))
+            )

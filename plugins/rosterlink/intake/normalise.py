@@ -113,6 +113,10 @@ def is_blank(raw: object) -> bool:
     if raw is None:
         return True
     if isinstance(raw, str):  # most cells: tested first
+        if raw and ("0" <= raw[0] <= "9" or "\u4e00" <= raw[0] <= "\u9fff"):
+            # an ID, a phone, a date, a name, a village: a first character that cleaning keeps
+            # first (neither space nor control) and that no blank word or placeholder starts with
+            return False
         s = _clean_str(raw)
         return s == "" or s in _NULL_WORDS or bool(_PLACEHOLDER.match(s))
     if isinstance(raw, float):

@@ -143,7 +143,7 @@ def read_sheets(conn: sa.Connection, file_ids: Sequence[int] | None = None) -> l
         ).all()
         fields = catalogue().rosters[sheet.roster].fields
         frame = pd.DataFrame(
-            [{"_row": row.row_number, **json.loads(row.payload)} for row in staged],
+            [{"_row": row.row_number, **loads(row.payload)} for row in staged],
             columns=["_row", *fields],
         ).astype(object)
         table = SheetTable(
@@ -153,7 +153,12 @@ def read_sheets(conn: sa.Connection, file_ids: Sequence[int] | None = None) -> l
             headers=json.loads(sheet.headers or "{}"),
             frame=frame,
         )
-        findings = [Finding(**f) for row in staged for f in json.loads(row.findings or "[]")]
+        findings = [  # (most rows have none: "[]" is not parsed)
+            Finding(**f)
+            for row in staged
+            if row.findings not in (None, "", "[]")
+            for f in loads(row.findings)
+        ]
         out.append(StagedSheet(sheet.file_id, table, findings))
     return out
 
