@@ -790,3 +790,15 @@ def test_a_cell_starting_with_a_digit_or_a_chinese_character_is_never_blank_for_
             assert is_blank(text) == (
                 cleaned == "" or cleaned in _NULL_WORDS or bool(_PLACEHOLDER.match(cleaned))
             )
+
+
+def test_a_column_that_repeats_early_and_not_later_is_normalised_alike_past_the_memo_limit(monkeypatch):
+    """The column memo stops keeping values at its limit, and the values past it are normalised
+    as they are alone."""
+    monkeypatch.setattr("rosterlink.intake.normalise._ColumnMemo.MAX_KEPT", 10)
+    column = ["3"] * 2500 + [str(i % 40) for i in range(2500)] + [3.0, "3人", None] * 10
+    rows = pd.DataFrame(
+        {"_row": range(2, len(column) + 2), "household_size": pd.Series(column, dtype=object)}
+    )
+    frame, _ = normalise_table(Table("s", "hardship", rows), dt.date(2026, 1, 1))
+    assert list(frame["household_size"]) == [normalise_int(v).value for v in column]

@@ -636,11 +636,14 @@ class _ColumnMemo:
     district) is the same on every row. Keyed by type and value (``1``, ``1.0`` and ``True`` are
     equal in Python, not as cells); a float zero is not kept (``-0.0`` equals ``0.0``). A column
     whose values hardly repeat (ID numbers, names, phones) stops keeping them after
-    :attr:`TRIAL` rows, so it holds no copy of a million distinct values."""
+    :attr:`TRIAL` rows, and none keeps more than :attr:`MAX_KEPT`, so no column holds a copy of
+    a million distinct values."""
 
     TRIAL = 2_000
     """Rows after which a column that repeated fewer than one value in :attr:`MIN_REPEAT` stops."""
     MIN_REPEAT = 4
+    MAX_KEPT = 50_000
+    """Distinct values kept at most (a column that repeats early and not later holds no more)."""
 
     def __init__(self) -> None:
         self.kept: dict[tuple[type, object], Normalised] | None = {}
@@ -670,7 +673,7 @@ class _ColumnMemo:
 
     def put(self, raw: object, result: Normalised) -> None:
         key = self.key(raw)
-        if self.kept is not None and key is not None:
+        if self.kept is not None and key is not None and len(self.kept) < self.MAX_KEPT:
             with contextlib.suppress(TypeError):
                 self.kept[key] = result
 
