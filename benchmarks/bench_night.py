@@ -28,8 +28,8 @@ same rows, the bare tool the stage should be held against (issue 14), and prints
 to it:
 
 * reading (``read_and_validate_file``: read, normalise, validate): tonight's files merely read into
-  DataFrames, every sheet, by python-calamine (.xlsx, .xls) and pandas' C reader (.csv); the whole
-  night's CPU is also printed against it;
+  DataFrames, every sheet, by python-calamine (.xlsx, .xls) and pandas' C reader (.csv), the least
+  CPU of :data:`BARE_READ_RUNS` reads; the whole night's CPU is also printed against it;
 
 * load: tonight's ``source_record`` rows inserted by plain ``sqlite3`` ``executemany`` into an
   empty table of the same shape (one transaction);
@@ -248,23 +248,28 @@ def bare_read(workdir: Path, url: str, file_ids: list[int]) -> dict:
             .all()
         )
     paths = [workdir / "intake" / n for n in names if (workdir / "intake" / n).is_file()]
-    rows = 0
-    started, cpu = time.perf_counter(), time.process_time()
-    for path in paths:
-        if path.suffix.lower() == ".csv":
-            try:
-                frames = [pd.read_csv(path, header=None, dtype=str, encoding="utf-8")]
-            except UnicodeDecodeError:
-                frames = [pd.read_csv(path, header=None, dtype=str, encoding="gbk")]
-        else:
-            frames = list(pd.read_excel(path, sheet_name=None, header=None, engine="calamine").values())
-        rows += sum(len(f) for f in frames)
-    return {
-        "cpu_s": time.process_time() - cpu,
-        "wall_s": time.perf_counter() - started,
-        "files": len(paths),
-        "rows": rows,
-    }
+    best: dict = {}
+    for _ in range(BARE_READ_RUNS):  # the best of a few: the yardstick is the tool, not the noise
+        rows = 0
+        started, cpu = time.perf_counter(), time.process_time()
+        for path in paths:
+            if path.suffix.lower() == ".csv":
+                try:
+                    frames = [pd.read_csv(path, header=None, dtype=str, encoding="utf-8")]
+                except UnicodeDecodeError:
+                    frames = [pd.read_csv(path, header=None, dtype=str, encoding="gbk")]
+            else:
+                frames = list(pd.read_excel(path, sheet_name=None, header=None, engine="calamine").values())
+            rows += sum(len(f) for f in frames)
+        run = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - started}
+        if not best or run["cpu_s"] < best["cpu_s"]:
+            best = run
+    return {**best, "files": len(paths), "rows": rows, "runs": BARE_READ_RUNS}
+
+
+BARE_READ_RUNS = 3
+"""Times the bare read is made (its least CPU is the figure): one read moved by a tenth from run
+to run, and every ratio to it with it."""
 
 
 def bare_load(url: str, file_ids: list[int]) -> dict:
@@ -679,7 +684,7 @@ def report(result: dict) -> None:
                 base_cpu = bare["cpu_s"]
                 what = (
                     f"calamine / pandas read of the {bare['files']} files ({bare['rows']} sheet rows)"
-                    f" {bare['cpu_s']:.2f} s CPU"
+                    f" {bare['cpu_s']:.2f} s CPU (best of {bare.get('runs', 1)})"
                 )
             else:
                 base_cpu = bare["cpu_s"]
