@@ -14,6 +14,9 @@ import openpyxl
 import pytest
 import sqlalchemy as sa
 import xlsxwriter
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from rosterlink import export, warehouse
 from rosterlink.core.idnumber import make
@@ -960,6 +963,13 @@ def test_a_night_with_more_new_pairs_than_the_change_sheet_lists_says_where_they
     assert new_total >= 2
     assert ended
 
+    for cap in (new_total - 1, 0):  # the full list, in its order, less the new pairs past the cap
+        monkeypatch.setattr(common, "SHEET_LIST_MAX", cap)
+        rows = list(_summary(eng, settings)["本次变化"].iter_rows(min_row=2, values_only=True))
+        first_new = [r for r in full if r[0] == "新结对"][:cap]
+        assert rows[:-1] == [r for r in full if r[0] == "结对结束" or r in first_new]
+        assert f"共{new_total}条" in rows[-1][0]
+
     monkeypatch.setattr(common, "SHEET_LIST_MAX", 1)
     rows = list(_summary(eng, settings)["本次变化"].iter_rows(min_row=2, values_only=True))
     assert [r for r in rows if r[0] == "结对结束"] == ended
@@ -1126,3 +1136,54 @@ def test_a_quiet_night_after_a_quiet_night_counts_no_pair_for_the_summary_or_the
             into.setdefault(r[0], r)  # the town's line (its unpaired households are listed below)
     assert lines["店子镇"][3] == before["店子镇"][3] + 1  # one more pair in force
     assert summary_lines(summary) == full_count(day4)
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["店子镇", "山城街道", "外镇", None]),
+            st.sampled_from(["ended", "new", "kept"]),
+            st.sampled_from(["household", "case"]),
+            st.sampled_from(["东村", "西村", None]),
+            st.sampled_from(["张三", "李四", None]),
+        ),
+        max_size=40,
+    ),
+    st.integers(min_value=0, max_value=45),
+)
+def test_the_first_changes_are_the_changes_less_the_new_pairs_past_the_cap(specs, cap):
+    """What the summary's change sheet lists, read a pair at a time: every ended pair and the first
+    ``cap`` new ones, in the order of all the changes, and the count of the new ones."""
+    from rosterlink.export.pairs import NEW, Pair, changes, first_changes
+
+    made = {"ended": AS_OF - dt.timedelta(days=9), "new": AS_OF, "kept": AS_OF - dt.timedelta(days=3)}
+    pairs = [
+        Pair(
+            i,
+            kind,
+            f"H{i % 7:06d}",
+            made[how],
+            AS_OF if how == "ended" else None,
+            "new",
+            None,
+            "C1",
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            name,
+            None,
+            town,
+            village,
+            "active",
+        )
+        for i, (town, how, kind, village, name) in enumerate(specs, start=1)
+    ]
+    every = changes(pairs, AS_OF)
+    new = [q for q in every if q.change(AS_OF) == NEW]
+    listed, new_total = first_changes(iter(pairs), AS_OF, cap)
+    assert new_total == len(new)
+    assert listed == [q for q in every if q.change(AS_OF) != NEW or q in new[:cap]]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,7 +36,15 @@ from rosterlink.core.workbook import (
 from rosterlink.export import common, town_books
 from rosterlink.export.common import TARGET_LABELS, UNKNOWN_TOWN_SHEET, night_book, reason_label
 from rosterlink.export.followup_sheets import followup_sheets
-from rosterlink.export.pairs import ENDED, NEW, Pair, changes, in_force, masked_target, read_pairs
+from rosterlink.export.pairs import (
+    ENDED,
+    Pair,
+    first_changes,
+    in_force,
+    masked_target,
+    read_pairs,
+    stream_pairs,
+)
 from rosterlink.export.town_books import LINE_COLUMNS
 from rosterlink.warehouse import schema
 
@@ -237,17 +246,16 @@ CHANGE_COLUMNS = (
 CHANGE_WIDTHS = (10, 10, 12, 16, 10, 22, 10, 26, 10, 13, 13, 28, 24)
 
 
-def _change_sheet(book: Book, pairs: list[Pair], as_of: dt.date) -> None:
+def _change_sheet(book: Book, pairs: Iterable[Pair], as_of: dt.date) -> None:
+    """本次变化: every pair ended on the night and the first new ones (the changes' order); the
+    pairs are read as they come, and only those listed are kept."""
     sheet = book.sheet("本次变化", CHANGE_WIDTHS, columns=CHANGE_COLUMNS)
-    changed = changes(pairs, as_of)
-    new_total = sum(1 for q in changed if q.change(as_of) == NEW)
+    changed, new_total = first_changes(pairs, as_of, common.SHEET_LIST_MAX)
     new_shown = 0
     for q in changed:
         change = q.change(as_of)
         ended = change == ENDED
         if not ended:
-            if new_shown >= common.SHEET_LIST_MAX:
-                continue
             new_shown += 1
         sheet.row(
             (
@@ -267,7 +275,7 @@ def _change_sheet(book: Book, pairs: list[Pair], as_of: dt.date) -> None:
             ),
             GREY if ended else GREEN,
         )
-    if not changed:
+    if not changed and not new_total:
         sheet.row(("本次没有结对变化：没有新结对，也没有结束的结对。",))
     if new_shown < new_total:
         sheet.row(
@@ -298,7 +306,7 @@ def write_pairing_workbook(
         case_pairs = read_pairs(conn, as_of, current=True, changed=False, kind="case")
         leaders = town_books.case_leaders(case_pairs, as_of)
         town_books.case_sheet(book, town_books.case_rows(cases, leaders))
-        _change_sheet(book, read_pairs(conn, as_of, current=False, changed=True), as_of)
+        _change_sheet(book, stream_pairs(conn, as_of, current=False, changed=True), as_of)
         followup_sheets(book, conn, as_of)
     target = book.save(Path(settings.export_dir) / f"结对汇总_{date_tag(as_of)}.xlsx")
     log.info("export: pairing summary written (%d towns)", len(books))

@@ -4,7 +4,8 @@ their cadre and their target (household or key case) joined."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+import heapq
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
@@ -68,6 +69,40 @@ def read_pairs(
     """Pairs current on ``as_of`` and/or made or ended on ``as_of``, with cadre and target joined
     (``towns``: only those whose household or case is in one of them; ``kind``: only households or
     only cases)."""
+    result = conn.execute(_pairs_query(as_of, current, changed, towns, kind))
+    _check_columns(result)
+    return [Pair(*row) for row in result.all()]
+
+
+STREAM_BATCH = 10_000
+"""Pairs fetched at a time by :func:`stream_pairs`."""
+
+
+def stream_pairs(conn: sa.Connection, as_of: dt.date, *, current: bool, changed: bool) -> Iterator[Pair]:
+    """:func:`read_pairs`, one at a time (fetched :data:`STREAM_BATCH` at a time): for a reader
+    that keeps a few of a province's million pairs."""
+    result = conn.execute(
+        _pairs_query(as_of, current, changed, None, None).execution_options(yield_per=STREAM_BATCH)
+    )
+    _check_columns(result)
+    for row in result:
+        yield Pair(*row)
+
+
+def _check_columns(result: sa.CursorResult) -> None:
+    # the columns are selected in the order of Pair's fields: rows go in by position (a province's
+    # million pairs; keyword by keyword they cost a dict each)
+    if tuple(result.keys()) != _FIELDS:
+        raise RuntimeError(f"read_pairs: columns {tuple(result.keys())} are not Pair's fields {_FIELDS}")
+
+
+def _pairs_query(
+    as_of: dt.date,
+    current: bool,
+    changed: bool,
+    towns: Collection[str | None] | None,
+    kind: str | None,
+) -> sa.Select:
     p, c, h, k = schema.pairing, schema.cadre, schema.household, schema.petition_case
     is_current = in_force(as_of)
     is_changed = sa.or_(p.c.valid_from == as_of, p.c.valid_to == as_of)
@@ -104,30 +139,62 @@ def read_pairs(
         .where(cond, in_towns(town, towns), sa.true() if kind is None else p.c.target_kind == kind)
         .order_by(p.c.pairing_id)
     )
-    result = conn.execute(query)
-    # the columns are selected in the order of Pair's fields: rows go in by position (a province's
-    # million pairs; keyword by keyword they cost a dict each)
-    if tuple(result.keys()) != _FIELDS:
-        raise RuntimeError(f"read_pairs: columns {tuple(result.keys())} are not Pair's fields {_FIELDS}")
-    return [Pair(*row) for row in result.all()]  # type: ignore[call-arg]
+    return query
 
 
 def changes(pairs: list[Pair], as_of: dt.date) -> list[Pair]:
     """The pairs made or ended on ``as_of``, by town, ended first, then by target."""
-    changed = [q for q in pairs if q.change(as_of)]
-    towns = {town: town_key(town) for town in {q.town for q in changed}}  # once a town, not once a pair
-    return sorted(
-        changed,
-        key=lambda q: (
-            towns[q.town],
+    return sorted((q for q in pairs if q.change(as_of)), key=_change_order(as_of))
+
+
+def first_changes(pairs: Iterable[Pair], as_of: dt.date, new_max: int) -> tuple[list[Pair], int]:
+    """:func:`changes` with every ended pair but only the first ``new_max`` new ones (in that order),
+    and how many new ones there are: the same list as taking :func:`changes` and dropping the new
+    pairs past the first ``new_max``, without holding them all (a province's first night makes a
+    million)."""
+    order = _change_order(as_of)
+    ended: list[Pair] = []
+    new_total = 0
+
+    def new() -> Iterator[Pair]:
+        nonlocal new_total
+        for q in pairs:
+            change = q.change(as_of)
+            if change == ENDED:
+                ended.append(q)
+            elif change:
+                new_total += 1
+                yield q
+
+    if new_max > 0:
+        first = heapq.nsmallest(new_max, new(), key=order)  # = sorted(..., key=order)[:new_max]
+    else:
+        first = []
+        for _ in new():  # counted, none kept
+            pass
+    return sorted(ended + first, key=order), new_total
+
+
+def _change_order(as_of: dt.date) -> Callable[[Pair], tuple]:
+    """The order of :func:`changes`: by town, ended first, then by target (the pair's id last, so
+    no two pairs tie)."""
+    towns: dict[str | None, tuple] = {}  # once a town, not once a pair
+
+    def key(q: Pair) -> tuple:
+        place = towns.get(q.town)
+        if place is None:
+            place = towns[q.town] = town_key(q.town)
+        return (
+            place,
             q.change(as_of) != ENDED,
             q.target_kind,
             q.village or "",
             q.name or "",
             q.target_key,
             q.pairing_id,
-        ),
-    )
+        )
+
+    return key
 
 
 def masked_target(q: Pair) -> str | None:
