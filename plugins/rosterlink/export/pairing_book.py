@@ -39,6 +39,7 @@ from rosterlink.export.followup_sheets import followup_sheets
 from rosterlink.export.pairs import (
     ENDED,
     Pair,
+    changed_on,
     first_changes,
     in_force,
     masked_target,
@@ -156,7 +157,7 @@ def town_lines(
             sa.func.sum(sa.case((ended, 1), else_=0)),
         )
         .select_from(joined)
-        .where(house, sa.or_(p.c.valid_from == as_of, ended))
+        .where(house, changed_on(as_of))
         .group_by(h.c.town)
     ):
         line(town)[5:7] = [int(new or 0), int(gone or 0)]

@@ -57,6 +57,12 @@ def in_force(as_of: dt.date) -> sa.ColumnElement[bool]:
     return sa.and_(p.c.valid_from <= as_of, sa.or_(p.c.valid_to.is_(None), p.c.valid_to > as_of))
 
 
+def changed_on(as_of: dt.date) -> sa.ColumnElement[bool]:
+    """A pair changed on ``as_of``: made on it or ended on it."""
+    p = schema.pairing
+    return sa.or_(p.c.valid_from == as_of, p.c.valid_to == as_of)
+
+
 def read_pairs(
     conn: sa.Connection,
     as_of: dt.date,
@@ -105,7 +111,7 @@ def _pairs_query(
 ) -> sa.Select:
     p, c, h, k = schema.pairing, schema.cadre, schema.household, schema.petition_case
     is_current = in_force(as_of)
-    is_changed = sa.or_(p.c.valid_from == as_of, p.c.valid_to == as_of)
+    is_changed = changed_on(as_of)
     cond = sa.or_(*([is_current] if current else []), *([is_changed] if changed else []))
     is_house = p.c.target_kind == "household"
     town = sa.case((is_house, h.c.town), else_=k.c.town)
@@ -211,7 +217,7 @@ def pairs_per_town(conn: sa.Connection, as_of: dt.date) -> dict[str | None, int]
     is_house = p.c.target_kind == "household"
     town = sa.case((is_house, h.c.town), else_=k.c.town)
     is_current = in_force(as_of)
-    is_changed = sa.or_(p.c.valid_from == as_of, p.c.valid_to == as_of)
+    is_changed = changed_on(as_of)
     query = (
         sa.select(town, sa.func.count())
         .select_from(
