@@ -41,7 +41,6 @@ so the last digits are gone; the number is never rounded or reconstructed.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import math
 import numbers
@@ -59,7 +58,7 @@ from rosterlink.core.spec import catalogue, district, header_key
 from rosterlink.core.tables import SheetTable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
 
 class Normalised(NamedTuple):
@@ -650,32 +649,27 @@ class _ColumnMemo:
         self.seen = 0
         self.hits = 0
 
-    @staticmethod
-    def key(raw: object) -> tuple[type, object] | None:
-        if isinstance(raw, float) and raw == 0:
-            return None
-        return (type(raw), raw)
-
-    def get(self, raw: object) -> Normalised | None:
+    def normalised(self, raw: object, normalise: Callable[[object], Normalised]) -> Normalised:
+        """``normalise(raw)``, kept for the next equal cell, or the result kept for an earlier one."""
         if self.kept is None:
-            return None
+            return normalise(raw)
         self.seen += 1
-        key = self.key(raw)
+        if isinstance(raw, float) and raw == 0:
+            return normalise(raw)
+        key = (type(raw), raw)
         try:
-            found = self.kept.get(key) if key is not None else None
+            found = self.kept.get(key)
         except TypeError:  # an unhashable value: normalised every time
-            return None
+            return normalise(raw)
         if found is not None:
             self.hits += 1
-        elif self.seen == self.TRIAL and self.hits * self.MIN_REPEAT < self.seen:
+            return found
+        result = normalise(raw)
+        if self.seen == self.TRIAL and self.hits * self.MIN_REPEAT < self.seen:
             self.kept = None
-        return found
-
-    def put(self, raw: object, result: Normalised) -> None:
-        key = self.key(raw)
-        if self.kept is not None and key is not None and len(self.kept) < self.MAX_KEPT:
-            with contextlib.suppress(TypeError):
-                self.kept[key] = result
+        elif len(self.kept) < self.MAX_KEPT:
+            self.kept[key] = result
+        return result
 
 
 def normalise_table(table: SheetTable, today: dt.date | None = None) -> tuple[pd.DataFrame, list[Finding]]:
@@ -702,11 +696,12 @@ def normalise_table(table: SheetTable, today: dt.date | None = None) -> tuple[pd
         raw_values: Iterable[Any] = raw_frame[field] if present else [None] * len(raw_frame)
         column: list[Any] = []
         memo = _ColumnMemo()
+
+        def one(raw: object, field_type: str = field_type) -> Normalised:
+            return normalise_value(field_type, raw, towns=towns, known_regions=regions, today=today)
+
         for i, raw in enumerate(raw_values):
-            result = memo.get(raw)
-            if result is None:
-                result = normalise_value(field_type, raw, towns=towns, known_regions=regions, today=today)
-                memo.put(raw, result)
+            result = memo.normalised(raw, one)
             if spec.adult and isinstance(result.value, str):
                 age = age_on(result.value, today)
                 if age is not None and age < ADULT_AGE:
