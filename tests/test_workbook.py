@@ -7,6 +7,8 @@ import zipfile
 
 import openpyxl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rosterlink.core import workbook
 from rosterlink.core.workbook import BOLD, GREEN, HEADER, PERCENT, PLAIN, RED, TITLE, TOP, WRAP, Book, Style
@@ -250,3 +252,30 @@ def test_a_value_as_typed_keeps_its_formula_look_as_text_behind_the_quote_prefix
         ("普通", "s", False),
         ("'=1+1", "s", False),  # without AS_TYPED: defused as before
     ]
+
+
+AS_TYPED = workbook.AS_TYPED
+_CELL_VALUES = st.one_of(
+    st.none(),
+    st.text(max_size=6),
+    st.sampled_from(["", "=1+1", "+1", "-2", "@x", "370406198001011239", "13912345678", "东村\x07"]),
+    st.integers(-5, 5),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.dates(),
+    st.datetimes(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_CELL_VALUES, max_size=8),
+    st.sampled_from([PLAIN, GREEN, RED | WRAP, HEADER, PERCENT, AS_TYPED, AS_TYPED | GREEN]),
+    st.booleans(),
+)
+def test_a_row_of_cells_in_one_style_is_each_cell_in_that_style(values, style, mask):
+    """``Sheet.cells`` (a row in one style: a string's format looked up once for the row) gives what
+    ``Sheet.cell`` gives for each value: masked, defused, the same format, blanks the same."""
+    book = Book(dt.datetime(2026, 1, 1), mask=mask)
+    sheet = book.sheet("x")
+    assert sheet.cells(values, style) == [sheet.cell(v, style) for v in values]

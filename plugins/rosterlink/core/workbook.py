@@ -32,7 +32,7 @@ import xlsxwriter
 from rosterlink.core.masking import defuse, mask_text
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 
 @dataclass(frozen=True)
@@ -256,8 +256,19 @@ class Sheet:
         self, values: Sequence[object], style: Style = PLAIN, *, styles: Mapping[int, Style] | None = None
     ) -> None:
         """One row of values in ``style``; ``styles`` adds to it by column index (``{4: WRAP}``)."""
-        styles = styles or {}
+        if not styles:
+            self.append(self.cells(values, style))
+            return
         self.append([self.cell(v, style | styles[i] if i in styles else style) for i, v in enumerate(values)])
+
+    def cells(self, values: Iterable[object], style: Style = PLAIN) -> list[Cell | None]:
+        """:meth:`cell` of each value, in one style. A non-empty string (most cells of a list)
+        takes the short way: its format is looked up once for the row, and its text once per
+        workbook (:func:`_texts`)."""
+        if style.as_typed:
+            return [self.cell(v, style) for v in values]
+        fmt, mask, cell = self.book.cell_format(style), self.book.mask, self.cell
+        return [(_texts(v, mask)[1], fmt) if v.__class__ is str and v else cell(v, style) for v in values]
 
     def header(self, names: Sequence[str]) -> None:
         """A header row (bold, on the header fill)."""
