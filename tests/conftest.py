@@ -97,8 +97,11 @@ def ensure_postgres() -> None:
 
 
 @contextlib.contextmanager
-def fresh_pg_database():
-    """A fresh, empty PostgreSQL database: yields (name, SQLAlchemy URL); dropped afterwards."""
+def fresh_pg_database(icu_locale: str | None = None):
+    """A fresh, empty PostgreSQL database: yields (name, SQLAlchemy URL); dropped afterwards.
+
+    ``icu_locale`` (``"en-US"``): the database's default collation is that ICU locale's, as many
+    servers are set up, instead of this machine's C.UTF-8 (text sorted by code point)."""
     import sqlalchemy as sa
 
     ensure_postgres()
@@ -106,8 +109,9 @@ def fresh_pg_database():
     admin = sa.create_engine(
         "postgresql+psycopg://postgres@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT"
     )
+    options = f" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '{icu_locale}'" if icu_locale else ""
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"{options}')
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     try:
         yield name, url

@@ -1187,3 +1187,112 @@ def test_the_first_changes_are_the_changes_less_the_new_pairs_past_the_cap(specs
     listed, new_total = first_changes(iter(pairs), AS_OF, cap)
     assert new_total == len(new)
     assert listed == [q for q in every if q.change(AS_OF) != NEW or q in new[:cap]]
+
+
+# the texts the change order compares: an ordering by the database's own collation (en-US puts
+# "a" before "B", "_" first, and sets accents aside) would differ from Python's order by code point
+_ORDER_TEXT = st.one_of(st.none(), st.text(alphabet="aB_b东Äé\u0301😀 ", max_size=3))
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite", "postgresql"])
+def test_the_change_log_order_of_the_database_is_the_order_of_the_changes(engine_kind, tmp_path):
+    """The change log reads the night's changes sorted by the database, a batch at a time
+    (``stream_changes``): the same pairs in the same order as reading them all and sorting them in
+    Python (``changes``), for the district's towns, towns it does not know, empty and missing
+    towns, villages and names, on SQLite and on a PostgreSQL database whose own collation (ICU
+    en-US) sorts text otherwise."""
+    import contextlib
+
+    from hypothesis import HealthCheck, example
+
+    from rosterlink.core.spec import district
+    from rosterlink.export.pairs import changes, read_pairs, stream_changes
+
+    from conftest import fresh_pg_database
+
+    known = list(district().towns[:2])
+    towns = st.sampled_from([*known, "外镇", "Zed镇", "abc镇", "", None])
+    targets = st.lists(st.tuples(towns, _ORDER_TEXT, _ORDER_TEXT), min_size=1, max_size=12)
+    pair_specs = st.lists(
+        st.tuples(st.integers(0, 11), st.sampled_from(["ended", "new", "kept", "old"]), st.booleans()),
+        max_size=30,
+    )
+
+    with contextlib.ExitStack() as stack:
+        if engine_kind == "sqlite":
+            url = f"sqlite:///{tmp_path}/w.db"
+        else:
+            url = stack.enter_context(fresh_pg_database(icu_locale="en-US"))[1]
+        eng = warehouse.connect(url)
+
+        @hypothesis_settings(
+            max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+        )
+        @given(targets, pair_specs)
+        # villages and names that ICU en-US sorts otherwise ("_" < "a" < "b" < "B" < "Ä"), towns the
+        # district does not know ("Zed镇" < "abc镇" < "外镇" by code point), empty and missing towns
+        @example(
+            [(known[0], v, "张") for v in ("b", "B", "_", "Ä", "a")], [(i, "new", False) for i in range(5)]
+        )
+        @example(
+            [(t, "a", n) for t in ("abc镇", "外镇", None, "Zed镇", "", known[1]) for n in ("b", "B")],
+            [(i, how, False) for i in range(12) for how in ("new", "ended")],
+        )
+        def check(houses, specs):
+            when = {
+                "ended": (AS_OF - dt.timedelta(days=9), AS_OF),
+                "new": (AS_OF, None),
+                "kept": (AS_OF - dt.timedelta(days=3), None),
+                "old": (AS_OF - dt.timedelta(days=30), AS_OF - dt.timedelta(days=2)),
+            }
+            with eng.begin() as conn:
+                for table in (schema.pairing, schema.household, schema.petition_case, schema.cadre):
+                    conn.execute(table.delete())
+                conn.execute(schema.cadre.insert(), [_cadre("C1", "干部", "section", known[0])])
+                conn.execute(
+                    schema.household.insert(),
+                    [
+                        {
+                            "household_key": f"H{i:06d}",
+                            "head_name": name or "",
+                            "head_id_number": None,
+                            "town": town,
+                            "village": village,
+                            "status": "active",
+                        }
+                        for i, (town, village, name) in enumerate(houses)
+                    ],
+                )
+                conn.execute(
+                    schema.petition_case.insert(),
+                    [
+                        {
+                            "case_key": f"K{i:06d}",
+                            "case_number": f"X-{i}",
+                            "petitioner_name": name,
+                            "town": town,
+                        }
+                        | {"status": "open"}
+                        for i, (town, _, name) in enumerate(houses)
+                    ],
+                )
+                rows = [
+                    _pair(
+                        "C1",
+                        "case" if case else "household",
+                        f"{'K' if case else 'H'}{target % len(houses):06d}",
+                        when[how][0],
+                        "new_target",
+                        when[how][1],
+                        "target_left" if when[how][1] else None,
+                    )
+                    for target, how, case in specs
+                ]
+                if rows:
+                    conn.execute(schema.pairing.insert(), rows)
+            with eng.connect() as conn:
+                expected = changes(read_pairs(conn, AS_OF, current=False, changed=True), AS_OF)
+                assert list(stream_changes(conn, AS_OF)) == expected
+
+        check()
+        eng.dispose()

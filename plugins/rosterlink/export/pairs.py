@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 import sqlalchemy as sa
 
 from rosterlink.core.masking import mask_id
-from rosterlink.core.spec import town_key
+from rosterlink.core.spec import district, town_key
 from rosterlink.followup.figures import in_towns
 from rosterlink.warehouse import schema
 
@@ -109,12 +109,11 @@ def _pairs_query(
     towns: Collection[str | None] | None,
     kind: str | None,
 ) -> sa.Select:
-    p, c, h, k = schema.pairing, schema.cadre, schema.household, schema.petition_case
+    p, c = schema.pairing, schema.cadre
+    t = _target()
     is_current = in_force(as_of)
     is_changed = changed_on(as_of)
     cond = sa.or_(*([is_current] if current else []), *([is_changed] if changed else []))
-    is_house = p.c.target_kind == "household"
-    town = sa.case((is_house, h.c.town), else_=k.c.town)
     query = (
         sa.select(
             p.c.pairing_id,
@@ -131,21 +130,90 @@ def _pairs_query(
             c.c.rank.label("cadre_rank"),
             c.c.town.label("cadre_town"),
             c.c.phone.label("cadre_phone"),
-            sa.case((is_house, h.c.head_name), else_=k.c.petitioner_name).label("name"),
-            sa.case((is_house, h.c.head_id_number), else_=k.c.case_number).label("id_number"),
-            town.label("town"),
-            sa.case((is_house, h.c.village), else_=None).label("village"),
-            sa.case((is_house, h.c.status), else_=k.c.status).label("status"),
+            t.name.label("name"),
+            t.id_number.label("id_number"),
+            t.town.label("town"),
+            t.village.label("village"),
+            t.status.label("status"),
         )
         .select_from(
             p.outerjoin(c, c.c.cadre_key == p.c.cadre_key)
-            .outerjoin(h, sa.and_(is_house, h.c.household_key == p.c.target_key))
-            .outerjoin(k, sa.and_(p.c.target_kind == "case", k.c.case_key == p.c.target_key))
+            .outerjoin(schema.household, t.is_house_of)
+            .outerjoin(schema.petition_case, t.is_case_of)
         )
-        .where(cond, in_towns(town, towns), sa.true() if kind is None else p.c.target_kind == kind)
+        .where(cond, in_towns(t.town, towns), sa.true() if kind is None else p.c.target_kind == kind)
         .order_by(p.c.pairing_id)
     )
     return query
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A pair's target (household or key case) as the pair queries select it."""
+
+    is_house_of: sa.ColumnElement[bool]  # the join to the pair's household
+    is_case_of: sa.ColumnElement[bool]  # the join to the pair's key case
+    name: sa.ColumnElement
+    id_number: sa.ColumnElement
+    town: sa.ColumnElement
+    village: sa.ColumnElement
+    status: sa.ColumnElement
+
+
+def _target() -> _Target:
+    p, h, k = schema.pairing, schema.household, schema.petition_case
+    is_house = p.c.target_kind == "household"
+    return _Target(
+        is_house_of=sa.and_(is_house, h.c.household_key == p.c.target_key),
+        is_case_of=sa.and_(p.c.target_kind == "case", k.c.case_key == p.c.target_key),
+        name=sa.case((is_house, h.c.head_name), else_=k.c.petitioner_name),
+        id_number=sa.case((is_house, h.c.head_id_number), else_=k.c.case_number),
+        town=sa.case((is_house, h.c.town), else_=k.c.town),
+        village=sa.case((is_house, h.c.village), else_=None),
+        status=sa.case((is_house, h.c.status), else_=k.c.status),
+    )
+
+
+def stream_changes(conn: sa.Connection, as_of: dt.date) -> Iterator[Pair]:
+    """:func:`changes` of the pairs made or ended on ``as_of``, sorted by the database and fetched
+    :data:`STREAM_BATCH` at a time: the same pairs in the same order, none of them held (a province's
+    first night makes a million, and the change log lists every one)."""
+    query = _pairs_query(as_of, False, True, None, None).order_by(None)
+    query = query.order_by(*_change_order_sql(conn, as_of))
+    result = conn.execute(query.execution_options(yield_per=STREAM_BATCH))
+    _check_columns(result)
+    for row in result:
+        q = Pair(*row)
+        if q.change(as_of):  # (every pair made or ended on the night has a change)
+            yield q
+
+
+def _change_order_sql(conn: sa.Connection, as_of: dt.date) -> list[sa.ColumnElement]:
+    """:func:`_change_order` in SQL: the district's towns by their place (a CASE over its few
+    towns), towns it does not know after them by name, None last; ended first; then the target.
+    Text is compared as Python compares it, by code point: SQLite's default BINARY collation does,
+    PostgreSQL's "C" collation does (the database's own may not)."""
+    p, t = schema.pairing, _target()
+    known: dict[str, int] = {}
+    for i, name in enumerate(district().towns):
+        known.setdefault(name, i)  # town_key takes a town's first place
+    others = sa.case((t.town.is_(None), len(known) + 1), else_=len(known))
+    place = sa.case(known, value=t.town, else_=others) if known else others
+    ended = sa.and_(p.c.valid_to.is_not(None), p.c.valid_to <= as_of)
+
+    def text(expr: sa.ColumnElement) -> sa.ColumnElement:
+        return expr.collate("C") if conn.dialect.name == "postgresql" else expr
+
+    return [
+        place,
+        text(sa.func.coalesce(t.town, "")),
+        sa.case((ended, 0), else_=1),
+        text(p.c.target_kind),
+        text(sa.func.coalesce(t.village, "")),
+        text(sa.func.coalesce(t.name, "")),
+        text(p.c.target_key),
+        p.c.pairing_id,
+    ]
 
 
 def changes(pairs: list[Pair], as_of: dt.date) -> list[Pair]:
