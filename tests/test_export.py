@@ -1138,75 +1138,25 @@ def test_a_quiet_night_after_a_quiet_night_counts_no_pair_for_the_summary_or_the
     assert summary_lines(summary) == full_count(day4)
 
 
-@hypothesis_settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(["店子镇", "山城街道", "外镇", None]),
-            st.sampled_from(["ended", "new", "kept"]),
-            st.sampled_from(["household", "case"]),
-            st.sampled_from(["东村", "西村", None]),
-            st.sampled_from(["张三", "李四", None]),
-        ),
-        max_size=40,
-    ),
-    st.integers(min_value=0, max_value=45),
-)
-def test_the_first_changes_are_the_changes_less_the_new_pairs_past_the_cap(specs, cap):
-    """What the summary's change sheet lists, read a pair at a time: every ended pair and the first
-    ``cap`` new ones, in the order of all the changes, and the count of the new ones."""
-    from rosterlink.export.pairs import NEW, Pair, changes, first_changes
-
-    made = {"ended": AS_OF - dt.timedelta(days=9), "new": AS_OF, "kept": AS_OF - dt.timedelta(days=3)}
-    pairs = [
-        Pair(
-            i,
-            kind,
-            f"H{i % 7:06d}",
-            made[how],
-            AS_OF if how == "ended" else None,
-            "new",
-            None,
-            "C1",
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            name,
-            None,
-            town,
-            village,
-            "active",
-        )
-        for i, (town, how, kind, village, name) in enumerate(specs, start=1)
-    ]
-    every = changes(pairs, AS_OF)
-    new = [q for q in every if q.change(AS_OF) == NEW]
-    listed, new_total = first_changes(iter(pairs), AS_OF, cap)
-    assert new_total == len(new)
-    assert listed == [q for q in every if q.change(AS_OF) != NEW or q in new[:cap]]
-
-
 # the texts the change order compares: an ordering by the database's own collation (en-US puts
 # "a" before "B", "_" first, and sets accents aside) would differ from Python's order by code point
 _ORDER_TEXT = st.one_of(st.none(), st.text(alphabet="aB_b东Äé\u0301😀 ", max_size=3))
 
 
 @pytest.mark.parametrize("engine_kind", ["sqlite", "postgresql"])
-def test_the_change_log_order_of_the_database_is_the_order_of_the_changes(engine_kind, tmp_path):
+def test_the_changes_sorted_by_the_database_are_the_changes_in_their_order(engine_kind, tmp_path):
     """The change log reads the night's changes sorted by the database, a batch at a time
     (``stream_changes``): the same pairs in the same order as reading them all and sorting them in
     Python (``changes``), for the district's towns, towns it does not know, empty and missing
     towns, villages and names, on SQLite and on a PostgreSQL database whose own collation (ICU
-    en-US) sorts text otherwise."""
+    en-US) sorts text otherwise. The summary's 本次变化 (``listed_changes``) reads only every ended
+    pair and the first new ones: the changes less the new pairs past the cap, for every cap."""
     import contextlib
 
     from hypothesis import HealthCheck, example
 
     from rosterlink.core.spec import district
-    from rosterlink.export.pairs import changes, read_pairs, stream_changes
+    from rosterlink.export.pairs import NEW, changes, listed_changes, read_pairs, stream_changes
 
     from conftest import fresh_pg_database
 
@@ -1293,6 +1243,11 @@ def test_the_change_log_order_of_the_database_is_the_order_of_the_changes(engine
             with eng.connect() as conn:
                 expected = changes(read_pairs(conn, AS_OF, current=False, changed=True), AS_OF)
                 assert list(stream_changes(conn, AS_OF)) == expected
+                new = [q for q in expected if q.change(AS_OF) == NEW]
+                for cap in sorted({0, 1, 3, len(new) - 1, len(new), len(new) + 5} - {-1}):
+                    listed, new_total = listed_changes(conn, AS_OF, cap)
+                    assert new_total == len(new)
+                    assert listed == [q for q in expected if q.change(AS_OF) != NEW or q in new[:cap]]
 
         check()
         eng.dispose()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,13 +37,11 @@ from rosterlink.export.common import TARGET_LABELS, UNKNOWN_TOWN_SHEET, night_bo
 from rosterlink.export.followup_sheets import followup_sheets
 from rosterlink.export.pairs import (
     ENDED,
-    Pair,
     changed_on,
-    first_changes,
     in_force,
+    listed_changes,
     masked_target,
     read_pairs,
-    stream_pairs,
 )
 from rosterlink.export.town_books import LINE_COLUMNS
 from rosterlink.warehouse import schema
@@ -247,11 +244,11 @@ CHANGE_COLUMNS = (
 CHANGE_WIDTHS = (10, 10, 12, 16, 10, 22, 10, 26, 10, 13, 13, 28, 24)
 
 
-def _change_sheet(book: Book, pairs: Iterable[Pair], as_of: dt.date) -> None:
-    """本次变化: every pair ended on the night and the first new ones (the changes' order); the
-    pairs are read as they come, and only those listed are kept."""
+def _change_sheet(book: Book, conn: sa.Connection, as_of: dt.date) -> None:
+    """本次变化: every pair ended on the night and the first new ones (the changes' order); only
+    those listed are read."""
     sheet = book.sheet("本次变化", CHANGE_WIDTHS, columns=CHANGE_COLUMNS)
-    changed, new_total = first_changes(pairs, as_of, common.SHEET_LIST_MAX)
+    changed, new_total = listed_changes(conn, as_of, common.SHEET_LIST_MAX)
     new_shown = 0
     for q in changed:
         change = q.change(as_of)
@@ -307,7 +304,7 @@ def write_pairing_workbook(
         case_pairs = read_pairs(conn, as_of, current=True, changed=False, kind="case")
         leaders = town_books.case_leaders(case_pairs, as_of)
         town_books.case_sheet(book, town_books.case_rows(cases, leaders))
-        _change_sheet(book, stream_pairs(conn, as_of, current=False, changed=True), as_of)
+        _change_sheet(book, conn, as_of)
         followup_sheets(book, conn, as_of)
     target = book.save(Path(settings.export_dir) / f"结对汇总_{date_tag(as_of)}.xlsx")
     log.info("export: pairing summary written (%d towns)", len(books))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
@@ -81,18 +81,7 @@ def read_pairs(
 
 
 STREAM_BATCH = 10_000
-"""Pairs fetched at a time by :func:`stream_pairs`."""
-
-
-def stream_pairs(conn: sa.Connection, as_of: dt.date, *, current: bool, changed: bool) -> Iterator[Pair]:
-    """:func:`read_pairs`, one at a time (fetched :data:`STREAM_BATCH` at a time): for a reader
-    that keeps a few of a province's million pairs."""
-    result = conn.execute(
-        _pairs_query(as_of, current, changed, None, None).execution_options(yield_per=STREAM_BATCH)
-    )
-    _check_columns(result)
-    for row in result:
-        yield Pair(*row)
+"""Pairs fetched at a time by :func:`stream_changes`."""
 
 
 def _check_columns(result: sa.CursorResult) -> None:
@@ -174,18 +163,49 @@ def _target() -> _Target:
     )
 
 
-def stream_changes(conn: sa.Connection, as_of: dt.date) -> Iterator[Pair]:
+def stream_changes(
+    conn: sa.Connection, as_of: dt.date, *, only: str | None = None, limit: int | None = None
+) -> Iterator[Pair]:
     """:func:`changes` of the pairs made or ended on ``as_of``, sorted by the database and fetched
     :data:`STREAM_BATCH` at a time: the same pairs in the same order, none of them held (a province's
-    first night makes a million, and the change log lists every one)."""
+    first night makes a million, and the change log lists every one). ``only``: only the pairs
+    ended (:data:`ENDED`) or only the new ones (:data:`NEW`); ``limit``: only the first so many."""
     query = _pairs_query(as_of, False, True, None, None).order_by(None)
-    query = query.order_by(*_change_order_sql(conn, as_of))
+    if only is not None:
+        query = query.where(_change_is(as_of, only))
+    query = query.order_by(*_change_order_sql(conn, as_of)).limit(limit)
     result = conn.execute(query.execution_options(yield_per=STREAM_BATCH))
     _check_columns(result)
     for row in result:
         q = Pair(*row)
         if q.change(as_of):  # (every pair made or ended on the night has a change)
             yield q
+
+
+def _change_is(as_of: dt.date, change: str) -> sa.ColumnElement[bool]:
+    """The pair's :meth:`Pair.change` on ``as_of`` is ``change`` (:data:`ENDED` or :data:`NEW`)."""
+    p = schema.pairing
+    ended = sa.and_(p.c.valid_to.is_not(None), p.c.valid_to <= as_of)
+    if change == ENDED:
+        return ended
+    if change == NEW:
+        return sa.and_(sa.not_(ended), p.c.valid_from == as_of)
+    raise ValueError(f"a pair's change is {ENDED!r} or {NEW!r}, not {change!r}")
+
+
+def listed_changes(conn: sa.Connection, as_of: dt.date, new_max: int) -> tuple[list[Pair], int]:
+    """:func:`changes` with every ended pair but only the first ``new_max`` new ones (in that
+    order), and how many new ones there are: the same list as taking them all and dropping the new
+    pairs past the first ``new_max``, reading no more than that (a province's first night makes a
+    million new pairs; the summary lists 20,000). The ended pairs and the first new ones come sorted
+    from the database, and are merged in the same order (:func:`_change_order`)."""
+    ended = list(stream_changes(conn, as_of, only=ENDED))
+    first = list(stream_changes(conn, as_of, only=NEW, limit=new_max)) if new_max > 0 else []
+    p = schema.pairing  # (the pair queries join one cadre, household or case to a pair: no more rows)
+    new_total = conn.execute(
+        sa.select(sa.func.count()).select_from(p).where(changed_on(as_of), _change_is(as_of, NEW))
+    ).scalar_one()
+    return list(heapq.merge(ended, first, key=_change_order(as_of))), int(new_total)
 
 
 def _change_order_sql(conn: sa.Connection, as_of: dt.date) -> list[sa.ColumnElement]:
@@ -219,34 +239,6 @@ def _change_order_sql(conn: sa.Connection, as_of: dt.date) -> list[sa.ColumnElem
 def changes(pairs: list[Pair], as_of: dt.date) -> list[Pair]:
     """The pairs made or ended on ``as_of``, by town, ended first, then by target."""
     return sorted((q for q in pairs if q.change(as_of)), key=_change_order(as_of))
-
-
-def first_changes(pairs: Iterable[Pair], as_of: dt.date, new_max: int) -> tuple[list[Pair], int]:
-    """:func:`changes` with every ended pair but only the first ``new_max`` new ones (in that order),
-    and how many new ones there are: the same list as taking :func:`changes` and dropping the new
-    pairs past the first ``new_max``, without holding them all (a province's first night makes a
-    million)."""
-    order = _change_order(as_of)
-    ended: list[Pair] = []
-    new_total = 0
-
-    def new() -> Iterator[Pair]:
-        nonlocal new_total
-        for q in pairs:
-            change = q.change(as_of)
-            if change == ENDED:
-                ended.append(q)
-            elif change:
-                new_total += 1
-                yield q
-
-    if new_max > 0:
-        first = heapq.nsmallest(new_max, new(), key=order)  # = sorted(..., key=order)[:new_max]
-    else:
-        first = []
-        for _ in new():  # counted, none kept
-            pass
-    return sorted(ended + first, key=order), new_total
 
 
 def _change_order(as_of: dt.date) -> Callable[[Pair], tuple]:
