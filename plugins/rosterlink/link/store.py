@@ -143,6 +143,48 @@ def _latest(values: list) -> object:
     return None
 
 
+def _in_order(kind: Kind, key: str) -> list[Record]:
+    """The rows of ``key``, in load order."""
+    members = kind.members.get(key, ())
+    if len(members) == 1:  # (most entities on a first night)
+        return [kind.recs[members[0]]]
+    return sorted((kind.recs[m] for m in members), key=lambda x: x.record_id)
+
+
+def _given(value: str | None) -> bool:
+    return value is not None and value != ""
+
+
+def household_values(recs: list[Record]) -> dict[str, object]:
+    """A household's columns from its rows (in load order): the most recent non-empty value of
+    each (:func:`_latest`), the head's name as written next to an ID number first; one pass, from
+    the latest row back."""
+    head = name = id_number = town = village = phone = None
+    for x in reversed(recs):
+        if _given(x.name):
+            if name is None:
+                name = x.name
+            if head is None and x.id_number:
+                # the name as written next to an ID number is the authoritative one
+                head = x.name
+        if id_number is None and _given(written := x.id_number or x.raw_id):
+            id_number = written
+        if town is None and _given(x.town):
+            town = x.town
+        if village is None and _given(x.village):
+            village = x.village
+        if phone is None and _given(x.phone):
+            phone = x.phone
+    return {
+        "head_name": head or name,
+        "head_id_number": id_number,
+        "town": town,
+        "village": village,
+        "phone": phone,
+        "first_seen_file": recs[0].file_id,
+    }
+
+
 def write_households(conn: sa.Connection, kind: Kind) -> None:
     """Rebuild the households tonight touched from their rows; drop the retired ones."""
     h, hc = schema.household, schema.household_category
@@ -190,19 +232,10 @@ def _write_households(
     h, hc = schema.household, schema.household_category
     inserts, updates, cat_insert, cat_delete = [], [], [], []
     for key in touched:
-        recs = sorted((kind.recs[m] for m in kind.members.get(key, ())), key=lambda x: x.record_id)
+        recs = _in_order(kind, key)
         if not recs:
             continue
-        with_id = [x for x in recs if x.id_number]
-        values = {
-            # the name as written next to an ID number is the authoritative one
-            "head_name": _latest([x.name for x in with_id]) or _latest([x.name for x in recs]),
-            "head_id_number": _latest([x.id_number or x.raw_id for x in recs]),
-            "town": _latest([x.town for x in recs]),
-            "village": _latest([x.village for x in recs]),
-            "phone": _latest([x.phone for x in recs]),
-            "first_seen_file": recs[0].file_id,
-        }
+        values = household_values(recs)
         old = existing.get(key)
         if old is None:
             inserts.append(
@@ -241,7 +274,7 @@ def _write_cadres(conn: sa.Connection, kind: Kind, touched: list[str], existing:
     c = schema.cadre
     inserts, updates = [], []
     for key in touched:
-        recs = sorted((kind.recs[m] for m in kind.members.get(key, ())), key=lambda x: x.record_id)
+        recs = _in_order(kind, key)
         if not recs:
             continue
         attrs = [json.loads(x.attrs or "{}") for x in recs]
