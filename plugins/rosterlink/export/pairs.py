@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
@@ -18,8 +19,11 @@ from rosterlink.warehouse import schema
 ENDED, NEW = "结对结束", "新结对"
 
 
-@dataclass(frozen=True)
-class Pair:
+class Pair(NamedTuple):
+    """A pair with its cadre and its target, as the pair queries select it (a named tuple: a
+    province's million are made a row each, and a tuple is made in a third of a frozen dataclass's
+    time)."""
+
     pairing_id: int
     target_kind: str
     target_key: str
@@ -48,7 +52,7 @@ class Pair:
         return NEW if self.valid_from == as_of else ""
 
 
-_FIELDS = tuple(f.name for f in fields(Pair))
+_FIELDS = Pair._fields
 
 
 def in_force(as_of: dt.date) -> sa.ColumnElement[bool]:
