@@ -802,3 +802,52 @@ def test_a_column_that_repeats_early_and_not_later_is_normalised_alike_past_the_
     )
     frame, _ = normalise_table(Table("s", "hardship", rows), dt.date(2026, 1, 1))
     assert list(frame["household_size"]) == [normalise_int(v).value for v in column]
+
+
+def test_a_chinese_name_takes_the_shortcut_only_where_the_full_check_agrees_for_every_ideograph():
+    """normalise_name's shortcut (CJK ideographs only, up to 20: kept as written) gives what every
+    step gives, for every character of the CJK block alone, in a name, at the length limit and
+    past it; and a name that is not all ideographs takes the full check."""
+    from rosterlink.intake.normalise import NAME_MAX, _normalise_name_fully, normalise_name
+
+    for code in range(0x4E00, 0xA000):
+        ch = chr(code)
+        for name in (ch, f"张{ch}", ch * NAME_MAX, ch * (NAME_MAX + 1)):
+            assert normalise_name(name) == _normalise_name_fully(name), hex(code)
+    for name in ("张·三", "张 三", " 张三", "张三\u200b", "张三1", "=张三", "㐀张", "\uf900三"):
+        assert normalise_name(name) == _normalise_name_fully(name), name
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789Xx", min_size=17, max_size=19),
+        st.text(alphabet="0123456789Xx -'\u3000０", max_size=20),
+        st.builds(
+            lambda region, born, seq: idnumber.make(region, born, seq),
+            st.sampled_from(["370406", "370402", "110101", "010101", "999999"]),
+            st.dates(dt.date(1890, 1, 1), dt.date(2030, 12, 31)),
+            st.integers(0, 999),
+        ),
+    ),
+    st.sampled_from([None, ("370406",), ()]),
+    st.sampled_from([None, dt.date(2000, 1, 1)]),
+)
+def test_an_id_number_takes_the_shortcut_only_where_every_step_agrees(raw, regions, today):
+    """normalise_id's shortcut (17 ASCII digits and a digit or X: straight to the number's own
+    checks) gives what every cleaning step and check gives, findings included."""
+    from rosterlink.intake.normalise import _normalise_id_fully, normalise_id
+
+    assert normalise_id(raw, regions, today) == _normalise_id_fully(raw, regions, today)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="0123456789+- １", min_size=9, max_size=14))
+def test_a_phone_number_takes_the_shortcut_only_where_every_step_agrees(raw):
+    """normalise_phone's shortcut (11 ASCII digits, a mobile number as written) gives what every
+    step gives."""
+    from rosterlink.intake.normalise import _normalise_phone_fully, normalise_phone
+
+    assert normalise_phone(raw) == _normalise_phone_fully(raw)
+    mobile = "1" + raw[:10].rjust(10, "3")
+    assert normalise_phone(mobile) == _normalise_phone_fully(mobile)

@@ -174,6 +174,17 @@ def normalise_id(
     Order: numeric cell -> characters -> length (15-digit legacy numbers upgraded when their
     birth date is valid) -> embedded birth date -> checksum -> region code.
     """
+    if type(raw) is str and _ID18.fullmatch(raw) and raw.isascii():
+        # 17 ASCII digits and a digit or X, as most cells are: every cleaning step below would
+        # leave it as it is, and every check before the ones of an 18-character number passes
+        return _checked_id18(raw, known_regions, today)
+    return _normalise_id_fully(raw, known_regions, today)
+
+
+def _normalise_id_fully(
+    raw: object, known_regions: Sequence[str] | None = None, today: dt.date | None = None
+) -> Normalised:
+    """:func:`normalise_id` without its shortcut: every step made."""
     if is_blank(raw):
         return OK_EMPTY
     if _is_number(raw):
@@ -199,6 +210,14 @@ def normalise_id(
         return Normalised(None, "id_bad_length", {"length": len(s)})
     if not _ID18.match(s):
         return Normalised(None, "id_bad_chars", {})  # an X anywhere but last
+    return _checked_id18(s, known_regions, today)
+
+
+def _checked_id18(
+    s: str, known_regions: Sequence[str] | None = None, today: dt.date | None = None
+) -> Normalised:
+    """The checks of a clean 18-character number (17 digits, then a digit or X): region, birth
+    date, checksum, known region."""
     if s[0] == "0":
         return Normalised(None, "id_bad_region", {})
     born = idnumber.birth_date(s)
@@ -220,6 +239,9 @@ _ASCII_DOT_BETWEEN = re.compile(r"(?<=[^\x00-\x7f])\.(?=[^\x00-\x7f])")
 NAME_MAX = 20
 
 
+_CJK_NAME = re.compile(f"[\u4e00-\u9fff]{{1,{NAME_MAX}}}")
+
+
 def normalise_name(raw: object) -> Normalised:
     """A person's name: letters (Chinese or other scripts) and the middle dot ``·`` only.
 
@@ -228,6 +250,15 @@ def normalise_name(raw: object) -> Normalised:
     ``= + - @``, digits, ASCII or other symbols, a leading/trailing/doubled dot, more than 20
     characters. Empty is None without a finding.
     """
+    if type(raw) is str and _CJK_NAME.fullmatch(raw):
+        # CJK ideographs only (most names): letters, NFKC and NFC already, nothing to trim,
+        # remove or fold
+        return Normalised(raw, None, {})
+    return _normalise_name_fully(raw)
+
+
+def _normalise_name_fully(raw: object) -> Normalised:
+    """:func:`normalise_name` without its shortcut: every step made."""
     if is_blank(raw):
         return OK_EMPTY
     if not isinstance(raw, str):
@@ -414,6 +445,13 @@ def normalise_phone(raw: object) -> Normalised:
     """``13812345678`` from ``138 1234 5678``, ``+86-138...``, ``13812345678.0`` (a numeric cell
     is fine: 11 digits fit a double); ``0632-1234567`` -> ``06321234567``. Of several numbers
     (``138.../139...``) the first valid one is kept. Otherwise ``phone_invalid`` (a warning)."""
+    if type(raw) is str and len(raw) == 11 and raw.isascii() and _MOBILE.match(raw):
+        return Normalised(raw, None, {})  # a mobile number as it should be written (most cells)
+    return _normalise_phone_fully(raw)
+
+
+def _normalise_phone_fully(raw: object) -> Normalised:
+    """:func:`normalise_phone` without its shortcut: every step made."""
     if is_blank(raw):
         return OK_EMPTY
     if _is_number(raw):
