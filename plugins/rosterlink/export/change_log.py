@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from rosterlink.core.masking import mask_id
 from rosterlink.core.workbook import BOLD, GREEN, GREY, TITLE, date_tag
-from rosterlink.export.common import TARGET_LABELS, night_book, reason_label
-from rosterlink.export.pairs import ENDED, masked_target, stream_changes
+from rosterlink.export.common import night_book, reason_label
+from rosterlink.export.pairs import ENDED, stream_changes, target_cells
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -61,11 +61,7 @@ def write_change_log(eng: sa.Engine, settings: Settings, as_of: dt.date) -> Path
                 (
                     as_of,
                     change,
-                    TARGET_LABELS.get(q.target_kind, q.target_kind),
-                    q.town,
-                    q.village,
-                    q.name,
-                    masked_target(q),
+                    *target_cells(q),
                     q.cadre_name,
                     mask_id(q.cadre_id) if q.cadre_id else None,
                     q.cadre_unit,

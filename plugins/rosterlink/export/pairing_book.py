@@ -33,15 +33,15 @@ from rosterlink.core.workbook import (
     date_tag,
 )
 from rosterlink.export import common, town_books
-from rosterlink.export.common import TARGET_LABELS, UNKNOWN_TOWN_SHEET, night_book, reason_label
+from rosterlink.export.common import UNKNOWN_TOWN_SHEET, night_book, reason_label
 from rosterlink.export.followup_sheets import followup_sheets
 from rosterlink.export.pairs import (
     ENDED,
     changed_on,
     in_force,
     listed_changes,
-    masked_target,
     read_pairs,
+    target_cells,
 )
 from rosterlink.export.town_books import LINE_COLUMNS
 from rosterlink.warehouse import schema
@@ -258,11 +258,7 @@ def _change_sheet(book: Book, conn: sa.Connection, as_of: dt.date) -> None:
         sheet.row(
             (
                 change,
-                TARGET_LABELS.get(q.target_kind, q.target_kind),
-                q.town,
-                q.village,
-                q.name,
-                masked_target(q),
+                *target_cells(q),
                 q.cadre_name,
                 q.cadre_unit,
                 RANK_LABELS.get(q.cadre_rank or "", q.cadre_rank),

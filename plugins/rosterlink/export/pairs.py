@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from rosterlink.core.masking import mask_id
 from rosterlink.core.spec import district, town_key
+from rosterlink.export.common import TARGET_LABELS
 from rosterlink.followup.figures import in_towns
 from rosterlink.warehouse import schema
 
@@ -265,6 +266,12 @@ def _change_order(as_of: dt.date) -> Callable[[Pair], tuple]:
         )
 
     return key
+
+
+def target_cells(q: Pair) -> tuple[str, str | None, str | None, str | None, str | None]:
+    """The pair's target as the lists of changes show it: its kind in words, town, village, name,
+    and the household head's ID number masked or the key case's number."""
+    return (TARGET_LABELS.get(q.target_kind, q.target_kind), q.town, q.village, q.name, masked_target(q))
 
 
 def masked_target(q: Pair) -> str | None:
