@@ -464,6 +464,19 @@ def changed_rebuild(
     return summary, ended, written
 
 
+_SOLVED_COLUMNS = (
+    "cadre_key",
+    "target_kind",
+    "target_key",
+    "made_reason",
+    "cost",
+    "cost_town",
+    "cost_rank",
+    "cost_unit",
+    "cost_load",
+)
+
+
 def _solved_rows(plan: NightPlan, result: Assignment) -> list[dict]:
     """The pairs the solver made, as rows to write."""
     made = result.pairs.merge(
@@ -471,25 +484,23 @@ def _solved_rows(plan: NightPlan, result: Assignment) -> list[dict]:
         on=["target_kind", "target_key"],
         how="left",
     )
-    rows = []
-    for r in made.itertuples(index=False):
-        detail = {
-            "town": int(r.cost_town),
-            "rank": int(r.cost_rank),
-            "unit": int(r.cost_unit),
-            "load": int(r.cost_load),
+    # a column at a time (a row at a time, pandas iterates its Arrow-backed strings one by one)
+    columns = [made[name].tolist() for name in _SOLVED_COLUMNS]
+    return [
+        {
+            "cadre_key": cadre_key,
+            "target_kind": target_kind,
+            "target_key": target_key,
+            "made_reason": made_reason,
+            "cost": int(cost),
+            "cost_detail": dumps(
+                {"town": int(town), "rank": int(rank), "unit": int(unit), "load": int(load)}
+            ),
         }
-        rows.append(
-            {
-                "cadre_key": r.cadre_key,
-                "target_kind": r.target_kind,
-                "target_key": r.target_key,
-                "made_reason": r.made_reason,
-                "cost": int(r.cost),
-                "cost_detail": dumps(detail),
-            }
+        for cadre_key, target_kind, target_key, made_reason, cost, town, rank, unit, load in zip(
+            *columns, strict=True
         )
-    return rows
+    ]
 
 
 def _write(
