@@ -224,7 +224,6 @@ def _change_order_sql(conn: sa.Connection, as_of: dt.date) -> list[sa.ColumnElem
         known.setdefault(name, i)  # town_key takes a town's first place
     others = sa.case((t.town.is_(None), len(known) + 1), else_=len(known))
     place = sa.case(known, value=t.town, else_=others) if known else others
-    ended = sa.and_(p.c.valid_to.is_not(None), p.c.valid_to <= as_of)
 
     def text(expr: sa.ColumnElement) -> sa.ColumnElement:
         return expr.collate("C") if conn.dialect.name == "postgresql" else expr
@@ -232,7 +231,7 @@ def _change_order_sql(conn: sa.Connection, as_of: dt.date) -> list[sa.ColumnElem
     return [
         place,
         text(sa.func.coalesce(t.town, "")),
-        sa.case((ended, 0), else_=1),
+        sa.case((_change_is(as_of, ENDED), 0), else_=1),
         text(p.c.target_kind),
         text(sa.func.coalesce(t.village, "")),
         text(sa.func.coalesce(t.name, "")),
@@ -284,19 +283,15 @@ def masked_target(q: Pair) -> str | None:
 def pairs_per_town(conn: sa.Connection, as_of: dt.date) -> dict[str | None, int]:
     """town -> the pairs current on ``as_of`` or made or ended on it (of its households and cases),
     counted in the warehouse: the towns :func:`read_pairs` would give, without reading a pair."""
-    p, h, k = schema.pairing, schema.household, schema.petition_case
-    is_house = p.c.target_kind == "household"
-    town = sa.case((is_house, h.c.town), else_=k.c.town)
-    is_current = in_force(as_of)
-    is_changed = changed_on(as_of)
+    t = _target()
     query = (
-        sa.select(town, sa.func.count())
+        sa.select(t.town, sa.func.count())
         .select_from(
-            p.outerjoin(h, sa.and_(is_house, h.c.household_key == p.c.target_key)).outerjoin(
-                k, sa.and_(p.c.target_kind == "case", k.c.case_key == p.c.target_key)
+            schema.pairing.outerjoin(schema.household, t.is_house_of).outerjoin(
+                schema.petition_case, t.is_case_of
             )
         )
-        .where(sa.or_(is_current, is_changed))
-        .group_by(town)
+        .where(sa.or_(in_force(as_of), changed_on(as_of)))
+        .group_by(t.town)
     )
     return {t: int(n) for t, n in conn.execute(query).all()}
