@@ -135,10 +135,15 @@ def write(conn: sa.Connection, night: Night) -> None:
 
 
 # --- entity tables ------------------------------------------------------------------------------
+def _given(value: object) -> bool:
+    """A value written in a row: neither missing nor empty."""
+    return value is not None and value != ""
+
+
 def _latest(values: list) -> object:
     """The most recent non-empty value (records are in load order)."""
     for value in reversed(values):
-        if value not in (None, ""):
+        if _given(value):
             return value
     return None
 
@@ -149,10 +154,6 @@ def _in_order(kind: Kind, key: str) -> list[Record]:
     if len(members) == 1:  # (most entities on a first night)
         return [kind.recs[members[0]]]
     return sorted((kind.recs[m] for m in members), key=lambda x: x.record_id)
-
-
-def _given(value: str | None) -> bool:
-    return value is not None and value != ""
 
 
 def household_values(recs: list[Record]) -> dict[str, object]:
