@@ -174,7 +174,7 @@ def normalise_id(
     Order: numeric cell -> characters -> length (15-digit legacy numbers upgraded when their
     birth date is valid) -> embedded birth date -> checksum -> region code.
     """
-    if type(raw) is str and _ID18.fullmatch(raw) and raw.isascii():
+    if type(raw) is str and _ID18.fullmatch(raw):
         # 17 ASCII digits and a digit or X, as most cells are: every cleaning step below would
         # leave it as it is, and every check before the ones of an 18-character number passes
         return _checked_id18(raw, known_regions, today)
