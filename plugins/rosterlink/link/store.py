@@ -267,29 +267,68 @@ def write_cadres(conn: sa.Connection, kind: Kind) -> None:
         for chunk in batched(touched, IN_LIST)
         for row in conn.execute(sa.select(c).where(c.c.cadre_key.in_(chunk)))
     }
+    parsed: dict[str, dict] = {}  # a roster's few thousand distinct attrs texts, each parsed once
     for chunk in batched(touched, WRITE_KEYS):
-        _write_cadres(conn, kind, chunk, existing)
+        _write_cadres(conn, kind, chunk, existing, parsed)
 
 
-def _write_cadres(conn: sa.Connection, kind: Kind, touched: list[str], existing: dict[str, sa.Row]) -> None:
+_CADRE_ATTRS = (
+    ("town", "linked_town"),
+    ("sex", "sex"),
+    ("rank", "rank"),
+    ("rank_title", "rank_title"),
+    ("unit", "unit"),
+    ("post", "post"),
+)
+"""The cadre's columns taken from its rows' ``attrs``, and the field each is read from."""
+
+
+def cadre_values(recs: list[Record], parsed: dict[str, dict] | None = None) -> dict[str, object]:
+    """A cadre's columns from its rows (in load order): the most recent non-empty value of each
+    (:func:`_latest`); one pass, from the latest row back, a row's ``attrs`` read only while a
+    column taken from them is still missing. ``parsed``: the attrs already parsed, by their text
+    (filled here; the values are only read)."""
+    if parsed is None:
+        parsed = {}
+    name = id_number = phone = None
+    found: dict[str, object] = {}
+    for x in reversed(recs):
+        if name is None and _given(x.name):
+            name = x.name
+        if id_number is None and _given(written := x.id_number or x.raw_id):
+            id_number = written
+        if phone is None and _given(x.phone):
+            phone = x.phone
+        if len(found) < len(_CADRE_ATTRS):
+            text = x.attrs or "{}"
+            attrs = parsed.get(text)
+            if attrs is None:
+                attrs = parsed[text] = json.loads(text)
+            for column, source in _CADRE_ATTRS:
+                if column not in found and _given(value := attrs.get(source)):
+                    found[column] = value
+    return {
+        "name": name,
+        "id_number": id_number,
+        "phone": phone,
+        **{column: found.get(column) for column, _ in _CADRE_ATTRS},
+    }
+
+
+def _write_cadres(
+    conn: sa.Connection,
+    kind: Kind,
+    touched: list[str],
+    existing: dict[str, sa.Row],
+    parsed: dict[str, dict],
+) -> None:
     c = schema.cadre
     inserts, updates = [], []
     for key in touched:
         recs = _in_order(kind, key)
         if not recs:
             continue
-        attrs = [json.loads(x.attrs or "{}") for x in recs]
-        values = {
-            "name": _latest([x.name for x in recs]),
-            "id_number": _latest([x.id_number or x.raw_id for x in recs]),
-            "phone": _latest([x.phone for x in recs]),
-            "town": _latest([a.get("linked_town") for a in attrs]),
-            "sex": _latest([a.get("sex") for a in attrs]),
-            "rank": _latest([a.get("rank") for a in attrs]),
-            "rank_title": _latest([a.get("rank_title") for a in attrs]),
-            "unit": _latest([a.get("unit") for a in attrs]),
-            "post": _latest([a.get("post") for a in attrs]),
-        }
+        values = cadre_values(recs, parsed)
         old = existing.get(key)
         if old is None:
             inserts.append({"cadre_key": key, **values, "name": values["name"] or "", "status": "active"})
