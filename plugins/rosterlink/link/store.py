@@ -19,9 +19,19 @@ from rosterlink.core.spec import catalogue
 from rosterlink.link.records import Kind, Record
 from rosterlink.link.review import record_applied
 from rosterlink.link.state import Night
-from rosterlink.warehouse import IN_LIST, batched, insert_many, now, schema, update_many
+from rosterlink.warehouse import IN_LIST, batched, insert_many, insert_rows, now, schema, update_many
 
 WRITE_KEYS = 10_000  # entities rebuilt at a time (what is built for the write is held for these only)
+LINEAGE_COLUMNS = (
+    "file_id",
+    "sheet",
+    "row_number",
+    "entity_kind",
+    "entity_key",
+    "link_method",
+    "match_probability",
+)
+"""The ``source_row`` columns the stage writes for each row it links."""
 _UNKNOWN_REASON = {"household": "household_unknown", "cadre": "cadre_unknown", "case": "case_unknown"}
 
 
@@ -42,20 +52,15 @@ def write(conn: sa.Connection, night: Night) -> None:
         ]
         update_many(conn, r, ["record_id"], upd)
         del upd
-        insert_many(
+        recs, moved = kind.recs, kind.moved
+        insert_rows(  # a tuple per row (a first night writes every row's lineage)
             conn,
             s,
+            LINEAGE_COLUMNS,
             (
-                {
-                    "file_id": kind.recs[rid].file_id,
-                    "sheet": kind.recs[rid].sheet,
-                    "row_number": kind.recs[rid].row_number,
-                    "entity_kind": kind.kind,
-                    "entity_key": kind.moved.get(rid, key),
-                    "link_method": method,
-                    "match_probability": p,
-                }
+                (rec.file_id, rec.sheet, rec.row_number, kind.kind, moved.get(rid, key), method, p)
                 for rid, (key, method, p) in sorted(kind.assigned.items())
+                for rec in (recs[rid],)
             ),
         )
         moved_old = [
@@ -113,19 +118,12 @@ def write(conn: sa.Connection, night: Night) -> None:
         ["record_id"],
         [{"record_id": rid, "entity_key": key} for rid, key in night.cases.assigned.items()],
     )
-    insert_many(
+    insert_rows(
         conn,
         s,
+        LINEAGE_COLUMNS,
         (
-            {
-                "file_id": rec.file_id,
-                "sheet": rec.sheet,
-                "row_number": rec.row_number,
-                "entity_kind": "case",
-                "entity_key": night.cases.assigned[rec.record_id],
-                "link_method": "id",
-                "match_probability": None,
-            }
+            (rec.file_id, rec.sheet, rec.row_number, "case", night.cases.assigned[rec.record_id], "id", None)
             for rec in night.cases.rows
             if rec.record_id in night.cases.assigned
         ),
