@@ -1100,3 +1100,37 @@ def test_a_cadre_takes_each_column_from_its_latest_row_that_has_it(rows):
     parsed: dict[str, dict] = {}
     assert cadre_values(recs, parsed) == expected
     assert cadre_values(recs, parsed) == expected  # and again, from what the first call parsed
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_household_after_the_millionth_gets_a_key_of_its_own(backend, request):
+    """Past the millionth household the keys are a digit longer (``H1000000``): the next new
+    household gets the key after the highest, not one a household already holds (as text,
+    ``H999999`` sorts above ``H1000000``)."""
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    db = Loader(url)
+    db.file("civil_affairs", [hh("hardship", 1, "王伟", "hardship"), hh("hardship", 2, "李娜", "hardship")])
+    link.link(db.eng)
+    # the district has issued a million household keys: its two households hold the last two
+    with db.eng.begin() as conn:
+        for old, new in (("H000001", "H999999"), ("H000002", "H1000000")):
+            conn.execute(sa.text("DELETE FROM household_category WHERE household_key = :o"), {"o": old})
+            conn.execute(
+                sa.text("UPDATE household SET household_key = :n WHERE household_key = :o"),
+                {"o": old, "n": new},
+            )
+            conn.execute(
+                sa.text("UPDATE source_record SET entity_key = :n WHERE entity_key = :o"),
+                {"o": old, "n": new},
+            )
+            conn.execute(
+                sa.text("UPDATE source_row SET entity_key = :n WHERE entity_key = :o"), {"o": old, "n": new}
+            )
+    db.file("civil_affairs", [hh("hardship", 3, "赵六", "hardship")])
+    link.link(db.eng)
+    assert households(db) == [
+        ("H1000000", "李娜", "东庄村"),
+        ("H1000001", "赵六", "东庄村"),
+        ("H999999", "王伟", "东庄村"),
+    ]
+    db.eng.dispose()

@@ -38,23 +38,28 @@ def older(keys: Iterable[str]) -> str:
 
 
 def next_number(conn: sa.Connection, kind: str) -> int:
-    """One past the highest key of ``kind`` the warehouse has ever held."""
+    """One past the highest key of ``kind`` the warehouse has ever held.
+
+    Compared as numbers, not as text: past the millionth key the keys are a digit longer
+    (``H1000000``), and as text ``H999999`` would be the highest."""
     table, column = {
         "household": (schema.household, "household_key"),
         "cadre": (schema.cadre, "cadre_key"),
         "case": (schema.petition_case, "case_key"),
     }[kind]
+    r = schema.source_record
     tops = [
-        conn.execute(sa.select(sa.func.max(table.c[column]))).scalar(),
-        conn.execute(
-            sa.select(sa.func.max(schema.source_record.c.entity_key)).where(
-                schema.source_record.c.entity_kind == kind
-            )
-        ).scalar(),
+        conn.execute(sa.select(_highest(table.c[column]))).scalar(),
+        conn.execute(sa.select(_highest(r.c.entity_key)).where(r.c.entity_kind == kind)).scalar(),
     ]
     if kind == "household":
-        tops.append(conn.execute(sa.select(sa.func.max(schema.household_merge.c.retired_key))).scalar())
-    return max((key_number(t) for t in tops if t), default=0) + 1
+        tops.append(conn.execute(sa.select(_highest(schema.household_merge.c.retired_key))).scalar())
+    return max((int(t) for t in tops if t is not None), default=0) + 1
+
+
+def _highest(keys: sa.ColumnElement) -> sa.ColumnElement:
+    """The highest number among ``keys`` (the digits after the kind's letter), in SQL."""
+    return sa.func.max(sa.cast(sa.func.substr(keys, 2), sa.BigInteger))
 
 
 def issuer(conn: sa.Connection, kind: str) -> KeyIssuer:
