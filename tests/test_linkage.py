@@ -997,6 +997,29 @@ def test_each_blocking_rule_keeps_the_rows_it_would_pair(db):
 _VALUE = st.sampled_from([None, "", "甲", "乙", "丙"])
 
 
+def _record(i: int, kind: str, **fields: object):
+    """The ``i``-th loaded row of an entity, in load order: ``fields`` given, the rest empty."""
+    from rosterlink.link.records import Record
+
+    empty = dict.fromkeys(
+        ("category", "event", "name", "id_number", "raw_id", "town", "village", "phone", "attrs", "key")
+    )
+    return Record(
+        **{
+            **empty,
+            "record_id": i,
+            "file_id": 10 + i,
+            "sheet": "s",
+            "row_number": i,
+            "department": "d",
+            "roster": "r",
+            "kind": kind,
+            "pending": False,
+            **fields,
+        }
+    )
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
@@ -1009,27 +1032,10 @@ def test_a_household_takes_each_column_from_its_latest_row_that_has_it(rows):
     """A household's columns (the entity table) are the most recent non-empty value of each over
     its rows in load order, and the head's name is first the one written next to an ID number:
     ``household_values`` in one pass gives what a pass per column gives."""
-    from rosterlink.link.records import Record
     from rosterlink.link.store import _latest, household_values
 
-    fixed = {"sheet": "s", "department": "d", "roster": "r", "kind": "household", "category": None}
     recs = [
-        Record(
-            record_id=i,
-            file_id=10 + i,
-            row_number=i,
-            event=None,
-            name=name,
-            id_number=id_,
-            raw_id=raw,
-            town=town,
-            village=village,
-            phone=phone,
-            attrs=None,
-            key=None,
-            pending=False,
-            **fixed,
-        )
+        _record(i, "household", name=name, id_number=id_, raw_id=raw, town=town, village=village, phone=phone)
         for i, (name, id_, raw, town, village, phone) in enumerate(rows, start=1)
     ]
     with_id = [x for x in recs if x.id_number]
@@ -1062,27 +1068,10 @@ def test_a_cadre_takes_each_column_from_its_latest_row_that_has_it(rows):
     """A cadre's columns (the entity table) are the most recent non-empty value of each over its
     rows in load order, those in ``attrs`` included: ``cadre_values`` in one pass, each attrs text
     parsed once, gives what a pass per column gives."""
-    from rosterlink.link.records import Record
     from rosterlink.link.store import _latest, cadre_values
 
-    fixed = {"sheet": "s", "department": "d", "roster": "r", "kind": "cadre", "category": None}
     recs = [
-        Record(
-            record_id=i,
-            file_id=10 + i,
-            row_number=i,
-            event=None,
-            name=name,
-            id_number=id_,
-            raw_id=raw,
-            town=None,
-            village=None,
-            phone=phone,
-            attrs=attrs,
-            key=None,
-            pending=False,
-            **fixed,
-        )
+        _record(i, "cadre", name=name, id_number=id_, raw_id=raw, phone=phone, attrs=attrs)
         for i, (name, id_, raw, phone, attrs) in enumerate(rows, start=1)
     ]
     attrs = [json.loads(x.attrs or "{}") for x in recs]
