@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -21,7 +22,7 @@ from rosterlink.core.findings import Finding
 from rosterlink.core.spec import catalogue
 from rosterlink.core.tables import SheetTable
 from rosterlink.warehouse import bulk, schema
-from rosterlink.warehouse.bulk import insert_many, update_many
+from rosterlink.warehouse.bulk import insert_rows, update_many
 from rosterlink.warehouse.db import dumps, loads
 
 
@@ -98,23 +99,29 @@ def write_sheet(
         )
     )
     rows, names, values = _payloads(frame)
-    insert_many(
+    none = dumps([])  # (most rows have no finding)
+    insert_rows(  # a tuple per row, not a dictionary
         conn,
         schema.staged_row,
+        _STAGED_COLUMNS,
         (
-            {
-                "file_id": file_id,
-                "sheet": table.sheet,
-                "row_number": row,
-                "roster": table.roster,
-                "payload": dumps(dict(zip(names, payload, strict=True))),
-                "findings": dumps(by_row.get(row, [])),
-                "state": "normalised",
-            }
+            (
+                file_id,
+                table.sheet,
+                row,
+                table.roster,
+                dumps(dict(zip(names, payload, strict=True))),
+                dumps(found) if (found := by_row.get(row)) else none,
+                "normalised",
+            )
             for row, payload in zip(rows, values, strict=True)
         ),
     )
     return len(frame)
+
+
+_STAGED_COLUMNS = ("file_id", "sheet", "row_number", "roster", "payload", "findings", "state")
+"""The ``staged_row`` columns :func:`write_sheet` writes, in the order of its tuples."""
 
 
 def _payloads(frame: pd.DataFrame) -> tuple[list[int], list[str], Iterable[tuple[Any, ...]]]:
@@ -136,14 +143,21 @@ def read_sheets(conn: sa.Connection, file_ids: Sequence[int] | None = None) -> l
         query = query.where(s.c.file_id.in_(sorted(set(file_ids)) or [-1]))
     out = []
     for sheet in conn.execute(query).all():
-        staged = conn.execute(
-            sa.select(st)
+        # the driver's plain tuples: (row number, payload, findings)
+        staged = bulk.driver_rows(
+            conn,
+            sa.select(st.c.row_number, st.c.payload, st.c.findings)
             .where(st.c.file_id == sheet.file_id, st.c.sheet == sheet.sheet)
-            .order_by(st.c.row_number)
-        ).all()
+            .order_by(st.c.row_number),
+        )
         fields = catalogue().rosters[sheet.roster].fields
+        # a row of values per staged row, in the frame's column order: the frame a list of
+        # dictionaries would give (a field a payload lacks is NaN, as pandas fills it)
         frame = pd.DataFrame(
-            [{"_row": row.row_number, **loads(row.payload)} for row in staged],
+            [
+                (number, *(values.get(f, np.nan) for f in fields))
+                for number, values in ((number, loads(payload)) for number, payload, _ in staged)
+            ],
             columns=["_row", *fields],
         ).astype(object)
         table = SheetTable(
@@ -154,10 +168,7 @@ def read_sheets(conn: sa.Connection, file_ids: Sequence[int] | None = None) -> l
             frame=frame,
         )
         findings = [  # (most rows have none: "[]" is not parsed)
-            Finding(**f)
-            for row in staged
-            if row.findings not in (None, "", "[]")
-            for f in loads(row.findings)
+            Finding(**f) for _, _, found in staged if found not in (None, "", "[]") for f in loads(found)
         ]
         out.append(StagedSheet(sheet.file_id, table, findings))
     return out
