@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/bench_province.py --workdir /tmp/province --keep --json province.json
     .venv/bin/python benchmarks/bench_province.py --workers 2 --quiet-night   # and a night with no file
     .venv/bin/python benchmarks/bench_province.py --workers 2 --quiet-nights 2  # and two, a day apart
+    .venv/bin/python benchmarks/bench_province.py --workers 2 --churn-night --quiet-nights 1
 
 The intake is what a province's offices would drop for the first night, written by the sample
 generator's own writers (``rosterlink.synthetic.sample``) for a province configuration (a copy of the
@@ -20,7 +21,9 @@ Airflow's metadata database and as the warehouse (fresh databases each), Redis a
 broker, api-server + scheduler + dag-processor + N Celery workers (concurrency 1 each), one night
 triggered through the REST API (with ``--quiet-night``, then a second night with no new file, the
 next day, on the same deployment; with ``--quiet-nights N``, N such nights a day apart: the first
-settles what night 1 changed, the next are a quiet night's steady state). Printed per night:
+settles what night 1 changed, the next are a quiet night's steady state; with ``--churn-night``,
+first the generator's churn night, as bench_night.py's night 2: households leaving and added,
+cadres leaving and joining, cases closed and registered). Printed per night:
 
 * total time of the night (run start to end) and, per stage, its wall time (first start to last
   end of its task instances), the task-seconds spent (several mapped tasks run at once) and the
@@ -165,6 +168,26 @@ def generate_intake(intake: Path, seed: int = 20261201) -> dict:
     return {"district": spec.district().name, "counts": counts, "files": files}
 
 
+def generate_churn(target: Path, seed: int = 20261201) -> dict:
+    """The generator's churn night for the province (``rosterlink.synthetic.churn``, one round of
+    changes to the population :func:`generate_intake` wrote: about 3 % of the households exit and
+    2 % are added, 2 % of the cadres leave and 1 % join, a tenth of the open cases are closed and as
+    many registered, each list with its bad rows), dated the day after night 1. ROSTERLINK_CONFIG_DIR
+    must point at the province config. Returns the night's files, changes and expected counts."""
+    from rosterlink.synthetic.churn import Churn
+
+    churn = Churn(
+        target, seed=seed, scale=1.0, first_night=dt.date.fromisoformat(AS_OF), night_1_written=True
+    )
+    night = churn.write_night(2)
+    return {
+        "as_of": night.as_of.isoformat(),
+        "files": {rel: dataclasses.asdict(f) for rel, f in night.files.items()},
+        "changes": night.changes,
+        "counts": night.expected,
+    }
+
+
 # ------------------------------------------------------------------------------------ memory sampling
 class Sampler(threading.Thread):
     """Peak RSS per process of the cluster (every process carrying its marker), sampled every second;
@@ -243,11 +266,14 @@ def run_nights(
     timeout: float,
     *,
     quiet: int,
+    churn: Path | None = None,
     keep_warehouse: bool = False,
 ) -> list[dict]:
-    """Night 1 on a fresh deployment and then ``quiet`` nights, a day apart, with no new file (what
-    a province pays for a night when nothing was sent: the first after a night of changes still
-    settles what that night changed; the next ones are the steady state). One result per night."""
+    """Night 1 on a fresh deployment, then (``churn``: the churn night's files, dropped into the
+    intake before it) the churn night the next day, and then ``quiet`` nights, a day apart, with no
+    new file (what a province pays for a night when nothing was sent: the first after a night of
+    changes still settles what that night changed; the next ones are the steady state). One result
+    per night."""
     import sqlalchemy as sa
 
     from airflow_cluster import AirflowCluster, celery_env, ensure_redis
@@ -266,10 +292,13 @@ def run_nights(
     warehouse_url = _database(f"rl_province_wh_{tag}")
     airflow_url = _database(f"rl_province_af_{tag}")
     queue = f"rl-province-{tag}"
-    nights = [("night 1", AS_OF)]
+    nights: list[tuple[str, str, Path | None]] = [("night 1", AS_OF, None)]
+    if churn is not None:
+        nights.append(("churn night", QUIET_AS_OF, churn))
+    first_quiet = dt.date.fromisoformat(QUIET_AS_OF) + dt.timedelta(days=len(nights) - 1)
     for i in range(quiet):
-        day = dt.date.fromisoformat(QUIET_AS_OF) + dt.timedelta(days=i)
-        nights.append(("quiet night" + (f" {i + 1}" if quiet > 1 else ""), day.isoformat()))
+        day = first_quiet + dt.timedelta(days=i)
+        nights.append(("quiet night" + (f" {i + 1}" if quiet > 1 else ""), day.isoformat(), None))
     names = [f"rl-province-w{i + 1}-{tag}" for i in range(workers)]
     cluster = AirflowCluster(
         run_dir / "airflow",
@@ -294,7 +323,9 @@ def run_nights(
             cluster.unpause()
             sampler.start()
             runs = []
-            for night, as_of in nights:
+            for night, as_of, drop in nights:
+                if drop is not None:  # the night's files, as the offices would drop them
+                    shutil.copytree(drop, intake, dirs_exist_ok=True, copy_function=os.link)
                 started = time.monotonic()
                 run_id = cluster.trigger(
                     {
@@ -467,6 +498,12 @@ def main(argv: list[str] | None = None) -> int:
         help="after night 1, run this many nights with no new file, a day apart (--quiet-night: 1)",
     )
     parser.add_argument(
+        "--churn-night",
+        action="store_true",
+        help="after night 1, run the generator's churn night (as bench_night.py's night 2) the next day, "
+        "before any quiet night",
+    )
+    parser.add_argument(
         "--keep-warehouse",
         action="store_true",
         help="keep each deployment's warehouse database (its URL is printed) instead of dropping it",
@@ -501,6 +538,22 @@ def main(argv: list[str] | None = None) -> int:
         f"truth: households {c['households']['total']:,} ({c['households']}), "
         f"cadres {c['cadres']['total']:,}, open cases {c['cases']['open']:,}"
     )
+    churn_dir, churn_truth = workdir / "churn", None
+    if args.churn_night:
+        churn_file = workdir / "churn.json"
+        t0 = time.perf_counter()
+        if args.reuse_intake and churn_file.is_file() and churn_dir.is_dir():
+            churn_truth = json.loads(churn_file.read_text(encoding="utf-8"))
+        else:
+            if churn_dir.exists():
+                shutil.rmtree(churn_dir)
+            churn_truth = generate_churn(churn_dir)
+            churn_file.write_text(json.dumps(churn_truth, ensure_ascii=False, default=str), encoding="utf-8")
+        print(
+            f"churn night ({churn_truth['as_of']}): {len(churn_truth['files'])} files, "
+            f"{sum(f['rows'] for f in churn_truth['files'].values()):,} data rows "
+            f"({churn_truth['changes']}), written in {time.perf_counter() - t0:.0f} s"
+        )
     results = []
     if not args.generate_only:
         for workers in (int(w) for w in args.workers.split(",")):
@@ -511,20 +564,29 @@ def main(argv: list[str] | None = None) -> int:
                 workers,
                 args.timeout,
                 quiet=max(args.quiet_nights, int(args.quiet_night)),
+                churn=churn_dir if churn_truth is not None else None,
                 keep_warehouse=args.keep_warehouse,
             )
             results.extend(nights)
+            night_rows = {"night 1": rows_read}
+            if churn_truth is not None:
+                night_rows["churn night"] = sum(f["rows"] for f in churn_truth["files"].values())
             for result in nights:
-                # the quiet night reads no row: its rate is not counted
-                report(result, rows_read if result["night"] == "night 1" else 0)
-            good = sum(f["good_rows"] for f in truth["files"].values())
+                # a quiet night reads no row: its rate is not counted
+                report(result, night_rows.get(result["night"], 0))
+            # what the generator wrote over every night, and what a correct pipeline ends with
+            sent = [truth] + ([churn_truth] if churn_truth is not None else [])
+            rows_sent = sum(f["rows"] for t in sent for f in t["files"].values())
+            good = sum(f["good_rows"] for t in sent for f in t["files"].values())
+            end = sent[-1]["counts"]
             wh = nights[-1]["warehouse"]
             if "error" not in wh:
                 print(
                     f"check: rows read {wh['rows_read']:,} = loaded {wh['rows_loaded']:,} + rejected "
-                    f"{wh['rows_rejected']:,}; generator: {rows_read:,} rows, {good:,} good; "
-                    f"households active {wh['households_active']:,} of {c['households']['total']:,}; "
-                    f"cadres active {wh['cadres_active']:,} of {c['cadres']['total']:,}; "
+                    f"{wh['rows_rejected']:,}; generator: {rows_sent:,} rows, {good:,} good; "
+                    f"households active {wh['households_active']:,} of {end['households']['total']:,}; "
+                    f"cadres active {wh['cadres_active']:,} of {end['cadres']['total']:,}; "
+                    f"open cases {wh['cases_open']:,} of {end['cases']['open']:,}; "
                     f"pairs {wh['pairs_current']:,}"
                 )
     if args.json:

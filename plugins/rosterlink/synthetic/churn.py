@@ -74,6 +74,9 @@ class Churn:
     scale: float = 1.0
     first_night: dt.date = field(default_factory=lambda: population.NIGHT1_FILL_DATE)
     case_open_share: float = 0.10  # of the night-1 case count, opened each night
+    # night 1's files written by another writer of the same population (the province benchmark
+    # writes its own 40 files): the first night written here is night 2
+    night_1_written: bool = False
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -83,7 +86,7 @@ class Churn:
             "cadres": len(self._pop.cadres),
             "cases": len(self._pop.cases),
         }
-        self._last = 0
+        self._last = 1 if self.night_1_written else 0
 
     def as_of(self, night: int) -> dt.date:
         return self.first_night + dt.timedelta(days=night - 1)
