@@ -674,3 +674,30 @@ def test_supplementary_list_is_linked_by_the_model_and_fills_the_review_queue(tm
     assert 1 <= pending <= extra.doubtful_families * 2
     book = tmp_path / "intake" / "review" / "待核实.xlsx"
     assert book.is_file()
+
+
+def test_a_churn_night_after_a_night_1_written_elsewhere_is_the_churn_nights_own_night_2(tmp_path):
+    """The province benchmark writes night 1 itself (its own 40 files) and asks the churn for the
+    next night only: that night is the one the churn writes after its own night 1 (the same
+    files, rows, changes and expected counts), and night 1 cannot be asked for again."""
+    from rosterlink.synthetic.churn import Churn
+
+    first = dt.date(2026, 11, 2)
+    own = Churn(tmp_path / "own", seed=3, scale=0.2, first_night=first)
+    own.write_night(1)
+    expected = own.write_night(2)
+    after = Churn(tmp_path / "after", seed=3, scale=0.2, first_night=first, night_1_written=True)
+    with pytest.raises(ValueError, match="expected night 2"):
+        after.write_night(1)
+    night = after.write_night(2)
+    assert night.changes["exits"] > 0
+    assert night.changes["adds"] > 0
+    assert (night.as_of, night.files, night.changes, night.expected) == (
+        expected.as_of,
+        expected.files,
+        expected.changes,
+        expected.expected,
+    )
+    for rel in night.files:
+        if rel.endswith(".csv"):
+            assert (tmp_path / "after" / rel).read_bytes() == (tmp_path / "own" / rel).read_bytes()
