@@ -153,13 +153,11 @@ def read_sheets(conn: sa.Connection, file_ids: Sequence[int] | None = None) -> l
         fields = catalogue().rosters[sheet.roster].fields
         # a row of values per staged row, in the frame's column order: the frame a list of
         # dictionaries would give (a field a payload lacks is NaN, as pandas fills it)
-        frame = pd.DataFrame(
-            [
-                (number, *(values.get(f, np.nan) for f in fields))
-                for number, values in ((number, loads(payload)) for number, payload, _ in staged)
-            ],
-            columns=["_row", *fields],
-        ).astype(object)
+        rows = []
+        for number, payload, _ in staged:
+            values = loads(payload)
+            rows.append((number, *(values.get(f, np.nan) for f in fields)))
+        frame = pd.DataFrame(rows, columns=["_row", *fields]).astype(object)
         table = SheetTable(
             sheet=sheet.sheet,
             roster=sheet.roster,
