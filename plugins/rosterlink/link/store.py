@@ -281,13 +281,11 @@ _CADRE_ATTRS = (
 """The cadre's columns taken from its rows' ``attrs``, and the field each is read from."""
 
 
-def cadre_values(recs: list[Record], parsed: dict[str, dict] | None = None) -> dict[str, object]:
+def cadre_values(recs: list[Record], parsed: dict[str, dict]) -> dict[str, object]:
     """A cadre's columns from its rows (in load order): the most recent non-empty value of each
     (:func:`_latest`); one pass, from the latest row back, a row's ``attrs`` read only while a
     column taken from them is still missing. ``parsed``: the attrs already parsed, by their text
     (filled here; the values are only read)."""
-    if parsed is None:
-        parsed = {}
     name = id_number = phone = None
     found: dict[str, object] = {}
     for x in reversed(recs):
