@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         f"truth: households {c['households']['total']:,} ({c['households']}), "
         f"cadres {c['cadres']['total']:,}, open cases {c['cases']['open']:,}"
     )
-    churn_dir, churn_truth = workdir / "churn", None
+    churn_dir, churn_truth, churn_rows = workdir / "churn", None, 0
     if args.churn_night:
         churn_file = workdir / "churn.json"
         t0 = time.perf_counter()
@@ -549,9 +549,10 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(churn_dir)
             churn_truth = generate_churn(churn_dir)
             churn_file.write_text(json.dumps(churn_truth, ensure_ascii=False, default=str), encoding="utf-8")
+        churn_rows = sum(f["rows"] for f in churn_truth["files"].values())
         print(
             f"churn night ({churn_truth['as_of']}): {len(churn_truth['files'])} files, "
-            f"{sum(f['rows'] for f in churn_truth['files'].values()):,} data rows "
+            f"{churn_rows:,} data rows "
             f"({churn_truth['changes']}), written in {time.perf_counter() - t0:.0f} s"
         )
     results = []
@@ -568,9 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                 keep_warehouse=args.keep_warehouse,
             )
             results.extend(nights)
-            night_rows = {"night 1": rows_read}
-            if churn_truth is not None:
-                night_rows["churn night"] = sum(f["rows"] for f in churn_truth["files"].values())
+            night_rows = {"night 1": rows_read, "churn night": churn_rows}
             for result in nights:
                 # a quiet night reads no row: its rate is not counted
                 report(result, night_rows.get(result["night"], 0))
