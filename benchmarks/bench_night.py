@@ -782,6 +782,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
+    from targets import night_verdicts, print_verdicts
+
+    print_verdicts(f"issue 14's targets at {args.scale:g}x (CPU time, this run):", night_verdicts(results))
     print("\nCPU time is the figure to compare on a shared machine; wall time includes waiting for the CPU.")
     return 0
 

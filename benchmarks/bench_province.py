@@ -588,6 +588,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"open cases {wh['cases_open']:,} of {end['cases']['open']:,}; "
                     f"pairs {wh['pairs_current']:,}"
                 )
+    if results:
+        from targets import print_verdicts, province_verdicts
+
+        print_verdicts("issue 14's targets at province size (this run):", province_verdicts(results))
     if args.json:
         args.json.write_text(
             json.dumps({"rows": rows_read, "truth_counts": c, "runs": results}, indent=1, default=str),
