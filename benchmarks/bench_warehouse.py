@@ -176,16 +176,20 @@ def bench(kind: str, rows: int, files: int) -> dict:
         loaded = tasks.load(settings, items)
         out["load"] = rate(loaded["rows_loaded"], time.perf_counter() - t0)
 
-        # entities as the link stage leaves them (keys on the records, households, categories, cadres)
+        # entities as the link stage leaves them (the rows' keys in their lineage, households,
+        # categories, cadres)
         t0 = time.perf_counter()
         with eng.begin() as conn:
             r = schema.source_record
-            ids = conn.execute(sa.select(r.c.record_id).order_by(r.c.record_id)).scalars().all()
-            warehouse.update_many(
+            places = conn.execute(
+                sa.select(r.c.file_id, r.c.sheet, r.c.row_number).order_by(r.c.record_id)
+            ).all()
+            ids = range(len(places))
+            warehouse.insert_rows(
                 conn,
-                r,
-                ["record_id"],
-                [{"record_id": rid, "entity_key": f"H{n + 1:07d}"} for n, rid in enumerate(ids)],
+                schema.source_row,
+                ("file_id", "sheet", "row_number", "entity_kind", "entity_key", "link_method"),
+                ((f, s, n, "household", f"H{i + 1:07d}", "id") for i, (f, s, n) in enumerate(places)),
             )
             warehouse.insert_many(
                 conn,
@@ -263,12 +267,20 @@ def bench(kind: str, rows: int, files: int) -> dict:
                         "roster": "hardship_adjustment",
                         "entity_kind": "household",
                         "category": "hardship",
-                        "entity_key": f"H{n * 33 + 1:07d}",
                         "event": "exit",
                         "event_date": NIGHT2,
                         "attrs": "{}",
                         "loaded_at": warehouse.now(),
                     }
+                    for n in range(len(ids) // 33)
+                ),
+            )
+            warehouse.insert_rows(  # linked, as the link stage would
+                conn,
+                schema.source_row,
+                ("file_id", "sheet", "row_number", "entity_kind", "entity_key", "link_method"),
+                (
+                    (files + 1, "Sheet1", n + 3, "household", f"H{n * 33 + 1:07d}", "id")
                     for n in range(len(ids) // 33)
                 ),
             )

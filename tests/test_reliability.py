@@ -36,7 +36,7 @@ SNAPSHOT = {
     "petition_case": "SELECT case_key, case_number, status FROM petition_case",
     "source_row": "SELECT file_id, sheet, row_number, entity_kind, entity_key FROM source_row",
     "rejected_row": "SELECT file_id, sheet, row_number, field, reason_code FROM rejected_row",
-    "source_record": "SELECT file_id, sheet, row_number, entity_key FROM source_record",
+    "source_record": "SELECT file_id, sheet, row_number FROM source_record",
     "pairing": (
         "SELECT cadre_key, target_kind, target_key, valid_from, valid_to, end_reason, made_reason "
         "FROM pairing"

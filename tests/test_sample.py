@@ -654,7 +654,9 @@ def test_supplementary_list_is_linked_by_the_model_and_fills_the_review_queue(tm
         rows = conn.execute(
             sa.text(
                 "SELECT r.person_name, r.village, r.id_number, s.link_method, s.entity_key,"
-                " (SELECT MIN(o.entity_key) FROM source_record o WHERE o.id_number IS NOT NULL"
+                " (SELECT MIN(os.entity_key) FROM source_record o JOIN source_row os"
+                "   ON os.file_id = o.file_id AND os.sheet = o.sheet AND os.row_number = o.row_number"
+                "   WHERE o.id_number IS NOT NULL"
                 "   AND o.roster = 'orphan' AND o.person_name = r.person_name AND o.village = r.village)"
                 " FROM source_record r JOIN intake_file f ON f.file_id = r.file_id"
                 " JOIN source_row s ON s.file_id = r.file_id AND s.sheet = r.sheet"

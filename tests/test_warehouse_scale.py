@@ -187,7 +187,7 @@ def test_sqlite_bulk_paths_store_exactly_what_sqlalchemy_stores(tmp_path):
     for table in tables:
         assert _raw(fast_url, table) == _raw(plain_url, table)
     changes = [
-        {"record_id": i + 1, "entity_key": f"H{i:06d}", "event_date": D(2026, 12, 1), "phone": None}
+        {"record_id": i + 1, "category": f"c{i:06d}", "event_date": D(2026, 12, 1), "phone": None}
         for i in range(0, 80, 3)
     ]
     with warehouse.connect(fast_url).begin() as conn:
@@ -198,7 +198,7 @@ def test_sqlite_bulk_paths_store_exactly_what_sqlalchemy_stores(tmp_path):
             conn.execute(
                 r.update()
                 .where(r.c.record_id == c["record_id"])
-                .values(entity_key=c["entity_key"], event_date=c["event_date"], phone=c["phone"])
+                .values(category=c["category"], event_date=c["event_date"], phone=c["phone"])
             )
     assert _raw(fast_url, r) == _raw(plain_url, r)
     assert any(row for row in _raw(fast_url, r) if "2026-12-01" in row)
@@ -263,14 +263,14 @@ def test_update_many_updates_by_key_on_both_engines(engine_kind, request):
 # --- status refresh: SQL against the former Python semantics --------------------------------------------
 def _reference(conn: sa.Connection) -> dict:
     """The status refresh as it was written in Python (rosterlink 1.x status.compute), the oracle."""
-    r = schema.source_record
+    r, s = schema.source_record, schema.source_row
 
     def events(roster: str) -> dict[str, list[tuple]]:
         out: dict[str, list[tuple]] = defaultdict(list)
         for key, date, record_id, event in conn.execute(
-            sa.select(r.c.entity_key, r.c.event_date, r.c.record_id, r.c.event).where(
-                r.c.roster == roster, r.c.entity_key.is_not(None), r.c.event.is_not(None)
-            )
+            sa.select(s.c.entity_key, r.c.event_date, r.c.record_id, r.c.event)
+            .join(s, schema.lineage_of(r, s))
+            .where(r.c.roster == roster, r.c.event.is_not(None))
         ):
             out[key].append((date or dt.date.min, record_id, event))
         for evs in out.values():
@@ -398,13 +398,20 @@ def _event_world(eng: sa.Engine) -> None:
                     "department": "d",
                     "roster": roster,
                     "entity_kind": "x",
-                    "entity_key": key,
                     "event": event,
                     "event_date": date,
                     "attrs": "{}",
                     "loaded_at": RECEIVED,
                 }
                 for i, (roster, key, event, date) in enumerate(rows)
+            ],
+        )
+        conn.execute(  # the linked rows' keys, in their lineage
+            schema.source_row.insert(),
+            [
+                {"file_id": 1, "sheet": "Sheet1", "row_number": i + 3, "entity_kind": "x", "entity_key": key}
+                for i, (_, key, _, _) in enumerate(rows)
+                if key is not None
             ],
         )
         # H001's household row says exited from an earlier night: only changes are written
@@ -557,13 +564,27 @@ def _scale_world(eng: sa.Engine, households: int = 20000, files: int = 20) -> No
                     "roster": rosters[i % len(rosters)],
                     "entity_kind": "household",
                     "category": "hardship",
-                    "entity_key": f"H{i:06d}" if i % 50 else None,
                     "event": "add",
                     "event_date": D(2026, 1, 1) + dt.timedelta(i % 300),
                     "attrs": "{}",
                     "loaded_at": RECEIVED,
                 }
                 for i in range(households)
+            ),
+        )
+        warehouse.insert_many(  # every row but one in fifty linked
+            conn,
+            schema.source_row,
+            (
+                {
+                    "file_id": 1 + i % files,
+                    "sheet": "Sheet1",
+                    "row_number": i,
+                    "entity_kind": "household",
+                    "entity_key": f"H{i:06d}",
+                }
+                for i in range(households)
+                if i % 50
             ),
         )
         warehouse.insert_many(
@@ -604,12 +625,12 @@ def test_the_planner_uses_the_indexes_for_the_nights_lookups(pg_url):
     eng = warehouse.connect(pg_url)
     _scale_world(eng)
     queries = {
-        # status: one entity's events of a roster, latest first
+        # status: a roster's events of a day, latest first
         "ix_source_record_roster_event": "SELECT event, event_date FROM source_record "
-        "WHERE roster = 'cadre_change' AND entity_key = 'H000012' ORDER BY event_date DESC, record_id DESC",
-        # link: the rows of a kind not linked yet
-        "ix_source_record_kind_key": "SELECT record_id FROM source_record "
-        "WHERE entity_kind = 'case' AND entity_key IS NULL",
+        "WHERE roster = 'cadre_change' AND event_date = DATE '2026-03-01' ORDER BY record_id DESC",
+        # link: the rows of a kind, in load order
+        "ix_source_record_kind": "SELECT record_id FROM source_record "
+        "WHERE entity_kind = 'case' ORDER BY record_id",
         # load: a file's valid staged rows
         "ix_staged_row_file_state": "SELECT row_number FROM staged_row "
         "WHERE file_id = 3 AND state = 'rejected'",

@@ -14,19 +14,23 @@ select roster, entity_key, event, event_date
 from (
     select
         r.roster,
-        r.entity_key,
+        s.entity_key,
         r.event,
         r.event_date,
         row_number() over (
-            partition by r.roster, r.entity_key
+            partition by r.roster, s.entity_key
             order by
                 case when r.event_date is null then 0 else 1 end desc,
                 r.event_date desc,
                 r.record_id desc
         ) as recency
     from source_record as r
+    -- a row's entity key is in its lineage (a row not linked yet has none, and does not count)
+    inner join source_row as s
+        on s.file_id = r.file_id
+        and s.sheet = r.sheet
+        and s.row_number = r.row_number
     where r.roster in ('hardship_adjustment', 'cadre_change', 'case_closure', 'case')
-        and r.entity_key is not null
         and r.event is not null
         and (r.event_date is null or r.event_date <= :as_of)
 ) as ranked

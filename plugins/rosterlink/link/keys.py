@@ -47,10 +47,10 @@ def next_number(conn: sa.Connection, kind: str) -> int:
         "cadre": (schema.cadre, "cadre_key"),
         "case": (schema.petition_case, "case_key"),
     }[kind]
-    r = schema.source_record
+    s = schema.source_row  # the rows' keys
     tops = [
         conn.execute(sa.select(_highest(table.c[column]))).scalar(),
-        conn.execute(sa.select(_highest(r.c.entity_key)).where(r.c.entity_kind == kind)).scalar(),
+        conn.execute(sa.select(_highest(s.c.entity_key)).where(s.c.entity_kind == kind)).scalar(),
     ]
     if kind == "household":
         tops.append(conn.execute(sa.select(_highest(schema.household_merge.c.retired_key))).scalar())

@@ -1,6 +1,6 @@
 """Link: resolve every loaded row to the household, cadre or case it describes, with stable keys.
 
-Order of the rules, every night, for the rows loaded since the last night (``entity_key`` null):
+Order of the rules, every night, for the rows loaded since the last night (no lineage row yet):
 
 1. **Reviewers first.** Decisions taken since the last night (the ``rosterlink review decide``
    command, or a 核实结论 column filled in a workbook dropped into ``<intake>/review/``) are applied
@@ -164,8 +164,10 @@ def nothing_to_link(conn: sa.Connection) -> bool:
     """True when a full pass would change nothing: no row of a linked kind without its key (the
     rows loaded since the last night) and no reviewer's decision waiting to be applied. Two
     indexed EXISTS queries."""
-    r, lr = schema.source_record, schema.link_review
-    unlinked = sa.exists().where(r.c.entity_kind.in_(LINKED_KINDS), r.c.entity_key.is_(None))
+    r, s, lr = schema.source_record, schema.source_row, schema.link_review
+    unlinked = sa.exists().where(
+        r.c.entity_kind.in_(LINKED_KINDS), ~sa.exists().where(schema.lineage_of(r, s))
+    )
     waiting = sa.exists().where(lr.c.status == "decided", lr.c.applied_at.is_(None))
     return not conn.execute(sa.select(sa.or_(unlinked, waiting))).scalar()
 
@@ -179,11 +181,11 @@ def quiet_night(cfg: LinkageConfig) -> Night:
 def household_sizes(conn: sa.Connection) -> Counter[int]:
     """How many households have how many rows (the summary's cluster sizes), counted in the
     database: what :func:`summary` counts from the loaded state, when every row has its key."""
-    r = schema.source_record
+    s = schema.source_row  # a linked row's lineage holds its key
     per_key = (
         sa.select(sa.func.count().label("n"))
-        .where(r.c.entity_kind == "household", r.c.entity_key.is_not(None))
-        .group_by(r.c.entity_key)
+        .where(s.c.entity_kind == "household")
+        .group_by(s.c.entity_key)
         .subquery()
     )
     by_size = conn.execute(sa.select(per_key.c.n, sa.func.count()).group_by(per_key.c.n))

@@ -60,7 +60,7 @@ def load_kind(conn: sa.Connection, kind: str, cfg: LinkageConfig) -> Kind:
     written is the written string itself; ``attrs`` (the roster's other fields, JSON) is kept only
     where the stage reads it: cadre rows (their entity's columns) and household rows without a
     usable ID number (the model's features)."""
-    r = schema.source_record
+    r, s = schema.source_record, schema.source_row
     recs: dict[int, Record] = {}
     members: dict[str, list[int]] = {}
     by_id: dict[str, list[str]] = {}
@@ -87,8 +87,9 @@ def load_kind(conn: sa.Connection, kind: str, cfg: LinkageConfig) -> Kind:
             r.c.village,
             r.c.phone,
             r.c.attrs,
-            r.c.entity_key,
+            s.c.entity_key,  # none yet: a row loaded since the last night
         )
+        .select_from(r.outerjoin(s, schema.lineage_of(r, s)))
         .where(r.c.entity_kind == kind)
         .order_by(r.c.record_id)
         .execution_options(yield_per=LOAD_BATCH)

@@ -1,6 +1,6 @@
-"""What the link stage writes to the warehouse, in one transaction: each row's entity key
-(``source_record``) and lineage (``source_row``), reviewers' decisions marked applied, tonight's
-review queue, household merges, the entity tables (``household``, ``household_category``,
+"""What the link stage writes to the warehouse, in one transaction: each row's lineage
+(``source_row``, which holds the row's entity key: migration 0013), reviewers' decisions marked
+applied, tonight's review queue, household merges, the entity tables (``household``, ``household_category``,
 ``cadre``, ``petition_case``, rebuilt from their rows, latest value wins), and the rows that
 describe an entity nobody listed moved to ``rejected_row``.
 """
@@ -19,7 +19,7 @@ from rosterlink.core.spec import catalogue
 from rosterlink.link.records import Kind, Record
 from rosterlink.link.review import record_applied
 from rosterlink.link.state import Night
-from rosterlink.warehouse import IN_LIST, batched, insert_many, insert_rows, now, schema, update_many
+from rosterlink.warehouse import IN_LIST, batched, insert_many, insert_rows, now, schema
 
 WRITE_KEYS = 10_000  # entities rebuilt at a time (what is built for the write is held for these only)
 LINEAGE_COLUMNS = (
@@ -37,23 +37,15 @@ _UNKNOWN_REASON = {"household": "household_unknown", "cadre": "cadre_unknown", "
 
 def write(conn: sa.Connection, night: Night) -> None:
     """Everything tonight decided (see the module's docstring)."""
-    r, s = schema.source_record, schema.source_row
+    s = schema.source_row
     file_names = dict(
         conn.execute(sa.select(schema.intake_file.c.file_id, schema.intake_file.c.file_name)).all()
     )
     # reviewers' decisions applied
     record_applied(conn, night.applied)
     for kind in night.kinds.values():
-        upd = [{"record_id": rid, "entity_key": key} for rid, (key, _, _) in kind.assigned.items()]
-        upd += [
-            {"record_id": rid, "entity_key": key}
-            for rid, key in kind.moved.items()
-            if not kind.recs[rid].pending
-        ]
-        update_many(conn, r, ["record_id"], upd)
-        del upd
         recs, moved = kind.recs, kind.moved
-        insert_rows(  # a tuple per row (a first night writes every row's lineage)
+        insert_rows(  # a tuple per row (a first night writes every row's lineage, its key with it)
             conn,
             s,
             LINEAGE_COLUMNS,
@@ -112,12 +104,6 @@ def write(conn: sa.Connection, night: Night) -> None:
     write_households(conn, night.kinds["household"])
     write_cadres(conn, night.kinds["cadre"])
     # cases
-    update_many(
-        conn,
-        r,
-        ["record_id"],
-        [{"record_id": rid, "entity_key": key} for rid, key in night.cases.assigned.items()],
-    )
     insert_rows(
         conn,
         s,
@@ -393,10 +379,11 @@ def upsert_cases(conn: sa.Connection, keys: set[str]) -> None:
     """Rebuild the descriptive columns of touched cases from all their records (latest wins)."""
     if not keys:
         return
-    r = schema.source_record
+    r, s = schema.source_record, schema.source_row
     rows = conn.execute(
-        sa.select(r)
-        .where(r.c.entity_key.in_(sorted(keys)), r.c.entity_kind == "case")
+        sa.select(r, s.c.entity_key)
+        .join(s, schema.lineage_of(r, s))
+        .where(s.c.entity_key.in_(sorted(keys)), s.c.entity_kind == "case")
         .order_by(r.c.record_id)
     ).all()
     by_key: dict[str, list[sa.Row]] = defaultdict(list)

@@ -834,9 +834,9 @@ def pairwise(predicted: Sequence[Hashable], truth: Sequence[Hashable]) -> dict[s
 def evaluate(eng: sa.Engine, evalset: EvalSet, index: dict[tuple[int, int], int]) -> dict:
     """Compare the warehouse's keys with the truth, per entity kind. A row the link stage rejected
     (it should not happen here) counts as a cluster of its own."""
-    r = schema.source_record
+    s = schema.source_row  # each linked row's key
     with eng.connect() as conn:
-        keys = {(f, n): k for f, n, k in conn.execute(sa.select(r.c.file_id, r.c.row_number, r.c.entity_key))}
+        keys = {(f, n): k for f, n, k in conn.execute(sa.select(s.c.file_id, s.c.row_number, s.c.entity_key))}
     out = {}
     for kind in ("household", "cadre"):
         predicted, truth = [], []

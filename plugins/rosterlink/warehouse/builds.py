@@ -81,9 +81,10 @@ def inputs_token(conn: sa.Connection, as_of: dt.date, code: str) -> str:
     """A digest of everything the status and pairing stages read on the night ``as_of``, counted in
     the warehouse (see the module), and ``code`` (the stages' code and settings)."""
     c, r = schema.content_change, schema.source_record
+    # the events in force, linked or not: the status stage runs after the link stage, which links
+    # every row it finds unlinked (and records that change: ``content_change`` moves with it)
     in_force = sa.and_(
         r.c.roster.in_(EVENT_ROSTERS),
-        r.c.entity_key.is_not(None),
         r.c.event.is_not(None),
         sa.or_(r.c.event_date.is_(None), r.c.event_date <= as_of),
     )

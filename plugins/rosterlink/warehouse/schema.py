@@ -109,7 +109,6 @@ source_record = sa.Table(
     sa.Column("event", sa.String(16)),  # add | exit | join | leave | open | closed
     sa.Column("event_date", sa.Date),
     sa.Column("attrs", sa.Text, nullable=False),  # JSON of the remaining normalised fields
-    sa.Column("entity_key", sa.String(16), index=True),  # set by the link stage
     sa.Column("loaded_at", sa.DateTime, nullable=False),
     sa.Column("row_hash", sa.String(64)),  # roster + normalised fields: how a re-sent row is known
     # replaces a different row at the same place of an earlier version of the file (a changed row)
@@ -131,6 +130,8 @@ recorded_row = sa.Table(
 )
 
 # contract: source_row(file_id, sheet, row_number, entity_kind, entity_key)
+# Each loaded row's lineage, and the only place its entity key is kept (migration 0013): a row of
+# source_record without one is a row the link stage has not reached yet (see ``lineage_of``).
 source_row = sa.Table(
     "source_row",
     metadata,
@@ -143,6 +144,19 @@ source_row = sa.Table(
     sa.Column("link_method", sa.String(16)),
     sa.Column("match_probability", sa.Float),  # the model's probability when link_method = model
 )
+
+
+def lineage_of(
+    record: sa.FromClause = source_record, row: sa.FromClause = source_row
+) -> sa.ColumnElement[bool]:
+    """The join of a loaded row (``record``) and its lineage (``row``), which holds the row's entity
+    key: the same place in the same file. Outer-joined, a row with no lineage is not linked yet."""
+    return sa.and_(
+        row.c.file_id == record.c.file_id,
+        row.c.sheet == record.c.sheet,
+        row.c.row_number == record.c.row_number,
+    )
+
 
 # --- entities (contract) ---------------------------------------------------------------------------
 household = sa.Table(
@@ -341,11 +355,10 @@ link_model = sa.Table(
 sa.Index(
     "ix_source_record_roster_event",
     source_record.c.roster,
-    source_record.c.entity_key,
     source_record.c.event_date,
     source_record.c.record_id,
 )
-sa.Index("ix_source_record_kind_key", source_record.c.entity_kind, source_record.c.entity_key)
+sa.Index("ix_source_record_kind", source_record.c.entity_kind, source_record.c.record_id)  # migration 0013
 sa.Index("ix_source_record_department_hash", source_record.c.department, source_record.c.row_hash)
 sa.Index("ix_staged_row_file_state", staged_row.c.file_id, staged_row.c.state)
 sa.Index(
