@@ -304,6 +304,51 @@ def test_conflicts_queued_before_migration_0008_keep_their_signature_on_postgres
     _conflicts_queued_before_migration_0008_keep_their_signature(pg_url)
 
 
+def _keys_on_the_rows_move_to_their_lineage_in_migration_0013(url: str) -> None:
+    """A warehouse from before 0013 kept each row's key on the row and in its lineage. Migrated, the
+    lineage holds every key the rows held (a row with no lineage gets one, a lineage whose key
+    disagreed takes the row's), the column is gone, and the next night links on the same keys."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from rosterlink import warehouse
+    from rosterlink.core.paths import SQL_DIR
+
+    db = Loader(url)
+    db.file("civil_affairs", [hh("hardship", n, name, "hardship") for n, name in ((1, "王伟"), (2, "李娜"))])
+    db.file("organization", [hh("old_member", 3, "赵六", "old_member")])
+    link.link(db.eng)
+    lineage = "SELECT file_id, sheet, row_number, entity_kind, entity_key FROM source_row ORDER BY 1, 2, 3"
+    before = db.q(lineage)
+    assert [k for *_, k in before] == ["H000001", "H000002", "H000003"]
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SQL_DIR / "migrations"))
+    with db.eng.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0012")
+    assert db.q("SELECT entity_key FROM source_record ORDER BY record_id") == [(k,) for *_, k in before]
+    with db.eng.begin() as conn:  # what an older warehouse may hold: a key the lineage lacks or disagrees on
+        conn.execute(sa.text("DELETE FROM source_row WHERE entity_key = 'H000002'"))
+        conn.execute(sa.text("UPDATE source_row SET entity_key = 'H000009' WHERE entity_key = 'H000003'"))
+    warehouse.migrate(db.eng)
+    assert "entity_key" not in {c["name"] for c in sa.inspect(db.eng).get_columns("source_record")}
+    assert db.q(lineage) == before
+    db.file("civil_affairs", [hh("hardship", 2, "李娜", "hardship"), hh("hardship", 4, "孙七", "hardship")])
+    summary = link.link(db.eng)
+    assert summary["rows_linked"] == 2
+    assert [k for *_, k in db.q(lineage)] == ["H000001", "H000002", "H000003", "H000002", "H000004"]
+
+
+def test_keys_on_the_rows_move_to_their_lineage_in_migration_0013_on_sqlite(sqlite_url):
+    _keys_on_the_rows_move_to_their_lineage_in_migration_0013(sqlite_url)
+
+
+@pytest.mark.postgres
+def test_keys_on_the_rows_move_to_their_lineage_in_migration_0013_on_postgresql(pg_url):
+    _keys_on_the_rows_move_to_their_lineage_in_migration_0013(pg_url)
+
+
 # --- clustering that resists chaining --------------------------------------------------------------
 def test_one_bridge_row_does_not_chain_two_households_together(db):
     # household A: a head with an ID and her ID-less guardian record; household B: the same name in

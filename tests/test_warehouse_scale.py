@@ -530,7 +530,7 @@ def test_a_refused_mass_end_rolls_the_status_sql_back(engine_kind, request):
 
 # --- indexes ---------------------------------------------------------------------------------------------
 INDEXES = {
-    "source_record": {"ix_source_record_roster_event", "ix_source_record_kind_key"},
+    "source_record": {"ix_source_record_roster_event", "ix_source_record_kind"},
     "staged_row": {"ix_staged_row_file_state"},
     "pairing": {"ix_pairing_current_target", "ix_pairing_valid_from", "ix_pairing_valid_to"},
     "link_review": {"ix_link_review_status", "ix_link_review_signature"},
@@ -539,7 +539,7 @@ INDEXES = {
 
 
 @pytest.mark.parametrize("engine_kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def test_migration_0005_creates_the_indexes(engine_kind, request):
+def test_the_migrations_create_the_indexes(engine_kind, request):
     url = request.getfixturevalue("sqlite_url" if engine_kind == "sqlite" else "pg_url")
     inspector = sa.inspect(warehouse.connect(url))
     for table, names in INDEXES.items():
