@@ -67,7 +67,7 @@ def _state(eng) -> dict:
     return {
         "rows": q(
             eng,
-            "SELECT s.file_id, s.row_number, s.entity_kind, s.entity_key, r.link_method, "
+            "SELECT s.file_id, s.row_number, s.entity_kind, r.entity_key, r.link_method, "
             "ROUND(r.match_probability, 9) FROM source_record s LEFT JOIN source_row r "
             "ON r.file_id = s.file_id AND r.sheet = s.sheet AND r.row_number = s.row_number "
             "ORDER BY s.file_id, s.row_number",
