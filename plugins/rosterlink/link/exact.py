@@ -161,14 +161,12 @@ def _note(by_name: dict[str, str | None], name: str, key: str) -> None:
 def link_cases(conn: sa.Connection, night: Night) -> None:
     """A case row links to the case of its number; a new number opens a case (only with a row that
     establishes one: a closure of an unknown case has no case to belong to)."""
-    r, s, k = schema.source_record, schema.source_row, schema.petition_case
+    r, k = schema.source_record, schema.petition_case
     by_number = dict(conn.execute(sa.select(k.c.case_number, k.c.case_key)).all())
     issuer = keys.issuer(conn, "case")
     pending = list(  # the case rows without lineage: loaded since the last night
         conn.execute(
-            sa.select(r)
-            .where(r.c.entity_kind == "case", ~sa.exists().where(schema.lineage_of(r, s)))
-            .order_by(r.c.record_id)
+            sa.select(r).where(r.c.entity_kind == "case", schema.not_linked(r)).order_by(r.c.record_id)
         ).all()
     )
     cases = night.cases

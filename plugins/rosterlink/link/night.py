@@ -161,13 +161,12 @@ def _link(conn: sa.Connection, cfg: LinkageConfig, started: float) -> LinkSummar
 
 
 def nothing_to_link(conn: sa.Connection) -> bool:
-    """True when a full pass would change nothing: no row of a linked kind without its key (the
-    rows loaded since the last night) and no reviewer's decision waiting to be applied. Two
-    indexed EXISTS queries."""
-    r, s, lr = schema.source_record, schema.source_row, schema.link_review
-    unlinked = sa.exists().where(
-        r.c.entity_kind.in_(LINKED_KINDS), ~sa.exists().where(schema.lineage_of(r, s))
-    )
+    """True when a full pass would change nothing: no row of a linked kind without its lineage (the
+    rows loaded since the last night) and no reviewer's decision waiting to be applied. Two EXISTS
+    queries: the first stops at the first row without lineage, and on a night with none probes the
+    lineage's primary key once per row."""
+    r, lr = schema.source_record, schema.link_review
+    unlinked = sa.exists().where(r.c.entity_kind.in_(LINKED_KINDS), schema.not_linked(r))
     waiting = sa.exists().where(lr.c.status == "decided", lr.c.applied_at.is_(None))
     return not conn.execute(sa.select(sa.or_(unlinked, waiting))).scalar()
 

@@ -110,18 +110,14 @@ class ReviewQueue:
         """The decided reviews (people's decisions: a few a night) and the queued pairs that hold a
         row not linked yet, with the columns they need (never the evidence, nor the two records as
         shown to people)."""
-        lr, r, s = schema.link_review, schema.source_record, schema.source_row
+        lr, r = schema.link_review, schema.source_record
         decided = conn.execute(
             sa.select(*(lr.c[name] for name in Decided._fields)).where(lr.c.status == "decided")
         )
         pair = (lr.c.entity_kind, lr.c.reason, lr.c.record_id_l, lr.c.record_id_r)
         queued: set[tuple[str, str, int, int]] = set()
         for side in (lr.c.record_id_l, lr.c.record_id_r):
-            rows = conn.execute(
-                sa.select(*pair)
-                .join(r, r.c.record_id == side)
-                .where(~sa.exists().where(schema.lineage_of(r, s)))  # not linked yet
-            )
+            rows = conn.execute(sa.select(*pair).join(r, r.c.record_id == side).where(schema.not_linked(r)))
             queued.update((k, reason, left, right) for k, reason, left, right in rows)
         return cls([Decided(*row) for row in decided], queued)
 

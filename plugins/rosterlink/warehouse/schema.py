@@ -146,16 +146,19 @@ source_row = sa.Table(
 )
 
 
-def lineage_of(
-    record: sa.FromClause = source_record, row: sa.FromClause = source_row
-) -> sa.ColumnElement[bool]:
+def lineage_of(record: sa.FromClause, row: sa.FromClause) -> sa.ColumnElement[bool]:
     """The join of a loaded row (``record``) and its lineage (``row``), which holds the row's entity
-    key: the same place in the same file. Outer-joined, a row with no lineage is not linked yet."""
+    key: the same place in the same file."""
     return sa.and_(
         row.c.file_id == record.c.file_id,
         row.c.sheet == record.c.sheet,
         row.c.row_number == record.c.row_number,
     )
+
+
+def not_linked(record: sa.FromClause = source_record) -> sa.ColumnElement[bool]:
+    """A loaded row the link stage has not reached yet: one without a lineage row."""
+    return ~sa.exists().where(lineage_of(record, source_row))
 
 
 # --- entities (contract) ---------------------------------------------------------------------------
