@@ -53,6 +53,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,6 +187,19 @@ def generate_churn(target: Path, seed: int = 20261201) -> dict:
         "changes": night.changes,
         "counts": night.expected,
     }
+
+
+def written(folder: Path, truth_file: Path, generate: Callable[[Path], dict], *, reuse: bool) -> dict:
+    """The generator's files in ``folder`` and what it says of them, kept in ``truth_file``: those an
+    earlier run left (``reuse``, when both are there), else written anew by ``generate``."""
+    if reuse and truth_file.is_file() and folder.is_dir():
+        print(f"reusing the files in {folder}")
+        return json.loads(truth_file.read_text(encoding="utf-8"))
+    if folder.exists():
+        shutil.rmtree(folder)
+    truth = generate(folder)
+    truth_file.write_text(json.dumps(truth, ensure_ascii=False, default=str), encoding="utf-8")
+    return truth
 
 
 # ------------------------------------------------------------------------------------ memory sampling
@@ -519,14 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["ROSTERLINK_CONFIG_DIR"] = str(config)
     intake, truth_file = workdir / "intake", workdir / "truth.json"
     t0 = time.perf_counter()
-    if args.reuse_intake and truth_file.is_file() and intake.is_dir():
-        truth = json.loads(truth_file.read_text(encoding="utf-8"))
-        print(f"reusing the intake in {intake}")
-    else:
-        if intake.exists():
-            shutil.rmtree(intake)
-        truth = generate_intake(intake)
-        truth_file.write_text(json.dumps(truth, ensure_ascii=False, default=str), encoding="utf-8")
+    truth = written(intake, truth_file, generate_intake, reuse=args.reuse_intake)
     rows_read = sum(f["rows"] for f in truth["files"].values())
     size = sum(p.stat().st_size for p in intake.rglob("*") if p.is_file())
     print(
@@ -542,13 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.churn_night:
         churn_file = workdir / "churn.json"
         t0 = time.perf_counter()
-        if args.reuse_intake and churn_file.is_file() and churn_dir.is_dir():
-            churn_truth = json.loads(churn_file.read_text(encoding="utf-8"))
-        else:
-            if churn_dir.exists():
-                shutil.rmtree(churn_dir)
-            churn_truth = generate_churn(churn_dir)
-            churn_file.write_text(json.dumps(churn_truth, ensure_ascii=False, default=str), encoding="utf-8")
+        churn_truth = written(churn_dir, churn_file, generate_churn, reuse=args.reuse_intake)
         churn_rows = sum(f["rows"] for f in churn_truth["files"].values())
         print(
             f"churn night ({churn_truth['as_of']}): {len(churn_truth['files'])} files, "

@@ -69,10 +69,7 @@ def night_verdicts(nights: Sequence[Mapping]) -> list[Verdict]:
                     f"night 1 within {NIGHT_OVER_READ:.0f}x the bare read of its files",
                     f"{first['total_cpu_s']:.1f} s CPU / {read:.2f} s = {ratio:.1f}x",
                     ratio <= NIGHT_OVER_READ,
-                    "CPU s: "
-                    + _largest({k: v["cpu_s"] for k, v in stages.items()}, "s", 4)
-                    + "; "
-                    + _floors(first, read),
+                    f"{_stages(first, 'cpu_s')}; {_floors(first, read)}",
                 )
             )
         for name, (limit, label) in STAGE_OVER_BARE.items():
@@ -95,7 +92,7 @@ def night_verdicts(nights: Sequence[Mapping]) -> list[Verdict]:
                 "churn night (2) under a third of night 1",
                 f"{second['total_cpu_s']:.1f} / {first['total_cpu_s']:.1f} s CPU = {share:.2f}",
                 share < CHURN_SHARE,
-                "CPU s: " + _largest({k: v["cpu_s"] for k, v in second["stages"].items()}, "s", 4),
+                _stages(second, "cpu_s"),
             )
         )
     peaks = {f"{k} (night {n['night']})": v["peak_rss_mb"] for n in nights for k, v in n["stages"].items()}
@@ -122,6 +119,17 @@ def _floors(night: Mapping, read: float) -> str:
     )
 
 
+def _stages(night: Mapping, figure: str) -> str:
+    """A night's four largest stages by ``figure`` (``cpu_s`` or ``wall_s``)."""
+    label = {"cpu_s": "CPU s", "wall_s": "wall s"}[figure]
+    return f"{label}: " + _largest({k: v[figure] for k, v in night["stages"].items()}, "s", 4)
+
+
+def _took(run: Mapping) -> float:
+    """A province night's time: run start to end (the DAG run's own, else the benchmark's clock)."""
+    return float(run.get("run_s") or run["wall_s"])
+
+
 def _memory(peaks: Mapping[str, float]) -> Verdict:
     top = max(peaks.values())
     return Verdict(
@@ -145,30 +153,24 @@ def province_verdicts(runs: Iterable[Mapping]) -> list[Verdict]:
         if first is None:
             continue
 
-        def took(r: Mapping) -> float:
-            return float(r.get("run_s") or r["wall_s"])
-
-        def of_it(r: Mapping) -> str:
-            return "wall s: " + _largest({k: v["wall_s"] for k, v in r["stages"].items()}, "s", 4)
-
         if workers == 2:
             verdicts.append(
                 Verdict(
                     f"night 1 under {PROVINCE_NIGHT_S:.0f} s with 2 workers",
-                    f"{took(first):.0f} s",
-                    took(first) < PROVINCE_NIGHT_S,
-                    of_it(first),
+                    f"{_took(first):.0f} s",
+                    _took(first) < PROVINCE_NIGHT_S,
+                    _stages(first, "wall_s"),
                 )
             )
         churn = next((r for r in nights if r["night"] == "churn night"), None)
         if churn is not None:
-            share = took(churn) / took(first)
+            share = _took(churn) / _took(first)
             verdicts.append(
                 Verdict(
                     f"churn night under a third of night 1 ({workers} workers)",
-                    f"{took(churn):.0f} / {took(first):.0f} s = {share:.2f}",
+                    f"{_took(churn):.0f} / {_took(first):.0f} s = {share:.2f}",
                     share < CHURN_SHARE,
-                    of_it(churn),
+                    _stages(churn, "wall_s"),
                 )
             )
         for r in nights:
@@ -176,9 +178,9 @@ def province_verdicts(runs: Iterable[Mapping]) -> list[Verdict]:
                 verdicts.append(
                     Verdict(
                         f"{r['night']} under {QUIET_NIGHT_S:.0f} s ({workers} workers)",
-                        f"{took(r):.0f} s",
-                        took(r) < QUIET_NIGHT_S,
-                        of_it(r),
+                        f"{_took(r):.0f} s",
+                        _took(r) < QUIET_NIGHT_S,
+                        _stages(r, "wall_s"),
                     )
                 )
         for r in nights:
